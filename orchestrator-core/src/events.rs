@@ -1,0 +1,436 @@
+//! Events the orchestrator publishes and consumes (spec section 9), with upstream field
+//! names. Enums follow decision D1 (see [`crate::lenient`]); `None` fields are omitted on
+//! output as upstream does. Each event type names its topic through [`Event::TOPIC`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::lenient_enum;
+use crate::names::AppId;
+use crate::time::Timestamp;
+
+/// An event with a fixed bus topic.
+pub trait Event: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
+    /// The topic (routing key) this event is published on.
+    const TOPIC: &'static str;
+}
+
+/// Topic names (spec 9.1 and 9.2).
+pub mod topics {
+    /// `ServiceHeartbeatEvent`, consumed.
+    pub const SERVICE_HEARTBEAT: &str = "bannou.service-heartbeat";
+    /// `FullServiceMappingsEvent`.
+    pub const FULL_SERVICE_MAPPINGS: &str = "bannou.full-service-mappings";
+    /// `DeploymentEvent`.
+    pub const DEPLOYMENT_EVENTS: &str = "bannou.deployment-events";
+    /// `ProcessorReleasedEvent`.
+    pub const PROCESSOR_RELEASED: &str = "orchestrator.processor.released";
+    /// `ServiceRestartEvent`.
+    pub const SERVICE_LIFECYCLE: &str = "bannou.service-lifecycle";
+    /// `OrchestratorHealthPingEvent`.
+    pub const HEALTH_PING: &str = "orchestrator.health-ping";
+    /// `ConfigurationChangedEvent`.
+    pub const CONFIGURATION_EVENTS: &str = "bannou.configuration-events";
+    /// `ServiceErrorEvent`.
+    pub const SERVICE_ERROR: &str = "service.error";
+}
+
+lenient_enum! {
+    /// Health of a whole instance as reported in a heartbeat (common schema, 5 values).
+    /// Ordered from best to worst, as spec 12.3 ranks them.
+    pub enum InstanceHealthStatus {
+        /// Everything fine.
+        Healthy => "Healthy",
+        /// Working with issues.
+        Degraded => "Degraded",
+        /// At capacity.
+        Overloaded => "Overloaded",
+        /// Graceful stop in progress (the final heartbeat).
+        ShuttingDown => "Shutting_down",
+        /// Not serving.
+        Unavailable => "Unavailable",
+    }
+}
+
+lenient_enum! {
+    /// Health of one service (plugin) inside a heartbeat (common schema, 3 values).
+    pub enum ServiceHealthStatus {
+        /// Serving.
+        Healthy => "Healthy",
+        /// Serving with issues.
+        Degraded => "Degraded",
+        /// Not serving.
+        Unavailable => "Unavailable",
+    }
+}
+
+impl From<ServiceHealthStatus> for InstanceHealthStatus {
+    fn from(s: ServiceHealthStatus) -> Self {
+        match s {
+            ServiceHealthStatus::Healthy => InstanceHealthStatus::Healthy,
+            ServiceHealthStatus::Degraded => InstanceHealthStatus::Degraded,
+            ServiceHealthStatus::Unavailable => InstanceHealthStatus::Unavailable,
+        }
+    }
+}
+
+lenient_enum! {
+    /// Container backends. `InProcess` is ours (the embedded default), the others upstream's.
+    pub enum BackendType {
+        /// Kubernetes.
+        Kubernetes => "Kubernetes",
+        /// Portainer-managed Docker.
+        Portainer => "Portainer",
+        /// Docker Swarm.
+        Swarm => "Swarm",
+        /// Standalone Docker (upstream calls it Compose).
+        Compose => "Compose",
+        /// Nodes run as tasks inside this process (accepts `in-process`).
+        InProcess => "InProcess",
+    }
+}
+
+lenient_enum! {
+    /// What a `DeploymentEvent` reports.
+    pub enum DeploymentAction {
+        /// A deploy started.
+        Started => "Started",
+        /// A deploy or teardown finished successfully.
+        Completed => "Completed",
+        /// A deploy or teardown failed.
+        Failed => "Failed",
+        /// A teardown started.
+        TopologyChanged => "TopologyChanged",
+    }
+}
+
+lenient_enum! {
+    /// Status in an `OrchestratorHealthPingEvent`.
+    pub enum HealthPingStatus {
+        /// Healthy.
+        Ok => "Ok",
+        /// Degraded.
+        Degraded => "Degraded",
+        /// Check in progress.
+        Checking => "Checking",
+    }
+}
+
+lenient_enum! {
+    /// Severity of a `ServiceErrorEvent`.
+    pub enum ErrorSeverity {
+        /// Informational.
+        Info => "Info",
+        /// Warning.
+        Warning => "Warning",
+        /// Error (the default).
+        Error => "Error",
+        /// Critical.
+        Critical => "Critical",
+    }
+}
+
+fn heartbeat_event_name() -> String {
+    "service.heartbeat".to_owned()
+}
+
+fn mappings_event_name() -> String {
+    "orchestrator.full_service_mappings".to_owned()
+}
+
+fn error_event_name() -> String {
+    "service.error".to_owned()
+}
+
+/// Load figures an instance reports; every member is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceCapacity {
+    /// Connection limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Connections in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_connections: Option<i64>,
+    /// CPU usage, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usage: Option<f64>,
+    /// Memory usage, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_usage: Option<f64>,
+}
+
+/// One plugin's entry in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Per-plugin GUID.
+    pub service_id: Uuid,
+    /// Service (plugin) name.
+    pub service_name: String,
+    /// Its health.
+    pub status: ServiceHealthStatus,
+    /// Plugin API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Free-form extra data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `bannou.service-heartbeat`: what every Bannou host publishes periodically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceHeartbeatEvent {
+    /// Always `service.heartbeat`.
+    #[serde(default = "heartbeat_event_name")]
+    pub event_name: String,
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it was sent.
+    pub timestamp: Timestamp,
+    /// The sending **instance** GUID.
+    pub service_id: Uuid,
+    /// The sending node's app-id.
+    pub app_id: AppId,
+    /// Worst status over the instance's plugins.
+    pub status: InstanceHealthStatus,
+    /// Per-plugin status.
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
+    /// Load figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<InstanceCapacity>,
+    /// Problems the host recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issues: Option<Vec<String>>,
+    /// Free-form extra data (ours: `routingVersion`, the mappings version the node applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl Event for ServiceHeartbeatEvent {
+    const TOPIC: &'static str = topics::SERVICE_HEARTBEAT;
+}
+
+/// `bannou.full-service-mappings`: the whole service -> app-id table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FullServiceMappingsEvent {
+    /// Always `orchestrator.full_service_mappings`.
+    #[serde(default = "mappings_event_name")]
+    pub event_name: String,
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it was sent.
+    pub timestamp: Timestamp,
+    /// Service name -> app-id (services absent here route to `defaultAppId`).
+    pub mappings: BTreeMap<String, String>,
+    /// Where unmapped services go (`bannou`).
+    pub default_app_id: String,
+    /// Monotonic table version; consumers drop anything not newer than what they applied.
+    pub version: i64,
+    /// The publishing orchestrator instance.
+    pub source_instance_id: Uuid,
+    /// `mappings.len()`.
+    pub total_services: i64,
+}
+
+impl Event for FullServiceMappingsEvent {
+    const TOPIC: &'static str = topics::FULL_SERVICE_MAPPINGS;
+}
+
+/// `bannou.deployment-events`: deploy and teardown progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentEvent {
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// What happened.
+    pub action: DeploymentAction,
+    /// The deployment this belongs to.
+    pub deployment_id: String,
+    /// Preset name, when deploying one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Backend used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendType>,
+    /// Deployed node names / stopped container ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<String>>,
+    /// Failures joined with `"; "`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Event for DeploymentEvent {
+    const TOPIC: &'static str = topics::DEPLOYMENT_EVENTS;
+}
+
+/// `orchestrator.processor.released`: a pool lease ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorReleasedEvent {
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// Pool the worker belongs to.
+    pub pool_type: String,
+    /// The worker.
+    pub processor_id: String,
+    /// Whether the job succeeded.
+    pub success: bool,
+    /// How long the lease was held.
+    pub lease_duration_ms: i64,
+}
+
+impl Event for ProcessorReleasedEvent {
+    const TOPIC: &'static str = topics::PROCESSOR_RELEASED;
+}
+
+/// `bannou.service-lifecycle`: a smart restart finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRestartEvent {
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// Publish time (decision D14: upstream leaves the minimum date here).
+    pub timestamp: Timestamp,
+    /// Restarted service.
+    pub service_name: String,
+    /// `Smart restart - previous status: {status}`.
+    pub reason: String,
+    /// Whether the restart was forced.
+    pub forced: bool,
+    /// Environment requested for the restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_environment: Option<BTreeMap<String, String>>,
+}
+
+impl Event for ServiceRestartEvent {
+    const TOPIC: &'static str = topics::SERVICE_LIFECYCLE;
+}
+
+/// `orchestrator.health-ping`: sent on each infrastructure health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrchestratorHealthPingEvent {
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it was sent.
+    pub timestamp: Timestamp,
+    /// Always `Ok` from the orchestrator.
+    pub status: HealthPingStatus,
+}
+
+impl Event for OrchestratorHealthPingEvent {
+    const TOPIC: &'static str = topics::HEALTH_PING;
+}
+
+/// `bannou.configuration-events`: configuration keys changed (values never included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationChangedEvent {
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The configuration version now current.
+    pub config_version: i64,
+    /// Changed key names (`services.auth.enabled`, `env.AUTH_JWT_ISSUER`).
+    pub changed_keys: Vec<String>,
+}
+
+impl Event for ConfigurationChangedEvent {
+    const TOPIC: &'static str = topics::CONFIGURATION_EVENTS;
+}
+
+/// `service.error`: an unexpected internal failure (spec 2.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceErrorEvent {
+    /// Always `service.error`.
+    #[serde(default = "error_event_name")]
+    pub event_name: String,
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// Instance GUID of the reporter.
+    pub service_id: Uuid,
+    /// `orchestrator`.
+    pub service_name: String,
+    /// Reporter's app-id.
+    pub app_id: String,
+    /// Operation that failed (`RollbackConfiguration`).
+    pub operation: String,
+    /// Short error kind (`restore_failed`).
+    pub error_type: String,
+    /// Human message.
+    pub message: String,
+    /// Request correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Severity (default `Error`).
+    #[serde(default = "default_severity")]
+    pub severity: ErrorSeverity,
+    /// Dependency at fault (`redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
+    /// Endpoint involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Extra structured detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// Stack or cause chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+fn default_severity() -> ErrorSeverity {
+    ErrorSeverity::Error
+}
+
+impl Event for ServiceErrorEvent {
+    const TOPIC: &'static str = topics::SERVICE_ERROR;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_status_ranks_worst_last() {
+        assert!(InstanceHealthStatus::Healthy < InstanceHealthStatus::Degraded);
+        assert!(InstanceHealthStatus::ShuttingDown < InstanceHealthStatus::Unavailable);
+        assert_eq!(
+            "shutting_down".parse::<InstanceHealthStatus>().unwrap(),
+            InstanceHealthStatus::ShuttingDown
+        );
+        assert_eq!(
+            "in-process".parse::<BackendType>().unwrap(),
+            BackendType::InProcess
+        );
+    }
+
+    #[test]
+    fn heartbeat_accepts_schema_spellings_and_fills_event_name() {
+        let json = r#"{"eventId":"6f1c2a8e-3b4d-4e5f-9a10-2b3c4d5e6f70","timestamp":"2026-03-02T14:05:31.512Z",
+            "serviceId":"a3e9d7c1-58b2-4f0e-8d61-0c2f4b9e7a15","appId":"n1","status":"shutting_down",
+            "services":[{"serviceId":"1b7f3c52-9e04-4a6d-b2c8-7d5e1f0a9c34","serviceName":"auth","status":"degraded"}]}"#;
+        let hb: ServiceHeartbeatEvent = serde_json::from_str(json).unwrap();
+        assert_eq!(hb.event_name, "service.heartbeat");
+        assert_eq!(hb.status, InstanceHealthStatus::ShuttingDown);
+        assert_eq!(hb.services[0].status, ServiceHealthStatus::Degraded);
+        let out = serde_json::to_value(&hb).unwrap();
+        assert_eq!(out["status"], "Shutting_down");
+        assert!(out.get("capacity").is_none(), "None fields are omitted");
+    }
+}

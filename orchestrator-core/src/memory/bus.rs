@@ -1,0 +1,1 @@
+//! In-memory `EventBus` over tokio broadcast channels.

@@ -1,0 +1,5 @@
+//! In-memory implementations of the ports: the embedded default and trustworthy test
+//! stand-ins (they pass the same conformance suites as the Redis adapters).
+
+pub mod bus;
+pub mod store;

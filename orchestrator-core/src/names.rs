@@ -1,0 +1,97 @@
+//! Newtypes for identifiers that are easy to mix up: app-ids name containers/nodes,
+//! service names name plugins. Both are plain strings on the wire.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The app-id of the control plane, the only place the orchestrator runs (spec 2.1).
+pub const CONTROL_PLANE_APP_ID: &str = "bannou";
+
+/// The identity of a Bannou node: what routing tables map services to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AppId(String);
+
+impl AppId {
+    /// Wraps a string as an app-id (no validation: upstream accepts any text).
+    pub fn new(s: impl Into<String>) -> Self {
+        AppId(s.into())
+    }
+
+    /// The control plane's app-id, `bannou`.
+    pub fn control_plane() -> Self {
+        AppId(CONTROL_PLANE_APP_ID.to_owned())
+    }
+
+    /// True for `bannou` in any case (spec 6.4 compares case-insensitively).
+    pub fn is_control_plane(&self) -> bool {
+        self.0.eq_ignore_ascii_case(CONTROL_PLANE_APP_ID)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for AppId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for AppId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for AppId {
+    fn from(s: &str) -> Self {
+        AppId(s.to_owned())
+    }
+}
+
+impl From<String> for AppId {
+    fn from(s: String) -> Self {
+        AppId(s)
+    }
+}
+
+/// `{SERVICE}` as used in env names: upper-cased with `-` replaced by `_` (spec 3.3).
+pub fn env_service_name(service: &str) -> String {
+    service.to_ascii_uppercase().replace('-', "_")
+}
+
+/// `{SERVICE}_SERVICE_ENABLED` for a service name (`game-session` -> `GAME_SESSION_SERVICE_ENABLED`).
+pub fn service_enable_flag(service: &str) -> String {
+    format!("{}_SERVICE_ENABLED", env_service_name(service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enable_flag_follows_spec_3_3() {
+        assert_eq!(
+            service_enable_flag("game-session"),
+            "GAME_SESSION_SERVICE_ENABLED"
+        );
+        assert_eq!(service_enable_flag("auth"), "AUTH_SERVICE_ENABLED");
+    }
+
+    #[test]
+    fn control_plane_is_case_insensitive() {
+        assert!(AppId::from("BANNOU").is_control_plane());
+        assert!(!AppId::from("bannou-auth").is_control_plane());
+    }
+}

@@ -1,0 +1,1 @@
+//! The `ContainerBackend` port: what every container runtime adapter offers.

@@ -1,0 +1,1 @@
+//! The `EventBus` port: fan-out publish/subscribe.

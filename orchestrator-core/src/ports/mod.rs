@@ -1,0 +1,9 @@
+//! Ports: the traits the domain defines and adapters implement (DESIGN.md section 2).
+//!
+//! - [`backend::ContainerBackend`]: runs nodes (Docker, Swarm, Portainer, Kubernetes, in-process).
+//! - [`bus::EventBus`]: fan-out publish/subscribe of events.
+//! - [`store::OrchestratorStore`]: heartbeats, routing records, config versions.
+
+pub mod backend;
+pub mod bus;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The `OrchestratorStore` port: heartbeats, routing records and config versions.

@@ -1,0 +1,114 @@
+//! Records the orchestrator keeps in its state store (spec 10.3).
+//!
+//! Internal records use PascalCase field names on the wire, as upstream writes them and as
+//! OpenResty reads routing records (`AppId`, `Host`, `Port`). Adapters store them as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{InstanceHealthStatus, ServiceHealthStatus};
+use crate::time::Timestamp;
+
+/// Last heartbeat of one instance (`orch:hb:{appId}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HeartbeatRecord {
+    /// Instance GUID (the heartbeat's `serviceId`).
+    pub instance_id: String,
+    /// Node app-id.
+    pub app_id: String,
+    /// Instance status.
+    pub status: InstanceHealthStatus,
+    /// Receive time (not the event's timestamp).
+    pub last_seen: Timestamp,
+    /// Services the instance reported.
+    pub services: Vec<String>,
+    /// Reported issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issues: Option<Vec<String>>,
+    /// Connection limit (0 when unknown).
+    #[serde(default)]
+    pub max_connections: i64,
+    /// Connections in use (0 when unknown).
+    #[serde(default)]
+    pub current_connections: i64,
+    /// CPU usage 0..1 (0 when unknown).
+    #[serde(default)]
+    pub cpu_usage: f64,
+    /// Memory usage 0..1 (0 when unknown).
+    #[serde(default)]
+    pub memory_usage: f64,
+}
+
+/// Where one service is routed (`orch:rt:{service}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoutingRecord {
+    /// Target node.
+    pub app_id: String,
+    /// Host name to reach it (= app-id).
+    pub host: String,
+    /// Port (`DefaultServicePort`).
+    pub port: u16,
+    /// Health of the service on that node, when known.
+    #[serde(default)]
+    pub status: Option<ServiceHealthStatus>,
+    /// Last write.
+    pub last_updated: Timestamp,
+    /// Load 0..100.
+    #[serde(default)]
+    pub load_percent: i32,
+}
+
+/// One service in a deployment configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceDeploymentConfig {
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Node it runs on (routing target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Replica count.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Per-service settings.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One version of the deployment configuration (`orch:cfg:current`, `orch:cfg:history:{n}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentConfiguration {
+    /// Version number (1, 2, ...), assigned when saved.
+    pub version: u64,
+    /// When this version was saved.
+    pub timestamp: Timestamp,
+    /// Deployment that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    /// Preset deployed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset_name: Option<String>,
+    /// Services by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceDeploymentConfig>,
+    /// Environment applied.
+    #[serde(default)]
+    pub environment_variables: BTreeMap<String, String>,
+    /// Human description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The resolved topology that was deployed (ours; lets rollback redeploy exactly).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::topology::ResolvedNode>,
+    /// Set once every service of this version reported healthy (ours).
+    #[serde(default)]
+    pub stable: bool,
+}
