@@ -1,1 +1,2 @@
+//! Heartbeat ingest benchmark (filled in with the aggregator).
 fn main() {}

@@ -62,6 +62,7 @@ macro_rules! lenient_enum {
 
         impl $name {
             /// Every variant, in declaration order.
+            #[allow(dead_code)]
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The spelling the upstream runtime writes for this variant.

@@ -1,1 +1,1352 @@
-//! The layer planner: current vs desired deployment -> hierarchy checks and ordered waves of actions.
+//! The layer planner: current vs desired deployment -> hierarchy checks and ordered waves
+//! of actions.
+//!
+//! [`plan`] is the entry point. It checks the desired deployment against the service
+//! hierarchy (spec 3.2: hard dependencies hosted somewhere, GameFeatures only where
+//! GameFoundation runs, layer coupling per node), then diffs it against the current one
+//! and schedules the changes into [`Wave`]s: a node goes in the wave of the highest layer
+//! it hosts, lower layers first, and never before the nodes it depends on. Teardowns come
+//! last, highest layer first, so routing never points at a node that is already gone.
+//! The result is deterministic, serialisable to JSON and readable as text (`Display`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::layer::Layer;
+use crate::lenient_enum;
+use crate::names::{AppId, CONTROL_PLANE_APP_ID};
+use crate::resolver::enabled_services;
+use crate::topology::ResolvedNode;
+
+/// Inputs of [`plan`] besides the two topologies.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Services the control plane (`bannou`) runs itself. `None` means every catalog
+    /// service: the all-in-one default, where every dependency is always available.
+    pub control_plane_services: Option<BTreeSet<String>>,
+    /// Turn layer-coupling fixes into errors instead of warnings (`--strict`).
+    pub strict: bool,
+}
+
+lenient_enum! {
+    /// What an [`Action`] does.
+    pub enum ActionKind {
+        /// Start a node that does not run yet.
+        Deploy => "Deploy",
+        /// Replace a running node whose services, environment or replicas changed.
+        Redeploy => "Redeploy",
+        /// Stop and remove a node the desired deployment no longer has.
+        Teardown => "Teardown",
+        /// Point services at a node (or back at the control plane) without touching containers.
+        MoveRouting => "MoveRouting",
+    }
+}
+
+lenient_enum! {
+    /// Whether a wave brings nodes up or takes them down.
+    pub enum WavePhase {
+        /// Deploys, redeploys and routing moves, lowest layer first.
+        Deploy => "Deploy",
+        /// Teardowns, highest layer first, after every deploy wave.
+        Teardown => "Teardown",
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// What to do.
+    pub kind: ActionKind,
+    /// The node acted on; for [`ActionKind::MoveRouting`] the routing target (`bannou`
+    /// meaning "back to the control plane").
+    pub app_id: AppId,
+    /// Node name (empty for moves back to the control plane).
+    pub node: String,
+    /// Deploy/Redeploy: the services routed to the node once the action is done (the node
+    /// routes exactly these). MoveRouting: the services moved. Teardown: the services that
+    /// return to the control plane.
+    pub services: Vec<String>,
+    /// MoveRouting only: where the services were routed before (`None` = control plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<AppId>,
+    /// Human-readable differences that caused a redeploy (`env AUTH_X changed`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+/// A group of actions that may run in parallel; waves run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    /// 1-based position in the plan.
+    pub index: usize,
+    /// Deploy or teardown.
+    pub phase: WavePhase,
+    /// The highest layer hosted by the wave's nodes.
+    pub layer: Layer,
+    /// The actions, sorted by kind then app-id.
+    pub actions: Vec<Action>,
+}
+
+lenient_enum! {
+    /// How serious a [`PlanIssue`] is.
+    pub enum Severity {
+        /// The plan is still produced.
+        Warning => "Warning",
+        /// The plan is rejected.
+        Error => "Error",
+    }
+}
+
+lenient_enum! {
+    /// What a [`PlanIssue`] is about.
+    pub enum IssueCode {
+        /// A hosted service's hard dependency runs nowhere.
+        MissingDependency => "MissingDependency",
+        /// GameFeatures enabled while GameFoundation runs nowhere.
+        GameFoundationMissing => "GameFoundationMissing",
+        /// A node enables a layer without the layers it needs.
+        LayerCoupling => "LayerCoupling",
+        /// A node does not host the whole AppFoundation layer.
+        IncompleteAppFoundation => "IncompleteAppFoundation",
+        /// Nodes depend on each other and are deployed in the same wave.
+        DependencyCycle => "DependencyCycle",
+        /// Two desired nodes share an app-id.
+        DuplicateAppId => "DuplicateAppId",
+        /// One service is routed to two desired nodes.
+        RoutingConflict => "RoutingConflict",
+    }
+}
+
+/// A warning or error found while planning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanIssue {
+    /// Warning or error.
+    pub severity: Severity,
+    /// Machine-readable kind.
+    pub code: IssueCode,
+    /// Node concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Services concerned (missing dependencies, disabled layers' names, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl fmt::Display for PlanIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        match &self.node {
+            Some(n) => write!(f, "{sev}: node `{n}`: {}", self.message),
+            None => write!(f, "{sev}: {}", self.message),
+        }
+    }
+}
+
+/// The planned transition from the current to the desired deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The deployment once the plan has run (desired nodes after layer-coupling fixes),
+    /// sorted by app-id.
+    pub nodes: Vec<ResolvedNode>,
+    /// Ordered waves.
+    pub waves: Vec<Wave>,
+    /// Resulting routing table: services routed away from the control plane.
+    pub routing: BTreeMap<String, AppId>,
+    /// Nodes that stay exactly as they are.
+    pub unchanged: Vec<AppId>,
+    /// Warnings (the plan is valid).
+    pub warnings: Vec<PlanIssue>,
+}
+
+/// The desired deployment violates the service hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plan rejected:\n{}", render_issues(.errors))]
+pub struct PlanRejected {
+    /// Every error found (at least one).
+    pub errors: Vec<PlanIssue>,
+    /// Warnings found alongside.
+    pub warnings: Vec<PlanIssue>,
+}
+
+fn render_issues(issues: &[PlanIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The routing table a list of nodes implies: each routed service -> its node.
+pub fn routing_of(nodes: &[ResolvedNode]) -> BTreeMap<String, AppId> {
+    let mut table = BTreeMap::new();
+    for n in nodes {
+        for s in &n.routed_services {
+            table.insert(s.clone(), n.app_id.clone());
+        }
+    }
+    table
+}
+
+impl Plan {
+    /// Applies the plan's actions, in order, to a routing table and returns the result.
+    ///
+    /// Semantics per action: Deploy/Redeploy make the node route exactly its `services`;
+    /// MoveRouting points `services` at `app_id` (removing them when it is the control
+    /// plane); Teardown returns everything routed to the node to the control plane.
+    pub fn apply_routing(&self, start: &BTreeMap<String, AppId>) -> BTreeMap<String, AppId> {
+        let mut table = start.clone();
+        for action in self.waves.iter().flat_map(|w| &w.actions) {
+            match action.kind {
+                ActionKind::Deploy | ActionKind::Redeploy => {
+                    table.retain(|_, to| *to != action.app_id);
+                    for s in &action.services {
+                        table.insert(s.clone(), action.app_id.clone());
+                    }
+                }
+                ActionKind::MoveRouting => {
+                    for s in &action.services {
+                        if action.app_id.is_control_plane() {
+                            table.remove(s);
+                        } else {
+                            table.insert(s.clone(), action.app_id.clone());
+                        }
+                    }
+                }
+                ActionKind::Teardown => table.retain(|_, to| *to != action.app_id),
+            }
+        }
+        table
+    }
+
+    /// Number of actions of one kind.
+    pub fn count(&self, kind: ActionKind) -> usize {
+        self.waves
+            .iter()
+            .flat_map(|w| &w.actions)
+            .filter(|a| a.kind == kind)
+            .count()
+    }
+
+    /// True when the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.waves.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Plan: {} to deploy, {} to redeploy, {} to tear down, {} routing moves, {} unchanged",
+            self.count(ActionKind::Deploy),
+            self.count(ActionKind::Redeploy),
+            self.count(ActionKind::Teardown),
+            self.count(ActionKind::MoveRouting),
+            self.unchanged.len()
+        )?;
+        if self.waves.is_empty() {
+            writeln!(f, "Nothing to do.")?;
+        }
+        for w in &self.waves {
+            let phase = match w.phase {
+                WavePhase::Deploy => "",
+                WavePhase::Teardown => " teardown",
+            };
+            writeln!(f, "Wave {}{phase} ({} {}):", w.index, w.layer.id(), w.layer)?;
+            for a in &w.actions {
+                let verb = match a.kind {
+                    ActionKind::Deploy => "deploy",
+                    ActionKind::Redeploy => "redeploy",
+                    ActionKind::Teardown => "teardown",
+                    ActionKind::MoveRouting => "route",
+                };
+                let services = a.services.join(", ");
+                match a.kind {
+                    ActionKind::MoveRouting => {
+                        let from = a.from.as_ref().map_or(CONTROL_PLANE_APP_ID, AppId::as_str);
+                        writeln!(f, "  {verb:<9} {services}: {from} -> {}", a.app_id)?;
+                    }
+                    ActionKind::Teardown if services.is_empty() => {
+                        writeln!(f, "  {verb:<9} {}", a.app_id)?
+                    }
+                    ActionKind::Teardown => writeln!(
+                        f,
+                        "  {verb:<9} {} (routes {services} back to {CONTROL_PLANE_APP_ID})",
+                        a.app_id
+                    )?,
+                    _ if services.is_empty() => writeln!(f, "  {verb:<9} {}", a.app_id)?,
+                    _ => writeln!(f, "  {verb:<9} {} (routes {services})", a.app_id)?,
+                }
+                for c in &a.changes {
+                    writeln!(f, "              {c}")?;
+                }
+            }
+        }
+        if !self.routing.is_empty() {
+            writeln!(
+                f,
+                "Routing after the plan (everything else -> {CONTROL_PLANE_APP_ID}):"
+            )?;
+            for (s, a) in &self.routing {
+                writeln!(f, "  {s:<24} -> {a}")?;
+            }
+        }
+        for w in &self.warnings {
+            writeln!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the node's environment switches `layer` on (spec 3.3; layers only count when
+/// the node is not in services mode).
+fn layer_enabled(env: &BTreeMap<String, String>, layer: Layer) -> bool {
+    let off = |key: &str| {
+        env.get(key)
+            .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("true"))
+    };
+    if off("BANNOU_SERVICES_ENABLED") {
+        return false;
+    }
+    layer.enable_flag().is_none_or(|f| !off(f))
+}
+
+/// The highest layer among a node's services (Infrastructure when it hosts nothing else).
+fn node_layer(node: &ResolvedNode, catalog: &Catalog) -> Layer {
+    node.services
+        .iter()
+        .filter_map(|s| catalog.find(s))
+        .map(|d| d.layer)
+        .max()
+        .unwrap_or(Layer::Infrastructure)
+}
+
+/// Plans the transition from `current` to `desired`.
+///
+/// Errors (the whole plan is rejected, every problem listed): a hosted service whose hard
+/// dependency runs nowhere (desired nodes plus the control plane), GameFeatures without
+/// GameFoundation anywhere, duplicate app-ids, a service routed to two nodes, and under
+/// `strict` any layer-coupling problem. Warnings: layers disabled on a node because the
+/// layers they need are off there, nodes without the whole AppFoundation layer, and
+/// dependency cycles between nodes (deployed together).
+pub fn plan(
+    current: &[ResolvedNode],
+    desired: &[ResolvedNode],
+    catalog: &Catalog,
+    options: &PlanOptions,
+) -> Result<Plan, PlanRejected> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let mut nodes: Vec<ResolvedNode> = desired.to_vec();
+    nodes.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+    check_identity(&nodes, &mut errors);
+    for node in &mut nodes {
+        fix_layer_coupling(node, catalog, options.strict, &mut warnings, &mut errors);
+        warn_incomplete_app_foundation(node, catalog, &mut warnings);
+    }
+
+    let control_plane: FxHashSet<&str> = match &options.control_plane_services {
+        Some(set) => set.iter().map(String::as_str).collect(),
+        None => catalog.services().iter().map(|d| d.name.as_str()).collect(),
+    };
+    check_hierarchy(&nodes, &control_plane, catalog, &mut errors);
+    if !errors.is_empty() {
+        return Err(PlanRejected { errors, warnings });
+    }
+
+    // === Diff ===
+    let current_by_id: BTreeMap<&AppId, &ResolvedNode> =
+        current.iter().map(|n| (&n.app_id, n)).collect();
+    let desired_ids: BTreeSet<&AppId> = nodes.iter().map(|n| &n.app_id).collect();
+    let current_routing = routing_of(current);
+    let routing = routing_of(&nodes);
+
+    let mut to_start: Vec<(ActionKind, &ResolvedNode, Vec<String>)> = Vec::new();
+    let mut unchanged: Vec<&ResolvedNode> = Vec::new();
+    for node in &nodes {
+        match current_by_id.get(&node.app_id) {
+            None => to_start.push((ActionKind::Deploy, node, Vec::new())),
+            Some(old) => {
+                let changes = container_changes(old, node);
+                if changes.is_empty() {
+                    unchanged.push(node);
+                } else {
+                    to_start.push((ActionKind::Redeploy, node, changes));
+                }
+            }
+        }
+    }
+
+    // Routing moves on nodes whose containers stay: towards them, or away from them to
+    // the control plane. Moves towards started nodes are part of their Deploy/Redeploy.
+    let mut moves: Vec<(Layer, Action)> = Vec::new();
+    for node in &unchanged {
+        let layer = node_layer(node, catalog);
+        let mut incoming: BTreeMap<Option<AppId>, Vec<String>> = BTreeMap::new();
+        for s in &node.routed_services {
+            if current_routing.get(s) != Some(&node.app_id) {
+                incoming
+                    .entry(current_routing.get(s).cloned())
+                    .or_default()
+                    .push(s.clone());
+            }
+        }
+        for (from, services) in incoming {
+            moves.push((
+                layer,
+                move_action(node.app_id.clone(), node.name.clone(), services, from),
+            ));
+        }
+        let outgoing: Vec<String> = current_routing
+            .iter()
+            .filter(|(s, to)| **to == node.app_id && !routing.contains_key(*s))
+            .map(|(s, _)| s.clone())
+            .collect();
+        if !outgoing.is_empty() {
+            moves.push((
+                layer,
+                move_action(
+                    AppId::control_plane(),
+                    String::new(),
+                    outgoing,
+                    Some(node.app_id.clone()),
+                ),
+            ));
+        }
+    }
+
+    // === Schedule deploys: list scheduling over dependencies, lowest layer first ===
+    let mut available: FxHashSet<&str> = control_plane.clone();
+    for n in &unchanged {
+        available.extend(n.services.iter().map(String::as_str));
+    }
+    let mut remaining: Vec<Pending<'_>> = to_start
+        .into_iter()
+        .map(|(kind, node, changes)| {
+            let own: FxHashSet<&str> = node.services.iter().map(String::as_str).collect();
+            let mut needs: Vec<&str> = node
+                .services
+                .iter()
+                .filter_map(|s| catalog.find(s))
+                .flat_map(|d| d.hard_dependencies.iter().map(String::as_str))
+                .filter(|d| !own.contains(d) && !catalog.find(d).is_some_and(|def| def.required))
+                .collect();
+            needs.sort_unstable();
+            needs.dedup();
+            Pending {
+                layer: node_layer(node, catalog),
+                kind,
+                node,
+                changes,
+                needs,
+            }
+        })
+        .collect();
+    remaining.sort_by(|a, b| (a.layer, &a.node.app_id).cmp(&(b.layer, &b.node.app_id)));
+
+    let mut waves: Vec<Wave> = Vec::new();
+    while !remaining.is_empty() {
+        let ready_layer = remaining
+            .iter()
+            .filter(|r| r.needs.iter().all(|d| available.contains(d)))
+            .map(|r| r.layer)
+            .min();
+        let (layer, cycle) = match ready_layer {
+            Some(l) => (l, false),
+            // Nothing is ready: the rest depend on each other. Start the lowest layer's
+            // nodes together (their services retry until their peers are up).
+            None => (remaining[0].layer, true),
+        };
+        let (batch, rest): (Vec<_>, Vec<_>) = remaining.into_iter().partition(|r| {
+            r.layer == layer && (cycle || r.needs.iter().all(|d| available.contains(d)))
+        });
+        remaining = rest;
+        if cycle {
+            let names: Vec<String> = batch.iter().map(|r| r.node.app_id.to_string()).collect();
+            let unmet: BTreeSet<String> = batch
+                .iter()
+                .flat_map(|r| {
+                    r.needs
+                        .iter()
+                        .filter(|d| !available.contains(*d))
+                        .map(|d| d.to_string())
+                })
+                .collect();
+            warnings.push(PlanIssue {
+                severity: Severity::Warning,
+                code: IssueCode::DependencyCycle,
+                node: None,
+                services: unmet.iter().cloned().collect(),
+                message: format!(
+                    "nodes {} depend on each other (through {}); they are deployed in the same wave",
+                    names.join(", "),
+                    unmet.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let mut actions = Vec::with_capacity(batch.len());
+        for Pending {
+            kind,
+            node,
+            changes,
+            ..
+        } in batch
+        {
+            available.extend(node.services.iter().map(String::as_str));
+            actions.push(Action {
+                kind,
+                app_id: node.app_id.clone(),
+                node: node.name.clone(),
+                services: node.routed_services.clone(),
+                from: None,
+                changes,
+            });
+        }
+        waves.push(Wave {
+            index: 0,
+            phase: WavePhase::Deploy,
+            layer,
+            actions,
+        });
+    }
+
+    // Routing-only moves join the first deploy wave of their layer, or a wave of their own.
+    for (layer, action) in moves {
+        match waves.iter_mut().find(|w| w.layer == layer) {
+            Some(w) => w.actions.push(action),
+            None => {
+                let at = waves
+                    .iter()
+                    .position(|w| w.layer > layer)
+                    .unwrap_or(waves.len());
+                waves.insert(
+                    at,
+                    Wave {
+                        index: 0,
+                        phase: WavePhase::Deploy,
+                        layer,
+                        actions: vec![action],
+                    },
+                );
+            }
+        }
+    }
+
+    // === Teardowns, highest layer first ===
+    let mut teardowns: BTreeMap<std::cmp::Reverse<Layer>, Vec<Action>> = BTreeMap::new();
+    for old in current.iter().filter(|n| !desired_ids.contains(&n.app_id)) {
+        let returning: Vec<String> = current_routing
+            .iter()
+            .filter(|(s, to)| **to == old.app_id && !routing.contains_key(*s))
+            .map(|(s, _)| s.clone())
+            .collect();
+        teardowns
+            .entry(std::cmp::Reverse(node_layer(old, catalog)))
+            .or_default()
+            .push(Action {
+                kind: ActionKind::Teardown,
+                app_id: old.app_id.clone(),
+                node: old.name.clone(),
+                services: returning,
+                from: None,
+                changes: Vec::new(),
+            });
+    }
+    for (std::cmp::Reverse(layer), actions) in teardowns {
+        waves.push(Wave {
+            index: 0,
+            phase: WavePhase::Teardown,
+            layer,
+            actions,
+        });
+    }
+
+    for (i, w) in waves.iter_mut().enumerate() {
+        w.index = i + 1;
+        w.actions.sort_by(|a, b| {
+            (a.kind, &a.app_id, &a.services).cmp(&(b.kind, &b.app_id, &b.services))
+        });
+    }
+
+    Ok(Plan {
+        unchanged: unchanged.iter().map(|n| n.app_id.clone()).collect(),
+        nodes,
+        waves,
+        routing,
+        warnings,
+    })
+}
+
+/// A node waiting to be scheduled into a deploy wave.
+struct Pending<'a> {
+    layer: Layer,
+    kind: ActionKind,
+    node: &'a ResolvedNode,
+    changes: Vec<String>,
+    /// Hard dependencies other nodes (or the control plane) must provide first.
+    needs: Vec<&'a str>,
+}
+
+fn move_action(to: AppId, node: String, services: Vec<String>, from: Option<AppId>) -> Action {
+    Action {
+        kind: ActionKind::MoveRouting,
+        app_id: to,
+        node,
+        services,
+        from,
+        changes: Vec::new(),
+    }
+}
+
+fn check_identity(nodes: &[ResolvedNode], errors: &mut Vec<PlanIssue>) {
+    for pair in nodes.windows(2) {
+        if pair[0].app_id == pair[1].app_id {
+            errors.push(PlanIssue {
+                severity: Severity::Error,
+                code: IssueCode::DuplicateAppId,
+                node: Some(pair[1].name.clone()),
+                services: Vec::new(),
+                message: format!(
+                    "app-id `{}` is used by nodes `{}` and `{}`",
+                    pair[0].app_id, pair[0].name, pair[1].name
+                ),
+            });
+        }
+    }
+    let mut owner: BTreeMap<&str, &ResolvedNode> = BTreeMap::new();
+    for n in nodes {
+        for s in &n.routed_services {
+            if let Some(first) = owner.insert(s, n)
+                && first.app_id != n.app_id
+            {
+                errors.push(PlanIssue {
+                    severity: Severity::Error,
+                    code: IssueCode::RoutingConflict,
+                    node: Some(n.name.clone()),
+                    services: vec![s.clone()],
+                    message: format!(
+                        "service `{s}` is routed to both `{}` and `{}`",
+                        first.app_id, n.app_id
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Disables layers a node enables without the layers they need (spec 3.2 coupling),
+/// lowest first so that the fix cascades (no GameFoundation -> no GameFeatures either).
+fn fix_layer_coupling(
+    node: &mut ResolvedNode,
+    catalog: &Catalog,
+    strict: bool,
+    warnings: &mut Vec<PlanIssue>,
+    errors: &mut Vec<PlanIssue>,
+) {
+    let mut changed = false;
+    for layer in Layer::TOGGLEABLE {
+        if !layer_enabled(&node.environment, layer) {
+            continue;
+        }
+        let missing: Vec<Layer> = layer
+            .requires()
+            .iter()
+            .copied()
+            .filter(|r| !layer_enabled(&node.environment, *r))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let missing_names = missing
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let flag = layer.enable_flag().unwrap_or_default();
+        if strict {
+            errors.push(PlanIssue {
+                severity: Severity::Error,
+                code: IssueCode::LayerCoupling,
+                node: Some(node.name.clone()),
+                services: Vec::new(),
+                message: format!("enables {layer} without {missing_names}, which it needs"),
+            });
+            continue;
+        }
+        node.environment.insert(flag.to_owned(), "false".to_owned());
+        changed = true;
+        warnings.push(PlanIssue {
+            severity: Severity::Warning,
+            code: IssueCode::LayerCoupling,
+            node: Some(node.name.clone()),
+            services: Vec::new(),
+            message: format!(
+                "enables {layer} without {missing_names}; {layer} is disabled there ({flag}=false)"
+            ),
+        });
+    }
+    if changed {
+        node.services = enabled_services(&node.environment, catalog);
+    }
+}
+
+fn warn_incomplete_app_foundation(
+    node: &ResolvedNode,
+    catalog: &Catalog,
+    warnings: &mut Vec<PlanIssue>,
+) {
+    let hosted: FxHashSet<&str> = node.services.iter().map(String::as_str).collect();
+    let missing: Vec<String> = catalog
+        .in_layer(Layer::AppFoundation)
+        .filter(|d| !hosted.contains(d.name.as_str()))
+        .map(|d| d.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        warnings.push(PlanIssue {
+            severity: Severity::Warning,
+            code: IssueCode::IncompleteAppFoundation,
+            node: Some(node.name.clone()),
+            message: format!(
+                "does not host the whole AppFoundation layer (missing {}); L1 services expect to be co-located",
+                missing.join(", ")
+            ),
+            services: missing,
+        });
+    }
+}
+
+fn check_hierarchy(
+    nodes: &[ResolvedNode],
+    control_plane: &FxHashSet<&str>,
+    catalog: &Catalog,
+    errors: &mut Vec<PlanIssue>,
+) {
+    let mut hosted: FxHashSet<&str> = control_plane.clone();
+    for n in nodes {
+        hosted.extend(n.services.iter().map(String::as_str));
+    }
+
+    for n in nodes {
+        let mut missing: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
+        for def in n.services.iter().filter_map(|s| catalog.find(s)) {
+            for d in &def.hard_dependencies {
+                let always_local = catalog.find(d).is_some_and(|dd| dd.required);
+                if !always_local && !hosted.contains(d.as_str()) {
+                    missing
+                        .entry(d.as_str())
+                        .or_default()
+                        .push(def.name.as_str());
+                }
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let mut deps: Vec<&str> = missing.keys().copied().collect();
+        deps.sort_unstable();
+        let detail = deps
+            .iter()
+            .map(|d| format!("`{d}` (needed by {})", missing[d].join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        errors.push(PlanIssue {
+            severity: Severity::Error,
+            code: IssueCode::MissingDependency,
+            node: Some(n.name.clone()),
+            services: deps.iter().map(|d| d.to_string()).collect(),
+            message: format!(
+                "needs {detail}, which no node hosts and the control plane does not run"
+            ),
+        });
+    }
+
+    let game_features: BTreeSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.services.iter())
+        .filter(|s| {
+            catalog
+                .find(s)
+                .is_some_and(|d| d.layer == Layer::GameFeatures)
+        })
+        .map(String::as_str)
+        .collect();
+    let game_foundation_anywhere = hosted.iter().any(|s| {
+        catalog
+            .find(s)
+            .is_some_and(|d| d.layer == Layer::GameFoundation)
+    });
+    if !game_features.is_empty() && !game_foundation_anywhere {
+        let mut needed: BTreeSet<String> = game_features
+            .iter()
+            .filter_map(|s| catalog.find(s))
+            .flat_map(|d| d.hard_dependencies.iter())
+            .filter(|d| {
+                catalog
+                    .find(d)
+                    .is_some_and(|dd| dd.layer == Layer::GameFoundation)
+            })
+            .cloned()
+            .collect();
+        if needed.is_empty() {
+            needed = catalog
+                .in_layer(Layer::GameFoundation)
+                .map(|d| d.name.clone())
+                .collect();
+        }
+        errors.push(PlanIssue {
+            severity: Severity::Error,
+            code: IssueCode::GameFoundationMissing,
+            node: None,
+            services: needed.iter().cloned().collect(),
+            message: format!(
+                "GameFeatures services ({}) are enabled but GameFoundation runs nowhere; missing {}",
+                game_features.into_iter().collect::<Vec<_>>().join(", "),
+                needed.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+}
+
+/// What differs between two versions of a node in a way that needs its containers replaced.
+///
+/// Routing alone never does: a `{SVC}_SERVICE_ENABLED=true` that only repeats what the
+/// node's layers already enable is ignored, so moving routing does not restart anything.
+fn container_changes(old: &ResolvedNode, new: &ResolvedNode) -> Vec<String> {
+    let mut changes = Vec::new();
+    let added: Vec<&str> = new
+        .services
+        .iter()
+        .filter(|s| !old.services.contains(s))
+        .map(String::as_str)
+        .collect();
+    let removed: Vec<&str> = old
+        .services
+        .iter()
+        .filter(|s| !new.services.contains(s))
+        .map(String::as_str)
+        .collect();
+    if !added.is_empty() {
+        changes.push(format!("services added: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        changes.push(format!("services removed: {}", removed.join(", ")));
+    }
+    if old.replicas != new.replicas {
+        changes.push(format!("replicas {} -> {}", old.replicas, new.replicas));
+    }
+    let redundant = |n: &ResolvedNode, k: &str, v: &str| {
+        k.ends_with("_SERVICE_ENABLED")
+            && v.eq_ignore_ascii_case("true")
+            && n.services
+                .iter()
+                .any(|s| crate::names::service_enable_flag(s) == k)
+    };
+    let effective = |n: &ResolvedNode| -> BTreeMap<String, String> {
+        n.environment
+            .iter()
+            .filter(|(k, v)| !redundant(n, k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let (a, b) = (effective(old), effective(new));
+    for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        match (a.get(key), b.get(key)) {
+            (Some(_), None) => changes.push(format!("env {key} removed")),
+            (None, Some(_)) => changes.push(format!("env {key} added")),
+            (Some(x), Some(y)) if x != y => changes.push(format!("env {key} changed")),
+            _ => {}
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A services-mode node hosting exactly `routed` (plus what 3.3 always enables).
+    fn node(app: &str, routed: &[&str]) -> ResolvedNode {
+        let mut env = BTreeMap::from([
+            ("BANNOU_SERVICES_ENABLED".to_owned(), "false".to_owned()),
+            ("BANNOU_APP_ID".to_owned(), app.to_owned()),
+        ]);
+        for s in routed {
+            env.insert(crate::names::service_enable_flag(s), "true".to_owned());
+        }
+        build(app, routed, env)
+    }
+
+    /// A layer-mode node enabling `layers` and routing `routed`.
+    fn layered(app: &str, layers: &[Layer], routed: &[&str]) -> ResolvedNode {
+        let mut env = BTreeMap::from([("BANNOU_APP_ID".to_owned(), app.to_owned())]);
+        for l in Layer::TOGGLEABLE {
+            env.insert(
+                l.enable_flag().unwrap().to_owned(),
+                layers.contains(&l).to_string(),
+            );
+        }
+        for s in routed {
+            env.insert(crate::names::service_enable_flag(s), "true".to_owned());
+        }
+        build(app, routed, env)
+    }
+
+    fn build(app: &str, routed: &[&str], env: BTreeMap<String, String>) -> ResolvedNode {
+        let mut routed: Vec<String> = routed.iter().map(|s| s.to_string()).collect();
+        routed.sort();
+        ResolvedNode {
+            name: app.to_owned(),
+            app_id: AppId::from(app),
+            services: enabled_services(&env, Catalog::builtin()),
+            routed_services: routed,
+            environment: env,
+            replicas: 1,
+            mesh_enabled: true,
+        }
+    }
+
+    fn cp(services: &[&str]) -> PlanOptions {
+        PlanOptions {
+            control_plane_services: Some(services.iter().map(|s| s.to_string()).collect()),
+            strict: false,
+        }
+    }
+
+    fn kinds(w: &Wave) -> Vec<(ActionKind, &str)> {
+        w.actions
+            .iter()
+            .map(|a| (a.kind, a.app_id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn nodes_go_in_the_wave_of_their_highest_layer_lowest_first() {
+        let desired = [
+            node("game", &["game-service", "realm"]),
+            node("auth", &["account", "auth"]),
+            node("feat", &["matchmaking"]),
+        ];
+        let p = plan(&[], &desired, Catalog::builtin(), &PlanOptions::default()).unwrap();
+        let layers: Vec<Layer> = p.waves.iter().map(|w| w.layer).collect();
+        assert_eq!(
+            layers,
+            [
+                Layer::AppFoundation,
+                Layer::GameFoundation,
+                Layer::GameFeatures
+            ]
+        );
+        assert_eq!(kinds(&p.waves[0]), [(ActionKind::Deploy, "auth")]);
+        assert_eq!(p.waves[0].actions[0].services, ["account", "auth"]);
+        assert_eq!(p.routing["realm"], AppId::from("game"));
+        assert_eq!(p.count(ActionKind::Deploy), 3);
+    }
+
+    #[test]
+    fn a_node_waits_for_the_node_hosting_its_dependency_even_within_a_layer() {
+        // actor (L2) needs character (L2) and resource (L1); the control plane runs only L1.
+        let l1: Vec<&str> = Catalog::builtin()
+            .in_layer(Layer::AppFoundation)
+            .map(|d| d.name.as_str())
+            .collect();
+        let mut cp_services = l1.clone();
+        cp_services.extend([
+            "telemetry",
+            "game-service",
+            "realm",
+            "species",
+            "location",
+            "relationship",
+            "asset",
+        ]);
+        let desired = [node("a-actor", &["actor"]), node("z-char", &["character"])];
+        let p = plan(&[], &desired, Catalog::builtin(), &cp(&cp_services)).unwrap();
+        let order: Vec<&str> = p
+            .waves
+            .iter()
+            .flat_map(|w| w.actions.iter().map(|a| a.app_id.as_str()))
+            .collect();
+        assert_eq!(order, ["z-char", "a-actor"], "{p}");
+        assert_eq!(p.waves.len(), 2);
+        assert!(p.waves.iter().all(|w| w.layer == Layer::GameFoundation));
+    }
+
+    #[test]
+    fn missing_hard_dependency_is_an_error_naming_it() {
+        let err = plan(
+            &[],
+            &[node("n", &["auth"])],
+            Catalog::builtin(),
+            &cp(&["state", "messaging", "mesh"]),
+        )
+        .unwrap_err();
+        let e = err
+            .errors
+            .iter()
+            .find(|e| e.code == IssueCode::MissingDependency)
+            .unwrap();
+        assert!(e.services.contains(&"account".to_owned()), "{e}");
+        assert!(
+            err.to_string().contains("`account` (needed by auth)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn game_features_without_game_foundation_anywhere_is_an_error() {
+        let only_l1: Vec<&str> = Catalog::builtin()
+            .services()
+            .iter()
+            .filter(|d| d.layer <= Layer::AppFoundation)
+            .map(|d| d.name.as_str())
+            .collect();
+        let err = plan(
+            &[],
+            &[node("t", &["testing"])],
+            Catalog::builtin(),
+            &cp(&only_l1),
+        )
+        .unwrap_err();
+        let e = err
+            .errors
+            .iter()
+            .find(|e| e.code == IssueCode::GameFoundationMissing)
+            .unwrap();
+        assert!(e.message.contains("testing"), "{e}");
+        assert!(
+            e.services.contains(&"game-service".to_owned()),
+            "names the missing layer's services: {e}"
+        );
+    }
+
+    #[test]
+    fn layer_without_its_prerequisites_is_disabled_with_a_warning_or_rejected_when_strict() {
+        let n = layered("g", &[Layer::GameFoundation, Layer::GameFeatures], &[]);
+        assert!(n.services.contains(&"realm".to_owned()));
+        let p = plan(
+            &[],
+            std::slice::from_ref(&n),
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let fixed = &p.nodes[0];
+        assert_eq!(fixed.environment["BANNOU_ENABLE_GAME_FOUNDATION"], "false");
+        assert_eq!(
+            fixed.environment["BANNOU_ENABLE_GAME_FEATURES"], "false",
+            "cascades to L4"
+        );
+        assert!(!fixed.services.contains(&"realm".to_owned()));
+        let coupling: Vec<_> = p
+            .warnings
+            .iter()
+            .filter(|w| w.code == IssueCode::LayerCoupling)
+            .collect();
+        assert_eq!(coupling.len(), 2, "{:?}", p.warnings);
+
+        let strict = PlanOptions {
+            strict: true,
+            ..PlanOptions::default()
+        };
+        let err = plan(&[], &[n], Catalog::builtin(), &strict).unwrap_err();
+        assert!(
+            err.errors
+                .iter()
+                .all(|e| e.code == IssueCode::LayerCoupling)
+        );
+        assert!(
+            err.to_string()
+                .contains("enables GameFoundation without AppFoundation"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn incomplete_app_foundation_is_a_warning() {
+        let p = plan(
+            &[],
+            &[node("n", &["account", "auth"])],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let w = p
+            .warnings
+            .iter()
+            .find(|w| w.code == IssueCode::IncompleteAppFoundation)
+            .unwrap();
+        assert!(w.services.contains(&"connect".to_owned()));
+        let full = layered("full", &[Layer::AppFoundation], &["auth"]);
+        let p = plan(&[], &[full], Catalog::builtin(), &PlanOptions::default()).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn diff_distinguishes_redeploy_teardown_routing_moves_and_unchanged() {
+        let a = layered("a", &[Layer::AppFoundation], &["auth"]);
+        let b = node("b", &["realm", "game-service"]);
+        let c = node("c", &["matchmaking"]);
+        let current = [a.clone(), b.clone(), c];
+
+        // a: routing only grows (account already hosted via layers) -> MoveRouting, no restart.
+        let a2 = layered("a", &[Layer::AppFoundation], &["auth", "account"]);
+        // b: env changes -> Redeploy.
+        let mut b2 = b.clone();
+        b2.environment.insert("REALM_LIMIT".into(), "5".into());
+        let d = node("d", &["character"]);
+        let p = plan(
+            &current,
+            &[a2, b2, d],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+
+        assert_eq!(p.count(ActionKind::Redeploy), 1);
+        assert_eq!(p.count(ActionKind::Deploy), 1);
+        assert_eq!(p.count(ActionKind::Teardown), 1);
+        let mv = p
+            .waves
+            .iter()
+            .flat_map(|w| &w.actions)
+            .find(|a| a.kind == ActionKind::MoveRouting)
+            .unwrap();
+        assert_eq!(
+            (mv.app_id.as_str(), mv.services.as_slice(), mv.from.as_ref()),
+            ("a", &["account".to_owned()][..], None)
+        );
+        let redeploy = p
+            .waves
+            .iter()
+            .flat_map(|w| &w.actions)
+            .find(|a| a.kind == ActionKind::Redeploy)
+            .unwrap();
+        assert_eq!(redeploy.changes, ["env REALM_LIMIT added"]);
+        let last = p.waves.last().unwrap();
+        assert_eq!(
+            (last.phase, kinds(last)),
+            (WavePhase::Teardown, vec![(ActionKind::Teardown, "c")])
+        );
+        assert_eq!(
+            last.actions[0].services,
+            ["matchmaking"],
+            "routes return to the control plane"
+        );
+        assert_eq!(
+            p.unchanged,
+            [AppId::from("a")],
+            "a routing move restarts nothing"
+        );
+        assert_eq!(p.apply_routing(&routing_of(&current)), p.routing);
+
+        let again = plan(
+            &p.nodes,
+            &p.nodes,
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(again.is_empty() && again.unchanged.len() == 3, "{again}");
+    }
+
+    #[test]
+    fn duplicate_app_ids_and_double_routing_are_rejected() {
+        let err = plan(
+            &[],
+            &[node("x", &["auth"]), node("x", &["realm"])],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.errors
+                .iter()
+                .any(|e| e.code == IssueCode::DuplicateAppId)
+        );
+        let err = plan(
+            &[],
+            &[node("x", &["auth"]), node("y", &["auth"])],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.errors
+                .iter()
+                .any(|e| e.code == IssueCode::RoutingConflict && e.services == ["auth"])
+        );
+    }
+
+    #[test]
+    fn plan_serialises_with_the_documented_json_fields_and_renders_as_text() {
+        let p = plan(
+            &[],
+            &[node("auth", &["auth", "account"])],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["waves"][0]["layer"], "AppFoundation");
+        assert_eq!(v["waves"][0]["actions"][0]["kind"], "Deploy");
+        assert_eq!(v["waves"][0]["actions"][0]["appId"], "auth");
+        assert_eq!(v["nodes"][0]["appId"], "auth");
+        let back: Plan = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+        let text = p.to_string();
+        assert!(text.contains("Wave 1 (L1 AppFoundation):"), "{text}");
+        assert!(
+            text.contains("deploy    auth (routes account, auth)"),
+            "{text}"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Services a random layout may place on nodes (routable, not always-on).
+        fn placeable() -> Vec<&'static str> {
+            Catalog::builtin()
+                .services()
+                .iter()
+                .filter(|d| d.routable && !d.required)
+                .map(|d| d.name.as_str())
+                .collect()
+        }
+
+        /// A random deployment: each placeable service lands on one of `n` nodes or stays
+        /// on the control plane; the control plane also drops some services it does not
+        /// host, so that dependencies really have to be found on nodes.
+        fn layout() -> impl Strategy<Value = (Vec<ResolvedNode>, PlanOptions)> {
+            let services = placeable();
+            let count = services.len();
+            (
+                1usize..7,
+                proptest::collection::vec((0usize..10, proptest::bool::weighted(0.15)), count),
+                any::<bool>(),
+            )
+                .prop_map(move |(n, picks, layered_first)| {
+                    let mut per_node: Vec<Vec<&str>> = vec![Vec::new(); n];
+                    let mut cp: BTreeSet<String> = Catalog::builtin()
+                        .services()
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .collect();
+                    for (svc, (slot, drop_from_cp)) in services.iter().zip(picks) {
+                        if slot < n {
+                            per_node[slot].push(svc);
+                            cp.remove(*svc);
+                        } else if drop_from_cp {
+                            cp.remove(*svc);
+                        }
+                    }
+                    let nodes = per_node
+                        .iter()
+                        .enumerate()
+                        .map(|(i, svcs)| {
+                            let app = format!("node-{i}");
+                            if i == 0 && layered_first {
+                                layered(&app, &[Layer::AppFoundation, Layer::GameFoundation], svcs)
+                            } else {
+                                node(&app, svcs)
+                            }
+                        })
+                        .collect();
+                    (
+                        nodes,
+                        PlanOptions {
+                            control_plane_services: Some(cp),
+                            strict: false,
+                        },
+                    )
+                })
+        }
+
+        /// Every Deploy/Redeploy node's hard dependencies are available when its wave starts.
+        fn assert_dependency_order(p: &Plan, opts: &PlanOptions) {
+            let catalog = Catalog::builtin();
+            let mut available: BTreeSet<String> =
+                opts.control_plane_services.clone().unwrap_or_default();
+            for id in &p.unchanged {
+                let n = p.nodes.iter().find(|n| &n.app_id == id).unwrap();
+                available.extend(n.services.iter().cloned());
+            }
+            for wave in p.waves.iter().filter(|w| w.phase == WavePhase::Deploy) {
+                let mut started = Vec::new();
+                for a in wave
+                    .actions
+                    .iter()
+                    .filter(|a| matches!(a.kind, ActionKind::Deploy | ActionKind::Redeploy))
+                {
+                    let n = p.nodes.iter().find(|n| n.app_id == a.app_id).unwrap();
+                    let in_cycle = p.warnings.iter().any(|w| {
+                        w.code == IssueCode::DependencyCycle
+                            && w.message.contains(a.app_id.as_str())
+                    });
+                    for def in n.services.iter().filter_map(|s| catalog.find(s)) {
+                        for d in &def.hard_dependencies {
+                            let ok = available.contains(d)
+                                || n.services.contains(d)
+                                || catalog.find(d).unwrap().required
+                                || in_cycle;
+                            assert!(
+                                ok,
+                                "wave {} starts {} before `{d}` (needed by {}) is up:\n{p}",
+                                wave.index, a.app_id, def.name
+                            );
+                        }
+                    }
+                    started.push(n);
+                }
+                for n in started {
+                    available.extend(n.services.iter().cloned());
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn waves_respect_hard_dependencies_and_plans_are_deterministic((nodes, opts) in layout()) {
+                let Ok(p) = plan(&[], &nodes, Catalog::builtin(), &opts) else { return Ok(()) };
+                assert_dependency_order(&p, &opts);
+                prop_assert_eq!(&plan(&[], &nodes, Catalog::builtin(), &opts).unwrap(), &p);
+                let mut shuffled = nodes.clone();
+                shuffled.reverse();
+                prop_assert_eq!(&plan(&[], &shuffled, Catalog::builtin(), &opts).unwrap(), &p, "input order must not matter");
+                prop_assert_eq!(p.apply_routing(&BTreeMap::new()), p.routing.clone());
+            }
+
+            #[test]
+            fn a_to_b_then_b_to_a_restores_routing((a, opts_a) in layout(), (b, opts_b) in layout()) {
+                // One control plane for both deployments: the services both leave to it.
+                let cp: BTreeSet<String> = opts_a.control_plane_services.unwrap().intersection(&opts_b.control_plane_services.unwrap()).cloned().collect();
+                let opts = PlanOptions { control_plane_services: Some(cp), strict: false };
+                let (Ok(pa), Ok(pb)) = (plan(&[], &a, Catalog::builtin(), &opts), plan(&[], &b, Catalog::builtin(), &opts)) else { return Ok(()) };
+                let (a, b) = (pa.nodes, pb.nodes);
+                let ab = plan(&a, &b, Catalog::builtin(), &opts).unwrap();
+                assert_dependency_order(&ab, &opts);
+                let after_ab = ab.apply_routing(&routing_of(&a));
+                prop_assert_eq!(&after_ab, &routing_of(&b));
+                let ba = plan(&ab.nodes, &a, Catalog::builtin(), &opts).unwrap();
+                prop_assert_eq!(ba.apply_routing(&after_ab), routing_of(&a));
+            }
+        }
+    }
+}
