@@ -399,7 +399,7 @@ impl ContainerBackend for FakeBackend {
             replicas: node.replicas,
             created_at: now,
             started_at: Some(now),
-            stopped_at: None,
+            stopped_at: (node.replicas == 0).then_some(now),
             restart_count: 0,
             logs: vec![LogLine {
                 timestamp: now,

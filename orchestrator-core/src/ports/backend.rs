@@ -639,11 +639,12 @@ pub trait ContainerBackend: Send + Sync {
     /// Infrastructure containers/services (Redis, RabbitMQ, databases) the runtime runs.
     async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError>;
 
-    /// Removes unused objects of ours for each target (`All` is expanded by the caller or
-    /// treated as all four): `Containers` removes our stopped nodes whose stop time is
-    /// older than `older_than` before now (all stopped ones when `None`); networks,
-    /// volumes and images are pruned by the runtime, limited to our label where it allows.
-    /// Per-item failures go into the report; `Err` only when the runtime is unreachable.
+    /// Removes unused objects of ours for each target (implementations expand `All` with
+    /// [`expand_clean_targets`]): `Containers` removes our stopped nodes whose stop time is
+    /// more than `older_than` before now (every stopped one when `None`; decision D12);
+    /// networks, volumes and images are pruned by the runtime, limited to our label where
+    /// it allows. Per-item and unsupported-target failures go into the report; `Err` only
+    /// when the runtime cannot be reached.
     async fn prune(
         &self,
         targets: &BTreeSet<CleanTarget>,

@@ -303,6 +303,32 @@ impl<E: Event> Stream for EventSubscription<E> {
 
 /// Typed publish/subscribe on top of any [`EventBus`] (including `dyn EventBus`): the topic
 /// comes from [`Event::TOPIC`] and the body is the event's JSON.
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use orchestrator_core::events::{DeploymentAction, DeploymentEvent};
+/// use orchestrator_core::memory::bus::InMemoryBus;
+/// use orchestrator_core::ports::bus::{EventBus, EventBusExt};
+/// use orchestrator_core::Timestamp;
+///
+/// # futures::executor::block_on(async {
+/// let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new());
+/// let mut events = bus.subscribe_events::<DeploymentEvent>().await.unwrap();
+/// let event = DeploymentEvent {
+///     event_id: uuid::Uuid::new_v4(),
+///     timestamp: Timestamp::from_unix_millis(0),
+///     action: DeploymentAction::Started,
+///     deployment_id: "d-1".to_owned(),
+///     preset: None,
+///     backend: None,
+///     changes: None,
+///     error: None,
+/// };
+/// bus.publish_event(&event).await.unwrap();
+/// assert_eq!(events.next().await, Some(Ok(event)));
+/// # });
+/// ```
 #[async_trait]
 pub trait EventBusExt: EventBus {
     /// Serialises `event` to JSON and publishes it on `E::TOPIC`.

@@ -36,6 +36,7 @@ where
     every_subscriber_sees_every_message(make().await).await;
     topics_are_isolated(make().await).await;
     order_is_preserved_per_publisher(make().await).await;
+    concurrent_publishers_each_keep_their_order(make().await).await;
     typed_events_round_trip(make().await).await;
     malformed_payload_is_reported_and_stream_continues(make().await).await;
     publisher_on_another_task_wakes_subscriber(make().await).await;
@@ -133,6 +134,38 @@ async fn order_is_preserved_per_publisher(bus: Arc<dyn EventBus>) {
         panic!(
             "bus conformance: message {i} arrived as `{}`, expected `{}`",
             got[i], sent[i]
+        );
+    }
+}
+
+async fn concurrent_publishers_each_keep_their_order(bus: Arc<dyn EventBus>) {
+    const EACH: usize = 200;
+    let topic = "conformance.two-publishers";
+    let mut sub = subscribe(&bus, topic).await;
+    let publisher = |name: &'static str| {
+        let bus = Arc::clone(&bus);
+        async move {
+            for i in 0..EACH {
+                publish(&bus, topic, &format!("{name}-{i}")).await;
+                if i % 10 == 0 {
+                    YieldNow(false).await;
+                }
+            }
+        }
+    };
+    within(
+        "two concurrent publishers",
+        future::join(publisher("p"), publisher("q")),
+    )
+    .await;
+    let got = next_texts(&mut sub, 2 * EACH, "messages of two publishers").await;
+    for name in ["p", "q"] {
+        let prefix = format!("{name}-");
+        let seen: Vec<&str> = got.iter().filter_map(|m| m.strip_prefix(&prefix)).collect();
+        let want: Vec<String> = (0..EACH).map(|i| i.to_string()).collect();
+        assert_eq!(
+            seen, want,
+            "messages of publisher {name} must arrive in its publish order"
         );
     }
 }
