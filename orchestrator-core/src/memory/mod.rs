@@ -1,5 +1,6 @@
 //! In-memory implementations of the ports: the embedded default and trustworthy test
 //! stand-ins (they pass the same conformance suites as the Redis adapters).
 
+pub mod backend;
 pub mod bus;
 pub mod store;

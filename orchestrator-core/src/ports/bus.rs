@@ -1,1 +1,426 @@
-//! The `EventBus` port: fan-out publish/subscribe.
+//! The `EventBus` port: fan-out publish/subscribe of JSON payloads by topic, plus a typed
+//! layer ([`EventBusExt`]) that encodes and decodes [`Event`]s. Implementations: the
+//! in-memory bus ([`crate::memory::bus::InMemoryBus`]) and Redis Streams (adapters crate).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, Stream, StreamExt};
+
+use crate::events::Event;
+
+/// An immutable message body (UTF-8 JSON for every topic we use). Cheap to clone: every
+/// subscriber of a fan-out shares the same bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Payload(Arc<[u8]>);
+
+impl Payload {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Serialises `value` as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(Payload::from)
+    }
+
+    /// At most `max` bytes of the payload as lossy UTF-8, for error messages and logs.
+    pub fn excerpt(&self, max: usize) -> String {
+        let end = self.0.len().min(max);
+        let mut text = String::from_utf8_lossy(&self.0[..end]).into_owned();
+        if end < self.0.len() {
+            text.push('…');
+        }
+        text
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload(v.into())
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Self {
+        Payload(v.into())
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Payload::from(s.into_bytes())
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Payload::from(s.as_bytes())
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({:?})", self.excerpt(120))
+    }
+}
+
+/// One item of a [`Subscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusItem {
+    /// A message published on the subscribed topic.
+    Message(Payload),
+    /// The subscriber fell behind and `skipped` messages were dropped for it; the stream
+    /// continues with the oldest message still available. Never silent: consumers decide
+    /// whether to resynchronise (for example re-read the full mappings).
+    Lagged {
+        /// How many messages this subscriber missed.
+        skipped: u64,
+    },
+}
+
+/// Errors of [`EventBus`] operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The transport cannot be reached right now (connection refused or lost, timeout);
+    /// retrying later may succeed.
+    #[error("event bus unavailable: {reason}")]
+    Unavailable {
+        /// What failed, from the transport.
+        reason: String,
+    },
+    /// The bus was shut down; no publish or subscribe on it will succeed again.
+    #[error("event bus is closed")]
+    Closed,
+    /// The topic name cannot be used (empty, or not representable by the transport).
+    #[error("invalid topic `{topic}`: {reason}")]
+    InvalidTopic {
+        /// The rejected topic.
+        topic: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// An event could not be serialised to JSON (typed layer only).
+    #[error("cannot encode event for topic `{topic}`: {reason}")]
+    Encode {
+        /// Topic the event was meant for.
+        topic: String,
+        /// The serialiser's message.
+        reason: String,
+    },
+}
+
+/// Rejects topic names no transport can carry (empty or containing whitespace/control
+/// characters). Implementations call this first so every bus agrees on what is valid.
+pub fn validate_topic(topic: &str) -> Result<(), BusError> {
+    let reason = if topic.is_empty() {
+        "topic is empty"
+    } else if topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "topic contains whitespace or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(BusError::InvalidTopic {
+        topic: topic.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// A live subscription to one topic: a stream of [`BusItem`]s in publish order per
+/// publisher. It ends only when the bus shuts down; dropping it unsubscribes.
+pub struct Subscription {
+    topic: String,
+    inner: BoxStream<'static, BusItem>,
+}
+
+impl Subscription {
+    /// Wraps an implementation's stream (for adapters).
+    pub fn new(topic: impl Into<String>, inner: BoxStream<'static, BusItem>) -> Self {
+        Subscription {
+            topic: topic.into(),
+            inner,
+        }
+    }
+
+    /// The subscribed topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Decodes every message as `E`; see [`EventBusExt::subscribe_events`].
+    pub fn into_events<E: Event>(self) -> EventSubscription<E> {
+        EventSubscription {
+            topic: self.topic,
+            inner: self.inner,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = BusItem;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BusItem>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+/// The port: fan-out publish/subscribe. Every subscriber sees every message published on
+/// its topic after `subscribe` returned, in publish order per publisher. Object safe; the
+/// host holds it as `Arc<dyn EventBus>`.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes `payload` on `topic`. Never waits for consumers; publishing to a topic
+    /// nobody subscribes to succeeds and the message is dropped.
+    async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError>;
+
+    /// Subscribes to `topic`. Messages published after this returns are delivered; older
+    /// ones are not.
+    async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError>;
+}
+
+#[async_trait]
+impl<T: EventBus + ?Sized> EventBus for Arc<T> {
+    async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError> {
+        (**self).publish(topic, payload).await
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError> {
+        (**self).subscribe(topic).await
+    }
+}
+
+// === typed layer ===
+
+/// A message on an event topic that is not a valid JSON encoding of the event type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed `{topic}` message: {reason} (payload: {excerpt})")]
+pub struct DecodeError {
+    /// Topic the message arrived on.
+    pub topic: String,
+    /// The JSON decoder's message (with line and column).
+    pub reason: String,
+    /// The first bytes of the payload, lossy UTF-8.
+    pub excerpt: String,
+}
+
+/// A non-event item of an [`EventSubscription`]. Neither ends the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventStreamError {
+    /// One message could not be decoded; the next message is delivered as usual.
+    #[error(transparent)]
+    Malformed(#[from] DecodeError),
+    /// The subscriber fell behind and missed `skipped` messages (see [`BusItem::Lagged`]).
+    #[error("subscriber lagged on `{topic}` and missed {skipped} messages")]
+    Lagged {
+        /// Topic of the subscription.
+        topic: String,
+        /// How many messages were missed.
+        skipped: u64,
+    },
+}
+
+/// How much of a malformed payload a [`DecodeError`] quotes.
+const EXCERPT_BYTES: usize = 200;
+
+/// Decodes one payload as `E`.
+pub fn decode_event<E: Event>(topic: &str, payload: &Payload) -> Result<E, DecodeError> {
+    serde_json::from_slice(payload.as_bytes()).map_err(|e| DecodeError {
+        topic: topic.to_owned(),
+        reason: e.to_string(),
+        excerpt: payload.excerpt(EXCERPT_BYTES),
+    })
+}
+
+/// A subscription that decodes each message as `E`. Yields `Ok(event)`, or an
+/// [`EventStreamError`] for a malformed message or a lag; errors never end the stream.
+pub struct EventSubscription<E> {
+    topic: String,
+    inner: BoxStream<'static, BusItem>,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E> EventSubscription<E> {
+    /// The subscribed topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl<E> fmt::Debug for EventSubscription<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSubscription")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Event> Stream for EventSubscription<E> {
+    type Item = Result<E, EventStreamError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => item,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(Some(match item {
+            BusItem::Message(payload) => {
+                decode_event(&self.topic, &payload).map_err(EventStreamError::from)
+            }
+            BusItem::Lagged { skipped } => Err(EventStreamError::Lagged {
+                topic: self.topic.clone(),
+                skipped,
+            }),
+        }))
+    }
+}
+
+/// Typed publish/subscribe on top of any [`EventBus`] (including `dyn EventBus`): the topic
+/// comes from [`Event::TOPIC`] and the body is the event's JSON.
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use orchestrator_core::events::{DeploymentAction, DeploymentEvent};
+/// use orchestrator_core::memory::bus::InMemoryBus;
+/// use orchestrator_core::ports::bus::{EventBus, EventBusExt};
+/// use orchestrator_core::Timestamp;
+///
+/// # futures::executor::block_on(async {
+/// let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new());
+/// let mut events = bus.subscribe_events::<DeploymentEvent>().await.unwrap();
+/// let event = DeploymentEvent {
+///     event_id: uuid::Uuid::new_v4(),
+///     timestamp: Timestamp::from_unix_millis(0),
+///     action: DeploymentAction::Started,
+///     deployment_id: "d-1".to_owned(),
+///     preset: None,
+///     backend: None,
+///     changes: None,
+///     error: None,
+/// };
+/// bus.publish_event(&event).await.unwrap();
+/// assert_eq!(events.next().await, Some(Ok(event)));
+/// # });
+/// ```
+#[async_trait]
+pub trait EventBusExt: EventBus {
+    /// Serialises `event` to JSON and publishes it on `E::TOPIC`.
+    async fn publish_event<E: Event>(&self, event: &E) -> Result<(), BusError> {
+        let payload = Payload::json(event).map_err(|e| BusError::Encode {
+            topic: E::TOPIC.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.publish(E::TOPIC, payload).await
+    }
+
+    /// Subscribes to `E::TOPIC`, decoding each message as `E`.
+    async fn subscribe_events<E: Event>(&self) -> Result<EventSubscription<E>, BusError> {
+        Ok(self.subscribe(E::TOPIC).await?.into_events())
+    }
+}
+
+impl<B: EventBus + ?Sized> EventBusExt for B {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{DeploymentAction, DeploymentEvent};
+    use crate::time::Timestamp;
+
+    fn event() -> DeploymentEvent {
+        DeploymentEvent {
+            event_id: uuid::Uuid::nil(),
+            timestamp: Timestamp::from_unix_millis(1_700_000_000_000),
+            action: DeploymentAction::Started,
+            deployment_id: "d-1".to_owned(),
+            preset: Some("local".to_owned()),
+            backend: None,
+            changes: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn topics_are_validated() {
+        assert!(validate_topic("bannou.service-heartbeat").is_ok());
+        assert!(matches!(
+            validate_topic(""),
+            Err(BusError::InvalidTopic { .. })
+        ));
+        assert!(matches!(
+            validate_topic("a b"),
+            Err(BusError::InvalidTopic { .. })
+        ));
+    }
+
+    #[test]
+    fn decode_reports_topic_reason_and_excerpt() {
+        let good = Payload::json(&event()).unwrap();
+        assert_eq!(
+            decode_event::<DeploymentEvent>("t", &good).unwrap(),
+            event()
+        );
+
+        let bad = Payload::from("{\"eventId\": 42");
+        let err = decode_event::<DeploymentEvent>("t", &bad).unwrap_err();
+        assert_eq!(err.topic, "t");
+        assert_eq!(err.excerpt, "{\"eventId\": 42");
+        assert!(!err.reason.is_empty());
+    }
+
+    #[test]
+    fn excerpt_truncates_and_survives_invalid_utf8() {
+        let p = Payload::from(vec![b'a', b'b', 0xff, b'c']);
+        assert_eq!(p.excerpt(2), "ab…");
+        assert_eq!(p.excerpt(10), "ab\u{fffd}c");
+    }
+
+    #[test]
+    fn typed_stream_maps_items_without_ending() {
+        let items = vec![
+            BusItem::Message(Payload::from("nope")),
+            BusItem::Lagged { skipped: 3 },
+            BusItem::Message(Payload::json(&event()).unwrap()),
+        ];
+        let sub = Subscription::new("t", futures::stream::iter(items).boxed());
+        let out: Vec<_> =
+            futures::executor::block_on(sub.into_events::<DeploymentEvent>().collect());
+        assert_eq!(out.len(), 3);
+        assert!(matches!(out[0], Err(EventStreamError::Malformed(_))));
+        assert_eq!(
+            out[1],
+            Err(EventStreamError::Lagged {
+                topic: "t".to_owned(),
+                skipped: 3
+            })
+        );
+        assert_eq!(out[2], Ok(event()));
+    }
+}

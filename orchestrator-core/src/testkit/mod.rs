@@ -2,5 +2,6 @@
 //! implementation. Each suite is an async function that takes a factory for fresh
 //! instances and panics with a descriptive message on the first violation.
 
+pub mod backend;
 pub mod bus;
 pub mod store;
