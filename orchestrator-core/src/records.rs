@@ -112,3 +112,20 @@ pub struct DeploymentConfiguration {
     #[serde(default)]
     pub stable: bool,
 }
+
+impl DeploymentConfiguration {
+    /// An unsaved configuration (version 0) with no services, environment or nodes.
+    pub fn empty(timestamp: Timestamp) -> Self {
+        DeploymentConfiguration {
+            version: 0,
+            timestamp,
+            deployment_id: None,
+            preset_name: None,
+            services: BTreeMap::new(),
+            environment_variables: BTreeMap::new(),
+            description: None,
+            nodes: Vec::new(),
+            stable: false,
+        }
+    }
+}
