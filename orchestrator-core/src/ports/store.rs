@@ -36,6 +36,15 @@ use crate::config_history::{
 use crate::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use crate::time::Timestamp;
 
+/// Default heartbeat record TTL, `HeartbeatTtlSeconds` (spec 19).
+pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(90);
+
+/// Default routing record TTL, `RoutingTtlSeconds` (spec 19).
+pub const DEFAULT_ROUTING_TTL: Duration = Duration::from_secs(300);
+
+/// Default config history entry TTL, `ConfigHistoryTtlDays` = 30 (spec 19).
+pub const DEFAULT_CONFIG_HISTORY_TTL: Duration = Duration::from_secs(30 * 86_400);
+
 /// How many times [`OrchestratorStore::claim_route`] retries a lost compare-and-set
 /// (upstream's hard-coded 3, spec 10.4).
 pub const CLAIM_ROUTE_ATTEMPTS: usize = 3;
@@ -334,5 +343,57 @@ pub trait OrchestratorStore: Send + Sync + 'static {
             _ => false,
         };
         Ok(version_info(current.as_ref(), previous_exists, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_http_statuses() {
+        let m = || String::from("x");
+        assert_eq!(StoreError::Unavailable { message: m() }.status_code(), 503);
+        assert_eq!(
+            StoreError::Corrupt {
+                key: m(),
+                message: m()
+            }
+            .status_code(),
+            500
+        );
+        assert_eq!(
+            StoreError::Conflict {
+                key: m(),
+                message: m()
+            }
+            .status_code(),
+            409
+        );
+        assert_eq!(StoreError::InvalidInput { message: m() }.status_code(), 500);
+        let rejected: ConfigRollbackError = RollbackError::NotFound { version: 3 }.into();
+        assert_eq!(rejected.status_code(), 404);
+        let invalid: ConfigRollbackError = RollbackError::InvalidTarget {
+            target: 0,
+            current: 2,
+        }
+        .into();
+        assert_eq!(invalid.status_code(), 400);
+        let store: ConfigRollbackError = StoreError::Unavailable { message: m() }.into();
+        assert_eq!(store.status_code(), 503);
+        assert_eq!(
+            invalid.to_string(),
+            "invalid rollback target 0: must be between 1 and 1"
+        );
+    }
+
+    #[test]
+    fn ttl_must_be_at_least_a_millisecond() {
+        assert!(check_ttl(Duration::from_millis(1)).is_ok());
+        assert!(check_ttl(DEFAULT_HEARTBEAT_TTL).is_ok());
+        assert!(matches!(
+            check_ttl(Duration::from_micros(999)),
+            Err(StoreError::InvalidInput { .. })
+        ));
     }
 }
