@@ -22,6 +22,15 @@
 //! compose them with the primitives, so adapters do not re-implement them and the
 //! service layer calls one method. [`crate::config_history::ConfigHistory`] composes the
 //! same rules synchronously for pure, in-process use and property tests.
+//!
+//! # Suggested Redis layout (spec 10.3 plus ours)
+//!
+//! `orch:hb:{appId}` and `orch:rt:{service}` with their `_index` records; `orch:cfg:version`
+//! `{Version: n}`, `orch:cfg:current`, `orch:cfg:history:{n}` (history TTL),
+//! `orch:cfg:mappings-version` `{Version: n}`, and ours: `orch:cfg:last-stable` (a full
+//! configuration, no TTL). The mappings increment, the checked config save, `set_route_if`
+//! and `mark_config_stable` (KEEPTTL on the history entry) each need one atomic step
+//! (a Lua script or WATCH/MULTI).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
