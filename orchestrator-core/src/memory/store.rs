@@ -361,6 +361,118 @@ mod tests {
         assert_eq!(store.mappings_version().await.unwrap(), 1);
     }
 
+    /// A store whose `get_route` always misses while writes see the real state, so every
+    /// create attempt of `claim_route` loses its race.
+    struct BlindReads(InMemoryStore);
+
+    #[async_trait]
+    impl OrchestratorStore for BlindReads {
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.0.ping().await
+        }
+        async fn put_heartbeat(&self, r: &HeartbeatRecord, t: Duration) -> Result<(), StoreError> {
+            self.0.put_heartbeat(r, t).await
+        }
+        async fn get_heartbeat(&self, a: &str) -> Result<Option<HeartbeatRecord>, StoreError> {
+            self.0.get_heartbeat(a).await
+        }
+        async fn list_heartbeats(&self) -> Result<Vec<HeartbeatRecord>, StoreError> {
+            self.0.list_heartbeats().await
+        }
+        async fn remove_heartbeat(&self, a: &str) -> Result<bool, StoreError> {
+            self.0.remove_heartbeat(a).await
+        }
+        async fn put_route(
+            &self,
+            s: &str,
+            r: &RoutingRecord,
+            t: Duration,
+        ) -> Result<(), StoreError> {
+            self.0.put_route(s, r, t).await
+        }
+        async fn get_route(&self, _: &str) -> Result<Option<RoutingRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn list_routes(&self) -> Result<BTreeMap<String, RoutingRecord>, StoreError> {
+            self.0.list_routes().await
+        }
+        async fn set_route_if(
+            &self,
+            s: &str,
+            e: Option<&str>,
+            r: &RoutingRecord,
+            t: Duration,
+        ) -> Result<bool, StoreError> {
+            self.0.set_route_if(s, e, r, t).await
+        }
+        async fn remove_route(&self, s: &str) -> Result<bool, StoreError> {
+            self.0.remove_route(s).await
+        }
+        async fn next_mappings_version(&self) -> Result<i64, StoreError> {
+            self.0.next_mappings_version().await
+        }
+        async fn mappings_version(&self) -> Result<i64, StoreError> {
+            self.0.mappings_version().await
+        }
+        async fn save_config_checked(
+            &self,
+            c: &DeploymentConfiguration,
+            e: Option<u64>,
+            t: Duration,
+        ) -> Result<u64, StoreError> {
+            self.0.save_config_checked(c, e, t).await
+        }
+        async fn current_config(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
+            self.0.current_config().await
+        }
+        async fn config_version(
+            &self,
+            v: u64,
+        ) -> Result<Option<DeploymentConfiguration>, StoreError> {
+            self.0.config_version(v).await
+        }
+        async fn config_history(
+            &self,
+            l: usize,
+        ) -> Result<Vec<DeploymentConfiguration>, StoreError> {
+            self.0.config_history(l).await
+        }
+        async fn latest_config_version(&self) -> Result<u64, StoreError> {
+            self.0.latest_config_version().await
+        }
+        async fn mark_config_stable(&self, v: u64) -> Result<bool, StoreError> {
+            self.0.mark_config_stable(v).await
+        }
+        async fn last_stable_config(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
+            self.0.last_stable_config().await
+        }
+        async fn prune_config_history(&self, k: Option<usize>) -> Result<usize, StoreError> {
+            self.0.prune_config_history(k).await
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_route_gives_up_with_conflict_after_three_lost_races() {
+        let (inner, _) = fresh();
+        let rec = |app: &str| RoutingRecord {
+            app_id: app.into(),
+            host: app.into(),
+            port: 80,
+            status: None,
+            last_updated: Timestamp::UNIX_EPOCH,
+            load_percent: 0,
+        };
+        let ttl = Duration::from_secs(60);
+        inner.put_route("auth", &rec("owner"), ttl).await.unwrap();
+        let racing = BlindReads(inner.clone());
+        let err = racing.claim_route("auth", &rec("other"), ttl).await;
+        assert!(
+            matches!(&err, Err(StoreError::Conflict { key, .. }) if key == "orch:rt:auth"),
+            "got {err:?}"
+        );
+        assert_eq!(inner.get_route("auth").await.unwrap(), Some(rec("owner")));
+    }
+
     #[tokio::test]
     async fn expired_entries_are_dropped_from_memory() {
         let (store, time) = fresh();
