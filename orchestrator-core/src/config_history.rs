@@ -1,1 +1,850 @@
-//! Versioned deployment configuration: history with retention, rollback, changed keys and stable marks (spec 11).
+//! Versioned deployment configuration: history with retention, rollback, changed keys and
+//! stable marks (spec 11). Pure: time is passed in. The rollback rules live in
+//! [`RollbackPlan`] and the free functions, shared by [`ConfigHistory`] and the store port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::records::DeploymentConfiguration;
+use crate::time::Timestamp;
+
+/// Preset name of the configuration written by [`ConfigHistory::clear`] (spec 11.1).
+pub const CLEARED_PRESET_NAME: &str = "default";
+
+/// Description of the configuration written by [`ConfigHistory::clear`] (spec 11.1).
+pub const CLEARED_DESCRIPTION: &str = "Reset to default topology - all services route to 'bannou'";
+
+/// Most entries in [`ConfigVersionInfo::key_prefixes`] (spec 11.3).
+pub const MAX_KEY_PREFIXES: usize = 10;
+
+// === errors ===
+
+/// Why a rollback was refused (spec 11.2). [`RollbackError::status_code`] gives the HTTP code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RollbackError {
+    /// There is no earlier version: the current version is 0 or 1. HTTP 400.
+    #[error("nothing to roll back: current configuration version is {current}")]
+    NothingToRollBack {
+        /// The current version (0 when none was ever saved).
+        current: u64,
+    },
+    /// The target is 0 or not older than the current version. HTTP 400.
+    #[error("invalid rollback target {target}: must be between 1 and {}", current.saturating_sub(1))]
+    InvalidTarget {
+        /// The requested (or defaulted) target.
+        target: u64,
+        /// The current version.
+        current: u64,
+    },
+    /// The target version is not in the history (expired or pruned). HTTP 404.
+    #[error("configuration version {version} not found (expired or pruned)")]
+    NotFound {
+        /// The missing version.
+        version: u64,
+    },
+}
+
+impl RollbackError {
+    /// The HTTP status the API answers with: 400 for a bad request, 404 for a missing version.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            RollbackError::NothingToRollBack { .. } | RollbackError::InvalidTarget { .. } => 400,
+            RollbackError::NotFound { .. } => 404,
+        }
+    }
+}
+
+/// A configuration version that does not exist (never saved, expired or pruned). HTTP 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("configuration version {version} not found")]
+pub struct VersionNotFound {
+    /// The missing version.
+    pub version: u64,
+}
+
+impl VersionNotFound {
+    /// The HTTP status the API answers with (404).
+    pub fn status_code(&self) -> u16 {
+        404
+    }
+}
+
+// === rollback rules (spec 11.2), shared with the store port ===
+
+/// A validated rollback request: steps 1 and 2 of spec 11.2 passed.
+///
+/// Use: [`RollbackPlan::new`] with the stored version, load version `target`, then
+/// [`RollbackPlan::restore`] to build the record to save (it must become version
+/// `current + 1`) and [`RollbackPlan::outcome`] for the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollbackPlan {
+    /// The stored (pre-rollback) version, `cur`.
+    pub current: u64,
+    /// The version to copy, `target` (1 <= target < current).
+    pub target: u64,
+}
+
+impl RollbackPlan {
+    /// Steps 1-2: `current <= 1` => [`RollbackError::NothingToRollBack`]; target defaults to
+    /// `current - 1`; `target < 1` or `target >= current` => [`RollbackError::InvalidTarget`].
+    pub fn new(current: u64, requested: Option<u64>) -> Result<Self, RollbackError> {
+        if current <= 1 {
+            return Err(RollbackError::NothingToRollBack { current });
+        }
+        let target = requested.unwrap_or(current - 1);
+        if target < 1 || target >= current {
+            return Err(RollbackError::InvalidTarget { target, current });
+        }
+        Ok(RollbackPlan { current, target })
+    }
+
+    /// The version the rollback creates (`current + 1`).
+    pub fn new_version(&self) -> u64 {
+        self.current + 1
+    }
+
+    /// Steps 3-4: the loaded target (`None` when missing => [`RollbackError::NotFound`])
+    /// becomes a copy with version `current + 1`, timestamp `now`, the rollback description
+    /// and `stable = false` (it has not been proven healthy yet).
+    pub fn restore(
+        &self,
+        loaded_target: Option<DeploymentConfiguration>,
+        now: Timestamp,
+    ) -> Result<DeploymentConfiguration, RollbackError> {
+        let mut cfg = loaded_target.ok_or(RollbackError::NotFound {
+            version: self.target,
+        })?;
+        cfg.version = self.new_version();
+        cfg.timestamp = now;
+        cfg.description = Some(format!(
+            "Rolled back from version {} to version {}",
+            self.current, self.target
+        ));
+        cfg.stable = false;
+        Ok(cfg)
+    }
+
+    /// Steps 5-6: the response, with `changedKeys` computed one way against the
+    /// pre-rollback current configuration (empty when there was none).
+    pub fn outcome(
+        &self,
+        restored: DeploymentConfiguration,
+        previous_current: Option<&DeploymentConfiguration>,
+    ) -> RollbackOutcome {
+        let changed_keys = previous_current
+            .map(|prev| rollback_changed_keys(&restored, prev))
+            .unwrap_or_default();
+        RollbackOutcome {
+            previous_version: self.current,
+            current_version: restored.version,
+            changed_keys,
+            restored,
+        }
+    }
+}
+
+/// Result of a successful rollback (`ConfigRollbackResponse` plus the restored record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackOutcome {
+    /// The version current before the rollback (`previousVersion`).
+    pub previous_version: u64,
+    /// The new version, a copy of the target (`currentVersion` = previous + 1).
+    pub current_version: u64,
+    /// `services.{name}.enabled` and `env.{KEY}` entries that the rollback changed.
+    pub changed_keys: Vec<String>,
+    /// The new current configuration, so the caller can redeploy it.
+    pub restored: DeploymentConfiguration,
+}
+
+/// Spec 11.2 step 5, one direction only: keys of `restored` that are missing from or
+/// different in `previous`. Services compare only `Enabled`. Services first, then env,
+/// each in name order.
+pub fn rollback_changed_keys(
+    restored: &DeploymentConfiguration,
+    previous: &DeploymentConfiguration,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (name, svc) in &restored.services {
+        if previous.services.get(name).map(|p| p.enabled) != Some(svc.enabled) {
+            keys.push(format!("services.{name}.enabled"));
+        }
+    }
+    for (key, value) in &restored.environment_variables {
+        if previous.environment_variables.get(key) != Some(value) {
+            keys.push(format!("env.{key}"));
+        }
+    }
+    keys
+}
+
+/// Every key that differs between `a` and `b` in either direction (added, removed or
+/// changed), for plans and events of our own. A service present on one side only is
+/// `services.{name}.enabled`; a service on both sides adds `.enabled`, `.appId`,
+/// `.replicas` and `.settings.{key}` where those differ; env vars are `env.{KEY}`.
+/// Sorted and without duplicates; symmetric: `changed_keys(a, b) == changed_keys(b, a)`.
+pub fn changed_keys(a: &DeploymentConfiguration, b: &DeploymentConfiguration) -> Vec<String> {
+    let mut keys = BTreeSet::new();
+    let names: BTreeSet<&String> = a.services.keys().chain(b.services.keys()).collect();
+    for name in names {
+        match (a.services.get(name), b.services.get(name)) {
+            (Some(x), Some(y)) => {
+                if x.enabled != y.enabled {
+                    keys.insert(format!("services.{name}.enabled"));
+                }
+                if x.app_id != y.app_id {
+                    keys.insert(format!("services.{name}.appId"));
+                }
+                if x.replicas != y.replicas {
+                    keys.insert(format!("services.{name}.replicas"));
+                }
+                for k in x.settings.keys().chain(y.settings.keys()) {
+                    if x.settings.get(k) != y.settings.get(k) {
+                        keys.insert(format!("services.{name}.settings.{k}"));
+                    }
+                }
+            }
+            _ => {
+                keys.insert(format!("services.{name}.enabled"));
+            }
+        }
+    }
+    let env = &a.environment_variables;
+    let other = &b.environment_variables;
+    for k in env.keys().chain(other.keys()) {
+        if env.get(k) != other.get(k) {
+            keys.insert(format!("env.{k}"));
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// The configuration `ClearCurrentConfiguration` saves (spec 11.1): preset `default`,
+/// no services, no environment, the reset description. Version is assigned on save.
+pub fn cleared_configuration(now: Timestamp) -> DeploymentConfiguration {
+    DeploymentConfiguration {
+        preset_name: Some(CLEARED_PRESET_NAME.to_owned()),
+        description: Some(CLEARED_DESCRIPTION.to_owned()),
+        ..DeploymentConfiguration::empty(now)
+    }
+}
+
+// === version info (spec 11.3) ===
+
+/// What `GetConfigVersion` answers (spec 8.17 / 11.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigVersionInfo {
+    /// Current version, 0 when none.
+    pub version: u64,
+    /// Timestamp of the current configuration, or `now` when none.
+    pub timestamp: Timestamp,
+    /// `version > 1` and version `version - 1` is still in the history.
+    pub has_previous_config: bool,
+    /// Number of services plus number of environment variables.
+    pub key_count: usize,
+    /// `services` when there are services, then `env.{P}` per distinct first `_`-separated
+    /// segment of the env var names, in name order; at most [`MAX_KEY_PREFIXES`] in total.
+    pub key_prefixes: Vec<String>,
+}
+
+/// Spec 11.3 from the current configuration and whether version `current - 1` exists.
+pub fn version_info(
+    current: Option<&DeploymentConfiguration>,
+    previous_exists: bool,
+    now: Timestamp,
+) -> ConfigVersionInfo {
+    let Some(cfg) = current else {
+        return ConfigVersionInfo {
+            version: 0,
+            timestamp: now,
+            has_previous_config: false,
+            key_count: 0,
+            key_prefixes: Vec::new(),
+        };
+    };
+    let mut key_prefixes: Vec<String> = Vec::new();
+    if !cfg.services.is_empty() {
+        key_prefixes.push("services".to_owned());
+    }
+    for key in cfg.environment_variables.keys() {
+        let first = key.split('_').next().unwrap_or_default();
+        let prefix = format!("env.{first}");
+        if !key_prefixes.contains(&prefix) {
+            key_prefixes.push(prefix);
+        }
+    }
+    key_prefixes.truncate(MAX_KEY_PREFIXES);
+    ConfigVersionInfo {
+        version: cfg.version,
+        timestamp: cfg.timestamp,
+        has_previous_config: cfg.version > 1 && previous_exists,
+        key_count: cfg.services.len() + cfg.environment_variables.len(),
+        key_prefixes,
+    }
+}
+
+// === ConfigHistory ===
+
+/// Versions `1..=n` of the deployment configuration, in memory.
+///
+/// Invariants: versions are assigned consecutively and never reused; an existing version
+/// is never modified except for its `stable` flag; the current version is never pruned.
+/// The last stable configuration is kept as its own copy, so pruning never loses it.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigHistory {
+    /// Highest version ever assigned (0 when none).
+    latest: u64,
+    /// History entries by version (the current one included until pruned by count).
+    entries: BTreeMap<u64, DeploymentConfiguration>,
+    /// The current configuration (version `latest`), kept even when its entry is pruned.
+    current: Option<DeploymentConfiguration>,
+    /// Copy of the highest version marked stable.
+    last_stable: Option<DeploymentConfiguration>,
+    /// Keep at most this many history entries (older ones dropped on save and prune).
+    max_versions: Option<NonZeroUsize>,
+}
+
+impl ConfigHistory {
+    /// An empty history (version 0) with age-based retention only.
+    pub fn new() -> Self {
+        ConfigHistory::default()
+    }
+
+    /// An empty history that also keeps at most `max` entries (the current one always stays).
+    pub fn with_max_versions(max: NonZeroUsize) -> Self {
+        ConfigHistory {
+            max_versions: Some(max),
+            ..ConfigHistory::default()
+        }
+    }
+
+    /// Saves `cfg` as version `latest + 1` with timestamp `now` and `stable = false`;
+    /// it becomes current. Returns the new version (spec 11.1 SaveConfigurationVersion).
+    pub fn save(&mut self, mut cfg: DeploymentConfiguration, now: Timestamp) -> u64 {
+        self.latest += 1;
+        cfg.version = self.latest;
+        cfg.timestamp = now;
+        cfg.stable = false;
+        self.insert_current(cfg);
+        self.latest
+    }
+
+    fn insert_current(&mut self, cfg: DeploymentConfiguration) {
+        self.entries.insert(cfg.version, cfg.clone());
+        self.current = Some(cfg);
+        self.enforce_max_versions();
+    }
+
+    fn enforce_max_versions(&mut self) -> Vec<u64> {
+        let mut removed = Vec::new();
+        if let Some(max) = self.max_versions {
+            while self.entries.len() > max.get() {
+                match self.entries.pop_first() {
+                    Some((v, _)) => removed.push(v),
+                    None => break,
+                }
+            }
+        }
+        removed
+    }
+
+    /// The highest version assigned so far (0 when none).
+    pub fn latest_version(&self) -> u64 {
+        self.latest
+    }
+
+    /// The current configuration.
+    pub fn current(&self) -> Option<&DeploymentConfiguration> {
+        self.current.as_ref()
+    }
+
+    /// Version `version`, if it is current or still in the history.
+    pub fn get(&self, version: u64) -> Option<&DeploymentConfiguration> {
+        match &self.current {
+            Some(c) if c.version == version => Some(c),
+            _ => self.entries.get(&version),
+        }
+    }
+
+    /// Up to `limit` versions, newest first (the current one included).
+    pub fn history(&self, limit: usize) -> Vec<&DeploymentConfiguration> {
+        let mut out: Vec<&DeploymentConfiguration> = Vec::new();
+        if let Some(c) = &self.current {
+            out.push(c);
+        }
+        out.extend(
+            self.entries
+                .values()
+                .rev()
+                .filter(|e| Some(e.version) != self.current.as_ref().map(|c| c.version)),
+        );
+        out.truncate(limit);
+        out
+    }
+
+    /// Drops history entries saved `ttl` or longer before `now` (as a store's TTL would),
+    /// and entries beyond `max_versions`; the current version always stays. Returns the
+    /// dropped versions in ascending order.
+    pub fn prune(&mut self, now: Timestamp, ttl: Duration) -> Vec<u64> {
+        let current = self.current.as_ref().map(|c| c.version);
+        let expired: Vec<u64> = self
+            .entries
+            .values()
+            .filter(|e| Some(e.version) != current && e.timestamp + ttl <= now)
+            .map(|e| e.version)
+            .collect();
+        for v in &expired {
+            self.entries.remove(v);
+        }
+        let mut removed = expired;
+        removed.extend(self.enforce_max_versions());
+        removed.sort_unstable();
+        removed
+    }
+
+    /// Spec 11.2: creates exactly one new version, a copy of `target` (default: the one
+    /// before current). On error nothing changes.
+    pub fn rollback(
+        &mut self,
+        target: Option<u64>,
+        now: Timestamp,
+    ) -> Result<RollbackOutcome, RollbackError> {
+        let plan = RollbackPlan::new(self.latest, target)?;
+        let restored = plan.restore(self.get(plan.target).cloned(), now)?;
+        let previous = self.current.take();
+        self.latest = restored.version;
+        self.insert_current(restored.clone());
+        Ok(plan.outcome(restored, previous.as_ref()))
+    }
+
+    /// Spec 11.1 ClearCurrentConfiguration: saves [`cleared_configuration`] as a new
+    /// version and returns it. The history is kept.
+    pub fn clear(&mut self, now: Timestamp) -> u64 {
+        self.save(cleared_configuration(now), now)
+    }
+
+    /// Records that `version` became fully healthy: sets its `stable` flag and makes it the
+    /// last stable version unless a higher version already is.
+    pub fn mark_stable(&mut self, version: u64) -> Result<(), VersionNotFound> {
+        let mut cfg = self
+            .get(version)
+            .cloned()
+            .ok_or(VersionNotFound { version })?;
+        cfg.stable = true;
+        if let Some(e) = self.entries.get_mut(&version) {
+            e.stable = true;
+        }
+        if let Some(c) = self.current.as_mut().filter(|c| c.version == version) {
+            c.stable = true;
+        }
+        if self
+            .last_stable
+            .as_ref()
+            .is_none_or(|s| s.version <= version)
+        {
+            self.last_stable = Some(cfg);
+        }
+        Ok(())
+    }
+
+    /// The highest version marked stable (kept even after its history entry is pruned).
+    pub fn last_stable(&self) -> Option<&DeploymentConfiguration> {
+        self.last_stable.as_ref()
+    }
+
+    /// Spec 11.3 for the current state.
+    pub fn version_info(&self, now: Timestamp) -> ConfigVersionInfo {
+        let previous_exists = self.latest > 1 && self.get(self.latest - 1).is_some();
+        version_info(self.current(), previous_exists, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::ServiceDeploymentConfig;
+    use proptest::prelude::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_700_000_000_000 + secs * 1000)
+    }
+
+    fn svc(enabled: bool) -> ServiceDeploymentConfig {
+        ServiceDeploymentConfig {
+            enabled,
+            app_id: None,
+            replicas: 1,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// A configuration with the given services (name, enabled) and env vars.
+    fn cfg(services: &[(&str, bool)], env: &[(&str, &str)]) -> DeploymentConfiguration {
+        let mut c = DeploymentConfiguration::empty(Timestamp::UNIX_EPOCH);
+        c.preset_name = Some("test".into());
+        for (n, e) in services {
+            c.services.insert((*n).into(), svc(*e));
+        }
+        for (k, v) in env {
+            c.environment_variables.insert((*k).into(), (*v).into());
+        }
+        c
+    }
+
+    /// History with v1..v5, each with a distinct env marker `V={n}`.
+    fn five() -> ConfigHistory {
+        let mut h = ConfigHistory::new();
+        for n in 1..=5 {
+            let v = n.to_string();
+            h.save(cfg(&[("auth", n % 2 == 1)], &[("V", &v)]), t(n));
+        }
+        h
+    }
+
+    #[test]
+    fn save_assigns_consecutive_versions_and_timestamps() {
+        let mut h = ConfigHistory::new();
+        assert_eq!(h.latest_version(), 0);
+        assert!(h.current().is_none());
+        let mut c = cfg(&[], &[]);
+        c.version = 42;
+        c.stable = true;
+        assert_eq!(h.save(c.clone(), t(1)), 1);
+        assert_eq!(h.save(c, t(2)), 2);
+        let cur = h.current().unwrap();
+        assert_eq!((cur.version, cur.timestamp, cur.stable), (2, t(2), false));
+        assert_eq!(h.get(1).unwrap().timestamp, t(1));
+        assert!(h.get(3).is_none());
+        assert!(h.get(0).is_none());
+    }
+
+    #[test]
+    fn history_is_newest_first_and_limited() {
+        let h = five();
+        let v: Vec<u64> = h.history(3).iter().map(|c| c.version).collect();
+        assert_eq!(v, [5, 4, 3]);
+        assert_eq!(h.history(100).len(), 5);
+        assert!(h.history(0).is_empty());
+    }
+
+    #[test]
+    fn rollback_v5_to_v3_creates_v6_copy_and_keeps_history() {
+        let mut h = five();
+        let before: Vec<DeploymentConfiguration> =
+            (1..=5).map(|v| h.get(v).unwrap().clone()).collect();
+        let out = h.rollback(Some(3), t(100)).unwrap();
+        assert_eq!(out.previous_version, 5);
+        assert_eq!(out.current_version, 6);
+        let v6 = h.current().unwrap();
+        assert_eq!(v6.version, 6);
+        assert_eq!(v6.timestamp, t(100));
+        assert_eq!(
+            v6.description.as_deref(),
+            Some("Rolled back from version 5 to version 3")
+        );
+        let mut expected = before[2].clone();
+        expected.version = 6;
+        expected.timestamp = t(100);
+        expected.description = v6.description.clone();
+        assert_eq!(v6, &expected);
+        assert_eq!(&out.restored, v6);
+        for (i, b) in before.iter().enumerate() {
+            assert_eq!(h.get(i as u64 + 1), Some(b), "version {} changed", i + 1);
+        }
+        assert_eq!(h.latest_version(), 6);
+        // v3 has auth enabled, v5 too; only V differs.
+        assert_eq!(out.changed_keys, ["env.V"]);
+    }
+
+    #[test]
+    fn rollback_defaults_to_previous_version() {
+        let mut h = five();
+        let out = h.rollback(None, t(100)).unwrap();
+        assert_eq!((out.previous_version, out.current_version), (5, 6));
+        assert_eq!(
+            out.restored.description.as_deref(),
+            Some("Rolled back from version 5 to version 4")
+        );
+        assert_eq!(out.restored.environment_variables["V"], "4");
+        assert_eq!(out.changed_keys, ["services.auth.enabled", "env.V"]);
+    }
+
+    #[test]
+    fn rollback_rejects_when_nothing_to_roll_back() {
+        let mut h = ConfigHistory::new();
+        let e = h.rollback(None, t(1)).unwrap_err();
+        assert_eq!(e, RollbackError::NothingToRollBack { current: 0 });
+        assert_eq!(e.status_code(), 400);
+        h.save(cfg(&[], &[]), t(1));
+        let e = h.rollback(Some(1), t(2)).unwrap_err();
+        assert_eq!(e, RollbackError::NothingToRollBack { current: 1 });
+        assert_eq!(h.latest_version(), 1);
+    }
+
+    #[test]
+    fn rollback_rejects_invalid_targets() {
+        let mut h = five();
+        for target in [0, 5, 6, 99] {
+            let e = h.rollback(Some(target), t(9)).unwrap_err();
+            assert_eq!(e, RollbackError::InvalidTarget { target, current: 5 });
+            assert_eq!(e.status_code(), 400);
+        }
+        assert_eq!(h.latest_version(), 5);
+    }
+
+    #[test]
+    fn rollback_to_expired_version_is_not_found() {
+        let mut h = five();
+        // v1..v4 saved at t(1..4); prune them all (current v5 stays).
+        let removed = h.prune(t(4) + DAY, DAY);
+        assert_eq!(removed, [1, 2, 3, 4]);
+        let e = h.rollback(Some(2), t(5) + DAY).unwrap_err();
+        assert_eq!(e, RollbackError::NotFound { version: 2 });
+        assert_eq!(e.status_code(), 404);
+        assert_eq!(h.latest_version(), 5);
+        assert_eq!(h.current().unwrap().version, 5);
+    }
+
+    #[test]
+    fn rollback_changed_keys_are_one_directional() {
+        let restored = cfg(
+            &[("auth", true), ("accounts", true), ("mesh", false)],
+            &[("A_X", "1"), ("B", "2"), ("C", "3")],
+        );
+        let previous = cfg(
+            &[("auth", true), ("accounts", false), ("gone", true)],
+            &[("A_X", "1"), ("B", "changed"), ("ONLY_PREV", "x")],
+        );
+        assert_eq!(
+            rollback_changed_keys(&restored, &previous),
+            [
+                "services.accounts.enabled",
+                "services.mesh.enabled",
+                "env.B",
+                "env.C"
+            ]
+        );
+    }
+
+    #[test]
+    fn symmetric_changed_keys_cover_both_directions() {
+        let mut a = cfg(
+            &[("auth", true), ("accounts", true)],
+            &[("A", "1"), ("B", "2")],
+        );
+        let mut b = cfg(&[("auth", true), ("gone", true)], &[("A", "1"), ("C", "3")]);
+        a.services.get_mut("auth").unwrap().app_id = Some("node-a".into());
+        a.services
+            .get_mut("auth")
+            .unwrap()
+            .settings
+            .insert("k".into(), "v".into());
+        b.services.get_mut("auth").unwrap().replicas = 2;
+        let expected = [
+            "env.B",
+            "env.C",
+            "services.accounts.enabled",
+            "services.auth.appId",
+            "services.auth.replicas",
+            "services.auth.settings.k",
+            "services.gone.enabled",
+        ];
+        assert_eq!(changed_keys(&a, &b), expected);
+        assert_eq!(changed_keys(&b, &a), expected);
+        assert!(changed_keys(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn rollback_without_current_reports_no_changed_keys() {
+        let plan = RollbackPlan::new(3, None).unwrap();
+        let restored = plan.restore(Some(cfg(&[("a", true)], &[])), t(1)).unwrap();
+        assert!(plan.outcome(restored, None).changed_keys.is_empty());
+    }
+
+    #[test]
+    fn clear_saves_default_preset_and_keeps_history() {
+        let mut h = five();
+        assert_eq!(h.clear(t(50)), 6);
+        let c = h.current().unwrap();
+        assert_eq!(c.preset_name.as_deref(), Some("default"));
+        assert_eq!(
+            c.description.as_deref(),
+            Some("Reset to default topology - all services route to 'bannou'")
+        );
+        assert!(c.services.is_empty() && c.environment_variables.is_empty());
+        assert_eq!(c.timestamp, t(50));
+        assert_eq!(h.history(100).len(), 6);
+    }
+
+    #[test]
+    fn version_info_follows_spec_11_3() {
+        let mut h = ConfigHistory::new();
+        let info = h.version_info(t(7));
+        assert_eq!(
+            info,
+            ConfigVersionInfo {
+                version: 0,
+                timestamp: t(7),
+                has_previous_config: false,
+                key_count: 0,
+                key_prefixes: vec![],
+            }
+        );
+        h.save(
+            cfg(
+                &[("auth", true), ("mesh", false)],
+                &[
+                    ("AUTH_A", "1"),
+                    ("AUTH_B", "1"),
+                    ("BANNOU", "x"),
+                    ("X_Y_Z", "1"),
+                ],
+            ),
+            t(1),
+        );
+        let info = h.version_info(t(7));
+        assert_eq!(info.version, 1);
+        assert_eq!(info.timestamp, t(1));
+        assert!(!info.has_previous_config);
+        assert_eq!(info.key_count, 6);
+        assert_eq!(
+            info.key_prefixes,
+            ["services", "env.AUTH", "env.BANNOU", "env.X"]
+        );
+        h.save(cfg(&[], &[]), t(2));
+        let info = h.version_info(t(7));
+        assert!(info.has_previous_config);
+        assert!(info.key_prefixes.is_empty());
+        h.prune(t(1) + DAY, DAY);
+        assert!(!h.version_info(t(7)).has_previous_config);
+    }
+
+    #[test]
+    fn version_info_caps_prefixes_at_ten() {
+        let keys: Vec<String> = (0..15).map(|i| format!("P{i:02}_K")).collect();
+        let env: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+        let mut h = ConfigHistory::new();
+        h.save(cfg(&[("auth", true)], &env), t(1));
+        let info = h.version_info(t(1));
+        assert_eq!(info.key_prefixes.len(), MAX_KEY_PREFIXES);
+        assert_eq!(info.key_prefixes[0], "services");
+        assert_eq!(info.key_prefixes[9], "env.P08");
+        assert_eq!(info.key_count, 16);
+    }
+
+    #[test]
+    fn stable_marks_track_the_highest_stable_version() {
+        let mut h = five();
+        assert!(h.last_stable().is_none());
+        assert_eq!(h.mark_stable(9), Err(VersionNotFound { version: 9 }));
+        h.mark_stable(3).unwrap();
+        assert!(h.get(3).unwrap().stable);
+        assert_eq!(h.last_stable().unwrap().version, 3);
+        h.mark_stable(5).unwrap();
+        assert!(h.current().unwrap().stable);
+        assert!(h.history(1)[0].stable);
+        // A late mark of an older version does not replace a newer stable one.
+        h.mark_stable(4).unwrap();
+        assert_eq!(h.last_stable().unwrap().version, 5);
+        // Rolling back to a stable version yields an unproven copy.
+        let out = h.rollback(Some(3), t(9)).unwrap();
+        assert!(!out.restored.stable);
+        assert_eq!(h.last_stable().unwrap().version, 5);
+        // The stable copy survives pruning of its history entry.
+        h.save(cfg(&[], &[]), t(10));
+        h.prune(t(10) + DAY, DAY);
+        assert!(h.get(5).is_none());
+        assert_eq!(h.last_stable().unwrap().version, 5);
+    }
+
+    #[test]
+    fn prune_drops_old_entries_but_never_current() {
+        let mut h = five();
+        assert!(h.prune(t(5), DAY).is_empty());
+        // Exactly at the TTL boundary an entry is expired (as a store TTL would be).
+        assert_eq!(h.prune(t(2) + DAY, DAY), [1, 2]);
+        assert_eq!(h.prune(t(1000) + DAY, DAY), [3, 4]);
+        assert_eq!(h.history(10).len(), 1);
+        assert_eq!(h.current().unwrap().version, 5);
+        assert_eq!(h.get(5).unwrap().version, 5);
+        // Versions keep counting after pruning.
+        assert_eq!(h.save(cfg(&[], &[]), t(2000) + DAY), 6);
+    }
+
+    #[test]
+    fn max_versions_keeps_the_newest_entries() {
+        let mut h = ConfigHistory::with_max_versions(NonZeroUsize::new(2).unwrap());
+        for n in 1..=4 {
+            h.save(cfg(&[], &[]), t(n));
+        }
+        let v: Vec<u64> = h.history(10).iter().map(|c| c.version).collect();
+        assert_eq!(v, [4, 3]);
+        assert!(h.get(2).is_none());
+        let mut h = ConfigHistory::with_max_versions(NonZeroUsize::new(1).unwrap());
+        h.save(cfg(&[], &[]), t(1));
+        h.save(cfg(&[], &[]), t(2));
+        assert_eq!(h.current().unwrap().version, 2);
+        assert_eq!(
+            h.rollback(None, t(3)),
+            Err(RollbackError::NotFound { version: 1 })
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Save(u8),
+        Rollback(Option<u64>),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4).prop_map(Op::Save),
+            proptest::option::of(0u64..12).prop_map(Op::Rollback),
+            Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn versions_stay_consecutive_and_rollback_never_mutates(ops in proptest::collection::vec(op(), 0..30)) {
+            let mut h = ConfigHistory::new();
+            let mut seen: Vec<DeploymentConfiguration> = Vec::new();
+            for (i, o) in ops.into_iter().enumerate() {
+                let now = t(i as i64);
+                let before = h.latest_version();
+                match o {
+                    Op::Save(k) => {
+                        let v = h.save(cfg(&[("auth", k % 2 == 0)], &[("K", &k.to_string())]), now);
+                        prop_assert_eq!(v, before + 1);
+                    }
+                    Op::Clear => prop_assert_eq!(h.clear(now), before + 1),
+                    Op::Rollback(target) => match h.rollback(target, now) {
+                        Ok(out) => {
+                            prop_assert_eq!(out.current_version, before + 1);
+                            let tv = target.unwrap_or(before - 1);
+                            let mut copy = seen[(tv - 1) as usize].clone();
+                            copy.version = before + 1;
+                            copy.timestamp = now;
+                            copy.description = out.restored.description.clone();
+                            prop_assert_eq!(&out.restored, &copy);
+                        }
+                        Err(_) => prop_assert_eq!(h.latest_version(), before),
+                    },
+                }
+                if h.latest_version() > before {
+                    seen.push(h.current().unwrap().clone());
+                }
+                prop_assert_eq!(h.latest_version(), seen.len() as u64);
+                for (idx, s) in seen.iter().enumerate() {
+                    prop_assert_eq!(s.version, idx as u64 + 1);
+                    prop_assert_eq!(h.get(idx as u64 + 1), Some(s));
+                }
+            }
+        }
+    }
+}

@@ -112,3 +112,55 @@ pub struct DeploymentConfiguration {
     #[serde(default)]
     pub stable: bool,
 }
+
+impl DeploymentConfiguration {
+    /// An unsaved configuration (version 0) with no services, environment or nodes.
+    pub fn empty(timestamp: Timestamp) -> Self {
+        DeploymentConfiguration {
+            version: 0,
+            timestamp,
+            deployment_id: None,
+            preset_name: None,
+            services: BTreeMap::new(),
+            environment_variables: BTreeMap::new(),
+            description: None,
+            nodes: Vec::new(),
+            stable: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_uses_pascal_case_and_reads_upstream_records() {
+        let mut c = DeploymentConfiguration::empty(Timestamp::from_unix_millis(0));
+        c.version = 3;
+        c.services.insert(
+            "auth".into(),
+            ServiceDeploymentConfig {
+                enabled: true,
+                app_id: Some("node-a".into()),
+                replicas: 1,
+                settings: BTreeMap::new(),
+            },
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["Version"], 3);
+        assert_eq!(json["Services"]["auth"]["AppId"], "node-a");
+        assert_eq!(
+            serde_json::from_value::<DeploymentConfiguration>(json).unwrap(),
+            c
+        );
+        // Upstream writes `PreviousDeploymentState` and omits our fields: still readable.
+        let upstream = r#"{"Version":2,"Timestamp":"2026-03-02T14:05:31.512+00:00",
+            "Services":{"auth":{"Enabled":false}},"EnvironmentVariables":{"A":"1"},
+            "PreviousDeploymentState":{"Version":1}}"#;
+        let read: DeploymentConfiguration = serde_json::from_str(upstream).unwrap();
+        assert_eq!(read.version, 2);
+        assert_eq!(read.services["auth"].replicas, 1);
+        assert!(!read.stable && read.nodes.is_empty());
+    }
+}
