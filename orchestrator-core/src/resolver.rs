@@ -689,6 +689,49 @@ mod tests {
     }
 
     #[test]
+    fn repo_example_presets_resolve() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets");
+        let load = |name: &str| {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let parsed = Preset::parse(name, &text).unwrap();
+            Resolved::from_preset(
+                &parsed,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                Catalog::builtin(),
+            )
+            .unwrap()
+        };
+        let stack = load("game-stack.yaml");
+        let hosted = |i: usize, s: &str| stack.nodes[i].services.iter().any(|x| x == s);
+        // L1 node: every L1 service, no L2/L4.
+        assert!(hosted(0, "chat") && !hosted(0, "realm") && !hosted(0, "matchmaking"));
+        // L2 node: L1 + L2, no L4.
+        assert!(hosted(1, "auth") && hosted(1, "quest") && !hosted(1, "analytics"));
+        // L4 node: L1 + L2 + L4, no L3.
+        assert!(hosted(2, "item") && hosted(2, "behavior") && !hosted(2, "asset"));
+        assert_eq!(
+            stack.nodes[2].routed_services,
+            svc(&["analytics", "leaderboard", "matchmaking"])
+        );
+
+        let ten = load("local-ten.yaml");
+        assert_eq!(ten.nodes.len(), 10);
+        for n in &ten.nodes {
+            assert_eq!(n.services.len(), 4, "{}: {:?}", n.name, n.services);
+            assert_eq!(n.environment["BANNOU_SERVICES_ENABLED"], "false");
+        }
+        let app_ids: std::collections::BTreeSet<_> =
+            ten.nodes.iter().map(|n| n.app_id.clone()).collect();
+        assert_eq!(app_ids.len(), 10);
+
+        let brains = load("npc-brains.yaml");
+        assert_eq!(brains.pools.len(), 2);
+        assert_eq!(brains.pools[1].max_instances, 3);
+        assert_eq!(brains.nodes[0].routed_services, svc(&["actor"]));
+    }
+
+    #[test]
     fn service_enablement_follows_spec_3_3() {
         let c = Catalog::builtin();
         let on = |svc: &str, pairs: &[(&str, &str)]| {

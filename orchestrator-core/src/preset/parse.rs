@@ -118,12 +118,17 @@ fn short_message(e: &serde_saphyr::Error) -> String {
     let first = text.lines().next().unwrap_or_default().trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // "line 2 column 4: invalid u32" -> "invalid u32" (the position is reported separately).
-    match first
+    let msg = match first
         .strip_prefix("line ")
         .and_then(|rest| rest.split_once(": "))
     {
-        Some((_, msg)) => msg.to_owned(),
-        None => first.to_owned(),
+        Some((_, msg)) => msg,
+        None => first,
+    };
+    // Drop advice about parser options callers cannot set.
+    match msg.split_once(", set ") {
+        Some((head, _)) => head.to_owned(),
+        None => msg.to_owned(),
     }
 }
 
