@@ -108,10 +108,12 @@ pub fn is_forwardable(key: &str, catalog: &Catalog) -> bool {
         return false;
     }
     upper.starts_with("BANNOU_")
-        || catalog
-            .services()
-            .iter()
-            .any(|s| upper.starts_with(&s.env_prefix.to_ascii_uppercase()))
+        || catalog.services().iter().any(|s| {
+            upper
+                .as_bytes()
+                .get(..s.env_prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(s.env_prefix.as_bytes()))
+        })
 }
 
 /// Spec 5.1: the part of the orchestrator's environment forwarded to deployed nodes.
