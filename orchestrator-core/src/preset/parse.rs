@@ -97,7 +97,10 @@ pub(super) fn parse_raw(source: &str, yaml: &str) -> Result<RawPreset, PresetErr
     }
     serde_saphyr::from_str::<RawPreset>(yaml).map_err(|e| {
         let pos = match e.location() {
-            Some(loc) => position(source, &loc, ""),
+            Some(loc) => {
+                let field = field_at(yaml, loc.line(), loc.column()).unwrap_or_default();
+                position(source, &loc, field)
+            }
             None => Position {
                 source: source.to_owned(),
                 line: 0,
@@ -132,13 +135,50 @@ fn short_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// The field path of the key or value that starts at `line`:`column`, if any (the
+/// deepest one). Used to name the field of a type error the parser reports by position.
+fn field_at(yaml: &str, line: u64, column: u64) -> Option<String> {
+    fn walk(shape: &Shape, path: &str, at: (u64, u64), best: &mut Option<String>) {
+        let here = |loc: &Location| (loc.line(), loc.column()) == at;
+        match shape {
+            Shape::Map(entries) => {
+                for (k, v) in entries {
+                    let child = if path.is_empty() {
+                        k.value.0.clone()
+                    } else {
+                        format!("{path}.{}", k.value.0)
+                    };
+                    if here(&k.referenced) || here(&v.referenced) {
+                        *best = Some(child.clone());
+                    }
+                    walk(&v.value, &child, at, best);
+                }
+            }
+            Shape::Seq(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let child = format!("{path}[{i}]");
+                    if here(&v.referenced) {
+                        *best = Some(child.clone());
+                    }
+                    walk(&v.value, &child, at, best);
+                }
+            }
+            Shape::Scalar => {}
+        }
+    }
+    let shape = serde_saphyr::from_str::<Shape>(yaml).ok()?;
+    let mut best = None;
+    walk(&shape, "", (line, column), &mut best);
+    best
+}
+
 // === unknown-key pass ===
 
 /// The shape of a YAML document with the location of every mapping key.
 #[derive(Debug)]
 enum Shape {
-    Map(Vec<(Spanned<KeyText>, Shape)>),
-    Seq(Vec<Shape>),
+    Map(Vec<(Spanned<KeyText>, Spanned<Shape>)>),
+    Seq(Vec<Spanned<Shape>>),
     Scalar,
 }
 
@@ -188,14 +228,14 @@ impl<'de> Deserialize<'de> for Shape {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
                 let mut entries = Vec::new();
                 while let Some(k) = map.next_key::<Spanned<KeyText>>()? {
-                    let v = map.next_value::<Shape>()?;
+                    let v = map.next_value::<Spanned<Shape>>()?;
                     entries.push((k, v));
                 }
                 Ok(Shape::Map(entries))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
                 let mut items = Vec::new();
-                while let Some(v) = seq.next_element::<Shape>()? {
+                while let Some(v) = seq.next_element::<Spanned<Shape>>()? {
                     items.push(v);
                 }
                 Ok(Shape::Seq(items))
@@ -284,14 +324,14 @@ pub(super) fn unknown_key_warnings(source: &str, yaml: &str) -> Vec<PresetWarnin
         if let Some(Shape::Seq(nodes)) = find(&topo_children, "nodes") {
             for (i, n) in nodes.iter().enumerate() {
                 let path = format!("topology.nodes[{i}]");
-                check_keys(source, n, NODE_KEYS, &path, &mut out);
+                check_keys(source, &n.value, NODE_KEYS, &path, &mut out);
             }
         }
     }
     if let Some(Shape::Seq(pools)) = find(&top, "processingPools") {
         for (i, p) in pools.iter().enumerate() {
             let path = format!("processingPools[{i}]");
-            check_keys(source, p, POOL_KEYS, &path, &mut out);
+            check_keys(source, &p.value, POOL_KEYS, &path, &mut out);
         }
     }
     out
@@ -316,7 +356,7 @@ fn check_keys<'a>(
     for (k, v) in entries {
         let key = k.value.0.as_str();
         match known.iter().find(|(c, s)| *c == key || *s == key) {
-            Some((canonical, _)) => found.push((*canonical, v)),
+            Some((canonical, _)) => found.push((*canonical, &v.value)),
             None => {
                 let field = if path.is_empty() {
                     key.to_owned()

@@ -353,14 +353,18 @@ fn yaml_syntax_and_type_errors_give_one_positioned_error() {
     let errs = errors("processingPools:\n  - poolType: a\n    pool_type: b\n");
     assert_eq!(
         errs[0].to_string(),
-        "t.yaml:2:5: duplicate field `poolType`"
+        "t.yaml:2:5: processingPools[0].poolType: duplicate field `poolType`"
     );
 
     let errs = errors("name: x\nprocessingPools:\n  - poolType: p\n    maxInstances: lots\n");
     assert_eq!(errs.len(), 1);
     assert_eq!((errs[0].line, errs[0].column), (4, 19));
     let msg = errs[0].to_string();
-    assert!(msg.starts_with("t.yaml:4:19: "), "{msg}");
+    assert_eq!(errs[0].field, "processingPools[0].maxInstances");
+    assert!(
+        msg.starts_with("t.yaml:4:19: processingPools[0].maxInstances: "),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'), "{msg}");
 
     assert_eq!(errors("# only a comment\n")[0].kind, PresetErrorKind::Empty);
