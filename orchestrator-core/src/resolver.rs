@@ -1,42 +1,859 @@
-//! Preset or request topology -> resolved nodes with app-ids, hosted services and full environments (spec 4.3, 5.1, 5.2).
+//! Preset or request topology -> resolved nodes with app-ids, hosted services and full
+//! environments (spec 4.3, 5.1, 5.2), plus resolved processing pools (spec 13.2).
 //!
-//! TEMPORARY on main: only the spec 3.3 enablement rule the planner needs; the full
-//! resolver arrives from the presets branch.
+//! Start with [`resolve`] (or [`Resolved::from_preset`]); [`is_service_enabled`] is the
+//! spec 3.3 rule a Bannou host applies to its own environment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::catalog::{Catalog, ServiceDef};
+use serde::{Deserialize, Serialize};
 
-fn flag(env: &BTreeMap<String, String>, key: &str) -> Option<bool> {
-    env.get(key)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .map(|v| v.eq_ignore_ascii_case("true"))
+use crate::catalog::{Catalog, ServiceDef, UnknownService};
+use crate::layer::Layer;
+use crate::names::{AppId, service_enable_flag};
+use crate::preset::{ParsedPreset, Preset, PresetNode, ProcessingPool};
+use crate::topology::ResolvedNode;
+
+/// `BANNOU_SERVICES_ENABLED`: the master switch (spec 3.3 step 3).
+pub const SERVICES_ENABLED: &str = "BANNOU_SERVICES_ENABLED";
+/// `BANNOU_APP_ID`: the node's identity.
+pub const APP_ID: &str = "BANNOU_APP_ID";
+/// Prefix of the layer flags.
+pub const LAYER_FLAG_PREFIX: &str = "BANNOU_ENABLE_";
+
+/// One topology node, independent of where it came from (preset file or API request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInput {
+    /// Node name.
+    pub name: String,
+    /// App-id override (`None` = use `name`).
+    pub app_id: Option<String>,
+    /// Layers listed on the node. Informational for [`resolve`]: only env keys decide
+    /// (spec 5.2); preset nodes carry them into the env via [`preset_node_environment`].
+    pub layers: Vec<Layer>,
+    /// Services enabled individually and routed to this node.
+    pub services: Vec<String>,
+    /// Requested replicas.
+    pub replicas: u32,
+    /// The node's environment (spec 5.2 step 3).
+    pub environment: BTreeMap<String, String>,
+    /// Carried through.
+    pub mesh_enabled: bool,
 }
 
-/// Spec 3.3: whether a host with `env` enables service `def`.
+impl NodeInput {
+    /// The app-id: `app_id` if set and non-blank, else `name` (spec 5.3).
+    pub fn effective_app_id(&self) -> AppId {
+        match &self.app_id {
+            Some(a) if !a.trim().is_empty() => AppId::new(a.trim()),
+            _ => AppId::new(self.name.clone()),
+        }
+    }
+
+    /// A preset node as topology node: its environment becomes the spec 4.3 output
+    /// (preset env, node env, layer and service flags).
+    pub fn from_preset_node(preset_env: &BTreeMap<String, String>, node: &PresetNode) -> Self {
+        let mut input = NodeInput {
+            name: node.name.clone(),
+            app_id: node.app_id.clone(),
+            layers: node.layers.clone(),
+            services: node.services.clone(),
+            replicas: node.replicas,
+            environment: node.environment.clone(),
+            mesh_enabled: node.mesh_enabled,
+        };
+        input.environment = preset_node_environment(preset_env, &input);
+        input
+    }
+}
+
+/// Spec 4.3 steps 1-4: preset env, node env, then layer flags (only when `layers` is
+/// non-empty) and service flags, each only where the key is not already present.
+pub fn preset_node_environment(
+    preset_env: &BTreeMap<String, String>,
+    node: &NodeInput,
+) -> BTreeMap<String, String> {
+    let mut env = preset_env.clone();
+    env.extend(node.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !node.layers.is_empty() {
+        for layer in Layer::TOGGLEABLE {
+            if let Some(flag) = layer.enable_flag() {
+                let on = node.layers.contains(&layer);
+                env.entry(flag.to_owned()).or_insert_with(|| on.to_string());
+            }
+        }
+    }
+    if !node.services.is_empty() {
+        if node.layers.is_empty() {
+            env.entry(SERVICES_ENABLED.to_owned())
+                .or_insert_with(|| "false".to_owned());
+        }
+        for s in &node.services {
+            env.entry(service_enable_flag(s))
+                .or_insert_with(|| "true".to_owned());
+        }
+    }
+    env
+}
+
+/// True when `key` may be forwarded from the orchestrator's own environment (spec 5.1),
+/// comparing case-insensitively.
+pub fn is_forwardable(key: &str, catalog: &Catalog) -> bool {
+    let upper = key.to_ascii_uppercase();
+    if upper.ends_with("_SERVICE_ENABLED")
+        || upper.starts_with(LAYER_FLAG_PREFIX)
+        || upper == SERVICES_ENABLED
+        || upper == APP_ID
+    {
+        return false;
+    }
+    upper.starts_with("BANNOU_")
+        || catalog.services().iter().any(|s| {
+            upper
+                .as_bytes()
+                .get(..s.env_prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(s.env_prefix.as_bytes()))
+        })
+}
+
+/// Spec 5.1: the part of the orchestrator's environment forwarded to deployed nodes.
+pub fn forwarded_environment(
+    orchestrator_env: &BTreeMap<String, String>,
+    catalog: &Catalog,
+) -> BTreeMap<String, String> {
+    orchestrator_env
+        .iter()
+        .filter(|(k, _)| is_forwardable(k, catalog))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Looks a key up exactly, then case-insensitively.
+fn lookup<'a>(env: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    env.get(key)
+        .or_else(|| {
+            env.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
+        .map(String::as_str)
+}
+
+fn is_false(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+}
+
+/// The spec 3.3 rule: does a host with environment `env` run service `def`?
+///
+/// state/messaging/mesh always; else a non-blank `{SVC}_SERVICE_ENABLED` decides
+/// (`true`, any case); else `BANNOU_SERVICES_ENABLED=false` disables; else the layer
+/// flag (`BANNOU_ENABLE_*`, default true; L0 always on). Keys are matched exactly
+/// first, then case-insensitively.
 pub fn is_service_enabled(def: &ServiceDef, env: &BTreeMap<String, String>) -> bool {
     if def.required {
         return true;
     }
-    if let Some(v) = flag(env, &def.enable_flag) {
-        return v;
+    if let Some(v) = lookup(env, &def.enable_flag).filter(|v| !v.trim().is_empty()) {
+        return v.trim().eq_ignore_ascii_case("true");
     }
-    if flag(env, "BANNOU_SERVICES_ENABLED") == Some(false) {
+    if is_false(lookup(env, SERVICES_ENABLED)) {
         return false;
     }
     match def.layer.enable_flag() {
+        Some(flag) => !is_false(lookup(env, flag)),
         None => true,
-        Some(f) => flag(env, f).unwrap_or(true),
     }
 }
 
-/// Every service a host with `env` enables, sorted.
+/// Every catalog service a host with environment `env` runs, canonical names, sorted.
 pub fn enabled_services(env: &BTreeMap<String, String>, catalog: &Catalog) -> Vec<String> {
-    catalog
+    let mut out: Vec<String> = catalog
         .services()
         .iter()
         .filter(|d| is_service_enabled(d, env))
         .map(|d| d.name.clone())
-        .collect()
+        .collect();
+    out.sort();
+    out
+}
+
+/// A processing pool ready to store (spec 13.2): worker env computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPool {
+    /// Pool identifier.
+    pub pool_type: String,
+    /// Service enabled on workers (may be empty).
+    pub plugin: String,
+    /// Worker image override.
+    pub image: Option<String>,
+    /// Minimum workers.
+    pub min_instances: u32,
+    /// Maximum workers.
+    pub max_instances: u32,
+    /// Utilisation (0..=1) above which to scale up.
+    pub scale_up_threshold: f64,
+    /// Utilisation (0..=1) below which to scale down.
+    pub scale_down_threshold: f64,
+    /// Idle timeout in minutes.
+    pub idle_timeout_minutes: u32,
+    /// Worker env: `BANNOU_SERVICES_ENABLED=false` and `{PLUGIN}_SERVICE_ENABLED=true`
+    /// when a plugin is set, then the pool's own environment.
+    pub environment: BTreeMap<String, String>,
+}
+
+impl From<&ProcessingPool> for ResolvedPool {
+    fn from(p: &ProcessingPool) -> Self {
+        let mut environment = BTreeMap::new();
+        if !p.plugin.trim().is_empty() {
+            environment.insert(SERVICES_ENABLED.to_owned(), "false".to_owned());
+            environment.insert(service_enable_flag(p.plugin.trim()), "true".to_owned());
+        }
+        environment.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ResolvedPool {
+            pool_type: p.pool_type.clone(),
+            plugin: p.plugin.clone(),
+            image: p.image.clone(),
+            min_instances: p.min_instances,
+            max_instances: p.max_instances,
+            scale_up_threshold: p.scale_up_threshold,
+            scale_down_threshold: p.scale_down_threshold,
+            idle_timeout_minutes: p.idle_timeout_minutes,
+            environment,
+        }
+    }
+}
+
+/// Everything [`resolve`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveInput<'a> {
+    /// The service catalog.
+    pub catalog: &'a Catalog,
+    /// The orchestrator's own environment (filtered by [`forwarded_environment`]).
+    pub orchestrator_environment: &'a BTreeMap<String, String>,
+    /// Preset-level environment (empty for a request topology), spec 5.2 step 2.
+    pub preset_environment: &'a BTreeMap<String, String>,
+    /// The request's environment, spec 5.2 step 4.
+    pub request_environment: &'a BTreeMap<String, String>,
+    /// The nodes.
+    pub nodes: &'a [NodeInput],
+    /// Processing pools (presets only).
+    pub pools: &'a [ProcessingPool],
+}
+
+/// A resolved deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resolved {
+    /// Nodes in input order.
+    pub nodes: Vec<ResolvedNode>,
+    /// Pools in input order.
+    pub pools: Vec<ResolvedPool>,
+}
+
+/// Why a topology cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A node without a name.
+    #[error("topology node {index} has no name")]
+    MissingNodeName {
+        /// Position of the node in the topology.
+        index: usize,
+    },
+    /// A node lists a service the catalog does not know.
+    #[error("node `{node}`: {source}")]
+    UnknownService {
+        /// The node.
+        node: String,
+        /// The unknown name with near matches.
+        source: UnknownService,
+    },
+    /// Two nodes resolve to the same app-id.
+    #[error("nodes `{first}` and `{second}` share app-id `{app_id}`")]
+    DuplicateAppId {
+        /// The app-id.
+        app_id: AppId,
+        /// The first node.
+        first: String,
+        /// The second node.
+        second: String,
+    },
+    /// The same service is routed to two nodes.
+    #[error("service `{service}` is routed to both `{first}` and `{second}`")]
+    ServiceRoutedTwice {
+        /// The service.
+        service: String,
+        /// The first node.
+        first: String,
+        /// The second node.
+        second: String,
+    },
+}
+
+/// Spec 5.2 for every node: forwarded env, preset env, node env, request env, then
+/// services-mode, forced service flags and `BANNOU_APP_ID`. Stops at the first problem.
+pub fn resolve(input: &ResolveInput<'_>) -> Result<Resolved, ResolveError> {
+    let forwarded = forwarded_environment(input.orchestrator_environment, input.catalog);
+    let mut app_ids: HashMap<String, String> = HashMap::new();
+    let mut routed_to: HashMap<String, String> = HashMap::new();
+    let mut nodes = Vec::with_capacity(input.nodes.len());
+
+    for (index, node) in input.nodes.iter().enumerate() {
+        if node.name.trim().is_empty() {
+            return Err(ResolveError::MissingNodeName { index });
+        }
+        let app_id = node.effective_app_id();
+        if let Some(first) = app_ids.insert(app_id.as_str().to_ascii_lowercase(), node.name.clone())
+        {
+            return Err(ResolveError::DuplicateAppId {
+                app_id,
+                first,
+                second: node.name.clone(),
+            });
+        }
+
+        let mut routed = Vec::with_capacity(node.services.len());
+        for s in &node.services {
+            let def = input
+                .catalog
+                .get(s)
+                .map_err(|source| ResolveError::UnknownService {
+                    node: node.name.clone(),
+                    source,
+                })?;
+            if routed.contains(&def.name) {
+                continue;
+            }
+            if let Some(first) = routed_to.insert(def.name.clone(), node.name.clone()) {
+                return Err(ResolveError::ServiceRoutedTwice {
+                    service: def.name.clone(),
+                    first,
+                    second: node.name.clone(),
+                });
+            }
+            routed.push(def.name.clone());
+        }
+        routed.sort();
+
+        let mut env = forwarded.clone();
+        for layer in [
+            input.preset_environment,
+            &node.environment,
+            input.request_environment,
+        ] {
+            env.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let layer_mode = env
+            .keys()
+            .any(|k| k.to_ascii_uppercase().starts_with(LAYER_FLAG_PREFIX));
+        if !layer_mode {
+            env.insert(SERVICES_ENABLED.to_owned(), "false".to_owned());
+        }
+        for s in &routed {
+            env.insert(service_enable_flag(s), "true".to_owned());
+        }
+        env.insert(APP_ID.to_owned(), app_id.as_str().to_owned());
+
+        nodes.push(ResolvedNode {
+            name: node.name.clone(),
+            services: enabled_services(&env, input.catalog),
+            routed_services: routed,
+            environment: env,
+            replicas: node.replicas,
+            mesh_enabled: node.mesh_enabled,
+            app_id,
+        });
+    }
+
+    Ok(Resolved {
+        nodes,
+        pools: input.pools.iter().map(ResolvedPool::from).collect(),
+    })
+}
+
+impl Resolved {
+    /// Resolves a parsed preset (spec 4.3 then 5.2).
+    pub fn from_preset(
+        parsed: &ParsedPreset,
+        orchestrator_env: &BTreeMap<String, String>,
+        request_env: &BTreeMap<String, String>,
+        catalog: &Catalog,
+    ) -> Result<Resolved, ResolveError> {
+        Resolved::from_validated_preset(&parsed.preset, orchestrator_env, request_env, catalog)
+    }
+
+    /// Like [`Resolved::from_preset`] for a bare [`Preset`].
+    pub fn from_validated_preset(
+        preset: &Preset,
+        orchestrator_env: &BTreeMap<String, String>,
+        request_env: &BTreeMap<String, String>,
+        catalog: &Catalog,
+    ) -> Result<Resolved, ResolveError> {
+        let nodes: Vec<NodeInput> = preset
+            .nodes
+            .iter()
+            .map(|n| NodeInput::from_preset_node(&preset.environment, n))
+            .collect();
+        resolve(&ResolveInput {
+            catalog,
+            orchestrator_environment: orchestrator_env,
+            preset_environment: &preset.environment,
+            request_environment: request_env,
+            nodes: &nodes,
+            pools: &preset.processing_pools,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::preset::Preset;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn shared(name: &str) -> ParsedPreset {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/presets")
+            .join(name);
+        Preset::parse(name, &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// An orchestrator environment with something of every kind 5.1 cares about.
+    fn orchestrator_env() -> BTreeMap<String, String> {
+        map(&[
+            ("AUTH_JWT_SECRET", "s3cret"),
+            ("BANNOU_HTTP_ENDPOINT", "http://bannou"),
+            ("ACCOUNT_SERVICE_ENABLED", "false"),
+            ("BANNOU_ENABLE_GAME_FEATURES", "false"),
+            ("BANNOU_SERVICES_ENABLED", "true"),
+            ("BANNOU_APP_ID", "bannou"),
+            ("PATH", "/usr/bin"),
+            ("HEARTBEAT_INTERVAL", "5"),
+        ])
+    }
+
+    fn svc(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn forwarding_keeps_only_whitelisted_keys() {
+        let fwd = forwarded_environment(&orchestrator_env(), Catalog::builtin());
+        assert_eq!(
+            fwd,
+            map(&[
+                ("AUTH_JWT_SECRET", "s3cret"),
+                ("BANNOU_HTTP_ENDPOINT", "http://bannou")
+            ])
+        );
+        assert!(is_forwardable("game_session_max", Catalog::builtin()));
+        assert!(!is_forwardable(
+            "bannou_enable_extensions",
+            Catalog::builtin()
+        ));
+        assert!(!is_forwardable("Bannou_App_Id", Catalog::builtin()));
+    }
+
+    #[test]
+    fn split_auth_routing_test_resolves_to_layer_mode_node() {
+        let parsed = shared("split-auth-routing-test.yaml");
+        let request = map(&[("BANNOU_APP_LOGGING_LEVEL", "Trace")]);
+        let r = Resolved::from_preset(&parsed, &orchestrator_env(), &request, Catalog::builtin())
+            .unwrap();
+        assert_eq!(r.nodes.len(), 1);
+        assert!(r.pools.is_empty());
+        let n = &r.nodes[0];
+        assert_eq!(n.app_id.as_str(), "bannou-auth");
+        assert_eq!(
+            n.environment,
+            map(&[
+                ("ACCOUNT_SERVICE_ENABLED", "true"),
+                ("AUTH_JWT_SECRET", "s3cret"),
+                ("AUTH_SERVICE_ENABLED", "true"),
+                ("BANNOU_APP_ID", "bannou-auth"),
+                ("BANNOU_APP_LOGGING_LEVEL", "Trace"),
+                ("BANNOU_ENABLE_APP_FEATURES", "false"),
+                ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
+                ("BANNOU_ENABLE_EXTENSIONS", "false"),
+                ("BANNOU_ENABLE_GAME_FEATURES", "false"),
+                ("BANNOU_ENABLE_GAME_FOUNDATION", "false"),
+                ("BANNOU_HTTP_ENDPOINT", "http://bannou"),
+                ("BANNOU_IS_AUTH_NODE", "true"),
+                ("GAME_SESSION_SERVICE_ENABLED", "true"),
+                ("GAME_SESSION_SUPPORTED_GAME_SERVICES", "test-game"),
+            ])
+        );
+        assert_eq!(n.routed_services, svc(&["account", "auth", "game-session"]));
+        assert_eq!(
+            n.services,
+            svc(&[
+                "account",
+                "auth",
+                "chat",
+                "connect",
+                "contract",
+                "game-session",
+                "mesh",
+                "messaging",
+                "permission",
+                "resource",
+                "state",
+                "telemetry"
+            ])
+        );
+        assert_eq!((n.replicas, n.mesh_enabled), (1, true));
+    }
+
+    #[test]
+    fn auth_only_resolves_to_services_mode_node() {
+        let parsed = shared("auth-only.yaml");
+        let r = Resolved::from_preset(
+            &parsed,
+            &orchestrator_env(),
+            &BTreeMap::new(),
+            Catalog::builtin(),
+        )
+        .unwrap();
+        let n = &r.nodes[0];
+        assert_eq!(
+            n.environment,
+            map(&[
+                ("ACCOUNT_SERVICE_ENABLED", "true"),
+                ("ASPNETCORE_ENVIRONMENT", "Development"),
+                ("AUTH_JWT_SECRET", "s3cret"),
+                ("AUTH_SERVICE_ENABLED", "true"),
+                ("BANNOU_APP_ID", "bannou-auth"),
+                ("BANNOU_APP_LOGGING_LEVEL", "Debug"),
+                ("BANNOU_HTTP_ENDPOINT", "http://bannou"),
+                ("BANNOU_SERVICES_ENABLED", "false"),
+                ("BANNOU_WEB_HOST_LOGGING_LEVEL", "Warning"),
+                ("TESTING_SERVICE_ENABLED", "true"),
+            ])
+        );
+        assert_eq!(
+            n.services,
+            svc(&["account", "auth", "mesh", "messaging", "state", "testing"])
+        );
+        assert_eq!(n.routed_services, svc(&["account", "auth", "testing"]));
+    }
+
+    #[test]
+    fn preset_node_environment_only_fills_missing_keys() {
+        let node = NodeInput {
+            name: "n".into(),
+            app_id: None,
+            layers: vec![Layer::GameFoundation],
+            services: svc(&["realm"]),
+            replicas: 1,
+            environment: map(&[
+                ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
+                ("REALM_SERVICE_ENABLED", "false"),
+            ]),
+            mesh_enabled: true,
+        };
+        let env = preset_node_environment(
+            &map(&[("X", "preset"), ("BANNOU_ENABLE_EXTENSIONS", "true")]),
+            &node,
+        );
+        assert_eq!(
+            env,
+            map(&[
+                ("BANNOU_ENABLE_APP_FEATURES", "false"),
+                ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
+                ("BANNOU_ENABLE_EXTENSIONS", "true"),
+                ("BANNOU_ENABLE_GAME_FEATURES", "false"),
+                ("BANNOU_ENABLE_GAME_FOUNDATION", "true"),
+                ("REALM_SERVICE_ENABLED", "false"),
+                ("X", "preset"),
+            ])
+        );
+        // No layers and no services: nothing added.
+        let bare = NodeInput {
+            layers: vec![],
+            services: vec![],
+            environment: BTreeMap::new(),
+            ..node
+        };
+        assert_eq!(
+            preset_node_environment(&BTreeMap::new(), &bare),
+            BTreeMap::new()
+        );
+    }
+
+    #[test]
+    fn request_topology_layers_are_ignored_and_services_forced() {
+        // An API node: layers listed but no env flags -> services mode (spec 5.2).
+        let nodes = [NodeInput {
+            name: "api-node".into(),
+            app_id: Some("custom".into()),
+            layers: vec![Layer::AppFoundation],
+            services: svc(&["Auth"]),
+            replicas: 2,
+            environment: map(&[("AUTH_SERVICE_ENABLED", "false")]),
+            mesh_enabled: false,
+        }];
+        let empty = BTreeMap::new();
+        let r = resolve(&ResolveInput {
+            catalog: Catalog::builtin(),
+            orchestrator_environment: &empty,
+            preset_environment: &empty,
+            request_environment: &empty,
+            nodes: &nodes,
+            pools: &[],
+        })
+        .unwrap();
+        let n = &r.nodes[0];
+        assert_eq!(
+            n.environment,
+            map(&[
+                ("AUTH_SERVICE_ENABLED", "true"),
+                ("BANNOU_APP_ID", "custom"),
+                ("BANNOU_SERVICES_ENABLED", "false")
+            ])
+        );
+        assert_eq!(n.services, svc(&["auth", "mesh", "messaging", "state"]));
+        assert_eq!((n.replicas, n.mesh_enabled), (2, false));
+    }
+
+    #[test]
+    fn resolve_rejects_bad_request_topologies() {
+        let node = |name: &str, app: Option<&str>, services: &[&str]| NodeInput {
+            name: name.into(),
+            app_id: app.map(Into::into),
+            layers: vec![],
+            services: svc(services),
+            replicas: 1,
+            environment: BTreeMap::new(),
+            mesh_enabled: true,
+        };
+        let empty = BTreeMap::new();
+        let run = |nodes: &[NodeInput]| {
+            resolve(&ResolveInput {
+                catalog: Catalog::builtin(),
+                orchestrator_environment: &empty,
+                preset_environment: &empty,
+                request_environment: &empty,
+                nodes,
+                pools: &[],
+            })
+        };
+        assert_eq!(
+            run(&[node(" ", None, &[])]),
+            Err(ResolveError::MissingNodeName { index: 0 })
+        );
+        let err = run(&[node("a", None, &["acount"])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node `a`: unknown service `acount` (did you mean `account`?)"
+        );
+        assert!(matches!(
+            run(&[node("a", None, &[]), node("b", Some("A"), &[])]),
+            Err(ResolveError::DuplicateAppId { .. })
+        ));
+        assert!(matches!(
+            run(&[node("a", None, &["auth"]), node("b", None, &["auth"])]),
+            Err(ResolveError::ServiceRoutedTwice { .. })
+        ));
+    }
+
+    #[test]
+    fn pools_get_worker_env_and_camel_case_json() {
+        let parsed = shared("actor-pools.yaml");
+        let r = Resolved::from_preset(
+            &parsed,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Catalog::builtin(),
+        )
+        .unwrap();
+        assert!(r.nodes.is_empty());
+        assert_eq!(r.pools.len(), 3);
+        let p = &r.pools[0];
+        assert_eq!(p.environment["BANNOU_SERVICES_ENABLED"], "false");
+        assert_eq!(p.environment["ACTOR_SERVICE_ENABLED"], "true");
+        assert_eq!(p.environment["ACTOR_POOL_NODE_CAPACITY"], "50");
+        let json = serde_json::to_value(p).unwrap();
+        assert_eq!(json["poolType"], "actor-shared");
+        assert_eq!(json["minInstances"], 1);
+        assert_eq!(json["maxInstances"], 10);
+        assert_eq!(json["scaleUpThreshold"], 0.8);
+        assert_eq!(json["idleTimeoutMinutes"], 5);
+    }
+
+    #[test]
+    fn repo_example_presets_resolve() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets");
+        let load = |name: &str| {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let parsed = Preset::parse(name, &text).unwrap();
+            Resolved::from_preset(
+                &parsed,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                Catalog::builtin(),
+            )
+            .unwrap()
+        };
+        let stack = load("game-stack.yaml");
+        let hosted = |i: usize, s: &str| stack.nodes[i].services.iter().any(|x| x == s);
+        // L1 node: every L1 service, no L2/L4.
+        assert!(hosted(0, "chat") && !hosted(0, "realm") && !hosted(0, "matchmaking"));
+        // L2 node: L1 + L2, no L4.
+        assert!(hosted(1, "auth") && hosted(1, "quest") && !hosted(1, "analytics"));
+        // L4 node: L1 + L2 + L4, no L3.
+        assert!(hosted(2, "item") && hosted(2, "behavior") && !hosted(2, "asset"));
+        assert_eq!(
+            stack.nodes[2].routed_services,
+            svc(&["analytics", "leaderboard", "matchmaking"])
+        );
+
+        let ten = load("local-ten.yaml");
+        assert_eq!(ten.nodes.len(), 10);
+        for n in &ten.nodes {
+            assert_eq!(n.services.len(), 4, "{}: {:?}", n.name, n.services);
+            assert_eq!(n.environment["BANNOU_SERVICES_ENABLED"], "false");
+        }
+        let app_ids: std::collections::BTreeSet<_> =
+            ten.nodes.iter().map(|n| n.app_id.clone()).collect();
+        assert_eq!(app_ids.len(), 10);
+
+        let brains = load("npc-brains.yaml");
+        assert_eq!(brains.pools.len(), 2);
+        assert_eq!(brains.pools[1].max_instances, 3);
+        assert_eq!(brains.nodes[0].routed_services, svc(&["actor"]));
+    }
+
+    #[test]
+    fn service_enablement_follows_spec_3_3() {
+        let c = Catalog::builtin();
+        let on = |svc: &str, pairs: &[(&str, &str)]| {
+            is_service_enabled(c.get(svc).unwrap(), &map(pairs))
+        };
+        assert!(on(
+            "state",
+            &[
+                ("STATE_SERVICE_ENABLED", "false"),
+                ("BANNOU_SERVICES_ENABLED", "false")
+            ]
+        ));
+        assert!(on("auth", &[]));
+        assert!(on(
+            "auth",
+            &[
+                ("AUTH_SERVICE_ENABLED", "TRUE"),
+                ("BANNOU_SERVICES_ENABLED", "false")
+            ]
+        ));
+        assert!(!on("auth", &[("AUTH_SERVICE_ENABLED", "yes")]));
+        // A blank per-service flag falls through to the next rule.
+        assert!(!on(
+            "auth",
+            &[
+                ("AUTH_SERVICE_ENABLED", " "),
+                ("BANNOU_SERVICES_ENABLED", "False")
+            ]
+        ));
+        assert!(!on("auth", &[("BANNOU_ENABLE_APP_FOUNDATION", "false")]));
+        assert!(on("realm", &[("BANNOU_ENABLE_APP_FOUNDATION", "false")]));
+        assert!(!on("telemetry", &[("BANNOU_SERVICES_ENABLED", "false")]));
+        assert!(on(
+            "telemetry",
+            &[("BANNOU_ENABLE_APP_FOUNDATION", "false")]
+        ));
+        // Keys are matched case-insensitively when no exact key exists.
+        assert!(!on(
+            "game-session",
+            &[("game_session_service_enabled", "false")]
+        ));
+        let l1 = enabled_services(
+            &map(&[
+                ("BANNOU_SERVICES_ENABLED", "false"),
+                ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
+            ]),
+            c,
+        );
+        assert_eq!(l1, svc(&["mesh", "messaging", "state"]));
+        let all = enabled_services(&BTreeMap::new(), c);
+        assert_eq!(all.len(), c.services().len());
+    }
+
+    fn key_strategy() -> impl Strategy<Value = String> {
+        let prefixes: Vec<String> = Catalog::builtin()
+            .services()
+            .iter()
+            .map(|s| s.env_prefix.clone())
+            .collect();
+        let word = "[A-Za-z0-9_]{0,8}";
+        prop_oneof![
+            word.prop_map(|w| format!("BANNOU_{w}")),
+            word.prop_map(|w| format!("{w}_SERVICE_ENABLED")),
+            word.prop_map(|w| format!("BANNOU_ENABLE_{w}")),
+            Just("BANNOU_SERVICES_ENABLED".to_owned()),
+            Just("BANNOU_APP_ID".to_owned()),
+            (proptest::sample::select(prefixes), word).prop_map(|(p, w)| format!("{p}{w}")),
+            "[ -~]{0,16}",
+        ]
+        .prop_flat_map(|k| {
+            // Random case per character.
+            let n = k.len();
+            (Just(k), proptest::collection::vec(any::<bool>(), n))
+        })
+        .prop_map(|(k, upper)| {
+            k.chars()
+                .zip(upper)
+                .map(|(c, u)| {
+                    if u {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Independent statement of spec 5.1 for the property below.
+    fn whitelisted(key: &str) -> bool {
+        let k = key.to_ascii_uppercase();
+        let blocked = k.ends_with("_SERVICE_ENABLED")
+            || k.starts_with("BANNOU_ENABLE_")
+            || k == "BANNOU_SERVICES_ENABLED"
+            || k == "BANNOU_APP_ID";
+        let prefixed = k.starts_with("BANNOU_")
+            || Catalog::builtin()
+                .services()
+                .iter()
+                .any(|s| k.starts_with(&format!("{}_", crate::names::env_service_name(&s.name))));
+        !blocked && prefixed
+    }
+
+    proptest! {
+        #[test]
+        fn forwarded_env_is_exactly_the_whitelist(
+            env in proptest::collection::btree_map(key_strategy(), "[a-z0-9]{0,4}", 0..24)
+        ) {
+            let fwd = forwarded_environment(&env, Catalog::builtin());
+            for (k, v) in &fwd {
+                let upper = k.to_ascii_uppercase();
+                prop_assert!(!upper.ends_with("_SERVICE_ENABLED"), "{k}");
+                prop_assert!(!upper.starts_with("BANNOU_ENABLE_"), "{k}");
+                prop_assert!(upper != "BANNOU_SERVICES_ENABLED" && upper != "BANNOU_APP_ID", "{k}");
+                prop_assert!(whitelisted(k), "{k}");
+                prop_assert_eq!(Some(v), env.get(k));
+            }
+            for k in env.keys().filter(|k| whitelisted(k)) {
+                prop_assert!(fwd.contains_key(k), "dropped {k}");
+            }
+        }
+    }
 }
