@@ -19,7 +19,7 @@ use crate::catalog::Catalog;
 use crate::layer::Layer;
 use crate::lenient_enum;
 use crate::names::{AppId, CONTROL_PLANE_APP_ID};
-use crate::resolver::enabled_services;
+use crate::resolver::{enabled_services, is_layer_enabled};
 use crate::topology::ResolvedNode;
 
 /// Inputs of [`plan`] besides the two topologies.
@@ -120,6 +120,8 @@ lenient_enum! {
         DuplicateAppId => "DuplicateAppId",
         /// One service is routed to two desired nodes.
         RoutingConflict => "RoutingConflict",
+        /// A desired node claims the control plane's app-id (decision D8).
+        ControlPlaneNode => "ControlPlaneNode",
     }
 }
 
@@ -309,19 +311,6 @@ impl fmt::Display for Plan {
         }
         Ok(())
     }
-}
-
-/// Whether the node's environment switches `layer` on (spec 3.3; layers only count when
-/// the node is not in services mode).
-fn layer_enabled(env: &BTreeMap<String, String>, layer: Layer) -> bool {
-    let off = |key: &str| {
-        env.get(key)
-            .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("true"))
-    };
-    if off("BANNOU_SERVICES_ENABLED") {
-        return false;
-    }
-    layer.enable_flag().is_none_or(|f| !off(f))
 }
 
 /// The highest layer among a node's services (Infrastructure when it hosts nothing else).
@@ -613,6 +602,18 @@ fn move_action(to: AppId, node: String, services: Vec<String>, from: Option<AppI
 }
 
 fn check_identity(nodes: &[ResolvedNode], errors: &mut Vec<PlanIssue>) {
+    for n in nodes.iter().filter(|n| n.app_id.is_control_plane()) {
+        errors.push(PlanIssue {
+            severity: Severity::Error,
+            code: IssueCode::ControlPlaneNode,
+            node: Some(n.name.clone()),
+            services: Vec::new(),
+            message: format!(
+                "uses the control plane's app-id `{}`; the orchestrator never deploys, replaces or tears down the control plane",
+                n.app_id
+            ),
+        });
+    }
     for pair in nodes.windows(2) {
         if pair[0].app_id == pair[1].app_id {
             errors.push(PlanIssue {
@@ -659,14 +660,14 @@ fn fix_layer_coupling(
 ) {
     let mut changed = false;
     for layer in Layer::TOGGLEABLE {
-        if !layer_enabled(&node.environment, layer) {
+        if !is_layer_enabled(layer, &node.environment) {
             continue;
         }
         let missing: Vec<Layer> = layer
             .requires()
             .iter()
             .copied()
-            .filter(|r| !layer_enabled(&node.environment, *r))
+            .filter(|r| !is_layer_enabled(*r, &node.environment))
             .collect();
         if missing.is_empty() {
             continue;
@@ -1188,6 +1189,23 @@ mod tests {
             err.errors
                 .iter()
                 .any(|e| e.code == IssueCode::RoutingConflict && e.services == ["auth"])
+        );
+    }
+
+    #[test]
+    fn a_node_may_not_take_the_control_plane_app_id() {
+        let err = plan(
+            &[],
+            &[node("BANNOU", &["auth"])],
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.errors
+                .iter()
+                .any(|e| e.code == IssueCode::ControlPlaneNode),
+            "{err}"
         );
     }
 

@@ -156,10 +156,17 @@ pub fn is_service_enabled(def: &ServiceDef, env: &BTreeMap<String, String>) -> b
     if let Some(v) = lookup(env, &def.enable_flag).filter(|v| !v.trim().is_empty()) {
         return v.trim().eq_ignore_ascii_case("true");
     }
+    is_layer_enabled(def.layer, env)
+}
+
+/// The layer part of the spec 3.3 rule: does a host with environment `env` run the
+/// services of `layer` that have no per-service override? False in services mode
+/// (`BANNOU_SERVICES_ENABLED=false`) and when the layer flag is `false`; L0 always runs.
+pub fn is_layer_enabled(layer: crate::layer::Layer, env: &BTreeMap<String, String>) -> bool {
     if is_false(lookup(env, SERVICES_ENABLED)) {
         return false;
     }
-    match def.layer.enable_flag() {
+    match layer.enable_flag() {
         Some(flag) => !is_false(lookup(env, flag)),
         None => true,
     }
