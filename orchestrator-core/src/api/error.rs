@@ -2,6 +2,7 @@
 //! request, [`FieldError`] names the JSON path at fault, [`ApiError`] is the body a 4xx/5xx
 //! response carries (`{"error": "...", "field": "..."}`, our addition; see DESIGN.md 5).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// A request field that breaks the schema or the spec, named by its JSON path.
@@ -78,6 +79,35 @@ impl From<FieldError> for ApiError {
     }
 }
 
+/// Parses a request body and validates it: the one call the HTTP layer makes per request.
+///
+/// An empty (or all-whitespace) body counts as `{}`, so endpoints whose fields are all
+/// optional can be called without one. A body that does not parse gives an [`ApiError`]
+/// with serde's message; when serde reports a missing field, `field` names it (nested
+/// paths need the HTTP layer's help, e.g. `serde_path_to_error`).
+pub fn decode_request<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let request: T = serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        ApiError {
+            field: missing_field_name(&message).map(str::to_owned),
+            error: format!("invalid request body: {message}"),
+        }
+    })?;
+    request.validate()?;
+    Ok(request)
+}
+
+/// The field name in serde's "missing field `name`" message.
+fn missing_field_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(name, _)| name)
+}
+
 // === validation helpers shared by the request modules ===
 
 /// `value` must contain something other than whitespace.
@@ -150,6 +180,67 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ApiError::new("preset `x` not found")).unwrap(),
             serde_json::json!({"error": "preset `x` not found"})
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default = "probe_default")]
+        pool_type: String,
+    }
+
+    fn probe_default() -> String {
+        "default".into()
+    }
+
+    impl Validate for Probe {
+        fn validate(&self) -> Result<(), FieldError> {
+            non_empty("poolType", &self.pool_type)
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Required {
+        app_name: String,
+    }
+
+    impl Validate for Required {
+        fn validate(&self) -> Result<(), FieldError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn decode_request_parses_validates_and_names_fields() {
+        assert_eq!(decode_request::<Probe>(b"").unwrap().pool_type, "default");
+        assert_eq!(
+            decode_request::<Probe>(b" \n").unwrap().pool_type,
+            "default"
+        );
+        assert_eq!(
+            decode_request::<Probe>(br#"{"poolType": "p"}"#)
+                .unwrap()
+                .pool_type,
+            "p"
+        );
+        let err = decode_request::<Probe>(br#"{"poolType": ""}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("poolType"));
+        let ok = decode_request::<Required>(br#"{"appName": "a"}"#).unwrap();
+        assert_eq!(ok.app_name, "a");
+        let err = decode_request::<Required>(b"{}").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("appName"));
+        assert!(
+            err.error
+                .starts_with("invalid request body: missing field `appName`")
+        );
+        let err = decode_request::<Probe>(b"{not json").unwrap_err();
+        assert_eq!(err.field, None);
+        assert!(
+            err.error.starts_with("invalid request body"),
+            "{}",
+            err.error
         );
     }
 

@@ -4,9 +4,9 @@
 //!
 //! # Endpoint map
 //!
-//! Every endpoint is `POST` with a JSON body. The HTTP layer parses the request type,
-//! calls [`Validate::validate`] (400 with an [`ApiError`] naming the field on failure),
-//! then answers with the response type.
+//! Every endpoint is `POST` with a JSON body. The HTTP layer parses the request type and
+//! calls [`Validate::validate`] (both in [`decode_request`]; 400 with an [`ApiError`]
+//! naming the field on failure), then answers with the response type.
 //!
 //! | Path | Request | Response |
 //! |---|---|---|
@@ -73,7 +73,7 @@ pub use config::*;
 pub use containers::*;
 pub use deploy::*;
 pub use enums::*;
-pub use error::{ApiError, FieldError, Validate};
+pub use error::{ApiError, FieldError, Validate, decode_request};
 pub use infrastructure::*;
 pub use logs::*;
 pub use pools::*;
