@@ -179,6 +179,10 @@ mod tests {
                    "shutdownGracePeriod": 5}),
         );
         assert_eq!(req.effective_priority(), RestartPriority::Immediate);
+        let req: ContainerRestartRequestBody =
+            serde_json::from_value(json!({"appName": "a", "reason": "r", "priority": "Force"}))
+                .unwrap();
+        assert_eq!(req.effective_priority(), RestartPriority::Force);
     }
 
     #[test]

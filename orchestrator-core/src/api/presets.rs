@@ -78,6 +78,15 @@ mod tests {
         );
         assert_eq!(req.category, Some(PresetCategory::Testing));
         assert!(req.validate().is_ok());
+        let req: ListPresetsRequest = round_trip(
+            json!({"category": "Production"}),
+            json!({"category": "Production"}),
+        );
+        assert_eq!(req.category, Some(PresetCategory::Production));
+        assert!(
+            serde_json::from_value::<ListPresetsRequest>(json!({"category": "processing"}))
+                .is_err()
+        );
     }
 
     #[test]
