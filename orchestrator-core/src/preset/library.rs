@@ -67,7 +67,8 @@ pub enum LibraryError {
         dir: PathBuf,
     },
     /// Reading the directory or a file failed.
-    #[error("cannot read {}: {source}", .path.display())]
+    // The cause is chained through `source()`, not repeated in the message.
+    #[error("cannot read {}", .path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -169,10 +170,8 @@ impl<'c> PresetLibrary<'c> {
             path: path.to_owned(),
             source,
         })?;
-        let label = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        // Errors name the path as given, so a user can open the file from the message.
+        let label = path.display().to_string();
         Preset::parse_with_catalog(&label, &text, self.catalog).map_err(LibraryError::Invalid)
     }
 }

@@ -458,7 +458,10 @@ fn library_lists_yaml_only_and_skips_invalid_files() {
     assert_eq!(listing.skipped[0].file, dir.0.join("bad.yaml"));
     let msg = listing.skipped[0].error.to_string();
     assert!(
-        msg.starts_with("bad.yaml:4:18: topology.nodes[0].services[0]: unknown service `nope`"),
+        msg.starts_with(&format!(
+            "{}:4:18: topology.nodes[0].services[0]: unknown service `nope`",
+            dir.0.join("bad.yaml").display()
+        )),
         "{msg}"
     );
 }
