@@ -1,5 +1,14 @@
-//! Service to app-id routing.
+//! Service to app-id routing, pure: the orchestrator's routing table (spec sections 3.4
+//! and 6; DESIGN.md sections 2, 3 and 5).
 //!
-//! Will hold the routing table (infrastructure never routed, unknown services to the
-//! default app-id), versioned `FullServiceMappings` snapshots and diffs, the broadcast
-//! coalescing policy and the lock-free mesh-side resolver. See spec sections 6 and 9.
+//! Layout:
+//! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
+//!   orchestrator owns (set, restore, reset, heartbeats, TTL expiry, store records).
+//!   Infrastructure (`state`, `messaging`, `mesh`) is never routed; unknown services go to
+//!   the default app-id; `orchestrator` always to the control plane.
+//!
+//! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
+
+pub mod table;
+
+pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
