@@ -1,14 +1,18 @@
-//! Service to app-id routing, pure: the orchestrator's routing table (spec sections 3.4
-//! and 6; DESIGN.md sections 2, 3 and 5).
+//! Service to app-id routing, pure: the orchestrator's routing table and versioned
+//! mappings snapshots with diffs (spec sections 3.4, 6 and 9; DESIGN.md sections 2, 3, 5).
 //!
 //! Layout:
 //! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
 //!   orchestrator owns (set, restore, reset, heartbeats, TTL expiry, store records).
 //!   Infrastructure (`state`, `messaging`, `mesh`) is never routed; unknown services go to
 //!   the default app-id; `orchestrator` always to the control plane.
+//! - [`mappings`]: [`MappingsSnapshot`] (one version of the table, only routes away from
+//!   the default), its `FullServiceMappingsEvent` wire form and [`MappingsDiff`].
 //!
 //! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
 
+pub mod mappings;
 pub mod table;
 
+pub use mappings::{MappingsDiff, MappingsSnapshot};
 pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
