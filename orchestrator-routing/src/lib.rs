@@ -1,5 +1,5 @@
-//! Service to app-id routing, pure: the orchestrator's routing table and versioned
-//! mappings snapshots with diffs (spec sections 3.4, 6 and 9; DESIGN.md sections 2, 3, 5).
+//! Service to app-id routing, pure: the orchestrator's routing table, versioned mappings
+//! snapshots with diffs and the broadcast policy (spec 3.4, 6 and 9; DESIGN.md 2, 3, 5).
 //!
 //! Layout:
 //! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
@@ -8,11 +8,15 @@
 //!   the default app-id; `orchestrator` always to the control plane.
 //! - [`mappings`]: [`MappingsSnapshot`] (one version of the table, only routes away from
 //!   the default), its `FullServiceMappingsEvent` wire form and [`MappingsDiff`].
+//! - [`broadcast`]: [`BroadcastPolicy`], when to publish: at once on change with a 100 ms
+//!   coalescing window (decision D11) plus the 30 s rebroadcast.
 //!
 //! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
 
+pub mod broadcast;
 pub mod mappings;
 pub mod table;
 
+pub use broadcast::{BroadcastPolicy, PublishReason};
 pub use mappings::{MappingsDiff, MappingsSnapshot};
 pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
