@@ -1,8 +1,8 @@
 //! Service to app-id routing, pure: the orchestrator's routing table, versioned mappings
-//! snapshots with diffs, the broadcast policy and the mesh-side resolver (spec sections
-//! 3.4, 6 and 9; DESIGN.md sections 2, 3 and 5).
+//! snapshots and diffs, the broadcast policy, the mesh-side resolver and the OpenResty
+//! invalidation request (spec sections 3.4, 6 and 9; DESIGN.md sections 2, 3 and 5).
 //!
-//! Layout:
+//! Layout, in the order data flows:
 //! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
 //!   orchestrator owns (set, restore, reset, heartbeats, TTL expiry, store records).
 //!   Infrastructure (`state`, `messaging`, `mesh`) is never routed; unknown services go to
@@ -13,17 +13,22 @@
 //!   coalescing window (decision D11) plus the 30 s rebroadcast.
 //! - [`resolver`]: what every node runs: [`MappingsWriter`] applies strictly newer
 //!   snapshots, [`MeshReader`] resolves lock-free; [`lagging_instances`] lists nodes behind.
+//! - [`invalidation`]: the best-effort OpenResty cache invalidation request (spec 6.6).
 //!
 //! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
+//! The Redis adapters and the loops that drive these types live in other crates.
 
 pub mod broadcast;
+pub mod invalidation;
 pub mod mappings;
 pub mod resolver;
 pub mod table;
 
 pub use broadcast::{BroadcastPolicy, PublishReason};
+pub use invalidation::{InvalidationOutcome, InvalidationRequest, OpenRestyConfig};
 pub use mappings::{MappingsDiff, MappingsSnapshot};
 pub use resolver::{
     ApplyOutcome, MappingsWriter, MeshReader, MeshResolver, Resolution, lagging_instances,
 };
 pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
+
