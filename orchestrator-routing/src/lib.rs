@@ -32,3 +32,5 @@ pub use resolver::{
 };
 pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
 
+#[cfg(test)]
+mod proptests;
