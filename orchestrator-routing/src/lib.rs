@@ -1,5 +1,36 @@
-//! Service to app-id routing.
+//! Service to app-id routing, pure: the orchestrator's routing table, versioned mappings
+//! snapshots and diffs, the broadcast policy, the mesh-side resolver and the OpenResty
+//! invalidation request (spec sections 3.4, 6 and 9; DESIGN.md sections 2, 3 and 5).
 //!
-//! Will hold the routing table (infrastructure never routed, unknown services to the
-//! default app-id), versioned `FullServiceMappings` snapshots and diffs, the broadcast
-//! coalescing policy and the lock-free mesh-side resolver. See spec sections 6 and 9.
+//! Layout, in the order data flows:
+//! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
+//!   orchestrator owns (set, restore, reset, heartbeats, TTL expiry, store records).
+//!   Infrastructure (`state`, `messaging`, `mesh`) is never routed; unknown services go to
+//!   the default app-id; `orchestrator` always to the control plane.
+//! - [`mappings`]: [`MappingsSnapshot`] (one version of the table, only routes away from
+//!   the default), its `FullServiceMappingsEvent` wire form and [`MappingsDiff`].
+//! - [`broadcast`]: [`BroadcastPolicy`], when to publish: at once on change with a 100 ms
+//!   coalescing window (decision D11) plus the 30 s rebroadcast.
+//! - [`resolver`]: what every node runs: [`MappingsWriter`] applies strictly newer
+//!   snapshots, [`MeshReader`] resolves lock-free; [`lagging_instances`] lists nodes behind.
+//! - [`invalidation`]: the best-effort OpenResty cache invalidation request (spec 6.6).
+//!
+//! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
+//! The Redis adapters and the loops that drive these types live in other crates.
+
+pub mod broadcast;
+pub mod invalidation;
+pub mod mappings;
+pub mod resolver;
+pub mod table;
+
+pub use broadcast::{BroadcastPolicy, PublishReason};
+pub use invalidation::{InvalidationOutcome, InvalidationRequest, OpenRestyConfig};
+pub use mappings::{MappingsDiff, MappingsSnapshot};
+pub use resolver::{
+    ApplyOutcome, MappingsWriter, MeshReader, MeshResolver, Resolution, lagging_instances,
+};
+pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,689 @@
+//! The orchestrator's authoritative routing table: service -> [`Route`] (spec 6.1, 6.2, 6.4).
+//!
+//! Pure and single-owner: operations take `now` and return what changed. The table holds
+//! only explicit routes; a service without one resolves to the default app-id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
+use orchestrator_core::names::AppId;
+use orchestrator_core::records::RoutingRecord;
+use orchestrator_core::time::Timestamp;
+
+/// Services every node handles locally; never routed (spec 3.4), compared case-insensitively.
+pub const INFRASTRUCTURE_SERVICES: [&str; 3] = ["state", "messaging", "mesh"];
+
+/// The service that always resolves to the control plane (spec 6.5).
+pub const ORCHESTRATOR_SERVICE: &str = "orchestrator";
+
+/// `DefaultServicePort` (spec 19): the port written into routes.
+pub const DEFAULT_SERVICE_PORT: u16 = 80;
+
+/// `RoutingTtlSeconds` (spec 19): a route not refreshed for this long expires.
+pub const DEFAULT_ROUTING_TTL: Duration = Duration::from_secs(300);
+
+/// True for `state`, `messaging` and `mesh` in any case (spec 3.4).
+pub fn is_infrastructure(service: &str) -> bool {
+    let s = service.trim();
+    INFRASTRUCTURE_SERVICES
+        .iter()
+        .any(|i| i.eq_ignore_ascii_case(s))
+}
+
+/// True for `orchestrator` in any case.
+pub fn is_orchestrator(service: &str) -> bool {
+    service.trim().eq_ignore_ascii_case(ORCHESTRATOR_SERVICE)
+}
+
+/// The canonical spelling of a service name used as a table key: trimmed, ASCII lower case.
+pub fn canonical_service(service: &str) -> String {
+    service.trim().to_ascii_lowercase()
+}
+
+/// Why a routing operation was refused. Nothing is changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// `state`, `messaging` or `mesh`: handled locally by every node (spec 3.4).
+    #[error("service `{0}` is infrastructure and is never routed")]
+    Infrastructure(String),
+    /// `orchestrator` always resolves to the control plane.
+    #[error("service `{0}` always resolves to the control plane and cannot be routed")]
+    ControlPlaneService(String),
+    /// Empty or whitespace-only service name.
+    #[error("service name is blank")]
+    BlankService,
+    /// Empty or whitespace-only app-id for service `service`.
+    #[error("app-id for service `{service}` is blank")]
+    BlankAppId {
+        /// The service the route was for.
+        service: String,
+    },
+}
+
+/// Where one service goes, with the health its owner last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Target node.
+    pub app_id: AppId,
+    /// Host name to reach it (the app-id, as upstream writes it).
+    pub host: String,
+    /// Port (`DefaultServicePort` unless told otherwise).
+    pub port: u16,
+    /// Health of the service on that node, when known.
+    pub status: Option<ServiceHealthStatus>,
+    /// Last write (set or heartbeat refresh); drives [`RoutingTable::expire`].
+    pub last_updated: Timestamp,
+    /// Load in percent, 0..=100 (clamped; 0 when unknown).
+    pub load_percent: u8,
+}
+
+impl Route {
+    /// A healthy route to `app_id` on `port`, written at `now` (spec 6.2 SetServiceRouting).
+    pub fn healthy(app_id: AppId, port: u16, now: Timestamp) -> Self {
+        Route {
+            host: app_id.as_str().to_owned(),
+            app_id,
+            port,
+            status: Some(ServiceHealthStatus::Healthy),
+            last_updated: now,
+            load_percent: 0,
+        }
+    }
+
+    /// The store record (`orch:rt:{service}`, PascalCase on the wire).
+    pub fn to_record(&self) -> RoutingRecord {
+        RoutingRecord {
+            app_id: self.app_id.as_str().to_owned(),
+            host: self.host.clone(),
+            port: self.port,
+            status: self.status,
+            last_updated: self.last_updated,
+            load_percent: i32::from(self.load_percent),
+        }
+    }
+
+    /// A route from a store record; load is clamped to 0..=100, a blank host becomes the
+    /// app-id. Returns `None` for a blank app-id.
+    pub fn from_record(record: &RoutingRecord) -> Option<Self> {
+        let app_id = record.app_id.trim();
+        if app_id.is_empty() {
+            return None;
+        }
+        let host = if record.host.trim().is_empty() {
+            app_id.to_owned()
+        } else {
+            record.host.clone()
+        };
+        Some(Route {
+            app_id: AppId::new(app_id),
+            host,
+            port: record.port,
+            status: record.status,
+            last_updated: record.last_updated,
+            load_percent: u8::try_from(record.load_percent.clamp(0, 100)).unwrap_or(0),
+        })
+    }
+}
+
+/// What [`RoutingTable::set_route`] did to the service -> app-id mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    /// The service had no route (it resolved to the default) and now has one.
+    Added,
+    /// The service moved from `from` to the new app-id.
+    Moved {
+        /// Previous app-id.
+        from: AppId,
+    },
+    /// Same app-id as before; only the record was rewritten (TTL refresh).
+    Unchanged,
+    /// The target was the default app-id, so the route was removed; `from` is the app-id
+    /// it had, if any. See [`RoutingTable::restore_default`].
+    RestoredDefault {
+        /// App-id of the removed route, `None` when it already resolved to the default.
+        from: Option<AppId>,
+    },
+}
+
+impl RouteChange {
+    /// True when the service -> app-id mapping changed (a broadcast is due).
+    pub fn is_change(&self) -> bool {
+        match self {
+            RouteChange::Added | RouteChange::Moved { .. } => true,
+            RouteChange::Unchanged => false,
+            RouteChange::RestoredDefault { from } => from.is_some(),
+        }
+    }
+}
+
+/// What one heartbeat did to the table (spec 6.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatRouting {
+    /// Services nobody owned that now route to the heartbeat's app-id (a broadcast is due).
+    pub created: Vec<String>,
+    /// Services already routed to the heartbeat's app-id whose status/load were refreshed.
+    pub refreshed: Vec<String>,
+    /// Services the heartbeat listed but another app-id owns: `(service, owner)`.
+    pub refused: Vec<(String, AppId)>,
+    /// True when the heartbeat was ignored as a whole (control plane or blank app-id).
+    pub ignored: bool,
+}
+
+impl HeartbeatRouting {
+    /// True when a route was created, i.e. the mappings changed.
+    pub fn changed(&self) -> bool {
+        !self.created.is_empty()
+    }
+}
+
+/// `loadPercent` of spec 6.4 c: `trunc(current / max * 100)`, 0 when either is unknown or
+/// `max` is not positive; clamped to 0..=100 (upstream leaves overload above 100).
+pub fn load_percent(heartbeat: &ServiceHeartbeatEvent) -> u8 {
+    let Some(cap) = &heartbeat.capacity else {
+        return 0;
+    };
+    match (cap.max_connections, cap.current_connections) {
+        (Some(max), Some(cur)) if max > 0 => {
+            let pct = i128::from(cur) * 100 / i128::from(max);
+            u8::try_from(pct.clamp(0, 100)).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// Service -> route, plus the default app-id for services without one.
+///
+/// Invariants: no infrastructure service and no `orchestrator` key; keys are canonical
+/// (trimmed, lower case); explicit routes to the default app-id are never written by
+/// [`set_route`](Self::set_route) (they are removed instead), so only routes away from the
+/// default are kept (DESIGN.md section 5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingTable {
+    routes: BTreeMap<String, Route>,
+    default_app_id: AppId,
+    control_plane: AppId,
+}
+
+impl Default for RoutingTable {
+    fn default() -> Self {
+        RoutingTable::new(AppId::control_plane())
+    }
+}
+
+// === impl RoutingTable ===
+
+impl RoutingTable {
+    /// An empty table whose unrouted services go to `default_app_id` (`bannou` normally;
+    /// a blank one falls back to `bannou`).
+    pub fn new(default_app_id: AppId) -> Self {
+        let default_app_id = if default_app_id.as_str().trim().is_empty() {
+            AppId::control_plane()
+        } else {
+            default_app_id
+        };
+        RoutingTable {
+            routes: BTreeMap::new(),
+            default_app_id,
+            control_plane: AppId::control_plane(),
+        }
+    }
+
+    /// Where services without a route go.
+    pub fn default_app_id(&self) -> &AppId {
+        &self.default_app_id
+    }
+
+    /// The app-id `service` resolves to: the control plane for `orchestrator`, its route's
+    /// app-id, else the default (also for infrastructure, which nodes handle locally anyway).
+    pub fn resolve(&self, service: &str) -> &AppId {
+        if is_orchestrator(service) {
+            return &self.control_plane;
+        }
+        self.route(service)
+            .map(|r| &r.app_id)
+            .unwrap_or(&self.default_app_id)
+    }
+
+    /// The explicit route of `service` (any case), if it has one.
+    pub fn route(&self, service: &str) -> Option<&Route> {
+        let key = service.trim();
+        self.routes
+            .get(key)
+            .or_else(|| self.routes.get(&key.to_ascii_lowercase()))
+    }
+
+    /// Every explicit route, by canonical service name.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Route)> {
+        self.routes.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Number of explicit routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True without explicit routes (everything resolves to the default).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Service -> app-id of every route away from the default app-id.
+    pub fn mappings(&self) -> BTreeMap<String, AppId> {
+        self.routes
+            .iter()
+            .filter(|(_, r)| r.app_id != self.default_app_id)
+            .map(|(k, r)| (k.clone(), r.app_id.clone()))
+            .collect()
+    }
+
+    /// SetServiceRouting (spec 6.2): authoritative route of `service` to `app_id`, healthy,
+    /// on `port`, written at `now`. Routing to the default app-id removes the route instead
+    /// ([`restore_default`](Self::restore_default)).
+    pub fn set_route(
+        &mut self,
+        service: &str,
+        app_id: AppId,
+        now: Timestamp,
+        port: u16,
+    ) -> Result<RouteChange, RoutingError> {
+        let key = routable_key(service)?;
+        let target = app_id.as_str().trim();
+        if target.is_empty() {
+            return Err(RoutingError::BlankAppId { service: key });
+        }
+        let app_id = AppId::new(target);
+        if app_id == self.default_app_id {
+            let from = self.routes.remove(&key).map(|r| r.app_id);
+            return Ok(RouteChange::RestoredDefault { from });
+        }
+        let new = Route::healthy(app_id, port, now);
+        let change = match self.routes.insert(key, new.clone()) {
+            None => RouteChange::Added,
+            Some(old) if old.app_id == new.app_id => RouteChange::Unchanged,
+            Some(old) => RouteChange::Moved { from: old.app_id },
+        };
+        Ok(change)
+    }
+
+    /// RestoreServiceRoutingToDefault (spec 6.2): removes the route so `service` falls back
+    /// to the default app-id (we do not write explicit default routes). Returns the removed
+    /// route; `None` when it already resolved to the default.
+    pub fn restore_default(&mut self, service: &str) -> Option<Route> {
+        let key = canonical_service(service);
+        self.routes.remove(&key)
+    }
+
+    /// Returns every service routed to `app_id` (case-insensitive) to the default, as when
+    /// its node is torn down. Returns the services, sorted.
+    pub fn release_app(&mut self, app_id: &AppId) -> Vec<String> {
+        let owned = |r: &Route| r.app_id.as_str().eq_ignore_ascii_case(app_id.as_str());
+        let released: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| owned(r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.routes.retain(|_, r| !owned(r));
+        released
+    }
+
+    /// ResetAllMappingsToDefault (spec 6.2): removes every route. Returns the services that
+    /// had one, sorted (a broadcast is due when it is not empty).
+    pub fn reset_all(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.routes).into_keys().collect()
+    }
+
+    /// Applies one heartbeat (spec 6.4): creates routes for services nobody owns, refreshes
+    /// status, load and `last_updated` of routes the sender owns, and never moves a route to
+    /// another app-id. Heartbeats from the control plane (`bannou`, any case) or with a blank
+    /// app-id are ignored entirely; infrastructure, `orchestrator` and blank service names
+    /// are skipped. A service listed twice counts once.
+    pub fn apply_heartbeat(
+        &mut self,
+        heartbeat: &ServiceHeartbeatEvent,
+        now: Timestamp,
+        port: u16,
+    ) -> HeartbeatRouting {
+        let mut out = HeartbeatRouting::default();
+        let sender = heartbeat.app_id.as_str().trim();
+        if sender.is_empty() || heartbeat.app_id.is_control_plane() {
+            out.ignored = true;
+            return out;
+        }
+        let load = load_percent(heartbeat);
+        let mut seen = BTreeSet::new();
+        for entry in &heartbeat.services {
+            let Ok(key) = routable_key(&entry.service_name) else {
+                continue;
+            };
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            match self.routes.get_mut(&key) {
+                Some(route) if route.app_id.as_str().eq_ignore_ascii_case(sender) => {
+                    route.status = Some(entry.status);
+                    route.load_percent = load;
+                    route.last_updated = now;
+                    out.refreshed.push(key);
+                }
+                Some(route) => out.refused.push((key, route.app_id.clone())),
+                None => {
+                    let app_id = AppId::new(sender);
+                    let route = Route {
+                        host: sender.to_owned(),
+                        app_id,
+                        port,
+                        status: Some(entry.status),
+                        last_updated: now,
+                        load_percent: load,
+                    };
+                    self.routes.insert(key.clone(), route);
+                    out.created.push(key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops routes not written within `ttl` before `now` (a route written at `t` is gone
+    /// from `t + ttl` on, like the store's TTL). Returns the dropped services, sorted.
+    pub fn expire(&mut self, now: Timestamp, ttl: Duration) -> Vec<String> {
+        let expired: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| now.saturating_since(r.last_updated) >= ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.routes.remove(k);
+        }
+        expired
+    }
+
+    /// Every route as a store record, keyed by canonical service name.
+    pub fn to_records(&self) -> BTreeMap<String, RoutingRecord> {
+        self.routes
+            .iter()
+            .map(|(k, r)| (k.clone(), r.to_record()))
+            .collect()
+    }
+
+    /// A table from store records. Keys starting with `_` (the `_index` record), blank keys,
+    /// infrastructure, `orchestrator` and records with a blank app-id are skipped and their
+    /// keys returned, so a stray record never blocks a load. Routes to the default app-id
+    /// are kept as read (they resolve the same way and expire with their TTL).
+    pub fn from_records<I>(default_app_id: AppId, records: I) -> (RoutingTable, Vec<String>)
+    where
+        I: IntoIterator<Item = (String, RoutingRecord)>,
+    {
+        let mut table = RoutingTable::new(default_app_id);
+        let mut skipped = Vec::new();
+        for (service, record) in records {
+            let route = if service.trim_start().starts_with('_') {
+                None
+            } else {
+                routable_key(&service)
+                    .ok()
+                    .and_then(|k| Route::from_record(&record).map(|r| (k, r)))
+            };
+            match route {
+                Some((k, r)) => {
+                    table.routes.insert(k, r);
+                }
+                None => skipped.push(service),
+            }
+        }
+        (table, skipped)
+    }
+}
+
+/// Canonical key of a service that may carry a route, or why it may not.
+fn routable_key(service: &str) -> Result<String, RoutingError> {
+    let key = canonical_service(service);
+    if key.is_empty() {
+        Err(RoutingError::BlankService)
+    } else if is_infrastructure(&key) {
+        Err(RoutingError::Infrastructure(key))
+    } else if is_orchestrator(&key) {
+        Err(RoutingError::ControlPlaneService(key))
+    } else {
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use orchestrator_core::events::{InstanceCapacity, InstanceHealthStatus, ServiceStatus};
+    use uuid::Uuid;
+
+    pub(crate) fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_800_000_000_000 + secs * 1000)
+    }
+
+    pub(crate) fn heartbeat(
+        app: &str,
+        services: &[(&str, ServiceHealthStatus)],
+    ) -> ServiceHeartbeatEvent {
+        ServiceHeartbeatEvent {
+            event_name: "service.heartbeat".into(),
+            event_id: Uuid::nil(),
+            timestamp: t(0),
+            service_id: Uuid::nil(),
+            app_id: AppId::from(app),
+            status: InstanceHealthStatus::Healthy,
+            services: services
+                .iter()
+                .map(|(name, status)| ServiceStatus {
+                    service_id: Uuid::nil(),
+                    service_name: (*name).to_owned(),
+                    status: *status,
+                    version: None,
+                    metadata: None,
+                })
+                .collect(),
+            capacity: None,
+            issues: None,
+            metadata: None,
+        }
+    }
+
+    const H: ServiceHealthStatus = ServiceHealthStatus::Healthy;
+    const D: ServiceHealthStatus = ServiceHealthStatus::Degraded;
+
+    #[test]
+    fn unknown_services_resolve_to_the_default_and_orchestrator_to_the_control_plane() {
+        let mut table = RoutingTable::new(AppId::from("fallback"));
+        assert_eq!(table.resolve("auth").as_str(), "fallback");
+        assert_eq!(table.resolve("Orchestrator").as_str(), "bannou");
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        assert_eq!(table.resolve("AUTH").as_str(), "n1");
+        assert_eq!(RoutingTable::default().resolve("x").as_str(), "bannou");
+    }
+
+    #[test]
+    fn infrastructure_and_orchestrator_are_refused_in_any_case() {
+        let mut table = RoutingTable::default();
+        for s in ["state", "Messaging", " MESH "] {
+            assert!(matches!(
+                table.set_route(s, "n1".into(), t(0), 80),
+                Err(RoutingError::Infrastructure(_))
+            ));
+        }
+        assert!(matches!(
+            table.set_route("orchestrator", "n1".into(), t(0), 80),
+            Err(RoutingError::ControlPlaneService(_))
+        ));
+        assert_eq!(
+            table.set_route("  ", "n1".into(), t(0), 80),
+            Err(RoutingError::BlankService)
+        );
+        assert!(matches!(
+            table.set_route("auth", " ".into(), t(0), 80),
+            Err(RoutingError::BlankAppId { .. })
+        ));
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn set_route_reports_added_moved_unchanged_and_default_removes() {
+        let mut table = RoutingTable::default();
+        assert_eq!(
+            table.set_route("auth", "n1".into(), t(0), 80),
+            Ok(RouteChange::Added)
+        );
+        assert_eq!(
+            table.set_route("auth", "n1".into(), t(5), 80),
+            Ok(RouteChange::Unchanged)
+        );
+        assert_eq!(table.route("auth").unwrap().last_updated, t(5));
+        assert_eq!(
+            table.set_route("auth", "n2".into(), t(6), 80),
+            Ok(RouteChange::Moved { from: "n1".into() })
+        );
+        let change = table.set_route("auth", "bannou".into(), t(7), 80).unwrap();
+        assert_eq!(
+            change,
+            RouteChange::RestoredDefault {
+                from: Some("n2".into())
+            }
+        );
+        assert!(change.is_change());
+        assert!(table.is_empty(), "no explicit default routes are written");
+    }
+
+    #[test]
+    fn restore_release_and_reset_fall_back_to_the_default() {
+        let mut table = RoutingTable::default();
+        for (s, a) in [("auth", "n1"), ("account", "n1"), ("game-session", "n2")] {
+            table.set_route(s, a.into(), t(0), 80).unwrap();
+        }
+        assert_eq!(table.restore_default("Auth").unwrap().app_id.as_str(), "n1");
+        assert_eq!(table.restore_default("auth"), None);
+        assert_eq!(table.release_app(&"N1".into()), vec!["account".to_owned()]);
+        assert_eq!(table.resolve("account").as_str(), "bannou");
+        assert_eq!(table.reset_all(), vec!["game-session".to_owned()]);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn heartbeat_creates_unowned_refreshes_own_and_never_moves() {
+        let mut table = RoutingTable::default();
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        let mut hb = heartbeat(
+            "n2",
+            &[
+                ("auth", D),
+                ("account", H),
+                ("state", H),
+                ("orchestrator", H),
+                ("account", D),
+            ],
+        );
+        hb.capacity = Some(InstanceCapacity {
+            max_connections: Some(300),
+            current_connections: Some(200),
+            ..Default::default()
+        });
+        let out = table.apply_heartbeat(&hb, t(10), 8080);
+        assert_eq!(out.created, vec!["account".to_owned()]);
+        assert_eq!(out.refused, vec![("auth".to_owned(), AppId::from("n1"))]);
+        assert!(out.refreshed.is_empty() && out.changed());
+        let account = table.route("account").unwrap();
+        assert_eq!((account.port, account.load_percent), (8080, 66));
+        assert_eq!(table.resolve("auth").as_str(), "n1");
+
+        let again = table.apply_heartbeat(&heartbeat("N2", &[("account", D)]), t(20), 80);
+        assert_eq!(again.refreshed, vec!["account".to_owned()]);
+        assert!(!again.changed());
+        let account = table.route("account").unwrap();
+        assert_eq!(account.status, Some(D));
+        assert_eq!(account.last_updated, t(20));
+        assert_eq!(account.load_percent, 0);
+    }
+
+    #[test]
+    fn control_plane_heartbeats_are_ignored_entirely() {
+        let mut table = RoutingTable::default();
+        let out = table.apply_heartbeat(&heartbeat("BANNOU", &[("auth", H)]), t(0), 80);
+        assert!(out.ignored && out.created.is_empty());
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn load_percent_truncates_and_handles_unknowns() {
+        let mut hb = heartbeat("n1", &[]);
+        assert_eq!(load_percent(&hb), 0);
+        let cap = |max, cur| InstanceCapacity {
+            max_connections: max,
+            current_connections: cur,
+            ..Default::default()
+        };
+        for (max, cur, want) in [
+            (Some(3), Some(2), 66),
+            (Some(0), Some(2), 0),
+            (None, Some(2), 0),
+            (Some(10), None, 0),
+            (Some(10), Some(25), 100),
+            (Some(10), Some(-5), 0),
+            (Some(i64::MAX), Some(i64::MAX), 100),
+        ] {
+            hb.capacity = Some(cap(max, cur));
+            assert_eq!(load_percent(&hb), want, "{max:?} {cur:?}");
+        }
+    }
+
+    #[test]
+    fn routes_expire_after_the_ttl_unless_refreshed() {
+        let mut table = RoutingTable::default();
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        table.set_route("account", "n1".into(), t(0), 80).unwrap();
+        table.apply_heartbeat(&heartbeat("n1", &[("auth", H)]), t(200), 80);
+        assert!(table.expire(t(299), DEFAULT_ROUTING_TTL).is_empty());
+        assert_eq!(
+            table.expire(t(300), DEFAULT_ROUTING_TTL),
+            vec!["account".to_owned()]
+        );
+        assert_eq!(
+            table.expire(t(500), DEFAULT_ROUTING_TTL),
+            vec!["auth".to_owned()]
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_stray_records_are_skipped() {
+        let mut table = RoutingTable::default();
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        table.apply_heartbeat(&heartbeat("n2", &[("account", D)]), t(3), 81);
+        let mut records: Vec<(String, RoutingRecord)> = table.to_records().into_iter().collect();
+        let json = serde_json::to_value(&records[0].1).unwrap();
+        assert_eq!(json["AppId"], "n2");
+        assert_eq!(json["Status"], "Degraded");
+        let stray = records[0].1.clone();
+        records.push(("_index".into(), stray.clone()));
+        records.push(("State".into(), stray.clone()));
+        records.push(("".into(), stray.clone()));
+        records.push((
+            "x".into(),
+            RoutingRecord {
+                app_id: " ".into(),
+                ..stray.clone()
+            },
+        ));
+        records.push((
+            "y".into(),
+            RoutingRecord {
+                load_percent: 900,
+                host: String::new(),
+                ..stray
+            },
+        ));
+        let (back, skipped) = RoutingTable::from_records(AppId::control_plane(), records);
+        assert_eq!(skipped, vec!["_index", "State", "", "x"]);
+        assert_eq!(back.route("auth"), table.route("auth"));
+        assert_eq!(back.route("account"), table.route("account"));
+        let y = back.route("y").unwrap();
+        assert_eq!((y.load_percent, y.host.as_str()), (100, "n2"));
+    }
+}
