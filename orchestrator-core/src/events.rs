@@ -406,6 +406,82 @@ impl Event for ServiceErrorEvent {
 mod tests {
     use super::*;
 
+    fn shared_event(file: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/spec/events")
+            .join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Parses the upstream example into `E` and writes it back: the JSON must be identical
+    /// (same fields, same enum spelling, same timestamp text, nulls omitted).
+    fn round_trip<E: Event + std::fmt::Debug + PartialEq>(file: &str) -> E {
+        let original = shared_event(file);
+        let typed: E =
+            serde_json::from_value(original.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let written = serde_json::to_value(&typed).unwrap();
+        assert_eq!(written, original, "{file} does not round-trip");
+        let again: E = serde_json::from_value(written).unwrap();
+        assert_eq!(again, typed);
+        typed
+    }
+
+    #[test]
+    fn every_upstream_event_example_round_trips() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/events");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".json"))
+            .collect();
+        files.sort();
+        assert_eq!(
+            files.len(),
+            7,
+            "a new example appeared: give it a round-trip below"
+        );
+
+        let hb: ServiceHeartbeatEvent = round_trip("ServiceHeartbeatEvent.json");
+        assert_eq!(
+            (hb.services.len(), hb.services[2].status),
+            (3, ServiceHealthStatus::Degraded)
+        );
+        assert_eq!(hb.capacity.unwrap().memory_usage, Some(0.21));
+        let m: FullServiceMappingsEvent = round_trip("FullServiceMappingsEvent.json");
+        assert_eq!(
+            (m.version, m.mappings["auth"].as_str()),
+            (1842, "bannou-auth")
+        );
+        let d: DeploymentEvent = round_trip("DeploymentEvent.json");
+        assert_eq!(
+            (d.action, d.backend),
+            (DeploymentAction::Completed, Some(BackendType::Compose))
+        );
+        let r: ProcessorReleasedEvent = round_trip("ProcessorReleasedEvent.json");
+        assert_eq!(r.lease_duration_ms, 48213);
+        let s: ServiceRestartEvent = round_trip("ServiceRestartEvent.json");
+        assert!(!s.forced);
+        let c: ConfigurationChangedEvent = round_trip("ConfigurationChangedEvent.json");
+        assert_eq!(c.changed_keys.len(), 3);
+        let p: OrchestratorHealthPingEvent = round_trip("OrchestratorHealthPingEvent.json");
+        assert_eq!(p.status, HealthPingStatus::Ok);
+    }
+
+    #[test]
+    fn schema_spelling_input_is_written_back_in_runtime_spelling() {
+        let mut v = shared_event("DeploymentEvent.json");
+        v["action"] = "topology-changed".into();
+        v["backend"] = "compose".into();
+        let d: DeploymentEvent = serde_json::from_value(v).unwrap();
+        let out = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            (out["action"].as_str(), out["backend"].as_str()),
+            (Some("TopologyChanged"), Some("Compose"))
+        );
+    }
+
     #[test]
     fn instance_status_ranks_worst_last() {
         assert!(InstanceHealthStatus::Healthy < InstanceHealthStatus::Degraded);
