@@ -1,0 +1,209 @@
+//! A throw-away `redis-server` on a free loopback port, for tests and benches.
+//!
+//! [`RedisServer::start`] spawns Debian's `redis-server` with persistence off, waits until
+//! it answers `PING`, and kills it on drop. [`RedisServer::for_test`] applies the
+//! skip-or-fail rule of [`crate::require`].
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No `redis-server` binary on `PATH` (or at `REDIS_SERVER_BIN`).
+    #[error("`{0}` not found; install Debian's redis-server package")]
+    NotInstalled(String),
+    /// Spawning or probing failed.
+    #[error("redis-server failed to start: {0}")]
+    Start(String),
+}
+
+/// A running `redis-server` child process, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    binary: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port of 127.0.0.1 and waits (up to 10 s) until it answers.
+    pub fn start() -> Result<RedisServer, ServerError> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`] with extra `redis-server` arguments.
+    pub fn start_with(extra_args: &[&str]) -> Result<RedisServer, ServerError> {
+        let binary = PathBuf::from(
+            std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned()),
+        );
+        let port = free_port().map_err(|e| ServerError::Start(format!("no free port: {e}")))?;
+        let mut server = RedisServer {
+            child: None,
+            port,
+            binary,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// For tests: a server, or `None` after printing why the test skips. Panics instead
+    /// when `BANNOU_TEST_REQUIRE` names `redis`.
+    pub fn for_test(test: &str) -> Option<RedisServer> {
+        match RedisServer::start() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                crate::require::skip_or_fail("redis", test, &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:{port}/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (as `kill -9` would); [`RedisServer::restart`] brings it back on
+    /// the same port with an empty dataset.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::kill`]).
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.kill();
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<(), ServerError> {
+        let port = self.port.to_string();
+        let mut cmd = Command::new(&self.binary);
+        cmd.args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ])
+        .args(&self.extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                ServerError::NotInstalled(self.binary.display().to_string())
+            }
+            _ => ServerError::Start(e.to_string()),
+        })?;
+        self.child = Some(child);
+        // Poll with a plain TCP PING: no runtime needed, bounded to 10 s.
+        for _ in 0..200 {
+            if ping(self.port) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                self.child = None;
+                return Err(ServerError::Start(format!(
+                    "exited with {status}: {}",
+                    err.trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        Err(ServerError::Start(format!(
+            "no PONG on port {} within 10 s",
+            self.port
+        )))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_restarts_and_stops() {
+        let Some(mut server) = RedisServer::for_test("starts_answers_restarts_and_stops") else {
+            return;
+        };
+        assert!(ping(server.port()));
+        assert!(server.url().starts_with("redis://127.0.0.1:"));
+        server.kill();
+        assert!(!ping(server.port()), "killed server must not answer");
+        server.restart().unwrap();
+        assert!(ping(server.port()));
+        let port = server.port();
+        drop(server);
+        assert!(!ping(port), "dropping stops the server");
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_clear_error() {
+        let mut s = RedisServer {
+            child: None,
+            port: 1,
+            binary: "/nonexistent/redis-server".into(),
+            extra_args: vec![],
+        };
+        let err = s.spawn().unwrap_err();
+        assert!(matches!(err, ServerError::NotInstalled(_)), "{err}");
+    }
+}
