@@ -158,7 +158,8 @@ pub struct IngestChanges {
 /// One service on one instance.
 #[derive(Debug, Clone)]
 struct ServiceSlot {
-    name: Box<str>,
+    /// Interned name (id in [`ServiceIndex`]).
+    name: usize,
     status: ServiceHealthStatus,
     /// Start of the current non-healthy stretch (by reported state), `None` while healthy.
     degraded_since: Option<Timestamp>,
@@ -177,6 +178,77 @@ struct InstanceState {
     last_seen: Timestamp,
     routing_version: Option<i64>,
     services: Vec<ServiceSlot>,
+}
+
+/// Interned service names and, per name, the instances running it.
+///
+/// Slots refer to names by id, so the steady-state comparison reads the incoming name
+/// against a small, always-cached table instead of one heap string per slot. Names are
+/// never un-interned (the set of service names is small and bounded by the catalog).
+#[derive(Debug, Clone, Default)]
+struct ServiceIndex {
+    ids: FxHashMap<Box<str>, usize>,
+    entries: Vec<IndexEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct IndexEntry {
+    name: Box<str>,
+    instances: FxHashSet<u128>,
+}
+
+impl ServiceIndex {
+    fn intern(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.entries.len();
+        self.entries.push(IndexEntry {
+            name: name.into(),
+            instances: FxHashSet::default(),
+        });
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn id(&self, name: &str) -> Option<usize> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: usize) -> &str {
+        self.entries.get(id).map_or("", |e| &e.name)
+    }
+
+    fn is(&self, id: usize, name: &str) -> bool {
+        self.entries.get(id).is_some_and(|e| *e.name == *name)
+    }
+
+    fn insert(&mut self, id: usize, instance: u128) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.instances.insert(instance);
+        }
+    }
+
+    fn remove(&mut self, id: usize, instance: u128) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.instances.remove(&instance);
+        }
+    }
+
+    fn members(&self, id: usize) -> impl Iterator<Item = u128> + '_ {
+        self.entries
+            .get(id)
+            .into_iter()
+            .flat_map(|e| e.instances.iter().copied())
+    }
+
+    /// Names with at least one instance.
+    fn live_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| !e.instances.is_empty())
+            .map(|e| &*e.name)
+    }
 }
 
 /// Instance-level contribution: shutting down or unavailable makes every service unavailable;
@@ -390,7 +462,7 @@ impl NameFilter {
 pub struct HeartbeatAggregator {
     config: HealthConfig,
     instances: FxHashMap<u128, InstanceState>,
-    by_service: FxHashMap<Box<str>, FxHashSet<u128>>,
+    index: ServiceIndex,
 }
 
 impl HeartbeatAggregator {
@@ -399,7 +471,7 @@ impl HeartbeatAggregator {
         HeartbeatAggregator {
             config,
             instances: FxHashMap::default(),
-            by_service: FxHashMap::default(),
+            index: ServiceIndex::default(),
         }
     }
 
@@ -415,7 +487,7 @@ impl HeartbeatAggregator {
 
     /// Names of every tracked service, sorted.
     pub fn service_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.by_service.keys().map(|k| &**k).collect();
+        let mut names: Vec<&str> = self.index.live_names().collect();
         names.sort_unstable();
         names
     }
@@ -432,16 +504,14 @@ impl HeartbeatAggregator {
         let routing_version = routing_version_of(hb);
         let key = hb.service_id.as_u128();
         let Self {
-            instances,
-            by_service,
-            ..
+            instances, index, ..
         } = self;
 
         let Some(inst) = instances.get_mut(&key) else {
             let mut services = Vec::with_capacity(hb.services.len());
-            rebuild_slots(&mut services, hb, floor, now);
+            rebuild_slots(&mut services, index, hb, floor, now);
             for slot in &services {
-                index_insert(by_service, &slot.name, key);
+                index.insert(slot.name, key);
             }
             let tracked = services.len();
             instances.insert(
@@ -480,17 +550,14 @@ impl HeartbeatAggregator {
         let old_floor = inst.floor;
         inst.floor = floor;
 
-        // Fast path: same services in the same order -> update in place.
+        // Fast path: same services in the same order -> update in place. Slots never hold
+        // infrastructure names, so a name matching its slot needs no infrastructure check.
         let mut health_changed = false;
         let mut matched = 0;
         let mut same = true;
-        for s in hb
-            .services
-            .iter()
-            .filter(|s| !is_infrastructure_service(&s.service_name))
-        {
+        for s in &hb.services {
             match inst.services.get_mut(matched) {
-                Some(slot) if *slot.name == *s.service_name => {
+                Some(slot) if index.is(slot.name, &s.service_name) => {
                     let before = reported(slot.status, old_floor);
                     let after = reported(s.status, floor);
                     health_changed |= before != after;
@@ -498,6 +565,7 @@ impl HeartbeatAggregator {
                     track_degradation(&mut slot.degraded_since, after, now);
                     matched += 1;
                 }
+                _ if is_infrastructure_service(&s.service_name) => {}
                 _ => {
                     same = false;
                     break;
@@ -516,7 +584,7 @@ impl HeartbeatAggregator {
         // Slow path: the service set changed (or was listed in another order).
         let old = std::mem::take(&mut inst.services);
         let mut services = Vec::with_capacity(hb.services.len());
-        rebuild_slots(&mut services, hb, floor, now);
+        rebuild_slots(&mut services, index, hb, floor, now);
         let mut services_changed = old.len() != services.len();
         for slot in &mut services {
             match old.iter().find(|o| o.name == slot.name) {
@@ -531,7 +599,7 @@ impl HeartbeatAggregator {
                 None => {
                     services_changed = true;
                     health_changed = true;
-                    index_insert(by_service, &slot.name, key);
+                    index.insert(slot.name, key);
                 }
             }
         }
@@ -539,7 +607,7 @@ impl HeartbeatAggregator {
             if !services.iter().any(|s| s.name == prev.name) {
                 services_changed = true;
                 health_changed = true;
-                index_remove(by_service, &prev.name, key);
+                index.remove(prev.name, key);
             }
         }
         let tracked = services.len();
@@ -554,17 +622,7 @@ impl HeartbeatAggregator {
 
     /// Every instance running `service`, sorted by app-id then instance GUID.
     pub fn instances_of(&self, service: &str) -> Vec<ServiceInstance<'_>> {
-        let Some((name, ids)) = self.by_service.get_key_value(service) else {
-            return Vec::new();
-        };
-        let mut out: Vec<ServiceInstance<'_>> = ids
-            .iter()
-            .filter_map(|id| {
-                let inst = self.instances.get(id)?;
-                let slot = inst.services.iter().find(|s| s.name == *name)?;
-                Some(view(name, *id, inst, slot))
-            })
-            .collect();
+        let mut out = self.instances_unsorted(service);
         out.sort_unstable_by(|a, b| (a.app_id, a.instance_id).cmp(&(b.app_id, b.instance_id)));
         out
     }
@@ -572,36 +630,41 @@ impl HeartbeatAggregator {
     /// Worst derived status of `service` over its instances at `now`, or `None` when no
     /// instance runs it.
     pub fn service_status(&self, service: &str, now: Timestamp) -> Option<InstanceHealthStatus> {
-        let (name, ids) = self.by_service.get_key_value(service)?;
-        ids.iter()
-            .filter_map(|id| {
-                let inst = self.instances.get(id)?;
-                let slot = inst.services.iter().find(|s| s.name == *name)?;
-                Some(
-                    if is_stale(inst.last_seen, now, self.config.heartbeat_timeout) {
-                        InstanceHealthStatus::Unavailable
-                    } else {
-                        reported(slot.status, inst.floor)
-                    },
-                )
-            })
+        let timeout = self.config.heartbeat_timeout;
+        self.instances_unsorted(service)
+            .iter()
+            .map(|si| si.status_at(now, timeout))
             .max()
+    }
+
+    /// Like [`Self::instances_of`] without the sort (for policies that only aggregate).
+    pub(crate) fn instances_unsorted(&self, service: &str) -> Vec<ServiceInstance<'_>> {
+        let Some(name_id) = self.index.id(service) else {
+            return Vec::new();
+        };
+        let name = self.index.name(name_id);
+        self.index
+            .members(name_id)
+            .filter_map(|id| {
+                let inst = self.instances.get(&id)?;
+                let slot = inst.services.iter().find(|s| s.name == name_id)?;
+                Some(view(name, id, inst, slot))
+            })
+            .collect()
     }
 
     /// Forgets instances silent for longer than the retention; returns how many were dropped.
     pub fn evict_stale(&mut self, now: Timestamp) -> usize {
         let retention = self.config.retention;
         let Self {
-            instances,
-            by_service,
-            ..
+            instances, index, ..
         } = self;
         let before = instances.len();
         instances.retain(|id, inst| {
             let keep = !is_stale(inst.last_seen, now, retention);
             if !keep {
                 for slot in &inst.services {
-                    index_remove(by_service, &slot.name, *id);
+                    index.remove(slot.name, *id);
                 }
             }
             keep
@@ -616,7 +679,7 @@ impl HeartbeatAggregator {
             return false;
         };
         for slot in &inst.services {
-            index_remove(&mut self.by_service, &slot.name, key);
+            self.index.remove(slot.name, key);
         }
         true
     }
@@ -759,6 +822,7 @@ fn deployed_entry(si: &ServiceInstance<'_>, status: InstanceHealthStatus) -> Ser
 /// listed twice keeps its worst status).
 fn rebuild_slots(
     out: &mut Vec<ServiceSlot>,
+    index: &mut ServiceIndex,
     hb: &ServiceHeartbeatEvent,
     floor: InstanceHealthStatus,
     now: Timestamp,
@@ -767,14 +831,15 @@ fn rebuild_slots(
         if is_infrastructure_service(&s.service_name) {
             continue;
         }
-        let slot = match out.iter_mut().find(|o| *o.name == *s.service_name) {
+        let name = index.intern(&s.service_name);
+        let slot = match out.iter_mut().find(|o| o.name == name) {
             Some(existing) => {
                 existing.status = existing.status.max(s.status);
                 existing
             }
             None => {
                 out.push(ServiceSlot {
-                    name: s.service_name.as_str().into(),
+                    name,
                     status: s.status,
                     degraded_since: None,
                 });
@@ -784,28 +849,6 @@ fn rebuild_slots(
         };
         let r = reported(slot.status, floor);
         track_degradation(&mut slot.degraded_since, r, now);
-    }
-}
-
-fn index_insert(index: &mut FxHashMap<Box<str>, FxHashSet<u128>>, name: &str, id: u128) {
-    match index.get_mut(name) {
-        Some(set) => {
-            set.insert(id);
-        }
-        None => {
-            let mut set = FxHashSet::default();
-            set.insert(id);
-            index.insert(name.into(), set);
-        }
-    }
-}
-
-fn index_remove(index: &mut FxHashMap<Box<str>, FxHashSet<u128>>, name: &str, id: u128) {
-    if let Some(set) = index.get_mut(name) {
-        set.remove(&id);
-        if set.is_empty() {
-            index.remove(name);
-        }
     }
 }
 

@@ -65,7 +65,7 @@ pub fn should_restart(
     threshold: Duration,
 ) -> RestartRecommendation {
     let timeout = agg.config().heartbeat_timeout;
-    let instances = agg.instances_of(service);
+    let instances = agg.instances_unsorted(service);
     let Some(last_seen) = instances.iter().map(|i| i.last_seen).max() else {
         return RestartRecommendation {
             should_restart: true,
