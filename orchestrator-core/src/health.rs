@@ -637,6 +637,23 @@ impl HeartbeatAggregator {
             .max()
     }
 
+    /// Worst derived status of `service` over the instances with app-id `app_id` (ASCII
+    /// case-insensitive) at `now`, or `None` when that node has not reported the service.
+    /// What a deploy waits on: "is `auth` healthy on `bannou-auth` yet?".
+    pub fn status_on(
+        &self,
+        service: &str,
+        app_id: &str,
+        now: Timestamp,
+    ) -> Option<InstanceHealthStatus> {
+        let timeout = self.config.heartbeat_timeout;
+        self.instances_unsorted(service)
+            .iter()
+            .filter(|si| si.app_id.as_str().eq_ignore_ascii_case(app_id))
+            .map(|si| si.status_at(now, timeout))
+            .max()
+    }
+
     /// Like [`Self::instances_of`] without the sort (for policies that only aggregate).
     pub(crate) fn instances_unsorted(&self, service: &str) -> Vec<ServiceInstance<'_>> {
         let Some(name_id) = self.index.id(service) else {
@@ -653,23 +670,42 @@ impl HeartbeatAggregator {
             .collect()
     }
 
-    /// Forgets instances silent for longer than the retention; returns how many were dropped.
+    /// Forgets instances that are gone; returns how many were dropped.
+    ///
+    /// An instance is gone when it has been silent for longer than the retention, or when it
+    /// was *superseded*: another instance with the same app-id has been heard from since its
+    /// last heartbeat, and it either said it was shutting down or has been silent for longer
+    /// than the heartbeat timeout (a restarted container comes back with a new GUID under the
+    /// same app-id; without this its ghost would read as an unavailable instance for the whole
+    /// retention).
     pub fn evict_stale(&mut self, now: Timestamp) -> usize {
         let retention = self.config.retention;
-        let Self {
-            instances, index, ..
-        } = self;
-        let before = instances.len();
-        instances.retain(|id, inst| {
-            let keep = !is_stale(inst.last_seen, now, retention);
-            if !keep {
-                for slot in &inst.services {
-                    index.remove(slot.name, *id);
+        let timeout = self.config.heartbeat_timeout;
+        let mut latest: FxHashMap<&str, Timestamp> = FxHashMap::default();
+        for inst in self.instances.values() {
+            let t = latest.entry(inst.app_id.as_str()).or_insert(inst.last_seen);
+            *t = (*t).max(inst.last_seen);
+        }
+        let gone: Vec<u128> = self
+            .instances
+            .iter()
+            .filter(|(_, inst)| {
+                if is_stale(inst.last_seen, now, retention) {
+                    return true;
                 }
-            }
-            keep
-        });
-        before - instances.len()
+                let superseded = latest
+                    .get(inst.app_id.as_str())
+                    .is_some_and(|t| *t > inst.last_seen);
+                superseded
+                    && (inst.status == InstanceHealthStatus::ShuttingDown
+                        || is_stale(inst.last_seen, now, timeout))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.remove_instance(Uuid::from_u128(*id));
+        }
+        gone.len()
     }
 
     /// Forgets one instance at once (e.g. after tearing its node down); true if it was tracked.
@@ -985,6 +1021,11 @@ mod tests {
         assert_eq!(a.service_status("auth", t(1)), Some(I::Healthy));
         assert_eq!(a.service_status("game-session", t(1)), Some(I::Degraded));
         assert_eq!(a.service_status("nope", t(1)), None);
+        assert_eq!(
+            a.status_on("game-session", "BANNOU-AUTH", t(1)),
+            Some(I::Degraded)
+        );
+        assert_eq!(a.status_on("auth", "other-node", t(1)), None);
 
         let r = a.report(&deployed(None), "bannou", &NO_PLUGINS, t(1));
         let ids: Vec<_> = r
@@ -1355,6 +1396,36 @@ mod tests {
         assert!(a.remove_instance(Uuid::from_u128(1)));
         assert!(!a.remove_instance(Uuid::from_u128(1)));
         assert!(a.service_names().is_empty());
+    }
+
+    #[test]
+    fn a_restarted_instance_supersedes_its_ghost() {
+        let mut a = agg();
+        // Crash: instance 1 of node-a stops at t(0); its replacement (new GUID) starts at t(10).
+        feed(&mut a, hb(1, "node-a").healthy(&["auth"]), t(0));
+        feed(&mut a, hb(2, "node-a").healthy(&["auth"]), t(10));
+        assert_eq!(a.evict_stale(t(60)), 0, "not silent past the timeout yet");
+        feed(&mut a, hb(2, "node-a").healthy(&["auth"]), t(70));
+        assert_eq!(a.service_status("auth", t(91)), Some(I::Unavailable));
+        assert_eq!(a.evict_stale(t(91)), 1);
+        assert_eq!(a.service_status("auth", t(91)), Some(I::Healthy));
+        assert_eq!(a.instances_of("auth")[0].instance_id, Uuid::from_u128(2));
+
+        // Graceful restart: the goodbye heartbeat lets the old one go as soon as the new one speaks.
+        feed(
+            &mut a,
+            hb(2, "node-a").healthy(&["auth"]).status(I::ShuttingDown),
+            t(100),
+        );
+        assert_eq!(a.evict_stale(t(101)), 0, "nobody replaced it yet");
+        feed(&mut a, hb(3, "node-a").healthy(&["auth"]), t(105));
+        assert_eq!(a.evict_stale(t(105)), 1);
+        assert_eq!(a.instance_count(), 1);
+
+        // Other app-ids are independent: a silent node-b stays (unavailable) until the retention.
+        feed(&mut a, hb(4, "node-b").healthy(&["auth"]), t(105));
+        assert_eq!(a.evict_stale(t(300)), 0);
+        assert_eq!(a.service_status("auth", t(300)), Some(I::Unavailable));
     }
 
     #[test]
