@@ -456,8 +456,8 @@ impl NameFilter {
 ///
 /// State is per instance (keyed by GUID) with the instance's services in a small vector
 /// updated in place; a secondary index maps service names to instances and changes only
-/// when an instance's service set changes. The steady-state path (same services as last
-/// time) allocates nothing.
+/// when an instance's service set changes. The steady-state path (same services and
+/// issues as last time) allocates nothing and clones no string.
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatAggregator {
     config: HealthConfig,
