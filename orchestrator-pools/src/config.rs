@@ -120,7 +120,9 @@ pub struct PoolSpec {
     pub plugin: Option<String>,
     /// Worker image; absent means the orchestrator's default image.
     pub image: Option<String>,
-    /// Extra worker environment, overlaid on the plugin flags.
+    /// Extra worker environment, overlaid on the plugin flags. Scalar values (numbers,
+    /// booleans) are taken as their text and `null` as empty, as upstream does (spec 4.2).
+    #[serde(deserialize_with = "env_map")]
     pub environment: BTreeMap<String, String>,
     /// Fewest workers (default 1).
     #[serde(alias = "min_instances")]
@@ -146,6 +148,34 @@ pub struct PoolSpec {
     /// Ours: lease duration in seconds when a request gives none (default 300).
     #[serde(alias = "default_lease_duration_seconds")]
     pub default_lease_duration_seconds: i64,
+}
+
+/// One environment value as written in a preset: any scalar, taken as its text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EnvScalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+fn env_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: Option<BTreeMap<String, Option<EnvScalar>>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                None => String::new(),
+                Some(EnvScalar::Text(s)) => s,
+                Some(EnvScalar::Int(i)) => i.to_string(),
+                Some(EnvScalar::Float(f)) => f.to_string(),
+                Some(EnvScalar::Bool(b)) => b.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 impl Default for PoolSpec {
@@ -445,6 +475,24 @@ mod tests {
             (c.min_instances(), c.max_instances(), c.warm_buffer()),
             (2, 9, 1)
         );
+    }
+
+    #[test]
+    fn environment_scalars_are_taken_as_text() {
+        let s: PoolSpec = serde_json::from_str(
+            r#"{"poolType":"a","environment":{"N":50,"B":true,"F":1.5,"S":"x","Z":null}}"#,
+        )
+        .unwrap();
+        let got: Vec<_> = s
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(got, ["B=true", "F=1.5", "N=50", "S=x", "Z="]);
+        let none: PoolSpec =
+            serde_json::from_str(r#"{"poolType":"a","environment":null}"#).unwrap();
+        assert!(none.environment.is_empty());
+        assert!(serde_json::from_str::<PoolSpec>(r#"{"environment":{"A":[1]}}"#).is_err());
     }
 
     #[test]

@@ -442,6 +442,11 @@ impl PoolStatus {
     pub fn utilisation(&self) -> f64 {
         self.load.utilisation()
     }
+
+    /// The workers in one state.
+    pub fn workers_in(&self, state: WorkerState) -> impl Iterator<Item = &Worker> {
+        self.workers.iter().filter(move |w| w.state == state)
+    }
 }
 
 #[cfg(test)]
