@@ -345,8 +345,20 @@ impl MetricsWindow {
                 .resize(METRICS_BUCKETS, MetricsBucket::default());
         }
         let slot = usize::try_from(minute.rem_euclid(METRICS_BUCKETS as i64)).unwrap_or(0);
-        let b = &mut self.buckets[slot];
-        if b.minute != minute {
+        if success {
+            self.total_completed += 1;
+        } else {
+            self.total_failed += 1;
+        }
+        let Some(b) = self.buckets.get_mut(slot) else {
+            return;
+        };
+        if b.minute > minute {
+            // A late report more than an hour older than the slot's minute (callers'
+            // clocks need not agree to the minute): counted in the totals only.
+            return;
+        }
+        if b.minute < minute {
             *b = MetricsBucket {
                 minute,
                 ..MetricsBucket::default()
@@ -356,10 +368,8 @@ impl MetricsWindow {
         b.lease_ms = b.lease_ms.saturating_add(ms);
         if success {
             b.completed += 1;
-            self.total_completed += 1;
         } else {
             b.failed += 1;
-            self.total_failed += 1;
         }
     }
 
@@ -520,6 +530,10 @@ mod tests {
         // A bucket slot reused an hour later starts fresh.
         w.record_release(t0 + Duration::from_secs(3600), true, Duration::from_secs(1));
         assert_eq!(w.last_hour(t0 + Duration::from_secs(3600)), (1, 1, 5_000));
+        // A report from before the slot's minute does not wipe the newer bucket.
+        w.record_release(t0, true, Duration::from_secs(1));
+        assert_eq!(w.last_hour(t0 + Duration::from_secs(3600)), (1, 1, 5_000));
+        assert_eq!(w.total_completed, 3);
     }
 
     #[test]

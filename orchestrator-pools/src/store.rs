@@ -78,7 +78,8 @@ pub enum LeaseError {
         /// The processor id.
         processor_id: ProcessorId,
     },
-    /// The pool configuration was refused.
+    /// A pool configuration was refused (a stored configuration that no longer validates,
+    /// or a pool name that is not one).
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
     /// The backing store could not be reached or answered garbage; the operation may or
@@ -195,7 +196,7 @@ pub struct RemovedWorker {
 /// The lease-pool port. Every method is one atomic step: it sees and leaves the pool
 /// consistent, and a refused call (an `Err`) changes nothing. Time is always an input.
 ///
-/// Invariants every implementation keeps (checked by [`crate::testkit`]):
+/// Invariants every implementation keeps (checked by the `testkit` conformance suite):
 /// a worker is in exactly one state; a worker is Leased (or Draining) with `lease_id` set
 /// exactly when one live lease names it; no Available worker exists while a caller is
 /// queued (freed workers go to the queue head first); fencing tokens strictly increase per

@@ -162,7 +162,13 @@ async fn register_ready_acquire_release_cycle(store: &dyn LeaseStore) {
     let req = AcquireRequest::new("npc-7")
         .priority(3)
         .metadata(serde_json::json!({"job": 1}));
-    let l = lease(store, &pool, req, t(10), why).await;
+    let acquired = store.acquire(&pool, req, t(10)).await.expect("acquire");
+    assert_eq!(
+        (acquired.load.leased, acquired.load.available),
+        (1, 0),
+        "{why}: load after the acquire"
+    );
+    let l = acquired.outcome.lease().cloned().expect("leased");
     assert_eq!(l.processor_id, id.processor_id, "{why}");
     assert_eq!(l.app_id, id.app_id, "{why}");
     assert_eq!((l.holder.as_str(), l.priority), ("npc-7", 3), "{why}");

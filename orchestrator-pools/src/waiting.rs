@@ -81,9 +81,12 @@ where
             Ok(WaitStatus::Waiting) => {}
             Err(LeaseError::UnknownTicket { .. }) => break,
             Err(e) => {
-                // Best effort: do not leave a ticket behind that could swallow a worker.
-                let _ = store.cancel_wait(ticket).await;
-                return Err(e);
+                // Do not leave a ticket behind that could swallow a worker; if one was
+                // handed over meanwhile, the caller gets it rather than the error.
+                return match store.cancel_wait(ticket).await {
+                    Ok(Some(lease)) => Ok(Some(lease)),
+                    _ => Err(e),
+                };
             }
         }
         match watch {
