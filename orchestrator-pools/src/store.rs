@@ -345,3 +345,59 @@ pub trait LeaseStore: Send + Sync {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryLeaseStore;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_port_is_object_safe_and_requests_build_fluently() {
+        let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+        assert!(
+            store
+                .watch(&WaitTicket {
+                    pool: PoolType::new("p").unwrap(),
+                    id: uuid::Uuid::nil(),
+                })
+                .is_some()
+        );
+        let req = AcquireRequest::new("npc-1")
+            .priority(7)
+            .lease_duration(Duration::from_secs(30))
+            .wait(Duration::from_millis(250))
+            .metadata(serde_json::json!({"k": 1}));
+        assert_eq!(
+            (req.priority, req.lease_duration, req.wait),
+            (7, Some(Duration::from_secs(30)), Duration::from_millis(250))
+        );
+        assert_eq!(
+            AcquireRequest::new("x").wait,
+            Duration::ZERO,
+            "default: answer at once"
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let pool = PoolType::new("actor-shared").unwrap();
+        let e = LeaseError::StaleFencingToken {
+            given: FencingToken(3),
+            current: FencingToken(5),
+        };
+        assert_eq!(
+            e.to_string(),
+            "fencing token 3 does not match the lease's token 5"
+        );
+        let e = LeaseError::UnknownWorker {
+            pool,
+            worker: "bannou-pool-actor-shared-0000abcd".into(),
+        };
+        assert!(e.to_string().contains("actor-shared") && e.to_string().contains("0000abcd"));
+        let e: LeaseError = crate::config::PoolConfig::new(crate::config::PoolSpec::named(""))
+            .unwrap_err()
+            .into();
+        assert!(e.to_string().contains("poolType"), "{e}");
+    }
+}
