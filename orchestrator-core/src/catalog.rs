@@ -6,6 +6,8 @@
 //! [`UnknownService`] error that lists near matches.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -63,7 +65,8 @@ pub struct LayerRule {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     services: Vec<ServiceDef>,
-    by_lower_name: HashMap<String, usize>,
+    // Fx: the planner looks names up tens of thousands of times per plan.
+    by_lower_name: FxHashMap<String, usize>,
     rules: Vec<LayerRule>,
 }
 
@@ -213,7 +216,8 @@ impl Catalog {
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let mut by_lower_name = HashMap::with_capacity(services.len());
+        let mut by_lower_name =
+            FxHashMap::with_capacity_and_hasher(services.len(), Default::default());
         for (i, s) in services.iter().enumerate() {
             if by_lower_name.insert(s.name.clone(), i).is_some() {
                 return Err(CatalogError::Duplicate(s.name.clone()));

@@ -76,6 +76,24 @@ pub fn service_enable_flag(service: &str) -> String {
     format!("{}_SERVICE_ENABLED", env_service_name(service))
 }
 
+/// True when `key` is `{SERVICE}_SERVICE_ENABLED` for `service`, compared without
+/// allocating (hot in the planner's environment diff).
+pub fn is_service_enable_flag(key: &str, service: &str) -> bool {
+    const SUFFIX: &str = "_SERVICE_ENABLED";
+    let Some(stem) = key.strip_suffix(SUFFIX) else {
+        return false;
+    };
+    stem.len() == service.len()
+        && stem.bytes().zip(service.bytes()).all(|(k, s)| {
+            let s = if s == b'-' {
+                b'_'
+            } else {
+                s.to_ascii_uppercase()
+            };
+            k == s
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +105,19 @@ mod tests {
             "GAME_SESSION_SERVICE_ENABLED"
         );
         assert_eq!(service_enable_flag("auth"), "AUTH_SERVICE_ENABLED");
+        assert!(is_service_enable_flag(
+            "GAME_SESSION_SERVICE_ENABLED",
+            "game-session"
+        ));
+        assert!(!is_service_enable_flag(
+            "GAME_SESSION_SERVICE_ENABLED",
+            "game-sessio"
+        ));
+        assert!(!is_service_enable_flag("AUTH_ENABLED", "auth"));
+        assert!(!is_service_enable_flag(
+            "game_session_SERVICE_ENABLED",
+            "game-session"
+        ));
     }
 
     #[test]

@@ -856,20 +856,45 @@ fn container_changes(old: &ResolvedNode, new: &ResolvedNode) -> Vec<String> {
                 .iter()
                 .any(|s| crate::names::service_enable_flag(s) == k)
     };
-    let effective = |n: &ResolvedNode| -> BTreeMap<String, String> {
-        n.environment
-            .iter()
-            .filter(|(k, v)| !redundant(n, k, v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let (a, b) = (effective(old), effective(new));
-    for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
-        match (a.get(key), b.get(key)) {
-            (Some(_), None) => changes.push(format!("env {key} removed")),
-            (None, Some(_)) => changes.push(format!("env {key} added")),
-            (Some(x), Some(y)) if x != y => changes.push(format!("env {key} changed")),
-            _ => {}
+    // Walk both sorted maps in step (no copies): the planner diffs thousands of nodes.
+    let mut a = old
+        .environment
+        .iter()
+        .filter(|(k, v)| !redundant(old, k, v))
+        .peekable();
+    let mut b = new
+        .environment
+        .iter()
+        .filter(|(k, v)| !redundant(new, k, v))
+        .peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((ka, _)), None) => {
+                changes.push(format!("env {ka} removed"));
+                a.next();
+            }
+            (None, Some((kb, _))) => {
+                changes.push(format!("env {kb} added"));
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    changes.push(format!("env {ka} removed"));
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    changes.push(format!("env {kb} added"));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        changes.push(format!("env {ka} changed"));
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
         }
     }
     changes
