@@ -209,14 +209,25 @@ pub struct ResolvedPool {
     pub environment: BTreeMap<String, String>,
 }
 
+/// The environment every worker of a pool starts with (spec 13.2): services mode with
+/// only the pool's plugin enabled (when it has one), then the pool's own environment.
+/// Per-worker variables (app-id, processor id) are added by the pools crate.
+pub fn pool_worker_environment(
+    plugin: &str,
+    pool_env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::new();
+    if !plugin.trim().is_empty() {
+        environment.insert(SERVICES_ENABLED.to_owned(), "false".to_owned());
+        environment.insert(service_enable_flag(plugin.trim()), "true".to_owned());
+    }
+    environment.extend(pool_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    environment
+}
+
 impl From<&ProcessingPool> for ResolvedPool {
     fn from(p: &ProcessingPool) -> Self {
-        let mut environment = BTreeMap::new();
-        if !p.plugin.trim().is_empty() {
-            environment.insert(SERVICES_ENABLED.to_owned(), "false".to_owned());
-            environment.insert(service_enable_flag(p.plugin.trim()), "true".to_owned());
-        }
-        environment.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let environment = pool_worker_environment(&p.plugin, &p.environment);
         ResolvedPool {
             pool_type: p.pool_type.clone(),
             plugin: p.plugin.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use orchestrator_core::names::service_enable_flag;
+use orchestrator_core::resolver::ResolvedPool;
 use serde::{Deserialize, Serialize};
 
 use crate::model::WorkerIdentity;
@@ -193,6 +193,25 @@ impl Default for PoolSpec {
             warm_buffer: 0,
             scale_down_stabilisation_seconds: 300,
             default_lease_duration_seconds: 300,
+        }
+    }
+}
+
+impl From<&ResolvedPool> for PoolSpec {
+    /// A pool from a parsed and resolved preset: the preset parser has already accepted
+    /// both key spellings and validated the bounds; our extensions keep their defaults.
+    fn from(p: &ResolvedPool) -> Self {
+        PoolSpec {
+            pool_type: p.pool_type.clone(),
+            plugin: Some(p.plugin.trim().to_owned()).filter(|s| !s.is_empty()),
+            image: p.image.clone(),
+            environment: p.environment.clone(),
+            min_instances: i64::from(p.min_instances),
+            max_instances: i64::from(p.max_instances),
+            scale_up_threshold: p.scale_up_threshold,
+            scale_down_threshold: p.scale_down_threshold,
+            idle_timeout_minutes: i64::from(p.idle_timeout_minutes),
+            ..PoolSpec::default()
         }
     }
 }
@@ -404,12 +423,9 @@ impl PoolConfig {
     /// then the worker's identity (`BANNOU_APP_ID`, `ACTOR_POOL_NODE_ID` and the
     /// `ACTOR_POOL_NODE_APP_ID` upstream forgot, which pool nodes need for their heartbeat).
     pub fn worker_environment(&self, worker: &WorkerIdentity) -> BTreeMap<String, String> {
-        let mut env = BTreeMap::new();
-        if let Some(plugin) = &self.service_name {
-            env.insert("BANNOU_SERVICES_ENABLED".to_owned(), "false".to_owned());
-            env.insert(service_enable_flag(plugin), "true".to_owned());
-        }
-        env.extend(self.environment.clone());
+        let plugin = self.service_name.as_deref().unwrap_or_default();
+        let mut env =
+            orchestrator_core::resolver::pool_worker_environment(plugin, &self.environment);
         env.insert("BANNOU_APP_ID".to_owned(), worker.app_id.to_string());
         env.insert(
             "ACTOR_POOL_NODE_ID".to_owned(),
@@ -555,5 +571,49 @@ mod tests {
         assert_eq!(env["BANNOU_APP_ID"], id.app_id.as_str());
         assert_eq!(env["ACTOR_POOL_NODE_ID"], id.processor_id.as_str());
         assert_eq!(env["ACTOR_POOL_NODE_APP_ID"], id.app_id.as_str());
+    }
+}
+
+#[cfg(test)]
+mod preset_tests {
+    use std::collections::BTreeMap;
+
+    use orchestrator_core::Catalog;
+    use orchestrator_core::preset::Preset;
+    use orchestrator_core::resolver::Resolved;
+
+    use super::*;
+    use crate::model::WorkerIdentity;
+
+    #[test]
+    fn pools_of_a_resolved_preset_become_valid_configs_with_one_worker_environment_rule() {
+        let yaml = "name: p\nprocessing_pools:\n  - pool_type: brains\n    plugin: actor\n    image: reg/brain:2\n    min_instances: 2\n    max_instances: 9\n    environment:\n      ACTOR_POOL_NODE_CAPACITY: 50\n";
+        let parsed = Preset::parse("p.yaml", yaml).unwrap();
+        let resolved = Resolved::from_preset(
+            &parsed,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Catalog::builtin(),
+        )
+        .unwrap();
+        let config = PoolConfig::new(PoolSpec::from(&resolved.pools[0])).unwrap();
+        let spec = config.to_spec();
+        assert_eq!(
+            (
+                spec.min_instances,
+                spec.max_instances,
+                spec.image.as_deref()
+            ),
+            (2, 9, Some("reg/brain:2"))
+        );
+
+        let worker = WorkerIdentity::generate(&config.pool_type);
+        let env = config.worker_environment(&worker);
+        // Everything the plan showed for the pool, plus the per-worker identity.
+        for (k, v) in &resolved.pools[0].environment {
+            assert_eq!(env.get(k), Some(v), "{k}");
+        }
+        assert_eq!(env["ACTOR_SERVICE_ENABLED"], "true");
+        assert_eq!(env["BANNOU_APP_ID"], worker.app_id.to_string());
     }
 }
