@@ -1,0 +1,606 @@
+//! Pool scaling: the loop that turns the pure autoscale policy
+//! ([`orchestrator_pools::Autoscaler`]) into worker containers on a [`ContainerBackend`].
+//!
+//! [`PoolScaler`] is the one place that starts and stops pool workers:
+//! - [`PoolScaler::deploy_pool`] stores a pool's configuration and starts `minInstances`
+//!   workers (upstream starts none);
+//! - [`PoolScaler::after_acquire`] is the event-driven path: an acquire that queued, was
+//!   refused or pushed the pool over its threshold scales up at once, not on the next tick;
+//! - [`PoolScaler::run`] is the periodic path (scale-down after the stabilisation window,
+//!   idle reaping, finishing drained workers), woken early by [`PoolScaler::wake`].
+//!
+//! A worker is registered (Pending) before its container is deployed, which reserves
+//! capacity so `maxInstances` holds under concurrency; it becomes Available only when its
+//! heartbeat arrives (decision D9, `LeaseStore::mark_ready`). Draining only ever picks
+//! unleased workers; a worker leased in between finishes its lease first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orchestrator_core::ports::backend::{
+    BackendError, ContainerBackend, NodeDeployment, TeardownOptions,
+};
+use orchestrator_core::time::Clock;
+use orchestrator_core::{AppId, Timestamp};
+use orchestrator_pools::{
+    Acquired, Autoscaler, LeaseError, LeaseStore, PoolConfig, PoolStatus, PoolType, ProcessorId,
+    ScaleDecision, ScaleReason, WorkerIdentity, WorkerState,
+};
+use tokio::sync::{Notify, watch};
+
+/// Label carrying the pool of a worker container (besides the managed labels).
+pub const POOL_LABEL: &str = "bannou.pool";
+
+/// What one scaling step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScaleReport {
+    /// Workers registered and deployed.
+    pub started: Vec<AppId>,
+    /// Workers torn down and removed.
+    pub removed: Vec<AppId>,
+    /// Workers marked Draining that still hold a lease (removed once released).
+    pub draining: Vec<AppId>,
+    /// Why the policy acted (`None` when it did nothing).
+    pub reason: Option<ScaleReason>,
+    /// Per-worker failures; the rest of the step still ran.
+    pub errors: Vec<String>,
+}
+
+/// Why a scaling step could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// The lease store failed (unknown pool, outage, ...).
+    #[error(transparent)]
+    Store(#[from] LeaseError),
+}
+
+/// Settings of the scaler.
+#[derive(Debug, Clone)]
+pub struct ScalerConfig {
+    /// Image for workers whose pool names none (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    pub default_image: String,
+    /// Whether the periodic loop scales at all (`ORCHESTRATOR_POOL_AUTOSCALE`, default
+    /// true). Deploying a pool still starts `minInstances` workers when it is off.
+    pub autoscale: bool,
+    /// How often the periodic path runs when nothing wakes it.
+    pub interval: Duration,
+}
+
+impl Default for ScalerConfig {
+    fn default() -> Self {
+        ScalerConfig {
+            default_image: "bannou:latest".to_owned(),
+            autoscale: true,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Starts and stops pool workers on a backend, following the autoscale policy.
+pub struct PoolScaler {
+    store: Arc<dyn LeaseStore>,
+    backend: Arc<dyn ContainerBackend>,
+    clock: Arc<dyn Clock>,
+    config: ScalerConfig,
+    /// Per-pool policy memory (how long utilisation has been low). A std mutex: held only
+    /// to compute a decision, never across an `.await`.
+    policies: Mutex<HashMap<PoolType, Autoscaler>>,
+    wake: Notify,
+}
+
+impl PoolScaler {
+    /// A scaler over a lease store and a backend.
+    pub fn new(
+        store: Arc<dyn LeaseStore>,
+        backend: Arc<dyn ContainerBackend>,
+        clock: Arc<dyn Clock>,
+        config: ScalerConfig,
+    ) -> Self {
+        PoolScaler {
+            store,
+            backend,
+            clock,
+            config,
+            policies: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Stores a pool's configuration and starts its `minInstances` workers.
+    pub async fn deploy_pool(&self, config: PoolConfig) -> Result<ScaleReport, ScaleError> {
+        self.store.configure_pool(config.clone()).await?;
+        let decision = Autoscaler::initial(&config);
+        let pool = config.pool_type().clone();
+        // Count what already runs (a redeployed preset must not double the pool).
+        let status = self.store.status(&pool, self.clock.now()).await?;
+        let running = status
+            .workers
+            .iter()
+            .filter(|w| w.state != WorkerState::Draining)
+            .count() as u32;
+        let decision = ScaleDecision {
+            start: decision.start.saturating_sub(running),
+            ..decision
+        };
+        Ok(self.apply(&config, &decision).await)
+    }
+
+    /// The event-driven path: call with what `LeaseStore::acquire` returned.
+    pub async fn after_acquire(
+        &self,
+        pool: &PoolType,
+        acquired: &Acquired,
+    ) -> Result<ScaleReport, ScaleError> {
+        if !self.config.autoscale {
+            return Ok(ScaleReport::default());
+        }
+        let status = self.store.status(pool, self.clock.now()).await?;
+        let decision = self.policy(pool, |p| {
+            p.on_acquire(
+                &status.config,
+                &acquired.outcome,
+                &acquired.load,
+                self.clock.now(),
+            )
+        });
+        Ok(self.apply(&status.config, &decision).await)
+    }
+
+    /// The periodic path for one pool: the whole policy, then finishing drained workers
+    /// whose lease has ended.
+    pub async fn evaluate(&self, pool: &PoolType) -> Result<ScaleReport, ScaleError> {
+        let now = self.clock.now();
+        let status = self.store.status(pool, now).await?;
+        let decision = if self.config.autoscale {
+            self.policy(pool, |p| p.evaluate(&status, now))
+        } else {
+            ScaleDecision::steady()
+        };
+        let mut report = self.apply(&status.config, &decision).await;
+        self.finish_drained(&status, &mut report).await;
+        Ok(report)
+    }
+
+    /// Wakes the periodic loop now (after a release, a heartbeat, a manual change).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs the periodic path over every pool until `shutdown` turns true (or its sender is
+    /// dropped). Errors of one pool are logged and never stop the loop.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.interval) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+            let pools = match self.store.list_pools().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pool scaler: cannot list pools");
+                    continue;
+                }
+            };
+            for pool in pools {
+                match self.evaluate(&pool).await {
+                    Ok(r) if r != ScaleReport::default() => {
+                        tracing::info!(pool = %pool, started = r.started.len(), removed = r.removed.len(), reason = ?r.reason, errors = ?r.errors, "pool scaled")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(pool = %pool, error = %e, "pool scaler: evaluation failed")
+                    }
+                }
+            }
+        }
+    }
+
+    fn policy(
+        &self,
+        pool: &PoolType,
+        f: impl FnOnce(&mut Autoscaler) -> ScaleDecision,
+    ) -> ScaleDecision {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        f(policies.entry(pool.clone()).or_default())
+    }
+
+    async fn apply(&self, config: &PoolConfig, decision: &ScaleDecision) -> ScaleReport {
+        let mut report = ScaleReport {
+            reason: (!decision.is_noop()).then_some(decision.reason),
+            ..ScaleReport::default()
+        };
+        for _ in 0..decision.start {
+            match self.start_worker(config).await {
+                Ok(app) => report.started.push(app),
+                Err(e) => {
+                    report.errors.push(e);
+                    // At capacity or a failing backend: more attempts would fail the same way.
+                    break;
+                }
+            }
+        }
+        for id in &decision.drain {
+            self.drain_worker(config.pool_type(), id, &mut report).await;
+        }
+        report
+    }
+
+    async fn start_worker(&self, config: &PoolConfig) -> Result<AppId, String> {
+        let pool = config.pool_type();
+        let worker = WorkerIdentity::generate(pool);
+        self.store
+            .register_worker(pool, &worker.processor_id, &worker.app_id, self.clock.now())
+            .await
+            .map_err(|e| format!("register {}: {e}", worker.app_id))?;
+        let image = config.image().unwrap_or(&self.config.default_image);
+        let mut node = NodeDeployment::new(
+            worker.app_id.clone(),
+            config.service_name().unwrap_or("bannou"),
+            image,
+        );
+        node.environment = config.worker_environment(&worker);
+        node.labels.insert(POOL_LABEL.to_owned(), pool.to_string());
+        if let Err(e) = self.backend.deploy_node(&node).await {
+            // Give the reserved capacity back: a worker that never started must not count.
+            let _ = self
+                .store
+                .remove_worker(pool, &worker.processor_id, self.clock.now())
+                .await;
+            return Err(format!("deploy {}: {e}", worker.app_id));
+        }
+        Ok(worker.app_id)
+    }
+
+    async fn drain_worker(&self, pool: &PoolType, id: &ProcessorId, report: &mut ScaleReport) {
+        let worker = match self.store.drain_worker(pool, id, self.clock.now()).await {
+            Ok(w) => w,
+            Err(e) => {
+                report.errors.push(format!("drain {id}: {e}"));
+                return;
+            }
+        };
+        if worker.lease_id.is_some() {
+            report.draining.push(worker.app_id);
+        } else {
+            self.remove(pool, id, &worker.app_id, report).await;
+        }
+    }
+
+    /// Draining workers whose lease has ended: tear down and remove.
+    async fn finish_drained(&self, status: &PoolStatus, report: &mut ScaleReport) {
+        for w in status
+            .workers_in(WorkerState::Draining)
+            .filter(|w| w.lease_id.is_none())
+        {
+            if !report.removed.contains(&w.app_id) {
+                self.remove(
+                    status.config.pool_type(),
+                    &w.processor_id,
+                    &w.app_id,
+                    report,
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn remove(
+        &self,
+        pool: &PoolType,
+        id: &ProcessorId,
+        app: &AppId,
+        report: &mut ScaleReport,
+    ) {
+        match self
+            .backend
+            .teardown(app, &TeardownOptions::default())
+            .await
+        {
+            // Already gone is fine: the goal is that it does not run.
+            Ok(_) | Err(BackendError::NotFound { .. }) => {}
+            Err(e) => {
+                report.errors.push(format!("teardown {app}: {e}"));
+                return;
+            }
+        }
+        match self.store.remove_worker(pool, id, self.clock.now()).await {
+            Ok(_) => report.removed.push(app.clone()),
+            Err(e) => report.errors.push(format!("remove {app}: {e}")),
+        }
+    }
+
+    /// The current time as the scaler sees it.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrator_core::memory::backend::{BackendCall, FakeBackend};
+    use orchestrator_core::ports::backend::BackendOperation;
+    use orchestrator_pools::{AcquireOutcome, AcquireRequest, Lease, MemoryLeaseStore, PoolSpec};
+
+    use super::*;
+    use crate::clock::TokioClock;
+
+    struct World {
+        store: MemoryLeaseStore,
+        backend: FakeBackend,
+        scaler: Arc<PoolScaler>,
+        pool: PoolType,
+    }
+
+    fn world(autoscale: bool, spec: impl FnOnce(&mut PoolSpec)) -> (World, PoolConfig) {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )));
+        let store = MemoryLeaseStore::new();
+        let backend = FakeBackend::new(clock.clone());
+        let mut s = PoolSpec::named("npc-brain");
+        s.plugin = Some("actor".into());
+        spec(&mut s);
+        let config = PoolConfig::new(s).unwrap();
+        let scaler = Arc::new(PoolScaler::new(
+            Arc::new(store.clone()),
+            Arc::new(backend.clone()),
+            clock,
+            ScalerConfig {
+                autoscale,
+                interval: Duration::from_secs(5),
+                ..ScalerConfig::default()
+            },
+        ));
+        let pool = config.pool_type().clone();
+        (
+            World {
+                store,
+                backend,
+                scaler,
+                pool,
+            },
+            config,
+        )
+    }
+
+    impl World {
+        /// Every Pending worker's heartbeat arrives (D9).
+        async fn heartbeats(&self) {
+            let now = self.scaler.now();
+            let status = self.store.status(&self.pool, now).await.unwrap();
+            for w in status.workers_in(WorkerState::Pending) {
+                self.store
+                    .mark_ready(&self.pool, w.app_id.as_str(), now)
+                    .await
+                    .unwrap();
+            }
+        }
+
+        async fn acquire(&self) -> (Acquired, ScaleReport) {
+            let a = self
+                .store
+                .acquire(&self.pool, AcquireRequest::new("npc"), self.scaler.now())
+                .await
+                .unwrap();
+            let r = self.scaler.after_acquire(&self.pool, &a).await.unwrap();
+            (a, r)
+        }
+
+        async fn count(&self, state: WorkerState) -> usize {
+            self.store
+                .status(&self.pool, self.scaler.now())
+                .await
+                .unwrap()
+                .workers_in(state)
+                .count()
+        }
+
+        fn running(&self) -> usize {
+            self.backend.app_ids().len()
+        }
+    }
+
+    fn leased(a: &Acquired) -> Option<Lease> {
+        match &a.outcome {
+            AcquireOutcome::Leased(l) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deploying_a_pool_starts_min_instances_pending_until_their_heartbeat() {
+        let (w, config) = world(true, |s| {
+            s.min_instances = 2;
+            s.image = Some("registry/brain:7".into());
+        });
+        let r = w.scaler.deploy_pool(config.clone()).await.unwrap();
+        assert_eq!(
+            (r.started.len(), r.reason),
+            (2, Some(ScaleReason::BelowMinimum))
+        );
+        assert_eq!(w.count(WorkerState::Pending).await, 2);
+        let deploys = w.backend.calls_of(BackendOperation::Deploy);
+        let BackendCall::Deploy(node) = &deploys[0] else {
+            panic!("{deploys:?}")
+        };
+        assert_eq!(node.image, "registry/brain:7", "the pool image is honoured");
+        assert_eq!(node.environment["ACTOR_SERVICE_ENABLED"], "true");
+        assert_eq!(node.environment["BANNOU_APP_ID"], node.app_id.as_str());
+        assert_eq!(node.labels[POOL_LABEL], "npc-brain");
+
+        w.heartbeats().await;
+        assert_eq!(w.count(WorkerState::Available).await, 2);
+        // Deploying the same preset again does not double the pool.
+        assert!(
+            w.scaler
+                .deploy_pool(config)
+                .await
+                .unwrap()
+                .started
+                .is_empty()
+        );
+        assert_eq!(w.running(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_acquire_that_finds_the_pool_full_scales_up_at_once_never_past_max() {
+        let (w, config) = world(true, |s| {
+            s.min_instances = 1;
+            s.max_instances = 3;
+        });
+        w.scaler.deploy_pool(config).await.unwrap();
+        w.heartbeats().await;
+        let mut leases = Vec::new();
+        for _ in 0..6 {
+            let (a, _report) = w.acquire().await;
+            leases.extend(leased(&a));
+            w.heartbeats().await;
+        }
+        assert_eq!(
+            w.running(),
+            3,
+            "scaled up by events, capped at maxInstances"
+        );
+        assert_eq!(leases.len(), 3);
+        let (a, r) = w.acquire().await;
+        assert!(matches!(a.outcome, AcquireOutcome::Exhausted));
+        assert!(r.started.is_empty() && w.running() == 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_drains_only_unleased_workers_after_the_stabilisation_window() {
+        let (w, config) = world(true, |s| {
+            s.min_instances = 1;
+            s.max_instances = 6;
+            s.idle_timeout_minutes = 60;
+            s.scale_down_stabilisation_seconds = 120;
+        });
+        w.scaler.deploy_pool(config).await.unwrap();
+        w.heartbeats().await;
+        let mut leases = Vec::new();
+        for _ in 0..5 {
+            let (a, _) = w.acquire().await;
+            leases.extend(leased(&a));
+            w.heartbeats().await;
+        }
+        let peak = w.running();
+        assert!(peak >= 5, "{peak}");
+        // Demand drops: release all but one lease.
+        let kept = leases.pop().unwrap();
+        for l in &leases {
+            w.store
+                .release(&w.pool, l.lease_id, l.fencing_token, true, w.scaler.now())
+                .await
+                .unwrap();
+        }
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(w.scaler.clone().run(rx));
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            w.running(),
+            peak,
+            "nothing drained inside the stabilisation window"
+        );
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(w.running() < peak, "drained after the window");
+        let status = w.store.status(&w.pool, w.scaler.now()).await.unwrap();
+        assert!(
+            status
+                .workers
+                .iter()
+                .any(|wk| wk.lease_id == Some(kept.lease_id)),
+            "the leased worker stays"
+        );
+        for call in w.backend.calls_of(BackendOperation::Teardown) {
+            let BackendCall::Teardown { app_id, .. } = call else {
+                unreachable!()
+            };
+            assert_ne!(app_id, kept.app_id, "a leased worker is never torn down");
+        }
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_workers_are_reaped_down_to_min_instances() {
+        let (w, config) = world(true, |s| {
+            s.min_instances = 1;
+            s.max_instances = 4;
+            s.idle_timeout_minutes = 1;
+            s.scale_down_stabilisation_seconds = 3600;
+        });
+        w.scaler.deploy_pool(config).await.unwrap();
+        w.heartbeats().await;
+        let mut leases = Vec::new();
+        for _ in 0..3 {
+            let (a, _) = w.acquire().await;
+            leases.extend(leased(&a));
+            w.heartbeats().await;
+        }
+        for l in &leases {
+            w.store
+                .release(&w.pool, l.lease_id, l.fencing_token, true, w.scaler.now())
+                .await
+                .unwrap();
+        }
+        let before = w.running();
+        assert!(before >= 3);
+        let (_tx, rx) = watch::channel(false);
+        tokio::spawn(w.scaler.clone().run(rx));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(w.running(), before, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(w.running(), 1, "reaped down to minInstances");
+        assert_eq!(w.count(WorkerState::Available).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_deploy_gives_the_reserved_capacity_back() {
+        let (w, config) = world(true, |s| s.min_instances = 1);
+        w.backend.fail_next_call(
+            BackendOperation::Deploy,
+            BackendError::Runtime {
+                message: "no image".into(),
+            },
+        );
+        let r = w.scaler.deploy_pool(config.clone()).await.unwrap();
+        assert!(r.started.is_empty());
+        assert!(r.errors[0].contains("no image"), "{:?}", r.errors);
+        assert_eq!(
+            w.store
+                .status(&w.pool, w.scaler.now())
+                .await
+                .unwrap()
+                .workers
+                .len(),
+            0
+        );
+        // The next attempt succeeds.
+        assert_eq!(w.scaler.deploy_pool(config).await.unwrap().started.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_autoscale_off_only_the_preset_minimum_is_started() {
+        let (w, config) = world(false, |s| {
+            s.min_instances = 1;
+            s.max_instances = 5;
+        });
+        w.scaler.deploy_pool(config).await.unwrap();
+        w.heartbeats().await;
+        let (a, r) = w.acquire().await;
+        assert!(leased(&a).is_some());
+        let (_b, r2) = w.acquire().await;
+        assert!(r.started.is_empty() && r2.started.is_empty());
+        let (_tx, rx) = watch::channel(false);
+        tokio::spawn(w.scaler.clone().run(rx));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(w.running(), 1);
+    }
+}
