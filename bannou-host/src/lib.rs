@@ -1,6 +1,7 @@
 //! The Bannou host: one binary that runs any set of Bannou services, the orchestrator
 //! among them.
 //!
+//! - [`mesh`]: what every node runs to follow routing broadcasts.
 //! - [`cli`]: the command line (`plan`, `bench`, ...).
 //! - [`orchestrator`]: use cases and background loops over the domain's ports (today: pool
 //!   scaling); [`clock`]: the wall clock the loops read, which follows tokio's pausable time.
@@ -10,4 +11,5 @@
 
 pub mod cli;
 pub mod clock;
+pub mod mesh;
 pub mod orchestrator;

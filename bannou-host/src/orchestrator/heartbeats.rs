@@ -1,0 +1,225 @@
+//! Heartbeat ingestion: `bannou.service-heartbeat` -> aggregator -> routing refresh ->
+//! pool worker promotion (DESIGN.md section 3, "Health").
+//!
+//! [`HeartbeatPipeline::run`] consumes the bus; [`HeartbeatPipeline::ingest`] is the
+//! synchronous step per heartbeat (short critical sections, no `.await` inside), so one
+//! slow consumer can never stall the stream: everything that waits on I/O (promoting a
+//! pool worker in the lease store) goes through a bounded queue to its own task, and what
+//! does not fit is counted as dropped in [`PipelineStats`], never lost silently. Malformed
+//! messages and lag are counted and logged, and never end the stream.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures::StreamExt;
+use orchestrator_core::events::{InstanceHealthStatus, ServiceHeartbeatEvent};
+use orchestrator_core::health::{HeartbeatAggregator, IngestOutcome};
+use orchestrator_core::ports::bus::{BusError, EventBus, EventBusExt, EventStreamError};
+use orchestrator_core::time::Clock;
+use orchestrator_core::{AppId, Timestamp};
+use orchestrator_pools::model::pool_of_worker_app_id;
+use orchestrator_pools::{LeaseStore, PoolType};
+use orchestrator_routing::RoutingTable;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::mappings::MappingsBroadcaster;
+
+/// The state heartbeats feed: the aggregator and the routing table, shared with the
+/// mappings broadcaster and the API.
+pub struct HealthState {
+    /// Per-service, per-instance health.
+    pub aggregator: HeartbeatAggregator,
+    /// The service -> app-id table.
+    pub routing: RoutingTable,
+}
+
+/// A cheap clonable handle to [`HealthState`] behind a std mutex: every use is a short,
+/// synchronous critical section (no `.await` while locked), so a std mutex is cheaper
+/// than an async one and cannot be held across a suspension point by accident.
+#[derive(Clone)]
+pub struct SharedHealth(Arc<Mutex<HealthState>>);
+
+impl SharedHealth {
+    /// Wraps the initial state.
+    pub fn new(state: HealthState) -> Self {
+        SharedHealth(Arc::new(Mutex::new(state)))
+    }
+
+    /// Locks the state (a poisoned lock is recovered: the state stays usable).
+    pub fn lock(&self) -> MutexGuard<'_, HealthState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counters of the pipeline, for health reports and benchmarks.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    ingested: AtomicU64,
+    ignored: AtomicU64,
+    malformed: AtomicU64,
+    lagged: AtomicU64,
+    routes_created: AtomicU64,
+    promotions_dropped: AtomicU64,
+}
+
+/// A copy of [`PipelineStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineCounts {
+    /// Heartbeats applied to the aggregator.
+    pub ingested: u64,
+    /// Control-plane heartbeats ignored (spec 6.4).
+    pub ignored: u64,
+    /// Messages that were not valid heartbeats.
+    pub malformed: u64,
+    /// Messages missed because the subscriber fell behind.
+    pub lagged: u64,
+    /// Routes created by heartbeats (each triggers a mappings broadcast).
+    pub routes_created: u64,
+    /// Worker promotions dropped because the promotion queue was full.
+    pub promotions_dropped: u64,
+}
+
+impl PipelineStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> PipelineCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PipelineCounts {
+            ingested: get(&self.ingested),
+            ignored: get(&self.ignored),
+            malformed: get(&self.malformed),
+            lagged: get(&self.lagged),
+            routes_created: get(&self.routes_created),
+            promotions_dropped: get(&self.promotions_dropped),
+        }
+    }
+}
+
+/// Bound of the worker-promotion queue.
+pub const PROMOTION_QUEUE: usize = 4096;
+
+/// Consumes heartbeats and keeps health, routing and pool workers up to date.
+pub struct HeartbeatPipeline {
+    health: SharedHealth,
+    clock: Arc<dyn Clock>,
+    service_port: u16,
+    broadcaster: Option<Arc<MappingsBroadcaster>>,
+    promotions: Option<mpsc::Sender<(PoolType, AppId)>>,
+    stats: PipelineStats,
+}
+
+impl HeartbeatPipeline {
+    /// A pipeline over shared state. `service_port` is `DefaultServicePort` for routes
+    /// that heartbeats create.
+    pub fn new(health: SharedHealth, clock: Arc<dyn Clock>, service_port: u16) -> Self {
+        HeartbeatPipeline {
+            health,
+            clock,
+            service_port,
+            broadcaster: None,
+            promotions: None,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Routes created by heartbeats are broadcast at once through `broadcaster` (D11).
+    pub fn with_broadcaster(mut self, broadcaster: Arc<MappingsBroadcaster>) -> Self {
+        self.broadcaster = Some(broadcaster);
+        self
+    }
+
+    /// Pool workers are promoted (Pending -> Available, decision D9) in `leases` by a task
+    /// this spawns; it ends when the pipeline is dropped. Needs a tokio runtime.
+    pub fn with_worker_promotion(mut self, leases: Arc<dyn LeaseStore>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(PoolType, AppId)>(PROMOTION_QUEUE);
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            while let Some((pool, app)) = rx.recv().await {
+                if let Err(e) = leases.mark_ready(&pool, app.as_str(), clock.now()).await {
+                    tracing::debug!(pool = %pool, app_id = %app, error = %e, "worker promotion skipped");
+                }
+            }
+        });
+        self.promotions = Some(tx);
+        self
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// The shared state this pipeline feeds.
+    pub fn health(&self) -> &SharedHealth {
+        &self.health
+    }
+
+    /// Applies one heartbeat received at `now`.
+    pub fn ingest(&self, hb: &ServiceHeartbeatEvent, now: Timestamp) {
+        let created = {
+            let mut state = self.health.lock();
+            if matches!(
+                state.aggregator.ingest(hb, now),
+                IngestOutcome::IgnoredControlPlane
+            ) {
+                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            state
+                .routing
+                .apply_heartbeat(hb, now, self.service_port)
+                .created
+                .len()
+        };
+        self.stats.ingested.fetch_add(1, Ordering::Relaxed);
+        if created > 0 {
+            self.stats
+                .routes_created
+                .fetch_add(created as u64, Ordering::Relaxed);
+            if let Some(b) = &self.broadcaster {
+                b.table_changed();
+            }
+        }
+        if let Some(tx) = &self.promotions
+            && hb.status == InstanceHealthStatus::Healthy
+            && let Some(pool) = pool_of_worker_app_id(hb.app_id.as_str())
+            && tx.try_send((pool, hb.app_id.clone())).is_err()
+        {
+            self.stats
+                .promotions_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Subscribes to heartbeats on `bus` and ingests them until `shutdown` turns true (or
+    /// its sender is dropped). Returns an error only when the subscription cannot be made.
+    pub async fn run(
+        &self,
+        bus: &dyn EventBus,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), BusError> {
+        let mut events = bus.subscribe_events::<ServiceHeartbeatEvent>().await?;
+        loop {
+            tokio::select! {
+                item = events.next() => match item {
+                    Some(Ok(hb)) => self.ingest(&hb, self.clock.now()),
+                    Some(Err(EventStreamError::Malformed(e))) => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "skipping a malformed heartbeat");
+                    }
+                    Some(Err(EventStreamError::Lagged { skipped, .. })) => {
+                        self.stats.lagged.fetch_add(skipped, Ordering::Relaxed);
+                        tracing::warn!(skipped, "heartbeat subscriber fell behind");
+                    }
+                    None => return Ok(()),
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
