@@ -1,0 +1,210 @@
+//! Expired-lease reclamation: the background loop that takes workers back from holders
+//! whose lease ran out (spec 13.6), publishing a `ProcessorReleasedEvent` (success false)
+//! for each and waking the pool scaler.
+//!
+//! Like mini-redis's purge task, it sleeps until the *next* expiry rather than polling on
+//! a fixed interval: after each pass it reads the earliest `expiresAt` of every pool and
+//! sleeps until then (capped by `LeaseCleanupIntervalSeconds`, so leases granted later
+//! with an earlier expiry are still caught in time); [`LeaseReaper::wake`] lets the acquire
+//! path cut the sleep short.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_core::Timestamp;
+use orchestrator_core::events::ProcessorReleasedEvent;
+use orchestrator_core::ports::bus::{EventBus, EventBusExt};
+use orchestrator_core::time::Clock;
+use orchestrator_pools::{Lease, LeaseError, LeaseStore};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use super::pools::PoolScaler;
+
+/// Reclaims expired leases.
+pub struct LeaseReaper {
+    store: Arc<dyn LeaseStore>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    max_sleep: Duration,
+    scaler: Option<Arc<PoolScaler>>,
+    wake: Notify,
+}
+
+impl LeaseReaper {
+    /// A reaper that sleeps at most `max_sleep` (`LeaseCleanupIntervalSeconds`) between passes.
+    pub fn new(
+        store: Arc<dyn LeaseStore>,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        max_sleep: Duration,
+    ) -> Self {
+        LeaseReaper {
+            store,
+            bus,
+            clock,
+            max_sleep,
+            scaler: None,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Wakes `scaler` after reclaiming, so freed capacity is re-evaluated at once.
+    pub fn with_scaler(mut self, scaler: Arc<PoolScaler>) -> Self {
+        self.scaler = Some(scaler);
+        self
+    }
+
+    /// Cuts the current sleep short (a lease with an earlier expiry was granted).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One pass over every pool: reclaims what expired by now, publishes the events, and
+    /// returns the reclaimed leases and the earliest expiry still pending.
+    pub async fn reap(&self) -> Result<(Vec<Lease>, Option<Timestamp>), LeaseError> {
+        let now = self.clock.now();
+        let mut reclaimed = Vec::new();
+        let mut next: Option<Timestamp> = None;
+        for pool in self.store.list_pools().await? {
+            let leases = self.store.reclaim_expired(&pool, now).await?;
+            for lease in &leases {
+                let event = ProcessorReleasedEvent {
+                    event_id: Uuid::new_v4(),
+                    timestamp: now,
+                    pool_type: lease.pool_type.to_string(),
+                    processor_id: lease.processor_id.to_string(),
+                    success: false,
+                    lease_duration_ms: i64::try_from(
+                        now.saturating_since(lease.acquired_at).as_millis(),
+                    )
+                    .unwrap_or(i64::MAX),
+                };
+                if let Err(e) = self.bus.publish_event(&event).await {
+                    tracing::warn!(error = %e, lease = %lease.lease_id, "could not publish the release of an expired lease");
+                }
+            }
+            reclaimed.extend(leases);
+            let status = self.store.status(&pool, now).await?;
+            if let Some(earliest) = status.leases.iter().map(|l| l.expires_at).min() {
+                next = Some(next.map_or(earliest, |n| n.min(earliest)));
+            }
+        }
+        if !reclaimed.is_empty()
+            && let Some(s) = &self.scaler
+        {
+            s.wake();
+        }
+        Ok((reclaimed, next))
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped).
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let sleep = match self.reap().await {
+                Ok((reclaimed, next)) => {
+                    if !reclaimed.is_empty() {
+                        tracing::info!(count = reclaimed.len(), "reclaimed expired leases");
+                    }
+                    next.map_or(self.max_sleep, |t| {
+                        t.saturating_since(self.clock.now()).min(self.max_sleep)
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease reclamation failed; retrying");
+                    self.max_sleep.min(Duration::from_secs(1))
+                }
+            };
+            tokio::select! {
+                // +1 ms: an expiry at exactly `t` is reclaimed by a pass at `t` or later.
+                _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
+                _ = self.wake.notified() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use orchestrator_core::memory::bus::InMemoryBus;
+    use orchestrator_pools::{
+        AcquireOutcome, AcquireRequest, MemoryLeaseStore, PoolConfig, PoolSpec, WorkerIdentity,
+    };
+
+    use super::*;
+    use crate::clock::TokioClock;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_is_reclaimed_at_its_expiry_not_at_the_next_interval() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )));
+        let store = MemoryLeaseStore::new();
+        let config = PoolConfig::new(PoolSpec::named("npc-brain")).unwrap();
+        let pool = config.pool_type().clone();
+        store.configure_pool(config).await.unwrap();
+        let worker = WorkerIdentity::generate(&pool);
+        store
+            .register_worker(&pool, &worker.processor_id, &worker.app_id, clock.now())
+            .await
+            .unwrap();
+        store
+            .mark_ready(&pool, worker.app_id.as_str(), clock.now())
+            .await
+            .unwrap();
+        let bus = Arc::new(InMemoryBus::new());
+        let mut released = bus
+            .subscribe_events::<ProcessorReleasedEvent>()
+            .await
+            .unwrap();
+
+        let reaper = Arc::new(LeaseReaper::new(
+            Arc::new(store.clone()),
+            bus.clone(),
+            clock.clone(),
+            Duration::from_secs(60),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn({
+            let r = reaper.clone();
+            async move { r.run(rx).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(7));
+        let AcquireOutcome::Leased(lease) = store
+            .acquire(&pool, req, clock.now())
+            .await
+            .unwrap()
+            .outcome
+        else {
+            panic!("a worker was available")
+        };
+        reaper.wake();
+        let started = tokio::time::Instant::now();
+        let event = released.next().await.unwrap().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
+            "reclaimed after {waited:?}"
+        );
+        assert_eq!(
+            (event.processor_id.as_str(), event.success),
+            (lease.processor_id.as_str(), false)
+        );
+        assert!(event.lease_duration_ms >= 7_000);
+        let status = store.status(&pool, clock.now()).await.unwrap();
+        assert!(
+            status.leases.is_empty() && status.load.available == 1,
+            "the worker is available again"
+        );
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
