@@ -12,6 +12,7 @@ use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, Payload, Subscription};
 use orchestrator_core::testkit::bus::bus_conformance;
+use redis::Value;
 use tokio::time::{Instant, timeout};
 
 async fn connect(server: &RedisServer) -> RedisConnection {
@@ -273,5 +274,108 @@ async fn subscriber_resumes_by_itself_after_redis_is_killed_and_restarted() {
          {} attempts in all, stream never ended",
         failed.len(),
         attempts.len()
+    );
+}
+
+async fn connected_clients(con: &mut redis::aio::MultiplexedConnection) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO clients has connected_clients")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_while_disconnected_are_reported_and_dropping_stops_the_reader() {
+    let Some(server) = RedisServer::for_test(
+        "entries_trimmed_while_disconnected_are_reported_and_dropping_stops_the_reader",
+    ) else {
+        return;
+    };
+    let config = RedisBusConfig {
+        max_len: 10,
+        read_count: 10,
+        buffer: 1,
+        ..RedisBusConfig::with_prefix("gone")
+    };
+    let bus = RedisBus::new(connect(&server).await, config);
+    let topic = "bannou.gone";
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let idle = connected_clients(&mut con).await;
+    let mut sub = bus.subscribe(topic).await.unwrap();
+    assert_eq!(
+        connected_clients(&mut con).await,
+        idle + 1,
+        "a subscription reads on a connection of its own"
+    );
+    bus.publish(topic, Payload::from("0")).await.unwrap();
+    assert_eq!(text(&next(&mut sub).await), "0");
+
+    // Cut every other client (the subscriber's included), then add 999 entries at once
+    // while it waits for its reconnect backoff.
+    let _: Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for i in 1..1000 {
+        pipe.cmd("XADD")
+            .arg("gone:stream:bannou.gone")
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(10)
+            .arg("*")
+            .arg("payload")
+            .arg(i.to_string())
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut con).await.unwrap();
+
+    let (mut received, mut skipped, mut last) = (1u64, 0u64, 0u64);
+    while received + skipped < 1000 {
+        match next(&mut sub).await {
+            BusItem::Message(p) => {
+                let n: u64 = String::from_utf8_lossy(&p).parse().unwrap();
+                assert!(n > last, "in order: {n} after {last}");
+                last = n;
+                received += 1;
+            }
+            BusItem::Lagged { skipped: s } => skipped += s,
+        }
+    }
+    assert_eq!(last, 999);
+    assert!(
+        skipped > 0,
+        "entries trimmed while disconnected are reported"
+    );
+    assert_eq!(received + skipped, 1000);
+
+    // Dropping the subscription ends its reader and closes its connection.
+    let with_sub = connected_clients(&mut con).await;
+    drop(sub);
+    let closed = timeout(Duration::from_secs(5), async {
+        while connected_clients(&mut con).await >= with_sub {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the reader's connection must close after the drop"
+    );
+    println!(
+        "checked: after a disconnect, {received} delivered + {skipped} reported lagged = 1000; \
+         dropping the subscription closed its connection"
     );
 }

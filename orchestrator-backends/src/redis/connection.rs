@@ -4,7 +4,7 @@
 //!
 //! Timeouts are layered: the manager's connection and response timeouts stop a single
 //! socket operation, a short reconnect policy (few attempts, small delays) keeps callers
-//! from waiting out a long backoff, and [`RedisConnection::bounded`] caps every call at
+//! from waiting out a long backoff, and a hard bound caps every store or bus call at
 //! [`RedisConfig::call_timeout`] whatever happens below.
 
 use std::future::Future;
