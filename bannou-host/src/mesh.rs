@@ -35,11 +35,7 @@ pub async fn follow_mappings(
                 Some(Err(EventStreamError::Lagged { skipped, .. })) => tracing::debug!(skipped, "mappings subscriber lagged; the next broadcast carries the whole table"),
                 None => return Ok(()),
             },
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return Ok(());
-                }
-            }
+            _ = crate::orchestrator::stopped(&mut shutdown) => return Ok(()),
         }
     }
 }

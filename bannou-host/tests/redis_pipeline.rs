@@ -10,9 +10,7 @@ use bannou_host::orchestrator::heartbeats::{HealthState, HeartbeatPipeline, Shar
 use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
 use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
 use orchestrator_backends::redis::server::RedisServer;
-use orchestrator_core::events::{
-    InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent, ServiceStatus,
-};
+use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
 use orchestrator_core::ports::bus::{EventBus, EventBusExt};
 use orchestrator_core::time::Clock;
@@ -25,26 +23,13 @@ use uuid::Uuid;
 const INSTANCES: usize = 20;
 
 fn heartbeat(i: usize, instance: Uuid) -> ServiceHeartbeatEvent {
-    ServiceHeartbeatEvent {
-        event_name: "service.heartbeat".into(),
-        event_id: Uuid::new_v4(),
-        timestamp: Timestamp::from_unix_millis(0),
-        service_id: instance,
-        app_id: AppId::from(format!("node-{i}")),
-        status: InstanceHealthStatus::Healthy,
-        services: (0..10)
-            .map(|k| ServiceStatus {
-                service_id: Uuid::new_v4(),
-                service_name: format!("svc-{i}-{k}"),
-                status: ServiceHealthStatus::Healthy,
-                version: None,
-                metadata: None,
-            })
-            .collect(),
-        capacity: None,
-        issues: None,
-        metadata: None,
-    }
+    let services = (0..10).map(|k| (format!("svc-{i}-{k}"), ServiceHealthStatus::Healthy));
+    ServiceHeartbeatEvent::new(
+        instance,
+        AppId::from(format!("node-{i}")),
+        Timestamp::from_unix_millis(0),
+        services,
+    )
 }
 
 /// Newest `last_seen` over every tracked instance of `svc-{i}-0`, and how many instances report.

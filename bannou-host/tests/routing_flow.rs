@@ -10,8 +10,7 @@ use bannou_host::orchestrator::heartbeats::{HealthState, HeartbeatPipeline, Shar
 use bannou_host::orchestrator::mappings::MappingsBroadcaster;
 use futures::StreamExt;
 use orchestrator_core::events::{
-    FullServiceMappingsEvent, InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent,
-    ServiceStatus,
+    FullServiceMappingsEvent, ServiceHealthStatus, ServiceHeartbeatEvent,
 };
 use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
 use orchestrator_core::memory::bus::InMemoryBus;
@@ -28,27 +27,13 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 fn heartbeat(app: &str, services: &[&str]) -> ServiceHeartbeatEvent {
-    ServiceHeartbeatEvent {
-        event_name: "service.heartbeat".into(),
-        event_id: Uuid::new_v4(),
-        timestamp: Timestamp::from_unix_millis(0),
-        service_id: Uuid::new_v4(),
-        app_id: AppId::from(app),
-        status: InstanceHealthStatus::Healthy,
-        services: services
-            .iter()
-            .map(|s| ServiceStatus {
-                service_id: Uuid::new_v4(),
-                service_name: s.to_string(),
-                status: ServiceHealthStatus::Healthy,
-                version: None,
-                metadata: None,
-            })
-            .collect(),
-        capacity: None,
-        issues: None,
-        metadata: None,
-    }
+    let services = services.iter().map(|s| (*s, ServiceHealthStatus::Healthy));
+    ServiceHeartbeatEvent::new(
+        Uuid::new_v4(),
+        AppId::from(app),
+        Timestamp::from_unix_millis(0),
+        services,
+    )
 }
 
 struct World {

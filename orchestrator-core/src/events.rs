@@ -211,6 +211,47 @@ pub struct ServiceHeartbeatEvent {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl ServiceHeartbeatEvent {
+    /// A heartbeat of instance `instance_id` on node `app_id` at `timestamp`, reporting
+    /// `services` (name, status). The instance status is the worst service status (spec
+    /// 9.2); each service gets a fresh per-plugin id. Capacity, issues and metadata are
+    /// empty; set them on the result.
+    pub fn new<S: Into<String>>(
+        instance_id: Uuid,
+        app_id: AppId,
+        timestamp: Timestamp,
+        services: impl IntoIterator<Item = (S, ServiceHealthStatus)>,
+    ) -> Self {
+        let services: Vec<ServiceStatus> = services
+            .into_iter()
+            .map(|(name, status)| ServiceStatus {
+                service_id: Uuid::new_v4(),
+                service_name: name.into(),
+                status,
+                version: None,
+                metadata: None,
+            })
+            .collect();
+        let status = services
+            .iter()
+            .map(|s| InstanceHealthStatus::from(s.status))
+            .max()
+            .unwrap_or(InstanceHealthStatus::Healthy);
+        ServiceHeartbeatEvent {
+            event_name: heartbeat_event_name(),
+            event_id: Uuid::new_v4(),
+            timestamp,
+            service_id: instance_id,
+            app_id,
+            status,
+            services,
+            capacity: None,
+            issues: None,
+            metadata: None,
+        }
+    }
+}
+
 impl Event for ServiceHeartbeatEvent {
     const TOPIC: &'static str = topics::SERVICE_HEARTBEAT;
 }
@@ -480,6 +521,30 @@ mod tests {
             (out["action"].as_str(), out["backend"].as_str()),
             (Some("TopologyChanged"), Some("Compose"))
         );
+    }
+
+    #[test]
+    fn a_new_heartbeat_reports_the_worst_service_status() {
+        let hb = ServiceHeartbeatEvent::new(
+            Uuid::nil(),
+            AppId::from("n"),
+            Timestamp::UNIX_EPOCH,
+            [
+                ("auth", ServiceHealthStatus::Healthy),
+                ("account", ServiceHealthStatus::Degraded),
+            ],
+        );
+        assert_eq!(
+            (hb.status, hb.services.len(), hb.event_name.as_str()),
+            (InstanceHealthStatus::Degraded, 2, "service.heartbeat")
+        );
+        let empty = ServiceHeartbeatEvent::new::<&str>(
+            Uuid::nil(),
+            AppId::from("n"),
+            Timestamp::UNIX_EPOCH,
+            [],
+        );
+        assert_eq!(empty.status, InstanceHealthStatus::Healthy);
     }
 
     #[test]

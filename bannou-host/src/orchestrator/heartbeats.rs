@@ -214,11 +214,7 @@ impl HeartbeatPipeline {
                     }
                     None => return Ok(()),
                 },
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return Ok(());
-                    }
-                }
+                _ = super::stopped(&mut shutdown) => return Ok(()),
             }
         }
     }

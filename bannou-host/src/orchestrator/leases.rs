@@ -119,11 +119,7 @@ impl LeaseReaper {
                 // +1 ms: an expiry at exactly `t` is reclaimed by a pass at `t` or later.
                 _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
                 _ = self.wake.notified() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
+                _ = super::stopped(&mut shutdown) => return,
             }
         }
     }

@@ -102,11 +102,7 @@ impl MappingsBroadcaster {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.changed.notified() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
+                _ = super::stopped(&mut shutdown) => return,
             }
         }
     }

@@ -6,3 +6,10 @@ pub mod heartbeats;
 pub mod leases;
 pub mod mappings;
 pub mod pools;
+
+/// Resolves once shutdown is requested: the flag turned true or its sender was dropped.
+/// Cancel-safe, so loops use it as a `select!` arm.
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // `wait_for` errs only when the sender is gone, which also means "stop".
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

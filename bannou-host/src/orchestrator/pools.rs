@@ -221,11 +221,7 @@ impl PoolScaler {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.interval) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
+                _ = super::stopped(&mut shutdown) => return,
             }
             let pools = match self.store.list_pools().await {
                 Ok(p) => p,
