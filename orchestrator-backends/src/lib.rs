@@ -1,5 +1,6 @@
 //! Adapters that implement the domain's ports against real systems.
 //!
+//! - [`http`]: the shared HTTP client and the OpenResty cache invalidation call.
 //! - [`redis`]: a `redis-server` process manager for tests and benches ([`redis::server`]),
 //!   and the Redis implementations of the store, lease store and event bus.
 //! - `containers/` (Docker via bollard, Swarm, Portainer, Kubernetes via kube, in-process,
@@ -8,5 +9,6 @@
 //! Heavy dependencies live here and in `bannou-host` only, so the domain crates build in
 //! seconds.
 
+pub mod http;
 pub mod redis;
 pub mod require;
