@@ -206,3 +206,45 @@ async fn scripts_are_reloaded_after_script_flush_and_an_outage_is_unavailable_fa
         .expect_err("pool is gone with the data");
     assert!(matches!(err, LeaseError::UnknownPool { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_baseline_leases_and_releases_like_upstream() {
+    use orchestrator_backends::redis::leases::baseline::UpstreamBaseline;
+    let Some(server) =
+        RedisServer::for_test("the_upstream_baseline_leases_and_releases_like_upstream")
+    else {
+        return;
+    };
+    let b = UpstreamBaseline::connect(&server.url(), prefix("baseline"))
+        .await
+        .expect("connect");
+    b.setup("p", 2, t(0)).await.expect("setup");
+    let lease = Duration::from_secs(10);
+    let first = b
+        .acquire("p", lease, t(0))
+        .await
+        .expect("acquire")
+        .expect("one");
+    let second = b
+        .acquire("p", lease, t(0))
+        .await
+        .expect("acquire")
+        .expect("two");
+    assert_ne!(first.processor_id, second.processor_id);
+    assert_eq!(b.acquire("p", lease, t(1)).await.expect("acquire"), None);
+    assert!(
+        b.release(first.lease_id, true, t(2))
+            .await
+            .expect("release")
+    );
+    assert!(!b.release(first.lease_id, true, t(2)).await.expect("404"));
+    let again = b
+        .acquire("p", lease, t(3))
+        .await
+        .expect("acquire")
+        .expect("freed");
+    assert_eq!(again.processor_id, first.processor_id);
+    // Expired leases are reclaimed by the next acquire (13.6).
+    let reclaimed = b.acquire("p", lease, t(60)).await.expect("acquire");
+    assert!(reclaimed.is_some());
+}

@@ -58,6 +58,8 @@
 //! a spurious wake-up only costs one `poll_wait`. Dedicated connections are kept in a
 //! small pool for reuse when their `BLPOP` finished.
 
+pub mod baseline;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
