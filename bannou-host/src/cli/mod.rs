@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod bench;
 pub mod plan;
 
 /// Bannou host and orchestrator.
@@ -22,6 +23,8 @@ pub enum Command {
     /// Print the resolved nodes, environments, pools and ordered waves of a preset without
     /// touching anything.
     Plan(plan::PlanArgs),
+    /// Run a benchmark (`bench pools`) and print its numbers.
+    Bench(bench::BenchArgs),
 }
 
 /// Output format of commands that print results.
@@ -45,5 +48,6 @@ pub fn presets_dir(flag: Option<PathBuf>) -> PathBuf {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
+        Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
     }
 }

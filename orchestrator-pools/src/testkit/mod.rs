@@ -1,6 +1,11 @@
 //! Conformance suite for [`LeaseStore`] implementations (feature `testkit`): one async
 //! function every store must pass, each scenario on a fresh store from the factory. It
-//! panics with a message naming the scenario and the broken rule.
+//! panics with a message naming the scenario and the broken rule. [`lease_store_stress`]
+//! is the concurrent stress run every store must survive.
+
+mod stress;
+
+pub use stress::{StressConfig, StressReport, lease_store_stress};
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,543 @@
+//! `bannou-host bench pools`: C concurrent clients each run acquire+release pairs for a
+//! fixed time against (a) the in-memory store, (b) the Redis store and (c) upstream's lock
+//! + read-modify-write algorithm on the same Redis (the baseline), one after the other.
+//!
+//! Per run it reports pairs/s, p50/p99 latency of a pair (sorted samples, nearest rank),
+//! pairs that found no worker, errors, and a double-lease check: an in-process map from
+//! processor id to the client holding it, behind a mutex, updated on every acquire (a
+//! processor already held by another client counts as a double lease) and before every
+//! release. Without `--redis` only (a) runs. Keys go under a fresh `bench:{uuid}:` prefix and
+//! are left behind: point it at a throw-away server.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use orchestrator_backends::redis::leases::baseline::{BaselineError, UpstreamBaseline};
+use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
+use orchestrator_core::Timestamp;
+use orchestrator_pools::{
+    AcquireOutcome, AcquireRequest, LeaseStore, MemoryLeaseStore, PoolConfig, PoolSpec, PoolType,
+    WorkerIdentity,
+};
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// Arguments of `bench pools`.
+#[derive(Debug, Args)]
+pub struct PoolsArgs {
+    /// Redis to run the Redis store and the baseline against (`redis://127.0.0.1:6379/`);
+    /// without it only the in-memory store runs and no server is started.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// Seconds per store.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Workers per pool (default: one per client, so a client always finds one).
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One store's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Completed acquire+release pairs.
+    pub pairs: u64,
+    /// Pairs per second of wall time.
+    pub pairs_per_sec: f64,
+    /// Median latency of a pair, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency of a pair, ms.
+    pub p99_ms: f64,
+    /// Slowest pair, ms.
+    pub max_ms: f64,
+    /// Acquires that found no worker.
+    pub exhausted: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Baseline only: lock attempts that found the pool lock busy.
+    pub busy_retries: u64,
+    /// Processors seen leased to two clients at once.
+    pub double_leases: u64,
+    /// Wall time of the run, seconds.
+    pub elapsed_s: f64,
+}
+
+/// The whole report (`--json` prints it as is).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolsReport {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Seconds per store.
+    pub seconds: f64,
+    /// Workers per pool.
+    pub workers: u32,
+    /// (a) pairs/s.
+    pub memory_pairs_per_sec: f64,
+    /// (a) p99, ms.
+    pub memory_p99_ms: f64,
+    /// (b) pairs/s (`null` without `--redis`).
+    pub redis_pairs_per_sec: Option<f64>,
+    /// (b) p50, ms.
+    pub redis_p50_ms: Option<f64>,
+    /// (b) p99, ms.
+    pub redis_p99_ms: Option<f64>,
+    /// (c) pairs/s.
+    pub baseline_pairs_per_sec: Option<f64>,
+    /// (c) p99, ms.
+    pub baseline_p99_ms: Option<f64>,
+    /// (b) / (c).
+    pub ratio_redis_vs_baseline: Option<f64>,
+    /// Double leases seen in all runs (must be 0).
+    pub double_leases: u64,
+    /// Whether the Redis store's records agreed with each other after its run.
+    pub redis_invariants: Option<String>,
+    /// Every run in full.
+    pub memory: RunReport,
+    /// (b) in full.
+    pub redis: Option<RunReport>,
+    /// (c) in full.
+    pub baseline: Option<RunReport>,
+}
+
+/// Runs the benchmark on a multi-thread runtime built here and prints the report.
+pub fn run(args: PoolsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        args.seconds.is_finite() && args.seconds > 0.0,
+        "--seconds must be positive"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let report = runtime.block_on(bench(&args))?;
+    if args.json {
+        serde_json::to_writer(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_table(&report, out)?;
+    }
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_unix_millis(ms)
+}
+
+async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
+    let workers = args
+        .workers
+        .unwrap_or_else(|| u32::try_from(args.clients).unwrap_or(u32::MAX));
+    anyhow::ensure!(workers > 0, "--workers must be at least 1");
+    let duration = Duration::from_secs_f64(args.seconds);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+
+    let memory = MemoryLeaseStore::new();
+    let pool = setup_store(&memory, workers).await?;
+    let memory_run = drive(
+        Arc::new(Target::Store(Arc::new(memory), pool)),
+        args.clients,
+        duration,
+    )
+    .await;
+
+    let (mut redis_run, mut baseline_run, mut invariants) = (None, None, None);
+    if let Some(url) = &args.redis {
+        let store = RedisLeaseStore::connect(
+            url,
+            RedisLeaseStoreConfig::with_prefix(format!("bench:{tag}:")),
+        )
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+        let pool = setup_store(&store, workers).await?;
+        redis_run = Some(
+            drive(
+                Arc::new(Target::Store(Arc::new(store.clone()), pool.clone())),
+                args.clients,
+                duration,
+            )
+            .await,
+        );
+        invariants = Some(match store.check_invariants(&pool).await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e,
+        });
+
+        let baseline = UpstreamBaseline::connect(url, format!("bench:{tag}:upstream:"))
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        baseline
+            .setup("bench", workers, now())
+            .await
+            .context("setting up the baseline pool")?;
+        baseline_run = Some(
+            drive(
+                Arc::new(Target::Baseline(baseline, "bench".to_owned())),
+                args.clients,
+                duration,
+            )
+            .await,
+        );
+    }
+
+    let double_leases = memory_run.double_leases
+        + redis_run.as_ref().map_or(0, |r| r.double_leases)
+        + baseline_run.as_ref().map_or(0, |r| r.double_leases);
+    let ratio = match (&redis_run, &baseline_run) {
+        (Some(r), Some(b)) if b.pairs_per_sec > 0.0 => Some(r.pairs_per_sec / b.pairs_per_sec),
+        _ => None,
+    };
+    Ok(PoolsReport {
+        clients: args.clients,
+        seconds: args.seconds,
+        workers,
+        memory_pairs_per_sec: memory_run.pairs_per_sec,
+        memory_p99_ms: memory_run.p99_ms,
+        redis_pairs_per_sec: redis_run.as_ref().map(|r| r.pairs_per_sec),
+        redis_p50_ms: redis_run.as_ref().map(|r| r.p50_ms),
+        redis_p99_ms: redis_run.as_ref().map(|r| r.p99_ms),
+        baseline_pairs_per_sec: baseline_run.as_ref().map(|r| r.pairs_per_sec),
+        baseline_p99_ms: baseline_run.as_ref().map(|r| r.p99_ms),
+        ratio_redis_vs_baseline: ratio,
+        double_leases,
+        redis_invariants: invariants,
+        memory: memory_run,
+        redis: redis_run,
+        baseline: baseline_run,
+    })
+}
+
+/// Configures pool `bench` with `workers` ready workers.
+async fn setup_store(store: &dyn LeaseStore, workers: u32) -> anyhow::Result<PoolType> {
+    let mut spec = PoolSpec::named("bench");
+    spec.min_instances = 0;
+    spec.max_instances = i64::from(workers);
+    let config = PoolConfig::new(spec)?;
+    let pool = config.pool_type().clone();
+    store.configure_pool(config).await?;
+    for i in 0..workers {
+        let id = WorkerIdentity::from_value(&pool, u128::from(i) + 1);
+        store
+            .register_worker(&pool, &id.processor_id, &id.app_id, now())
+            .await?;
+        store.mark_ready(&pool, id.app_id.as_str(), now()).await?;
+    }
+    Ok(pool)
+}
+
+enum Target {
+    Store(Arc<dyn LeaseStore>, PoolType),
+    Baseline(UpstreamBaseline, String),
+}
+
+/// Who holds which processor, as the clients saw it.
+#[derive(Default)]
+struct Check {
+    held: Mutex<HashMap<String, usize>>,
+    doubles: AtomicU64,
+}
+
+impl Check {
+    fn acquired(&self, processor: &str, client: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(other) = held.insert(processor.to_owned(), client)
+            && other != client
+        {
+            self.doubles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Called before the release is sent, so the next holder never meets a stale entry.
+    fn releasing(&self, processor: &str, client: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(processor) == Some(&client) {
+            held.remove(processor);
+        }
+    }
+}
+
+#[derive(Default)]
+struct ClientStats {
+    latencies_ns: Vec<u32>,
+    exhausted: u64,
+    errors: u64,
+    busy: u64,
+}
+
+/// What one pair did.
+enum Pair {
+    Done,
+    Exhausted,
+    Failed,
+}
+
+const BUSY_BACKOFF: Duration = Duration::from_millis(1);
+
+impl Target {
+    async fn pair(
+        &self,
+        client: usize,
+        holder: &str,
+        check: &Check,
+        stats: &mut ClientStats,
+    ) -> Pair {
+        match self {
+            Target::Store(store, pool) => {
+                let lease = match store
+                    .acquire(pool, AcquireRequest::new(holder), now())
+                    .await
+                {
+                    Ok(a) => match a.outcome {
+                        AcquireOutcome::Leased(l) => l,
+                        _ => return Pair::Exhausted,
+                    },
+                    Err(_) => return Pair::Failed,
+                };
+                check.acquired(lease.processor_id.as_str(), client);
+                check.releasing(lease.processor_id.as_str(), client);
+                match store
+                    .release(pool, lease.lease_id, lease.fencing_token, true, now())
+                    .await
+                {
+                    Ok(_) => Pair::Done,
+                    Err(_) => Pair::Failed,
+                }
+            }
+            Target::Baseline(b, pool) => {
+                let lease = loop {
+                    match b.acquire(pool, Duration::from_secs(300), now()).await {
+                        Ok(Some(l)) => break l,
+                        Ok(None) => return Pair::Exhausted,
+                        Err(BaselineError::Busy) => {
+                            stats.busy += 1;
+                            tokio::time::sleep(BUSY_BACKOFF).await;
+                        }
+                        Err(BaselineError::Redis(_)) => return Pair::Failed,
+                    }
+                };
+                check.acquired(&lease.processor_id, client);
+                check.releasing(&lease.processor_id, client);
+                loop {
+                    match b.release(lease.lease_id, true, now()).await {
+                        Ok(true) => return Pair::Done,
+                        Ok(false) | Err(BaselineError::Redis(_)) => return Pair::Failed,
+                        Err(BaselineError::Busy) => {
+                            stats.busy += 1;
+                            tokio::time::sleep(BUSY_BACKOFF).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn client(
+    target: Arc<Target>,
+    check: Arc<Check>,
+    id: usize,
+    deadline: Instant,
+) -> ClientStats {
+    let holder = format!("bench-client-{id}");
+    let mut stats = ClientStats {
+        latencies_ns: Vec::with_capacity(1 << 16),
+        ..ClientStats::default()
+    };
+    loop {
+        let start = Instant::now();
+        if start >= deadline {
+            break;
+        }
+        match target.pair(id, &holder, &check, &mut stats).await {
+            Pair::Done => {
+                let ns = start.elapsed().as_nanos();
+                stats
+                    .latencies_ns
+                    .push(u32::try_from(ns).unwrap_or(u32::MAX));
+            }
+            Pair::Exhausted => stats.exhausted += 1,
+            Pair::Failed => {
+                stats.errors += 1;
+                tokio::time::sleep(BUSY_BACKOFF).await;
+            }
+        }
+        // The in-memory store never suspends: let the other clients on this thread run.
+        tokio::task::yield_now().await;
+    }
+    stats
+}
+
+/// Runs `clients` tasks for `duration` and summarises them.
+async fn drive(target: Arc<Target>, clients: usize, duration: Duration) -> RunReport {
+    let check = Arc::new(Check::default());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|id| {
+            tokio::spawn(client(
+                Arc::clone(&target),
+                Arc::clone(&check),
+                id,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let (mut exhausted, mut errors, mut busy) = (0, 0, 0);
+    for t in tasks {
+        match t.await {
+            Ok(s) => {
+                all.extend_from_slice(&s.latencies_ns);
+                exhausted += s.exhausted;
+                errors += s.errors;
+                busy += s.busy;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pairs = all.len() as u64;
+    RunReport {
+        pairs,
+        pairs_per_sec: if elapsed > 0.0 {
+            pairs as f64 / elapsed
+        } else {
+            0.0
+        },
+        p50_ms: percentile_ms(&all, 0.50),
+        p99_ms: percentile_ms(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |n| f64::from(*n) / 1e6),
+        exhausted,
+        errors,
+        busy_retries: busy,
+        double_leases: check.doubles.load(Ordering::Relaxed),
+        elapsed_s: elapsed,
+    }
+}
+
+/// Nearest-rank percentile of sorted nanosecond samples, in ms.
+fn percentile_ms(sorted_ns: &[u32], q: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
+    let i = rank.clamp(1, sorted_ns.len()) - 1;
+    f64::from(sorted_ns[i]) / 1e6
+}
+
+fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "bench pools: {} clients x {} s per store, {} workers per pool",
+        r.clients, r.seconds, r.workers
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>7} {:>9}",
+        "store",
+        "pairs/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "pairs",
+        "no worker",
+        "errors",
+        "lock busy"
+    )?;
+    let runs = [
+        ("memory", Some(&r.memory)),
+        ("redis", r.redis.as_ref()),
+        ("baseline", r.baseline.as_ref()),
+    ];
+    for (name, run) in runs {
+        match run {
+            Some(x) => writeln!(
+                out,
+                "{:<10} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>11} {:>9} {:>7} {:>9}",
+                name,
+                x.pairs_per_sec,
+                x.p50_ms,
+                x.p99_ms,
+                x.max_ms,
+                x.pairs,
+                x.exhausted,
+                x.errors,
+                x.busy_retries
+            )?,
+            None => writeln!(out, "{name:<10} (skipped: no --redis)")?,
+        }
+    }
+    if let Some(ratio) = r.ratio_redis_vs_baseline {
+        writeln!(out, "redis / baseline: {ratio:.1}x")?;
+    }
+    if let Some(inv) = &r.redis_invariants {
+        writeln!(out, "redis records after the run: {inv}")?;
+    }
+    writeln!(out, "double leases: {}", r.double_leases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1_000_000).collect();
+        assert_eq!(percentile_ms(&v, 0.5), 50.0);
+        assert_eq!(percentile_ms(&v, 0.99), 99.0);
+        assert_eq!(percentile_ms(&[], 0.99), 0.0);
+        assert_eq!(percentile_ms(&[2_000_000], 0.5), 2.0);
+    }
+
+    #[test]
+    fn a_processor_held_by_two_clients_is_a_double_lease() {
+        let c = Check::default();
+        c.acquired("p", 1);
+        c.releasing("p", 1);
+        c.acquired("p", 2);
+        assert_eq!(c.doubles.load(Ordering::Relaxed), 0);
+        c.acquired("p", 3);
+        assert_eq!(c.doubles.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn without_redis_only_the_memory_store_runs_and_redis_fields_are_null() {
+        let args = PoolsArgs {
+            redis: None,
+            clients: 4,
+            seconds: 0.2,
+            workers: Some(2),
+            json: true,
+        };
+        let mut out = Vec::new();
+        run(args, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for key in [
+            "redis_pairs_per_sec",
+            "baseline_pairs_per_sec",
+            "redis_p99_ms",
+            "ratio_redis_vs_baseline",
+        ] {
+            assert!(v[key].is_null(), "{key}: {v}");
+        }
+        assert!(v["memory_pairs_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["double_leases"], 0);
+        assert_eq!(v["memory"]["errors"], 0);
+    }
+}

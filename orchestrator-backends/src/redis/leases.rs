@@ -1,0 +1,1076 @@
+//! [`RedisLeaseStore`]: the [`LeaseStore`] port on Redis, every operation **one round
+//! trip** (one `EVALSHA` of a Lua script, reloaded by `redis::Script` on `NOSCRIPT`).
+//!
+//! # Why one script per operation
+//!
+//! Upstream locks the pool with `SET NX`, reads whole JSON lists, edits them in the
+//! process and writes them back (spec 13.4/13.5): several round trips per acquire, a lock
+//! that serialises every caller of a pool, and lost updates when the lock expires under a
+//! slow writer. Here each port method is a Lua script: Redis runs it atomically, so there is
+//! no lock, no `WATCH`, no read in one call and write in another, and a refused operation
+//! (an `Err`) has changed nothing. Time is never read from Redis (`TIME`): `now` is an
+//! argument in milliseconds, exactly as for the in-memory store, so both agree in tests.
+//!
+//! # Key layout
+//!
+//! Every key of pool `P` starts with `{prefix}pool:{P}:` (the prefix is configurable,
+//! [`RedisLeaseStoreConfig::prefix`], default `orch:`), so a pool's keys share the hash
+//! tag `{P}`. Scripts receive that base as `KEYS[1]` and derive the rest:
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `cfg` | hash | `json` (the [`PoolConfig`]), `max` (maxInstances), `dur` (default lease ms) |
+//! | `workers` | hash | processor id -> worker record `S LEASE UPDATED IDLE CREATED APPID` |
+//! | `appids` | hash | app-id -> processor id (`mark_ready` by either name) |
+//! | `counts` | hash | `P`, `A`, `L`, `D`: workers per state |
+//! | `avail` | list | Available workers, idle longest at the head (`RPUSH` free, `RPOP` acquire) |
+//! | `leases` | hash | lease id -> lease record `TOKEN ACQ EXP TICKET #PID PID #APP APP REQ` |
+//! | `exp` | sorted set | lease id by expiry ms: reclaiming is `ZRANGEBYSCORE -inf (now`, O(expired) |
+//! | `queue` | sorted set | waiters, score `-priority`, member `{seq:020}:{ticket}` (FIFO within a priority) |
+//! | `tickets` | hash | ticket -> `W DEADLINE SEQ DUR PRIO REQ` while waiting, `G LEASE` once served |
+//! | `tdl` | sorted set | waiting ticket by deadline ms: dropping ended waits is O(ended) |
+//! | `token`, `seq` | string | `INCR` counters: fencing tokens and queue order |
+//! | `metrics` | hash | `b:{minute % 60}` = `MINUTE COMPLETED FAILED LEASE_MS`, `tot` = `COMPLETED FAILED RECLAIMED`, `ls` = last scale event ms |
+//! | `grant:{ticket}` | list | the granted lease id, pushed on a handoff (TTL = rest of the wait + 60 s) |
+//!
+//! The set `{prefix}pools` lists the pools; only `configure_pool` touches it (and so is
+//! the one script that spans two hash slots: run a Redis Cluster only with a single-slot
+//! prefix). Records are compact space-separated strings, not JSON: the scripts never
+//! decode JSON, they only slice the header fields they need. `REQ` is the request's holder,
+//! priority and metadata as JSON made by this process and stored opaquely; ids that may
+//! contain spaces are length-prefixed. Timestamps are stored in milliseconds, so
+//! sub-millisecond parts of `now` are dropped.
+//!
+//! No script uses `KEYS`/`SCAN`; `status` and `metrics` are read-only. Each mutating
+//! script first drops tickets whose wait ended (`tdl`), and `acquire` first reclaims
+//! expired leases (`exp`), both O(expired).
+//!
+//! # Waiting
+//!
+//! A worker freed by `release`, `reclaim_expired` or `mark_ready` goes through one Lua
+//! function: `ZPOPMIN queue` -> lease it to that ticket (`INCR token`, lease id
+//! `sha1(ticket:token)` formatted as a uuid, `HSET tickets ticket "G lease"`) and
+//! `RPUSH grant:{ticket}`; with nobody waiting it is `RPUSH`ed onto `avail`.
+//! [`LeaseStore::watch`] returns a future that `BLPOP`s `grant:{ticket}` on a dedicated
+//! connection (never the shared multiplexed one, which a blocking command would stall),
+//! blocking at most [`WATCH_BLOCK`]; the waiter then calls `poll_wait` to collect the lease.
+//! A grant pushed before the `BLPOP` started is still in the list, so none is missed, and
+//! a spurious wake-up only costs one `poll_wait`. Dedicated connections are kept in a
+//! small pool for reuse when their `BLPOP` finished.
+
+pub mod baseline;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use orchestrator_core::{AppId, Timestamp};
+use orchestrator_pools::model::{METRICS_BUCKET, METRICS_BUCKETS};
+use orchestrator_pools::{
+    AcquireOutcome, AcquireRequest, Acquired, FencingToken, Lease, LeaseError, LeaseId, LeaseStore,
+    PoolConfig, PoolLoad, PoolMetrics, PoolStatus, PoolType, ProcessorId, Released, RemovedWorker,
+    WaitStatus, WaitTicket, Worker, WorkerState,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Script, ScriptInvocation, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How long one `watch` future blocks in `BLPOP` before it completes anyway (the waiter
+/// then polls once and watches again).
+pub const WATCH_BLOCK: Duration = Duration::from_secs(5);
+
+/// Dedicated `BLPOP` connections kept for reuse.
+const IDLE_WATCH_CONNECTIONS: usize = 64;
+
+/// Prepares one script call with `KEYS[1]` = the pool's key base and the given `ARGV`,
+/// and returns the future of its reply.
+macro_rules! eval {
+    ($store:expr, $script:ident, $pool:expr $(, $arg:expr)* $(,)?) => {{
+        let mut inv = $store.inner.scripts.$script.key($store.pool_key_base($pool));
+        $( inv.arg($arg); )*
+        $store.run(inv)
+    }};
+}
+
+macro_rules! lua {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+/// How to reach Redis and name the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisLeaseStoreConfig {
+    /// Prepended to every key (`{prefix}pool:{P}:...`, `{prefix}pools`); tests use a
+    /// unique one each. Default `orch:`.
+    pub prefix: String,
+    /// Giving up on connecting (then [`LeaseError::Unavailable`]). Default 1 s.
+    pub connection_timeout: Duration,
+    /// Giving up on an answer (then [`LeaseError::Unavailable`]). Default 2 s.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisLeaseStoreConfig {
+    fn default() -> Self {
+        RedisLeaseStoreConfig {
+            prefix: "orch:".to_owned(),
+            connection_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RedisLeaseStoreConfig {
+    /// The defaults with this key prefix.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        RedisLeaseStoreConfig {
+            prefix: prefix.into(),
+            ..Self::default()
+        }
+    }
+}
+
+struct Scripts {
+    configure: Script,
+    register: Script,
+    ready: Script,
+    acquire: Script,
+    poll: Script,
+    cancel: Script,
+    release: Script,
+    renew: Script,
+    reclaim: Script,
+    drain: Script,
+    remove: Script,
+    status: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            configure: Script::new(lua!("lua/configure.lua")),
+            register: Script::new(lua!("lua/register.lua")),
+            ready: Script::new(lua!("lua/ready.lua")),
+            acquire: Script::new(lua!("lua/acquire.lua")),
+            poll: Script::new(lua!("lua/poll.lua")),
+            cancel: Script::new(lua!("lua/cancel.lua")),
+            release: Script::new(lua!("lua/release.lua")),
+            renew: Script::new(lua!("lua/renew.lua")),
+            reclaim: Script::new(lua!("lua/reclaim.lua")),
+            drain: Script::new(lua!("lua/drain.lua")),
+            remove: Script::new(lua!("lua/remove.lua")),
+            status: Script::new(lua!("lua/status.lua")),
+        }
+    }
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    config: RedisLeaseStoreConfig,
+    scripts: Scripts,
+    /// Dedicated connections for `BLPOP`, reused once their wait finished.
+    watchers: Mutex<Vec<MultiplexedConnection>>,
+}
+
+/// The Redis lease store. A cheap `Clone` handle: one [`ConnectionManager`] (which
+/// reconnects by itself and pipelines concurrent calls from many tasks) shared by all
+/// clones.
+#[derive(Clone)]
+pub struct RedisLeaseStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisLeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLeaseStore")
+            .field("prefix", &self.inner.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> LeaseError {
+    LeaseError::Unavailable {
+        message: message.into(),
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> LeaseError {
+    unavailable(e.to_string())
+}
+
+/// Milliseconds since the epoch, as the scripts store them.
+fn ms(t: Timestamp) -> i64 {
+    t.unix_millis()
+}
+
+/// A duration in whole milliseconds, at least 1 when not zero (0 means "default" or
+/// "no wait" to the scripts).
+fn dur_ms(d: Duration) -> u64 {
+    if d.is_zero() {
+        0
+    } else {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+// === reply decoding (never panics on bad data: garbage becomes `Unavailable`) ===
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn field<'a>(reply: &'a [Value], i: usize, what: &str) -> Result<&'a str, LeaseError> {
+    reply
+        .get(i)
+        .and_then(text)
+        .ok_or_else(|| unavailable(format!("malformed reply: {what} missing")))
+}
+
+fn number(reply: &[Value], i: usize, what: &str) -> Result<i64, LeaseError> {
+    reply
+        .get(i)
+        .and_then(int)
+        .ok_or_else(|| unavailable(format!("malformed reply: {what} missing")))
+}
+
+fn is_nil(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Nil))
+}
+
+fn corrupt(what: &str) -> LeaseError {
+    unavailable(format!("corrupt record in Redis: {what}"))
+}
+
+fn ts(s: &str, what: &str) -> Result<Timestamp, LeaseError> {
+    s.parse::<i64>()
+        .map(Timestamp::from_unix_millis)
+        .map_err(|_| corrupt(what))
+}
+
+/// The request part of a lease, stored opaquely by the scripts.
+#[derive(Serialize)]
+struct ReqOut<'a> {
+    h: &'a str,
+    r: i32,
+    m: &'a serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct ReqIn {
+    h: String,
+    r: i32,
+    #[serde(default)]
+    m: serde_json::Value,
+}
+
+/// `S LEASE UPDATED IDLE CREATED APPID`.
+fn parse_worker(pool: &PoolType, pid: &str, rec: &str) -> Result<Worker, LeaseError> {
+    let bad = || corrupt(&format!("worker {pid}"));
+    let mut it = rec.splitn(6, ' ');
+    let mut next = || it.next().ok_or_else(bad);
+    let (st, lid, upd, idle, created, app) = (next()?, next()?, next()?, next()?, next()?, next()?);
+    let state = match st {
+        "P" => WorkerState::Pending,
+        "A" => WorkerState::Available,
+        "L" => WorkerState::Leased,
+        "D" => WorkerState::Draining,
+        _ => return Err(bad()),
+    };
+    let lease_id = match lid {
+        "-" => None,
+        l => Some(LeaseId(Uuid::parse_str(l).map_err(|_| bad())?)),
+    };
+    let idle_since = match idle {
+        "-" => None,
+        t => Some(ts(t, pid)?),
+    };
+    Ok(Worker {
+        processor_id: ProcessorId::new(pid),
+        app_id: AppId::new(app),
+        pool_type: pool.clone(),
+        state,
+        lease_id,
+        created_at: ts(created, pid)?,
+        last_updated: ts(upd, pid)?,
+        idle_since,
+    })
+}
+
+/// Splits `"{n} {n bytes}"` off the front of `s`: (the bytes, the rest after one space).
+fn counted(s: &str) -> Option<(&str, &str)> {
+    let (n, rest) = s.split_once(' ')?;
+    let n: usize = n.parse().ok()?;
+    let value = rest.get(..n)?;
+    let after = rest.get(n..)?;
+    Some((value, after.strip_prefix(' ').unwrap_or(after)))
+}
+
+/// `TOKEN ACQ EXP TICKET #PID PID #APP APP REQ`.
+fn parse_lease(pool: &PoolType, lid: &str, rec: &str) -> Result<Lease, LeaseError> {
+    let bad = || corrupt(&format!("lease {lid}"));
+    let lease_id = LeaseId(Uuid::parse_str(lid).map_err(|_| bad())?);
+    let mut it = rec.splitn(5, ' ');
+    let mut next = || it.next().ok_or_else(bad);
+    let (tok, acq, exp, _ticket, rest) = (next()?, next()?, next()?, next()?, next()?);
+    let (pid, rest) = counted(rest).ok_or_else(bad)?;
+    let (app, req) = counted(rest).ok_or_else(bad)?;
+    let req: ReqIn = serde_json::from_str(req).map_err(|_| bad())?;
+    Ok(Lease {
+        lease_id,
+        pool_type: pool.clone(),
+        processor_id: ProcessorId::new(pid),
+        app_id: AppId::new(app),
+        holder: req.h,
+        priority: req.r,
+        acquired_at: ts(acq, lid)?,
+        expires_at: ts(exp, lid)?,
+        metadata: req.m,
+        fencing_token: FencingToken(tok.parse().map_err(|_| bad())?),
+    })
+}
+
+fn load_of(reply: &[Value], from: usize) -> Result<PoolLoad, LeaseError> {
+    let n = |i: usize| -> Result<u32, LeaseError> {
+        let v = number(reply, from + i, "counts")?;
+        Ok(u32::try_from(v.max(0)).unwrap_or(u32::MAX))
+    };
+    Ok(PoolLoad {
+        pending: n(0)?,
+        available: n(1)?,
+        leased: n(2)?,
+        draining: n(3)?,
+        queue_depth: n(4)?,
+    })
+}
+
+fn pairs(v: Option<&Value>) -> Vec<(&str, &str)> {
+    match v {
+        Some(Value::Array(items)) => items
+            .chunks_exact(2)
+            .filter_map(|c| Some((text(&c[0])?, text(&c[1])?)))
+            .collect(),
+        Some(Value::Map(items)) => items
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+// === impl RedisLeaseStore ===
+
+impl RedisLeaseStore {
+    /// Connects to `url` (`redis://host:port/db`). Fails with `Unavailable` when Redis
+    /// cannot be reached within the connection timeout.
+    pub async fn connect(url: &str, config: RedisLeaseStoreConfig) -> Result<Self, LeaseError> {
+        let client = redis::Client::open(url).map_err(redis_err)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(redis_err)?;
+        Ok(RedisLeaseStore {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                config,
+                scripts: Scripts::new(),
+                watchers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.inner.config.prefix
+    }
+
+    /// `{prefix}pool:{P}:`, the base every key of pool `P` starts with.
+    pub fn pool_key_base(&self, pool: &PoolType) -> String {
+        format!("{}pool:{{{pool}}}:", self.inner.config.prefix)
+    }
+
+    fn pools_key(&self) -> String {
+        format!("{}pools", self.inner.config.prefix)
+    }
+
+    /// Runs one prepared script call; the reply is an array whose first element is `ok`
+    /// or an error code.
+    async fn run(&self, inv: ScriptInvocation<'_>) -> Result<Vec<Value>, LeaseError> {
+        let mut conn = self.inner.conn.clone();
+        match inv.invoke_async::<Value>(&mut conn).await {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(other) => Err(unavailable(format!("unexpected script reply {other:?}"))),
+            Err(e) => Err(redis_err(e)),
+        }
+    }
+
+    /// Maps an error code (first element of a script reply) to the port's error.
+    fn refused(&self, reply: &[Value], pool: &PoolType, ctx: Refusal<'_>) -> LeaseError {
+        let code = reply.first().and_then(text).unwrap_or("");
+        match (code, ctx) {
+            ("nopool", _) => LeaseError::UnknownPool { pool: pool.clone() },
+            ("nolease", Refusal::Lease(lease_id, _)) => LeaseError::UnknownLease {
+                pool: pool.clone(),
+                lease_id,
+            },
+            ("stale", Refusal::Lease(_, given)) => match number(reply, 1, "token") {
+                Ok(current) => LeaseError::StaleFencingToken {
+                    given,
+                    current: FencingToken(u64::try_from(current).unwrap_or(0)),
+                },
+                Err(e) => e,
+            },
+            ("expired", Refusal::Lease(lease_id, _)) => match number(reply, 1, "expiry") {
+                Ok(at) => LeaseError::LeaseExpired {
+                    lease_id,
+                    expired_at: Timestamp::from_unix_millis(at),
+                },
+                Err(e) => e,
+            },
+            ("capacity", _) => LeaseError::AtCapacity {
+                max: number(reply, 1, "max")
+                    .ok()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(0),
+            },
+            ("noworker", Refusal::Worker(worker)) => LeaseError::UnknownWorker {
+                pool: pool.clone(),
+                worker: worker.to_owned(),
+            },
+            ("conflict", Refusal::Worker(worker)) => LeaseError::WorkerConflict {
+                processor_id: ProcessorId::new(worker),
+            },
+            ("corrupt", _) => corrupt(field(reply, 1, "what").unwrap_or("?")),
+            (other, _) => unavailable(format!("unexpected script answer `{other}`")),
+        }
+    }
+
+    /// Checks the pool's records against each other (counts, indexes, one lease per
+    /// worker, no idle worker while callers wait), like
+    /// [`orchestrator_pools::MemoryLeaseStore::check_invariants`]; for tests. Reads with
+    /// one `MULTI` so the snapshot is consistent. Describes the first violation found.
+    pub async fn check_invariants(&self, pool: &PoolType) -> Result<(), String> {
+        let base = self.pool_key_base(pool);
+        let k = |s: &str| format!("{base}{s}");
+        let mut conn = self.inner.conn.clone();
+        type Snapshot = (
+            Vec<(String, String)>,
+            Vec<String>,
+            Vec<(String, String)>,
+            Vec<(String, f64)>,
+            Vec<(String, i64)>,
+            usize,
+            usize,
+            Option<u64>,
+            Vec<(String, String)>,
+        );
+        let (workers, avail, leases, exp, counts, queue, tdl, token, appids): Snapshot =
+            redis::pipe()
+                .atomic()
+                .hgetall(k("workers"))
+                .lrange(k("avail"), 0, -1)
+                .hgetall(k("leases"))
+                .zrange_withscores(k("exp"), 0, -1)
+                .hgetall(k("counts"))
+                .zcard(k("queue"))
+                .zcard(k("tdl"))
+                .get(k("token"))
+                .hgetall(k("appids"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        let mut load = PoolLoad::default();
+        let mut by_pid = std::collections::HashMap::new();
+        for (pid, rec) in &workers {
+            let w = parse_worker(pool, pid, rec).map_err(|e| e.to_string())?;
+            load.count(w.state);
+            let listed = avail.iter().filter(|a| *a == pid).count();
+            if listed != usize::from(w.state == WorkerState::Available) {
+                return Err(format!(
+                    "{pid} is {} but listed {listed}x as available",
+                    w.state
+                ));
+            }
+            match (w.state, w.lease_id) {
+                (WorkerState::Leased, None) => return Err(format!("{pid} Leased without a lease")),
+                (WorkerState::Pending | WorkerState::Available, Some(_)) => {
+                    return Err(format!("{pid} is {} with a lease", w.state));
+                }
+                _ => {}
+            }
+            if !appids
+                .iter()
+                .any(|(a, p)| a == w.app_id.as_str() && p == pid)
+            {
+                return Err(format!("app-id index misses {pid}"));
+            }
+            by_pid.insert(pid.clone(), w);
+        }
+        if avail.len() != load.available as usize {
+            return Err("available list has duplicates or strangers".into());
+        }
+        let stored: std::collections::HashMap<_, _> = counts.into_iter().collect();
+        let c = |s: &str| u32::try_from(stored.get(s).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+        let stored = (c("P"), c("A"), c("L"), c("D"));
+        if stored != (load.pending, load.available, load.leased, load.draining) {
+            return Err(format!("counts {stored:?} != actual {load:?}"));
+        }
+        if leases.len() != exp.len() {
+            return Err(format!(
+                "{} leases but {} expiries",
+                leases.len(),
+                exp.len()
+            ));
+        }
+        let mut held = std::collections::HashSet::new();
+        for (lid, rec) in &leases {
+            let l = parse_lease(pool, lid, rec).map_err(|e| e.to_string())?;
+            if !held.insert(l.processor_id.clone()) {
+                return Err(format!("{} is leased twice", l.processor_id));
+            }
+            if !exp
+                .iter()
+                .any(|(e, at)| e == lid && *at as i64 == l.expires_at.unix_millis())
+            {
+                return Err(format!("lease {lid} has no matching expiry entry"));
+            }
+            match by_pid.get(l.processor_id.as_str()) {
+                Some(w) if w.lease_id == Some(l.lease_id) => {}
+                _ => {
+                    return Err(format!(
+                        "lease {lid} points at a worker that does not hold it"
+                    ));
+                }
+            }
+            if l.fencing_token.0 > token.unwrap_or(0) {
+                return Err(format!("lease {lid} has a token from the future"));
+            }
+        }
+        for w in by_pid.values() {
+            if let Some(l) = w.lease_id
+                && !leases.iter().any(|(lid, _)| *lid == l.to_string())
+            {
+                return Err(format!(
+                    "{} names lease {l} which does not exist",
+                    w.processor_id
+                ));
+            }
+        }
+        if queue > 0 && !avail.is_empty() {
+            return Err("callers wait while workers are available".into());
+        }
+        if queue != tdl {
+            return Err(format!("queue has {queue} entries but deadlines {tdl}"));
+        }
+        Ok(())
+    }
+
+    /// Waits (at most [`WATCH_BLOCK`]) for a grant on `key`, on a dedicated connection.
+    async fn wait_grant(inner: Arc<Inner>, key: String) {
+        let pooled = inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(c) => Ok(c),
+            None => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(inner.config.connection_timeout))
+                    .set_response_timeout(Some(WATCH_BLOCK + inner.config.response_timeout));
+                inner
+                    .client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+            }
+        };
+        let Ok(mut conn) = conn else {
+            // Redis is unreachable: wake after a poll interval; the waiter's poll reports it.
+            tokio::time::sleep(orchestrator_pools::waiting::DEFAULT_POLL_INTERVAL).await;
+            return;
+        };
+        let res: redis::RedisResult<Value> = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(WATCH_BLOCK.as_secs_f64())
+            .query_async(&mut conn)
+            .await;
+        match res {
+            Ok(_) => {
+                let mut idle = inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < IDLE_WATCH_CONNECTIONS {
+                    idle.push(conn);
+                }
+            }
+            Err(_) => {
+                tokio::time::sleep(orchestrator_pools::waiting::DEFAULT_POLL_INTERVAL).await;
+            }
+        }
+    }
+}
+
+/// What a refused call was about, for error mapping.
+#[derive(Clone, Copy)]
+enum Refusal<'a> {
+    None,
+    Lease(LeaseId, FencingToken),
+    Worker(&'a str),
+}
+
+fn ok(reply: &[Value]) -> bool {
+    reply.first().and_then(text) == Some("ok")
+}
+
+#[async_trait]
+impl LeaseStore for RedisLeaseStore {
+    async fn configure_pool(&self, config: PoolConfig) -> Result<Option<PoolConfig>, LeaseError> {
+        let pool = config.pool_type().clone();
+        let json = serde_json::to_string(&config)
+            .map_err(|e| unavailable(format!("config does not serialise: {e}")))?;
+        let dur = dur_ms(config.default_lease_duration());
+        let mut inv = self.inner.scripts.configure.key(self.pool_key_base(&pool));
+        inv.key(self.pools_key())
+            .arg(pool.as_str())
+            .arg(json)
+            .arg(config.max_instances())
+            .arg(dur);
+        let mut conn = self.inner.conn.clone();
+        let reply = match inv.invoke_async::<Value>(&mut conn).await {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => return Err(unavailable(format!("unexpected reply {other:?}"))),
+            Err(e) => return Err(redis_err(e)),
+        };
+        if !ok(&reply) {
+            return Err(self.refused(&reply, &pool, Refusal::None));
+        }
+        if is_nil(reply.get(1)) {
+            return Ok(None);
+        }
+        let prev = field(&reply, 1, "config")?;
+        Ok(Some(serde_json::from_str(prev).map_err(|e| {
+            corrupt(&format!("stored configuration of {pool}: {e}"))
+        })?))
+    }
+
+    async fn register_worker(
+        &self,
+        pool: &PoolType,
+        processor_id: &ProcessorId,
+        app_id: &AppId,
+        now: Timestamp,
+    ) -> Result<Worker, LeaseError> {
+        let reply = eval!(
+            self,
+            register,
+            pool,
+            &processor_id.as_str(),
+            &app_id.as_str(),
+            &ms(now)
+        )
+        .await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Worker(processor_id.as_str())));
+        }
+        parse_worker(pool, processor_id.as_str(), field(&reply, 1, "worker")?)
+    }
+
+    async fn mark_ready(
+        &self,
+        pool: &PoolType,
+        worker: &str,
+        now: Timestamp,
+    ) -> Result<Worker, LeaseError> {
+        let reply = eval!(self, ready, pool, &worker, &ms(now)).await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Worker(worker)));
+        }
+        parse_worker(
+            pool,
+            field(&reply, 1, "processor id")?,
+            field(&reply, 2, "worker")?,
+        )
+    }
+
+    async fn acquire(
+        &self,
+        pool: &PoolType,
+        req: AcquireRequest,
+        now: Timestamp,
+    ) -> Result<Acquired, LeaseError> {
+        let id = Uuid::new_v4();
+        let lid = id.hyphenated().to_string();
+        let body = serde_json::to_string(&ReqOut {
+            h: &req.holder,
+            r: req.priority,
+            m: &req.metadata,
+        })
+        .map_err(|e| unavailable(format!("metadata does not serialise: {e}")))?;
+        let reply = eval!(
+            self,
+            acquire,
+            pool,
+            &ms(now),
+            &lid,
+            &dur_ms(req.lease_duration.unwrap_or_default()),
+            &dur_ms(req.wait),
+            &req.priority,
+            &body
+        )
+        .await?;
+        let outcome = match reply.first().and_then(text) {
+            Some("leased") => {
+                AcquireOutcome::Leased(parse_lease(pool, &lid, field(&reply, 6, "lease")?)?)
+            }
+            Some("queued") => AcquireOutcome::Queued(WaitTicket {
+                pool: pool.clone(),
+                id,
+            }),
+            Some("exhausted") => AcquireOutcome::Exhausted,
+            _ => return Err(self.refused(&reply, pool, Refusal::None)),
+        };
+        Ok(Acquired {
+            outcome,
+            load: load_of(&reply, 1)?,
+        })
+    }
+
+    async fn poll_wait(
+        &self,
+        ticket: &WaitTicket,
+        now: Timestamp,
+    ) -> Result<WaitStatus, LeaseError> {
+        let id = ticket.id.hyphenated().to_string();
+        let reply = eval!(self, poll, &ticket.pool, &id, &ms(now)).await?;
+        match reply.first().and_then(text) {
+            Some("waiting") => Ok(WaitStatus::Waiting),
+            Some("leased") => Ok(WaitStatus::Leased(parse_lease(
+                &ticket.pool,
+                field(&reply, 1, "lease id")?,
+                field(&reply, 2, "lease")?,
+            )?)),
+            Some("noticket") => Err(LeaseError::UnknownTicket {
+                ticket: ticket.clone(),
+            }),
+            _ => Err(self.refused(&reply, &ticket.pool, Refusal::None)),
+        }
+    }
+
+    async fn cancel_wait(&self, ticket: &WaitTicket) -> Result<Option<Lease>, LeaseError> {
+        let id = ticket.id.hyphenated().to_string();
+        let reply = eval!(self, cancel, &ticket.pool, &id).await?;
+        match reply.first().and_then(text) {
+            Some("none") => Ok(None),
+            Some("leased") => Ok(Some(parse_lease(
+                &ticket.pool,
+                field(&reply, 1, "lease id")?,
+                field(&reply, 2, "lease")?,
+            )?)),
+            _ => Err(self.refused(&reply, &ticket.pool, Refusal::None)),
+        }
+    }
+
+    async fn release(
+        &self,
+        pool: &PoolType,
+        lease_id: LeaseId,
+        fencing_token: FencingToken,
+        success: bool,
+        now: Timestamp,
+    ) -> Result<Released, LeaseError> {
+        let lid = lease_id.0.hyphenated().to_string();
+        let reply = eval!(
+            self,
+            release,
+            pool,
+            &ms(now),
+            &lid,
+            &fencing_token.0,
+            &u8::from(success)
+        )
+        .await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Lease(lease_id, fencing_token)));
+        }
+        let lease = parse_lease(pool, &lid, field(&reply, 1, "lease")?)?;
+        let held = u64::try_from(number(&reply, 2, "held")?).unwrap_or(0);
+        let worker = parse_worker(
+            pool,
+            lease.processor_id.as_str(),
+            field(&reply, 3, "worker")?,
+        )?;
+        let handed_off = if is_nil(reply.get(4)) {
+            None
+        } else {
+            Some(parse_lease(
+                pool,
+                field(&reply, 4, "handoff id")?,
+                field(&reply, 5, "handoff")?,
+            )?)
+        };
+        Ok(Released {
+            lease,
+            success,
+            lease_duration: Duration::from_millis(held),
+            worker,
+            handed_off,
+        })
+    }
+
+    async fn renew(
+        &self,
+        pool: &PoolType,
+        lease_id: LeaseId,
+        fencing_token: FencingToken,
+        extend_by: Duration,
+        now: Timestamp,
+    ) -> Result<Lease, LeaseError> {
+        let lid = lease_id.0.hyphenated().to_string();
+        let extend = u64::try_from(extend_by.as_millis()).unwrap_or(u64::MAX);
+        let reply = eval!(self, renew, pool, &ms(now), &lid, &fencing_token.0, &extend).await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Lease(lease_id, fencing_token)));
+        }
+        parse_lease(pool, &lid, field(&reply, 1, "lease")?)
+    }
+
+    async fn reclaim_expired(
+        &self,
+        pool: &PoolType,
+        now: Timestamp,
+    ) -> Result<Vec<Lease>, LeaseError> {
+        let reply = eval!(self, reclaim, pool, &ms(now)).await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::None));
+        }
+        reply
+            .get(1..)
+            .unwrap_or_default()
+            .chunks(2)
+            .map(|c| match c {
+                [lid, rec] => parse_lease(
+                    pool,
+                    text(lid).ok_or_else(|| corrupt("reclaimed lease id"))?,
+                    text(rec).ok_or_else(|| corrupt("reclaimed lease"))?,
+                ),
+                _ => Err(unavailable("malformed reclaim reply")),
+            })
+            .collect()
+    }
+
+    async fn drain_worker(
+        &self,
+        pool: &PoolType,
+        processor_id: &ProcessorId,
+        now: Timestamp,
+    ) -> Result<Worker, LeaseError> {
+        let reply = eval!(self, drain, pool, &processor_id.as_str(), &ms(now)).await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Worker(processor_id.as_str())));
+        }
+        parse_worker(pool, processor_id.as_str(), field(&reply, 1, "worker")?)
+    }
+
+    async fn remove_worker(
+        &self,
+        pool: &PoolType,
+        processor_id: &ProcessorId,
+        now: Timestamp,
+    ) -> Result<RemovedWorker, LeaseError> {
+        let reply = eval!(self, remove, pool, &processor_id.as_str(), &ms(now)).await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::Worker(processor_id.as_str())));
+        }
+        let worker = parse_worker(pool, processor_id.as_str(), field(&reply, 1, "worker")?)?;
+        let dropped_lease = if is_nil(reply.get(3)) {
+            None
+        } else {
+            Some(parse_lease(
+                pool,
+                field(&reply, 2, "lease id")?,
+                field(&reply, 3, "lease")?,
+            )?)
+        };
+        Ok(RemovedWorker {
+            worker,
+            dropped_lease,
+        })
+    }
+
+    async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError> {
+        let reply = eval!(self, status, pool, &ms(now), &"status").await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::None));
+        }
+        let load = match reply.get(1) {
+            Some(Value::Array(c)) => load_of(c, 0)?,
+            _ => return Err(unavailable("malformed status reply")),
+        };
+        let config: PoolConfig = serde_json::from_str(field(&reply, 2, "config")?)
+            .map_err(|e| corrupt(&format!("config of {pool}: {e}")))?;
+        let mut workers = pairs(reply.get(3))
+            .into_iter()
+            .map(|(pid, rec)| parse_worker(pool, pid, rec))
+            .collect::<Result<Vec<_>, _>>()?;
+        workers.sort_by(|a, b| a.processor_id.cmp(&b.processor_id));
+        let mut leases = pairs(reply.get(4))
+            .into_iter()
+            .map(|(lid, rec)| parse_lease(pool, lid, rec))
+            .collect::<Result<Vec<_>, _>>()?;
+        leases.sort_by_key(|l| l.fencing_token);
+        Ok(PoolStatus {
+            config,
+            workers,
+            leases,
+            load,
+        })
+    }
+
+    async fn metrics(&self, pool: &PoolType, now: Timestamp) -> Result<PoolMetrics, LeaseError> {
+        let reply = eval!(self, status, pool, &ms(now), &"metrics").await?;
+        if !ok(&reply) {
+            return Err(self.refused(&reply, pool, Refusal::None));
+        }
+        let load = match reply.get(1) {
+            Some(Value::Array(c)) => load_of(c, 0)?,
+            _ => return Err(unavailable("malformed metrics reply")),
+        };
+        let bucket_ms = i64::try_from(METRICS_BUCKET.as_millis()).unwrap_or(60_000);
+        let current = ms(now).div_euclid(bucket_ms);
+        let oldest = current - METRICS_BUCKETS as i64;
+        let (mut completed, mut failed, mut lease_ms) = (0u64, 0u64, 0u64);
+        let (mut total_completed, mut total_failed, mut total_reclaimed) = (0, 0, 0);
+        let mut last_scale_event = None;
+        let bad = || corrupt(&format!("metrics of {pool}"));
+        for (k, v) in pairs(reply.get(2)) {
+            let nums: Vec<i64> = v
+                .split(' ')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad())?;
+            let u = |i: usize| nums.get(i).map(|n| u64::try_from(*n).unwrap_or(0));
+            if k == "tot" {
+                (total_completed, total_failed, total_reclaimed) = (
+                    u(0).ok_or_else(bad)?,
+                    u(1).ok_or_else(bad)?,
+                    u(2).ok_or_else(bad)?,
+                );
+            } else if k == "ls" {
+                last_scale_event =
+                    Some(Timestamp::from_unix_millis(*nums.first().ok_or_else(bad)?));
+            } else if k.starts_with("b:") {
+                let minute = *nums.first().ok_or_else(bad)?;
+                if minute > oldest && minute <= current {
+                    completed += u(1).ok_or_else(bad)?;
+                    failed += u(2).ok_or_else(bad)?;
+                    lease_ms = lease_ms.saturating_add(u(3).ok_or_else(bad)?);
+                }
+            }
+        }
+        let n = completed + failed;
+        Ok(PoolMetrics {
+            jobs_completed_1h: completed,
+            jobs_failed_1h: failed,
+            avg_lease_time: Duration::from_millis(lease_ms.checked_div(n).unwrap_or(0)),
+            total_completed,
+            total_failed,
+            total_reclaimed,
+            last_scale_event,
+            load,
+            utilisation: load.utilisation(),
+        })
+    }
+
+    async fn list_pools(&self) -> Result<Vec<PoolType>, LeaseError> {
+        let mut conn = self.inner.conn.clone();
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.pools_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let mut pools = names
+            .into_iter()
+            .map(PoolType::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        pools.sort();
+        Ok(pools)
+    }
+
+    fn watch(&self, ticket: &WaitTicket) -> Option<BoxFuture<'static, ()>> {
+        let key = format!("{}grant:{}", self.pool_key_base(&ticket.pool), ticket.id);
+        Some(Box::pin(Self::wait_grant(Arc::clone(&self.inner), key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> PoolType {
+        PoolType::new("p").unwrap()
+    }
+
+    #[test]
+    fn records_parse_and_garbage_is_an_error_not_a_panic() {
+        let w = parse_worker(
+            &pool(),
+            "p-1",
+            "L 00000000-0000-0000-0000-000000000001 5 - 1 app with space",
+        )
+        .unwrap();
+        assert_eq!(w.state, WorkerState::Leased);
+        assert_eq!(w.app_id.as_str(), "app with space");
+        assert_eq!(w.idle_since, None);
+        let rec = r#"7 1000 2000 - 3 p 1 3 a b {"h":"x y","r":-2,"m":{"k":[1]}}"#;
+        let l = parse_lease(&pool(), "00000000-0000-0000-0000-000000000002", rec).unwrap();
+        assert_eq!(l.processor_id.as_str(), "p 1");
+        assert_eq!(l.app_id.as_str(), "a b");
+        assert_eq!((l.holder.as_str(), l.priority), ("x y", -2));
+        assert_eq!(l.fencing_token, FencingToken(7));
+        assert_eq!(l.expires_at, Timestamp::from_unix_millis(2000));
+        for bad in [
+            "",
+            "7",
+            "7 1 2 - 99 p",
+            "x 1 2 - 1 p 1 a {}",
+            "7 1 2 - 1 p 1 a nojson",
+        ] {
+            assert!(parse_lease(&pool(), "00000000-0000-0000-0000-000000000002", bad).is_err());
+        }
+        for bad in ["", "X - 1 - 1 a", "L notauuid 1 - 1 a", "A - x - 1 a"] {
+            assert!(parse_worker(&pool(), "p", bad).is_err());
+        }
+        // A multi-byte char cut by a wrong length must not panic.
+        assert!(
+            parse_lease(
+                &pool(),
+                "00000000-0000-0000-0000-000000000002",
+                "1 1 1 - 1 é 1 a {}"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn durations_round_up_to_a_millisecond() {
+        assert_eq!(dur_ms(Duration::ZERO), 0);
+        assert_eq!(dur_ms(Duration::from_micros(10)), 1);
+        assert_eq!(dur_ms(Duration::from_secs(2)), 2000);
+    }
+}

@@ -1,0 +1,24 @@
+-- drain_worker. ARGV: processor id, now.
+local pid, now = ARGV[1], ARGV[2]
+if call('EXISTS', K_CFG) == 0 then
+  return { 'nopool' }
+end
+local wrec = call('HGET', K_WORKERS, pid)
+if not wrec then
+  return { 'noworker' }
+end
+local w = wparse(wrec)
+if not w then
+  return { 'corrupt', 'worker ' .. pid }
+end
+if w.st ~= 'D' then
+  if w.st == 'A' then
+    call('LREM', K_AVAIL, 0, pid)
+  end
+  move(w, 'D')
+  w.upd = now
+  wrec = wformat(w)
+  call('HSET', K_WORKERS, pid, wrec)
+  call('HSET', K_METRICS, 'ls', now)
+end
+return { 'ok', wrec }

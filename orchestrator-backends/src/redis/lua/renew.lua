@@ -1,0 +1,24 @@
+-- renew. ARGV: now, lease id, fencing token, extend ms.
+local now, lid, token, ext = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rec = call('HGET', K_LEASES, lid)
+if not rec then
+  if call('EXISTS', K_CFG) == 0 then
+    return { 'nopool' }
+  end
+  return { 'nolease' }
+end
+local tok, acq, exp, rest = string.match(rec, '^(%d+) (%S+) (%S+) (.*)$')
+if not tok then
+  return { 'corrupt', 'lease ' .. lid }
+end
+if tok ~= token then
+  return { 'stale', tok }
+end
+if tonumber(exp) < tonumber(now) then
+  return { 'expired', exp }
+end
+local nexp = s(tonumber(exp) + tonumber(ext))
+rec = tok .. ' ' .. acq .. ' ' .. nexp .. ' ' .. rest
+call('HSET', K_LEASES, lid, rec)
+call('ZADD', K_EXP, nexp, lid)
+return { 'ok', rec }
