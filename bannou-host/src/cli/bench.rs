@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+pub mod heartbeats;
 pub mod pools;
 
 /// Arguments of `bench`.
@@ -21,11 +22,34 @@ pub enum BenchCommand {
     /// Acquire+release pairs against the in-memory store, the Redis store and upstream's
     /// lock + read-modify-write algorithm on the same Redis.
     Pools(pools::PoolsArgs),
+    /// Heartbeats through the in-memory bus and Redis Streams into the ingestion pipeline:
+    /// throughput, end-to-end lag, and how fast a silenced instance is reported unavailable.
+    Heartbeats(heartbeats::HeartbeatsArgs),
 }
 
 /// Runs a benchmark and prints its report to `out`.
 pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Pools(a) => pools::run(a, out),
+        BenchCommand::Heartbeats(a) => heartbeats::run(a, out),
+    }
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of ascending samples; `None` when there are none.
+pub(crate) fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(super::nearest_rank(&v, 0.5), Some(50));
+        assert_eq!(super::nearest_rank(&v, 0.99), Some(99));
+        assert_eq!(super::nearest_rank(&v, 1.0), Some(100));
+        assert_eq!(super::nearest_rank(&[7u32], 0.0), Some(7));
+        assert_eq!(super::nearest_rank::<u32>(&[], 0.5), None);
     }
 }
