@@ -12,7 +12,7 @@ use crate::names::AppId;
 use crate::time::Timestamp;
 
 /// An event with a fixed bus topic.
-pub trait Event: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
+pub trait Event: Clone + Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
     /// The topic (routing key) this event is published on.
     const TOPIC: &'static str;
 }

@@ -15,14 +15,44 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use crate::events::Event;
 
 /// An immutable message body (UTF-8 JSON for every topic we use). Cheap to clone: every
-/// subscriber of a fan-out shares the same bytes.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Payload(Arc<[u8]>);
+/// subscriber of a fan-out shares the same body.
+///
+/// A payload made by [`Payload::event`] also carries the event itself, so an in-process
+/// bus hands subscribers the value without any JSON: it is encoded only when someone
+/// reads the bytes (a Redis `XADD`, a raw subscriber), once, and [`decode_event`] takes the
+/// typed value when its type matches. Equality and hashing are over the bytes.
+#[derive(Clone)]
+pub struct Payload(Body);
+
+#[derive(Clone)]
+enum Body {
+    Bytes(Arc<[u8]>),
+    Typed(Arc<TypedBody>),
+}
+
+struct TypedBody {
+    value: Box<dyn std::any::Any + Send + Sync>,
+    encoded: std::sync::OnceLock<Arc<[u8]>>,
+    encode: fn(&(dyn std::any::Any + Send + Sync)) -> Vec<u8>,
+}
+
+fn encode_as<E: Event>(value: &(dyn std::any::Any + Send + Sync)) -> Vec<u8> {
+    // `Event` types are plain data with string-keyed maps: serde_json cannot fail on them.
+    value
+        .downcast_ref::<E>()
+        .and_then(|e| serde_json::to_vec(e).ok())
+        .unwrap_or_default()
+}
 
 impl Payload {
-    /// The bytes.
+    /// The bytes (encoding a typed payload on first use).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Body::Bytes(b) => b,
+            Body::Typed(t) => t
+                .encoded
+                .get_or_init(|| (t.encode)(t.value.as_ref()).into()),
+        }
     }
 
     /// Serialises `value` as JSON.
@@ -30,39 +60,71 @@ impl Payload {
         serde_json::to_vec(value).map(Payload::from)
     }
 
+    /// A payload carrying `event` itself; JSON is produced lazily (see the type docs).
+    pub fn event<E: Event>(event: E) -> Self {
+        Payload(Body::Typed(Arc::new(TypedBody {
+            value: Box::new(event),
+            encoded: std::sync::OnceLock::new(),
+            encode: encode_as::<E>,
+        })))
+    }
+
+    /// The carried event, when this payload was made by [`Payload::event`] with type `E`.
+    pub fn typed<E: Event>(&self) -> Option<&E> {
+        match &self.0 {
+            Body::Typed(t) => t.value.downcast_ref::<E>(),
+            Body::Bytes(_) => None,
+        }
+    }
+
     /// At most `max` bytes of the payload as lossy UTF-8, for error messages and logs.
     pub fn excerpt(&self, max: usize) -> String {
-        let end = self.0.len().min(max);
-        let mut text = String::from_utf8_lossy(&self.0[..end]).into_owned();
-        if end < self.0.len() {
+        let bytes = self.as_bytes();
+        let end = bytes.len().min(max);
+        let mut text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        if end < bytes.len() {
             text.push('…');
         }
         text
     }
 }
 
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Payload {}
+
+impl std::hash::Hash for Payload {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 impl Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for Payload {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(v: Vec<u8>) -> Self {
-        Payload(v.into())
+        Payload(Body::Bytes(v.into()))
     }
 }
 
 impl From<&[u8]> for Payload {
     fn from(v: &[u8]) -> Self {
-        Payload(v.into())
+        Payload(Body::Bytes(v.into()))
     }
 }
 
@@ -251,6 +313,9 @@ const EXCERPT_BYTES: usize = 200;
 
 /// Decodes one payload as `E`.
 pub fn decode_event<E: Event>(topic: &str, payload: &Payload) -> Result<E, DecodeError> {
+    if let Some(event) = payload.typed::<E>() {
+        return Ok(event.clone());
+    }
     serde_json::from_slice(payload.as_bytes()).map_err(|e| DecodeError {
         topic: topic.to_owned(),
         reason: e.to_string(),
@@ -331,13 +396,10 @@ impl<E: Event> Stream for EventSubscription<E> {
 /// ```
 #[async_trait]
 pub trait EventBusExt: EventBus {
-    /// Serialises `event` to JSON and publishes it on `E::TOPIC`.
+    /// Publishes `event` on `E::TOPIC` (as [`Payload::event`]: an in-process bus passes the
+    /// value itself, an out-of-process one encodes it as JSON).
     async fn publish_event<E: Event>(&self, event: &E) -> Result<(), BusError> {
-        let payload = Payload::json(event).map_err(|e| BusError::Encode {
-            topic: E::TOPIC.to_owned(),
-            reason: e.to_string(),
-        })?;
-        self.publish(E::TOPIC, payload).await
+        self.publish(E::TOPIC, Payload::event(event.clone())).await
     }
 
     /// Subscribes to `E::TOPIC`, decoding each message as `E`.
@@ -353,6 +415,25 @@ mod tests {
     use super::*;
     use crate::events::{DeploymentAction, DeploymentEvent};
     use crate::time::Timestamp;
+
+    #[test]
+    fn a_typed_payload_hands_back_its_event_and_encodes_lazily_to_the_same_json() {
+        let e = event();
+        let typed = Payload::event(e.clone());
+        assert_eq!(typed.typed::<DeploymentEvent>(), Some(&e));
+        assert!(
+            typed
+                .typed::<crate::events::ProcessorReleasedEvent>()
+                .is_none()
+        );
+        // Bytes on demand equal what the JSON path writes; equality is over the bytes.
+        let json = Payload::json(&e).unwrap();
+        assert_eq!(typed.as_bytes(), json.as_bytes());
+        assert_eq!(typed, json);
+        assert_eq!(decode_event::<DeploymentEvent>("t", &typed).unwrap(), e);
+        assert_eq!(decode_event::<DeploymentEvent>("t", &json).unwrap(), e);
+        assert!(json.typed::<DeploymentEvent>().is_none());
+    }
 
     fn event() -> DeploymentEvent {
         DeploymentEvent {
