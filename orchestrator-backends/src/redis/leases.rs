@@ -38,9 +38,10 @@
 //! contain spaces are length-prefixed. Timestamps are stored in milliseconds, so
 //! sub-millisecond parts of `now` are dropped.
 //!
-//! No script uses `KEYS`/`SCAN`; `status` and `metrics` are read-only. Each mutating
-//! script first drops tickets whose wait ended (`tdl`), and `acquire` first reclaims
-//! expired leases (`exp`), both O(expired).
+//! No script uses `KEYS`/`SCAN`; `status` and `metrics` are read-only. `acquire`,
+//! `release`, `reclaim_expired`, `poll_wait` and a `mark_ready` that frees a worker first
+//! drop tickets whose wait ended (`tdl`), and `acquire` first reclaims expired leases
+//! (`exp`), both O(expired). Counters are doubles, exact up to 2^53 (fencing tokens included).
 //!
 //! Cost: inside a script every `redis.call`, and every argument and reply field it converts,
 //! costs time (measured here: `HGET` 0.7 us, a 9-field `HMGET` 2.4 us), which dominates
