@@ -6,7 +6,9 @@
 //! pairs that found no worker, errors, and a double-lease check: an in-process map from
 //! processor id to the client holding it, behind a mutex, updated on every acquire (a
 //! processor already held by another client counts as a double lease) and before every
-//! release. Without `--redis` only (a) runs. Keys go under a fresh `bench:{uuid}:` prefix and
+//! release. `--ceiling` adds (d): pairs of two empty `EVALSHA` round trips on the same
+//! connection, what any one-script-per-operation store could reach on this machine at this
+//! moment. Without `--redis` only (a) runs. Keys go under a fresh `bench:{uuid}:` prefix and
 //! are left behind: point it at a throw-away server.
 
 use std::collections::HashMap;
@@ -46,6 +48,10 @@ pub struct PoolsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also measure the ceiling: pairs of two empty `EVALSHA` round trips (no work) on the
+    /// same Redis, so the store's numbers can be read against this machine's state.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 /// One store's numbers.
@@ -100,6 +106,8 @@ pub struct PoolsReport {
     pub ratio_redis_vs_baseline: Option<f64>,
     /// Double leases seen in all runs (must be 0).
     pub double_leases: u64,
+    /// `--ceiling`: pairs/s of two empty `EVALSHA` round trips.
+    pub ceiling_pairs_per_sec: Option<f64>,
     /// Whether the Redis store's records agreed with each other after its run.
     pub redis_invariants: Option<String>,
     /// Every run in full.
@@ -108,6 +116,8 @@ pub struct PoolsReport {
     pub redis: Option<RunReport>,
     /// (c) in full.
     pub baseline: Option<RunReport>,
+    /// `--ceiling` in full.
+    pub ceiling: Option<RunReport>,
 }
 
 /// Runs the benchmark on a multi-thread runtime built here and prints the report.
@@ -156,7 +166,8 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
     )
     .await;
 
-    let (mut redis_run, mut baseline_run, mut invariants) = (None, None, None);
+    let (mut redis_run, mut baseline_run, mut invariants, mut ceiling_run) =
+        (None, None, None, None);
     if let Some(url) = &args.redis {
         let store = RedisLeaseStore::connect(
             url,
@@ -177,6 +188,10 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
             Ok(()) => "ok".to_owned(),
             Err(e) => e,
         });
+        if args.ceiling {
+            ceiling_run =
+                Some(drive(Arc::new(Target::Ceiling(store)), args.clients, duration).await);
+        }
 
         let baseline = UpstreamBaseline::connect(url, format!("bench:{tag}:upstream:"))
             .await
@@ -215,10 +230,12 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         baseline_p99_ms: baseline_run.as_ref().map(|r| r.p99_ms),
         ratio_redis_vs_baseline: ratio,
         double_leases,
+        ceiling_pairs_per_sec: ceiling_run.as_ref().map(|r| r.pairs_per_sec),
         redis_invariants: invariants,
         memory: memory_run,
         redis: redis_run,
         baseline: baseline_run,
+        ceiling: ceiling_run,
     })
 }
 
@@ -243,6 +260,8 @@ async fn setup_store(store: &dyn LeaseStore, workers: u32) -> anyhow::Result<Poo
 enum Target {
     Store(Arc<dyn LeaseStore>, PoolType),
     Baseline(UpstreamBaseline, String),
+    /// Two empty `EVALSHA` round trips: what a pair costs at least on this Redis now.
+    Ceiling(RedisLeaseStore),
 }
 
 /// Who holds which processor, as the clients saw it.
@@ -252,21 +271,32 @@ struct Check {
     doubles: AtomicU64,
 }
 
+/// Marks a processor nobody holds (entries are kept, so the hot path does not allocate).
+const FREE: usize = usize::MAX;
+
 impl Check {
     fn acquired(&self, processor: &str, client: usize) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(other) = held.insert(processor.to_owned(), client)
-            && other != client
-        {
-            self.doubles.fetch_add(1, Ordering::Relaxed);
+        match held.get_mut(processor) {
+            Some(holder) => {
+                if *holder != FREE && *holder != client {
+                    self.doubles.fetch_add(1, Ordering::Relaxed);
+                }
+                *holder = client;
+            }
+            None => {
+                held.insert(processor.to_owned(), client);
+            }
         }
     }
 
     /// Called before the release is sent, so the next holder never meets a stale entry.
     fn releasing(&self, processor: &str, client: usize) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(processor) == Some(&client) {
-            held.remove(processor);
+        if let Some(holder) = held.get_mut(processor)
+            && *holder == client
+        {
+            *holder = FREE;
         }
     }
 }
@@ -318,6 +348,10 @@ impl Target {
                     Err(_) => Pair::Failed,
                 }
             }
+            Target::Ceiling(store) => match (store.noop().await, store.noop().await) {
+                (Ok(()), Ok(())) => Pair::Done,
+                _ => Pair::Failed,
+            },
             Target::Baseline(b, pool) => {
                 let lease = loop {
                     match b.acquire(pool, Duration::from_secs(300), now()).await {
@@ -464,6 +498,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
         ("memory", Some(&r.memory)),
         ("redis", r.redis.as_ref()),
         ("baseline", r.baseline.as_ref()),
+        ("ceiling", r.ceiling.as_ref()),
     ];
     for (name, run) in runs {
         match run {
@@ -480,6 +515,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
                 x.errors,
                 x.busy_retries
             )?,
+            None if name == "ceiling" => {}
             None => writeln!(out, "{name:<10} (skipped: no --redis)")?,
         }
     }
@@ -524,6 +560,7 @@ mod tests {
             seconds: 0.2,
             workers: Some(2),
             json: true,
+            ceiling: false,
         };
         let mut out = Vec::new();
         run(args, &mut out).unwrap();

@@ -1,7 +1,7 @@
 -- acquire. ARGV: now, new lease (or ticket) id, lease ms (0 = default), wait ms, priority,
 -- request JSON.
 local now, lid, dur, wait, prio, req = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if call('EXISTS', K_CFG) == 0 then
+if not load_state() then
   return { 'nopool' }
 end
 purge(now)
@@ -15,18 +15,20 @@ while true do
   local w = wrec and wparse(wrec)
   if w and w.st == 'A' then
     local _, rec = grant(pid, w, lid, req, dur, nil, now)
-    local p, a, l, d, q = load()
-    return { 'leased', p, a, l, d, q, rec }
+    flush()
+    -- A worker was Available, so nobody was queued (freed workers go to waiters first).
+    return { 'leased', C.P, C.A, C.L, C.D, 0, rec }
   end
 end
 if wait ~= '0' then
-  local seq = call('INCR', K_SEQ)
+  C.seq = C.seq + 1
+  dirty = true
   local deadline = s(tonumber(now) + tonumber(wait))
-  call('HSET', K_TICKETS, lid, 'W ' .. deadline .. ' ' .. s(seq) .. ' ' .. dur .. ' ' .. prio .. ' ' .. req)
-  call('ZADD', K_QUEUE, -tonumber(prio), qmember(seq, lid))
+  call('HSET', K_TICKETS, lid, 'W ' .. deadline .. ' ' .. s(C.seq) .. ' ' .. dur .. ' ' .. prio .. ' ' .. req)
+  call('ZADD', K_QUEUE, -tonumber(prio), qmember(C.seq, lid))
   call('ZADD', K_TDL, deadline, lid)
-  local p, a, l, d, q = load()
-  return { 'queued', p, a, l, d, q }
+  flush()
+  return { 'queued', C.P, C.A, C.L, C.D, call('ZCARD', K_QUEUE) }
 end
-local p, a, l, d, q = load()
-return { 'exhausted', p, a, l, d, q }
+flush()
+return { 'exhausted', C.P, C.A, C.L, C.D, call('ZCARD', K_QUEUE) }

@@ -1,6 +1,6 @@
 -- drain_worker. ARGV: processor id, now.
 local pid, now = ARGV[1], ARGV[2]
-if call('EXISTS', K_CFG) == 0 then
+if not load_state() then
   return { 'nopool' }
 end
 local wrec = call('HGET', K_WORKERS, pid)
@@ -19,6 +19,6 @@ if w.st ~= 'D' then
   w.upd = now
   wrec = wformat(w)
   call('HSET', K_WORKERS, pid, wrec)
-  call('HSET', K_METRICS, 'ls', now)
+  flush('ls', now)
 end
 return { 'ok', wrec }

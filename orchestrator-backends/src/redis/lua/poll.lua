@@ -1,6 +1,6 @@
 -- poll_wait. ARGV: ticket id, now.
 local tk, now = ARGV[1], ARGV[2]
-if call('EXISTS', K_CFG) == 0 then
+if call('EXISTS', K_STATE) == 0 then
   return { 'noticket' }
 end
 purge(now)

@@ -1,5 +1,5 @@
 -- mark_ready. ARGV: processor id or app-id, now.
-if call('EXISTS', K_CFG) == 0 then
+if not load_state() then
   return { 'nopool' }
 end
 local key, now = ARGV[1], ARGV[2]
@@ -19,5 +19,6 @@ end
 if w.st == 'P' then
   purge(now)
   free_worker(pid, w, now)
+  flush()
 end
 return { 'ok', pid, wformat(w) }

@@ -1,9 +1,10 @@
 -- reclaim_expired. ARGV: now.
 local now = ARGV[1]
-if call('EXISTS', K_CFG) == 0 then
+if not load_state() then
   return { 'nopool' }
 end
 purge(now)
 local out = { 'ok' }
 reclaim(now, out)
+flush()
 return out

@@ -1,6 +1,5 @@
 -- register_worker. ARGV: processor id, app-id, now.
-local max = call('HGET', K_CFG, 'max')
-if not max then
+if not load_state('max') then
   return { 'nopool' }
 end
 local pid, app, now = ARGV[1], ARGV[2], ARGV[3]
@@ -15,13 +14,13 @@ end
 if call('HEXISTS', K_APPIDS, app) == 1 then
   return { 'conflict' }
 end
-local p, a, l, d = load()
-if p + a + l + d >= tonumber(max) then
-  return { 'capacity', max }
+if C.P + C.A + C.L + C.D >= (tonumber(C.max) or 0) then
+  return { 'capacity', C.max }
 end
 wrec = 'P - ' .. now .. ' ' .. now .. ' ' .. now .. ' ' .. app
 call('HSET', K_WORKERS, pid, wrec)
 call('HSET', K_APPIDS, app, pid)
-call('HINCRBY', K_COUNTS, 'P', 1)
-call('HSET', K_METRICS, 'ls', now)
+C.P = C.P + 1
+dirty = true
+flush('ls', now)
 return { 'ok', wrec }

@@ -1,6 +1,6 @@
 -- remove_worker. ARGV: processor id, now.
 local pid, now = ARGV[1], ARGV[2]
-if call('EXISTS', K_CFG) == 0 then
+if not load_state() then
   return { 'nopool' }
 end
 local wrec = call('HGET', K_WORKERS, pid)
@@ -12,7 +12,8 @@ if not w then
   return { 'corrupt', 'worker ' .. pid }
 end
 call('HDEL', K_WORKERS, pid)
-call('HINCRBY', K_COUNTS, w.st, -1)
+C[w.st] = (C[w.st] or 0) - 1
+dirty = true
 call('HDEL', K_APPIDS, w.app)
 if w.st == 'A' then
   call('LREM', K_AVAIL, 0, pid)
@@ -25,5 +26,5 @@ if w.lid ~= '-' then
     end_lease(w.lid, tk)
   end
 end
-call('HSET', K_METRICS, 'ls', now)
+flush('ls', now)
 return { 'ok', wrec, w.lid, lrec }

@@ -2,7 +2,7 @@
 local now, lid, token, ext = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local rec = call('HGET', K_LEASES, lid)
 if not rec then
-  if call('EXISTS', K_CFG) == 0 then
+  if call('EXISTS', K_STATE) == 0 then
     return { 'nopool' }
   end
   return { 'nolease' }
