@@ -264,19 +264,41 @@ enum Target {
     Ceiling(RedisLeaseStore),
 }
 
-/// Who holds which processor, as the clients saw it.
-#[derive(Default)]
+/// Who holds which processor, as the clients saw it. Sharded by processor id: one map
+/// behind one mutex became the bottleneck of the in-memory run (two threads parking on it).
 struct Check {
-    held: Mutex<HashMap<String, usize>>,
+    held: Vec<Mutex<HashMap<String, usize>>>,
     doubles: AtomicU64,
+}
+
+const CHECK_SHARDS: usize = 64;
+
+impl Default for Check {
+    fn default() -> Self {
+        Check {
+            held: (0..CHECK_SHARDS).map(|_| Mutex::default()).collect(),
+            doubles: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Marks a processor nobody holds (entries are kept, so the hot path does not allocate).
 const FREE: usize = usize::MAX;
 
 impl Check {
+    /// The shard of one processor: every update of a processor goes through one mutex.
+    fn shard(&self, processor: &str) -> &Mutex<HashMap<String, usize>> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(processor);
+        &self.held[(h as usize) % CHECK_SHARDS]
+    }
+
     fn acquired(&self, processor: &str, client: usize) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self
+            .shard(processor)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match held.get_mut(processor) {
             Some(holder) => {
                 if *holder != FREE && *holder != client {
@@ -292,7 +314,10 @@ impl Check {
 
     /// Called before the release is sent, so the next holder never meets a stale entry.
     fn releasing(&self, processor: &str, client: usize) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self
+            .shard(processor)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(holder) = held.get_mut(processor)
             && *holder == client
         {
