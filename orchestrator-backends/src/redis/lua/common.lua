@@ -47,6 +47,20 @@ local function wformat(w)
   return w.st .. ' ' .. w.lid .. ' ' .. w.upd .. ' ' .. w.idle .. ' ' .. w.cre .. ' ' .. w.app
 end
 
+-- Worker `pid`: the parsed record and the stored one, or nil and the reply that says why
+-- there is none.
+local function wload(pid)
+  local wrec = call('HGET', K_WORKERS, pid)
+  if not wrec then
+    return nil, { 'noworker' }
+  end
+  local w = wparse(wrec)
+  if not w then
+    return nil, { 'corrupt', 'worker ' .. pid }
+  end
+  return w, nil, wrec
+end
+
 -- token, acquired, expires, ticket, pid, position of the rest after the pid
 local function lparse(rec)
   local tok, acq, exp, tk, n, p = string.match(rec, '^(%d+) (%S+) (%S+) (%S+) (%d+) ()')

@@ -3,13 +3,9 @@ local pid, now = ARGV[1], ARGV[2]
 if not load_state() then
   return { 'nopool' }
 end
-local wrec = call('HGET', K_WORKERS, pid)
-if not wrec then
-  return { 'noworker' }
-end
-local w = wparse(wrec)
+local w, err, wrec = wload(pid)
 if not w then
-  return { 'corrupt', 'worker ' .. pid }
+  return err
 end
 if w.st ~= 'D' then
   if w.st == 'A' then
