@@ -29,7 +29,8 @@ pub mod preset;
 pub mod records;
 pub mod resolver;
 pub mod restart;
-#[cfg(any(test, feature = "testkit"))]
+// Built for rustdoc too, so the docs show the suites adapters must pass.
+#[cfg(any(test, doc, feature = "testkit"))]
 pub mod testkit;
 pub mod time;
 pub mod topology;
