@@ -3,7 +3,7 @@
 //! Pure and single-owner: operations take `now` and return what changed. The table holds
 //! only explicit routes; a service without one resolves to the default app-id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
@@ -34,6 +34,20 @@ pub fn is_infrastructure(service: &str) -> bool {
 /// True for `orchestrator` in any case.
 pub fn is_orchestrator(service: &str) -> bool {
     service.trim().eq_ignore_ascii_case(ORCHESTRATOR_SERVICE)
+}
+
+/// Whether `name` spells the canonical `key` (cheap when lengths differ, as they mostly do).
+fn same_service(name: &str, key: &str) -> bool {
+    if name.len() == key.len() {
+        name.eq_ignore_ascii_case(key)
+    } else {
+        name.len() > key.len() && name.trim().eq_ignore_ascii_case(key)
+    }
+}
+
+/// True when `service` is already canonical (no surrounding space, no ASCII upper case).
+fn is_canonical(service: &str) -> bool {
+    service.trim().len() == service.len() && !service.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// The canonical spelling of a service name used as a table key: trimmed, ASCII lower case.
@@ -162,10 +176,12 @@ impl RouteChange {
 pub struct HeartbeatRouting {
     /// Services nobody owned that now route to the heartbeat's app-id (a broadcast is due).
     pub created: Vec<String>,
-    /// Services already routed to the heartbeat's app-id whose status/load were refreshed.
-    pub refreshed: Vec<String>,
-    /// Services the heartbeat listed but another app-id owns: `(service, owner)`.
-    pub refused: Vec<(String, AppId)>,
+    /// How many services already routed to the heartbeat's app-id had their status and load
+    /// refreshed (a count: refreshing is the hot path and must not allocate).
+    pub refreshed: usize,
+    /// How many listed services another app-id owns (replicas of a node refresh nothing:
+    /// the first instance to report a service owns its route). A count, like `refreshed`.
+    pub refused: usize,
     /// True when the heartbeat was ignored as a whole (control plane or blank app-id).
     pub ignored: bool,
 }
@@ -352,34 +368,57 @@ impl RoutingTable {
             return out;
         }
         let load = load_percent(heartbeat);
-        let mut seen = BTreeSet::new();
-        for entry in &heartbeat.services {
-            let Ok(key) = routable_key(&entry.service_name) else {
-                continue;
+        // Every heartbeat refreshes the same routes: this path allocates only for names that
+        // are not already canonical and for routes it creates.
+        // Bit i: entry i's name is already canonical, so an exact compare decides whether
+        // a later entry repeats it (the usual case, and the hot one: replicas re-send the
+        // same names every few seconds).
+        let mut canonical_mask = 0u64;
+        for (i, entry) in heartbeat.services.iter().enumerate() {
+            let owned;
+            let canonical = is_canonical(&entry.service_name);
+            if canonical && i < 64 {
+                canonical_mask |= 1 << i;
+            }
+            let key: &str = if canonical {
+                &entry.service_name
+            } else {
+                owned = canonical_service(&entry.service_name);
+                &owned
             };
-            if !seen.insert(key.clone()) {
+            if key.is_empty() || is_infrastructure(key) || is_orchestrator(key) {
                 continue;
             }
-            match self.routes.get_mut(&key) {
-                Some(route) if route.app_id.as_str().eq_ignore_ascii_case(sender) => {
+            let listed_before = heartbeat.services[..i].iter().enumerate().any(|(j, e)| {
+                let name = e.service_name.as_str();
+                name == key
+                    || (j >= 64 || canonical_mask & (1 << j) == 0) && same_service(name, key)
+            });
+            if listed_before {
+                continue;
+            }
+            match self.routes.get_mut(key) {
+                Some(route)
+                    if route.app_id.as_str() == sender
+                        || route.app_id.as_str().eq_ignore_ascii_case(sender) =>
+                {
                     route.status = Some(entry.status);
                     route.load_percent = load;
                     route.last_updated = now;
-                    out.refreshed.push(key);
+                    out.refreshed += 1;
                 }
-                Some(route) => out.refused.push((key, route.app_id.clone())),
+                Some(_) => out.refused += 1,
                 None => {
-                    let app_id = AppId::new(sender);
                     let route = Route {
                         host: sender.to_owned(),
-                        app_id,
+                        app_id: AppId::new(sender),
                         port,
                         status: Some(entry.status),
                         last_updated: now,
                         load_percent: load,
                     };
-                    self.routes.insert(key.clone(), route);
-                    out.created.push(key);
+                    self.routes.insert(key.to_owned(), route);
+                    out.created.push(key.to_owned());
                 }
             }
         }
@@ -588,14 +627,14 @@ pub(crate) mod tests {
         });
         let out = table.apply_heartbeat(&hb, t(10), 8080);
         assert_eq!(out.created, vec!["account".to_owned()]);
-        assert_eq!(out.refused, vec![("auth".to_owned(), AppId::from("n1"))]);
-        assert!(out.refreshed.is_empty() && out.changed());
+        assert_eq!(out.refused, 1, "auth belongs to n1");
+        assert!(out.refreshed == 0 && out.changed());
         let account = table.route("account").unwrap();
         assert_eq!((account.port, account.load_percent), (8080, 66));
         assert_eq!(table.resolve("auth").as_str(), "n1");
 
         let again = table.apply_heartbeat(&heartbeat("N2", &[("account", D)]), t(20), 80);
-        assert_eq!(again.refreshed, vec!["account".to_owned()]);
+        assert_eq!(again.refreshed, 1);
         assert!(!again.changed());
         let account = table.route("account").unwrap();
         assert_eq!(account.status, Some(D));

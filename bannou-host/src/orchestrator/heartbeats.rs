@@ -199,7 +199,10 @@ impl HeartbeatPipeline {
         bus: &dyn EventBus,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), BusError> {
-        let mut events = bus.subscribe_events::<ServiceHeartbeatEvent>().await?;
+        let mut events = bus
+            .subscribe_events::<ServiceHeartbeatEvent>()
+            .await?
+            .into_shared();
         loop {
             tokio::select! {
                 item = events.next() => match item {

@@ -31,7 +31,7 @@ enum Body {
 }
 
 struct TypedBody {
-    value: Box<dyn std::any::Any + Send + Sync>,
+    value: Arc<dyn std::any::Any + Send + Sync>,
     encoded: std::sync::OnceLock<Arc<[u8]>>,
     encode: fn(&(dyn std::any::Any + Send + Sync)) -> Vec<u8>,
 }
@@ -63,7 +63,7 @@ impl Payload {
     /// A payload carrying `event` itself; JSON is produced lazily (see the type docs).
     pub fn event<E: Event>(event: E) -> Self {
         Payload(Body::Typed(Arc::new(TypedBody {
-            value: Box::new(event),
+            value: Arc::new(event),
             encoded: std::sync::OnceLock::new(),
             encode: encode_as::<E>,
         })))
@@ -73,6 +73,15 @@ impl Payload {
     pub fn typed<E: Event>(&self) -> Option<&E> {
         match &self.0 {
             Body::Typed(t) => t.value.downcast_ref::<E>(),
+            Body::Bytes(_) => None,
+        }
+    }
+
+    /// The carried event as a shared handle (no copy), when made by [`Payload::event`]
+    /// with type `E`.
+    pub fn typed_arc<E: Event>(&self) -> Option<Arc<E>> {
+        match &self.0 {
+            Body::Typed(t) => t.value.clone().downcast::<E>().ok(),
             Body::Bytes(_) => None,
         }
     }
@@ -346,6 +355,45 @@ impl<E> fmt::Debug for EventSubscription<E> {
     }
 }
 
+impl<E> EventSubscription<E> {
+    /// The same subscription yielding shared events: an in-process event is handed over
+    /// without a copy (every subscriber of a fan-out shares it), a JSON one is decoded once.
+    /// For hot consumers such as heartbeat ingestion.
+    pub fn into_shared(self) -> SharedEventSubscription<E> {
+        SharedEventSubscription { inner: self }
+    }
+}
+
+/// An [`EventSubscription`] yielding `Arc<E>`; see [`EventSubscription::into_shared`].
+#[derive(Debug)]
+pub struct SharedEventSubscription<E> {
+    inner: EventSubscription<E>,
+}
+
+impl<E: Event> Stream for SharedEventSubscription<E> {
+    type Item = Result<Arc<E>, EventStreamError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let sub = &mut self.inner;
+        let item = match sub.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => item,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(Some(match item {
+            BusItem::Message(payload) => match payload.typed_arc::<E>() {
+                Some(event) => Ok(event),
+                None => decode_event(&sub.topic, &payload)
+                    .map(Arc::new)
+                    .map_err(EventStreamError::from),
+            },
+            BusItem::Lagged { skipped } => Err(EventStreamError::Lagged {
+                topic: sub.topic.clone(),
+                skipped,
+            }),
+        }))
+    }
+}
+
 impl<E: Event> Stream for EventSubscription<E> {
     type Item = Result<E, EventStreamError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -433,6 +481,50 @@ mod tests {
         assert_eq!(decode_event::<DeploymentEvent>("t", &typed).unwrap(), e);
         assert_eq!(decode_event::<DeploymentEvent>("t", &json).unwrap(), e);
         assert!(json.typed::<DeploymentEvent>().is_none());
+        let shared = typed.typed_arc::<DeploymentEvent>().unwrap();
+        assert!(
+            Arc::ptr_eq(&shared, &typed.typed_arc::<DeploymentEvent>().unwrap()),
+            "shared, not copied"
+        );
+    }
+
+    #[test]
+    fn shared_subscriptions_pass_in_process_events_without_copies_and_decode_json() {
+        futures::executor::block_on(async {
+            let bus = crate::memory::bus::InMemoryBus::new();
+            let mut a = bus
+                .subscribe_events::<DeploymentEvent>()
+                .await
+                .unwrap()
+                .into_shared();
+            let mut b = bus
+                .subscribe_events::<DeploymentEvent>()
+                .await
+                .unwrap()
+                .into_shared();
+            bus.publish_event(&event()).await.unwrap();
+            let (x, y) = (
+                a.next().await.unwrap().unwrap(),
+                b.next().await.unwrap().unwrap(),
+            );
+            assert!(Arc::ptr_eq(&x, &y), "fan-out shares one event");
+            assert_eq!(*x, event());
+            bus.publish(DeploymentEvent::TOPIC, Payload::json(&event()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                *a.next().await.unwrap().unwrap(),
+                event(),
+                "JSON payloads are decoded"
+            );
+            bus.publish(DeploymentEvent::TOPIC, Payload::from("{"))
+                .await
+                .unwrap();
+            assert!(matches!(
+                a.next().await,
+                Some(Err(EventStreamError::Malformed(_)))
+            ));
+        });
     }
 
     fn event() -> DeploymentEvent {
