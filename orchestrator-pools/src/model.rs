@@ -259,6 +259,24 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The `ProcessorReleasedEvent` for this lease ending at `now` after `held`
+    /// (`success` false for a lease reclaimed at expiry).
+    pub fn released_event(
+        &self,
+        success: bool,
+        held: Duration,
+        now: Timestamp,
+    ) -> ProcessorReleasedEvent {
+        ProcessorReleasedEvent {
+            event_id: Uuid::new_v4(),
+            timestamp: now,
+            pool_type: self.pool_type.to_string(),
+            processor_id: self.processor_id.to_string(),
+            success,
+            lease_duration_ms: i64::try_from(held.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
     /// True once `now` is past the expiry.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at < now
@@ -285,14 +303,8 @@ pub struct Released {
 impl Released {
     /// The `ProcessorReleasedEvent` to publish for this release.
     pub fn event(&self, now: Timestamp) -> ProcessorReleasedEvent {
-        ProcessorReleasedEvent {
-            event_id: Uuid::new_v4(),
-            timestamp: now,
-            pool_type: self.lease.pool_type.to_string(),
-            processor_id: self.lease.processor_id.to_string(),
-            success: self.success,
-            lease_duration_ms: i64::try_from(self.lease_duration.as_millis()).unwrap_or(i64::MAX),
-        }
+        self.lease
+            .released_event(self.success, self.lease_duration, now)
     }
 }
 

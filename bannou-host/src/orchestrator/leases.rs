@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::Timestamp;
-use orchestrator_core::events::ProcessorReleasedEvent;
 use orchestrator_core::ports::bus::{EventBus, EventBusExt};
 use orchestrator_core::time::Clock;
 use orchestrator_pools::{Lease, LeaseError, LeaseStore};
 use tokio::sync::{Notify, watch};
-use uuid::Uuid;
 
 use super::pools::PoolScaler;
 
@@ -69,17 +67,8 @@ impl LeaseReaper {
         for pool in self.store.list_pools().await? {
             let leases = self.store.reclaim_expired(&pool, now).await?;
             for lease in &leases {
-                let event = ProcessorReleasedEvent {
-                    event_id: Uuid::new_v4(),
-                    timestamp: now,
-                    pool_type: lease.pool_type.to_string(),
-                    processor_id: lease.processor_id.to_string(),
-                    success: false,
-                    lease_duration_ms: i64::try_from(
-                        now.saturating_since(lease.acquired_at).as_millis(),
-                    )
-                    .unwrap_or(i64::MAX),
-                };
+                let event =
+                    lease.released_event(false, now.saturating_since(lease.acquired_at), now);
                 if let Err(e) = self.bus.publish_event(&event).await {
                     tracing::warn!(error = %e, lease = %lease.lease_id, "could not publish the release of an expired lease");
                 }
@@ -128,6 +117,7 @@ impl LeaseReaper {
 #[cfg(test)]
 mod tests {
     use futures::StreamExt;
+    use orchestrator_core::events::ProcessorReleasedEvent;
     use orchestrator_core::memory::bus::InMemoryBus;
     use orchestrator_pools::{
         AcquireOutcome, AcquireRequest, MemoryLeaseStore, PoolConfig, PoolSpec, WorkerIdentity,

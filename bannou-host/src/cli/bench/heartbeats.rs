@@ -180,10 +180,11 @@ fn template(i: usize) -> ServiceHeartbeatEvent {
     )
 }
 
-fn pipeline() -> (SharedHealth, Arc<HeartbeatPipeline>, Arc<dyn Clock>) {
+/// The real ingestion pipeline over fresh state, as the orchestrator builds it.
+fn pipeline(config: HealthConfig) -> (SharedHealth, Arc<HeartbeatPipeline>, Arc<dyn Clock>) {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let health = SharedHealth::new(HealthState {
-        aggregator: HeartbeatAggregator::new(HealthConfig::default()),
+        aggregator: HeartbeatAggregator::new(config),
         routing: RoutingTable::default(),
     });
     (
@@ -194,7 +195,7 @@ fn pipeline() -> (SharedHealth, Arc<HeartbeatPipeline>, Arc<dyn Clock>) {
 }
 
 async fn measure(bus: Arc<dyn EventBus>, args: &HeartbeatsArgs) -> anyhow::Result<BusReport> {
-    let (_health, pipeline, clock) = pipeline();
+    let (_health, pipeline, clock) = pipeline(HealthConfig::default());
     let base = Instant::now();
     let published = Arc::new(AtomicU64::new(0));
     let ingested = Arc::new(AtomicU64::new(0));
@@ -337,14 +338,9 @@ async fn measure(bus: Arc<dyn EventBus>, args: &HeartbeatsArgs) -> anyhow::Resul
 /// Five instances heartbeat every 100 ms through the real pipeline; one falls silent; the
 /// time from its last heartbeat to the aggregator reporting its service unavailable.
 async fn silence_check(bus: Arc<dyn EventBus>, timeout: Duration) -> anyhow::Result<Duration> {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let config =
         HealthConfig::new(timeout, Duration::from_secs(300)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let health = SharedHealth::new(HealthState {
-        aggregator: HeartbeatAggregator::new(config),
-        routing: RoutingTable::default(),
-    });
-    let pipeline = Arc::new(HeartbeatPipeline::new(health.clone(), clock.clone(), 80));
+    let (health, pipeline, clock) = pipeline(config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = tokio::spawn({
         let (p, bus) = (pipeline.clone(), bus.clone());

@@ -490,14 +490,9 @@ async fn drive(target: Arc<Target>, clients: usize, duration: Duration) -> RunRe
     }
 }
 
-/// Nearest-rank percentile of sorted nanosecond samples, in ms.
+/// Nearest-rank percentile of sorted nanosecond samples, in ms (0 without samples).
 fn percentile_ms(sorted_ns: &[u32], q: f64) -> f64 {
-    if sorted_ns.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
-    let i = rank.clamp(1, sorted_ns.len()) - 1;
-    f64::from(sorted_ns[i]) / 1e6
+    super::nearest_rank(sorted_ns, q).map_or(0.0, |ns| f64::from(ns) / 1e6)
 }
 
 fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
