@@ -13,3 +13,4 @@ pub mod cli;
 pub mod clock;
 pub mod mesh;
 pub mod orchestrator;
+pub mod plugins;

@@ -6,6 +6,7 @@ pub mod heartbeats;
 pub mod leases;
 pub mod mappings;
 pub mod pools;
+pub mod service;
 
 /// Resolves once shutdown is requested: the flag turned true or its sender was dropped.
 /// Cancel-safe, so loops use it as a `select!` arm.

@@ -1,0 +1,236 @@
+//! The orchestrator service: one method per endpoint of spec section 8, written as use
+//! cases over the ports (store, bus, lease store, container backends) and the shared
+//! health state the heartbeat pipeline feeds. The HTTP layer (`crate::api`) only decodes,
+//! calls one method, and turns the [`Answer`] or [`ServiceError`] into a response.
+//!
+//! Where to start: [`OrchestratorService::new`] takes [`ServiceDeps`]; each endpoint group
+//! lives in its own file (`deploy.rs`: deploy, teardown, presets, routing, status;
+//! `topology.rs`; `config.rs`: rollback and version; `health.rs`: infrastructure and
+//! services health, restart, should-restart; `containers.rs`: backends, container status
+//! and restart, logs, clean; `pools.rs`: the five processing-pool endpoints).
+//! [`BackendRegistry`] picks the backend of a request and remembers the active one (D6).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_core::AppId;
+use orchestrator_core::api::{ApiError, FieldError};
+use orchestrator_core::ports::bus::EventBus;
+use orchestrator_core::ports::store::OrchestratorStore;
+use orchestrator_core::time::Clock;
+use orchestrator_pools::LeaseStore;
+
+use super::heartbeats::SharedHealth;
+use super::leases::LeaseReaper;
+use super::mappings::MappingsBroadcaster;
+use super::pools::PoolScaler;
+
+mod backends;
+mod config;
+mod containers;
+mod deploy;
+mod health;
+mod pools;
+mod topology;
+
+pub use backends::BackendRegistry;
+
+/// A successful (or body-carrying) answer: the HTTP status and the response object.
+/// Most answers are 200; a few endpoints answer 500 or 404 *with* a body (spec 8.1, 8.7,
+/// 8.15).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    /// HTTP status code.
+    pub status: u16,
+    /// The response object.
+    pub body: T,
+}
+
+impl<T> Answer<T> {
+    /// 200 with `body`.
+    pub fn ok(body: T) -> Self {
+        Answer { status: 200, body }
+    }
+
+    /// `status` with `body`.
+    pub fn with_status(status: u16, body: T) -> Self {
+        Answer { status, body }
+    }
+}
+
+/// A refused or failed request: the HTTP status and the small error body of DESIGN.md
+/// section 5 (`{"error": "...", "field": "..."}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {}", body.error)]
+pub struct ServiceError {
+    /// HTTP status code (400, 404, 409, 429, 500, 503).
+    pub status: u16,
+    /// The error body.
+    pub body: ApiError,
+}
+
+impl ServiceError {
+    /// An error with `status` and `message`.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ServiceError {
+            status,
+            body: ApiError::new(message),
+        }
+    }
+
+    /// 400 naming the request field at fault.
+    pub fn field(e: FieldError) -> Self {
+        ServiceError {
+            status: 400,
+            body: e.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+
+    /// 503: a dependency (Redis, the backend) did not answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, message)
+    }
+}
+
+/// What every endpoint method returns.
+pub type ServiceResult<T> = Result<Answer<T>, ServiceError>;
+
+/// The settings the use cases read (a subset of the host configuration, `crate::config`,
+/// which builds this from `ORCHESTRATOR_*` variables and flags). Defaults are upstream's
+/// (spec 19) plus ours where noted.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The control plane's app-id (`bannou`).
+    pub control_plane_app_id: AppId,
+    /// `DefaultBackend` (spec 19): the backend a deploy uses when the request names none
+    /// and no deploy has happened yet.
+    pub default_backend: orchestrator_core::events::BackendType,
+    /// `HeartbeatTimeoutSeconds` (90 s): health expiry.
+    pub heartbeat_timeout: Duration,
+    /// Ours: how long a deploy waits for one wave's heartbeats (`--wave-timeout`, 120 s).
+    pub wave_timeout: Duration,
+    /// Ours: how many nodes of one wave are deployed at once.
+    pub deploy_parallelism: usize,
+    /// `DegradationThresholdMinutes` (5 min): should-restart.
+    pub degradation_threshold: Duration,
+    /// `RoutingTtlSeconds` (300 s).
+    pub routing_ttl: Duration,
+    /// `HeartbeatTtlSeconds` (90 s).
+    pub heartbeat_ttl: Duration,
+    /// `ConfigHistoryTtlDays` (30 days).
+    pub config_history_ttl: Duration,
+    /// `RestartTimeoutSeconds` (120 s).
+    pub restart_timeout: Duration,
+    /// `HealthCheckIntervalMs` (2 s): restart health polling.
+    pub health_check_interval: Duration,
+    /// `DefaultWaitBeforeKillSeconds` (30 s).
+    pub default_wait_before_kill: Duration,
+    /// `DefaultServicePort` (80).
+    pub default_service_port: u16,
+    /// `DockerImageName` (`bannou:latest`): the image of every node.
+    pub image: String,
+    /// `DefaultPoolLeaseTimeoutSeconds` (300 s).
+    pub default_lease_timeout: Duration,
+    /// `OrphanContainerThresholdHours` (24 h), honoured (D12).
+    pub orphan_threshold: Duration,
+    /// `PresetsHostPath`: where presets are looked up by name.
+    pub presets_dir: PathBuf,
+    /// The orchestrator's own environment, filtered by the whitelist of spec 5.1 when a
+    /// node's environment is built.
+    pub host_environment: BTreeMap<String, String>,
+    /// OpenResty cache invalidation (spec 6.6); `None` disables it.
+    pub openresty: Option<orchestrator_routing::OpenRestyConfig>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            control_plane_app_id: AppId::control_plane(),
+            default_backend: orchestrator_core::events::BackendType::Compose,
+            heartbeat_timeout: Duration::from_secs(90),
+            wave_timeout: Duration::from_secs(120),
+            deploy_parallelism: 8,
+            degradation_threshold: Duration::from_secs(5 * 60),
+            routing_ttl: Duration::from_secs(300),
+            heartbeat_ttl: Duration::from_secs(90),
+            config_history_ttl: Duration::from_secs(30 * 86_400),
+            restart_timeout: Duration::from_secs(120),
+            health_check_interval: Duration::from_millis(2000),
+            default_wait_before_kill: Duration::from_secs(30),
+            default_service_port: 80,
+            image: "bannou:latest".to_owned(),
+            default_lease_timeout: Duration::from_secs(300),
+            orphan_threshold: Duration::from_secs(24 * 3600),
+            presets_dir: PathBuf::from("presets"),
+            host_environment: BTreeMap::new(),
+            openresty: None,
+        }
+    }
+}
+
+/// Everything the service uses, built once by the host (`crate::host`) or by a test.
+#[derive(Clone)]
+pub struct ServiceDeps {
+    /// Heartbeats, routing records, mappings version, configuration history.
+    pub store: Arc<dyn OrchestratorStore>,
+    /// Events out (deployment, restart, released, health ping).
+    pub bus: Arc<dyn EventBus>,
+    /// Processing pools.
+    pub leases: Arc<dyn LeaseStore>,
+    /// The container backends and the active one.
+    pub backends: Arc<BackendRegistry>,
+    /// Wall clock (paused in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Aggregated health and the routing table, fed by the heartbeat pipeline.
+    pub health: SharedHealth,
+    /// Publishes mappings when the routing table changes (D11).
+    pub broadcaster: Arc<MappingsBroadcaster>,
+    /// Starts and stops pool workers.
+    pub scaler: Arc<PoolScaler>,
+    /// Reclaims expired leases; woken when a lease with an early expiry is granted.
+    pub reaper: Arc<LeaseReaper>,
+    /// The settings.
+    pub settings: ServiceSettings,
+}
+
+/// The orchestrator service. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct OrchestratorService {
+    deps: Arc<ServiceDeps>,
+}
+
+impl OrchestratorService {
+    /// A service over `deps`.
+    pub fn new(deps: ServiceDeps) -> Self {
+        OrchestratorService {
+            deps: Arc::new(deps),
+        }
+    }
+
+    /// The dependencies (for the host's background loops and for tests).
+    pub fn deps(&self) -> &ServiceDeps {
+        &self.deps
+    }
+}

@@ -1,0 +1,77 @@
+//! The plugin host: what every Bannou node (a container, or a set of tasks in the
+//! in-process backend) runs. A node enables a subset of the catalog's services, decided
+//! from its environment exactly as spec 3.3 says, starts their plugins in layer order,
+//! serves their routes, follows routing broadcasts (the mesh-side resolver) and publishes
+//! heartbeats.
+//!
+//! Where to start: [`Plugin`] is what a service implements.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use orchestrator_core::AppId;
+use orchestrator_core::events::ServiceHealthStatus;
+use orchestrator_core::layer::Layer;
+use orchestrator_core::ports::bus::EventBus;
+
+/// What a plugin reports about itself in each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginHealth {
+    /// The service's status.
+    pub status: ServiceHealthStatus,
+    /// Problems to report (empty when none).
+    pub issues: Vec<String>,
+}
+
+impl PluginHealth {
+    /// Healthy, no issues.
+    pub fn healthy() -> Self {
+        PluginHealth {
+            status: ServiceHealthStatus::Healthy,
+            issues: Vec::new(),
+        }
+    }
+}
+
+/// Why a plugin could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin} failed to start: {message}")]
+pub struct PluginError {
+    /// The plugin's service name.
+    pub plugin: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a plugin gets when it starts.
+#[derive(Clone)]
+pub struct PluginContext {
+    /// The node's app-id (`BANNOU_APP_ID`, default `bannou`).
+    pub app_id: AppId,
+    /// The node's environment (what spec 3.3 enablement was decided from).
+    pub environment: BTreeMap<String, String>,
+    /// The bus heartbeats and events go through.
+    pub bus: Arc<dyn EventBus>,
+}
+
+/// One Bannou service hosted by a node.
+#[async_trait::async_trait]
+pub trait Plugin: Send + Sync + 'static {
+    /// The service name from the catalog (`auth`, `orchestrator`, ...).
+    fn name(&self) -> &str;
+
+    /// The service's layer; plugins start in layer order.
+    fn layer(&self) -> Layer;
+
+    /// Starts the plugin (background tasks, connections). A failure stops the node's start.
+    async fn start(&self, ctx: &PluginContext) -> Result<(), PluginError>;
+
+    /// The plugin's health now, reported in every heartbeat.
+    fn health(&self) -> PluginHealth;
+
+    /// The HTTP routes the plugin serves (merged into the node's router).
+    fn routes(&self) -> axum::Router;
+
+    /// Stops the plugin on graceful shutdown.
+    async fn stop(&self) {}
+}
