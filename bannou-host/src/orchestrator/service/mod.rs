@@ -33,6 +33,8 @@ mod containers;
 mod deploy;
 mod health;
 mod pools;
+#[cfg(test)]
+pub(crate) mod testing;
 mod topology;
 
 pub use backends::BackendRegistry;

@@ -1,0 +1,261 @@
+//! The use-case test harness: an [`OrchestratorService`] over in-memory adapters and the
+//! scriptable [`FakeBackend`], with the heartbeat pipeline running, on a clock that
+//! follows tokio's (pausable) time. `World::auto_heartbeats` plays the nodes: every node
+//! the fake backend runs sends a heartbeat for the services its environment enables,
+//! so a deploy's per-wave wait can complete.
+
+// Helpers here serve the tests of every endpoint group; not each uses every one.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orchestrator_core::api::ContainerStatusType;
+use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
+use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
+use orchestrator_core::memory::backend::FakeBackend;
+use orchestrator_core::memory::bus::InMemoryBus;
+use orchestrator_core::memory::store::InMemoryStore;
+use orchestrator_core::ports::backend::ContainerBackend;
+use orchestrator_core::ports::bus::EventBusExt;
+use orchestrator_core::time::Clock;
+use orchestrator_core::{AppId, Catalog, Timestamp};
+use orchestrator_pools::MemoryLeaseStore;
+use orchestrator_routing::{BroadcastPolicy, RoutingTable};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{BackendRegistry, OrchestratorService, ServiceDeps, ServiceSettings};
+use crate::clock::TokioClock;
+use crate::orchestrator::heartbeats::{HealthState, HeartbeatPipeline, SharedHealth};
+use crate::orchestrator::leases::LeaseReaper;
+use crate::orchestrator::mappings::MappingsBroadcaster;
+use crate::orchestrator::pools::{PoolScaler, ScalerConfig};
+
+/// How a node played by [`World::auto_heartbeats`] reports each service.
+pub(crate) type Overrides = Arc<Mutex<BTreeMap<String, ServiceHealthStatus>>>;
+
+/// A service and everything behind it, for one test.
+pub(crate) struct World {
+    pub service: OrchestratorService,
+    pub backend: FakeBackend,
+    pub bus: Arc<InMemoryBus>,
+    pub store: Arc<InMemoryStore>,
+    pub leases: MemoryLeaseStore,
+    pub clock: Arc<dyn Clock>,
+    pub pipeline: Arc<HeartbeatPipeline>,
+    /// Per app-id status the auto-heartbeat task reports instead of healthy
+    /// (`"*"` applies to every app-id); silent app-ids are in `silenced`.
+    pub overrides: Overrides,
+    pub silenced: Arc<Mutex<BTreeSet<String>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl World {
+    /// A world with default settings (backend `InProcess` fake registered, default
+    /// backend `InProcess`, short wave timeout of 5 s) and `presets_dir` pointing at the
+    /// repository's `presets/`.
+    pub async fn new() -> World {
+        Self::with_settings(|_| {}).await
+    }
+
+    /// A world whose settings `tweak` adjusts.
+    pub async fn with_settings(tweak: impl FnOnce(&mut ServiceSettings)) -> World {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )));
+        let mut settings = ServiceSettings {
+            default_backend: orchestrator_core::events::BackendType::InProcess,
+            wave_timeout: Duration::from_secs(5),
+            presets_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("presets"),
+            ..ServiceSettings::default()
+        };
+        tweak(&mut settings);
+        let store = Arc::new(InMemoryStore::new(clock.clone()));
+        let bus = Arc::new(InMemoryBus::new());
+        let leases = MemoryLeaseStore::new();
+        let backend = FakeBackend::new(clock.clone());
+        let health = SharedHealth::new(HealthState {
+            aggregator: HeartbeatAggregator::new(
+                HealthConfig::new(settings.heartbeat_timeout, settings.degradation_threshold)
+                    .expect("valid health config"),
+            ),
+            routing: RoutingTable::new(settings.control_plane_app_id.clone()),
+        });
+        let broadcaster = Arc::new(MappingsBroadcaster::new(
+            health.clone(),
+            store.clone(),
+            bus.clone(),
+            clock.clone(),
+            BroadcastPolicy::default(),
+        ));
+        let scaler = Arc::new(PoolScaler::new(
+            Arc::new(leases.clone()),
+            Arc::new(backend.clone()),
+            clock.clone(),
+            ScalerConfig::default(),
+        ));
+        let reaper = Arc::new(
+            LeaseReaper::new(
+                Arc::new(leases.clone()),
+                bus.clone(),
+                clock.clone(),
+                Duration::from_secs(60),
+            )
+            .with_scaler(scaler.clone()),
+        );
+        let pipeline = Arc::new(
+            HeartbeatPipeline::new(health.clone(), clock.clone(), settings.default_service_port)
+                .with_broadcaster(broadcaster.clone())
+                .with_worker_promotion(Arc::new(leases.clone())),
+        );
+        let (shutdown, rx) = watch::channel(false);
+        {
+            let (pipeline, bus, rx) = (pipeline.clone(), bus.clone(), rx.clone());
+            tokio::spawn(async move { pipeline.run(bus.as_ref(), rx).await });
+        }
+        {
+            let (broadcaster, rx) = (broadcaster.clone(), rx.clone());
+            tokio::spawn(async move { broadcaster.run(rx).await });
+        }
+        // Let the pipeline subscribe before anything is published.
+        tokio::task::yield_now().await;
+        let registry = Arc::new(BackendRegistry::new(
+            vec![Arc::new(backend.clone()) as Arc<dyn ContainerBackend>],
+            settings.default_backend,
+        ));
+        let service = OrchestratorService::new(ServiceDeps {
+            store: store.clone(),
+            bus: bus.clone(),
+            leases: Arc::new(leases.clone()),
+            backends: registry,
+            clock: clock.clone(),
+            health,
+            broadcaster,
+            scaler,
+            reaper,
+            settings,
+        });
+        World {
+            service,
+            backend,
+            bus,
+            store,
+            leases,
+            clock,
+            pipeline,
+            overrides: Arc::default(),
+            silenced: Arc::default(),
+            shutdown,
+        }
+    }
+
+    /// Publishes one heartbeat from `app_id` reporting `services` with `status`.
+    pub async fn heartbeat(&self, app_id: &str, services: &[&str], status: ServiceHealthStatus) {
+        let hb = ServiceHeartbeatEvent::new(
+            Uuid::new_v4(),
+            AppId::new(app_id),
+            self.clock.now(),
+            services.iter().map(|s| (*s, status)),
+        );
+        self.bus
+            .publish_event(&hb)
+            .await
+            .expect("publish heartbeat");
+    }
+
+    /// Plays every node the fake backend runs: each `every`, a heartbeat per running
+    /// node for the services its environment enables (spec 3.3), healthy unless
+    /// `overrides` says otherwise, none for app-ids in `silenced`. Ends with the world.
+    pub fn auto_heartbeats(&self, every: Duration) {
+        let (backend, bus, clock) = (self.backend.clone(), self.bus.clone(), self.clock.clone());
+        let (overrides, silenced) = (self.overrides.clone(), self.silenced.clone());
+        let mut rx = self.shutdown.subscribe();
+        // One stable instance id per app-id, as a real node keeps between beats.
+        let mut instances: BTreeMap<AppId, Uuid> = BTreeMap::new();
+        tokio::spawn(async move {
+            let catalog = Catalog::builtin();
+            loop {
+                for app in backend.app_ids() {
+                    let Some(node) = backend.node(&app) else {
+                        continue;
+                    };
+                    if node.status != ContainerStatusType::Running
+                        || silenced
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .contains(app.as_str())
+                    {
+                        continue;
+                    }
+                    let status = {
+                        let o = overrides.lock().unwrap_or_else(PoisonError::into_inner);
+                        o.get(app.as_str())
+                            .or_else(|| o.get("*"))
+                            .copied()
+                            .unwrap_or(ServiceHealthStatus::Healthy)
+                    };
+                    let services = orchestrator_core::resolver::enabled_services(
+                        &node.deployment.environment,
+                        catalog,
+                    );
+                    let id = *instances.entry(app.clone()).or_insert_with(Uuid::new_v4);
+                    let hb = ServiceHeartbeatEvent::new(
+                        id,
+                        app.clone(),
+                        clock.now(),
+                        services.into_iter().map(|s| (s, status)),
+                    );
+                    let _ = bus.publish_event(&hb).await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = crate::orchestrator::stopped(&mut rx) => return,
+                }
+            }
+        });
+    }
+
+    /// Sets how `app_id` (or `"*"`) reports from now on.
+    pub fn set_status(&self, app_id: &str, status: ServiceHealthStatus) {
+        self.overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(app_id.to_owned(), status);
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::ports::backend::NodeDeployment;
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_heartbeats_report_the_services_a_node_enables() {
+        let world = World::new().await;
+        world.auto_heartbeats(Duration::from_millis(100));
+        let mut node = NodeDeployment::new(AppId::new("bannou-auth"), "auth-node", "bannou:latest");
+        node.environment
+            .insert("BANNOU_SERVICES_ENABLED".into(), "false".into());
+        node.environment
+            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
+        world.backend.deploy_node(&node).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = world.clock.now();
+        let health = world.service.deps().health.lock();
+        assert_eq!(
+            health.aggregator.service_status("auth", now),
+            Some(orchestrator_core::events::InstanceHealthStatus::Healthy)
+        );
+        assert_eq!(health.routing.resolve("auth").as_str(), "bannou-auth");
+    }
+}
