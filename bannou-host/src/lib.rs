@@ -10,6 +10,7 @@
 //! (DESIGN.md section 1).
 
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod mesh;
 pub mod orchestrator;

@@ -6,7 +6,16 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod bench;
+pub mod config;
+pub mod containers;
+pub mod deploy;
+pub mod health;
 pub mod plan;
+pub mod pool;
+pub mod remote;
+pub mod status;
+pub mod table;
+pub mod topology;
 
 /// Bannou host and orchestrator.
 #[derive(Debug, Parser)]
@@ -25,6 +34,38 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run a benchmark (`bench pools`) and print its numbers.
     Bench(bench::BenchArgs),
+
+    // === client commands: talk to a running host over HTTP (`--api`, `--token`, `--json`) ===
+    /// Deploy a preset (or `--topology FILE`) on a running host.
+    Deploy(deploy::DeployArgs),
+    /// Stop the deployed containers (`--dry-run` lists them).
+    Teardown(deploy::TeardownArgs),
+    /// Remove stopped containers and prune networks, volumes, images.
+    Clean(deploy::CleanArgs),
+    /// Show what is deployed: nodes and containers.
+    Status(status::StatusArgs),
+    /// Show the service -> app-id routing table.
+    Routing(status::RoutingArgs),
+    /// List the presets the host can deploy.
+    Presets(status::PresetsArgs),
+    /// List the container backends and their availability.
+    Backends(status::BackendsArgs),
+    /// Print a container's logs.
+    Logs(status::LogsArgs),
+    /// Report service health (or `--infrastructure` health).
+    Health(health::HealthArgs),
+    /// Restart a service (`--check` only asks whether it should be).
+    Restart(health::RestartArgs),
+    /// Lease, release, inspect, scale and clean processing pools.
+    Pool(pool::PoolArgs),
+    /// Inspect or restart a container.
+    Containers(containers::ContainersArgs),
+    /// Return to an earlier configuration version.
+    Rollback(config::RollbackArgs),
+    /// Show the current configuration version.
+    ConfigVersion(config::ConfigVersionArgs),
+    /// Apply live topology changes from a YAML or JSON file.
+    Topology(topology::TopologyArgs),
 }
 
 /// Output format of commands that print results.
@@ -49,5 +90,42 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
+        Command::Deploy(a) => {
+            remote::block_on(deploy::run_deploy(a, &mut std::io::stdout().lock()))
+        }
+        Command::Teardown(a) => {
+            remote::block_on(deploy::run_teardown(a, &mut std::io::stdout().lock()))
+        }
+        Command::Clean(a) => remote::block_on(deploy::run_clean(a, &mut std::io::stdout().lock())),
+        Command::Status(a) => {
+            remote::block_on(status::run_status(a, &mut std::io::stdout().lock()))
+        }
+        Command::Routing(a) => {
+            remote::block_on(status::run_routing(a, &mut std::io::stdout().lock()))
+        }
+        Command::Presets(a) => {
+            remote::block_on(status::run_presets(a, &mut std::io::stdout().lock()))
+        }
+        Command::Backends(a) => {
+            remote::block_on(status::run_backends(a, &mut std::io::stdout().lock()))
+        }
+        Command::Logs(a) => remote::block_on(status::run_logs(a, &mut std::io::stdout().lock())),
+        Command::Health(a) => {
+            remote::block_on(health::run_health(a, &mut std::io::stdout().lock()))
+        }
+        Command::Restart(a) => {
+            remote::block_on(health::run_restart(a, &mut std::io::stdout().lock()))
+        }
+        Command::Pool(a) => remote::block_on(pool::run(a, &mut std::io::stdout().lock())),
+        Command::Containers(a) => {
+            remote::block_on(containers::run(a, &mut std::io::stdout().lock()))
+        }
+        Command::Rollback(a) => {
+            remote::block_on(config::run_rollback(a, &mut std::io::stdout().lock()))
+        }
+        Command::ConfigVersion(a) => {
+            remote::block_on(config::run_config_version(a, &mut std::io::stdout().lock()))
+        }
+        Command::Topology(a) => remote::block_on(topology::run(a, &mut std::io::stdout().lock())),
     }
 }

@@ -1,0 +1,665 @@
+//! A typed HTTP client of the orchestrator API (spec 7 and 8): [`ApiClient`] has one async
+//! method per `POST /orchestrator/...` endpoint plus [`ApiClient::health`]. The CLI's
+//! client commands and the `http_client` example drive a running host through it.
+//!
+//! Most endpoints answer 200 with their response or an error status with, at most, an
+//! [`ApiError`] body; those methods return the response or a [`ClientError`]. Three
+//! endpoints also answer an error status *with* their response body (spec 8.1, 8.7, 8.15):
+//! deploy (500 + `DeployResponse`), infrastructure health (500 + body) and container
+//! status (404 + body). Those return a [`Reply`] holding the status and the body, so a
+//! caller can show a failed deploy's warnings; [`Reply::into_ok`] turns it into an error
+//! when only success matters.
+
+use std::fmt;
+use std::time::Duration;
+
+use orchestrator_core::api::{
+    AcquireProcessorRequest, AcquireProcessorResponse, ApiError, BackendsResponse, CleanRequest,
+    CleanResponse, CleanupPoolRequest, CleanupPoolResponse, ConfigRollbackRequest,
+    ConfigRollbackResponse, ConfigVersionResponse, ContainerRestartRequestBody,
+    ContainerRestartResponse, ContainerStatus, DeployRequest, DeployResponse, EnvironmentStatus,
+    GetConfigVersionRequest, GetContainerStatusRequest, GetLogsRequest, GetPoolStatusRequest,
+    GetServiceRoutingRequest, GetStatusRequest, InfrastructureHealthRequest,
+    InfrastructureHealthResponse, ListBackendsRequest, ListPresetsRequest, LogsResponse,
+    PoolStatusResponse, PresetsResponse, ReleaseProcessorRequest, ReleaseProcessorResponse,
+    ScalePoolRequest, ScalePoolResponse, ServiceHealthRequest, ServiceRestartRequest,
+    ServiceRestartResult, ServiceRoutingResponse, ShouldRestartServiceRequest, TeardownRequest,
+    TeardownResponse, TopologyUpdateRequest, TopologyUpdateResponse,
+};
+use orchestrator_core::health::ServiceHealthReport;
+use orchestrator_core::restart::RestartRecommendation;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where a host listens when nothing else is said (`bannou-host serve` default).
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+/// Default per-request timeout: longer than a deploy's heartbeat wait (spec 8.7, 90 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The paths of the API (spec 8), relative to the base URL.
+pub mod paths {
+    /// `GET`: liveness of the host (not part of the upstream API).
+    pub const HEALTH: &str = "/health";
+    /// GetInfrastructureHealth (8.1).
+    pub const INFRASTRUCTURE_HEALTH: &str = "/orchestrator/health/infrastructure";
+    /// GetServicesHealth (8.2).
+    pub const SERVICES_HEALTH: &str = "/orchestrator/health/services";
+    /// RestartService (8.3).
+    pub const RESTART_SERVICE: &str = "/orchestrator/services/restart";
+    /// ShouldRestartService (8.4).
+    pub const SHOULD_RESTART_SERVICE: &str = "/orchestrator/services/should-restart";
+    /// GetBackends (8.5).
+    pub const BACKENDS: &str = "/orchestrator/backends/list";
+    /// GetPresets (8.6).
+    pub const PRESETS: &str = "/orchestrator/presets/list";
+    /// Deploy (8.7).
+    pub const DEPLOY: &str = "/orchestrator/deploy";
+    /// GetServiceRouting (8.8).
+    pub const SERVICE_ROUTING: &str = "/orchestrator/service-routing";
+    /// GetStatus (8.9).
+    pub const STATUS: &str = "/orchestrator/status";
+    /// Teardown (8.10).
+    pub const TEARDOWN: &str = "/orchestrator/teardown";
+    /// Clean (8.11).
+    pub const CLEAN: &str = "/orchestrator/clean";
+    /// GetLogs (8.12).
+    pub const LOGS: &str = "/orchestrator/logs";
+    /// UpdateTopology (8.13).
+    pub const TOPOLOGY: &str = "/orchestrator/topology";
+    /// RequestContainerRestart (8.14).
+    pub const CONTAINER_RESTART: &str = "/orchestrator/containers/request-restart";
+    /// GetContainerStatus (8.15).
+    pub const CONTAINER_STATUS: &str = "/orchestrator/containers/status";
+    /// RollbackConfiguration (8.16).
+    pub const CONFIG_ROLLBACK: &str = "/orchestrator/config/rollback";
+    /// GetConfigVersion (8.17).
+    pub const CONFIG_VERSION: &str = "/orchestrator/config/version";
+    /// AcquireProcessor (8.18).
+    pub const POOL_ACQUIRE: &str = "/orchestrator/processing-pool/acquire";
+    /// ReleaseProcessor (8.19).
+    pub const POOL_RELEASE: &str = "/orchestrator/processing-pool/release";
+    /// GetPoolStatus (8.20).
+    pub const POOL_STATUS: &str = "/orchestrator/processing-pool/status";
+    /// ScalePool (8.21).
+    pub const POOL_SCALE: &str = "/orchestrator/processing-pool/scale";
+    /// CleanupPool (8.22).
+    pub const POOL_CLEANUP: &str = "/orchestrator/processing-pool/cleanup";
+}
+
+// === errors ===
+
+/// Why a call failed. Every variant names the URL it was sent to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The base URL given to [`ApiClient::new`] is not an `http(s)://` URL.
+    #[error("invalid API URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built (TLS backend initialisation).
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+    /// Nothing answered at the URL (refused, unreachable, DNS).
+    #[error(
+        "cannot reach the orchestrator at {url}: {reason} \
+         (is `bannou-host serve` running there? set --api or BANNOU_API_URL)"
+    )]
+    Connect {
+        /// Full request URL.
+        url: String,
+        /// The innermost cause (`Connection refused (os error 111)`).
+        reason: String,
+    },
+    /// No answer within the timeout.
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout {
+        /// Full request URL.
+        url: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// Any other transport failure (connection reset mid-answer, ...).
+    #[error("request to {url} failed: {reason}")]
+    Transport {
+        /// Full request URL.
+        url: String,
+        /// The innermost cause.
+        reason: String,
+    },
+    /// The server answered with a non-success status.
+    #[error("{url}: {}", describe_status(*.status, .error.as_ref(), .body.as_deref()))]
+    Status {
+        /// Full request URL.
+        url: String,
+        /// The HTTP status code (400, 404, 409, 500, 503, ...).
+        status: u16,
+        /// The `{"error", "field"}` body, when the server sent one.
+        error: Option<ApiError>,
+        /// Any other JSON body (for example a response object the caller chose not to
+        /// accept, see [`Reply::into_ok`]); `None` for an empty or non-JSON body.
+        body: Option<Box<serde_json::Value>>,
+    },
+    /// A success (or body-carrying) answer whose body did not match the expected type.
+    #[error("{url}: HTTP {status} with an unexpected body: {reason}")]
+    Decode {
+        /// Full request URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The serde error.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } | ClientError::Decode { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// The server's `{"error", "field"}` body, when it sent one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            ClientError::Status { error, .. } => error.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+fn describe_status(
+    status: u16,
+    error: Option<&ApiError>,
+    body: Option<&serde_json::Value>,
+) -> String {
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let head = format!("HTTP {status} {reason}").trim_end().to_owned();
+    match (error, body) {
+        (Some(e), _) => match &e.field {
+            // The error text of a field error already starts with the field.
+            Some(f) if !e.error.starts_with(f.as_str()) => {
+                format!("{head}: {} (field `{f}`)", e.error)
+            }
+            _ => format!("{head}: {}", e.error),
+        },
+        (None, Some(b)) => format!("{head}: {b}"),
+        (None, None) => format!("{head} (no body)"),
+    }
+}
+
+/// The innermost message of an error chain (`Connection refused (os error 111)`), which
+/// says more than reqwest's outer "error sending request".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+// === Reply ===
+
+/// An answer of an endpoint that may carry its response body with an error status:
+/// deploy (500 when `success` is false), infrastructure health (500 when unhealthy) and
+/// container status (404 when not found).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<T> {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The decoded response body.
+    pub body: T,
+}
+
+impl<T> Reply<T> {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+impl<T: Serialize> Reply<T> {
+    /// The body when the status is 2xx; otherwise a [`ClientError::Status`] carrying the
+    /// body as JSON.
+    pub fn into_ok(self, url: impl Into<String>) -> Result<T, ClientError> {
+        if self.is_success() {
+            Ok(self.body)
+        } else {
+            Err(ClientError::Status {
+                url: url.into(),
+                status: self.status,
+                error: None,
+                body: serde_json::to_value(&self.body).ok().map(Box::new),
+            })
+        }
+    }
+}
+
+// === client ===
+
+/// A client of one orchestrator's HTTP API. Cheap to clone (the connection pool is
+/// shared).
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    /// Base URL without a trailing slash (`http://127.0.0.1:8080`).
+    base: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// A client of the API at `base_url` (`http://host:port`, optionally with a path
+    /// prefix), with no token and [`DEFAULT_TIMEOUT`]. Installs the process's rustls
+    /// provider if none is installed yet.
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        let trimmed = base_url.trim().trim_end_matches('/');
+        let parsed = reqwest::Url::parse(trimmed).map_err(|e| ClientError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::InvalidUrl {
+                url: base_url.to_owned(),
+                reason: format!("scheme must be http or https, not `{}`", parsed.scheme()),
+            });
+        }
+        orchestrator_backends::http::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(ClientError::Build)?;
+        Ok(ApiClient {
+            http,
+            base: trimmed.to_owned(),
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sends `Authorization: Bearer {token}` with every request (`None` or blank: no
+    /// header).
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
+    }
+
+    /// Gives up on a request after `timeout` (default [`DEFAULT_TIMEOUT`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    // === transport ===
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.timeout(self.timeout);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    fn transport_error(&self, url: String, e: reqwest::Error) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout {
+                url,
+                timeout: self.timeout,
+            }
+        } else if e.is_connect() {
+            ClientError::Connect {
+                url,
+                reason: root_cause(&e),
+            }
+        } else {
+            ClientError::Transport {
+                url,
+                reason: root_cause(&e),
+            }
+        }
+    }
+
+    /// Sends `request`; returns the status and the raw body.
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let resp = self
+            .authorize(request)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(url.to_owned(), e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(url.to_owned(), e))?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// Posts `request` as JSON to `path` and returns the status and raw body.
+    async fn post_raw<Req: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        request: &Req,
+    ) -> Result<(String, u16, Vec<u8>), ClientError> {
+        let url = self.url(path);
+        let (status, body) = self.send(&url, self.http.post(&url).json(request)).await?;
+        Ok((url, status, body))
+    }
+
+    /// Posts `request` to `path`; a 2xx answer is decoded as `Resp`, anything else is a
+    /// [`ClientError::Status`].
+    pub async fn post<Req, Resp>(&self, path: &str, request: &Req) -> Result<Resp, ClientError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let (url, status, body) = self.post_raw(path, request).await?;
+        if (200..300).contains(&status) {
+            decode(&url, status, &body)
+        } else {
+            Err(status_error(url, status, &body))
+        }
+    }
+
+    /// Posts `request` to `path`; a 2xx answer, or an error answer whose body decodes as
+    /// `Resp`, is a [`Reply`]. An error answer without such a body is a
+    /// [`ClientError::Status`].
+    pub async fn post_reply<Req, Resp>(
+        &self,
+        path: &str,
+        request: &Req,
+    ) -> Result<Reply<Resp>, ClientError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let (url, status, body) = self.post_raw(path, request).await?;
+        if (200..300).contains(&status) {
+            return Ok(Reply {
+                status,
+                body: decode(&url, status, &body)?,
+            });
+        }
+        match serde_json::from_slice::<Resp>(&body) {
+            Ok(resp) => Ok(Reply { status, body: resp }),
+            Err(_) => Err(status_error(url, status, &body)),
+        }
+    }
+
+    // === endpoints (spec 8) ===
+
+    /// `GET /health`: the host's liveness document, as JSON.
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(paths::HEALTH);
+        let (status, body) = self.send(&url, self.http.get(&url)).await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(url, status, &body));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        decode(&url, status, &body)
+    }
+
+    /// GetInfrastructureHealth (8.1): 200 when healthy, 500 with the body otherwise.
+    pub async fn infrastructure_health(
+        &self,
+        req: &InfrastructureHealthRequest,
+    ) -> Result<Reply<InfrastructureHealthResponse>, ClientError> {
+        self.post_reply(paths::INFRASTRUCTURE_HEALTH, req).await
+    }
+
+    /// GetServicesHealth (8.2).
+    pub async fn services_health(
+        &self,
+        req: &ServiceHealthRequest,
+    ) -> Result<ServiceHealthReport, ClientError> {
+        self.post(paths::SERVICES_HEALTH, req).await
+    }
+
+    /// RestartService (8.3): 409 when a restart is not needed.
+    pub async fn restart_service(
+        &self,
+        req: &ServiceRestartRequest,
+    ) -> Result<ServiceRestartResult, ClientError> {
+        self.post(paths::RESTART_SERVICE, req).await
+    }
+
+    /// ShouldRestartService (8.4).
+    pub async fn should_restart_service(
+        &self,
+        req: &ShouldRestartServiceRequest,
+    ) -> Result<RestartRecommendation, ClientError> {
+        self.post(paths::SHOULD_RESTART_SERVICE, req).await
+    }
+
+    /// GetBackends (8.5).
+    pub async fn backends(
+        &self,
+        req: &ListBackendsRequest,
+    ) -> Result<BackendsResponse, ClientError> {
+        self.post(paths::BACKENDS, req).await
+    }
+
+    /// GetPresets (8.6).
+    pub async fn presets(&self, req: &ListPresetsRequest) -> Result<PresetsResponse, ClientError> {
+        self.post(paths::PRESETS, req).await
+    }
+
+    /// Deploy (8.7): 200 on success, 500 with the response (its `warnings` name the
+    /// failures) otherwise; 400/404 carry no response.
+    pub async fn deploy(&self, req: &DeployRequest) -> Result<Reply<DeployResponse>, ClientError> {
+        self.post_reply(paths::DEPLOY, req).await
+    }
+
+    /// GetServiceRouting (8.8).
+    pub async fn service_routing(
+        &self,
+        req: &GetServiceRoutingRequest,
+    ) -> Result<ServiceRoutingResponse, ClientError> {
+        self.post(paths::SERVICE_ROUTING, req).await
+    }
+
+    /// GetStatus (8.9).
+    pub async fn status(&self, req: &GetStatusRequest) -> Result<EnvironmentStatus, ClientError> {
+        self.post(paths::STATUS, req).await
+    }
+
+    /// Teardown (8.10).
+    pub async fn teardown(&self, req: &TeardownRequest) -> Result<TeardownResponse, ClientError> {
+        self.post(paths::TEARDOWN, req).await
+    }
+
+    /// Clean (8.11).
+    pub async fn clean(&self, req: &CleanRequest) -> Result<CleanResponse, ClientError> {
+        self.post(paths::CLEAN, req).await
+    }
+
+    /// GetLogs (8.12).
+    pub async fn logs(&self, req: &GetLogsRequest) -> Result<LogsResponse, ClientError> {
+        self.post(paths::LOGS, req).await
+    }
+
+    /// UpdateTopology (8.13).
+    pub async fn update_topology(
+        &self,
+        req: &TopologyUpdateRequest,
+    ) -> Result<TopologyUpdateResponse, ClientError> {
+        self.post(paths::TOPOLOGY, req).await
+    }
+
+    /// RequestContainerRestart (8.14): 500 (no body) when not accepted.
+    pub async fn request_container_restart(
+        &self,
+        req: &ContainerRestartRequestBody,
+    ) -> Result<ContainerRestartResponse, ClientError> {
+        self.post(paths::CONTAINER_RESTART, req).await
+    }
+
+    /// GetContainerStatus (8.15): 404 with the status body when the container is stopped
+    /// with no instances ("not found").
+    pub async fn container_status(
+        &self,
+        req: &GetContainerStatusRequest,
+    ) -> Result<Reply<ContainerStatus>, ClientError> {
+        self.post_reply(paths::CONTAINER_STATUS, req).await
+    }
+
+    /// RollbackConfiguration (8.16).
+    pub async fn rollback_config(
+        &self,
+        req: &ConfigRollbackRequest,
+    ) -> Result<ConfigRollbackResponse, ClientError> {
+        self.post(paths::CONFIG_ROLLBACK, req).await
+    }
+
+    /// GetConfigVersion (8.17).
+    pub async fn config_version(
+        &self,
+        req: &GetConfigVersionRequest,
+    ) -> Result<ConfigVersionResponse, ClientError> {
+        self.post(paths::CONFIG_VERSION, req).await
+    }
+
+    /// AcquireProcessor (8.18): 500 (no body upstream) when no worker is free.
+    pub async fn acquire_processor(
+        &self,
+        req: &AcquireProcessorRequest,
+    ) -> Result<AcquireProcessorResponse, ClientError> {
+        self.post(paths::POOL_ACQUIRE, req).await
+    }
+
+    /// ReleaseProcessor (8.19): 404 for an unknown lease.
+    pub async fn release_processor(
+        &self,
+        req: &ReleaseProcessorRequest,
+    ) -> Result<ReleaseProcessorResponse, ClientError> {
+        self.post(paths::POOL_RELEASE, req).await
+    }
+
+    /// GetPoolStatus (8.20).
+    pub async fn pool_status(
+        &self,
+        req: &GetPoolStatusRequest,
+    ) -> Result<PoolStatusResponse, ClientError> {
+        self.post(paths::POOL_STATUS, req).await
+    }
+
+    /// ScalePool (8.21): 404 when the pool has no configuration.
+    pub async fn scale_pool(
+        &self,
+        req: &ScalePoolRequest,
+    ) -> Result<ScalePoolResponse, ClientError> {
+        self.post(paths::POOL_SCALE, req).await
+    }
+
+    /// CleanupPool (8.22).
+    pub async fn cleanup_pool(
+        &self,
+        req: &CleanupPoolRequest,
+    ) -> Result<CleanupPoolResponse, ClientError> {
+        self.post(paths::POOL_CLEANUP, req).await
+    }
+}
+
+impl fmt::Display for ApiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+fn decode<T: DeserializeOwned>(url: &str, status: u16, body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        status,
+        reason: e.to_string(),
+    })
+}
+
+/// The error for a non-success answer: an [`ApiError`] body when there is one, any other
+/// JSON body as is, and nothing for an empty body.
+fn status_error(url: String, status: u16, body: &[u8]) -> ClientError {
+    let (error, body) = if body.iter().all(u8::is_ascii_whitespace) {
+        (None, None)
+    } else if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
+        (Some(e), None)
+    } else {
+        let value = serde_json::from_slice::<serde_json::Value>(body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into()));
+        (None, Some(Box::new(value)))
+    };
+    ClientError::Status {
+        url,
+        status,
+        error,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_is_validated_and_trimmed() {
+        let c = ApiClient::new("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(
+            c.url(paths::STATUS),
+            "http://127.0.0.1:8080/orchestrator/status"
+        );
+        assert!(matches!(
+            ApiClient::new("127.0.0.1:8080"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            ApiClient::new("ftp://x"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn status_errors_describe_the_body() {
+        let e = status_error(
+            "u".into(),
+            400,
+            br#"{"error":"poolType: must not be empty","field":"poolType"}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "u: HTTP 400 Bad Request: poolType: must not be empty"
+        );
+        assert_eq!(e.api_error().unwrap().field.as_deref(), Some("poolType"));
+        let e = status_error("u".into(), 500, b"");
+        assert_eq!(e.to_string(), "u: HTTP 500 Internal Server Error (no body)");
+        assert_eq!(e.status(), Some(500));
+        let e = status_error("u".into(), 503, b"oops");
+        assert_eq!(e.to_string(), "u: HTTP 503 Service Unavailable: \"oops\"");
+        let e = status_error("u".into(), 409, br#"{"error":"locked","field":"x"}"#);
+        assert_eq!(e.to_string(), "u: HTTP 409 Conflict: locked (field `x`)");
+    }
+}
