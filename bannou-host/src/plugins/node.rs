@@ -574,7 +574,7 @@ impl Node {
     pub async fn stop_within(mut self, grace: Duration) {
         let log = self.log.clone();
         if grace.is_zero() {
-            self.abort_all();
+            self.abort_and_join().await;
             log.stdout(format!("node {} killed", self.app_id));
             return;
         }
@@ -603,21 +603,32 @@ impl Node {
                 self.app_id
             ));
         }
-        self.abort_all();
+        self.abort_and_join().await;
         log.stdout(format!("node {} stopped", self.app_id));
     }
 
-    fn abort_all(&mut self) {
-        for h in [
+    /// Aborts every task still running and waits until each has ended (an aborted task
+    /// ends at its next poll, so this is quick).
+    async fn abort_and_join(&mut self) {
+        let handles = self.abort_all();
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    fn abort_all(&mut self) -> Vec<JoinHandle<()>> {
+        let handles: Vec<JoinHandle<()>> = [
             self.emitter.take(),
             self.server.take(),
             self.follower.take(),
         ]
         .into_iter()
         .flatten()
-        {
+        .collect();
+        for h in &handles {
             h.abort();
         }
+        handles
     }
 }
 
