@@ -149,6 +149,16 @@ mod tests {
             until: Some(Timestamp::from_unix_millis(5_000)),
             ..LogQuery::default()
         };
-        assert_eq!(log.query(&until)[0].stream, LogStreamType::Stderr);
+        let before: Vec<_> = log
+            .query(&until)
+            .into_iter()
+            .map(|l| (l.stream, l.message))
+            .collect();
+        assert_eq!(before, [(LogStreamType::Stdout, "line 2".to_owned())]);
+        assert_eq!(
+            log.query(&since)[0].stream,
+            LogStreamType::Stderr,
+            "line 3 went to stderr"
+        );
     }
 }
