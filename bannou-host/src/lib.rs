@@ -9,6 +9,7 @@
 //! The plugin host, the remaining use cases, the HTTP API and configuration follow
 //! (DESIGN.md section 1).
 
+pub mod backends;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -4,7 +4,20 @@
 //! serves their routes, follows routing broadcasts (the mesh-side resolver) and publishes
 //! heartbeats.
 //!
-//! Where to start: [`Plugin`] is what a service implements.
+//! Where to start: [`Plugin`] is what a service implements; [`node::Node`] hosts a set of
+//! them.
+//!
+//! - [`node`]: the plugin host (enablement, start order, HTTP server, mesh follower,
+//!   ping forwarding through the mesh, graceful stop).
+//! - [`placeholder`]: the stand-in plugin of every service but the orchestrator (ping,
+//!   health, the `BANNOU_FAULT_<SERVICE>` fault knob).
+//! - [`emitter`]: the heartbeat emitter (`bannou.service-heartbeat`).
+//! - [`log`]: a node's bounded, timestamped stdout/stderr log.
+
+pub mod emitter;
+pub mod log;
+pub mod node;
+pub mod placeholder;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +65,49 @@ pub struct PluginContext {
     pub environment: BTreeMap<String, String>,
     /// The bus heartbeats and events go through.
     pub bus: Arc<dyn EventBus>,
+    /// Notify it when [`Plugin::health`] changes: the node's heartbeat emitter then
+    /// beats at once instead of at its next tick or status poll.
+    pub health_changed: HealthSignal,
+}
+
+impl PluginContext {
+    /// A context with a fresh [`HealthSignal`] (nobody listens to it unless the caller
+    /// hands it on).
+    pub fn new(
+        app_id: AppId,
+        environment: BTreeMap<String, String>,
+        bus: Arc<dyn EventBus>,
+    ) -> Self {
+        PluginContext {
+            app_id,
+            environment,
+            bus,
+            health_changed: HealthSignal::new(),
+        }
+    }
+}
+
+/// "Some plugin's health may have changed": wakes the heartbeat emitter. Cheap to clone;
+/// clones share one signal. A notification sent while nobody waits is kept (one permit),
+/// so none is lost between two checks.
+#[derive(Debug, Clone, Default)]
+pub struct HealthSignal(Arc<tokio::sync::Notify>);
+
+impl HealthSignal {
+    /// A new signal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Signals a (possible) change.
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next signal (or at once if one is pending).
+    pub async fn changed(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// One Bannou service hosted by a node.
