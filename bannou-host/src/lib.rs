@@ -9,8 +9,11 @@
 //! The plugin host, the remaining use cases, the HTTP API and configuration follow
 //! (DESIGN.md section 1).
 
+pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod host;
 pub mod mesh;
 pub mod orchestrator;
 pub mod plugins;
