@@ -122,8 +122,8 @@ where
     }
 }
 
-/// Parses and validates a request body. An empty (or all-whitespace) body counts as
-/// `{}`. A body that does not parse names the JSON path at fault (`topology.nodes[0].name`,
+/// Parses and validates a request body, which must be a JSON object. An empty (or
+/// all-whitespace) body counts as `{}`. A body that does not parse names the JSON path at fault (`topology.nodes[0].name`,
 /// including the name of a missing field); a body that breaks a rule names the field
 /// [`Validate`] reports.
 pub fn decode<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
@@ -132,6 +132,12 @@ pub fn decode<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError
     } else {
         body
     };
+    // Serde would take a JSON array as a struct's fields in order; requests are objects.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            "invalid request body: expected a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let request: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
@@ -271,6 +277,8 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("mode"));
         let e = decode::<TeardownRequest>(b"{not json").unwrap_err();
         assert_eq!(e.field, None);
+        let e = decode::<DeployRequest>(b"[]").unwrap_err();
+        assert_eq!(e.field, None, "an array is not a request");
         let e = decode::<TeardownRequest>(b"{} {}").unwrap_err();
         assert_eq!(e.field, None, "trailing content is rejected");
         decode::<TeardownRequest>(b"").unwrap();
