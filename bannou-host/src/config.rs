@@ -210,6 +210,7 @@ pub struct HostConfig {
     pub scaler: ScalerConfig,
     /// The process environment, filtered by the whitelist of spec 5.1 when a node's
     /// environment is built. Filled by [`HostConfig::from_process_env`]; empty otherwise.
+    /// Not masked by `Debug`: clear it before logging a configuration.
     pub host_environment: BTreeMap<String, String>,
 }
 

@@ -367,7 +367,10 @@ impl ControlPlaneBuilder {
             auth = config.api_token.is_some(),
             "control plane started"
         );
-        tracing::debug!(?config, "control plane configuration");
+        // The copied process environment may hold secrets of other services: log its size.
+        let mut shown = config.clone();
+        let env_vars = std::mem::take(&mut shown.host_environment).len();
+        tracing::debug!(config = ?shown, env_vars, "control plane configuration");
         Ok(RunningControlPlane {
             config,
             service,
