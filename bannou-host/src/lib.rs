@@ -1,18 +1,25 @@
 //! The Bannou host: one binary that runs any set of Bannou services, the orchestrator
 //! among them.
 //!
-//! - [`mesh`]: what every node runs to follow routing broadcasts.
-//! - [`cli`]: the command line (`plan`, `bench`, ...).
-//! - [`orchestrator`]: use cases and background loops over the domain's ports (today: pool
-//!   scaling); [`clock`]: the wall clock the loops read, which follows tokio's pausable time.
-//!
-//! The plugin host, the remaining use cases, the HTTP API and configuration follow
-//! (DESIGN.md section 1).
+//! Where to start:
+//! - [`plugins`]: the plugin host every node runs (placeholder services, heartbeat
+//!   emitter); [`mesh`]: following routing broadcasts and calling a service through them.
+//! - [`orchestrator`]: the orchestrator service (`orchestrator::service`, one method per
+//!   endpoint) and its background loops (heartbeat ingestion, mappings broadcast, pool
+//!   scaling, lease reclamation); [`clock`]: the wall clock, which follows tokio's
+//!   pausable time.
+//! - [`host`]: the control plane assembled from [`config`] (adapters, loops, the
+//!   orchestrator plugin); [`api`]: the HTTP API (axum) and its OpenAPI document.
+//! - [`backends`]: the in-process container backend (the embedded default).
+//! - [`client`]: the typed HTTP client; [`cli`]: the command line.
 
+pub mod api;
 pub mod backends;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod config;
+pub mod host;
 pub mod mesh;
 pub mod orchestrator;
 pub mod plugins;

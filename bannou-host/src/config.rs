@@ -1,0 +1,875 @@
+//! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of spec
+//! section 19 (upstream names, defaults and ranges), the `BANNOU_*` host settings the
+//! control plane reads, and our own settings (listen address, API token, deploy wave
+//! timeout and parallelism, pool autoscaling).
+//!
+//! [`HostConfig::from_env`] reads through a lookup function, never the process
+//! environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
+//! call that reads the real environment. Fields are public so the CLI can apply flag
+//! overrides after reading the environment. A value that does not parse or is out of
+//! range is an error naming the variable and the value, never silently the default.
+//!
+//! Two opt-ins differ from upstream, where the defaults name hosts that only exist in
+//! upstream's compose network:
+//! - **Redis** is used only when `ORCHESTRATOR_REDIS_CONNECTION_STRING` (or `--redis`) is
+//!   given; otherwise state, leases and the bus are in memory (DESIGN.md section 4).
+//!   Upstream's default `bannou-redis:6379` is never used (upstream ignores the property
+//!   too; spec 19).
+//! - **OpenResty cache invalidation** runs only when `ORCHESTRATOR_OPENRESTY_HOST` is set.
+//! - `ORCHESTRATOR_PRESETS_HOST_PATH` defaults to `presets` in the working directory, as
+//!   the CLI's `plan` does, instead of upstream's container path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orchestrator_core::AppId;
+use orchestrator_core::events::BackendType;
+use orchestrator_core::health::HealthConfig;
+use orchestrator_routing::broadcast::DEFAULT_COALESCE_WINDOW;
+use orchestrator_routing::{BroadcastPolicy, OpenRestyConfig};
+
+use crate::orchestrator::pools::ScalerConfig;
+use crate::orchestrator::service::ServiceSettings;
+
+/// Default listen address: loopback only (DESIGN.md section 9).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A configuration value that is missing, malformed or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable's value does not parse or breaks its constraint.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        /// The variable (or flag) name.
+        name: String,
+        /// The rejected value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The API would listen beyond loopback without a bearer token (DESIGN.md section 9).
+    #[error(
+        "refusing to listen on {listen}: it is not a loopback address and no API token is set; \
+         set ORCHESTRATOR_API_TOKEN (or --api-token), or listen on 127.0.0.1"
+    )]
+    ExposedWithoutToken {
+        /// The configured listen address.
+        listen: SocketAddr,
+    },
+    /// The orchestrator runs only on the control-plane app-id (spec 2.1).
+    #[error(
+        "the orchestrator runs only on app-id `bannou` (spec 2.1), but the effective app-id is \
+         `{app_id}`; unset BANNOU_APP_ID or set it to bannou"
+    )]
+    WrongAppId {
+        /// The effective app-id.
+        app_id: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(name: &str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A secret string (API token, Portainer key): its `Debug` output is masked so the
+/// configuration can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Everything the host and its orchestrator read at start. See the module docs for the
+/// sources; each field's doc names its variable, default and constraint.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    // === upstream properties (spec 19) ===
+    /// `ORCHESTRATOR_SECURE_WEBSOCKET` (true): empty permission registration. Kept for
+    /// compatibility; this host registers no WebSocket permissions either way.
+    pub secure_websocket: bool,
+    /// `ORCHESTRATOR_DEFAULT_BACKEND` (`compose`): the backend of a deploy that names none
+    /// before any deploy happened. Any spelling of `kubernetes|portainer|swarm|compose`
+    /// (and our `in-process`).
+    pub default_backend: BackendType,
+    /// `ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS` (90, >= 1): health expiry.
+    pub heartbeat_timeout: Duration,
+    /// `ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES` (5, >= 1): should-restart.
+    pub degradation_threshold: Duration,
+    /// `ORCHESTRATOR_PORTAINER_URL` (none).
+    pub portainer_url: Option<String>,
+    /// `ORCHESTRATOR_PORTAINER_API_KEY` (none): Portainer `X-API-Key`.
+    pub portainer_api_key: Option<Secret>,
+    /// `ORCHESTRATOR_PORTAINER_ENDPOINT_ID` (1, >= 1).
+    pub portainer_endpoint_id: u32,
+    /// `ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS` (30, >= 1).
+    pub portainer_request_timeout: Duration,
+    /// `ORCHESTRATOR_DOCKER_IMAGE_NAME` (`bannou:latest`): the image of every node.
+    pub docker_image_name: String,
+    /// `ORCHESTRATOR_DOCKER_HOST` (`unix:///var/run/docker.sock`).
+    pub docker_host: String,
+    /// `ORCHESTRATOR_DOCKER_NETWORK` (`bannou_default`): the Compose network.
+    pub docker_network: String,
+    /// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` (`/app/provisioning/certificates`).
+    pub certificates_host_path: PathBuf,
+    /// `ORCHESTRATOR_PRESETS_HOST_PATH` (ours: `presets`; upstream
+    /// `/app/provisioning/orchestrator/presets`): where presets are looked up by name.
+    pub presets_host_path: PathBuf,
+    /// `ORCHESTRATOR_LOGS_VOLUME` (`logs-data`).
+    pub logs_volume_name: String,
+    /// `ORCHESTRATOR_OPENRESTY_HOST` (`openresty`); invalidation runs only when set.
+    pub openresty_host: String,
+    /// Whether `ORCHESTRATOR_OPENRESTY_HOST` was given (cache invalidation on).
+    pub openresty_enabled: bool,
+    /// `ORCHESTRATOR_OPENRESTY_PORT` (80, 1-65535).
+    pub openresty_port: u16,
+    /// `ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS` (5, >= 1).
+    pub openresty_request_timeout: Duration,
+    /// `ORCHESTRATOR_KUBERNETES_NAMESPACE` (`default`).
+    pub kubernetes_namespace: String,
+    /// `ORCHESTRATOR_KUBECONFIG_PATH` (none: `~/.kube/config`).
+    pub kubeconfig_path: Option<PathBuf>,
+    /// `ORCHESTRATOR_HEARTBEAT_TTL_SECONDS` (90, >= 1).
+    pub heartbeat_ttl: Duration,
+    /// `ORCHESTRATOR_ROUTING_TTL_SECONDS` (300, >= 1).
+    pub routing_ttl: Duration,
+    /// `ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS` (30, >= 1).
+    pub config_history_ttl: Duration,
+    /// `ORCHESTRATOR_RESTART_TIMEOUT_SECONDS` (120, >= 1).
+    pub restart_timeout: Duration,
+    /// `ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS` (2000, >= 100).
+    pub health_check_interval: Duration,
+    /// `ORCHESTRATOR_DEFAULT_WAIT_BEFORE_KILL_SECONDS` (30, >= 1).
+    pub default_wait_before_kill: Duration,
+    /// `ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS` (2, >= 1).
+    pub container_status_poll_interval: Duration,
+    /// `ORCHESTRATOR_FULL_MAPPINGS_INTERVAL_SECONDS` (30, >= 1): periodic rebroadcast.
+    pub full_mappings_interval: Duration,
+    /// `ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS` (24, >= 1), honoured (D12).
+    pub orphan_container_threshold: Duration,
+    /// `ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES` (3, >= 1); unused upstream and here.
+    pub index_update_max_retries: u32,
+    /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1).
+    pub default_pool_lease_timeout: Duration,
+    /// `ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS` (15, >= 1); unused (pool mutations are
+    /// atomic scripts, D10).
+    pub pool_lock_timeout: Duration,
+    /// `ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS` (60, >= 10): longest sleep of the
+    /// lease reaper.
+    pub lease_cleanup_interval: Duration,
+    /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT` (80, 1-65535).
+    pub default_service_port: u16,
+    /// `ORCHESTRATOR_REDIS_CONNECTION_STRING` (none: in-memory adapters). A bare
+    /// `host:port` gets `redis://` prepended.
+    pub redis_url: Option<String>,
+
+    // === host settings ===
+    /// `BANNOU_APP_ID` (`bannou`): the effective app-id.
+    pub app_id: AppId,
+    /// `BANNOU_HEARTBEAT_ENABLED` (true).
+    pub heartbeat_enabled: bool,
+    /// `BANNOU_HEARTBEAT_INTERVAL_SECONDS` (30, >= 1).
+    pub heartbeat_interval: Duration,
+
+    // === ours ===
+    /// `ORCHESTRATOR_LISTEN` / `--listen` (`127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `ORCHESTRATOR_API_TOKEN` / `--api-token` (none): bearer token every API route but
+    /// `/health` requires. Mandatory when `listen` is not loopback.
+    pub api_token: Option<Secret>,
+    /// `ORCHESTRATOR_WAVE_TIMEOUT_SECONDS` / `--wave-timeout` (120, >= 1): how long a
+    /// deploy waits for one wave's heartbeats.
+    pub wave_timeout: Duration,
+    /// `ORCHESTRATOR_DEPLOY_PARALLELISM` (8, >= 1): nodes of one wave deployed at once.
+    pub deploy_parallelism: usize,
+    /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
+    /// (5) and the worker image (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    pub scaler: ScalerConfig,
+    /// The process environment, filtered by the whitelist of spec 5.1 when a node's
+    /// environment is built. Filled by [`HostConfig::from_process_env`]; empty otherwise.
+    /// Not masked by `Debug`: clear it before logging a configuration.
+    pub host_environment: BTreeMap<String, String>,
+}
+
+impl Default for HostConfig {
+    /// Every default of spec 19 plus ours (see each field).
+    fn default() -> Self {
+        HostConfig {
+            secure_websocket: true,
+            default_backend: BackendType::Compose,
+            heartbeat_timeout: Duration::from_secs(90),
+            degradation_threshold: Duration::from_secs(5 * 60),
+            portainer_url: None,
+            portainer_api_key: None,
+            portainer_endpoint_id: 1,
+            portainer_request_timeout: Duration::from_secs(30),
+            docker_image_name: "bannou:latest".to_owned(),
+            docker_host: "unix:///var/run/docker.sock".to_owned(),
+            docker_network: "bannou_default".to_owned(),
+            certificates_host_path: PathBuf::from("/app/provisioning/certificates"),
+            presets_host_path: PathBuf::from("presets"),
+            logs_volume_name: "logs-data".to_owned(),
+            openresty_host: "openresty".to_owned(),
+            openresty_enabled: false,
+            openresty_port: 80,
+            openresty_request_timeout: Duration::from_secs(5),
+            kubernetes_namespace: "default".to_owned(),
+            kubeconfig_path: None,
+            heartbeat_ttl: Duration::from_secs(90),
+            routing_ttl: Duration::from_secs(300),
+            config_history_ttl: Duration::from_secs(30 * 86_400),
+            restart_timeout: Duration::from_secs(120),
+            health_check_interval: Duration::from_millis(2000),
+            default_wait_before_kill: Duration::from_secs(30),
+            container_status_poll_interval: Duration::from_secs(2),
+            full_mappings_interval: Duration::from_secs(30),
+            orphan_container_threshold: Duration::from_secs(24 * 3600),
+            index_update_max_retries: 3,
+            default_pool_lease_timeout: Duration::from_secs(300),
+            pool_lock_timeout: Duration::from_secs(15),
+            lease_cleanup_interval: Duration::from_secs(60),
+            default_service_port: 80,
+            redis_url: None,
+            app_id: AppId::control_plane(),
+            heartbeat_enabled: true,
+            heartbeat_interval: Duration::from_secs(30),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("valid default listen address"),
+            api_token: None,
+            wave_timeout: Duration::from_secs(120),
+            deploy_parallelism: 8,
+            scaler: ScalerConfig::default(),
+            host_environment: BTreeMap::new(),
+        }
+    }
+}
+
+// === reading values ===
+
+/// Reads variables through `get`, trimming values; a blank value counts as set (and is
+/// rejected where a value is required).
+struct Env<F> {
+    get: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+    }
+
+    /// A non-nullable string: absent keeps the default; blank is an error (spec 19).
+    fn string(&self, name: &str, into: &mut String) -> Result<(), ConfigError> {
+        if let Some(v) = self.raw(name) {
+            let t = v.trim();
+            if t.is_empty() {
+                return Err(ConfigError::invalid(name, &v, "must not be empty"));
+            }
+            *into = t.to_owned();
+        }
+        Ok(())
+    }
+
+    /// A nullable string: absent or blank is `None`.
+    fn optional(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn boolean(&self, name: &str, into: &mut bool) -> Result<(), ConfigError> {
+        if let Some(v) = self.raw(name) {
+            *into = parse_bool(&v)
+                .ok_or_else(|| ConfigError::invalid(name, &v, "expected true or false"))?;
+        }
+        Ok(())
+    }
+
+    /// A whole number in `min..=max`.
+    fn number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let n: u64 = v.trim().parse().map_err(|_| {
+            ConfigError::invalid(name, &v, format!("expected a whole number >= {min}"))
+        })?;
+        if n < min {
+            return Err(ConfigError::invalid(
+                name,
+                &v,
+                format!("must be at least {min}"),
+            ));
+        }
+        if n > max {
+            return Err(ConfigError::invalid(
+                name,
+                &v,
+                format!("must be at most {max}"),
+            ));
+        }
+        Ok(Some(n))
+    }
+
+    /// A duration given as a whole number of `unit`, at least `min` units.
+    fn duration(
+        &self,
+        name: &str,
+        min: u64,
+        unit: Duration,
+        into: &mut Duration,
+    ) -> Result<(), ConfigError> {
+        if let Some(n) = self.number(name, min, u64::from(u32::MAX))? {
+            *into = unit.saturating_mul(n as u32);
+        }
+        Ok(())
+    }
+
+    fn seconds(&self, name: &str, min: u64, into: &mut Duration) -> Result<(), ConfigError> {
+        self.duration(name, min, Duration::from_secs(1), into)
+    }
+
+    fn port(&self, name: &str, into: &mut u16) -> Result<(), ConfigError> {
+        if let Some(n) = self.number(name, 1, 65_535)? {
+            *into = n as u16;
+        }
+        Ok(())
+    }
+}
+
+/// `true|false|1|0|yes|no|on|off`, any case.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `redis://` is prepended to a bare `host:port` (upstream's spelling of the property).
+pub fn normalize_redis_url(value: &str) -> String {
+    let v = value.trim();
+    if v.contains("://") {
+        v.to_owned()
+    } else {
+        format!("redis://{v}")
+    }
+}
+
+// === impl HostConfig ===
+
+impl HostConfig {
+    /// Reads the configuration through `get` (a variable name to its value). Absent
+    /// variables keep their defaults; the first bad value is an error naming it.
+    /// `host_environment` stays empty (see [`HostConfig::from_process_env`]).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { get };
+        let mut c = HostConfig::default();
+
+        env.boolean("ORCHESTRATOR_SECURE_WEBSOCKET", &mut c.secure_websocket)?;
+        if let Some(v) = env.raw("ORCHESTRATOR_DEFAULT_BACKEND") {
+            c.default_backend = v.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    "ORCHESTRATOR_DEFAULT_BACKEND",
+                    &v,
+                    "expected one of kubernetes, portainer, swarm, compose, in-process",
+                )
+            })?;
+        }
+        env.seconds(
+            "ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS",
+            1,
+            &mut c.heartbeat_timeout,
+        )?;
+        env.duration(
+            "ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES",
+            1,
+            Duration::from_secs(60),
+            &mut c.degradation_threshold,
+        )?;
+        c.portainer_url = env.optional("ORCHESTRATOR_PORTAINER_URL");
+        c.portainer_api_key = env
+            .optional("ORCHESTRATOR_PORTAINER_API_KEY")
+            .map(Secret::new);
+        if let Some(n) = env.number("ORCHESTRATOR_PORTAINER_ENDPOINT_ID", 1, u64::from(u32::MAX))? {
+            c.portainer_endpoint_id = n as u32;
+        }
+        env.seconds(
+            "ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS",
+            1,
+            &mut c.portainer_request_timeout,
+        )?;
+        env.string("ORCHESTRATOR_DOCKER_IMAGE_NAME", &mut c.docker_image_name)?;
+        env.string("ORCHESTRATOR_DOCKER_HOST", &mut c.docker_host)?;
+        env.string("ORCHESTRATOR_DOCKER_NETWORK", &mut c.docker_network)?;
+        let mut path = String::new();
+        env.string("ORCHESTRATOR_CERTIFICATES_HOST_PATH", &mut path)?;
+        if !path.is_empty() {
+            c.certificates_host_path = PathBuf::from(std::mem::take(&mut path));
+        }
+        env.string("ORCHESTRATOR_PRESETS_HOST_PATH", &mut path)?;
+        if !path.is_empty() {
+            c.presets_host_path = PathBuf::from(std::mem::take(&mut path));
+        }
+        env.string("ORCHESTRATOR_LOGS_VOLUME", &mut c.logs_volume_name)?;
+        if env.raw("ORCHESTRATOR_OPENRESTY_HOST").is_some() {
+            env.string("ORCHESTRATOR_OPENRESTY_HOST", &mut c.openresty_host)?;
+            c.openresty_enabled = true;
+        }
+        env.port("ORCHESTRATOR_OPENRESTY_PORT", &mut c.openresty_port)?;
+        env.seconds(
+            "ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS",
+            1,
+            &mut c.openresty_request_timeout,
+        )?;
+        env.string(
+            "ORCHESTRATOR_KUBERNETES_NAMESPACE",
+            &mut c.kubernetes_namespace,
+        )?;
+        c.kubeconfig_path = env
+            .optional("ORCHESTRATOR_KUBECONFIG_PATH")
+            .map(PathBuf::from);
+        env.seconds(
+            "ORCHESTRATOR_HEARTBEAT_TTL_SECONDS",
+            1,
+            &mut c.heartbeat_ttl,
+        )?;
+        env.seconds("ORCHESTRATOR_ROUTING_TTL_SECONDS", 1, &mut c.routing_ttl)?;
+        env.duration(
+            "ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS",
+            1,
+            Duration::from_secs(86_400),
+            &mut c.config_history_ttl,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_RESTART_TIMEOUT_SECONDS",
+            1,
+            &mut c.restart_timeout,
+        )?;
+        env.duration(
+            "ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS",
+            100,
+            Duration::from_millis(1),
+            &mut c.health_check_interval,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_DEFAULT_WAIT_BEFORE_KILL_SECONDS",
+            1,
+            &mut c.default_wait_before_kill,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS",
+            1,
+            &mut c.container_status_poll_interval,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_FULL_MAPPINGS_INTERVAL_SECONDS",
+            1,
+            &mut c.full_mappings_interval,
+        )?;
+        env.duration(
+            "ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS",
+            1,
+            Duration::from_secs(3600),
+            &mut c.orphan_container_threshold,
+        )?;
+        if let Some(n) = env.number(
+            "ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES",
+            1,
+            u64::from(u32::MAX),
+        )? {
+            c.index_update_max_retries = n as u32;
+        }
+        env.seconds(
+            "ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS",
+            1,
+            &mut c.default_pool_lease_timeout,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS",
+            1,
+            &mut c.pool_lock_timeout,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS",
+            10,
+            &mut c.lease_cleanup_interval,
+        )?;
+        env.port(
+            "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
+            &mut c.default_service_port,
+        )?;
+        c.redis_url = env
+            .optional("ORCHESTRATOR_REDIS_CONNECTION_STRING")
+            .map(|v| normalize_redis_url(&v));
+
+        // Host settings.
+        if let Some(v) = env.optional("BANNOU_APP_ID") {
+            c.app_id = AppId::from(v);
+        }
+        env.boolean("BANNOU_HEARTBEAT_ENABLED", &mut c.heartbeat_enabled)?;
+        env.seconds(
+            "BANNOU_HEARTBEAT_INTERVAL_SECONDS",
+            1,
+            &mut c.heartbeat_interval,
+        )?;
+
+        // Ours.
+        if let Some(v) = env.raw("ORCHESTRATOR_LISTEN") {
+            c.listen = v.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    "ORCHESTRATOR_LISTEN",
+                    &v,
+                    "expected an address and port, e.g. 127.0.0.1:8080",
+                )
+            })?;
+        }
+        c.api_token = env.optional("ORCHESTRATOR_API_TOKEN").map(Secret::new);
+        env.seconds("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", 1, &mut c.wave_timeout)?;
+        if let Some(n) = env.number("ORCHESTRATOR_DEPLOY_PARALLELISM", 1, 1024)? {
+            c.deploy_parallelism = n as usize;
+        }
+        c.scaler = ScalerConfig::from_env(&env.get)
+            .map_err(|e| ConfigError::invalid(e.name, &e.value, e.reason))?;
+        Ok(c)
+    }
+
+    /// Reads the process environment (the one place that does) and keeps a copy of it in
+    /// `host_environment` for the spec 5.1 whitelist.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let mut c = Self::from_env(|name| vars.get(name).cloned())?;
+        c.host_environment = vars;
+        Ok(c)
+    }
+
+    /// Whether the API may listen on `listen`: loopback always, anything else only with an
+    /// API token (DESIGN.md section 9).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() || self.api_token.is_some() {
+            Ok(())
+        } else {
+            Err(ConfigError::ExposedWithoutToken {
+                listen: self.listen,
+            })
+        }
+    }
+
+    /// Whether the orchestrator may run here: the effective app-id must be `bannou` in
+    /// any case (spec 2.1).
+    pub fn check_app_id(&self) -> Result<(), ConfigError> {
+        check_app_id(&self.app_id)
+    }
+
+    /// The settings the use cases read.
+    pub fn service_settings(&self) -> ServiceSettings {
+        ServiceSettings {
+            control_plane_app_id: AppId::control_plane(),
+            default_backend: self.default_backend,
+            heartbeat_timeout: self.heartbeat_timeout,
+            wave_timeout: self.wave_timeout,
+            deploy_parallelism: self.deploy_parallelism,
+            degradation_threshold: self.degradation_threshold,
+            routing_ttl: self.routing_ttl,
+            heartbeat_ttl: self.heartbeat_ttl,
+            config_history_ttl: self.config_history_ttl,
+            restart_timeout: self.restart_timeout,
+            health_check_interval: self.health_check_interval,
+            default_wait_before_kill: self.default_wait_before_kill,
+            default_service_port: self.default_service_port,
+            image: self.docker_image_name.clone(),
+            default_lease_timeout: self.default_pool_lease_timeout,
+            orphan_threshold: self.orphan_container_threshold,
+            presets_dir: self.presets_host_path.clone(),
+            host_environment: self.host_environment.clone(),
+            openresty: self.openresty(),
+        }
+    }
+
+    /// OpenResty cache invalidation settings, when enabled and valid.
+    pub fn openresty(&self) -> Option<OpenRestyConfig> {
+        if !self.openresty_enabled {
+            return None;
+        }
+        OpenRestyConfig::new(
+            self.openresty_host.clone(),
+            self.openresty_port,
+            self.openresty_request_timeout,
+        )
+        .ok()
+    }
+
+    /// The health aggregator's timing rules.
+    pub fn health_config(&self) -> HealthConfig {
+        HealthConfig::new(self.heartbeat_timeout, self.degradation_threshold).unwrap_or_default()
+    }
+
+    /// The mappings broadcast policy: the default coalescing window and
+    /// `FullMappingsIntervalSeconds` between rebroadcasts.
+    pub fn broadcast_policy(&self) -> BroadcastPolicy {
+        BroadcastPolicy::new(DEFAULT_COALESCE_WINDOW, self.full_mappings_interval)
+            .unwrap_or_default()
+    }
+
+    /// The pool scaler's settings, with the worker image following
+    /// `docker_image_name` (which a flag may have overridden).
+    pub fn scaler_config(&self) -> ScalerConfig {
+        ScalerConfig {
+            default_image: self.docker_image_name.clone(),
+            ..self.scaler.clone()
+        }
+    }
+}
+
+/// Spec 2.1: the orchestrator runs only on app-id `bannou` (case-insensitive).
+pub fn check_app_id(app_id: &AppId) -> Result<(), ConfigError> {
+    if app_id.is_control_plane() {
+        Ok(())
+    } else {
+        Err(ConfigError::WrongAppId {
+            app_id: app_id.as_str().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<HostConfig, ConfigError> {
+        let map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        HostConfig::from_env(|name| map.get(name).cloned())
+    }
+
+    fn error_of(name: &str, value: &str) -> ConfigError {
+        config(&[(name, value)]).expect_err(&format!("{name}={value} must be rejected"))
+    }
+
+    #[test]
+    fn nothing_set_gives_upstream_defaults_and_ours() {
+        let c = config(&[]).unwrap();
+        assert!(c.secure_websocket);
+        assert_eq!(c.default_backend, BackendType::Compose);
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(c.degradation_threshold, Duration::from_secs(300));
+        assert_eq!(c.portainer_endpoint_id, 1);
+        assert_eq!(c.docker_image_name, "bannou:latest");
+        assert_eq!(c.docker_network, "bannou_default");
+        assert_eq!(c.openresty_port, 80);
+        assert!(!c.openresty_enabled);
+        assert_eq!(c.routing_ttl, Duration::from_secs(300));
+        assert_eq!(c.config_history_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.health_check_interval, Duration::from_millis(2000));
+        assert_eq!(c.lease_cleanup_interval, Duration::from_secs(60));
+        assert_eq!(c.full_mappings_interval, Duration::from_secs(30));
+        assert_eq!(c.default_service_port, 80);
+        assert_eq!(c.redis_url, None, "Redis only when asked for");
+        assert_eq!(c.app_id, AppId::control_plane());
+        assert!(c.heartbeat_enabled);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(c.api_token.is_none());
+        assert_eq!(c.wave_timeout, Duration::from_secs(120));
+        assert_eq!(c.deploy_parallelism, 8);
+        assert!(c.scaler.autoscale);
+        assert!(c.check_exposure().is_ok());
+        assert!(c.check_app_id().is_ok());
+        assert!(c.openresty().is_none());
+    }
+
+    #[test]
+    fn values_are_read_with_their_units() {
+        let c = config(&[
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "7"),
+            ("ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES", "2"),
+            ("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "1"),
+            ("ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS", "100"),
+            ("ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS", "3"),
+            ("ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS", "10"),
+            ("ORCHESTRATOR_OPENRESTY_HOST", " edge "),
+            ("ORCHESTRATOR_OPENRESTY_PORT", "65535"),
+            ("ORCHESTRATOR_REDIS_CONNECTION_STRING", "bannou-redis:6379"),
+            ("ORCHESTRATOR_PORTAINER_API_KEY", "k"),
+            ("ORCHESTRATOR_API_TOKEN", "t0ken"),
+            ("ORCHESTRATOR_LISTEN", "0.0.0.0:9000"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE", "false"),
+            ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "bannou:test"),
+            ("BANNOU_APP_ID", "BANNOU"),
+            ("BANNOU_HEARTBEAT_ENABLED", "no"),
+            ("BANNOU_HEARTBEAT_INTERVAL_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(7));
+        assert_eq!(c.degradation_threshold, Duration::from_secs(120));
+        assert_eq!(c.config_history_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.health_check_interval, Duration::from_millis(100));
+        assert_eq!(c.orphan_container_threshold, Duration::from_secs(3 * 3600));
+        assert_eq!(c.lease_cleanup_interval, Duration::from_secs(10));
+        assert!(c.openresty_enabled);
+        let openresty = c.openresty().unwrap();
+        assert_eq!((openresty.host(), openresty.port()), ("edge", 65535));
+        assert_eq!(c.redis_url.as_deref(), Some("redis://bannou-redis:6379"));
+        assert_eq!(c.api_token.as_ref().unwrap().expose(), "t0ken");
+        assert!(c.check_exposure().is_ok(), "a token allows any address");
+        assert!(!c.scaler.autoscale);
+        assert_eq!(c.scaler_config().default_image, "bannou:test");
+        assert!(c.check_app_id().is_ok(), "app-id is case-insensitive");
+        assert!(!c.heartbeat_enabled);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("t0ken"), "secrets are masked: {printed}");
+        let s = c.service_settings();
+        assert_eq!(s.heartbeat_timeout, Duration::from_secs(7));
+        assert_eq!(s.image, "bannou:test");
+        assert!(s.openresty.is_some());
+    }
+
+    #[test]
+    fn every_range_is_enforced_and_the_error_names_variable_and_value() {
+        let cases: &[(&str, &str)] = &[
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES", "0"),
+            ("ORCHESTRATOR_PORTAINER_ENDPOINT_ID", "0"),
+            ("ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_OPENRESTY_PORT", "0"),
+            ("ORCHESTRATOR_OPENRESTY_PORT", "65536"),
+            ("ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_HEARTBEAT_TTL_SECONDS", "0"),
+            ("ORCHESTRATOR_ROUTING_TTL_SECONDS", "0"),
+            ("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "0"),
+            ("ORCHESTRATOR_RESTART_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS", "99"),
+            ("ORCHESTRATOR_DEFAULT_WAIT_BEFORE_KILL_SECONDS", "0"),
+            ("ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS", "0"),
+            ("ORCHESTRATOR_FULL_MAPPINGS_INTERVAL_SECONDS", "0"),
+            ("ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS", "0"),
+            ("ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES", "0"),
+            ("ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS", "9"),
+            ("ORCHESTRATOR_DEFAULT_SERVICE_PORT", "0"),
+            ("ORCHESTRATOR_DEFAULT_SERVICE_PORT", "70000"),
+            ("BANNOU_HEARTBEAT_INTERVAL_SECONDS", "0"),
+            ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "0"),
+            ("ORCHESTRATOR_DEPLOY_PARALLELISM", "0"),
+        ];
+        for (name, value) in cases {
+            let e = error_of(name, value);
+            let text = e.to_string();
+            assert!(
+                text.contains(name) && text.contains(&format!("\"{value}\"")),
+                "{text}"
+            );
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, .. } if n == name),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_errors_not_defaults() {
+        for (name, value) in [
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "ninety"),
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "-1"),
+            ("ORCHESTRATOR_SECURE_WEBSOCKET", "maybe"),
+            ("BANNOU_HEARTBEAT_ENABLED", "2"),
+            ("ORCHESTRATOR_LISTEN", "localhost"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE", "sometimes"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "0"),
+            ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "  "),
+            ("ORCHESTRATOR_DOCKER_NETWORK", ""),
+            ("ORCHESTRATOR_KUBERNETES_NAMESPACE", ""),
+            ("ORCHESTRATOR_OPENRESTY_HOST", ""),
+        ] {
+            let text = error_of(name, value).to_string();
+            assert!(text.starts_with(name), "{text}");
+        }
+    }
+
+    #[test]
+    fn backend_accepts_every_spelling_and_rejects_unknown_ones() {
+        for (value, expected) in [
+            ("compose", BackendType::Compose),
+            ("Compose", BackendType::Compose),
+            ("kubernetes", BackendType::Kubernetes),
+            ("KUBERNETES", BackendType::Kubernetes),
+            ("portainer", BackendType::Portainer),
+            ("swarm", BackendType::Swarm),
+            ("in-process", BackendType::InProcess),
+            ("InProcess", BackendType::InProcess),
+        ] {
+            let c = config(&[("ORCHESTRATOR_DEFAULT_BACKEND", value)]).unwrap();
+            assert_eq!(c.default_backend, expected, "{value}");
+        }
+        let text = error_of("ORCHESTRATOR_DEFAULT_BACKEND", "nomad").to_string();
+        assert!(
+            text.contains("ORCHESTRATOR_DEFAULT_BACKEND") && text.contains("nomad"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubernetes, portainer, swarm, compose"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn exposure_without_token_and_foreign_app_ids_are_refused() {
+        let c = config(&[("ORCHESTRATOR_LISTEN", "0.0.0.0:8080")]).unwrap();
+        let e = c.check_exposure().unwrap_err();
+        assert!(e.to_string().contains("ORCHESTRATOR_API_TOKEN"), "{e}");
+        assert!(
+            config(&[("ORCHESTRATOR_LISTEN", "[::1]:8080")])
+                .unwrap()
+                .check_exposure()
+                .is_ok()
+        );
+        let c = config(&[("BANNOU_APP_ID", "orchestrator")]).unwrap();
+        let e = c.check_app_id().unwrap_err();
+        assert!(e.to_string().contains("`orchestrator`"), "{e}");
+    }
+
+    #[test]
+    fn blank_nullable_values_mean_unset() {
+        let c = config(&[
+            ("ORCHESTRATOR_REDIS_CONNECTION_STRING", " "),
+            ("ORCHESTRATOR_API_TOKEN", ""),
+            ("ORCHESTRATOR_PORTAINER_URL", ""),
+            ("BANNOU_APP_ID", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url, None);
+        assert!(c.api_token.is_none());
+        assert!(c.portainer_url.is_none());
+        assert_eq!(c.app_id, AppId::control_plane());
+        assert_eq!(
+            normalize_redis_url("redis://127.0.0.1:1/"),
+            "redis://127.0.0.1:1/"
+        );
+    }
+}

@@ -1,0 +1,717 @@
+//! The control-plane assembly: everything the orchestrator needs, built from a
+//! [`HostConfig`] and started with one shutdown switch.
+//!
+//! [`ControlPlane::start`] (or [`ControlPlane::builder`] to pass in a pre-built bus or
+//! adapters) connects the [`Adapters`] (in memory by default, Redis when a Redis URL is
+//! configured), builds the shared health state, the mappings broadcaster, the pool scaler
+//! (over the default backend), the lease reaper, the heartbeat pipeline (with broadcast on
+//! change and worker promotion) and the [`OrchestratorService`], and spawns the loops. The
+//! [`RunningControlPlane`] it returns serves the API ([`RunningControlPlane::serve`]) and
+//! stops every loop and the server, joining their tasks
+//! ([`RunningControlPlane::shutdown`]).
+//!
+//! Start refuses (before anything is connected) when the app-id is not `bannou` (spec
+//! 2.1), when the API would listen beyond loopback without a token (DESIGN.md section 9),
+//! and when the store does not answer (spec 2.3 step 2).
+//!
+//! [`OrchestratorPlugin`] wraps the same assembly as a [`Plugin`], so a node can host the
+//! orchestrator like any other service.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use orchestrator_core::api::ApiError;
+use orchestrator_core::catalog::Catalog;
+use orchestrator_core::health::HeartbeatAggregator;
+use orchestrator_core::layer::Layer;
+use orchestrator_core::memory::bus::InMemoryBus;
+use orchestrator_core::memory::store::InMemoryStore;
+use orchestrator_core::ports::backend::ContainerBackend;
+use orchestrator_core::ports::bus::EventBus;
+use orchestrator_core::ports::store::OrchestratorStore;
+use orchestrator_core::time::Clock;
+use orchestrator_pools::{LeaseStore, MemoryLeaseStore};
+use orchestrator_routing::RoutingTable;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use crate::api::{self, ApiAuth};
+use crate::clock::TokioClock;
+use crate::config::{ConfigError, HostConfig, check_app_id};
+use crate::orchestrator::heartbeats::{
+    HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
+};
+use crate::orchestrator::leases::LeaseReaper;
+use crate::orchestrator::mappings::MappingsBroadcaster;
+use crate::orchestrator::pools::PoolScaler;
+use crate::orchestrator::service::{BackendRegistry, OrchestratorService, ServiceDeps};
+use crate::orchestrator::stopped;
+use crate::plugins::{Plugin, PluginContext, PluginError, PluginHealth};
+
+/// How long [`RunningControlPlane::shutdown`] waits for the tasks (open HTTP requests
+/// included) before aborting what is left.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Longest the start waits for the store's first answer.
+pub const STORE_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the control plane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The configuration forbids it (wrong app-id, exposed without a token, ...).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Redis could not be reached or its URL is invalid.
+    #[error("cannot use Redis at `{url}`: {message}")]
+    Redis {
+        /// The URL tried.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The store did not answer its first ping (spec 2.3 step 2).
+    #[error("the state store does not answer: {0}")]
+    StoreUnavailable(String),
+    /// No container backend was given.
+    #[error("no container backend is configured; the control plane needs at least one")]
+    NoBackend,
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+// === Adapters ===
+
+/// Which implementation the adapters use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterKind {
+    /// In-memory store, bus and lease store (the embedded default).
+    Memory,
+    /// Redis at this URL.
+    Redis {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// The store, bus and lease store the control plane runs on.
+#[derive(Clone)]
+pub struct Adapters {
+    /// Heartbeats, routing, configuration history.
+    pub store: Arc<dyn OrchestratorStore>,
+    /// Events. Nodes of the in-process backend must publish on this same bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Processing pools.
+    pub leases: Arc<dyn LeaseStore>,
+    /// What they are.
+    pub kind: AdapterKind,
+}
+
+impl std::fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapters")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Adapters {
+    /// Fresh in-memory adapters.
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
+        Adapters {
+            store: Arc::new(InMemoryStore::new(clock)),
+            bus: Arc::new(InMemoryBus::new()),
+            leases: Arc::new(MemoryLeaseStore::new()),
+            kind: AdapterKind::Memory,
+        }
+    }
+
+    /// Redis adapters on `url` (one shared connection for the store and the bus, one for
+    /// the lease store's scripts), default key prefixes.
+    pub async fn redis(url: &str) -> Result<Self, HostError> {
+        use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
+        use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
+        use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
+        use orchestrator_backends::redis::store::RedisStore;
+
+        let failed = |message: String| HostError::Redis {
+            url: url.to_owned(),
+            message,
+        };
+        let conn = RedisConnection::connect(RedisConfig::new(url))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let leases = RedisLeaseStore::connect(url, RedisLeaseStoreConfig::default())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Adapters {
+            store: Arc::new(RedisStore::new(conn.clone())),
+            bus: Arc::new(RedisBus::new(conn, RedisBusConfig::default())),
+            leases: Arc::new(leases),
+            kind: AdapterKind::Redis {
+                url: url.to_owned(),
+            },
+        })
+    }
+
+    /// Redis when `config.redis_url` is set, else in memory.
+    pub async fn from_config(
+        config: &HostConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, HostError> {
+        match &config.redis_url {
+            Some(url) => Self::redis(url).await,
+            None => Ok(Self::in_memory(clock)),
+        }
+    }
+}
+
+// === ControlPlane ===
+
+/// Entry point of the assembly; see the module docs.
+pub struct ControlPlane;
+
+impl ControlPlane {
+    /// Starts a control plane over `backends` (best first) with adapters chosen by
+    /// `config`.
+    pub async fn start(
+        config: &HostConfig,
+        backends: Vec<Arc<dyn ContainerBackend>>,
+    ) -> Result<RunningControlPlane, HostError> {
+        Self::builder(config).backends(backends).start().await
+    }
+
+    /// A builder, to pass in a pre-built bus, adapters or clock.
+    pub fn builder(config: &HostConfig) -> ControlPlaneBuilder {
+        ControlPlaneBuilder {
+            config: config.clone(),
+            backends: Vec::new(),
+            adapters: None,
+            bus: None,
+            clock: None,
+        }
+    }
+}
+
+/// Options of a control plane before it starts.
+pub struct ControlPlaneBuilder {
+    config: HostConfig,
+    backends: Vec<Arc<dyn ContainerBackend>>,
+    adapters: Option<Adapters>,
+    bus: Option<Arc<dyn EventBus>>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl ControlPlaneBuilder {
+    /// The container backends, best first. The pool scaler drives the one named by
+    /// `DefaultBackend`, else the first.
+    pub fn backends(mut self, backends: Vec<Arc<dyn ContainerBackend>>) -> Self {
+        self.backends = backends;
+        self
+    }
+
+    /// Use these adapters instead of building them from the configuration.
+    pub fn adapters(mut self, adapters: Adapters) -> Self {
+        self.adapters = Some(adapters);
+        self
+    }
+
+    /// Use this bus (e.g. the one in-process nodes publish on), whatever the adapters say.
+    pub fn bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Use this clock (default: [`TokioClock::system`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the configuration, connects, builds and spawns everything.
+    pub async fn start(self) -> Result<RunningControlPlane, HostError> {
+        let config = self.config;
+        config.check_app_id()?;
+        config.check_exposure()?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(TokioClock::system()));
+        let mut adapters = match self.adapters {
+            Some(a) => a,
+            None => Adapters::from_config(&config, clock.clone()).await?,
+        };
+        if let Some(bus) = self.bus {
+            adapters.bus = bus;
+        }
+        match tokio::time::timeout(STORE_PING_TIMEOUT, adapters.store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(HostError::StoreUnavailable(e.to_string())),
+            Err(_) => {
+                return Err(HostError::StoreUnavailable(format!(
+                    "no answer within {STORE_PING_TIMEOUT:?}"
+                )));
+            }
+        }
+
+        let registry = Arc::new(BackendRegistry::new(
+            self.backends.clone(),
+            config.default_backend,
+        ));
+        let pool_backend = registry
+            .get(config.default_backend)
+            .or_else(|| self.backends.first().cloned())
+            .ok_or(HostError::NoBackend)?;
+
+        let health = SharedHealth::new(HealthState {
+            aggregator: HeartbeatAggregator::new(config.health_config()),
+            routing: RoutingTable::new(config.app_id.clone()),
+        });
+        let broadcaster = Arc::new(MappingsBroadcaster::new(
+            health.clone(),
+            adapters.store.clone(),
+            adapters.bus.clone(),
+            clock.clone(),
+            config.broadcast_policy(),
+        ));
+        let scaler = Arc::new(PoolScaler::new(
+            adapters.leases.clone(),
+            pool_backend,
+            clock.clone(),
+            config.scaler_config(),
+        ));
+        let reaper = Arc::new(
+            LeaseReaper::new(
+                adapters.leases.clone(),
+                adapters.bus.clone(),
+                clock.clone(),
+                config.lease_cleanup_interval,
+            )
+            .with_scaler(scaler.clone()),
+        );
+        let pipeline = Arc::new(
+            HeartbeatPipeline::new(health.clone(), clock.clone(), config.default_service_port)
+                .with_broadcaster(broadcaster.clone())
+                .with_worker_promotion(adapters.leases.clone()),
+        );
+        let service = OrchestratorService::new(ServiceDeps {
+            store: adapters.store.clone(),
+            bus: adapters.bus.clone(),
+            leases: adapters.leases.clone(),
+            backends: registry,
+            clock: clock.clone(),
+            health: health.clone(),
+            broadcaster: broadcaster.clone(),
+            scaler: scaler.clone(),
+            reaper: reaper.clone(),
+            settings: config.service_settings(),
+        });
+        let router = api::router(service.clone(), ApiAuth::from_config(&config));
+
+        let (shutdown, _) = watch::channel(false);
+        let store_status = Arc::new(StoreStatus::default());
+        let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
+        tasks.push(("heartbeat-pipeline", {
+            let (pipeline, bus, rx) =
+                (pipeline.clone(), adapters.bus.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                pipeline.run(bus.as_ref(), rx).await.map_err(|e| {
+                    tracing::error!(error = %e, "heartbeat pipeline cannot subscribe");
+                    e.to_string()
+                })
+            })
+        }));
+        tasks.push(("mappings-broadcaster", {
+            let (broadcaster, rx) = (broadcaster.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                broadcaster.run(rx).await;
+                Ok(())
+            })
+        }));
+        tasks.push(("pool-scaler", {
+            let (scaler, rx) = (scaler.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                scaler.run(rx).await;
+                Ok(())
+            })
+        }));
+        tasks.push(("lease-reaper", {
+            let (reaper, rx) = (reaper.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                reaper.run(rx).await;
+                Ok(())
+            })
+        }));
+        tasks.push(("store-monitor", {
+            let (store, status, rx) = (
+                adapters.store.clone(),
+                store_status.clone(),
+                shutdown.subscribe(),
+            );
+            let every = config.heartbeat_interval;
+            tokio::spawn(async move {
+                monitor_store(store, status, every, rx).await;
+                Ok(())
+            })
+        }));
+        tracing::info!(
+            adapters = ?adapters.kind,
+            backends = ?self.backends.iter().map(|b| b.backend_type()).collect::<Vec<_>>(),
+            auth = config.api_token.is_some(),
+            "control plane started"
+        );
+        // The copied process environment may hold secrets of other services: log its size.
+        let mut shown = config.clone();
+        let env_vars = std::mem::take(&mut shown.host_environment).len();
+        tracing::debug!(config = ?shown, env_vars, "control plane configuration");
+        Ok(RunningControlPlane {
+            config,
+            service,
+            adapters,
+            health,
+            pipeline,
+            router,
+            store_status,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+// === store monitor ===
+
+/// The last answer of the store to the monitor's ping.
+#[derive(Debug, Default)]
+pub struct StoreStatus {
+    last_error: Mutex<Option<String>>,
+}
+
+impl StoreStatus {
+    /// `None` when the last ping (or the start's) succeeded, else why it failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, result: Option<String>) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = result;
+    }
+}
+
+async fn monitor_store(
+    store: Arc<dyn OrchestratorStore>,
+    status: Arc<StoreStatus>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        let result =
+            match tokio::time::timeout(api::liveness::STORE_PING_TIMEOUT, store.ping()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer to ping".to_owned()),
+            };
+        if let Some(e) = &result {
+            tracing::warn!(error = %e, "state store does not answer");
+        }
+        status.record(result);
+    }
+}
+
+// === RunningControlPlane ===
+
+/// What [`RunningControlPlane::shutdown`] did with each task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Tasks that ended cleanly.
+    pub stopped: Vec<&'static str>,
+    /// Tasks that ended with an error (or panicked), and why.
+    pub failed: Vec<(&'static str, String)>,
+    /// Tasks still running after [`SHUTDOWN_GRACE`], aborted.
+    pub aborted: Vec<&'static str>,
+}
+
+impl ShutdownReport {
+    /// Every task ended by itself without an error.
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty() && self.aborted.is_empty()
+    }
+}
+
+/// A started control plane: its service, adapters and router, and the tasks it runs.
+pub struct RunningControlPlane {
+    config: HostConfig,
+    service: OrchestratorService,
+    adapters: Adapters,
+    health: SharedHealth,
+    pipeline: Arc<HeartbeatPipeline>,
+    router: Router,
+    store_status: Arc<StoreStatus>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+impl RunningControlPlane {
+    /// The orchestrator service.
+    pub fn service(&self) -> &OrchestratorService {
+        &self.service
+    }
+
+    /// The adapters in use.
+    pub fn adapters(&self) -> &Adapters {
+        &self.adapters
+    }
+
+    /// The event bus (in-process nodes must publish their heartbeats here).
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        self.adapters.bus.clone()
+    }
+
+    /// The state store.
+    pub fn store(&self) -> Arc<dyn OrchestratorStore> {
+        self.adapters.store.clone()
+    }
+
+    /// Aggregated health and the routing table.
+    pub fn health(&self) -> &SharedHealth {
+        &self.health
+    }
+
+    /// Counters of the heartbeat pipeline.
+    pub fn pipeline_stats(&self) -> &PipelineStats {
+        self.pipeline.stats()
+    }
+
+    /// The configuration it started with.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The API router (auth from the configuration).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// What the store monitor saw last.
+    pub fn store_status(&self) -> Arc<StoreStatus> {
+        self.store_status.clone()
+    }
+
+    /// Names of the running tasks (the loops, plus `http` once serving).
+    pub fn task_names(&self) -> Vec<&'static str> {
+        self.tasks.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// A receiver that turns true when shutdown starts (for tasks the caller adds).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Serves the API on `listener` until shutdown, with graceful close of open
+    /// connections. Returns the bound address.
+    pub fn serve(&mut self, listener: tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let router = self.router.clone();
+        let mut rx = self.shutdown.subscribe();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopped(&mut rx).await })
+                .await
+                .map_err(|e| e.to_string())
+        });
+        self.tasks.push(("http", task));
+        tracing::info!(%addr, "orchestrator API listening");
+        Ok(addr)
+    }
+
+    /// Binds the configured listen address and serves on it.
+    pub async fn bind_and_serve(&mut self) -> Result<SocketAddr, HostError> {
+        let addr = self.config.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| HostError::Bind { addr, source })?;
+        self.serve(listener)
+            .map_err(|source| HostError::Bind { addr, source })
+    }
+
+    /// Stops every loop and the server and joins their tasks (aborting what has not
+    /// ended after [`SHUTDOWN_GRACE`]).
+    pub async fn shutdown(self) -> ShutdownReport {
+        let _ = self.shutdown.send(true);
+        let mut report = ShutdownReport::default();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for (name, mut task) in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(Ok(()))) => report.stopped.push(name),
+                Ok(Ok(Err(e))) => report.failed.push((name, e)),
+                Ok(Err(join)) => report.failed.push((name, join.to_string())),
+                Err(_) => {
+                    task.abort();
+                    report.aborted.push(name);
+                }
+            }
+        }
+        if report.is_clean() {
+            tracing::info!(tasks = report.stopped.len(), "control plane stopped");
+        } else {
+            tracing::warn!(?report, "control plane stopped uncleanly");
+        }
+        report
+    }
+}
+
+// === OrchestratorPlugin ===
+
+/// The orchestrator as a [`Plugin`] of a node: starts a [`ControlPlane`] on the node's
+/// bus when the node starts, serves the API routes (not `/health`, which is the node's),
+/// reports the store's health, and shuts everything down on stop.
+///
+/// Refuses to start unless the node's app-id is `bannou` (spec 2.1).
+pub struct OrchestratorPlugin {
+    config: HostConfig,
+    backends: Vec<Arc<dyn ContainerBackend>>,
+    router: Arc<RwLock<Option<Router>>>,
+    status: Mutex<Option<Arc<StoreStatus>>>,
+    running: tokio::sync::Mutex<Option<RunningControlPlane>>,
+}
+
+impl OrchestratorPlugin {
+    /// The service name.
+    pub const NAME: &'static str = "orchestrator";
+
+    /// A plugin that will start a control plane with `config` over `backends`.
+    pub fn new(config: HostConfig, backends: Vec<Arc<dyn ContainerBackend>>) -> Self {
+        OrchestratorPlugin {
+            config,
+            backends,
+            router: Arc::new(RwLock::new(None)),
+            status: Mutex::new(None),
+            running: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The service of the running control plane, once started.
+    pub async fn service(&self) -> Option<OrchestratorService> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map(|cp| cp.service().clone())
+    }
+
+    fn failed(&self, message: impl Into<String>) -> PluginError {
+        PluginError {
+            plugin: Self::NAME.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for OrchestratorPlugin {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn layer(&self) -> Layer {
+        Catalog::builtin()
+            .find(Self::NAME)
+            .map_or(Layer::AppFeatures, |def| def.layer)
+    }
+
+    async fn start(&self, ctx: &PluginContext) -> Result<(), PluginError> {
+        check_app_id(&ctx.app_id).map_err(|e| self.failed(e.to_string()))?;
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Err(self.failed("already started"));
+        }
+        let mut config = self.config.clone();
+        config.app_id = ctx.app_id.clone();
+        if config.host_environment.is_empty() {
+            config.host_environment = ctx.environment.clone();
+        }
+        let cp = ControlPlane::builder(&config)
+            .backends(self.backends.clone())
+            .bus(ctx.bus.clone())
+            .start()
+            .await
+            .map_err(|e| self.failed(e.to_string()))?;
+        *self.router.write().unwrap_or_else(PoisonError::into_inner) = Some(cp.router());
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = Some(cp.store_status());
+        *running = Some(cp);
+        Ok(())
+    }
+
+    fn health(&self) -> PluginHealth {
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match status.map(|s| s.last_error()) {
+            Some(None) => PluginHealth::healthy(),
+            Some(Some(e)) => PluginHealth {
+                status: orchestrator_core::events::ServiceHealthStatus::Unavailable,
+                issues: vec![format!("state store: {e}")],
+            },
+            None => PluginHealth {
+                status: orchestrator_core::events::ServiceHealthStatus::Unavailable,
+                issues: vec!["not started".to_owned()],
+            },
+        }
+    }
+
+    fn routes(&self) -> Router {
+        let cell = self.router.clone();
+        let delegate = move |request: Request| {
+            let cell = cell.clone();
+            async move {
+                let router = cell.read().unwrap_or_else(PoisonError::into_inner).clone();
+                match router {
+                    Some(router) => match router.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => not_started(),
+                }
+            }
+        };
+        let mut router = Router::new();
+        for path in api::protected_paths() {
+            router = router.route(path, axum::routing::any(delegate.clone()));
+        }
+        router
+    }
+
+    async fn stop(&self) {
+        let running = self.running.lock().await.take();
+        *self.router.write().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Some(cp) = running {
+            let report = cp.shutdown().await;
+            if !report.is_clean() {
+                tracing::warn!(?report, "orchestrator plugin stopped uncleanly");
+            }
+        }
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+fn not_started() -> Response {
+    api::json_response(503, &ApiError::new("the orchestrator has not started yet")).into_response()
+}
