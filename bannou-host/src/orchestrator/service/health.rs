@@ -179,7 +179,8 @@ impl OrchestratorService {
 
     /// The nodes running `service`: the app-ids of its instances in the aggregator, else
     /// (no heartbeat at all, e.g. a crashed node) the backend's nodes deployed for it
-    /// (`bannou.service` label) or named after it. Never the control plane (D8: it is not
+    /// (`bannou.service` label, or app-id `{service}` / `bannou-{service}`), else the first
+    /// whose name contains it (upstream's lookup). Never the control plane (D8: it is not
     /// a backend node, and restarting it would cut this request off).
     async fn restart_targets(&self, service: &str) -> Result<Vec<AppId>, ServiceError> {
         let control_plane = &self.deps.settings.control_plane_app_id;
@@ -199,17 +200,31 @@ impl OrchestratorService {
                 .list()
                 .await
                 .map_err(|e| ServiceError::internal(restart::failed(&e.to_string())))?;
-            let lower = service.to_ascii_lowercase();
-            targets = listed
+            let listed: Vec<_> = listed
                 .into_iter()
+                .filter(|c| c.app_id != *control_plane)
+                .collect();
+            let default_app = format!("bannou-{service}");
+            targets = listed
+                .iter()
                 .filter(|c| {
                     c.service_name.eq_ignore_ascii_case(service)
                         || c.app_id.as_str().eq_ignore_ascii_case(service)
-                        || c.name.to_ascii_lowercase().contains(&lower)
+                        || c.app_id.as_str().eq_ignore_ascii_case(&default_app)
                 })
-                .map(|c| c.app_id)
-                .filter(|app| app != control_plane)
+                .map(|c| c.app_id.clone())
                 .collect();
+            if targets.is_empty() {
+                // Upstream's last resort: the first container whose name contains the
+                // service name (only the first: a short name matches too much).
+                let lower = service.to_ascii_lowercase();
+                targets.extend(
+                    listed
+                        .iter()
+                        .find(|c| c.name.to_ascii_lowercase().contains(&lower))
+                        .map(|c| c.app_id.clone()),
+                );
+            }
         }
         if targets.is_empty() {
             return Err(ServiceError::internal(restart::failed(

@@ -262,6 +262,7 @@ impl OrchestratorService {
             .filter(|w| w.state != WorkerState::Draining)
             .collect();
         let previous = active.len() as u32;
+        // The caller chose the numbers, so the decision carries no policy reason.
         let decision = if target > previous {
             ScaleDecision {
                 start: target - previous,
@@ -297,7 +298,7 @@ impl OrchestratorService {
         }
         Ok(Answer::ok(ScalePoolResponse {
             previous_instances: i64::from(previous),
-            current_instances: i64::from(previous + up - down),
+            current_instances: i64::from((previous + up).saturating_sub(down)),
             scaled_up: i64::from(up),
             scaled_down: i64::from(down),
         }))
