@@ -253,7 +253,12 @@ impl PoolScaler {
         f(policies.entry(pool.clone()).or_default())
     }
 
-    async fn apply(&self, config: &PoolConfig, decision: &ScaleDecision) -> ScaleReport {
+    /// Carries out `decision` on the pool of `config`: starts `decision.start` workers
+    /// (stopping at the first failure), then drains the listed ones (an unleased worker is
+    /// torn down and removed at once, a leased one finishes its lease first). The policy
+    /// paths use it, and so do manual scale and cleanup (`OrchestratorService`), which
+    /// choose the decision themselves.
+    pub async fn apply(&self, config: &PoolConfig, decision: &ScaleDecision) -> ScaleReport {
         let mut report = ScaleReport {
             reason: (!decision.is_noop()).then_some(decision.reason),
             ..ScaleReport::default()

@@ -48,7 +48,7 @@
 //!   rejected by [`Validate`] with the field named, rather than by serde.
 //! - Our extensions are marked **Ours** in their docs: `DeployRequest::strict`,
 //!   `DeployRequest::auto_revert`, `AcquireProcessorRequest::wait_ms`,
-//!   `AcquireProcessorResponse::fencing_token`.
+//!   `AcquireProcessorResponse::fencing_token`, `ReleaseProcessorRequest::fencing_token`.
 
 pub mod backends;
 pub mod config;

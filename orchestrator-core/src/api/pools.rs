@@ -113,6 +113,23 @@ pub struct ReleaseProcessorRequest {
     /// Ignored job metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Map<String, serde_json::Value>>,
+    /// **Ours.** The `fencingToken` the acquire answered with. When given, a release whose
+    /// token is not the lease's current one is refused (409): the caller is a stale
+    /// holder. Absent (upstream clients), the release is not fenced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
+}
+
+impl ReleaseProcessorRequest {
+    /// A successful, unfenced release of `lease_id`.
+    pub fn new(lease_id: Uuid) -> Self {
+        ReleaseProcessorRequest {
+            lease_id,
+            success: true,
+            metrics: None,
+            fencing_token: None,
+        }
+    }
 }
 
 impl Validate for ReleaseProcessorRequest {
@@ -343,6 +360,12 @@ mod tests {
             json!({"leaseId": id, "success": false, "metrics": {"durationMs": 10}}),
             json!({"leaseId": id, "success": false, "metrics": {"durationMs": 10}}),
         );
+        let fenced: ReleaseProcessorRequest = round_trip(
+            json!({"leaseId": id, "fencingToken": 7}),
+            json!({"leaseId": id, "success": true, "fencingToken": 7}),
+        );
+        assert_eq!(fenced.fencing_token, Some(7));
+        assert_eq!(req, ReleaseProcessorRequest::new(req.lease_id));
         assert_eq!(
             invalid_field::<ReleaseProcessorRequest>(
                 json!({"leaseId": "00000000-0000-0000-0000-000000000000"})

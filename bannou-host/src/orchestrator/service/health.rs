@@ -1,55 +1,745 @@
-//! Endpoint group `health` (see the parent module for the conventions).
+//! Endpoint group `health` (see the parent module for the conventions): infrastructure
+//! health (spec 8.1), the per-service health report (8.2, 12, D4), should-restart (8.4,
+//! 12.3) and the smart restart (8.3, 15, D5) that really restarts through the backend.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
 use orchestrator_core::api::*;
+use orchestrator_core::events::{
+    HealthPingStatus, InstanceHealthStatus, OrchestratorHealthPingEvent, ServiceRestartEvent,
+};
+use orchestrator_core::ports::backend::{BackendError, RestartOptions};
+use orchestrator_core::ports::bus::EventBusExt;
+use orchestrator_core::restart::{self, RestartRecommendation};
+use orchestrator_core::time::format_hms;
+use orchestrator_core::{AppId, Catalog, Timestamp};
+use uuid::Uuid;
 
-use super::{OrchestratorService, ServiceError, ServiceResult};
+use super::ops_support::validated;
+use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {
     /// POST /orchestrator/health/infrastructure (spec 8.1).
+    ///
+    /// Three components in order: `statestore` (a store ping, timed), `pubsub` (a health
+    /// ping published on `orchestrator.health-ping`) and `messaging`, which (beyond
+    /// upstream's "a bus object exists") checks that the ping really comes back through a
+    /// subscription within `HealthCheckIntervalMs`: degraded when it does not, unavailable
+    /// when the bus refuses the subscription. 200 when all are healthy, else 500 with the
+    /// body.
     pub async fn infrastructure_health(
         &self,
         request: InfrastructureHealthRequest,
     ) -> ServiceResult<InfrastructureHealthResponse> {
-        let _ = (&self.deps, request);
-        Err(ServiceError::new(
-            501,
-            "infrastructure_health: not implemented yet",
-        ))
+        validated(&request)?;
+        let statestore = self.statestore_health().await;
+        let [pubsub, messaging] = self.bus_health().await;
+        let components = vec![statestore, pubsub, messaging];
+        let healthy = components
+            .iter()
+            .all(|c| c.status == ComponentHealthStatus::Healthy);
+        let body = InfrastructureHealthResponse {
+            healthy,
+            timestamp: self.deps.clock.now(),
+            components,
+        };
+        Ok(Answer::with_status(if healthy { 200 } else { 500 }, body))
     }
 
     /// POST /orchestrator/health/services (spec 8.2, 12).
+    ///
+    /// Deployed entries are per service and instance (D4), from the heartbeat
+    /// aggregator; control-plane entries are the services this process's environment
+    /// enables (spec 3.3), always healthy. Always 200.
     pub async fn services_health(
         &self,
         request: ServiceHealthRequest,
     ) -> ServiceResult<orchestrator_core::health::ServiceHealthReport> {
-        let _ = (&self.deps, request);
-        Err(ServiceError::new(
-            501,
-            "services_health: not implemented yet",
-        ))
+        validated(&request)?;
+        let plugins = orchestrator_core::resolver::enabled_services(
+            &self.deps.settings.host_environment,
+            Catalog::builtin(),
+        );
+        let now = self.deps.clock.now();
+        let report = self.deps.health.lock().aggregator.report(
+            &request,
+            self.deps.settings.control_plane_app_id.as_str(),
+            &plugins,
+            now,
+        );
+        Ok(Answer::ok(report))
     }
 
     /// POST /orchestrator/services/restart (spec 8.3, 15).
+    ///
+    /// The smart restart: unless `force`, declined with 409 (`Restart not needed: ...`)
+    /// when should-restart says no; otherwise every node running the service is restarted
+    /// through the active backend (D5, D6), then the service's health is polled every
+    /// `HealthCheckIntervalMs` until each restarted node has reported it healthy *after*
+    /// the restart, or `timeout` passes. A `ServiceRestartEvent` (real timestamp, D14) is
+    /// published once the backend restarted. 200 when healthy in time; 500 (`Restart
+    /// failed: ...` or `Service restarted but failed to become healthy ...`) otherwise.
+    /// `environment` is not applied (a restart keeps a node's environment; redeploy to
+    /// change it); it is carried in the event as upstream does.
     pub async fn restart_service(
         &self,
         request: ServiceRestartRequest,
     ) -> ServiceResult<ServiceRestartResult> {
-        let _ = (&self.deps, request);
-        Err(ServiceError::new(
-            501,
-            "restart_service: not implemented yet",
-        ))
+        validated(&request)?;
+        let started = self.deps.clock.now();
+        let name = request.service_name.trim().to_owned();
+        let rec = self.recommendation(&name);
+        if !request.force && !rec.should_restart {
+            return Err(ServiceError::conflict(restart::not_needed(&rec.reason)));
+        }
+        let previous_status = rec.current_status;
+
+        let targets = self.restart_targets(&name).await?;
+        if request.environment.as_ref().is_some_and(|e| !e.is_empty()) {
+            tracing::warn!(service = %name, "restart: environment updates need a redeploy; restarting with the current environment");
+        }
+        let backend = self.deps.backends.select(None).await?;
+        let options = RestartOptions {
+            grace: self.deps.settings.default_wait_before_kill,
+            reason: format!("Smart restart of {name}"),
+            ..RestartOptions::default()
+        };
+        let restarted_at = self.deps.clock.now();
+        for app in &targets {
+            backend.restart(app, &options).await.map_err(|e| {
+                ServiceError::internal(restart::failed(&match e {
+                    BackendError::NotFound { .. } => restart::container_not_found(&name),
+                    other => other.to_string(),
+                }))
+            })?;
+        }
+
+        let timeout = match request.timeout_duration() {
+            d if d.is_zero() => self.deps.settings.restart_timeout,
+            d => d,
+        };
+        let healthy = self
+            .wait_until_healthy(&name, &targets, restarted_at, timeout)
+            .await;
+        let current_status = if healthy {
+            Some(InstanceHealthStatus::Healthy)
+        } else {
+            self.recommendation(&name).current_status
+        };
+
+        let event = ServiceRestartEvent {
+            event_id: Uuid::new_v4(),
+            timestamp: self.deps.clock.now(),
+            service_name: name.clone(),
+            reason: restart::smart_restart_reason(previous_status),
+            forced: request.force,
+            new_environment: Some(request.environment.clone().unwrap_or_default()),
+        };
+        if let Err(e) = self.deps.bus.publish_event(&event).await {
+            // The restart happened; a lost notification must not turn it into a failure.
+            tracing::warn!(service = %name, error = %e, "could not publish the service restart event");
+        }
+
+        if !healthy {
+            return Err(ServiceError::internal(restart::unhealthy_after_restart(
+                timeout,
+            )));
+        }
+        Ok(Answer::ok(ServiceRestartResult {
+            duration: format_hms(self.deps.clock.now().saturating_since(started)),
+            previous_status,
+            current_status,
+        }))
     }
 
-    /// POST /orchestrator/services/should-restart (spec 8.4, 12.3).
+    /// POST /orchestrator/services/should-restart (spec 8.4, 12.3): per service (D4), with
+    /// real degradation time. Always 200.
     pub async fn should_restart(
         &self,
         request: ShouldRestartServiceRequest,
-    ) -> ServiceResult<orchestrator_core::restart::RestartRecommendation> {
-        let _ = (&self.deps, request);
-        Err(ServiceError::new(
-            501,
-            "should_restart: not implemented yet",
-        ))
+    ) -> ServiceResult<RestartRecommendation> {
+        validated(&request)?;
+        Ok(Answer::ok(self.recommendation(request.service_name.trim())))
+    }
+
+    // === helpers ===
+
+    fn recommendation(&self, service: &str) -> RestartRecommendation {
+        let now = self.deps.clock.now();
+        let health = self.deps.health.lock();
+        restart::should_restart(
+            &health.aggregator,
+            service,
+            now,
+            self.deps.settings.degradation_threshold,
+        )
+    }
+
+    /// The nodes running `service`: the app-ids of its instances in the aggregator, else
+    /// (no heartbeat at all, e.g. a crashed node) the backend's nodes deployed for it
+    /// (`bannou.service` label, or app-id `{service}` / `bannou-{service}`), else the first
+    /// whose name contains it (upstream's lookup). Never the control plane (D8: it is not
+    /// a backend node, and restarting it would cut this request off).
+    async fn restart_targets(&self, service: &str) -> Result<Vec<AppId>, ServiceError> {
+        let control_plane = &self.deps.settings.control_plane_app_id;
+        let mut targets: BTreeSet<AppId> = {
+            let health = self.deps.health.lock();
+            health
+                .aggregator
+                .instances_of(service)
+                .iter()
+                .map(|si| si.app_id.clone())
+                .filter(|app| app != control_plane)
+                .collect()
+        };
+        if targets.is_empty() {
+            let backend = self.deps.backends.select(None).await?;
+            let listed = backend
+                .list()
+                .await
+                .map_err(|e| ServiceError::internal(restart::failed(&e.to_string())))?;
+            let listed: Vec<_> = listed
+                .into_iter()
+                .filter(|c| c.app_id != *control_plane)
+                .collect();
+            let default_app = format!("bannou-{service}");
+            targets = listed
+                .iter()
+                .filter(|c| {
+                    c.service_name.eq_ignore_ascii_case(service)
+                        || c.app_id.as_str().eq_ignore_ascii_case(service)
+                        || c.app_id.as_str().eq_ignore_ascii_case(&default_app)
+                })
+                .map(|c| c.app_id.clone())
+                .collect();
+            if targets.is_empty() {
+                // Upstream's last resort: the first container whose name contains the
+                // service name (only the first: a short name matches too much).
+                let lower = service.to_ascii_lowercase();
+                targets.extend(
+                    listed
+                        .iter()
+                        .find(|c| c.name.to_ascii_lowercase().contains(&lower))
+                        .map(|c| c.app_id.clone()),
+                );
+            }
+        }
+        if targets.is_empty() {
+            return Err(ServiceError::internal(restart::failed(
+                &restart::container_not_found(service),
+            )));
+        }
+        Ok(targets.into_iter().collect())
+    }
+
+    /// Polls every `HealthCheckIntervalMs` until every node in `targets` has reported
+    /// `service` healthy in a heartbeat received after `since` (an instance's status from
+    /// before the restart proves nothing), or `timeout` passes.
+    async fn wait_until_healthy(
+        &self,
+        service: &str,
+        targets: &[AppId],
+        since: Timestamp,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = since + timeout;
+        let interval = self.deps.settings.health_check_interval;
+        loop {
+            let now = self.deps.clock.now();
+            if self.healthy_since(service, targets, since, now) {
+                return true;
+            }
+            let left = deadline.saturating_since(now);
+            if left.is_zero() {
+                return false;
+            }
+            tokio::time::sleep(interval.min(left)).await;
+        }
+    }
+
+    fn healthy_since(
+        &self,
+        service: &str,
+        targets: &[AppId],
+        since: Timestamp,
+        now: Timestamp,
+    ) -> bool {
+        let health = self.deps.health.lock();
+        let timeout = health.aggregator.config().heartbeat_timeout;
+        let instances = health.aggregator.instances_of(service);
+        targets.iter().all(|app| {
+            instances.iter().any(|si| {
+                si.app_id == app
+                    && si.last_seen > since
+                    && si.status_at(now, timeout) == InstanceHealthStatus::Healthy
+            })
+        })
+    }
+
+    async fn statestore_health(&self) -> ComponentHealth {
+        let started = tokio::time::Instant::now();
+        let result = self.deps.store.ping().await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let now = self.deps.clock.now();
+        match result {
+            Ok(()) => ComponentHealth {
+                name: "statestore".to_owned(),
+                status: ComponentHealthStatus::Healthy,
+                last_seen: now,
+                message: Some(format!(
+                    "State stores healthy (operation: {}ms)",
+                    elapsed_ms.round()
+                )),
+                metrics: Some(serde_json::Map::from_iter([(
+                    "operationTimeMs".to_owned(),
+                    serde_json::json!(elapsed_ms),
+                )])),
+            },
+            Err(e) => ComponentHealth {
+                name: "statestore".to_owned(),
+                status: ComponentHealthStatus::Unavailable,
+                last_seen: now,
+                message: Some(format!("Health check failed: {e}")),
+                metrics: Some(serde_json::Map::new()),
+            },
+        }
+    }
+
+    /// `pubsub` and `messaging`: subscribe first (so our own ping cannot be missed), publish
+    /// the ping, then wait for it to come back.
+    async fn bus_health(&self) -> [ComponentHealth; 2] {
+        let bus = &self.deps.bus;
+        let component = |name: &str, status, message: String| ComponentHealth {
+            name: name.to_owned(),
+            status,
+            last_seen: self.deps.clock.now(),
+            message: Some(message),
+            metrics: None,
+        };
+        let subscription = bus.subscribe_events::<OrchestratorHealthPingEvent>().await;
+        let ping = OrchestratorHealthPingEvent {
+            event_id: Uuid::new_v4(),
+            timestamp: self.deps.clock.now(),
+            status: HealthPingStatus::Ok,
+        };
+        let pubsub = match bus.publish_event(&ping).await {
+            Ok(()) => component(
+                "pubsub",
+                ComponentHealthStatus::Healthy,
+                "Message bus pub/sub path active".to_owned(),
+            ),
+            Err(e) => component(
+                "pubsub",
+                ComponentHealthStatus::Unavailable,
+                format!("Pub/sub check failed: {e}"),
+            ),
+        };
+        let messaging = match subscription {
+            Err(e) => component(
+                "messaging",
+                ComponentHealthStatus::Unavailable,
+                format!("Messaging subscription failed: {e}"),
+            ),
+            Ok(_) if pubsub.status != ComponentHealthStatus::Healthy => component(
+                "messaging",
+                ComponentHealthStatus::Unavailable,
+                "Messaging infrastructure cannot publish".to_owned(),
+            ),
+            Ok(mut events) => {
+                let wait = self.deps.settings.health_check_interval;
+                let came_back = tokio::time::timeout(wait, async {
+                    while let Some(item) = events.next().await {
+                        if matches!(item, Ok(e) if e.event_id == ping.event_id) {
+                            return true;
+                        }
+                    }
+                    false
+                })
+                .await
+                .unwrap_or(false);
+                if came_back {
+                    component(
+                        "messaging",
+                        ComponentHealthStatus::Healthy,
+                        "Messaging infrastructure available (ping delivered)".to_owned(),
+                    )
+                } else {
+                    component(
+                        "messaging",
+                        ComponentHealthStatus::Degraded,
+                        format!(
+                            "Health ping not delivered back within {} ms",
+                            wait.as_millis()
+                        ),
+                    )
+                }
+            }
+        };
+        [pubsub, messaging]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use orchestrator_core::api::*;
+    use orchestrator_core::events::{
+        InstanceHealthStatus, ServiceHealthStatus, ServiceRestartEvent,
+    };
+    use orchestrator_core::memory::backend::BackendCall;
+    use orchestrator_core::ports::backend::BackendOperation;
+    use orchestrator_core::ports::bus::EventBusExt;
+
+    use super::super::testing::World;
+
+    fn restart_request(service: &str, force: bool) -> ServiceRestartRequest {
+        ServiceRestartRequest {
+            service_name: service.to_owned(),
+            environment: None,
+            force,
+            timeout: 10,
+        }
+    }
+
+    fn should(service: &str) -> ShouldRestartServiceRequest {
+        ShouldRestartServiceRequest {
+            service_name: service.to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn infrastructure_is_healthy_over_the_in_memory_adapters() {
+        let world = World::new().await;
+        let answer = world
+            .service
+            .infrastructure_health(InfrastructureHealthRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        assert!(answer.body.healthy);
+        let names: Vec<&str> = answer
+            .body
+            .components
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["statestore", "pubsub", "messaging"]);
+        assert!(
+            answer
+                .body
+                .components
+                .iter()
+                .all(|c| c.status == ComponentHealthStatus::Healthy)
+        );
+        let metrics = answer.body.components[0].metrics.as_ref().unwrap();
+        assert!(metrics["operationTimeMs"].is_f64());
+        assert!(
+            answer.body.components[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("State stores healthy (operation: ")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn infrastructure_is_500_with_the_body_when_the_bus_is_down() {
+        let world = World::new().await;
+        world.bus.close();
+        let answer = world
+            .service
+            .infrastructure_health(InfrastructureHealthRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 500);
+        assert!(!answer.body.healthy);
+        let c = &answer.body.components;
+        assert_eq!(c[0].status, ComponentHealthStatus::Healthy);
+        assert_eq!(c[1].status, ComponentHealthStatus::Unavailable);
+        assert!(
+            c[1].message
+                .as_deref()
+                .unwrap()
+                .starts_with("Pub/sub check failed: ")
+        );
+        assert_eq!(c[2].status, ComponentHealthStatus::Unavailable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_health_is_per_service_with_source_and_filter() {
+        let world = World::with_settings(|s| {
+            s.host_environment
+                .insert("BANNOU_SERVICES_ENABLED".into(), "false".into());
+            s.host_environment
+                .insert("ORCHESTRATOR_SERVICE_ENABLED".into(), "true".into());
+        })
+        .await;
+        world
+            .heartbeat(
+                "bannou-auth",
+                &["auth", "account"],
+                ServiceHealthStatus::Healthy,
+            )
+            .await;
+        world.settle().await;
+
+        let all = world
+            .service
+            .services_health(ServiceHealthRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(all.status, 200);
+        let ids: Vec<(&str, &str)> = all
+            .body
+            .healthy_services
+            .iter()
+            .map(|e| (e.service_id.as_str(), e.app_id.as_str()))
+            .collect();
+        // Control-plane entries: the infrastructure plugins (always on, L0) and the
+        // orchestrator, which is all this host's environment enables.
+        assert_eq!(
+            ids,
+            [
+                ("account", "bannou-auth"),
+                ("auth", "bannou-auth"),
+                ("mesh", "bannou"),
+                ("messaging", "bannou"),
+                ("orchestrator", "bannou"),
+                ("state", "bannou"),
+            ]
+        );
+        assert_eq!(all.body.health_percentage, 100.0);
+        assert_eq!(all.body.control_plane_app_id, "bannou");
+
+        let deployed_auth = world
+            .service
+            .services_health(ServiceHealthRequest {
+                source: ServiceHealthSource::DeployedOnly,
+                service_filter: Some("AUTH".into()),
+            })
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(deployed_auth.total_services, 1);
+        assert_eq!(deployed_auth.healthy_services[0].service_id, "auth");
+
+        let control = world
+            .service
+            .services_health(ServiceHealthRequest {
+                source: ServiceHealthSource::ControlPlaneOnly,
+                service_filter: None,
+            })
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(control.total_services, 4);
+        assert!(
+            control
+                .healthy_services
+                .iter()
+                .all(|e| e.app_id == "bannou")
+        );
+
+        // Silent past the heartbeat timeout: unhealthy, per service.
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        let later = world
+            .service
+            .services_health(ServiceHealthRequest {
+                source: ServiceHealthSource::DeployedOnly,
+                service_filter: None,
+            })
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(later.unhealthy_services.len(), 2);
+        assert_eq!(later.health_percentage, 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn should_restart_follows_real_degradation_time() {
+        let world = World::new().await;
+        let none = world.service.should_restart(should("auth")).await.unwrap();
+        assert_eq!(none.status, 200);
+        assert!(none.body.should_restart);
+        assert!(none.body.reason.contains("No heartbeat data found"));
+
+        world.run_node("bannou-auth", &["auth"]).await;
+        world.set_status("bannou-auth", ServiceHealthStatus::Degraded);
+        world.auto_heartbeats(Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let within = world
+            .service
+            .should_restart(should("auth"))
+            .await
+            .unwrap()
+            .body;
+        assert!(!within.should_restart, "{within:?}");
+        assert_eq!(within.current_status, Some(InstanceHealthStatus::Degraded));
+        assert!(
+            within.reason.contains("within threshold"),
+            "{}",
+            within.reason
+        );
+
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        let beyond = world
+            .service
+            .should_restart(should("auth"))
+            .await
+            .unwrap()
+            .body;
+        assert!(beyond.should_restart, "{beyond:?}");
+        assert!(
+            beyond.reason.starts_with("Service has been Degraded for"),
+            "{}",
+            beyond.reason
+        );
+        assert!(beyond.degraded_duration.is_some());
+
+        let healthy_other = world
+            .service
+            .should_restart(should("account"))
+            .await
+            .unwrap();
+        assert!(
+            healthy_other.body.should_restart,
+            "no heartbeat for account"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_service_is_not_restarted_unless_forced() {
+        let world = World::new().await;
+        world.run_node("bannou-auth", &["auth"]).await;
+        world.auto_heartbeats(Duration::from_secs(1));
+        world.settle().await;
+
+        let declined = world
+            .service
+            .restart_service(restart_request("auth", false))
+            .await
+            .unwrap_err();
+        assert_eq!(declined.status, 409);
+        assert_eq!(
+            declined.body.error,
+            "Restart not needed: Service is Healthy - no restart needed"
+        );
+        assert!(world.backend.calls_of(BackendOperation::Restart).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forced_restart_goes_through_the_backend_and_publishes_the_event() {
+        let world = World::new().await;
+        world.run_node("bannou-auth", &["auth"]).await;
+        world.auto_heartbeats(Duration::from_secs(1));
+        world.settle().await;
+        let mut events = world
+            .bus
+            .subscribe_events::<ServiceRestartEvent>()
+            .await
+            .unwrap();
+        let before = world.clock.now();
+
+        let answer = world
+            .service
+            .restart_service(restart_request("auth", true))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body.previous_status,
+            Some(InstanceHealthStatus::Healthy)
+        );
+        assert_eq!(
+            answer.body.current_status,
+            Some(InstanceHealthStatus::Healthy)
+        );
+        let restarts = world.backend.calls_of(BackendOperation::Restart);
+        assert_eq!(restarts.len(), 1);
+        let BackendCall::Restart { app_id, options } = &restarts[0] else {
+            unreachable!()
+        };
+        assert_eq!(app_id.as_str(), "bannou-auth");
+        assert_eq!(options.grace, Duration::from_secs(30));
+        assert_eq!(world.backend.node(app_id).unwrap().restart_count, 1);
+
+        let event = events.next().await.unwrap().unwrap();
+        assert_eq!(event.service_name, "auth");
+        assert!(event.forced);
+        assert_eq!(event.reason, "Smart restart - previous status: Healthy");
+        assert!(event.timestamp >= before, "a real timestamp (D14)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_degraded_service_is_restarted_and_500_when_it_stays_unhealthy() {
+        let world = World::with_settings(|s| {
+            s.degradation_threshold = Duration::from_secs(60);
+        })
+        .await;
+        world.run_node("bannou-auth", &["auth"]).await;
+        world.set_status("bannou-auth", ServiceHealthStatus::Degraded);
+        world.auto_heartbeats(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let mut events = world
+            .bus
+            .subscribe_events::<ServiceRestartEvent>()
+            .await
+            .unwrap();
+
+        let failed = world
+            .service
+            .restart_service(restart_request("auth", false))
+            .await
+            .unwrap_err();
+        assert_eq!(failed.status, 500);
+        assert_eq!(
+            failed.body.error,
+            "Service restarted but failed to become healthy within 10 seconds"
+        );
+        assert_eq!(world.backend.calls_of(BackendOperation::Restart).len(), 1);
+        let event = events.next().await.unwrap().unwrap();
+        assert!(!event.forced);
+        assert_eq!(event.reason, "Smart restart - previous status: Degraded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restarting_a_service_no_node_runs_fails_with_not_found() {
+        let world = World::new().await;
+        let err = world
+            .service
+            .restart_service(restart_request("auth", true))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 500);
+        assert_eq!(
+            err.body.error,
+            "Restart failed: Container for service 'auth' not found"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_found_only_by_the_backend_is_restarted() {
+        // No heartbeat at all (the node is down): the backend's label finds it.
+        let world = World::new().await;
+        world.run_node("bannou-auth", &["auth"]).await;
+        let err = world
+            .service
+            .restart_service(restart_request("auth", false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 500, "it never reports healthy");
+        assert_eq!(world.backend.calls_of(BackendOperation::Restart).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_validated() {
+        let world = World::new().await;
+        let err = world.service.should_restart(should(" ")).await.unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.body.field.as_deref(), Some("serviceName"));
     }
 }

@@ -32,6 +32,7 @@ mod config;
 mod containers;
 mod deploy;
 mod health;
+mod ops_support;
 mod pools;
 #[cfg(test)]
 pub(crate) mod testing;

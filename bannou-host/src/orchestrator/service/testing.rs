@@ -228,6 +228,86 @@ impl World {
     }
 }
 
+// === helpers of the operations endpoints (health, containers, pools) ===
+
+impl World {
+    /// Runs node `app_id` on the fake backend with exactly `services` enabled, as a deploy
+    /// would start it (without going through deploy).
+    pub async fn run_node(&self, app_id: &str, services: &[&str]) -> AppId {
+        let app = AppId::new(app_id);
+        let mut node = orchestrator_core::ports::backend::NodeDeployment::new(
+            app.clone(),
+            services.first().copied().unwrap_or("bannou"),
+            "bannou:latest",
+        );
+        node.environment
+            .insert("BANNOU_SERVICES_ENABLED".into(), "false".into());
+        for s in services {
+            node.environment.insert(
+                orchestrator_core::names::service_enable_flag(s),
+                "true".into(),
+            );
+        }
+        self.backend.deploy_node(&node).await.expect("fake deploy");
+        app
+    }
+
+    /// Lets published events reach the pipeline and spawned tasks run (paused time makes
+    /// the short sleep instant).
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    /// Configures pool `name` (plugin `asset`, workers in [`min`, `max`], no autoscale
+    /// surprises beyond the policy) through the scaler, which starts `min` workers (Pending
+    /// until their first heartbeat).
+    pub async fn pool(&self, name: &str, min: i64, max: i64) -> orchestrator_pools::PoolType {
+        let mut spec = orchestrator_pools::PoolSpec::named(name);
+        spec.plugin = Some("asset".to_owned());
+        spec.min_instances = min;
+        spec.max_instances = max;
+        let config = orchestrator_pools::PoolConfig::new(spec).expect("valid pool");
+        let pool = config.pool_type().clone();
+        let report = self
+            .service
+            .deps()
+            .scaler
+            .deploy_pool(config)
+            .await
+            .expect("deploy pool");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        pool
+    }
+
+    /// The pool's workers in `state`.
+    pub async fn workers(
+        &self,
+        pool: &orchestrator_pools::PoolType,
+        state: orchestrator_pools::WorkerState,
+    ) -> Vec<orchestrator_pools::Worker> {
+        use orchestrator_pools::LeaseStore;
+        let status = self
+            .leases
+            .status(pool, self.clock.now())
+            .await
+            .expect("pool status");
+        status.workers_in(state).cloned().collect()
+    }
+
+    /// Promotes every Pending worker of `pool` by one healthy heartbeat each (decision D9,
+    /// the path a worker's first heartbeat takes), then settles.
+    pub async fn promote_workers(&self, pool: &orchestrator_pools::PoolType) {
+        for w in self
+            .workers(pool, orchestrator_pools::WorkerState::Pending)
+            .await
+        {
+            self.heartbeat(w.app_id.as_str(), &["asset"], ServiceHealthStatus::Healthy)
+                .await;
+        }
+        self.settle().await;
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
