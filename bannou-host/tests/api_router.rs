@@ -127,7 +127,12 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
         } else {
             send(&router, "GET", path, "", None).await
         };
-        assert_ne!(reply.status, StatusCode::NOT_FOUND, "{path} is not routed");
+        // A routed endpoint may answer 404 itself (logs of an unknown container), but
+        // then with an error body; axum's own 404 for an unrouted path has none.
+        assert!(
+            reply.status != StatusCode::NOT_FOUND || !reply.body.is_empty(),
+            "{path} is not routed"
+        );
         assert_ne!(
             reply.status,
             StatusCode::METHOD_NOT_ALLOWED,

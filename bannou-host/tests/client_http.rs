@@ -320,9 +320,9 @@ async fn every_endpoint_posts_upstream_json_to_its_path_with_the_token() {
         (LEASE, 7)
     );
     c.release_processor(&ReleaseProcessorRequest {
-        lease_id: lease.lease_id,
         success: false,
-        metrics: None,
+        fencing_token: Some(lease.fencing_token),
+        ..ReleaseProcessorRequest::new(lease.lease_id)
     })
     .await
     .unwrap();
@@ -425,7 +425,7 @@ async fn every_endpoint_posts_upstream_json_to_its_path_with_the_token() {
     assert_eq!(acquire["timeoutSeconds"], 300);
     assert_eq!(
         body(paths::POOL_RELEASE),
-        json!({"leaseId": LEASE, "success": false})
+        json!({"leaseId": LEASE, "success": false, "fencingToken": 7})
     );
     assert_eq!(body(paths::POOL_SCALE)["targetInstances"], 3);
     assert_eq!(body(paths::POOL_CLEANUP)["preserveMinimum"], false);

@@ -134,9 +134,8 @@ async fn run(opts: Options) -> Result<()> {
         pool::write_acquired(&mut out, &lease)?;
         let released = client
             .release_processor(&ReleaseProcessorRequest {
-                lease_id: lease.lease_id,
-                success: true,
-                metrics: None,
+                fencing_token: Some(lease.fencing_token),
+                ..ReleaseProcessorRequest::new(lease.lease_id)
             })
             .await?;
         pool::write_released(&mut out, &released)?;

@@ -70,6 +70,11 @@ pub struct ReleaseArgs {
     /// Report the job as failed.
     #[arg(long)]
     pub failed: bool,
+    /// The fencing token printed by `pool acquire`: a release carrying an older token
+    /// than the lease's is refused (409), so a holder whose lease was reclaimed and
+    /// re-granted cannot release someone else's.
+    #[arg(long)]
+    pub fencing_token: Option<u64>,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -151,9 +156,9 @@ pub async fn run(args: PoolArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         PoolCommand::Release(a) => {
             let req = ReleaseProcessorRequest {
-                lease_id: a.lease_id,
                 success: !a.failed,
-                metrics: None,
+                fencing_token: a.fencing_token,
+                ..ReleaseProcessorRequest::new(a.lease_id)
             };
             let resp = client.release_processor(&req).await?;
             if api.json {
