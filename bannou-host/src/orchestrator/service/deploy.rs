@@ -403,6 +403,18 @@ impl OrchestratorService {
         }
 
         let mut warnings = self.change_routes(|table, _, _| table.reset_all()).await;
+        // Routes the table does not hold (written before a restart) go too: the store
+        // must agree that everything resolves to the control plane.
+        match deps.store.list_routes().await {
+            Ok(stale) => {
+                for service in stale.keys() {
+                    if let Err(e) = deps.store.remove_route(service).await {
+                        warnings.push(format!("route of {service} not removed: {e}"));
+                    }
+                }
+            }
+            Err(e) => warnings.push(format!("stored routes not listed: {e}")),
+        }
         let mut torn = Vec::new();
         let mut success = true;
         if deployed_something {

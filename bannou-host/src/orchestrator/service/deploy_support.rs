@@ -9,10 +9,10 @@ use orchestrator_core::ports::backend::{
 };
 use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::StoreError;
-use orchestrator_core::records::{DeploymentConfiguration, ServiceDeploymentConfig};
+use orchestrator_core::records::{DeploymentConfiguration, RoutingRecord, ServiceDeploymentConfig};
 use orchestrator_core::{AppId, ResolvedNode, Timestamp};
+use orchestrator_routing::RoutingTable;
 use orchestrator_routing::table::canonical_service;
-use orchestrator_routing::{RouteChange, RoutingTable};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -99,9 +99,10 @@ impl OrchestratorService {
 
 // === routing ===
 
-/// Routes `services` to `app_id`; returns the services whose mapping changed. A service
-/// that cannot be routed (infrastructure, `orchestrator`) is skipped: validation refused
-/// such nodes before anything was deployed.
+/// Routes `services` to `app_id` (authoritative, spec 6.2 SetServiceRouting); returns
+/// the services written, changed or not, so their store records are refreshed too. A
+/// service that cannot be routed (infrastructure, `orchestrator`) is skipped: validation
+/// refused such nodes before anything was deployed.
 pub(super) fn route_to(
     table: &mut RoutingTable,
     services: &[String],
@@ -109,46 +110,46 @@ pub(super) fn route_to(
     now: Timestamp,
     port: u16,
 ) -> Vec<String> {
-    let mut changed = Vec::new();
+    let mut written = Vec::new();
     for s in services {
         match table.set_route(s, app_id.clone(), now, port) {
-            Ok(change) if change.is_change() => changed.push(canonical_service(s)),
-            Ok(RouteChange::Unchanged) | Ok(_) => {}
+            Ok(_) => written.push(canonical_service(s)),
             Err(e) => tracing::debug!(service = %s, error = %e, "service not routed"),
         }
     }
-    changed
+    written
 }
 
 impl OrchestratorService {
-    /// Changes the routing table with `change` (which returns the services it changed),
-    /// then publishes the mappings at once (D11) and writes the changed routes to the store
-    /// (a route back to the default is deleted: absent means default). Store failures do
-    /// not undo anything: they come back as warnings, and the periodic broadcast and the
-    /// heartbeats' refreshes repair the store.
+    /// Changes the routing table with `change` (which returns the services it wrote or
+    /// removed), publishes the mappings at once when the service -> app-id mapping changed
+    /// (D11), and writes those services' routes to the store (a route back to the default
+    /// is deleted: absent means default). Store failures do not undo anything: they come
+    /// back as warnings, and the heartbeats' refreshes and later writes repair the store.
     pub(super) async fn change_routes(
         &self,
         change: impl FnOnce(&mut RoutingTable, Timestamp, u16) -> Vec<String>,
     ) -> Vec<String> {
         let deps = &self.deps;
         let now = deps.clock.now();
-        let records: Vec<(String, Option<orchestrator_core::records::RoutingRecord>)> = {
+        let (changed, records): (bool, Vec<(String, Option<RoutingRecord>)>) = {
             let mut state = deps.health.lock();
-            let mut changed = change(&mut state.routing, now, deps.settings.default_service_port);
-            changed.sort();
-            changed.dedup();
-            changed
+            let before = state.routing.mappings();
+            let mut touched = change(&mut state.routing, now, deps.settings.default_service_port);
+            touched.sort();
+            touched.dedup();
+            let records = touched
                 .into_iter()
                 .map(|s| {
                     let record = state.routing.route(&s).map(|r| r.to_record());
                     (s, record)
                 })
-                .collect()
+                .collect();
+            (state.routing.mappings() != before, records)
         };
-        if records.is_empty() {
-            return Vec::new();
+        if changed {
+            deps.broadcaster.table_changed();
         }
-        deps.broadcaster.table_changed();
         let mut warnings = Vec::new();
         for (service, record) in records {
             let written = match &record {

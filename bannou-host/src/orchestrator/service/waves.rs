@@ -60,6 +60,16 @@ impl Execution {
     }
 }
 
+/// One node's deploy: the backend's answer and what the health wait needs.
+struct Attempt {
+    node: ResolvedNode,
+    /// Instances of the app-id known before the deploy.
+    known: BTreeSet<Uuid>,
+    result: Result<DeployedNode, BackendError>,
+    /// When the backend answered.
+    deployed_at: Timestamp,
+}
+
 /// A node a wave waits on.
 struct WaitTarget {
     name: String,
@@ -145,29 +155,41 @@ impl OrchestratorService {
             .collect();
         let limit = self.deps.settings.deploy_parallelism.max(1);
         let clock = self.deps.clock.clone();
-        let mut results: Vec<(
-            ResolvedNode,
-            BTreeSet<Uuid>,
-            Result<DeployedNode, BackendError>,
-            Timestamp,
-        )> = futures::stream::iter(starts.into_iter().map(|node| {
-            let backend = backend.clone();
-            let clock = clock.clone();
-            let deployment = self.node_deployment(&node);
-            let known = self.known_instances(&node.app_id);
-            async move {
-                let result = backend.deploy_node(&deployment).await;
-                (node, known, result, clock.now())
-            }
-        }))
-        .buffer_unordered(limit)
-        .collect()
-        .await;
-        results.sort_by(|a, b| a.0.app_id.cmp(&b.0.app_id));
+        // Futures are built first and own everything they use: a stream mapping with a
+        // borrowing closure would make the whole deploy future lose `Send`.
+        let deploys: Vec<_> = starts
+            .into_iter()
+            .map(|node| {
+                let backend = backend.clone();
+                let clock = clock.clone();
+                let deployment = self.node_deployment(&node);
+                let known = self.known_instances(&node.app_id);
+                async move {
+                    let result = backend.deploy_node(&deployment).await;
+                    Attempt {
+                        node,
+                        known,
+                        result,
+                        deployed_at: clock.now(),
+                    }
+                }
+            })
+            .collect();
+        let mut results: Vec<Attempt> = futures::stream::iter(deploys)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        results.sort_by(|a, b| a.node.app_id.cmp(&b.node.app_id));
 
         let mut targets = Vec::new();
         let mut previous_routes: BTreeMap<AppId, Vec<String>> = BTreeMap::new();
-        for (node, known, result, deployed_at) in results {
+        for Attempt {
+            node,
+            known,
+            result,
+            deployed_at,
+        } in results
+        {
             match result {
                 Ok(deployed) => {
                     targets.push(WaitTarget {
@@ -266,20 +288,27 @@ impl OrchestratorService {
     ) {
         let limit = self.deps.settings.deploy_parallelism.max(1);
         let options = TeardownOptions::default();
-        let results: Vec<_> = futures::stream::iter(
-            wave.actions
-                .iter()
-                .filter(|a| a.kind == ActionKind::Teardown)
-                .map(|a| async move {
-                    let (result, warnings) = self
-                        .teardown_node(backend.as_ref(), &a.app_id, &options)
+        // As for deploys: owned futures first, then the stream.
+        let teardowns: Vec<_> = wave
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Teardown)
+            .map(|a| {
+                let service = self.clone();
+                let backend = backend.clone();
+                let app_id = a.app_id.clone();
+                async move {
+                    let (result, warnings) = service
+                        .teardown_node(backend.as_ref(), &app_id, &options)
                         .await;
-                    (a.app_id.clone(), result, warnings)
-                }),
-        )
-        .buffer_unordered(limit)
-        .collect()
-        .await;
+                    (app_id, result, warnings)
+                }
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(teardowns)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
         for (app_id, result, warnings) in results {
             exec.warnings.extend(warnings);
             match result {
