@@ -362,14 +362,22 @@ impl OrchestratorService {
         for t in targets {
             let mut missing = Vec::new();
             for service in &t.services {
-                let worst = state
-                    .aggregator
-                    .instances_of(service)
-                    .iter()
-                    .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
-                    .filter(|i| !t.known.contains(&i.instance_id) || i.last_seen >= t.deployed_at)
-                    .map(|i| i.status_at(now, timeout))
-                    .max();
+                // A fresh node (the usual case) has no old instances to tell apart: the
+                // aggregator's unsorted per-node lookup answers directly.
+                let worst = if t.known.is_empty() {
+                    state.aggregator.status_on(service, t.app_id.as_str(), now)
+                } else {
+                    state
+                        .aggregator
+                        .instances_of(service)
+                        .iter()
+                        .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
+                        .filter(|i| {
+                            !t.known.contains(&i.instance_id) || i.last_seen >= t.deployed_at
+                        })
+                        .map(|i| i.status_at(now, timeout))
+                        .max()
+                };
                 match worst {
                     Some(InstanceHealthStatus::Healthy) => {}
                     Some(status) => missing.push(format!("{service} ({status})")),

@@ -358,6 +358,73 @@ async fn the_orchestrator_error_names_the_node() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_running_the_orchestrator_through_its_layers_is_refused_too() {
+    let world = world().await;
+    let mut layered = node("features", &["matchmaking"]);
+    layered.environment =
+        Some([("BANNOU_ENABLE_GAME_FEATURES".to_owned(), "true".to_owned())].into());
+    let refused = world
+        .service
+        .deploy(topology(vec![layered]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .body
+            .error
+            .contains("ORCHESTRATOR_SERVICE_ENABLED=false"),
+        "{}",
+        refused.body.error
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_node_is_redeployed_and_waited_for_again() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+    // From now on the node's new container reports unavailable.
+    world.set_status("bannou-auth", ServiceHealthStatus::Unavailable);
+
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("split-auth".into()),
+            environment: Some([("LOG_LEVEL".to_owned(), "debug".to_owned())].into()),
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+
+    // The old container's healthy heartbeats do not count for the new one.
+    assert_eq!(answer.status, 500, "{:?}", answer.body.warnings);
+    assert_eq!(deployed_apps(&world.backend.calls())[0], "bannou-auth");
+    // Reverted: version 1's environment is back (that the node still reports
+    // unavailable makes the revert report a failure too, which is what it is).
+    let env = world
+        .backend
+        .node(&AppId::new("bannou-auth"))
+        .unwrap()
+        .deployment
+        .environment;
+    assert!(!env.contains_key("LOG_LEVEL"));
+
+    world.set_status("bannou-auth", ServiceHealthStatus::Healthy);
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("split-auth".into()),
+            environment: Some([("LOG_LEVEL".to_owned(), "debug".to_owned())].into()),
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(answer.body.success, "{:?}", answer.body.warnings);
+    assert_eq!(world.route("auth"), "bannou-auth");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dry_run_only_publishes_events() {
     let world = world().await;
     let mut events = world.deployment_events().await;
