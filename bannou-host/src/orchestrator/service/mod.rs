@@ -31,12 +31,14 @@ mod backends;
 mod config;
 mod containers;
 mod deploy;
+mod deploy_support;
 mod health;
 mod ops_support;
 mod pools;
 #[cfg(test)]
 pub(crate) mod testing;
 mod topology;
+mod waves;
 
 pub use backends::BackendRegistry;
 
@@ -222,6 +224,8 @@ pub struct ServiceDeps {
 #[derive(Clone)]
 pub struct OrchestratorService {
     deps: Arc<ServiceDeps>,
+    /// Serialises deploys, teardowns, rollbacks and topology updates (`deploy_support.rs`).
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl OrchestratorService {
@@ -229,6 +233,7 @@ impl OrchestratorService {
     pub fn new(deps: ServiceDeps) -> Self {
         OrchestratorService {
             deps: Arc::new(deps),
+            lifecycle: Arc::default(),
         }
     }
 

@@ -308,6 +308,71 @@ impl World {
     }
 }
 
+/// Helpers of the deploy-group tests (deploy, topology, config).
+impl World {
+    /// Deploys preset `name` with every other field at its default; panics if the
+    /// service refuses the request (a failed wave still answers, with status 500).
+    pub async fn deploy_preset(
+        &self,
+        name: &str,
+    ) -> super::Answer<orchestrator_core::api::DeployResponse> {
+        self.service
+            .deploy(orchestrator_core::api::DeployRequest {
+                preset: Some(name.to_owned()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("deploy {name} refused: {e}"))
+    }
+
+    /// Where the routing table sends `service` now.
+    pub fn route(&self, service: &str) -> String {
+        self.service
+            .deps()
+            .health
+            .lock()
+            .routing
+            .resolve(service)
+            .to_string()
+    }
+
+    /// App-ids the fake backend runs, sorted.
+    pub fn running(&self) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .backend
+            .app_ids()
+            .into_iter()
+            .map(|a| a.to_string())
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    /// A subscription to deployment events (subscribe before acting).
+    pub async fn deployment_events(
+        &self,
+    ) -> orchestrator_core::ports::bus::EventSubscription<orchestrator_core::events::DeploymentEvent>
+    {
+        use orchestrator_core::ports::bus::EventBusExt;
+        self.bus
+            .subscribe_events()
+            .await
+            .expect("subscribe to deployment events")
+    }
+
+    /// Every event already delivered to `sub`, without waiting for more.
+    pub fn drain<E: orchestrator_core::events::Event>(
+        sub: &mut orchestrator_core::ports::bus::EventSubscription<E>,
+    ) -> Vec<E> {
+        use futures::{FutureExt, StreamExt};
+        let mut out = Vec::new();
+        while let Some(Some(item)) = sub.next().now_or_never() {
+            out.extend(item.ok());
+        }
+        out
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);

@@ -1,0 +1,822 @@
+//! Scenarios of the deploy group over the in-memory world: the fake backend records every
+//! call, nodes are played by auto-heartbeats, time is paused.
+
+use std::time::Duration;
+
+use orchestrator_core::api::*;
+use orchestrator_core::events::{
+    BackendType, DeploymentAction, InstanceHealthStatus, ServiceHealthStatus,
+};
+use orchestrator_core::memory::backend::BackendCall;
+use orchestrator_core::ports::backend::{
+    BackendError, BackendOperation, ContainerBackend, NodeDeployment,
+};
+use orchestrator_core::ports::store::OrchestratorStore;
+use orchestrator_core::{AppId, Catalog};
+
+use crate::orchestrator::service::testing::World;
+
+/// A world whose nodes heartbeat every 100 ms.
+async fn world() -> World {
+    let world = World::new().await;
+    world.auto_heartbeats(Duration::from_millis(100));
+    world
+}
+
+fn deployed_apps(calls: &[BackendCall]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            BackendCall::Deploy(n) => Some(n.app_id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn torn_down_apps(calls: &[BackendCall]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            BackendCall::Teardown { app_id, .. } => Some(app_id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn topology(nodes: Vec<TopologyNode>) -> DeployRequest {
+    DeployRequest {
+        topology: Some(ServiceTopology {
+            nodes,
+            infrastructure: None,
+        }),
+        ..DeployRequest::default()
+    }
+}
+
+fn node(name: &str, services: &[&str]) -> TopologyNode {
+    TopologyNode {
+        services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
+        ..TopologyNode::new(name)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_three_wave_preset_comes_up_healthy_routed_and_recorded() {
+    let world = world().await;
+    let mut events = world.deployment_events().await;
+    let version_before = world.store.mappings_version().await.unwrap();
+
+    let answer = world.deploy_preset("game-stack").await;
+
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert!(answer.body.success);
+    assert_eq!(answer.body.backend, BackendType::InProcess);
+    assert_eq!(answer.body.preset.as_deref(), Some("game-stack"));
+    // Waves in layer order: auth (L1), world (L2), features (L4).
+    assert_eq!(
+        deployed_apps(&world.backend.calls()),
+        ["stack-auth", "stack-world", "stack-features"]
+    );
+    // Every service each node runs reports healthy from that node.
+    let plan_nodes = world
+        .store
+        .current_config()
+        .await
+        .unwrap()
+        .expect("a configuration version")
+        .nodes;
+    assert_eq!(plan_nodes.len(), 3);
+    {
+        let health = world.service.deps().health.lock();
+        let now = world.clock.now();
+        for n in &plan_nodes {
+            for s in n
+                .services
+                .iter()
+                .filter(|s| !orchestrator_core::health::is_infrastructure_service(s))
+            {
+                assert_eq!(
+                    health.aggregator.status_on(s, n.app_id.as_str(), now),
+                    Some(InstanceHealthStatus::Healthy),
+                    "{s} on {}",
+                    n.app_id
+                );
+            }
+        }
+    }
+    for (service, app) in [
+        ("auth", "stack-auth"),
+        ("permission", "stack-auth"),
+        ("realm", "stack-world"),
+        ("game-session", "stack-world"),
+        ("matchmaking", "stack-features"),
+    ] {
+        assert_eq!(world.route(service), app, "{service}");
+    }
+    assert_eq!(world.route("orchestrator"), "bannou");
+    // Routes are in the store and the mappings went out.
+    let stored = world
+        .store
+        .get_route("auth")
+        .await
+        .unwrap()
+        .expect("stored route");
+    assert_eq!(stored.app_id, "stack-auth");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(world.store.mappings_version().await.unwrap() > version_before);
+    // One configuration version, stable, with the spec 11.1 fields.
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!((cfg.version, cfg.stable), (1, true));
+    assert_eq!(cfg.preset_name.as_deref(), Some("game-stack"));
+    assert_eq!(
+        cfg.deployment_id.as_deref(),
+        Some(answer.body.deployment_id.as_str())
+    );
+    assert_eq!(
+        cfg.services["matchmaking"].app_id.as_deref(),
+        Some("stack-features")
+    );
+    assert_eq!(
+        world
+            .store
+            .last_stable_config()
+            .await
+            .unwrap()
+            .map(|c| c.version),
+        Some(1)
+    );
+    assert_eq!(
+        world.service.deps().backends.active_type(),
+        Some(BackendType::InProcess)
+    );
+    let actions: Vec<DeploymentAction> = World::drain(&mut events)
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [DeploymentAction::Started, DeploymentAction::Completed]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ten_node_deploy_is_healthy_within_a_few_heartbeats() {
+    let world = World::new().await;
+    world.auto_heartbeats(Duration::from_millis(10));
+    let begun = tokio::time::Instant::now();
+    let answer = world.deploy_preset("local-ten").await;
+    assert!(answer.body.success, "{:?}", answer.body.warnings);
+    assert_eq!(world.running().len(), 10);
+    // Virtual time: two waves, each a heartbeat plus a poll.
+    assert!(
+        begun.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        begun.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_preset_is_404_and_the_running_deployment_stays() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+
+    let refused = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("no-such-preset".into()),
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(refused.status, 404);
+    assert!(
+        refused.body.error.contains("no-such-preset"),
+        "{}",
+        refused.body.error
+    );
+    assert!(torn_down_apps(&world.backend.calls()).is_empty());
+    assert!(deployed_apps(&world.backend.calls()).is_empty());
+    assert_eq!(world.running(), ["bannou-auth"]);
+    assert_eq!(world.route("auth"), "bannou-auth");
+    assert_eq!(world.store.latest_config_version().await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unavailable_node_fails_its_wave_and_the_last_stable_version_comes_back() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.set_status("stack-world", ServiceHealthStatus::Unavailable);
+    let mut events = world.deployment_events().await;
+    let begun = tokio::time::Instant::now();
+
+    let answer = world.deploy_preset("game-stack").await;
+
+    assert_eq!(answer.status, 500);
+    assert!(!answer.body.success);
+    // The wave gave up at its deadline (5 s in the test world), not later.
+    let waited = begun.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    let warnings = answer.body.warnings.clone().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("stack-world: not healthy") && w.contains("Unavailable")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("reverted to last stable configuration version 1")),
+        "{warnings:?}"
+    );
+    // Wave 3 never started; what wave 1 and 2 started is gone again.
+    assert!(!deployed_apps(&world.backend.calls()).contains(&"stack-features".to_owned()));
+    assert_eq!(world.running(), ["bannou-auth"]);
+    assert_eq!(world.route("auth"), "bannou-auth");
+    assert_eq!(world.route("account"), "bannou-auth");
+    assert_ne!(world.route("realm"), "stack-world");
+    // No version for the failed deploy; version 1 is still current and stable.
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!((cfg.version, cfg.stable), (1, true));
+    let last = World::drain(&mut events).pop().unwrap();
+    assert_eq!(last.action, DeploymentAction::Failed);
+    assert!(last.error.unwrap().contains("stack-world"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_stable_version_a_failed_deploy_removes_what_it_started() {
+    let world = world().await;
+    world.backend.fail_next(
+        BackendOperation::Deploy,
+        &AppId::new("stack-features"),
+        BackendError::Runtime {
+            message: "image pull failed".into(),
+        },
+    );
+
+    let answer = world.deploy_preset("game-stack").await;
+
+    assert_eq!(answer.status, 500);
+    let warnings = answer.body.warnings.unwrap();
+    assert!(
+        warnings.contains(&"stack-features: runtime error: image pull failed".to_owned()),
+        "{warnings:?}"
+    );
+    assert!(world.running().is_empty());
+    assert_eq!(world.route("auth"), "bannou");
+    assert_eq!(world.store.latest_config_version().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_revert_false_leaves_the_failed_deployment_in_place() {
+    let world = world().await;
+    world.set_status("stack-world", ServiceHealthStatus::Unavailable);
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("game-stack".into()),
+            auto_revert: false,
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 500);
+    assert_eq!(world.running(), ["stack-auth", "stack-world"]);
+    assert!(torn_down_apps(&world.backend.calls()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_requests_change_nothing() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+    let mut events = world.deployment_events().await;
+
+    let cases = [
+        topology(vec![
+            node("n1", &["auth"]),
+            node("n2", &["no-such-service"]),
+        ]),
+        topology(vec![node("n1", &["orchestrator"])]),
+        topology(vec![node("n1", &["auth"]), node("n2", &["auth"])]),
+        topology(vec![node("bannou", &["auth"])]),
+        DeployRequest {
+            preset: Some("../etc/passwd".into()),
+            ..DeployRequest::default()
+        },
+        DeployRequest {
+            preset: Some("game-stack".into()),
+            backend: Some(BackendType::Kubernetes),
+            ..DeployRequest::default()
+        },
+    ];
+    for request in cases {
+        let refused = world.service.deploy(request.clone()).await.unwrap_err();
+        assert_eq!(refused.status, 400, "{request:?}: {}", refused.body.error);
+    }
+
+    let ops: Vec<BackendOperation> = world
+        .backend
+        .calls()
+        .iter()
+        .map(BackendCall::operation)
+        .filter(|o| matches!(o, BackendOperation::Deploy | BackendOperation::Teardown))
+        .collect();
+    assert!(ops.is_empty(), "{ops:?}");
+    assert_eq!(world.running(), ["bannou-auth"]);
+    assert_eq!(world.store.latest_config_version().await.unwrap(), 1);
+    // Each refusal ends its `started` event with a `failed` one.
+    let actions: Vec<DeploymentAction> = World::drain(&mut events)
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions.len(), 12);
+    assert!(
+        actions
+            .chunks(2)
+            .all(|p| p == [DeploymentAction::Started, DeploymentAction::Failed])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_orchestrator_error_names_the_node() {
+    let world = world().await;
+    let refused = world
+        .service
+        .deploy(topology(vec![node("ops", &["orchestrator"])]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.body.error,
+        "ops: Cannot deploy orchestrator service - route cannot be overridden"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_running_the_orchestrator_through_its_layers_is_refused_too() {
+    let world = world().await;
+    let mut layered = node("features", &["matchmaking"]);
+    layered.environment =
+        Some([("BANNOU_ENABLE_GAME_FEATURES".to_owned(), "true".to_owned())].into());
+    let refused = world
+        .service
+        .deploy(topology(vec![layered]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .body
+            .error
+            .contains("ORCHESTRATOR_SERVICE_ENABLED=false"),
+        "{}",
+        refused.body.error
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_node_is_redeployed_and_waited_for_again() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+    // From now on the node's new container reports unavailable.
+    world.set_status("bannou-auth", ServiceHealthStatus::Unavailable);
+
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("split-auth".into()),
+            environment: Some([("LOG_LEVEL".to_owned(), "debug".to_owned())].into()),
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+
+    // The old container's healthy heartbeats do not count for the new one.
+    assert_eq!(answer.status, 500, "{:?}", answer.body.warnings);
+    assert_eq!(deployed_apps(&world.backend.calls())[0], "bannou-auth");
+    // Reverted: version 1's environment is back (that the node still reports
+    // unavailable makes the revert report a failure too, which is what it is).
+    let env = world
+        .backend
+        .node(&AppId::new("bannou-auth"))
+        .unwrap()
+        .deployment
+        .environment;
+    assert!(!env.contains_key("LOG_LEVEL"));
+
+    world.set_status("bannou-auth", ServiceHealthStatus::Healthy);
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("split-auth".into()),
+            environment: Some([("LOG_LEVEL".to_owned(), "debug".to_owned())].into()),
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(answer.body.success, "{:?}", answer.body.warnings);
+    assert_eq!(world.route("auth"), "bannou-auth");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_only_publishes_events() {
+    let world = world().await;
+    let mut events = world.deployment_events().await;
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("game-stack".into()),
+            dry_run: true,
+            ..DeployRequest::default()
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status, 200);
+    let services = answer.body.services.unwrap();
+    assert_eq!(services.len(), 3);
+    assert!(
+        services
+            .iter()
+            .all(|s| s.status == DeployedServiceStatus::Starting)
+    );
+    assert!(deployed_apps(&world.backend.calls()).is_empty());
+    assert!(world.running().is_empty());
+    assert!(world.service.deps().health.lock().routing.is_empty());
+    assert_eq!(world.store.latest_config_version().await.unwrap(), 0);
+    assert_eq!(world.service.deps().backends.active_type(), None);
+    let events = World::drain(&mut events);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].action, DeploymentAction::Completed);
+    assert_eq!(
+        events[1].changes.as_deref(),
+        Some(
+            &[
+                "stack-auth".to_owned(),
+                "stack-features".into(),
+                "stack-world".into()
+            ][..]
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_preset_replaces_the_old_nodes_and_the_same_preset_changes_nothing() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    assert!(world.deploy_preset("game-stack").await.body.success);
+    assert_eq!(
+        world.running(),
+        ["stack-auth", "stack-features", "stack-world"]
+    );
+    assert_eq!(torn_down_apps(&world.backend.calls()), ["bannou-auth"]);
+    assert_eq!(world.route("auth"), "stack-auth");
+    world.backend.take_calls();
+
+    assert!(world.deploy_preset("game-stack").await.body.success);
+    assert!(deployed_apps(&world.backend.calls()).is_empty());
+    assert_eq!(world.store.latest_config_version().await.unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_vanished_is_deployed_again() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world
+        .backend
+        .teardown(&AppId::new("bannou-auth"), &Default::default())
+        .await
+        .unwrap();
+    world.backend.take_calls();
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    assert_eq!(deployed_apps(&world.backend.calls()), ["bannou-auth"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_preset_stores_its_pools_and_starts_min_workers() {
+    let world = world().await;
+    let answer = world.deploy_preset("npc-brains").await;
+    assert!(answer.body.success, "{:?}", answer.body.warnings);
+    let workers: Vec<String> = world
+        .running()
+        .into_iter()
+        .filter(|a| a.starts_with("bannou-pool-"))
+        .collect();
+    // npc-brain min 2, npc-event-coordinator min 1.
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    assert_eq!(world.route("actor"), "npc-coordinator");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_tears_down_what_the_configuration_deployed() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+
+    let answer = world
+        .service
+        .deploy(DeployRequest::default())
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.success);
+    assert_eq!(answer.body.preset.as_deref(), Some("default"));
+    assert_eq!(answer.body.topology, Some(ServiceTopology::empty()));
+    let services = answer.body.services.unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(
+        (
+            services[0].name.as_str(),
+            services[0].status,
+            services[0].node.as_str()
+        ),
+        ("bannou-auth", DeployedServiceStatus::Stopped, "bannou")
+    );
+    assert!(world.running().is_empty());
+    assert!(world.service.deps().health.lock().routing.is_empty());
+    assert!(world.store.get_route("auth").await.unwrap().is_none());
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!(
+        (cfg.version, cfg.preset_name.as_deref(), cfg.stable),
+        (2, Some("default"), true)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn teardown_stops_every_node_but_the_control_plane() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    // The control plane's own container, as a Compose backend would list it.
+    world
+        .backend
+        .deploy_node(&NodeDeployment::new(
+            AppId::control_plane(),
+            "bannou",
+            "bannou:latest",
+        ))
+        .await
+        .unwrap();
+    world.backend.take_calls();
+
+    let preview = world
+        .service
+        .teardown(TeardownRequest {
+            dry_run: true,
+            ..TeardownRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(preview.body.stopped_containers.unwrap(), ["bannou-auth"]);
+    assert!(torn_down_apps(&world.backend.calls()).is_empty());
+
+    let answer = world
+        .service
+        .teardown(TeardownRequest::default())
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.stopped_containers.unwrap().len(), 1);
+    assert_eq!(answer.body.errors, None);
+    assert_eq!(torn_down_apps(&world.backend.calls()), ["bannou-auth"]);
+    assert_eq!(world.running(), ["bannou"]);
+    assert_eq!(world.route("auth"), "bannou");
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!(cfg.preset_name.as_deref(), Some("default"));
+
+    // Nothing left: the short answer.
+    let empty = world
+        .service
+        .teardown(TeardownRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(empty.body.duration, "0s");
+    assert_eq!(empty.body.stopped_containers, Some(Vec::new()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn presets_are_listed_with_their_files_and_the_active_one() {
+    let world = world().await;
+    let listed = world
+        .service
+        .presets(ListPresetsRequest::default())
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed
+        .body
+        .presets
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["game-stack", "local-ten", "npc-brains", "split-auth"]
+    );
+    assert_eq!(listed.body.active_preset.as_deref(), Some("bannou"));
+    let ten = &listed.body.presets[1];
+    assert_eq!(ten.category, Some(PresetCategory::Testing));
+    assert!(
+        ten.file_path
+            .as_deref()
+            .unwrap()
+            .ends_with("local-ten.yaml")
+    );
+    assert_eq!(ten.topology.nodes.len(), 10);
+    assert_eq!(
+        ten.environment.as_ref().unwrap()["BANNOU_APP_LOGGING_LEVEL"],
+        "Warning"
+    );
+    let split = &listed.body.presets[3];
+    assert_eq!(split.category, None, "`example` is not a schema category");
+    let env = split.topology.nodes[0].environment.as_ref().unwrap();
+    assert_eq!(env["BANNOU_ENABLE_APP_FOUNDATION"], "true");
+    assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
+
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    let listed = world
+        .service
+        .presets(ListPresetsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.body.active_preset.as_deref(), Some("split-auth"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_routing_accepts_an_empty_request_and_filters_by_prefix() {
+    let world = world().await;
+    let empty = world
+        .service
+        .service_routing(serde_json::from_str("{}").unwrap())
+        .await
+        .unwrap();
+    assert!(empty.body.mappings.is_empty());
+    assert_eq!(empty.body.default_app_id, "bannou");
+    assert_eq!(empty.body.deployment_id, None);
+
+    let deployed = world.deploy_preset("split-auth").await;
+    let all = world
+        .service
+        .service_routing(GetServiceRoutingRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(all.mappings["auth"], "bannou-auth");
+    assert_eq!(all.mappings["account"], "bannou-auth");
+    assert_eq!(all.total_services, all.mappings.len() as i64);
+    assert_eq!(all.deployment_id, Some(deployed.body.deployment_id));
+
+    let filtered = world
+        .service
+        .service_routing(GetServiceRoutingRequest {
+            service_filter: Some("AU".into()),
+        })
+        .await
+        .unwrap()
+        .body;
+    assert!(filtered.mappings.contains_key("auth"));
+    assert!(!filtered.mappings.contains_key("account"));
+    assert!(filtered.mappings.keys().all(|k| k.starts_with("au")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_lists_the_active_backends_nodes() {
+    let world = world().await;
+    let before = world
+        .service
+        .status(GetStatusRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert!(!before.deployed);
+    assert_eq!(before.topology, Some(ServiceTopology::empty()));
+
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    let after = world
+        .service
+        .status(GetStatusRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert!(after.deployed);
+    assert_eq!(after.backend, Some(BackendType::InProcess));
+    assert_eq!(after.preset.as_deref(), Some("split-auth"));
+    let nodes = after.topology.unwrap().nodes;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(
+        nodes[0].services.as_deref(),
+        Some(&["account".to_owned(), "auth".to_owned()][..])
+    );
+    let services = after.services.unwrap();
+    assert_eq!(services[0].name, "bannou-auth");
+    assert_eq!(services[0].status, DeployedServiceStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_topologies_deploy_like_presets() {
+    let world = world().await;
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            environment: Some(
+                [
+                    ("AUTH_JWT_SECRET".to_owned(), "s3cret".to_owned()),
+                    ("LOG_LEVEL".to_owned(), "debug".to_owned()),
+                ]
+                .into(),
+            ),
+            ..topology(vec![node("auth-node", &["auth", "account"])])
+        })
+        .await
+        .unwrap();
+    assert!(answer.body.success, "{:?}", answer.body.warnings);
+    assert_eq!(world.route("auth"), "auth-node");
+    let deployed = world
+        .backend
+        .node(&AppId::new("auth-node"))
+        .unwrap()
+        .deployment;
+    assert_eq!(deployed.environment["BANNOU_SERVICES_ENABLED"], "false");
+    assert_eq!(deployed.environment["AUTH_JWT_SECRET"], "s3cret");
+    assert_eq!(deployed.image, "bannou:latest");
+    // The configuration keeps the request environment minus secrets.
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!(cfg.preset_name, None);
+    assert_eq!(
+        cfg.environment_variables.keys().collect::<Vec<_>>(),
+        ["LOG_LEVEL"]
+    );
+    // Catalog sanity for the scenario: both services are L1.
+    assert!(Catalog::builtin().find("auth").is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_lifecycle_operation_waits_its_turn_with_409() {
+    let world = world().await;
+    world.set_status("*", ServiceHealthStatus::Unavailable);
+    let service = world.service.clone();
+    let slow = tokio::spawn(async move { service.deploy_preset_for_test("split-auth").await });
+    // Let the first deploy reach its health wait.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let busy = world
+        .service
+        .teardown(TeardownRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(busy.status, 409);
+    assert_eq!(slow.await.unwrap(), 500);
+}
+
+impl super::OrchestratorService {
+    /// Deploys a preset and returns the status code (for spawned tasks).
+    async fn deploy_preset_for_test(&self, name: &str) -> u16 {
+        match self
+            .deploy(DeployRequest {
+                preset: Some(name.to_owned()),
+                ..DeployRequest::default()
+            })
+            .await
+        {
+            Ok(a) => a.status,
+            Err(e) => e.status,
+        }
+    }
+}
+
+#[test]
+fn deploy_backend_names_of_shipped_presets_map_to_backend_types() {
+    use super::backend_from_preset;
+    assert_eq!(
+        backend_from_preset("docker-compose"),
+        Some(BackendType::Compose)
+    );
+    assert_eq!(
+        backend_from_preset("docker-swarm"),
+        Some(BackendType::Swarm)
+    );
+    assert_eq!(
+        backend_from_preset("kubernetes"),
+        Some(BackendType::Kubernetes)
+    );
+    assert_eq!(backend_from_preset("nomad"), None);
+}
+
+/// The HTTP layer runs these futures on a multi-threaded runtime: they must be `Send`
+/// (a borrowing closure inside a stream combinator silently breaks that).
+#[allow(dead_code)]
+fn use_case_futures_are_send(service: &super::OrchestratorService) {
+    fn send<T: Send>(_: T) {}
+    send(service.deploy(DeployRequest::default()));
+    send(service.teardown(TeardownRequest::default()));
+    send(service.presets(ListPresetsRequest::default()));
+    send(service.service_routing(GetServiceRoutingRequest::default()));
+    send(service.status(GetStatusRequest::default()));
+    send(service.update_topology(serde_json::from_str("{\"changes\": []}").unwrap()));
+    send(service.rollback(serde_json::from_str("{\"reason\": \"x\"}").unwrap()));
+    send(service.config_version(GetConfigVersionRequest::default()));
+}

@@ -1,0 +1,496 @@
+//! The wave executor (DESIGN.md section 3): runs a [`Plan`]'s waves in order. A deploy
+//! wave starts its nodes in parallel (bounded by `deploy_parallelism`), waits until the
+//! heartbeats show every service of those nodes healthy or `wave_timeout` passes, then
+//! routes the wave's services (published at once, D11). Teardown waves move routes back
+//! to the default first, then stop the nodes. A failed wave stops the run; the caller
+//! decides whether to revert ([`OrchestratorService::revert_after_failure`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestrator_core::events::InstanceHealthStatus;
+use orchestrator_core::health::is_infrastructure_service;
+use orchestrator_core::planner::{self, ActionKind, Plan, PlanOptions, Wave, WavePhase};
+use orchestrator_core::ports::backend::{
+    BackendError, ContainerBackend, DeployedNode, NodeDeployment, TeardownOptions,
+};
+use orchestrator_core::records::DeploymentConfiguration;
+use orchestrator_core::{AppId, Catalog, ResolvedNode, Timestamp};
+use uuid::Uuid;
+
+use super::OrchestratorService;
+use super::deploy_support::{config_nodes, route_to};
+
+/// How often the health wait looks at the aggregator: a lock and a few map lookups per
+/// look, so this is cheap, and short enough that an in-process wave completes within a
+/// few heartbeats.
+const HEALTH_POLL: Duration = Duration::from_millis(20);
+
+/// A node the executor started, with what the backend said.
+#[derive(Debug, Clone)]
+pub(super) struct StartedNode {
+    /// The node as deployed.
+    pub node: ResolvedNode,
+    /// The backend's answer.
+    pub deployed: DeployedNode,
+}
+
+/// What running a plan did.
+#[derive(Debug, Default)]
+pub(super) struct Execution {
+    /// Nodes deployed or redeployed, in wave order.
+    pub started: Vec<StartedNode>,
+    /// Nodes torn down.
+    pub torn_down: Vec<AppId>,
+    /// Per-node failures (`"{node}: {message}"`); empty when every wave succeeded.
+    pub failures: Vec<String>,
+    /// Things that went wrong without failing the run (a teardown or a route write).
+    pub warnings: Vec<String>,
+    /// What runs now: the starting nodes with every successful action applied (nodes
+    /// started in a failed wave included, since their containers exist).
+    pub running: Vec<ResolvedNode>,
+}
+
+impl Execution {
+    /// Names of the nodes started (the `changes` of a deployment event).
+    pub fn started_names(&self) -> Vec<String> {
+        self.started.iter().map(|s| s.node.name.clone()).collect()
+    }
+}
+
+/// One node's deploy: the backend's answer and what the health wait needs.
+struct Attempt {
+    node: ResolvedNode,
+    /// Instances of the app-id known before the deploy.
+    known: BTreeSet<Uuid>,
+    result: Result<DeployedNode, BackendError>,
+    /// When the backend answered.
+    deployed_at: Timestamp,
+}
+
+/// A node a wave waits on.
+struct WaitTarget {
+    name: String,
+    app_id: AppId,
+    /// Services whose heartbeats count (infrastructure is never tracked).
+    services: Vec<String>,
+    /// Instances of this app-id known before the deploy (an old container's).
+    known: BTreeSet<Uuid>,
+    /// When the backend reported the node deployed.
+    deployed_at: Timestamp,
+}
+
+impl OrchestratorService {
+    /// Runs `plan` from `current` (what runs now) on `backend`, stopping at the first
+    /// failed wave. After the last wave every route of the plan is (re)written, so the
+    /// table matches the plan even where it had drifted.
+    pub(super) async fn execute_plan(
+        &self,
+        backend: &Arc<dyn ContainerBackend>,
+        current: &[ResolvedNode],
+        plan: &Plan,
+    ) -> Execution {
+        let mut exec = Execution::default();
+        let mut running: BTreeMap<AppId, ResolvedNode> = current
+            .iter()
+            .map(|n| (n.app_id.clone(), n.clone()))
+            .collect();
+        let desired: BTreeMap<&AppId, &ResolvedNode> =
+            plan.nodes.iter().map(|n| (&n.app_id, n)).collect();
+
+        for wave in &plan.waves {
+            match wave.phase {
+                WavePhase::Deploy => {
+                    self.deploy_wave(backend, wave, &desired, &mut running, &mut exec)
+                        .await;
+                }
+                WavePhase::Teardown => {
+                    self.teardown_wave(backend, wave, &mut running, &mut exec)
+                        .await;
+                }
+            }
+            if !exec.failures.is_empty() {
+                tracing::warn!(wave = wave.index, failures = ?exec.failures, "deployment wave failed");
+                break;
+            }
+        }
+        if exec.failures.is_empty() {
+            let warnings = self
+                .change_routes(|table, now, port| {
+                    let mut changed = Vec::new();
+                    for (service, app) in &plan.routing {
+                        changed.extend(route_to(
+                            table,
+                            std::slice::from_ref(service),
+                            app,
+                            now,
+                            port,
+                        ));
+                    }
+                    changed
+                })
+                .await;
+            exec.warnings.extend(warnings);
+        }
+        exec.running = running.into_values().collect();
+        exec
+    }
+
+    /// One deploy wave: start, wait, route. Failures land in `exec.failures`.
+    async fn deploy_wave(
+        &self,
+        backend: &Arc<dyn ContainerBackend>,
+        wave: &Wave,
+        desired: &BTreeMap<&AppId, &ResolvedNode>,
+        running: &mut BTreeMap<AppId, ResolvedNode>,
+        exec: &mut Execution,
+    ) {
+        let starts: Vec<ResolvedNode> = wave
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::Deploy | ActionKind::Redeploy))
+            .filter_map(|a| desired.get(&a.app_id).map(|n| (*n).clone()))
+            .collect();
+        let limit = self.deps.settings.deploy_parallelism.max(1);
+        let clock = self.deps.clock.clone();
+        // Futures are built first and own everything they use: a stream mapping with a
+        // borrowing closure would make the whole deploy future lose `Send`.
+        let deploys: Vec<_> = starts
+            .into_iter()
+            .map(|node| {
+                let backend = backend.clone();
+                let clock = clock.clone();
+                let deployment = self.node_deployment(&node);
+                let known = self.known_instances(&node.app_id);
+                async move {
+                    let result = backend.deploy_node(&deployment).await;
+                    Attempt {
+                        node,
+                        known,
+                        result,
+                        deployed_at: clock.now(),
+                    }
+                }
+            })
+            .collect();
+        let mut results: Vec<Attempt> = futures::stream::iter(deploys)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        results.sort_by(|a, b| a.node.app_id.cmp(&b.node.app_id));
+
+        let mut targets = Vec::new();
+        let mut previous_routes: BTreeMap<AppId, Vec<String>> = BTreeMap::new();
+        for Attempt {
+            node,
+            known,
+            result,
+            deployed_at,
+        } in results
+        {
+            match result {
+                Ok(deployed) => {
+                    targets.push(WaitTarget {
+                        name: node.name.clone(),
+                        app_id: node.app_id.clone(),
+                        services: node
+                            .services
+                            .iter()
+                            .filter(|s| !is_infrastructure_service(s))
+                            .cloned()
+                            .collect(),
+                        known,
+                        deployed_at,
+                    });
+                    exec.started.push(StartedNode {
+                        node: node.clone(),
+                        deployed,
+                    });
+                    if let Some(old) = running.insert(node.app_id.clone(), node) {
+                        previous_routes.insert(old.app_id, old.routed_services);
+                    }
+                }
+                Err(e) => exec.failures.push(format!("{}: {e}", node.name)),
+            }
+        }
+        if !exec.failures.is_empty() {
+            return;
+        }
+        if let Err(unhealthy) = self.wait_healthy(wave.index, &targets).await {
+            exec.failures.extend(unhealthy);
+            return;
+        }
+
+        // Healthy: route the wave. A redeployed node stops routing what its previous
+        // version routed and this one does not; routes that heartbeats created for
+        // services a node merely hosts are left to the heartbeat rules (spec 6.4).
+        let warnings = self
+            .change_routes(|table, now, port| {
+                let mut changed = Vec::new();
+                for action in &wave.actions {
+                    match action.kind {
+                        ActionKind::Deploy | ActionKind::Redeploy => {
+                            let dropped = previous_routes
+                                .get(&action.app_id)
+                                .into_iter()
+                                .flatten()
+                                .filter(|s| !action.services.contains(s));
+                            for s in dropped {
+                                let owned =
+                                    table.route(s).is_some_and(|r| r.app_id == action.app_id);
+                                if owned {
+                                    table.restore_default(s);
+                                    changed.push(s.clone());
+                                }
+                            }
+                            changed.extend(route_to(
+                                table,
+                                &action.services,
+                                &action.app_id,
+                                now,
+                                port,
+                            ));
+                        }
+                        ActionKind::MoveRouting if self.is_control_plane(&action.app_id) => {
+                            for s in &action.services {
+                                if table.restore_default(s).is_some() {
+                                    changed.push(s.clone());
+                                }
+                            }
+                        }
+                        ActionKind::MoveRouting => changed.extend(route_to(
+                            table,
+                            &action.services,
+                            &action.app_id,
+                            now,
+                            port,
+                        )),
+                        ActionKind::Teardown => {}
+                    }
+                }
+                changed
+            })
+            .await;
+        exec.warnings.extend(warnings);
+    }
+
+    /// One teardown wave: routes back to the default, then the nodes stop (in parallel,
+    /// bounded). A node that is already gone counts as torn down; any other failure is a
+    /// warning: the new deployment is up and healthy, an orphan is cleaned later.
+    async fn teardown_wave(
+        &self,
+        backend: &Arc<dyn ContainerBackend>,
+        wave: &Wave,
+        running: &mut BTreeMap<AppId, ResolvedNode>,
+        exec: &mut Execution,
+    ) {
+        let limit = self.deps.settings.deploy_parallelism.max(1);
+        let options = TeardownOptions::default();
+        // As for deploys: owned futures first, then the stream.
+        let teardowns: Vec<_> = wave
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Teardown)
+            .map(|a| {
+                let service = self.clone();
+                let backend = backend.clone();
+                let app_id = a.app_id.clone();
+                async move {
+                    let (result, warnings) = service
+                        .teardown_node(backend.as_ref(), &app_id, &options)
+                        .await;
+                    (app_id, result, warnings)
+                }
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(teardowns)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        for (app_id, result, warnings) in results {
+            exec.warnings.extend(warnings);
+            match result {
+                Ok(_) | Err(BackendError::NotFound { .. }) => {
+                    running.remove(&app_id);
+                    exec.torn_down.push(app_id);
+                }
+                Err(e) => exec
+                    .warnings
+                    .push(format!("{app_id}: teardown failed: {e}")),
+            }
+        }
+        exec.torn_down.sort();
+    }
+
+    /// Waits until every target reports every service healthy from its new container, or
+    /// `wave_timeout` passes; then each unhealthy node is named with what is missing.
+    async fn wait_healthy(&self, wave: usize, targets: &[WaitTarget]) -> Result<(), Vec<String>> {
+        let timeout = self.deps.settings.wave_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = self.unhealthy(targets);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(pending
+                    .into_iter()
+                    .map(|(name, missing)| {
+                        format!(
+                            "{name}: not healthy within {}s (wave {wave}): {}",
+                            timeout.as_secs_f64(),
+                            missing.join(", ")
+                        )
+                    })
+                    .collect());
+            }
+            tokio::time::sleep(HEALTH_POLL.min(deadline - now)).await;
+        }
+    }
+
+    /// Per target not yet healthy: `service (status)` for each service that is not.
+    /// Only heartbeats from the new container count: an instance unknown before the
+    /// deploy, or a known one heard from since (a node that keeps its instance id).
+    fn unhealthy(&self, targets: &[WaitTarget]) -> Vec<(String, Vec<String>)> {
+        let state = self.deps.health.lock();
+        let now = self.deps.clock.now();
+        let timeout = self.deps.settings.heartbeat_timeout;
+        let mut out = Vec::new();
+        for t in targets {
+            let mut missing = Vec::new();
+            for service in &t.services {
+                // A fresh node (the usual case) has no old instances to tell apart: the
+                // aggregator's unsorted per-node lookup answers directly.
+                let worst = if t.known.is_empty() {
+                    state.aggregator.status_on(service, t.app_id.as_str(), now)
+                } else {
+                    state
+                        .aggregator
+                        .instances_of(service)
+                        .iter()
+                        .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
+                        .filter(|i| {
+                            !t.known.contains(&i.instance_id) || i.last_seen >= t.deployed_at
+                        })
+                        .map(|i| i.status_at(now, timeout))
+                        .max()
+                };
+                match worst {
+                    Some(InstanceHealthStatus::Healthy) => {}
+                    Some(status) => missing.push(format!("{service} ({status})")),
+                    None => missing.push(format!("{service} (no heartbeat)")),
+                }
+            }
+            if !missing.is_empty() {
+                out.push((t.name.clone(), missing));
+            }
+        }
+        out
+    }
+
+    /// Instance ids the aggregator holds for `app_id` (any service).
+    fn known_instances(&self, app_id: &AppId) -> BTreeSet<Uuid> {
+        let state = self.deps.health.lock();
+        let mut ids = BTreeSet::new();
+        for name in state.aggregator.service_names() {
+            ids.extend(
+                state
+                    .aggregator
+                    .instances_of(name)
+                    .iter()
+                    .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(app_id.as_str()))
+                    .map(|i| i.instance_id),
+            );
+        }
+        ids
+    }
+
+    /// What the backend is asked to start for `node`: one container (replicas are carried
+    /// in the topology but not applied, as upstream), the node name as service label.
+    fn node_deployment(&self, node: &ResolvedNode) -> NodeDeployment {
+        let mut d = NodeDeployment::new(
+            node.app_id.clone(),
+            node.name.clone(),
+            self.deps.settings.image.clone(),
+        );
+        d.environment = node.environment.clone();
+        d
+    }
+
+    /// After a failed run: redeploys the last stable configuration version, or, when there
+    /// is none, `fallback` (what ran before the failed run). Returns notes for the
+    /// response. When the restored version is not the current one, it is saved again as a
+    /// new version (a copy) and marked stable, so the history says what runs.
+    pub(super) async fn revert_after_failure(
+        &self,
+        backend: &Arc<dyn ContainerBackend>,
+        running: &[ResolvedNode],
+        fallback: &[ResolvedNode],
+        current: Option<&DeploymentConfiguration>,
+        deployment_id: &str,
+    ) -> Vec<String> {
+        let stable = match self.deps.store.last_stable_config().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "last stable configuration unavailable; reverting to the previous deployment");
+                None
+            }
+        };
+        let (target, label) = match &stable {
+            Some(s) => (
+                config_nodes(s),
+                format!("last stable configuration version {}", s.version),
+            ),
+            None => (
+                fallback.to_vec(),
+                "the deployment before it (no stable version)".to_owned(),
+            ),
+        };
+        let plan = match planner::plan(
+            running,
+            &target,
+            Catalog::builtin(),
+            &PlanOptions::default(),
+        ) {
+            Ok(p) => p,
+            Err(rejected) => return vec![format!("Revert to {label} impossible: {rejected}")],
+        };
+        let exec = self.execute_plan(backend, running, &plan).await;
+        let mut notes = exec.warnings.clone();
+        if !exec.failures.is_empty() {
+            notes.push(format!(
+                "Revert to {label} failed: {}",
+                exec.failures.join("; ")
+            ));
+            return notes;
+        }
+        notes.push(format!("Deployment reverted to {label}"));
+        if let Some(s) = stable
+            && current.is_none_or(|c| c.version != s.version)
+        {
+            let mut copy = s.clone();
+            copy.timestamp = self.deps.clock.now();
+            copy.description = Some(format!(
+                "Reverted to version {} after failed deployment {deployment_id}",
+                s.version
+            ));
+            match self
+                .deps
+                .store
+                .save_config(&copy, self.deps.settings.config_history_ttl)
+                .await
+            {
+                Ok(v) => {
+                    if let Err(e) = self.deps.store.mark_config_stable(v).await {
+                        notes.push(format!("configuration version {v} not marked stable: {e}"));
+                    }
+                }
+                Err(e) => notes.push(format!("reverted configuration not saved: {e}")),
+            }
+        }
+        notes
+    }
+}
