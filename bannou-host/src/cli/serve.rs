@@ -210,6 +210,13 @@ fn planned_waves(config: &HostConfig, name: &str) -> anyhow::Result<Vec<Vec<(App
         .collect())
 }
 
+/// How many deploy waves a fresh deploy of preset `name` (in `dir`) runs.
+pub fn planned_wave_count(dir: &Path, name: &str) -> anyhow::Result<usize> {
+    let mut config = HostConfig::from_env(|_| None)?;
+    config.presets_host_path = dir.to_path_buf();
+    Ok(planned_waves(&config, name)?.len())
+}
+
 /// Runs `up`: deploy, show progress, tables, serve, tear down.
 pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     orchestrator_backends::http::install_crypto_provider();
