@@ -687,6 +687,19 @@ impl HeartbeatAggregator {
         gone.len()
     }
 
+    /// Ids of the instances reporting as node `app_id` (compared case-insensitively, as
+    /// upstream compares app-ids), sorted.
+    pub fn instances_on(&self, app_id: &AppId) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.app_id.as_str().eq_ignore_ascii_case(app_id.as_str()))
+            .map(|(k, _)| Uuid::from_u128(*k))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Forgets one instance at once (e.g. after tearing its node down); true if it was tracked.
     pub fn remove_instance(&mut self, instance_id: Uuid) -> bool {
         let key = instance_id.as_u128();
@@ -1375,6 +1388,19 @@ mod tests {
         assert!(a.remove_instance(Uuid::from_u128(1)));
         assert!(!a.remove_instance(Uuid::from_u128(1)));
         assert!(a.service_names().is_empty());
+    }
+
+    #[test]
+    fn instances_on_a_node_are_found_by_app_id_in_any_case() {
+        let mut a = agg();
+        feed(&mut a, hb(3, "Node-A").healthy(&["auth"]), t(0));
+        feed(&mut a, hb(1, "node-a").healthy(&["account"]), t(0));
+        feed(&mut a, hb(2, "node-b").healthy(&["auth"]), t(0));
+        assert_eq!(
+            a.instances_on(&AppId::new("NODE-a")),
+            vec![Uuid::from_u128(1), Uuid::from_u128(3)]
+        );
+        assert!(a.instances_on(&AppId::new("node-c")).is_empty());
     }
 
     #[test]

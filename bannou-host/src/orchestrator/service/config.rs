@@ -146,7 +146,6 @@ impl OrchestratorService {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use orchestrator_core::api::*;
     use orchestrator_core::events::DeploymentAction;
@@ -155,9 +154,7 @@ mod tests {
     use super::super::testing::World;
 
     async fn world() -> World {
-        let world = World::new().await;
-        world.auto_heartbeats(Duration::from_millis(100));
-        world
+        World::with_live_nodes().await
     }
 
     fn rollback(target: Option<i64>) -> ConfigRollbackRequest {

@@ -211,23 +211,7 @@ impl OrchestratorService {
     /// Removes every aggregator instance reporting as `app_id`.
     pub(super) fn forget_instances(&self, app_id: &AppId) {
         let mut state = self.deps.health.lock();
-        let names: Vec<String> = state
-            .aggregator
-            .service_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut ids = BTreeSet::new();
-        for name in &names {
-            ids.extend(
-                state
-                    .aggregator
-                    .instances_of(name)
-                    .iter()
-                    .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(app_id.as_str()))
-                    .map(|i| i.instance_id),
-            );
-        }
+        let ids = state.aggregator.instances_on(app_id);
         for id in ids {
             state.aggregator.remove_instance(id);
         }

@@ -153,6 +153,14 @@ impl World {
         }
     }
 
+    /// A default world whose deployed nodes heartbeat every 100 ms (what most deploy
+    /// tests want).
+    pub async fn with_live_nodes() -> World {
+        let world = World::new().await;
+        world.auto_heartbeats(Duration::from_millis(100));
+        world
+    }
+
     /// Publishes one heartbeat from `app_id` reporting `services` with `status`.
     pub async fn heartbeat(&self, app_id: &str, services: &[&str], status: ServiceHealthStatus) {
         let hb = ServiceHeartbeatEvent::new(

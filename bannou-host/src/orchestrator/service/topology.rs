@@ -266,7 +266,6 @@ fn scaled_app_id(service: &str, node: &str) -> AppId {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use orchestrator_core::api::*;
     use orchestrator_core::memory::backend::BackendCall;
@@ -276,9 +275,7 @@ mod tests {
     use super::super::testing::World;
 
     async fn world() -> World {
-        let world = World::new().await;
-        world.auto_heartbeats(Duration::from_millis(100));
-        world
+        World::with_live_nodes().await
     }
 
     fn request(changes: serde_json::Value) -> TopologyUpdateRequest {

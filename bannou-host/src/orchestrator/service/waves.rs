@@ -404,18 +404,7 @@ impl OrchestratorService {
     /// Instance ids the aggregator holds for `app_id` (any service).
     fn known_instances(&self, app_id: &AppId) -> BTreeSet<Uuid> {
         let state = self.deps.health.lock();
-        let mut ids = BTreeSet::new();
-        for name in state.aggregator.service_names() {
-            ids.extend(
-                state
-                    .aggregator
-                    .instances_of(name)
-                    .iter()
-                    .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(app_id.as_str()))
-                    .map(|i| i.instance_id),
-            );
-        }
-        ids
+        state.aggregator.instances_on(app_id).into_iter().collect()
     }
 
     /// What the backend is asked to start for `node`: one container (replicas are carried

@@ -18,9 +18,7 @@ use crate::orchestrator::service::testing::World;
 
 /// A world whose nodes heartbeat every 100 ms.
 async fn world() -> World {
-    let world = World::new().await;
-    world.auto_heartbeats(Duration::from_millis(100));
-    world
+    World::with_live_nodes().await
 }
 
 fn deployed_apps(calls: &[BackendCall]) -> Vec<String> {
