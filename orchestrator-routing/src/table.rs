@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
+use orchestrator_core::events::{InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::names::AppId;
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
@@ -355,6 +355,11 @@ impl RoutingTable {
     /// another app-id. Heartbeats from the control plane (`bannou`, any case) or with a blank
     /// app-id are ignored entirely; infrastructure, `orchestrator` and blank service names
     /// are skipped. A service listed twice counts once.
+    ///
+    /// **Ours:** a `shutting_down` beat (a node's final one, spec 3.4) refreshes its own
+    /// routes but creates none. Upstream creates them from any beat, so a node torn down
+    /// right after its routes were released claimed them back with its final beat and
+    /// left routes to a node that no longer runs.
     pub fn apply_heartbeat(
         &mut self,
         heartbeat: &ServiceHeartbeatEvent,
@@ -368,6 +373,7 @@ impl RoutingTable {
             return out;
         }
         let load = load_percent(heartbeat);
+        let may_create = heartbeat.status != InstanceHealthStatus::ShuttingDown;
         // Every heartbeat refreshes the same routes: this path allocates only for names that
         // are not already canonical and for routes it creates.
         // Bit i: entry i's name is already canonical, so an exact compare decides whether
@@ -408,6 +414,7 @@ impl RoutingTable {
                     out.refreshed += 1;
                 }
                 Some(_) => out.refused += 1,
+                None if !may_create => {}
                 None => {
                     let route = Route {
                         host: sender.to_owned(),
@@ -494,7 +501,7 @@ fn routable_key(service: &str) -> Result<String, RoutingError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use orchestrator_core::events::{InstanceCapacity, InstanceHealthStatus, ServiceStatus};
+    use orchestrator_core::events::{InstanceCapacity, ServiceStatus};
     use uuid::Uuid;
 
     pub(crate) fn t(secs: i64) -> Timestamp {
@@ -640,6 +647,22 @@ pub(crate) mod tests {
         assert_eq!(account.status, Some(D));
         assert_eq!(account.last_updated, t(20));
         assert_eq!(account.load_percent, 0);
+    }
+
+    #[test]
+    fn a_final_shutting_down_beat_refreshes_its_routes_but_claims_none() {
+        let mut table = RoutingTable::default();
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        let mut hb = heartbeat("n1", &[("auth", D), ("account", H)]);
+        hb.status = InstanceHealthStatus::ShuttingDown;
+        let out = table.apply_heartbeat(&hb, t(10), 80);
+        assert!(out.created.is_empty() && !out.changed());
+        assert_eq!(out.refreshed, 1);
+        assert_eq!(table.route("auth").unwrap().status, Some(D));
+        assert!(
+            table.route("account").is_none(),
+            "released routes stay released"
+        );
     }
 
     #[test]

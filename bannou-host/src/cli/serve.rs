@@ -289,6 +289,48 @@ pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
+/// How long `up` keeps reading heartbeats after a successful deploy for nodes whose
+/// progress line is not printed yet (the deploy saw them through the orchestrator's own
+/// subscription; this one may deliver them a moment later).
+const PROGRESS_DRAIN: Duration = Duration::from_secs(2);
+
+/// Which planned nodes have not been seen healthy yet, per wave, and which waves are
+/// complete.
+struct Progress {
+    pending: Vec<Vec<(AppId, usize)>>,
+    waves_done: usize,
+    start: tokio::time::Instant,
+}
+
+impl Progress {
+    fn waiting(&self) -> bool {
+        self.pending.iter().any(|w| !w.is_empty())
+    }
+
+    /// Prints the node of a healthy heartbeat (once) and every wave it completes.
+    fn note(&mut self, hb: &ServiceHeartbeatEvent, out: &mut dyn Write) -> std::io::Result<()> {
+        if hb.status != InstanceHealthStatus::Healthy {
+            return Ok(());
+        }
+        let elapsed = self.start.elapsed().as_millis();
+        for (i, nodes) in self.pending.iter_mut().enumerate() {
+            if let Some(pos) = nodes.iter().position(|(a, _)| *a == hb.app_id) {
+                let (app, n) = nodes.remove(pos);
+                writeln!(
+                    out,
+                    "  wave {}: {app} healthy ({n} services) +{elapsed} ms",
+                    i + 1,
+                )?;
+            }
+        }
+        while self.waves_done < self.pending.len() && self.pending[self.waves_done].is_empty() {
+            self.waves_done += 1;
+            writeln!(out, "wave {} healthy +{elapsed} ms", self.waves_done)?;
+        }
+        out.flush()
+    }
+}
+
 /// Deploys `name` while printing each node as its first healthy heartbeat arrives and
 /// each wave as its last node does.
 async fn deploy_with_progress(
@@ -304,7 +346,11 @@ async fn deploy_with_progress(
         .subscribe_events::<ServiceHeartbeatEvent>()
         .await
         .context("subscribing to heartbeats for progress")?;
-    let start = tokio::time::Instant::now();
+    let mut progress = Progress {
+        pending: waves.to_vec(),
+        waves_done: 0,
+        start: tokio::time::Instant::now(),
+    };
     let request = DeployRequest {
         preset: Some(name.to_owned()),
         ..DeployRequest::default()
@@ -314,37 +360,35 @@ async fn deploy_with_progress(
         tokio::spawn(async move { service.deploy(request).await })
     };
     tokio::pin!(deploy);
-    let mut pending: Vec<Vec<(AppId, usize)>> = waves.to_vec();
-    let mut wave = 0;
     loop {
         tokio::select! {
             done = &mut deploy => {
                 let answer = done.context("the deploy task panicked")?;
                 let answer = answer.map_err(|e| anyhow::anyhow!("{} ({})", e.body.error, e.status))?;
-                writeln!(out, "deploy finished after {} ms", start.elapsed().as_millis())?;
+                if answer.status < 300 {
+                    // Every node was healthy for the deploy: print the beats this
+                    // subscription has not delivered yet (bounded).
+                    let drain = async {
+                        while progress.waiting() {
+                            match heartbeats.next().await {
+                                Some(Ok(hb)) => progress.note(&hb, out)?,
+                                Some(Err(_)) => {}
+                                None => break,
+                            }
+                        }
+                        std::io::Result::Ok(())
+                    };
+                    if let Ok(written) = tokio::time::timeout(PROGRESS_DRAIN, drain).await {
+                        written?;
+                    }
+                }
+                writeln!(out, "deploy finished after {} ms", progress.start.elapsed().as_millis())?;
                 return Ok(Reply { status: answer.status, body: answer.body });
             }
             Some(item) = heartbeats.next() => {
-                let Ok(hb) = item else { continue };
-                if hb.status != InstanceHealthStatus::Healthy {
-                    continue;
+                if let Ok(hb) = item {
+                    progress.note(&hb, out)?;
                 }
-                for (i, nodes) in pending.iter_mut().enumerate() {
-                    if let Some(pos) = nodes.iter().position(|(a, _)| *a == hb.app_id) {
-                        let (app, n) = nodes.remove(pos);
-                        writeln!(
-                            out,
-                            "  wave {}: {app} healthy ({n} services) +{} ms",
-                            i + 1,
-                            start.elapsed().as_millis()
-                        )?;
-                    }
-                }
-                while wave < pending.len() && pending[wave].is_empty() {
-                    wave += 1;
-                    writeln!(out, "wave {wave} healthy +{} ms", start.elapsed().as_millis())?;
-                }
-                out.flush()?;
             }
         }
     }

@@ -1,0 +1,131 @@
+//! Helpers shared by the whole-host integration tests: a control plane on an ephemeral
+//! port with its `ApiClient`, bounded waits, raw HTTP.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bannou_host::client::ApiClient;
+use bannou_host::config::HostConfig;
+use bannou_host::server::Server;
+use orchestrator_core::AppId;
+use orchestrator_core::api::{GetConfigVersionRequest, GetServiceRoutingRequest};
+use orchestrator_core::ports::backend::ContainerBackend;
+
+/// Upper bound of every wait (never an assertion about speed).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// This repository's presets (`presets/`).
+pub fn our_presets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets")
+}
+
+/// Defaults as with no environment at all, a free loopback port, presets from `presets`.
+pub fn config(presets: &Path) -> HostConfig {
+    let mut config = HostConfig::from_env(|_| None).expect("defaults are valid");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.presets_host_path = presets.to_path_buf();
+    config
+}
+
+/// A control plane and a client of its API.
+pub struct Host {
+    pub server: Server,
+    pub api: ApiClient,
+}
+
+impl Host {
+    pub async fn start(config: HostConfig) -> Host {
+        let server = Server::start(config)
+            .await
+            .expect("the control plane starts");
+        let api = ApiClient::new(&server.base_url())
+            .unwrap()
+            .with_timeout(Duration::from_secs(120));
+        Host { server, api }
+    }
+
+    /// Base URLs of the running replicas of `app` in the in-process backend.
+    pub fn endpoints(&self, app: &str) -> Vec<String> {
+        self.server
+            .in_process_backend()
+            .expect("control plane")
+            .endpoints(&AppId::from(app))
+    }
+
+    /// App-ids the in-process backend lists (any state).
+    pub async fn listed(&self) -> Vec<String> {
+        let backend = self.server.in_process_backend().expect("control plane");
+        let mut apps: Vec<String> = backend
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.app_id.to_string())
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    pub async fn config_version(&self) -> i64 {
+        self.api
+            .config_version(&GetConfigVersionRequest::default())
+            .await
+            .unwrap()
+            .version
+    }
+
+    /// Where `service` is routed (`None`: default, the control plane).
+    pub async fn route(&self, service: &str) -> Option<String> {
+        self.api
+            .service_routing(&GetServiceRoutingRequest::default())
+            .await
+            .unwrap()
+            .mappings
+            .get(service)
+            .cloned()
+    }
+
+    pub async fn shutdown(self) {
+        tokio::time::timeout(PATIENCE, self.server.shutdown())
+            .await
+            .expect("shutdown ends");
+    }
+}
+
+/// Polls `check` (every 50 ms) until it yields a value; panics naming `what` after
+/// [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET url`: status and JSON body (`null` when the body is not JSON).
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let resp = http().get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+pub fn http() -> reqwest::Client {
+    orchestrator_backends::http::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
