@@ -12,7 +12,9 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures::StreamExt;
-use orchestrator_backends::containers::image::{BINARY_PATH, IMAGE_COMPONENT_LABEL};
+use orchestrator_backends::containers::image::{
+    BINARY_PATH, IMAGE_COMPONENT_LABEL, IMAGE_MANAGED_LABEL,
+};
 use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
 use orchestrator_core::ports::backend::labels;
 
@@ -31,8 +33,12 @@ async fn the_static_binary_runs_in_the_empty_image() {
     assert_eq!(config.cmd.as_deref(), Some(&["serve".to_owned()][..]));
     let image_labels = config.labels.unwrap_or_default();
     assert_eq!(
-        image_labels.get(labels::MANAGED).map(String::as_str),
+        image_labels.get(IMAGE_MANAGED_LABEL).map(String::as_str),
         Some("true")
+    );
+    assert!(
+        !image_labels.contains_key(labels::MANAGED),
+        "containers inherit image labels: the image must not mark them ours"
     );
     assert_eq!(
         image_labels.get(IMAGE_COMPONENT_LABEL).map(String::as_str),

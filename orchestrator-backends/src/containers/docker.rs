@@ -61,6 +61,7 @@ use orchestrator_core::time::Clock;
 use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
 
 use self::logs::{LogAssembler, select};
+use super::image::IMAGE_MANAGED_LABEL;
 use self::model::{
     NETWORK_LABEL, aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter,
     map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
@@ -732,12 +733,12 @@ impl DockerBackend {
     }
 
     async fn prune_containers(&self, older_than: Option<Duration>, report: &mut PruneReport) {
+        // Ours: the managed label and an app-id (both are on everything deploy creates).
         let stopped = match self
-            .list_labelled(vec![format!(
-                "{}={}",
-                labels::MANAGED,
-                labels::MANAGED_VALUE
-            )])
+            .list_labelled(vec![
+                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
+                labels::APP_ID.to_owned(),
+            ])
             .await
         {
             Ok(all) => all
@@ -839,8 +840,14 @@ impl DockerBackend {
                 }
             }
             CleanTarget::Images => {
-                let mut filters = Self::managed_filter();
-                filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
+                // Images carry their own marker (containers inherit image labels).
+                let filters = HashMap::from([
+                    (
+                        "label".to_owned(),
+                        vec![format!("{IMAGE_MANAGED_LABEL}=true")],
+                    ),
+                    ("dangling".to_owned(), vec!["true".to_owned()]),
+                ]);
                 let options = PruneImagesOptions {
                     filters: Some(filters),
                 };

@@ -36,6 +36,13 @@ pub const BINARY_PATH: &str = "/bannou-host";
 /// Label naming what the image holds (`bannou-host`).
 pub const IMAGE_COMPONENT_LABEL: &str = "bannou.component";
 
+/// Marks images this orchestrator built (`true`); `clean` prunes dangling ones.
+///
+/// Deliberately not [`labels::MANAGED`]: a container inherits its image's labels, so an
+/// image labelled `bannou.orchestrator-managed=true` would make every container anyone
+/// starts from it look like ours, to be listed, cleaned and pruned.
+pub const IMAGE_MANAGED_LABEL: &str = "bannou.orchestrator-image";
+
 /// The Dockerfile of the build context.
 pub const DOCKERFILE: &str = "FROM scratch\n\
 COPY rootfs/ /\n\
@@ -55,7 +62,8 @@ pub struct ImageSpec {
     /// CA bundle to copy to [`DEFAULT_CA_BUNDLE`]; `None` builds without one (kube clients
     /// then cannot be built inside the container).
     pub ca_bundle: Option<PathBuf>,
-    /// Extra image labels; [`image_labels`] are always added and win.
+    /// Extra image labels; [`image_labels`] are always added and win. Never put
+    /// `bannou.orchestrator-managed` here (see [`IMAGE_MANAGED_LABEL`]).
     pub labels: BTreeMap<String, String>,
 }
 
@@ -72,11 +80,12 @@ impl ImageSpec {
     }
 }
 
-/// The labels every image we build carries: `bannou.orchestrator-managed=true` and
-/// `bannou.component=bannou-host`.
+/// The labels every image we build carries: `bannou.orchestrator-image=true` and
+/// `bannou.component=bannou-host` (never `bannou.orchestrator-managed`, see
+/// [`IMAGE_MANAGED_LABEL`]).
 pub fn image_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
-        (labels::MANAGED.to_owned(), labels::MANAGED_VALUE.to_owned()),
+        (IMAGE_MANAGED_LABEL.to_owned(), "true".to_owned()),
         (IMAGE_COMPONENT_LABEL.to_owned(), "bannou-host".to_owned()),
     ])
 }
@@ -319,9 +328,13 @@ mod tests {
     }
 
     #[test]
-    fn our_labels_mark_the_image_managed() {
+    fn our_image_labels_do_not_make_its_containers_ours() {
         let l = image_labels();
-        assert!(orchestrator_core::ports::backend::is_managed(&l));
+        assert!(
+            !orchestrator_core::ports::backend::is_managed(&l),
+            "containers inherit image labels"
+        );
+        assert_eq!(l[IMAGE_MANAGED_LABEL], "true");
         assert_eq!(l[IMAGE_COMPONENT_LABEL], "bannou-host");
     }
 }
