@@ -579,13 +579,14 @@ impl RunningControlPlane {
 // === OrchestratorPlugin ===
 
 /// The orchestrator as a [`Plugin`] of a node: starts a [`ControlPlane`] on the node's
-/// bus when the node starts, serves the API routes (not `/health`, which is the node's),
+/// bus when the node starts, serves the API routes and `/health`,
 /// reports the store's health, and shuts everything down on stop.
 ///
 /// Refuses to start unless the node's app-id is `bannou` (spec 2.1).
 pub struct OrchestratorPlugin {
     config: HostConfig,
     backends: Vec<Arc<dyn ContainerBackend>>,
+    adapters: Option<Adapters>,
     router: Arc<RwLock<Option<Router>>>,
     status: Mutex<Option<Arc<StoreStatus>>>,
     running: tokio::sync::Mutex<Option<RunningControlPlane>>,
@@ -600,10 +601,18 @@ impl OrchestratorPlugin {
         OrchestratorPlugin {
             config,
             backends,
+            adapters: None,
             router: Arc::new(RwLock::new(None)),
             status: Mutex::new(None),
             running: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Start on these adapters instead of connecting new ones from the configuration
+    /// (the host built them already, e.g. to share the bus with in-process nodes).
+    pub fn with_adapters(mut self, adapters: Adapters) -> Self {
+        self.adapters = Some(adapters);
+        self
     }
 
     /// The service of the running control plane, once started.
@@ -646,8 +655,11 @@ impl Plugin for OrchestratorPlugin {
         if config.host_environment.is_empty() {
             config.host_environment = ctx.environment.clone();
         }
-        let cp = ControlPlane::builder(&config)
-            .backends(self.backends.clone())
+        let mut builder = ControlPlane::builder(&config).backends(self.backends.clone());
+        if let Some(adapters) = &self.adapters {
+            builder = builder.adapters(adapters.clone());
+        }
+        let cp = builder
             .bus(ctx.bus.clone())
             .start()
             .await
@@ -693,7 +705,12 @@ impl Plugin for OrchestratorPlugin {
             }
         };
         let mut router = Router::new();
-        for path in api::protected_paths() {
+        // `/health` too: the node has no route of its own there, and a probe of the
+        // control plane wants the store's answer.
+        let paths = api::protected_paths()
+            .into_iter()
+            .chain([api::liveness::PATH]);
+        for path in paths {
             router = router.route(path, axum::routing::any(delegate.clone()));
         }
         router

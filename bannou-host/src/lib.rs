@@ -23,3 +23,4 @@ pub mod host;
 pub mod mesh;
 pub mod orchestrator;
 pub mod plugins;
+pub mod server;

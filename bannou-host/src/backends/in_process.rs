@@ -227,8 +227,11 @@ impl ContainerBackend for InProcessBackend {
     }
 
     async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
-        let mut nodes = self.nodes.lock().await;
-        let replaced = match nodes.remove(&node.app_id) {
+        // The map is locked only to take the old node out and to put the new one in:
+        // starting replicas (bind, plugins, first heartbeat) must not serialise a wave's
+        // parallel deploys.
+        let old = self.nodes.lock().await.remove(&node.app_id);
+        let replaced = match old {
             Some(old) => {
                 old.log.stdout(format!("replacing node {}", node.app_id));
                 self.stop_replicas(old.replicas, DEFAULT_STOP_GRACE).await;
@@ -257,7 +260,16 @@ impl ContainerBackend for InProcessBackend {
             log,
         };
         self.start_missing(&mut deployed).await?;
-        nodes.insert(node.app_id.clone(), deployed);
+        let displaced = self
+            .nodes
+            .lock()
+            .await
+            .insert(node.app_id.clone(), deployed);
+        if let Some(other) = displaced {
+            // A concurrent deploy of the same app-id finished first; the last one wins,
+            // as a container name would, and the other's replicas must not leak.
+            self.stop_replicas(other.replicas, DEFAULT_STOP_GRACE).await;
+        }
         Ok(DeployedNode {
             app_id: node.app_id.clone(),
             name: container_name(&node.app_id),

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+pub mod deploy;
 pub mod heartbeats;
 pub mod pools;
 
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     /// Heartbeats through the in-memory bus and Redis Streams into the ingestion pipeline:
     /// throughput, end-to-end lag, and how fast a silenced instance is reported unavailable.
     Heartbeats(heartbeats::HeartbeatsArgs),
+    /// Deploy a preset until every node is healthy, on the in-process backend: median
+    /// and spread over repeated fresh deployments.
+    Deploy(deploy::DeployBenchArgs),
 }
 
 /// Runs a benchmark and prints its report to `out`.
@@ -32,6 +36,7 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Pools(a) => pools::run(a, out),
         BenchCommand::Heartbeats(a) => heartbeats::run(a, out),
+        BenchCommand::Deploy(a) => deploy::run(a, out),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod image;
 pub mod plan;
 pub mod pool;
 pub mod remote;
+pub mod serve;
 pub mod status;
 pub mod table;
 pub mod topology;
@@ -30,6 +31,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run this process as a node: the control plane and its API when the app-id is
+    /// `bannou` (the default), until Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Run the control plane here, deploy a preset, show it come up wave by wave, serve
+    /// the API until Ctrl-C, then tear the deployment down (unless `--keep`).
+    Up(serve::UpArgs),
     /// Print the resolved nodes, environments, pools and ordered waves of a preset without
     /// touching anything.
     Plan(plan::PlanArgs),
@@ -88,9 +95,24 @@ pub fn presets_dir(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("presets"))
 }
 
+/// The multi-threaded runtime of the long-running commands (`serve`, `up`).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 /// Runs a parsed command line; the returned error is printed by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(a) => {
+            serve::init_logging("info");
+            runtime()?.block_on(serve::run_serve(a))
+        }
+        Command::Up(a) => {
+            serve::init_logging("warn");
+            runtime()?.block_on(serve::run_up(a, &mut std::io::stdout()))
+        }
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
         Command::Image(a) => remote::block_on(image::run(a, &mut std::io::stdout().lock())),

@@ -362,6 +362,16 @@ impl OrchestratorService {
         for t in targets {
             let mut missing = Vec::new();
             for service in &t.services {
+                // A node stops heartbeating a service the mappings route to another node
+                // (spec 6.5): an earlier wave's node owns it, so it is not this node's to
+                // report.
+                if state
+                    .routing
+                    .route(service)
+                    .is_some_and(|r| !r.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
+                {
+                    continue;
+                }
                 // A fresh node (the usual case) has no old instances to tell apart: the
                 // aggregator's unsorted per-node lookup answers directly.
                 let worst = if t.known.is_empty() {

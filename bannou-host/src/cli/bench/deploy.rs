@@ -1,0 +1,140 @@
+//! `bannou-host bench deploy`: how long a preset takes from the deploy request until every
+//! node's heartbeat is healthy (the deploy answers only then), on the embedded default:
+//! the control plane and the in-process backend in this process, in-memory state and bus,
+//! or Redis with `--redis`. Each run deploys onto nothing and tears down afterwards (not
+//! timed), so every run measures a fresh deployment.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use orchestrator_core::api::{DeployRequest, TeardownRequest};
+use serde::Serialize;
+
+use crate::config::HostConfig;
+use crate::server::Server;
+
+use super::nearest_rank;
+
+/// Arguments of `bench deploy`.
+#[derive(Debug, Args)]
+pub struct DeployBenchArgs {
+    /// The preset to deploy, by name (default: `local-ten`, ten nodes in two waves).
+    #[arg(long, default_value = "local-ten")]
+    pub preset: String,
+    /// Directory of presets (default `presets`).
+    #[arg(long, value_name = "DIR", default_value = "presets")]
+    pub presets: PathBuf,
+    /// How many deploy/teardown rounds to time.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Redis for state and bus; without it everything is in memory.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The numbers, in milliseconds.
+#[derive(Debug, Serialize)]
+struct Report {
+    preset: String,
+    nodes: usize,
+    waves: usize,
+    state: &'static str,
+    runs: usize,
+    median_ms: f64,
+    p90_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+/// Runs the benchmark.
+pub fn run(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args, out))
+}
+
+async fn bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    orchestrator_backends::http::install_crypto_provider();
+    let mut config = HostConfig::from_env(|_| None)?;
+    config.presets_host_path = args.presets.clone();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.redis_url = args.redis.clone();
+    let server = Server::start(config).await?;
+    let service = server.service().await.context("no control plane")?;
+
+    let mut samples = Vec::with_capacity(args.runs);
+    let mut shape = (0, 0);
+    for run in 0..args.runs {
+        let start = tokio::time::Instant::now();
+        let answer = service
+            .deploy(DeployRequest {
+                preset: Some(args.preset.clone()),
+                ..DeployRequest::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("run {}: deploy refused: {e}", run + 1))?;
+        let elapsed = start.elapsed();
+        if !answer.body.success {
+            bail!(
+                "run {}: deploy failed: {:?}",
+                run + 1,
+                answer.body.warnings.unwrap_or_default()
+            );
+        }
+        samples.push(elapsed.as_secs_f64() * 1000.0);
+        let status = service
+            .status(orchestrator_core::api::GetStatusRequest::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("status: {e}"))?;
+        shape.0 = status.body.services.as_ref().map_or(0, Vec::len);
+        service
+            .teardown(TeardownRequest::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("run {}: teardown: {e}", run + 1))?;
+    }
+    shape.1 = super::super::serve::planned_wave_count(&args.presets, &args.preset)?;
+    server.shutdown().await;
+
+    samples.sort_by(f64::total_cmp);
+    let pick = |q| nearest_rank(&samples, q).unwrap_or(f64::NAN);
+    let report = Report {
+        preset: args.preset,
+        nodes: shape.0,
+        waves: shape.1,
+        state: if args.redis.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
+        runs: samples.len(),
+        median_ms: pick(0.5),
+        p90_ms: pick(0.9),
+        min_ms: samples[0],
+        max_ms: samples[samples.len() - 1],
+    };
+    if args.json {
+        serde_json::to_writer(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "deploy `{}` ({} nodes, {} waves, {} state, in-process backend) to all-healthy, {} runs:",
+            report.preset, report.nodes, report.waves, report.state, report.runs
+        )?;
+        writeln!(
+            out,
+            "  median {:.1} ms   p90 {:.1} ms   min {:.1} ms   max {:.1} ms",
+            report.median_ms, report.p90_ms, report.min_ms, report.max_ms
+        )?;
+    }
+    Ok(())
+}

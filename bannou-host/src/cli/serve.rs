@@ -1,0 +1,351 @@
+//! `bannou-host serve` (run this process as a node, the control plane when its app-id is
+//! `bannou`, until Ctrl-C or SIGTERM) and `bannou-host up PRESET` (the control plane in
+//! this process: deploy a preset, show each wave and node as it becomes healthy, print
+//! the status and routing tables, serve until Ctrl-C, tear down on exit).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::StreamExt;
+use orchestrator_core::api::{
+    DeployRequest, DeployResponse, GetServiceRoutingRequest, GetStatusRequest, TeardownRequest,
+};
+use orchestrator_core::events::{InstanceHealthStatus, ServiceHeartbeatEvent};
+use orchestrator_core::planner::{self, ActionKind, PlanOptions};
+use orchestrator_core::ports::bus::EventBusExt;
+use orchestrator_core::resolver::Resolved;
+use orchestrator_core::{AppId, Catalog};
+
+use crate::client::Reply;
+use crate::config::{HostConfig, Secret};
+use crate::orchestrator::service::OrchestratorService;
+use crate::server::Server;
+
+/// Settings shared by `serve` and `up`; each overrides its `ORCHESTRATOR_*` variable.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Address of the API and the node's routes (`ORCHESTRATOR_LISTEN`, default
+    /// `127.0.0.1:8080`; port 0 picks a free one). Beyond loopback a token is required.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Redis for state, leases and the bus (`ORCHESTRATOR_REDIS_CONNECTION_STRING`);
+    /// without it everything is in memory.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Directory of presets (`ORCHESTRATOR_PRESETS_HOST_PATH`, default `presets`).
+    #[arg(long, value_name = "DIR")]
+    pub presets: Option<PathBuf>,
+    /// Bearer token the API requires (`ORCHESTRATOR_API_TOKEN`).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// How long one wave may take to become healthy, in seconds
+    /// (`ORCHESTRATOR_WAVE_TIMEOUT_SECONDS`, default 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub wave_timeout: Option<u64>,
+}
+
+impl HostArgs {
+    /// The process environment's configuration with these flags applied.
+    pub fn config(&self) -> anyhow::Result<HostConfig> {
+        let mut config = HostConfig::from_process_env().context("reading the configuration")?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &self.redis {
+            config.redis_url = Some(url.clone());
+        }
+        if let Some(dir) = &self.presets {
+            config.presets_host_path = dir.clone();
+        }
+        if let Some(token) = &self.token {
+            config.api_token = Some(Secret::new(token.clone()));
+        }
+        if let Some(secs) = self.wave_timeout {
+            if secs == 0 {
+                bail!("--wave-timeout must be at least 1 second");
+            }
+            config.wave_timeout = Duration::from_secs(secs);
+        }
+        Ok(config)
+    }
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Host settings.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// Arguments of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// A preset file (`presets/game-stack.yaml`) or a preset name in the presets directory.
+    pub preset: String,
+    /// Host settings.
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Leave the deployment in place on exit (its configuration stays in the store).
+    #[arg(long)]
+    pub keep: bool,
+    /// Exit once the deployment is healthy (or failed) instead of serving until Ctrl-C;
+    /// with a failed deploy the exit status is non-zero.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+/// Installs a `tracing` subscriber for long-running commands: `RUST_LOG` or `info`, to
+/// stderr so that tables on stdout stay clean.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM as `docker stop` sends).
+pub async fn stop_requested() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Runs `serve` until stopped.
+pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    orchestrator_backends::http::install_crypto_provider();
+    let config = args.host.config()?;
+    let server = Server::start(config).await?;
+    eprintln!(
+        "{} listening on {}{}",
+        server.app_id(),
+        server.base_url(),
+        if server.in_process_backend().is_some() {
+            " (orchestrator API; Ctrl-C stops)"
+        } else {
+            ""
+        }
+    );
+    stop_requested().await;
+    eprintln!("stopping...");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A preset argument as the service sees it: a name and the directory it is looked up in.
+fn preset_location(arg: &str, default_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let looks_like_path =
+        arg.contains('/') || arg.contains('\\') || arg.ends_with(".yaml") || arg.ends_with(".yml");
+    if !looks_like_path {
+        return Ok((arg.to_owned(), default_dir.to_path_buf()));
+    }
+    let path = Path::new(arg);
+    if !path.is_file() {
+        bail!("preset file {} does not exist", path.display());
+    }
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("{} has no usable file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((name.to_owned(), dir))
+}
+
+/// The waves a fresh deploy of the preset will run: per wave, the nodes' app-ids and
+/// their services. Only for display; the deploy plans again against what runs.
+fn planned_waves(config: &HostConfig, name: &str) -> anyhow::Result<Vec<Vec<(AppId, usize)>>> {
+    let catalog = Catalog::builtin();
+    let parsed = orchestrator_core::preset::PresetLibrary::new(&config.presets_host_path)
+        .load(name)
+        .with_context(|| format!("loading preset `{name}`"))?;
+    let resolved =
+        Resolved::from_preset(&parsed, &config.host_environment, &BTreeMap::new(), catalog)
+            .with_context(|| format!("resolving preset `{name}`"))?;
+    let plan = planner::plan(&[], &resolved.nodes, catalog, &PlanOptions::default())
+        .map_err(|rejected| anyhow::anyhow!("{rejected}"))?;
+    let services: BTreeMap<&AppId, usize> = plan
+        .nodes
+        .iter()
+        .map(|n| (&n.app_id, n.services.len()))
+        .collect();
+    Ok(plan
+        .waves
+        .iter()
+        .map(|w| {
+            w.actions
+                .iter()
+                .filter(|a| matches!(a.kind, ActionKind::Deploy | ActionKind::Redeploy))
+                .map(|a| {
+                    let n = services.get(&a.app_id).copied().unwrap_or(0);
+                    (a.app_id.clone(), n)
+                })
+                .collect()
+        })
+        .filter(|w: &Vec<(AppId, usize)>| !w.is_empty())
+        .collect())
+}
+
+/// How many deploy waves a fresh deploy of preset `name` (in `dir`) runs.
+pub fn planned_wave_count(dir: &Path, name: &str) -> anyhow::Result<usize> {
+    let mut config = HostConfig::from_env(|_| None)?;
+    config.presets_host_path = dir.to_path_buf();
+    Ok(planned_waves(&config, name)?.len())
+}
+
+/// Runs `up`: deploy, show progress, tables, serve, tear down.
+pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    orchestrator_backends::http::install_crypto_provider();
+    let mut config = args.host.config()?;
+    let (name, dir) = preset_location(&args.preset, &config.presets_host_path)?;
+    config.presets_host_path = dir;
+    let waves = planned_waves(&config, &name)?;
+
+    let server = Server::start(config).await?;
+    let service = server
+        .service()
+        .await
+        .context("this process is not the control plane (BANNOU_APP_ID must be `bannou`)")?;
+    writeln!(out, "control plane on {}", server.base_url())?;
+    writeln!(out, "deploying `{name}` in {} wave(s)", waves.len())?;
+
+    let result = deploy_with_progress(&server, &service, &name, &waves, out).await;
+    let healthy = match result {
+        Ok(reply) => {
+            super::deploy::write_deploy(out, &reply, Some(&name), false)?;
+            reply.status < 300
+        }
+        Err(e) => {
+            writeln!(out, "deploy refused: {e}")?;
+            false
+        }
+    };
+    if healthy {
+        let status = service.status(GetStatusRequest::default()).await;
+        if let Ok(status) = status {
+            writeln!(out)?;
+            super::status::write_status(out, &status.body)?;
+        }
+        let routing = service
+            .service_routing(GetServiceRoutingRequest::default())
+            .await;
+        if let Ok(routing) = routing {
+            writeln!(out)?;
+            super::status::write_routing(out, &routing.body)?;
+        }
+    }
+    out.flush()?;
+
+    if !args.exit {
+        writeln!(
+            out,
+            "\nserving the API on {} (try `bannou-host status --api {}`); Ctrl-C to {}",
+            server.base_url(),
+            server.base_url(),
+            if args.keep {
+                "stop"
+            } else {
+                "tear down and stop"
+            }
+        )?;
+        out.flush()?;
+        stop_requested().await;
+    }
+    if !args.keep {
+        match service.teardown(TeardownRequest::default()).await {
+            Ok(t) => super::deploy::write_teardown(out, &t.body, false)?,
+            Err(e) => writeln!(out, "teardown failed: {e}")?,
+        }
+    }
+    server.shutdown().await;
+    if healthy {
+        Ok(())
+    } else {
+        bail!("the deployment of `{name}` did not become healthy")
+    }
+}
+
+/// Deploys `name` while printing each node as its first healthy heartbeat arrives and
+/// each wave as its last node does.
+async fn deploy_with_progress(
+    server: &Server,
+    service: &OrchestratorService,
+    name: &str,
+    waves: &[Vec<(AppId, usize)>],
+    out: &mut dyn Write,
+) -> anyhow::Result<Reply<DeployResponse>> {
+    let mut heartbeats = server
+        .adapters()
+        .bus
+        .subscribe_events::<ServiceHeartbeatEvent>()
+        .await
+        .context("subscribing to heartbeats for progress")?;
+    let start = tokio::time::Instant::now();
+    let request = DeployRequest {
+        preset: Some(name.to_owned()),
+        ..DeployRequest::default()
+    };
+    let deploy = {
+        let service = service.clone();
+        tokio::spawn(async move { service.deploy(request).await })
+    };
+    tokio::pin!(deploy);
+    let mut pending: Vec<Vec<(AppId, usize)>> = waves.to_vec();
+    let mut wave = 0;
+    loop {
+        tokio::select! {
+            done = &mut deploy => {
+                let answer = done.context("the deploy task panicked")?;
+                let answer = answer.map_err(|e| anyhow::anyhow!("{} ({})", e.body.error, e.status))?;
+                writeln!(out, "deploy finished after {} ms", start.elapsed().as_millis())?;
+                return Ok(Reply { status: answer.status, body: answer.body });
+            }
+            Some(item) = heartbeats.next() => {
+                let Ok(hb) = item else { continue };
+                if hb.status != InstanceHealthStatus::Healthy {
+                    continue;
+                }
+                for (i, nodes) in pending.iter_mut().enumerate() {
+                    if let Some(pos) = nodes.iter().position(|(a, _)| *a == hb.app_id) {
+                        let (app, n) = nodes.remove(pos);
+                        writeln!(
+                            out,
+                            "  wave {}: {app} healthy ({n} services) +{} ms",
+                            i + 1,
+                            start.elapsed().as_millis()
+                        )?;
+                    }
+                }
+                while wave < pending.len() && pending[wave].is_empty() {
+                    wave += 1;
+                    writeln!(out, "wave {wave} healthy +{} ms", start.elapsed().as_millis())?;
+                }
+                out.flush()?;
+            }
+        }
+    }
+}

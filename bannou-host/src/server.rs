@@ -1,0 +1,176 @@
+//! One `bannou-host` process: a node of the plugin host, with the orchestrator among its
+//! plugins when this is the control plane. `bannou-host serve` and `bannou-host up` run
+//! a [`Server`]; so does every deployed container (with another app-id, as a plain node).
+//!
+//! What [`Server::start`] builds, from a [`HostConfig`]:
+//! - the adapters (in-memory store, bus and lease store by default; Redis when a Redis
+//!   URL is configured), shared by the orchestrator and every node it starts in-process;
+//! - on the control plane (app-id `bannou`, orchestrator enabled per spec 3.3): the
+//!   in-process backend (the embedded default) and the [`OrchestratorPlugin`], whose API
+//!   the node serves on the listen address, next to every enabled service's ping;
+//! - on any other app-id: a plain node whose mesh reaches other nodes by app-id as a host
+//!   name (containers).
+//!
+//! [`Server::shutdown`] stops in the order that loses nothing: nodes the in-process
+//! backend runs first (their final `shutting_down` beats still reach the orchestrator),
+//! then this node (its plugins, the orchestrator's loops, the HTTP server).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use orchestrator_core::AppId;
+use orchestrator_core::catalog::Catalog;
+use orchestrator_core::ports::backend::ContainerBackend;
+use orchestrator_core::resolver::is_service_enabled;
+use orchestrator_core::time::Clock;
+
+use crate::backends::in_process::InProcessBackend;
+use crate::clock::TokioClock;
+use crate::config::HostConfig;
+use crate::host::{Adapters, HostError, OrchestratorPlugin};
+use crate::mesh::{ContainerDirectory, EndpointDirectory, InProcessDirectory};
+use crate::orchestrator::service::OrchestratorService;
+use crate::plugins::node::{Node, NodeConfig, NodeError};
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The control plane refused (configuration, Redis, store).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The node refused (bad node settings, a plugin that failed to start, bind).
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// A running `bannou-host` process.
+pub struct Server {
+    node: Node,
+    orchestrator: Option<Arc<OrchestratorPlugin>>,
+    backend: Option<Arc<InProcessBackend>>,
+    adapters: Adapters,
+}
+
+impl Server {
+    /// Starts a node as `config` says: the control plane when the app-id is `bannou` and
+    /// the orchestrator service is enabled, otherwise a plain node.
+    pub async fn start(config: HostConfig) -> Result<Server, ServerError> {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+        let adapters = Adapters::from_config(&config, clock.clone()).await?;
+        let mut environment = config.host_environment.clone();
+        // The node's identity is the configuration's (flags may have overridden the
+        // environment).
+        environment.insert(
+            orchestrator_core::resolver::APP_ID.to_owned(),
+            config.app_id.as_str().to_owned(),
+        );
+        let node_config =
+            NodeConfig::from_environment(environment.clone())?.with_listen(config.listen);
+
+        let catalog = Catalog::builtin();
+        let orchestrator_enabled = catalog
+            .find(OrchestratorPlugin::NAME)
+            .is_some_and(|def| is_service_enabled(def, &environment));
+        let control_plane = config.app_id.is_control_plane() && orchestrator_enabled;
+        if orchestrator_enabled && !control_plane {
+            // Spec 2.1: the orchestrator lives on app-id `bannou` only.
+            tracing::warn!(
+                app_id = %config.app_id,
+                "the orchestrator runs only on app-id `bannou`; this node does not host it"
+            );
+        }
+
+        if !control_plane {
+            let node = Node::builder(
+                node_config,
+                adapters.bus.clone(),
+                Arc::new(ContainerDirectory::default()),
+            )
+            .clock(clock)
+            .start()
+            .await?;
+            tracing::info!(app_id = %node.app_id(), addr = %node.addr(), services = node.hosted_services().len(), "node started");
+            return Ok(Server {
+                node,
+                orchestrator: None,
+                backend: None,
+                adapters,
+            });
+        }
+
+        let directory = InProcessDirectory::new();
+        let backend = Arc::new(
+            InProcessBackend::new(adapters.bus.clone(), directory.clone())
+                .with_clock(clock.clone()),
+        );
+        let backends: Vec<Arc<dyn ContainerBackend>> = vec![backend.clone()];
+        let plugin = Arc::new(
+            OrchestratorPlugin::new(config.clone(), backends).with_adapters(adapters.clone()),
+        );
+        let node = Node::builder(
+            node_config,
+            adapters.bus.clone(),
+            Arc::new(directory.clone()) as Arc<dyn EndpointDirectory>,
+        )
+        .plugin(plugin.clone())
+        .clock(clock)
+        .start()
+        .await?;
+        // Deployed nodes reach the services the control plane hosts (everything not
+        // routed elsewhere) through the directory.
+        directory.register(node.app_id(), node.base_url());
+        tracing::info!(addr = %node.addr(), adapters = ?adapters.kind, "control plane started");
+        Ok(Server {
+            node,
+            orchestrator: Some(plugin),
+            backend: Some(backend),
+            adapters,
+        })
+    }
+
+    /// The address the node (and on the control plane, the API) listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.node.addr()
+    }
+
+    /// `http://{addr}`.
+    pub fn base_url(&self) -> String {
+        self.node.base_url()
+    }
+
+    /// This node's app-id.
+    pub fn app_id(&self) -> &AppId {
+        self.node.app_id()
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The adapters (store, bus, lease store).
+    pub fn adapters(&self) -> &Adapters {
+        &self.adapters
+    }
+
+    /// The in-process backend, on the control plane.
+    pub fn in_process_backend(&self) -> Option<&Arc<InProcessBackend>> {
+        self.backend.as_ref()
+    }
+
+    /// The orchestrator service, on the control plane.
+    pub async fn service(&self) -> Option<OrchestratorService> {
+        match &self.orchestrator {
+            Some(p) => p.service().await,
+            None => None,
+        }
+    }
+
+    /// Stops everything: in-process nodes first, then this node.
+    pub async fn shutdown(self) {
+        if let Some(backend) = &self.backend {
+            backend.stop_all().await;
+        }
+        self.node.stop().await;
+    }
+}
