@@ -132,8 +132,11 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
         let b = DockerBackend::new(docker.clone(), cfg);
         let app = AppId::new(format!("{prefix}-node"));
         let mut node = NodeDeployment::new(app.clone(), "life", image.clone());
-        node.environment
-            .insert("BANNOU_TEST_MARKER".to_owned(), "1".to_owned());
+        node.environment = BTreeMap::from([
+            ("BANNOU_TEST_MARKER".to_owned(), "1".to_owned()),
+            ("BANNOU_SERVICES_ENABLED".to_owned(), "false".to_owned()),
+            ("AUTH_SERVICE_ENABLED".to_owned(), "true".to_owned()),
+        ]);
 
         // Deploy: our network is created and labelled, the container is named and labelled.
         let deployed = b.deploy_node(&node).await.expect("deploy");
@@ -150,27 +153,48 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
         let env = inspected.config.unwrap().env.unwrap();
         for want in [
             format!("BANNOU_APP_ID={app}"),
-            "BANNOU_LISTEN=0.0.0.0:80".to_owned(),
+            "ORCHESTRATOR_LISTEN=0.0.0.0:80".to_owned(),
             "BANNOU_HTTP_ENDPOINT=http://bannou".to_owned(),
             "BANNOU_TEST_MARKER=1".to_owned(),
         ] {
             assert!(env.contains(&want), "{want} in {env:?}");
         }
-        let aliases = inspected
+        let endpoint = inspected
             .network_settings
             .unwrap()
             .networks
             .unwrap()
             .remove(&network)
-            .expect("attached to our network")
-            .aliases
-            .unwrap_or_default();
+            .expect("attached to our network");
+        let aliases = endpoint.aliases.unwrap_or_default();
         assert!(aliases.contains(&app.to_string()), "alias = app-id");
 
         eventually("node running", 100, || async {
             b.status(&app).await.unwrap().status == ContainerStatusType::Running
         })
         .await;
+
+        // The node listens on 0.0.0.0:80 in its container: this machine (the network's
+        // gateway) reaches its hosted service's ping at the container's address.
+        let ip = endpoint.ip_address.expect("an address on our network");
+        orchestrator_backends::http::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let url = format!("http://{ip}:80/auth/ping");
+        let mut body = serde_json::Value::Null;
+        for _ in 0..100 {
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                body = r.json().await.unwrap_or_default();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(body["appId"], app.as_str(), "{body}");
+        assert_eq!(body["service"], "auth", "{body}");
 
         // Scale to 2 and back.
         let scaled = b.scale(&app, 2).await.expect("scale up");
@@ -219,6 +243,12 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
         .await;
         let lines = b.logs(&app, &LogQuery::default()).await.unwrap();
         assert!(lines.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.stream == LogStreamType::Stderr && l.message.contains("listening on")),
+            "serve announces itself on stderr: {lines:?}"
+        );
         let tail = b
             .logs(
                 &app,

@@ -11,7 +11,7 @@
 //!   `bannou.replica`, and the Compose labels (`com.docker.compose.project`, `.service` =
 //!   app-id, `.container-number`, `.oneoff`).
 //! - **Environment** (spec 5.4): [`docker_injected_environment`] underneath
-//!   `BANNOU_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
+//!   `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
 //!   node's own environment (later wins).
 //! - **Scale** runs N replica containers of a node (upstream refuses).
 //! - **Restart** really restarts with the requested grace (D5): one replica after another
@@ -61,18 +61,19 @@ use orchestrator_core::time::Clock;
 use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
 
 use self::logs::{LogAssembler, select};
-use super::image::IMAGE_MANAGED_LABEL;
 use self::model::{
     NETWORK_LABEL, aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter,
     map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
 };
+use super::image::IMAGE_MANAGED_LABEL;
 
 /// Where presets are mounted in a node (spec 18.3).
 pub const PRESETS_MOUNT: &str = "/app/provisioning/orchestrator/presets";
 /// Where the logs volume is mounted in a node (spec 18.3).
 pub const LOGS_MOUNT: &str = "/app/logs";
-/// The variable that sets a node's listen address; we set `0.0.0.0:{node_port}`.
-pub const LISTEN_VARIABLE: &str = "BANNOU_LISTEN";
+/// The variable that sets a node's listen address (`bannou-host serve` reads it; a plain
+/// node needs no API token to listen beyond loopback); we set `0.0.0.0:{node_port}`.
+pub const LISTEN_VARIABLE: &str = "ORCHESTRATOR_LISTEN";
 
 /// Settings of the Docker backend. `Default` gives upstream's defaults where spec 19 has
 /// one (`bannou_default`, project `bannou`, port 80) and mounts nothing.
@@ -89,7 +90,7 @@ pub struct DockerConfig {
     /// The control plane's app-id, for `BANNOU_MAPPING_SOURCE_APP_ID` and
     /// `BANNOU_HTTP_ENDPOINT` (spec 5.4).
     pub orchestrator_app_id: AppId,
-    /// Port nodes listen on inside their container (`BANNOU_LISTEN=0.0.0.0:{port}`;
+    /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`;
     /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`, default 80).
     pub node_port: u16,
     /// Named volume mounted at `/app/logs` (spec 18.3 `logs-data`); created with our labels
@@ -303,7 +304,7 @@ impl DockerBackend {
     }
 
     /// The environment a node's containers get: [`docker_injected_environment`] under
-    /// `BANNOU_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
+    /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
     /// node's environment (later wins).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
         let mut caller = BTreeMap::from([(
@@ -1341,7 +1342,7 @@ mod tests {
         );
         let env = body.env.unwrap();
         assert!(env.contains(&"SSL_CERT_DIR=/certificates".to_owned()));
-        assert!(env.contains(&"BANNOU_LISTEN=0.0.0.0:80".to_owned()));
+        assert!(env.contains(&"ORCHESTRATOR_LISTEN=0.0.0.0:80".to_owned()));
     }
 
     #[test]

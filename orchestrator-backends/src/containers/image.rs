@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use futures::StreamExt;
-use orchestrator_core::ports::backend::labels;
 
 /// Default tag of the node image (`ORCHESTRATOR_DOCKER_IMAGE_NAME` default).
 pub const DEFAULT_TAG: &str = "bannou:latest";
@@ -38,7 +37,7 @@ pub const IMAGE_COMPONENT_LABEL: &str = "bannou.component";
 
 /// Marks images this orchestrator built (`true`); `clean` prunes dangling ones.
 ///
-/// Deliberately not [`labels::MANAGED`]: a container inherits its image's labels, so an
+/// Deliberately not [`orchestrator_core::ports::backend::labels::MANAGED`]: a container inherits its image's labels, so an
 /// image labelled `bannou.orchestrator-managed=true` would make every container anyone
 /// starts from it look like ours, to be listed, cleaned and pruned.
 pub const IMAGE_MANAGED_LABEL: &str = "bannou.orchestrator-image";
