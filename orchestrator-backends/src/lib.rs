@@ -3,12 +3,13 @@
 //! - [`http`]: the shared HTTP client and the OpenResty cache invalidation call.
 //! - [`redis`]: a `redis-server` process manager for tests and benches ([`redis::server`]),
 //!   and the Redis implementations of the store, lease store and event bus.
-//! - `containers/` (Docker via bollard, Swarm, Portainer, Kubernetes via kube, in-process,
-//!   and backend detection) follows.
+//! - [`containers`]: the Docker backend (bollard) and our `FROM scratch` node image;
+//!   Swarm, Portainer, Kubernetes and backend detection follow.
 //!
 //! Heavy dependencies live here and in `bannou-host` only, so the domain crates build in
 //! seconds.
 
+pub mod containers;
 pub mod http;
 pub mod redis;
 pub mod require;

@@ -1,6 +1,6 @@
 //! Whether a test may skip when an external service is missing.
 //!
-//! Tests that need Redis or Docker call [`skip_or_fail`] when the service is absent: on a
+//! Tests that need Redis or Docker call [`skip_or_fail`] (or [`docker`]) when the service is absent: on a
 //! developer machine the test prints why it skips; under `BANNOU_TEST_REQUIRE=redis,docker`
 //! (what `.ci/run` sets) a missing service fails the test instead, so CI can never pass
 //! by silently skipping.
@@ -32,4 +32,22 @@ pub fn skip_or_fail(service: &str, test: &str, reason: &str) {
     eprintln!(
         "SKIPPED {test}: {service} unavailable ({reason}); set BANNOU_TEST_REQUIRE={service} to make this a failure"
     );
+}
+
+/// The local Docker engine for a test (honours `DOCKER_HOST`), with the API version
+/// negotiated, or `None` after [`skip_or_fail`] when no engine answers a ping.
+pub async fn docker(test: &str) -> Option<bollard::Docker> {
+    match crate::containers::docker::connect_negotiated(None).await {
+        Ok(d) => match d.ping().await {
+            Ok(_) => Some(d),
+            Err(e) => {
+                skip_or_fail("docker", test, &e.to_string());
+                None
+            }
+        },
+        Err(e) => {
+            skip_or_fail("docker", test, &e.to_string());
+            None
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod containers;
 pub mod deploy;
 pub mod health;
+pub mod image;
 pub mod plan;
 pub mod pool;
 pub mod remote;
@@ -41,6 +42,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run a benchmark (`bench pools`) and print its numbers.
     Bench(bench::BenchArgs),
+    /// Build the node image `FROM scratch` through the Docker API (`image build`).
+    Image(image::ImageArgs),
 
     // === client commands: talk to a running host over HTTP (`--api`, `--token`, `--json`) ===
     /// Deploy a preset (or `--topology FILE`) on a running host.
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
+        Command::Image(a) => remote::block_on(image::run(a, &mut std::io::stdout().lock())),
         Command::Deploy(a) => {
             remote::block_on(deploy::run_deploy(a, &mut std::io::stdout().lock()))
         }

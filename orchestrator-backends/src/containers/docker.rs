@@ -1,0 +1,1388 @@
+//! The standalone Docker backend (spec 18.3, fixed as DESIGN.md section 5 says), over the
+//! Docker Engine API with bollard.
+//!
+//! What it does differently from upstream:
+//! - **Network**: nodes join one network named by [`DockerConfig::network`]
+//!   (`bannou_default`). When it is missing we create it, labelled as ours; we never guess
+//!   among other networks. Every container gets the network aliases `{appId}` and
+//!   `bannou-{appId}`, so nodes reach each other at `http://{appId}:{node_port}`.
+//! - **Names and labels** (spec 5.3): the primary container is `bannou-{appId}`, replica
+//!   `n >= 2` is `bannou-{appId}_{n}`; all carry [`managed_labels`], the node's extra labels,
+//!   `bannou.replica`, and the Compose labels (`com.docker.compose.project`, `.service` =
+//!   app-id, `.container-number`, `.oneoff`).
+//! - **Environment** (spec 5.4): [`docker_injected_environment`] underneath
+//!   `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
+//!   node's own environment (later wins).
+//! - **Scale** runs N replica containers of a node (upstream refuses).
+//! - **Restart** really restarts with the requested grace (D5): one replica after another
+//!   for a graceful restart of several replicas, all at once otherwise.
+//! - **Logs** are structured stdout/stderr lines with Docker's timestamps (D13).
+//! - **Prune** and orphan detection use the real stop time `State.FinishedAt` (D12), and
+//!   only ever touch containers, networks, volumes and images labelled
+//!   `bannou.orchestrator-managed=true`.
+//!
+//! Failures to reach the engine are [`BackendError::Unavailable`]; engine errors on a valid
+//! request are [`BackendError::Runtime`] with the engine's message.
+
+pub mod logs;
+pub mod model;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
+    NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    LogsOptions, PruneImagesOptions, PruneNetworksOptions, PruneVolumesOptions,
+    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+use orchestrator_core::api::enums::{CleanTarget, ContainerStatusType, LogStreamType};
+use orchestrator_core::events::BackendType;
+use orchestrator_core::names::AppId;
+use orchestrator_core::ports::backend::{
+    Availability, BackendError, BackendOperation, CERTIFICATES_MOUNT, ContainerBackend,
+    ContainerInfo, ContainerStatusReport, DeployedNode, InfrastructureInfo, LogLine, LogQuery,
+    NodeDeployment, PruneFailure, PruneReport, PrunedItem, RestartOptions, RestartOutcome,
+    ScaleResult, TeardownOptions, TeardownResult, docker_injected_environment,
+    expand_clean_targets, is_infrastructure, labels,
+};
+use orchestrator_core::time::Clock;
+use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
+
+use self::logs::{LogAssembler, select};
+use self::model::{
+    NETWORK_LABEL, aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter,
+    map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
+};
+use super::image::IMAGE_MANAGED_LABEL;
+
+/// Where presets are mounted in a node (spec 18.3).
+pub const PRESETS_MOUNT: &str = "/app/provisioning/orchestrator/presets";
+/// Where the logs volume is mounted in a node (spec 18.3).
+pub const LOGS_MOUNT: &str = "/app/logs";
+/// The variable that sets a node's listen address (`bannou-host serve` reads it; a plain
+/// node needs no API token to listen beyond loopback); we set `0.0.0.0:{node_port}`.
+pub const LISTEN_VARIABLE: &str = "ORCHESTRATOR_LISTEN";
+
+/// Settings of the Docker backend. `Default` gives upstream's defaults where spec 19 has
+/// one (`bannou_default`, project `bannou`, port 80) and mounts nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Engine address (`unix:///var/run/docker.sock`, `tcp://…`); `None` uses bollard's
+    /// local defaults, which honour `DOCKER_HOST`.
+    pub docker_host: Option<String>,
+    /// Network every node joins; created (labelled as ours) when missing
+    /// (`ORCHESTRATOR_DOCKER_NETWORK`, default `bannou_default`).
+    pub network: String,
+    /// Value of the `com.docker.compose.project` label (`bannou`).
+    pub compose_project: String,
+    /// The control plane's app-id, for `BANNOU_MAPPING_SOURCE_APP_ID` and
+    /// `BANNOU_HTTP_ENDPOINT` (spec 5.4).
+    pub orchestrator_app_id: AppId,
+    /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`;
+    /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`, default 80).
+    pub node_port: u16,
+    /// Named volume mounted at `/app/logs` (spec 18.3 `logs-data`); created with our labels
+    /// when missing. `None` mounts nothing (our nodes write no log files).
+    pub logs_volume: Option<String>,
+    /// Host directory mounted read-only at `/certificates` (sets `SSL_CERT_DIR`).
+    pub certificates_host_path: Option<PathBuf>,
+    /// Host directory mounted read-only at [`PRESETS_MOUNT`].
+    pub presets_host_path: Option<PathBuf>,
+    /// Extra `/etc/hosts` entries, Docker syntax `name:ip` (e.g. `bannou:172.18.0.1` when
+    /// the control plane runs on the host, reachable at our network's gateway).
+    pub extra_hosts: Vec<String>,
+    /// Variables every node gets above the injected ones and below its own (e.g. the Redis
+    /// address nodes can reach).
+    pub extra_environment: BTreeMap<String, String>,
+    /// Stop timeout when a redeploy replaces a node or a scale-down removes replicas
+    /// (upstream: 10 s).
+    pub replace_grace: Duration,
+    /// Largest replica count `scale` and `deploy_node` accept.
+    pub max_replicas: u32,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            docker_host: None,
+            network: "bannou_default".to_owned(),
+            compose_project: "bannou".to_owned(),
+            orchestrator_app_id: AppId::control_plane(),
+            node_port: 80,
+            logs_volume: None,
+            certificates_host_path: None,
+            presets_host_path: None,
+            extra_hosts: Vec::new(),
+            extra_environment: BTreeMap::new(),
+            replace_grace: Duration::from_secs(10),
+            max_replicas: 64,
+        }
+    }
+}
+
+/// A client for `host` (see [`DockerConfig::docker_host`]); no request is made yet.
+pub fn connect(host: Option<&str>) -> Result<Docker, BackendError> {
+    let result = match host {
+        None => Docker::connect_with_local_defaults(),
+        Some(h) => Docker::connect_with_host(h),
+    };
+    result.map_err(|e| BackendError::Unavailable {
+        reason: format!("cannot create a Docker client: {e}"),
+    })
+}
+
+/// Like [`connect`], then agrees on the API version with the engine (older engines, such as
+/// Debian's 20.10 with API 1.41, reject newer paths). Fails when the engine does not answer.
+pub async fn connect_negotiated(host: Option<&str>) -> Result<Docker, BackendError> {
+    connect(host)?.negotiate_version().await.map_err(map_err)
+}
+
+/// Maps a bollard error: transport failures are `Unavailable`, engine answers `Runtime`.
+fn map_err(e: DockerError) -> BackendError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => BackendError::Runtime {
+            message: format!("Docker API error ({status_code}): {message}"),
+        },
+        DockerError::JsonDataError { .. }
+        | DockerError::JsonSerdeError { .. }
+        | DockerError::APIVersionParseError {}
+        | DockerError::DockerStreamError { .. }
+        | DockerError::DockerContainerWaitError { .. } => BackendError::Runtime {
+            message: e.to_string(),
+        },
+        other => BackendError::Unavailable {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// True for an engine answer with `status`.
+fn is_status(e: &DockerError, status: u16) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == status)
+}
+
+/// Whole seconds for Docker's stop timeouts (rounded up, at most `i32::MAX`).
+fn seconds(d: Duration) -> i32 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(s).unwrap_or(i32::MAX)
+}
+
+/// What we know about our network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Gateway address: the host as seen from the containers (where a Redis or control
+    /// plane on the host is reached).
+    pub gateway: Option<IpAddr>,
+    /// Its subnet, e.g. `172.18.0.0/16`.
+    pub subnet: Option<String>,
+    /// True when it carries our managed label (we created it).
+    pub managed: bool,
+    /// True when this call created it.
+    pub created: bool,
+}
+
+/// The wall clock, for orphan detection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(chrono::Utc::now())
+    }
+}
+
+/// One container of a node, as listed.
+#[derive(Debug, Clone)]
+struct Replica {
+    id: String,
+    name: String,
+    replica: u32,
+    state: String,
+    labels: HashMap<String, String>,
+    image: String,
+    created: Option<i64>,
+}
+
+impl Replica {
+    fn from_summary(s: ContainerSummary) -> Self {
+        let labels = s.labels.unwrap_or_default();
+        Replica {
+            id: s.id.unwrap_or_default(),
+            name: s
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            replica: replica_of(&labels),
+            state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+            labels,
+            image: s.image.unwrap_or_default(),
+            created: s.created,
+        }
+    }
+
+    fn status(&self) -> ContainerStatusType {
+        map_state(&self.state)
+    }
+}
+
+/// The Docker backend. Cheap to share behind an `Arc`.
+pub struct DockerBackend {
+    docker: Docker,
+    config: DockerConfig,
+    clock: Arc<dyn Clock>,
+    network_lock: tokio::sync::Mutex<()>,
+    /// Our restarts per container id (Docker counts only its restart policy's restarts).
+    restarts: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for DockerBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerBackend {
+    /// A backend on an existing client.
+    pub fn new(docker: Docker, config: DockerConfig) -> Self {
+        DockerBackend {
+            docker,
+            config,
+            clock: Arc::new(SystemClock),
+            network_lock: tokio::sync::Mutex::new(()),
+            restarts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Connects to [`DockerConfig::docker_host`] and negotiates the API version. When the
+    /// engine does not answer, the backend is still built (its
+    /// [`ContainerBackend::check_availability`] says why it is unusable).
+    pub async fn connect(config: DockerConfig) -> Result<Self, BackendError> {
+        let docker = connect(config.docker_host.as_deref())?;
+        let docker = match docker.clone().negotiate_version().await {
+            Ok(d) => d,
+            Err(_) => docker,
+        };
+        Ok(DockerBackend::new(docker, config))
+    }
+
+    /// Uses `clock` for "now" (orphan detection).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The bollard client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// The environment a node's containers get: [`docker_injected_environment`] under
+    /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
+    /// node's environment (later wins).
+    pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
+        let mut caller = BTreeMap::from([(
+            LISTEN_VARIABLE.to_owned(),
+            format!("0.0.0.0:{}", self.config.node_port),
+        )]);
+        caller.extend(self.config.extra_environment.clone());
+        caller.extend(node.environment.clone());
+        docker_injected_environment(
+            &node.app_id,
+            &self.config.orchestrator_app_id,
+            self.config.certificates_host_path.is_some(),
+            &caller,
+        )
+    }
+
+    /// Our network, if it exists.
+    pub async fn network_info(&self) -> Result<Option<NetworkInfo>, BackendError> {
+        match self
+            .docker
+            .inspect_network(&self.config.network, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(n) => {
+                let ipam = n
+                    .ipam
+                    .and_then(|i| i.config)
+                    .and_then(|c| c.into_iter().next());
+                Ok(Some(NetworkInfo {
+                    name: n.name.unwrap_or_else(|| self.config.network.clone()),
+                    id: n.id.unwrap_or_default(),
+                    gateway: ipam
+                        .as_ref()
+                        .and_then(|c| c.gateway.as_deref())
+                        .and_then(|g| g.parse().ok()),
+                    subnet: ipam.and_then(|c| c.subnet),
+                    managed: n
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(labels::MANAGED))
+                        .is_some_and(|v| v.eq_ignore_ascii_case(labels::MANAGED_VALUE)),
+                    created: false,
+                }))
+            }
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// Our network, created (a bridge labelled `bannou.orchestrator-managed=true` and
+    /// `bannou.network={name}`) when missing. An existing network of that name is used as
+    /// it is, whoever created it, and is then never pruned by us.
+    pub async fn ensure_network(&self) -> Result<NetworkInfo, BackendError> {
+        let _guard = self.network_lock.lock().await;
+        if let Some(info) = self.network_info().await? {
+            return Ok(info);
+        }
+        let request = NetworkCreateRequest {
+            name: self.config.network.clone(),
+            driver: Some("bridge".to_owned()),
+            labels: Some({
+                let mut l = shared_labels();
+                l.insert(NETWORK_LABEL.to_owned(), self.config.network.clone());
+                l
+            }),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await.map_err(map_err)?;
+        let mut info = self
+            .network_info()
+            .await?
+            .ok_or_else(|| BackendError::Runtime {
+                message: format!("network {} vanished after creation", self.config.network),
+            })?;
+        info.created = true;
+        Ok(info)
+    }
+
+    async fn ensure_logs_volume(&self) -> Result<(), BackendError> {
+        let Some(name) = &self.config.logs_volume else {
+            return Ok(());
+        };
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) => {
+                let request = VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    labels: Some(shared_labels()),
+                    ..Default::default()
+                };
+                self.docker
+                    .create_volume(request)
+                    .await
+                    .map(drop)
+                    .map_err(map_err)
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// Containers matching every `label=…` filter, in any state.
+    async fn list_labelled(&self, filters: Vec<String>) -> Result<Vec<Replica>, BackendError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), filters)])),
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        Ok(listed.into_iter().map(Replica::from_summary).collect())
+    }
+
+    /// Our containers of `app_id`, primary first.
+    async fn find(&self, app_id: &AppId) -> Result<Vec<Replica>, BackendError> {
+        let mut found = self
+            .list_labelled(vec![
+                format!("{}={}", labels::APP_ID, app_id),
+                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
+            ])
+            .await?;
+        found.sort_by_key(|r| (r.replica, r.name.clone()));
+        Ok(found)
+    }
+
+    /// Our containers of `app_id`, or `NotFound`.
+    async fn find_some(&self, app_id: &AppId) -> Result<Vec<Replica>, BackendError> {
+        let found = self.find(app_id).await?;
+        if found.is_empty() {
+            return Err(BackendError::NotFound {
+                app_id: app_id.clone(),
+            });
+        }
+        Ok(found)
+    }
+
+    /// The container named exactly `name`, if any (ours or not).
+    async fn by_name(&self, name: &str) -> Result<Option<Replica>, BackendError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "name".to_owned(),
+                vec![exact_name_filter(name)],
+            )])),
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        Ok(listed
+            .into_iter()
+            .map(Replica::from_summary)
+            .find(|r| r.name == name))
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, BackendError> {
+        self.docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Stops (when running) and removes a container; a container already gone is fine.
+    async fn stop_and_remove(
+        &self,
+        id: &str,
+        grace: Duration,
+        volumes: bool,
+    ) -> Result<(), BackendError> {
+        let stop = StopContainerOptions {
+            t: Some(seconds(grace)),
+            signal: None,
+        };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_status(&e, 304) || is_status(&e, 404) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        let remove = RemoveContainerOptions {
+            force: true,
+            v: volumes,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(remove)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            // Already being removed by the engine (e.g. an `AutoRemove` container).
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// The create body of replica `replica` of `node`.
+    fn create_body(&self, node: &NodeDeployment, replica: u32) -> ContainerCreateBody {
+        let mut binds = Vec::new();
+        if let Some(p) = &self.config.certificates_host_path {
+            binds.push(format!("{}:{CERTIFICATES_MOUNT}:ro", p.display()));
+        }
+        if let Some(p) = &self.config.presets_host_path {
+            binds.push(format!("{}:{PRESETS_MOUNT}:ro", p.display()));
+        }
+        if let Some(v) = &self.config.logs_volume {
+            binds.push(format!("{v}:{LOGS_MOUNT}"));
+        }
+        let limits = node.resources.unwrap_or_default();
+        let host_config = HostConfig {
+            restart_policy: Some(docker_restart_policy(node.restart_policy)),
+            network_mode: Some(self.config.network.clone()),
+            binds: (!binds.is_empty()).then_some(binds),
+            extra_hosts: (!self.config.extra_hosts.is_empty())
+                .then(|| self.config.extra_hosts.clone()),
+            nano_cpus: limits.cpu_millis.map(|m| i64::from(m) * 1_000_000),
+            memory: limits
+                .memory_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        let aliases = vec![
+            node.app_id.to_string(),
+            orchestrator_core::ports::backend::container_name(&node.app_id),
+        ];
+        let endpoint = EndpointSettings {
+            aliases: Some(aliases),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(node.image.clone()),
+            env: Some(env_list(&self.node_environment(node))),
+            labels: Some(replica_labels(
+                &node.effective_labels(),
+                &node.app_id,
+                &self.config.compose_project,
+                replica,
+            )),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(self.config.network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Creates and starts one container; returns its id.
+    async fn create_and_start(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, BackendError> {
+        let options = CreateContainerOptions {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(map_err)?;
+        self.docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+            .map_err(map_err)?;
+        Ok(created.id)
+    }
+
+    /// Fails with `Conflict` when `name` is held by a container that is not ours for
+    /// `app_id`.
+    async fn check_name_free(&self, app_id: &AppId, name: &str) -> Result<(), BackendError> {
+        if let Some(other) = self.by_name(name).await? {
+            let ours = other.labels.get(labels::MANAGED).map(String::as_str)
+                == Some(labels::MANAGED_VALUE)
+                && other.labels.get(labels::APP_ID).map(String::as_str) == Some(app_id.as_str());
+            if !ours {
+                return Err(BackendError::Conflict {
+                    app_id: app_id.clone(),
+                    reason: format!(
+                        "container name {name} is taken by {} which the orchestrator did not \
+                         create for this app-id; it is left alone",
+                        short_id(&other.id)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A node's spec rebuilt from its primary container, for new replicas.
+    async fn template(&self, primary: &Replica) -> Result<ContainerCreateBody, BackendError> {
+        let inspected = self.inspect(&primary.id).await?;
+        let config = inspected.config.unwrap_or_default();
+        let host = inspected.host_config.unwrap_or_default();
+        let network = host
+            .network_mode
+            .clone()
+            .unwrap_or_else(|| self.config.network.clone());
+        let app_id = AppId::new(
+            primary
+                .labels
+                .get(labels::APP_ID)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let endpoint = EndpointSettings {
+            aliases: Some(vec![
+                app_id.to_string(),
+                orchestrator_core::ports::backend::container_name(&app_id),
+            ]),
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: config.image,
+            env: config.env,
+            cmd: config.cmd,
+            entrypoint: config.entrypoint,
+            labels: config.labels,
+            host_config: Some(HostConfig {
+                restart_policy: host.restart_policy,
+                network_mode: Some(network.clone()),
+                binds: host.binds,
+                extra_hosts: host.extra_hosts,
+                nano_cpus: host.nano_cpus,
+                memory: host.memory,
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, endpoint)])),
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Adds replicas numbered `from..=to` cloned from `template`.
+    async fn add_replicas(
+        &self,
+        app_id: &AppId,
+        template: &ContainerCreateBody,
+        numbers: impl IntoIterator<Item = u32>,
+    ) -> Result<(), BackendError> {
+        for n in numbers {
+            let name = replica_name(app_id, n);
+            self.check_name_free(app_id, &name).await?;
+            let mut body = template.clone();
+            let mut l = body.labels.take().unwrap_or_default();
+            l.insert(model::REPLICA_LABEL.to_owned(), n.to_string());
+            l.insert(model::COMPOSE_NUMBER.to_owned(), n.to_string());
+            body.labels = Some(l);
+            self.create_and_start(&name, body).await?;
+        }
+        Ok(())
+    }
+
+    fn check_replicas(&self, replicas: u32) -> Result<(), BackendError> {
+        if replicas == 0 {
+            return Err(BackendError::Unsupported {
+                operation: BackendOperation::Scale,
+                reason: "a node runs at least one replica on Docker; tear it down instead"
+                    .to_owned(),
+            });
+        }
+        if replicas > self.config.max_replicas {
+            return Err(BackendError::Unsupported {
+                operation: BackendOperation::Scale,
+                reason: format!(
+                    "{replicas} replicas exceed the limit of {}",
+                    self.config.max_replicas
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn our_restarts(&self, id: &str) -> u32 {
+        self.restarts
+            .lock()
+            .map(|m| m.get(id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn count_restart(&self, id: &str) {
+        if let Ok(mut m) = self.restarts.lock() {
+            *m.entry(id.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    /// The logs of one container as lines.
+    async fn container_logs(
+        &self,
+        id: &str,
+        query: &LogQuery,
+    ) -> Result<Vec<LogLine>, BackendError> {
+        // Docker's `since`/`until` are whole seconds: widen them, filter exactly later.
+        // With a time window, `tail` is applied after filtering, not by Docker.
+        let windowed = query.since.is_some() || query.until.is_some();
+        let options = LogsOptions {
+            follow: false,
+            stdout: true,
+            stderr: true,
+            since: query
+                .since
+                .map(|t| i32::try_from(t.unix_millis().div_euclid(1000)).unwrap_or(0))
+                .unwrap_or(0),
+            until: query
+                .until
+                .map(|t| i32::try_from(t.unix_millis().div_euclid(1000) + 1).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            timestamps: true,
+            tail: match query.tail {
+                Some(n) if !windowed => n.to_string(),
+                _ => "all".to_owned(),
+            },
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut assembler = LogAssembler::new(self.clock.now());
+        while let Some(item) = stream.next().await {
+            match item.map_err(map_err)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    assembler.push(LogStreamType::Stdout, &message)
+                }
+                LogOutput::StdErr { message } => assembler.push(LogStreamType::Stderr, &message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(assembler.finish())
+    }
+
+    async fn prune_containers(&self, older_than: Option<Duration>, report: &mut PruneReport) {
+        // Ours: the managed label and an app-id (both are on everything deploy creates).
+        let stopped = match self
+            .list_labelled(vec![
+                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
+                labels::APP_ID.to_owned(),
+            ])
+            .await
+        {
+            Ok(all) => all
+                .into_iter()
+                .filter(|r| r.status() == ContainerStatusType::Stopped)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                report.errors.push(PruneFailure {
+                    target: CleanTarget::Containers,
+                    id: None,
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        let now = self.clock.now();
+        for r in stopped {
+            if let Some(threshold) = older_than {
+                let finished = match self.inspect(&r.id).await {
+                    Ok(i) => i
+                        .state
+                        .and_then(|s| s.finished_at)
+                        .and_then(|f| parse_docker_time(&f)),
+                    Err(_) => None,
+                };
+                // Spec 17 with D12: only a real stop time older than the threshold.
+                if finished.is_none_or(|at| now.saturating_since(at) <= threshold) {
+                    continue;
+                }
+            }
+            match self.stop_and_remove(&r.id, Duration::ZERO, true).await {
+                Ok(()) => report.removed.push(PrunedItem {
+                    target: CleanTarget::Containers,
+                    id: short_id(&r.id).to_owned(),
+                }),
+                Err(e) => report.errors.push(PruneFailure {
+                    target: CleanTarget::Containers,
+                    id: Some(short_id(&r.id).to_owned()),
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    fn managed_filter() -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
+        )])
+    }
+
+    async fn prune_target(&self, target: CleanTarget, report: &mut PruneReport) {
+        let fail = |report: &mut PruneReport, e: DockerError| {
+            report.errors.push(PruneFailure {
+                target,
+                id: None,
+                message: map_err(e).to_string(),
+            })
+        };
+        match target {
+            CleanTarget::Networks => {
+                let options = PruneNetworksOptions {
+                    filters: Some(Self::managed_filter()),
+                };
+                match self.docker.prune_networks(Some(options)).await {
+                    Ok(r) => report.removed.extend(
+                        r.networks_deleted
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|id| PrunedItem { target, id }),
+                    ),
+                    Err(e) => fail(report, e),
+                }
+            }
+            CleanTarget::Volumes => {
+                let mut filters = Self::managed_filter();
+                // API 1.42+ prunes only anonymous volumes unless `all=true`.
+                let v = self.docker.client_version();
+                if (v.major_version, v.minor_version) >= (1, 42) {
+                    filters.insert("all".to_owned(), vec!["true".to_owned()]);
+                }
+                let options = PruneVolumesOptions {
+                    filters: Some(filters),
+                };
+                match self.docker.prune_volumes(Some(options)).await {
+                    Ok(r) => {
+                        report.reclaimed_bytes += r
+                            .space_reclaimed
+                            .and_then(|b| u64::try_from(b).ok())
+                            .unwrap_or(0);
+                        report.removed.extend(
+                            r.volumes_deleted
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|id| PrunedItem { target, id }),
+                        );
+                    }
+                    Err(e) => fail(report, e),
+                }
+            }
+            CleanTarget::Images => {
+                // Images carry their own marker (containers inherit image labels).
+                let filters = HashMap::from([
+                    (
+                        "label".to_owned(),
+                        vec![format!("{IMAGE_MANAGED_LABEL}=true")],
+                    ),
+                    ("dangling".to_owned(), vec!["true".to_owned()]),
+                ]);
+                let options = PruneImagesOptions {
+                    filters: Some(filters),
+                };
+                match self.docker.prune_images(Some(options)).await {
+                    Ok(r) => {
+                        report.reclaimed_bytes += r
+                            .space_reclaimed
+                            .and_then(|b| u64::try_from(b).ok())
+                            .unwrap_or(0);
+                        report.removed.extend(
+                            r.images_deleted
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|i| i.deleted)
+                                .map(|id| PrunedItem { target, id }),
+                        );
+                    }
+                    Err(e) => fail(report, e),
+                }
+            }
+            CleanTarget::Containers | CleanTarget::All => {}
+        }
+    }
+
+    fn unexpected_empty(app_id: &AppId) -> BackendError {
+        BackendError::NotFound {
+            app_id: app_id.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerBackend for DockerBackend {
+    fn backend_type(&self) -> BackendType {
+        BackendType::Compose
+    }
+
+    async fn check_availability(&self) -> Availability {
+        if let Err(e) = self.docker.ping().await {
+            let reason = match map_err(e) {
+                BackendError::Unavailable { reason } => {
+                    format!("Docker socket not accessible: {reason}")
+                }
+                other => format!("Docker API error: {other}"),
+            };
+            return Availability::unavailable(reason);
+        }
+        match self.docker.version().await {
+            Ok(v) => Availability::available(v.version),
+            Err(e) => Availability::unavailable(format!("Docker API error: {e}")),
+        }
+    }
+
+    async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
+        if !valid_app_id(&node.app_id) {
+            return Err(BackendError::Runtime {
+                message: format!(
+                    "app-id '{}' cannot name a Docker container ([A-Za-z0-9][A-Za-z0-9_.-]*)",
+                    node.app_id
+                ),
+            });
+        }
+        let replicas = node.replicas.max(1);
+        self.check_replicas(replicas)?;
+        match self.docker.inspect_image(&node.image).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 404) => {
+                return Err(BackendError::Runtime {
+                    message: format!(
+                        "Docker image '{}' not found locally. Build it with \
+                         scripts/build-image.sh (bannou-host image build) before deploying.",
+                        node.image
+                    ),
+                });
+            }
+            Err(e) => return Err(map_err(e)),
+        }
+        let primary_name = replica_name(&node.app_id, 1);
+        self.check_name_free(&node.app_id, &primary_name).await?;
+        self.ensure_network().await?;
+        self.ensure_logs_volume().await?;
+
+        // Replace: remove every container of ours with this app-id.
+        let existing = self.find(&node.app_id).await?;
+        let replaced = !existing.is_empty();
+        for r in existing.iter().rev() {
+            self.stop_and_remove(&r.id, self.config.replace_grace, false)
+                .await?;
+        }
+
+        let id = self
+            .create_and_start(&primary_name, self.create_body(node, 1))
+            .await?;
+        for n in 2..=replicas {
+            let name = replica_name(&node.app_id, n);
+            self.check_name_free(&node.app_id, &name).await?;
+            self.create_and_start(&name, self.create_body(node, n))
+                .await?;
+        }
+        Ok(DeployedNode {
+            app_id: node.app_id.clone(),
+            name: primary_name,
+            message: format!(
+                "Service {} deployed with container {}",
+                node.service_name,
+                short_id(&id)
+            ),
+            backend_id: id,
+            replaced,
+        })
+    }
+
+    async fn teardown(
+        &self,
+        app_id: &AppId,
+        options: &TeardownOptions,
+    ) -> Result<TeardownResult, BackendError> {
+        let found = self.find_some(app_id).await?;
+        let volumes = options.removes_volumes();
+        let mut stopped = Vec::new();
+        let mut removed_volumes = Vec::new();
+        for r in found.iter().rev() {
+            if volumes {
+                // `v=true` removes anonymous volumes only (named ones are shared).
+                if let Ok(i) = self.inspect(&r.id).await {
+                    removed_volumes.extend(
+                        i.mounts
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|m| m.typ.as_deref() == Some("volume"))
+                            .filter_map(|m| m.name)
+                            .filter(|n| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit())),
+                    );
+                }
+            }
+            self.stop_and_remove(&r.id, options.effective_grace(), volumes)
+                .await?;
+            stopped.push(short_id(&r.id).to_owned());
+        }
+        if let Ok(mut m) = self.restarts.lock() {
+            for r in &found {
+                m.remove(&r.id);
+            }
+        }
+        Ok(TeardownResult {
+            app_id: app_id.clone(),
+            stopped,
+            removed_volumes,
+        })
+    }
+
+    async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError> {
+        let found = self.find_some(app_id).await?;
+        self.check_replicas(replicas)?;
+        let previous = u32::try_from(found.len()).unwrap_or(u32::MAX);
+        if replicas > previous {
+            let template = self.template(&found[0]).await?;
+            let used: BTreeSet<u32> = found.iter().map(|r| r.replica).collect();
+            let free: Vec<u32> = (1..)
+                .filter(|n| !used.contains(n))
+                .take(usize::try_from(replicas - previous).unwrap_or(0))
+                .collect();
+            self.add_replicas(app_id, &template, free).await?;
+        } else {
+            // Keep the lowest-numbered replicas (the primary first).
+            let keep = usize::try_from(replicas).unwrap_or(usize::MAX);
+            for r in found.iter().skip(keep).rev() {
+                self.stop_and_remove(&r.id, self.config.replace_grace, false)
+                    .await?;
+            }
+        }
+        Ok(ScaleResult {
+            previous_replicas: previous,
+            current_replicas: replicas,
+        })
+    }
+
+    async fn restart(
+        &self,
+        app_id: &AppId,
+        options: &RestartOptions,
+    ) -> Result<RestartOutcome, BackendError> {
+        let found = self.find_some(app_id).await?;
+        let t = seconds(options.effective_grace());
+        let rolling = found.len() > 1
+            && options.priority == orchestrator_core::api::enums::RestartPriority::Graceful;
+        let restart_one = |id: String| async move {
+            let opts = RestartContainerOptions {
+                t: Some(t),
+                signal: None,
+            };
+            self.docker
+                .restart_container(&id, Some(opts))
+                .await
+                .map_err(map_err)?;
+            self.count_restart(&id);
+            Ok::<(), BackendError>(())
+        };
+        if rolling {
+            for r in &found {
+                restart_one(r.id.clone()).await?;
+            }
+        } else {
+            let results =
+                futures::future::join_all(found.iter().map(|r| restart_one(r.id.clone()))).await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        }
+        Ok(RestartOutcome {
+            current_instances: u32::try_from(found.len()).unwrap_or(u32::MAX),
+            strategy: if rolling {
+                RestartStrategy::Rolling
+            } else {
+                RestartStrategy::Simultaneous
+            },
+        })
+    }
+
+    async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
+        let found = self.find_some(app_id).await?;
+        let mut states = Vec::new();
+        let mut started_at = None;
+        let mut stopped_at = None;
+        let mut restart_count = 0u32;
+        let mut labels = BTreeMap::new();
+        for (i, r) in found.iter().enumerate() {
+            let inspected = match self.inspect(&r.id).await {
+                Ok(x) => x,
+                // Removed between list and inspect: not part of the node any more.
+                Err(BackendError::Runtime { message }) if message.contains("(404)") => continue,
+                Err(e) => return Err(e),
+            };
+            let state = inspected.state.unwrap_or_default();
+            let mapped = state
+                .status
+                .map(|s| map_state(s.as_ref()))
+                .unwrap_or(ContainerStatusType::Unhealthy);
+            states.push(mapped);
+            let started = state.started_at.as_deref().and_then(parse_docker_time);
+            started_at = started_at.max(started);
+            if mapped == ContainerStatusType::Stopped {
+                let finished = state.finished_at.as_deref().and_then(parse_docker_time);
+                stopped_at = stopped_at.max(finished);
+            }
+            let docker_restarts = inspected
+                .restart_count
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(0);
+            restart_count = restart_count
+                .saturating_add(docker_restarts)
+                .saturating_add(self.our_restarts(&r.id));
+            if i == 0 {
+                labels = r.labels.clone().into_iter().collect();
+            }
+        }
+        if states.is_empty() {
+            return Err(Self::unexpected_empty(app_id));
+        }
+        let status = aggregate_state(&states);
+        let running = states
+            .iter()
+            .filter(|s| **s == ContainerStatusType::Running)
+            .count();
+        Ok(ContainerStatusReport {
+            app_id: app_id.clone(),
+            status,
+            instances: u32::try_from(running).unwrap_or(u32::MAX),
+            desired_replicas: u32::try_from(states.len()).unwrap_or(u32::MAX),
+            started_at,
+            stopped_at: (status == ContainerStatusType::Stopped)
+                .then_some(stopped_at)
+                .flatten(),
+            restart_count,
+            labels,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
+        let all = self
+            .list_labelled(vec![format!(
+                "{}={}",
+                labels::MANAGED,
+                labels::MANAGED_VALUE
+            )])
+            .await?;
+        let mut groups: BTreeMap<String, Vec<Replica>> = BTreeMap::new();
+        for r in all {
+            let app = app_name(&r.labels, std::slice::from_ref(&r.name), &r.id);
+            groups.entry(app).or_default().push(r);
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (app, mut replicas) in groups {
+            replicas.sort_by_key(|r| (r.replica, r.name.clone()));
+            let states: Vec<ContainerStatusType> = replicas.iter().map(Replica::status).collect();
+            let status = aggregate_state(&states);
+            let mut stopped_at = None;
+            if status == ContainerStatusType::Stopped {
+                for r in &replicas {
+                    if let Ok(i) = self.inspect(&r.id).await {
+                        let f = i
+                            .state
+                            .and_then(|s| s.finished_at)
+                            .and_then(|f| parse_docker_time(&f));
+                        stopped_at = stopped_at.max(f);
+                    }
+                }
+            }
+            let primary = &replicas[0];
+            out.push(ContainerInfo {
+                app_id: AppId::new(app),
+                service_name: primary
+                    .labels
+                    .get(labels::SERVICE)
+                    .cloned()
+                    .unwrap_or_default(),
+                name: primary.name.clone(),
+                backend_id: primary.id.clone(),
+                image: primary.image.clone(),
+                status,
+                instances: u32::try_from(
+                    states
+                        .iter()
+                        .filter(|s| **s == ContainerStatusType::Running)
+                        .count(),
+                )
+                .unwrap_or(u32::MAX),
+                created_at: primary
+                    .created
+                    .map(|s| Timestamp::from_unix_millis(s.saturating_mul(1000))),
+                stopped_at,
+                labels: primary.labels.clone().into_iter().collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
+        let found = self.find_some(app_id).await?;
+        let mut lines = Vec::new();
+        for r in &found {
+            lines.extend(self.container_logs(&r.id, query).await?);
+        }
+        Ok(select(lines, query))
+    }
+
+    async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        Ok(listed
+            .into_iter()
+            .map(Replica::from_summary)
+            .filter(|r| is_infrastructure(&r.name) || is_infrastructure(&r.image))
+            .map(|r| InfrastructureInfo {
+                name: app_name(&r.labels, std::slice::from_ref(&r.name), &r.id),
+                image: r.image.clone(),
+                status: r.status(),
+                backend_id: r.id.clone(),
+            })
+            .collect())
+    }
+
+    async fn prune(
+        &self,
+        targets: &BTreeSet<CleanTarget>,
+        older_than: Option<Duration>,
+    ) -> Result<PruneReport, BackendError> {
+        self.docker.ping().await.map_err(map_err)?;
+        let targets = expand_clean_targets(&targets.iter().copied().collect::<Vec<_>>());
+        let mut report = PruneReport::default();
+        // Containers first, so networks and volumes they held can go in the same call.
+        if targets.contains(&CleanTarget::Containers) {
+            self.prune_containers(older_than, &mut report).await;
+        }
+        for target in [
+            CleanTarget::Networks,
+            CleanTarget::Volumes,
+            CleanTarget::Images,
+        ] {
+            if targets.contains(&target) {
+                self.prune_target(target, &mut report).await;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The labels of objects we create that belong to no node (the network, the logs
+/// volume): just `bannou.orchestrator-managed=true`.
+pub fn shared_labels() -> HashMap<String, String> {
+    HashMap::from([(labels::MANAGED.to_owned(), labels::MANAGED_VALUE.to_owned())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::ports::backend::{ResourceLimits, RestartPolicy};
+
+    fn backend(config: DockerConfig) -> DockerBackend {
+        // No request is made by these tests; the client only needs to exist.
+        let docker = connect(Some("tcp://127.0.0.1:9")).unwrap();
+        DockerBackend::new(docker, config)
+    }
+
+    #[test]
+    fn environment_layers_injected_listen_extra_then_node() {
+        let mut config = DockerConfig {
+            node_port: 8081,
+            ..DockerConfig::default()
+        };
+        config
+            .extra_environment
+            .insert("ORCHESTRATOR_REDIS_CONNECTION_STRING".into(), "r:1".into());
+        config
+            .extra_environment
+            .insert("DAEMON_MODE".into(), "extra".into());
+        let b = backend(config);
+        let mut node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
+        node.environment
+            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
+        let env = b.node_environment(&node);
+        assert_eq!(env["BANNOU_APP_ID"], "n1");
+        assert_eq!(env["BANNOU_HTTP_ENDPOINT"], "http://bannou");
+        assert_eq!(env[LISTEN_VARIABLE], "0.0.0.0:8081");
+        assert_eq!(env["ORCHESTRATOR_REDIS_CONNECTION_STRING"], "r:1");
+        assert_eq!(env["DAEMON_MODE"], "extra", "extra environment wins");
+        assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
+        node.environment
+            .insert(LISTEN_VARIABLE.into(), "0.0.0.0:9".into());
+        assert_eq!(
+            b.node_environment(&node)[LISTEN_VARIABLE],
+            "0.0.0.0:9",
+            "the node's own environment wins"
+        );
+        assert!(!env.contains_key("SSL_CERT_DIR"));
+    }
+
+    #[test]
+    fn create_body_names_labels_network_and_limits() {
+        let config = DockerConfig {
+            network: "bannou_test".into(),
+            logs_volume: Some("logs-data".into()),
+            certificates_host_path: Some("/certs".into()),
+            extra_hosts: vec!["bannou:172.18.0.1".into()],
+            ..DockerConfig::default()
+        };
+        let b = backend(config);
+        let mut node = NodeDeployment::new(AppId::from("bannou-auth"), "auth", "bannou:test");
+        node.labels.insert("team".into(), "core".into());
+        node.restart_policy = RestartPolicy::Never;
+        node.resources = Some(ResourceLimits {
+            cpu_millis: Some(500),
+            memory_bytes: Some(64 << 20),
+        });
+        let body = b.create_body(&node, 2);
+        let l = body.labels.as_ref().unwrap();
+        assert_eq!(l[labels::APP_ID], "bannou-auth");
+        assert_eq!(l[labels::SERVICE], "auth");
+        assert_eq!(l[labels::MANAGED], "true");
+        assert_eq!(l["team"], "core");
+        assert_eq!(l[model::REPLICA_LABEL], "2");
+        assert_eq!(l[model::COMPOSE_PROJECT], "bannou");
+        assert_eq!(l[model::COMPOSE_SERVICE], "bannou-auth");
+        let host = body.host_config.as_ref().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("bannou_test"));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(
+            host.binds.as_ref().unwrap(),
+            &vec![
+                "/certs:/certificates:ro".to_owned(),
+                "logs-data:/app/logs".to_owned()
+            ]
+        );
+        assert_eq!(host.extra_hosts.as_ref().unwrap()[0], "bannou:172.18.0.1");
+        let endpoints = body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            endpoints["bannou_test"].aliases.as_ref().unwrap(),
+            &vec!["bannou-auth".to_owned(), "bannou-bannou-auth".to_owned()]
+        );
+        let env = body.env.unwrap();
+        assert!(env.contains(&"SSL_CERT_DIR=/certificates".to_owned()));
+        assert!(env.contains(&"ORCHESTRATOR_LISTEN=0.0.0.0:80".to_owned()));
+    }
+
+    #[test]
+    fn grace_rounds_up_to_whole_seconds() {
+        assert_eq!(seconds(Duration::ZERO), 0);
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+        assert_eq!(seconds(Duration::from_secs(10)), 10);
+        assert_eq!(seconds(Duration::from_secs(u64::MAX)), i32::MAX);
+    }
+
+    #[test]
+    fn errors_map_to_unavailable_or_runtime() {
+        let e = map_err(DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: "boom".into(),
+        });
+        assert!(matches!(e, BackendError::Runtime { message } if message.contains("boom")));
+        let e = map_err(DockerError::SocketNotFoundError("/x".into()));
+        assert!(matches!(e, BackendError::Unavailable { .. }));
+    }
+
+    #[test]
+    fn shared_objects_carry_only_the_managed_label() {
+        let l = shared_labels();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[labels::MANAGED], "true");
+    }
+
+    #[tokio::test]
+    async fn an_absent_engine_is_reported_unavailable() {
+        let b = backend(DockerConfig::default());
+        let a = b.check_availability().await;
+        assert!(!a.available);
+        assert!(
+            a.reason.unwrap().contains("not accessible"),
+            "connection error"
+        );
+        let err = b.list().await.unwrap_err();
+        assert!(matches!(err, BackendError::Unavailable { .. }), "{err:?}");
+        let err = b.prune(&BTreeSet::from([CleanTarget::All]), None).await;
+        assert!(matches!(err, Err(BackendError::Unavailable { .. })));
+    }
+}

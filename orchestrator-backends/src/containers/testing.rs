@@ -1,0 +1,173 @@
+//! Helpers for tests against the local Docker engine (feature `testkit`): the node image
+//! built once per test process, unique names, and cleanup of a test's objects.
+//!
+//! The image comes from, in order: `BANNOU_TEST_IMAGE` (an existing tag, used as is);
+//! `BANNOU_STATIC_BINARY` (a static `bannou-host` to put in [`TEST_IMAGE_TAG`]); else
+//! `scripts/build-image.sh --binary-only` is run (an incremental static release build,
+//! minutes on a clean clone, a second when fresh; `.ci/run` runs it before the tests) and
+//! its binary is built into [`TEST_IMAGE_TAG`] through the API.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use futures::FutureExt;
+use orchestrator_core::ports::backend::labels;
+use tokio::sync::OnceCell;
+
+use super::image::{ImageSpec, build_image};
+
+/// Tag of the image tests build.
+pub const TEST_IMAGE_TAG: &str = "bannou:test";
+
+static IMAGE: OnceCell<Result<String, String>> = OnceCell::const_new();
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The static binary: `BANNOU_STATIC_BINARY`, else built by `scripts/build-image.sh`.
+pub async fn static_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("BANNOU_STATIC_BINARY") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = workspace_root();
+    let script = root.join("scripts/build-image.sh");
+    eprintln!(
+        "docker tests: building the static binary ({})",
+        script.display()
+    );
+    let (script2, root2) = (script.clone(), root.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&script2)
+            .arg("--binary-only")
+            .current_dir(&root2)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+    })
+    .await
+    .map_err(|e| format!("build task failed: {e}"))?
+    .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed: {}", script.display(), output.status));
+    }
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let path = printed
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .ok_or("build-image.sh printed no binary path")?;
+    Ok(root.join(path))
+}
+
+async fn build_once() -> Result<String, String> {
+    if let Ok(tag) = std::env::var("BANNOU_TEST_IMAGE")
+        && !tag.trim().is_empty()
+    {
+        return Ok(tag.trim().to_owned());
+    }
+    let binary = static_binary().await?;
+    let docker = super::docker::connect_negotiated(None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let built = build_image(&docker, &ImageSpec::new(TEST_IMAGE_TAG, binary), |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "docker tests: image {} is {} ({} bytes)",
+        built.tag, built.id, built.size_bytes
+    );
+    Ok(built.tag)
+}
+
+/// The engine and the test image tag, or `None` after
+/// [`crate::require::skip_or_fail`] when there is no engine. Panics when the image cannot
+/// be built (that is a failure, not a reason to skip).
+pub async fn docker_and_image(test: &str) -> Option<(Docker, String)> {
+    let docker = crate::require::docker(test).await?;
+    let tag = IMAGE.get_or_init(build_once).await;
+    match tag {
+        Ok(t) => Some((docker, t.clone())),
+        Err(e) => panic!("{test}: cannot build the test image: {e}"),
+    }
+}
+
+/// A name unique to this process and call: `{prefix}-{pid}-{n}` (lower case, DNS-safe).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes our containers whose app-id starts with `app_prefix` and, when it carries our
+/// label, the network `network`. Objects without our label are never touched.
+pub async fn remove_test_objects(docker: &Docker, app_prefix: &str, network: Option<&str>) {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
+        )])),
+        ..Default::default()
+    };
+    for c in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let app = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::APP_ID))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(id) = c.id
+            && app.starts_with(app_prefix)
+        {
+            let _ = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        link: false,
+                    }),
+                )
+                .await;
+        }
+    }
+    if let Some(name) = network
+        && let Ok(n) = docker.inspect_network(name, None).await
+        && n.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::MANAGED))
+            .is_some_and(|v| v == labels::MANAGED_VALUE)
+    {
+        let _ = docker.remove_network(name).await;
+    }
+}
+
+/// Runs `body`, then [`remove_test_objects`] whether it passed or panicked, then passes
+/// the panic on.
+pub async fn with_cleanup<F: Future<Output = ()>>(
+    docker: &Docker,
+    app_prefix: &str,
+    network: Option<&str>,
+    body: F,
+) {
+    let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    remove_test_objects(docker, app_prefix, network).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
