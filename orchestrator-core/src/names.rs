@@ -3,26 +3,29 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The app-id of the control plane, the only place the orchestrator runs (spec 2.1).
 pub const CONTROL_PLANE_APP_ID: &str = "bannou";
 
 /// The identity of a Bannou node: what routing tables map services to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AppId(String);
+///
+/// Shared text (`Arc<str>`): app-ids are copied into every lease, worker record and route,
+/// so a clone is a reference-count increment, not an allocation. A plain string on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppId(Arc<str>);
 
 impl AppId {
     /// Wraps a string as an app-id (no validation: upstream accepts any text).
     pub fn new(s: impl Into<String>) -> Self {
-        AppId(s.into())
+        AppId(Arc::from(s.into()))
     }
 
     /// The control plane's app-id, `bannou`.
     pub fn control_plane() -> Self {
-        AppId(CONTROL_PLANE_APP_ID.to_owned())
+        AppId(Arc::from(CONTROL_PLANE_APP_ID))
     }
 
     /// True for `bannou` in any case (spec 6.4 compares case-insensitively).
@@ -56,13 +59,25 @@ impl AsRef<str> for AppId {
 
 impl From<&str> for AppId {
     fn from(s: &str) -> Self {
-        AppId(s.to_owned())
+        AppId(Arc::from(s))
     }
 }
 
 impl From<String> for AppId {
     fn from(s: String) -> Self {
-        AppId(s)
+        AppId(Arc::from(s))
+    }
+}
+
+impl Serialize for AppId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AppId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(AppId::from)
     }
 }
 

@@ -45,7 +45,7 @@ impl ConfigError {
 /// in processor ids, container names and Redis keys without escaping.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PoolType(String);
+pub struct PoolType(std::sync::Arc<str>);
 
 impl PoolType {
     /// Validates and wraps a pool name.
@@ -69,7 +69,7 @@ impl PoolType {
                 format!("`{s}` contains `{c}`; use letters, digits, `-`, `_` or `.`"),
             ));
         }
-        Ok(PoolType(s))
+        Ok(PoolType(std::sync::Arc::from(s)))
     }
 
     /// The name.
@@ -93,7 +93,7 @@ impl TryFrom<String> for PoolType {
 
 impl From<PoolType> for String {
     fn from(p: PoolType) -> String {
-        p.0
+        String::from(&*p.0)
     }
 }
 

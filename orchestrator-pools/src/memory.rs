@@ -1,15 +1,17 @@
 //! In-memory [`LeaseStore`]: the embedded default and the reference the Redis store is
-//! tested against. A cheap `Clone` handle around one `std::sync::Mutex` that guards every
-//! pool, so each operation is trivially atomic.
+//! tested against. A cheap `Clone` handle; every pool has its own `std::sync::Mutex`, so
+//! each operation is trivially atomic and pools never contend with each other.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use orchestrator_core::{AppId, Timestamp};
+use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -25,14 +27,29 @@ use crate::store::{
 /// The in-memory lease store.
 ///
 /// Why a std `Mutex` and not tokio's: every operation is a short, synchronous critical
-/// section (a few map updates, no I/O) and never holds the lock across an `.await`, so a
+/// section (a few index updates, no I/O) and never holds the lock across an `.await`, so a
 /// blocking lock is both correct and cheaper than an async one (this is the pattern of
-/// tokio's mini-redis). One lock for all pools keeps the code obviously atomic; pools are
-/// few and operations take microseconds, so contention is not the bottleneck.
+/// tokio's mini-redis). Each pool has its own lock; the pool map itself is read lock-free
+/// (an [`ArcSwap`] snapshot, replaced whole when a pool is created, which is rare).
+/// Inside a pool, workers live in slots addressed by index, so the acquire/release hot path
+/// does no string comparison and no allocation beyond the lease it hands out (ids are
+/// shared `Arc<str>` text, so copying them into answers is a reference-count increment).
 /// Waiters are woken through a per-ticket [`Notify`] (see [`LeaseStore::watch`]).
 #[derive(Clone, Default)]
 pub struct MemoryLeaseStore {
-    inner: Arc<Mutex<BTreeMap<PoolType, PoolState>>>,
+    inner: Arc<Shared>,
+}
+
+type PoolMap = FxHashMap<PoolType, Arc<Mutex<PoolState>>>;
+
+#[derive(Default)]
+struct Shared {
+    /// Pool name -> its state. Read without locking; replaced (copy on write) under
+    /// `configure` when a pool is created.
+    pools: ArcSwap<PoolMap>,
+    /// Serialises pool creation, so two concurrent `configure_pool` calls of a new pool
+    /// cannot both insert.
+    configure: Mutex<()>,
 }
 
 impl std::fmt::Debug for MemoryLeaseStore {
@@ -44,10 +61,52 @@ impl std::fmt::Debug for MemoryLeaseStore {
 /// Queue order: higher priority first, then arrival order.
 type QueueKey = (Reverse<i32>, u64);
 
+/// Index of a worker's slot in [`PoolState::slots`].
+type Slot = usize;
+
 struct LeaseEntry {
     lease: Lease,
+    /// The leased worker's slot.
+    slot: Slot,
     /// The wait ticket this lease was handed to and that has not collected it yet.
     ticket: Option<Uuid>,
+}
+
+/// A worker record without its names (which a lease on it repeats): what a release copies
+/// while holding the lock.
+#[derive(Clone, Copy)]
+struct WorkerFields {
+    state: WorkerState,
+    lease_id: Option<LeaseId>,
+    created_at: Timestamp,
+    last_updated: Timestamp,
+    idle_since: Option<Timestamp>,
+}
+
+impl WorkerFields {
+    fn of(w: &Worker) -> Self {
+        WorkerFields {
+            state: w.state,
+            lease_id: w.lease_id,
+            created_at: w.created_at,
+            last_updated: w.last_updated,
+            idle_since: w.idle_since,
+        }
+    }
+
+    /// The worker record, named as `lease` (a lease on this worker) names it.
+    fn with_names(self, lease: &Lease) -> Worker {
+        Worker {
+            processor_id: lease.processor_id.clone(),
+            app_id: lease.app_id.clone(),
+            pool_type: lease.pool_type.clone(),
+            state: self.state,
+            lease_id: self.lease_id,
+            created_at: self.created_at,
+            last_updated: self.last_updated,
+            idle_since: self.idle_since,
+        }
+    }
 }
 
 enum TicketState {
@@ -65,17 +124,20 @@ struct TicketEntry {
 
 struct PoolState {
     config: PoolConfig,
-    workers: BTreeMap<ProcessorId, Worker>,
-    app_ids: HashMap<AppId, ProcessorId>,
+    /// Workers by slot; `None` is a free slot (listed in `free_slots`).
+    slots: Vec<Option<Worker>>,
+    free_slots: Vec<Slot>,
+    by_id: FxHashMap<ProcessorId, Slot>,
+    app_ids: FxHashMap<AppId, Slot>,
     /// Available workers, idle longest first; acquire takes the most recently freed (the
     /// end), so under light load the others stay idle long enough to be reaped.
-    available: Vec<ProcessorId>,
-    leases: HashMap<LeaseId, LeaseEntry>,
+    available: Vec<Slot>,
+    leases: FxHashMap<LeaseId, LeaseEntry>,
     /// Lease expiries in order: reclaiming is O(expired).
     expiries: BTreeSet<(Timestamp, LeaseId)>,
     /// Waiting tickets in service order.
     queue: BTreeMap<QueueKey, Uuid>,
-    tickets: HashMap<Uuid, TicketEntry>,
+    tickets: FxHashMap<Uuid, TicketEntry>,
     /// Deadlines of waiting tickets, in order.
     ticket_deadlines: BTreeSet<(Timestamp, Uuid)>,
     /// Counts per state; `queue_depth` = waiting tickets.
@@ -86,18 +148,9 @@ struct PoolState {
     last_scale_event: Option<Timestamp>,
 }
 
-fn lock(m: &Mutex<BTreeMap<PoolType, PoolState>>) -> MutexGuard<'_, BTreeMap<PoolType, PoolState>> {
+fn lock(m: &Mutex<PoolState>) -> MutexGuard<'_, PoolState> {
     // No code panics while holding the lock, so poisoning cannot carry a broken state.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn pool_mut<'a>(
-    pools: &'a mut BTreeMap<PoolType, PoolState>,
-    pool: &PoolType,
-) -> Result<&'a mut PoolState, LeaseError> {
-    pools
-        .get_mut(pool)
-        .ok_or_else(|| LeaseError::UnknownPool { pool: pool.clone() })
 }
 
 fn uncount(load: &mut PoolLoad, state: WorkerState) {
@@ -116,13 +169,15 @@ impl PoolState {
     fn new(config: PoolConfig) -> Self {
         PoolState {
             config,
-            workers: BTreeMap::new(),
-            app_ids: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_id: FxHashMap::default(),
+            app_ids: FxHashMap::default(),
             available: Vec::new(),
-            leases: HashMap::new(),
+            leases: FxHashMap::default(),
             expiries: BTreeSet::new(),
             queue: BTreeMap::new(),
-            tickets: HashMap::new(),
+            tickets: FxHashMap::default(),
             ticket_deadlines: BTreeSet::new(),
             load: PoolLoad::default(),
             last_token: 0,
@@ -136,9 +191,17 @@ impl PoolState {
         self.config.pool_type()
     }
 
+    fn worker(&self, slot: Slot) -> Option<&Worker> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    fn worker_mut(&mut self, slot: Slot) -> Option<&mut Worker> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
     /// Moves a worker to `state`, keeping the counts right. Every state change goes here.
-    fn set_state(&mut self, id: &ProcessorId, state: WorkerState, now: Timestamp) {
-        if let Some(w) = self.workers.get_mut(id) {
+    fn set_state(&mut self, slot: Slot, state: WorkerState, now: Timestamp) {
+        if let Some(w) = self.slots.get_mut(slot).and_then(Option::as_mut) {
             uncount(&mut self.load, w.state);
             self.load.count(state);
             w.state = state;
@@ -146,12 +209,12 @@ impl PoolState {
         }
     }
 
-    fn find_worker(&self, key: &str) -> Option<ProcessorId> {
-        let id = ProcessorId::new(key);
-        if self.workers.contains_key(&id) {
-            return Some(id);
-        }
-        self.app_ids.get(key).cloned()
+    /// The slot of the worker whose processor id or app-id is `key`.
+    fn find_worker(&self, key: &str) -> Option<Slot> {
+        self.by_id
+            .get(key)
+            .or_else(|| self.app_ids.get(key))
+            .copied()
     }
 
     fn unknown_worker(&self, key: &str) -> LeaseError {
@@ -175,11 +238,15 @@ impl PoolState {
         self.load.queue_depth = u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
     }
 
-    /// Creates a lease on `id` (which must be unleased and not draining).
+    /// Creates lease `lease_id` on the worker in `slot` (which must be unleased and not
+    /// draining). The stored lease and the answer each need their own holder string:
+    /// `holders` are (stored, answer). The caller makes them and the id outside the lock
+    /// where it can.
     fn grant(
         &mut self,
-        id: &ProcessorId,
+        slot: Slot,
         req: &AcquireRequest,
+        (lease_id, holders): (LeaseId, (String, String)),
         ticket: Option<Uuid>,
         now: Timestamp,
     ) -> Option<Lease> {
@@ -187,30 +254,46 @@ impl PoolState {
             .lease_duration
             .filter(|d| !d.is_zero())
             .unwrap_or(self.config.default_lease_duration());
-        let app_id = self.workers.get(id)?.app_id.clone();
         self.last_token += 1;
+        let fencing_token = FencingToken(self.last_token);
+        let pool_type = self.config.pool_type().clone();
+        let w = self.slots.get_mut(slot).and_then(Option::as_mut)?;
         let lease = Lease {
-            lease_id: LeaseId::generate(),
-            pool_type: self.pool_type().clone(),
-            processor_id: id.clone(),
-            app_id,
-            holder: req.holder.clone(),
+            lease_id,
+            pool_type,
+            processor_id: w.processor_id.clone(),
+            app_id: w.app_id.clone(),
+            holder: holders.1,
             priority: req.priority,
             acquired_at: now,
             expires_at: now + duration,
             metadata: req.metadata.clone(),
-            fencing_token: FencingToken(self.last_token),
+            fencing_token,
         };
-        self.set_state(id, WorkerState::Leased, now);
-        if let Some(w) = self.workers.get_mut(id) {
-            w.lease_id = Some(lease.lease_id);
-            w.idle_since = None;
-        }
+        let stored = Lease {
+            lease_id: lease.lease_id,
+            pool_type: lease.pool_type.clone(),
+            processor_id: lease.processor_id.clone(),
+            app_id: lease.app_id.clone(),
+            holder: holders.0,
+            priority: lease.priority,
+            acquired_at: lease.acquired_at,
+            expires_at: lease.expires_at,
+            metadata: lease.metadata.clone(),
+            fencing_token: lease.fencing_token,
+        };
+        uncount(&mut self.load, w.state);
+        self.load.count(WorkerState::Leased);
+        w.state = WorkerState::Leased;
+        w.last_updated = now;
+        w.lease_id = Some(lease.lease_id);
+        w.idle_since = None;
         self.expiries.insert((lease.expires_at, lease.lease_id));
         self.leases.insert(
             lease.lease_id,
             LeaseEntry {
-                lease: lease.clone(),
+                lease: stored,
+                slot,
                 ticket,
             },
         );
@@ -219,15 +302,15 @@ impl PoolState {
 
     /// A worker just became free (released, reclaimed or ready): it goes to the queue head
     /// if anyone waits, else to the available list; a draining one just goes idle.
-    fn free_worker(&mut self, id: &ProcessorId, now: Timestamp) -> Option<Lease> {
+    fn free_worker(&mut self, slot: Slot, now: Timestamp) -> Option<Lease> {
         let draining = {
-            let w = self.workers.get_mut(id)?;
+            let w = self.worker_mut(slot)?;
             w.lease_id = None;
             w.idle_since = Some(now);
             w.state == WorkerState::Draining
         };
         if draining {
-            if let Some(w) = self.workers.get_mut(id) {
+            if let Some(w) = self.worker_mut(slot) {
                 w.last_updated = now;
             }
             return None;
@@ -236,34 +319,41 @@ impl PoolState {
             self.load.queue_depth = self.load.queue_depth.saturating_sub(1);
             let (req, deadline) = match self.tickets.get(&ticket_id) {
                 Some(t) => (t.req.clone(), t.deadline),
-                None => return self.make_available(id, now),
+                None => return self.make_available(slot, now),
             };
             self.ticket_deadlines.remove(&(deadline, ticket_id));
-            let lease = self.grant(id, &req, Some(ticket_id), now)?;
+            let holders = (req.holder.clone(), req.holder.clone());
+            let lease = self.grant(
+                slot,
+                &req,
+                (LeaseId::generate(), holders),
+                Some(ticket_id),
+                now,
+            )?;
             if let Some(t) = self.tickets.get_mut(&ticket_id) {
                 t.state = TicketState::Granted(lease.lease_id);
                 t.notify.notify_one();
             }
             return Some(lease);
         }
-        self.make_available(id, now)
+        self.make_available(slot, now)
     }
 
-    fn make_available(&mut self, id: &ProcessorId, now: Timestamp) -> Option<Lease> {
-        self.set_state(id, WorkerState::Available, now);
-        self.available.push(id.clone());
+    fn make_available(&mut self, slot: Slot, now: Timestamp) -> Option<Lease> {
+        self.set_state(slot, WorkerState::Available, now);
+        self.available.push(slot);
         None
     }
 
-    /// Removes a lease from every index (not from its worker).
-    fn end_lease(&mut self, lease_id: LeaseId) -> Option<Lease> {
+    /// Removes a lease from every index (not from its worker). Returns it and its slot.
+    fn end_lease(&mut self, lease_id: LeaseId) -> Option<(Lease, Slot)> {
         let entry = self.leases.remove(&lease_id)?;
         self.expiries.remove(&(entry.lease.expires_at, lease_id));
         if let Some(t) = entry.ticket {
             // Handed to a waiter who never collected it.
             self.tickets.remove(&t);
         }
-        Some(entry.lease)
+        Some((entry.lease, entry.slot))
     }
 
     fn reclaim(&mut self, now: Timestamp) -> Vec<Lease> {
@@ -272,12 +362,12 @@ impl PoolState {
             if expires_at >= now {
                 break;
             }
-            let Some(lease) = self.end_lease(lease_id) else {
+            let Some((lease, slot)) = self.end_lease(lease_id) else {
                 self.expiries.pop_first();
                 continue;
             };
             self.metrics.total_reclaimed += 1;
-            self.free_worker(&lease.processor_id, now);
+            self.free_worker(slot, now);
             out.push(lease);
         }
         out
@@ -309,12 +399,38 @@ impl PoolState {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
+    /// Every worker, sorted by processor id.
+    fn sorted_workers(&self) -> Vec<&Worker> {
+        let mut workers: Vec<&Worker> = self.slots.iter().flatten().collect();
+        workers.sort_unstable_by(|a, b| a.processor_id.cmp(&b.processor_id));
+        workers
+    }
+
     fn check(&self) -> Result<(), String> {
         let pool = self.pool_type();
         let mut load = PoolLoad::default();
-        for (id, w) in &self.workers {
+        let mut free = vec![false; self.slots.len()];
+        for &s in &self.free_slots {
+            match free.get_mut(s) {
+                Some(f) if !*f && self.slots[s].is_none() => *f = true,
+                _ => return Err(format!("{pool}: free slot {s} is listed twice or in use")),
+            }
+        }
+        let mut workers = 0;
+        for (slot, w) in self.slots.iter().enumerate() {
+            let Some(w) = w else {
+                if !free[slot] {
+                    return Err(format!("{pool}: empty slot {slot} is not listed as free"));
+                }
+                continue;
+            };
+            workers += 1;
+            let id = &w.processor_id;
             load.count(w.state);
-            let in_available = self.available.iter().filter(|a| *a == id).count();
+            if self.by_id.get(id) != Some(&slot) {
+                return Err(format!("{pool}: id index misses {id}"));
+            }
+            let in_available = self.available.iter().filter(|a| **a == slot).count();
             let want = usize::from(w.state == WorkerState::Available);
             if in_available != want {
                 return Err(format!(
@@ -330,14 +446,17 @@ impl PoolState {
                     return Err(format!("{pool}: {id} is {} with a lease", w.state));
                 }
                 (_, Some(l)) => match self.leases.get(&l) {
-                    Some(e) if e.lease.processor_id == *id => {}
+                    Some(e) if e.lease.processor_id == *id && e.slot == slot => {}
                     _ => return Err(format!("{pool}: {id} names lease {l} which is not its own")),
                 },
                 _ => {}
             }
-            if self.app_ids.get(&w.app_id) != Some(id) {
+            if self.app_ids.get(&w.app_id) != Some(&slot) {
                 return Err(format!("{pool}: app-id index misses {id}"));
             }
+        }
+        if self.by_id.len() != workers || self.app_ids.len() != workers {
+            return Err(format!("{pool}: indexes name workers that do not exist"));
         }
         load.queue_depth = u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
         if load != self.load {
@@ -345,8 +464,9 @@ impl PoolState {
         }
         if self.available.len()
             != self
-                .workers
-                .values()
+                .slots
+                .iter()
+                .flatten()
                 .filter(|w| w.state == WorkerState::Available)
                 .count()
         {
@@ -369,8 +489,8 @@ impl PoolState {
             if !self.expiries.contains(&(e.lease.expires_at, *id)) {
                 return Err(format!("{pool}: lease {id} has no expiry entry"));
             }
-            match self.workers.get(&e.lease.processor_id) {
-                Some(w) if w.lease_id == Some(*id) => {}
+            match self.worker(e.slot) {
+                Some(w) if w.lease_id == Some(*id) && w.processor_id == e.lease.processor_id => {}
                 _ => {
                     return Err(format!(
                         "{pool}: lease {id} points at a worker that does not hold it"
@@ -407,22 +527,49 @@ impl MemoryLeaseStore {
     /// Checks every internal invariant (counts, indexes, one lease per worker, no idle
     /// worker while callers wait); for tests. Describes the first violation found.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let pools = lock(&self.inner);
-        pools.values().try_for_each(PoolState::check)
+        let pools = self.inner.pools.load();
+        let mut names: Vec<&PoolType> = pools.keys().collect();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .filter_map(|n| pools.get(n))
+            .try_for_each(|p| lock(p).check())
+    }
+
+    /// Runs `f` on pool `pool` under its lock.
+    fn with_pool<R>(
+        &self,
+        pool: &PoolType,
+        f: impl FnOnce(&mut PoolState) -> Result<R, LeaseError>,
+    ) -> Result<R, LeaseError> {
+        let pools = self.inner.pools.load();
+        let state = pools
+            .get(pool)
+            .ok_or_else(|| LeaseError::UnknownPool { pool: pool.clone() })?;
+        let mut guard = lock(state);
+        f(&mut guard)
     }
 }
 
 #[async_trait]
 impl LeaseStore for MemoryLeaseStore {
     async fn configure_pool(&self, config: PoolConfig) -> Result<Option<PoolConfig>, LeaseError> {
-        let mut pools = lock(&self.inner);
-        match pools.get_mut(config.pool_type()) {
-            Some(p) => Ok(Some(std::mem::replace(&mut p.config, config))),
-            None => {
-                pools.insert(config.pool_type().clone(), PoolState::new(config));
-                Ok(None)
-            }
+        let _creating = self
+            .inner
+            .configure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let pools = self.inner.pools.load_full();
+        if let Some(p) = pools.get(config.pool_type()) {
+            return Ok(Some(std::mem::replace(&mut lock(p).config, config)));
         }
+        let mut next = PoolMap::clone(&pools);
+        next.insert(
+            config.pool_type().clone(),
+            Arc::new(Mutex::new(PoolState::new(config))),
+        );
+        self.inner.pools.store(Arc::new(next));
+        Ok(None)
     }
 
     async fn register_worker(
@@ -432,41 +579,51 @@ impl LeaseStore for MemoryLeaseStore {
         app_id: &AppId,
         now: Timestamp,
     ) -> Result<Worker, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        if let Some(w) = p.workers.get(processor_id) {
-            return if w.app_id == *app_id {
-                Ok(w.clone())
-            } else {
-                Err(LeaseError::WorkerConflict {
+        self.with_pool(pool, |p| {
+            if let Some(w) = p.by_id.get(processor_id).and_then(|&s| p.worker(s)) {
+                return if w.app_id == *app_id {
+                    Ok(w.clone())
+                } else {
+                    Err(LeaseError::WorkerConflict {
+                        processor_id: processor_id.clone(),
+                    })
+                };
+            }
+            if p.app_ids.contains_key(app_id) {
+                return Err(LeaseError::WorkerConflict {
                     processor_id: processor_id.clone(),
-                })
-            };
-        }
-        if p.app_ids.contains_key(app_id) {
-            return Err(LeaseError::WorkerConflict {
+                });
+            }
+            let max = p.config.max_instances();
+            if p.load.total() >= max {
+                return Err(LeaseError::AtCapacity { max });
+            }
+            let worker = Worker {
                 processor_id: processor_id.clone(),
-            });
-        }
-        let max = p.config.max_instances();
-        if p.load.total() >= max {
-            return Err(LeaseError::AtCapacity { max });
-        }
-        let worker = Worker {
-            processor_id: processor_id.clone(),
-            app_id: app_id.clone(),
-            pool_type: pool.clone(),
-            state: WorkerState::Pending,
-            lease_id: None,
-            created_at: now,
-            last_updated: now,
-            idle_since: Some(now),
-        };
-        p.workers.insert(processor_id.clone(), worker.clone());
-        p.app_ids.insert(app_id.clone(), processor_id.clone());
-        p.load.count(WorkerState::Pending);
-        p.last_scale_event = Some(now);
-        Ok(worker)
+                app_id: app_id.clone(),
+                pool_type: pool.clone(),
+                state: WorkerState::Pending,
+                lease_id: None,
+                created_at: now,
+                last_updated: now,
+                idle_since: Some(now),
+            };
+            let slot = match p.free_slots.pop() {
+                Some(s) => {
+                    p.slots[s] = Some(worker.clone());
+                    s
+                }
+                None => {
+                    p.slots.push(Some(worker.clone()));
+                    p.slots.len() - 1
+                }
+            };
+            p.by_id.insert(processor_id.clone(), slot);
+            p.app_ids.insert(app_id.clone(), slot);
+            p.load.count(WorkerState::Pending);
+            p.last_scale_event = Some(now);
+            Ok(worker)
+        })
     }
 
     async fn mark_ready(
@@ -475,64 +632,68 @@ impl LeaseStore for MemoryLeaseStore {
         worker: &str,
         now: Timestamp,
     ) -> Result<Worker, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let id = p
-            .find_worker(worker)
-            .ok_or_else(|| p.unknown_worker(worker))?;
-        if p.workers.get(&id).map(|w| w.state) == Some(WorkerState::Pending) {
-            p.purge_tickets(now);
-            p.free_worker(&id, now);
-        }
-        p.workers
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| p.unknown_worker(worker))
+        self.with_pool(pool, |p| {
+            let slot = p
+                .find_worker(worker)
+                .ok_or_else(|| p.unknown_worker(worker))?;
+            if p.worker(slot).map(|w| w.state) == Some(WorkerState::Pending) {
+                p.purge_tickets(now);
+                p.free_worker(slot, now);
+            }
+            p.worker(slot)
+                .cloned()
+                .ok_or_else(|| p.unknown_worker(worker))
+        })
     }
 
     async fn acquire(
         &self,
         pool: &PoolType,
-        req: AcquireRequest,
+        mut req: AcquireRequest,
         now: Timestamp,
     ) -> Result<Acquired, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        p.purge_tickets(now);
-        p.reclaim(now);
-        let outcome = if let Some(id) = p.available.pop() {
-            match p.grant(&id, &req, None, now) {
-                Some(lease) => AcquireOutcome::Leased(lease),
-                None => AcquireOutcome::Exhausted,
-            }
-        } else if !req.wait.is_zero() {
-            p.next_seq += 1;
-            let id = Uuid::new_v4();
-            let key = (Reverse(req.priority), p.next_seq);
-            let deadline = now + req.wait;
-            p.queue.insert(key, id);
-            p.ticket_deadlines.insert((deadline, id));
-            p.tickets.insert(
-                id,
-                TicketEntry {
-                    key,
-                    req,
-                    deadline,
-                    state: TicketState::Waiting,
-                    notify: Arc::new(Notify::new()),
-                },
-            );
-            p.load.queue_depth += 1;
-            AcquireOutcome::Queued(WaitTicket {
-                pool: pool.clone(),
-                id,
+        // The new lease's id and the stored lease's copy of the holder, made before the
+        // lock is taken (unused when nothing is free).
+        let lease_id = LeaseId::generate();
+        let holder = req.holder.clone();
+        self.with_pool(pool, move |p| {
+            p.purge_tickets(now);
+            p.reclaim(now);
+            let outcome = if let Some(slot) = p.available.pop() {
+                let holders = (holder, std::mem::take(&mut req.holder));
+                match p.grant(slot, &req, (lease_id, holders), None, now) {
+                    Some(lease) => AcquireOutcome::Leased(lease),
+                    None => AcquireOutcome::Exhausted,
+                }
+            } else if !req.wait.is_zero() {
+                p.next_seq += 1;
+                let id = Uuid::new_v4();
+                let key = (Reverse(req.priority), p.next_seq);
+                let deadline = now + req.wait;
+                p.queue.insert(key, id);
+                p.ticket_deadlines.insert((deadline, id));
+                p.tickets.insert(
+                    id,
+                    TicketEntry {
+                        key,
+                        req,
+                        deadline,
+                        state: TicketState::Waiting,
+                        notify: Arc::new(Notify::new()),
+                    },
+                );
+                p.load.queue_depth += 1;
+                AcquireOutcome::Queued(WaitTicket {
+                    pool: pool.clone(),
+                    id,
+                })
+            } else {
+                AcquireOutcome::Exhausted
+            };
+            Ok(Acquired {
+                outcome,
+                load: p.load,
             })
-        } else {
-            AcquireOutcome::Exhausted
-        };
-        Ok(Acquired {
-            outcome,
-            load: p.load,
         })
     }
 
@@ -544,39 +705,45 @@ impl LeaseStore for MemoryLeaseStore {
         let unknown = || LeaseError::UnknownTicket {
             ticket: ticket.clone(),
         };
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, &ticket.pool).map_err(|_| unknown())?;
-        p.purge_tickets(now);
-        let lease_id = match p.tickets.get(&ticket.id).map(|t| &t.state) {
-            None => return Err(unknown()),
-            Some(TicketState::Waiting) => return Ok(WaitStatus::Waiting),
-            Some(TicketState::Granted(l)) => *l,
-        };
-        p.tickets.remove(&ticket.id);
-        let entry = p.leases.get_mut(&lease_id).ok_or_else(unknown)?;
-        entry.ticket = None;
-        Ok(WaitStatus::Leased(entry.lease.clone()))
+        self.with_pool(&ticket.pool, |p| {
+            p.purge_tickets(now);
+            let lease_id = match p.tickets.get(&ticket.id).map(|t| &t.state) {
+                None => return Err(unknown()),
+                Some(TicketState::Waiting) => return Ok(WaitStatus::Waiting),
+                Some(TicketState::Granted(l)) => *l,
+            };
+            p.tickets.remove(&ticket.id);
+            let entry = p.leases.get_mut(&lease_id).ok_or_else(unknown)?;
+            entry.ticket = None;
+            Ok(WaitStatus::Leased(entry.lease.clone()))
+        })
+        .map_err(|e| match e {
+            LeaseError::UnknownPool { .. } => unknown(),
+            e => e,
+        })
     }
 
     async fn cancel_wait(&self, ticket: &WaitTicket) -> Result<Option<Lease>, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let Ok(p) = pool_mut(&mut pools, &ticket.pool) else {
-            return Ok(None);
-        };
-        let Some(t) = p.tickets.remove(&ticket.id) else {
-            return Ok(None);
-        };
-        match t.state {
-            TicketState::Waiting => {
-                p.queue.remove(&t.key);
-                p.ticket_deadlines.remove(&(t.deadline, ticket.id));
-                p.load.queue_depth = p.load.queue_depth.saturating_sub(1);
-                Ok(None)
+        let answer = self.with_pool(&ticket.pool, |p| {
+            let Some(t) = p.tickets.remove(&ticket.id) else {
+                return Ok(None);
+            };
+            match t.state {
+                TicketState::Waiting => {
+                    p.queue.remove(&t.key);
+                    p.ticket_deadlines.remove(&(t.deadline, ticket.id));
+                    p.load.queue_depth = p.load.queue_depth.saturating_sub(1);
+                    Ok(None)
+                }
+                TicketState::Granted(lease_id) => Ok(p.leases.get_mut(&lease_id).map(|e| {
+                    e.ticket = None;
+                    e.lease.clone()
+                })),
             }
-            TicketState::Granted(lease_id) => Ok(p.leases.get_mut(&lease_id).map(|e| {
-                e.ticket = None;
-                e.lease.clone()
-            })),
+        });
+        match answer {
+            Err(LeaseError::UnknownPool { .. }) => Ok(None),
+            other => other,
         }
     }
 
@@ -588,24 +755,26 @@ impl LeaseStore for MemoryLeaseStore {
         success: bool,
         now: Timestamp,
     ) -> Result<Released, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        p.checked_lease(lease_id, fencing_token)?;
-        p.purge_tickets(now);
-        let Some(lease) = p.end_lease(lease_id) else {
-            return Err(LeaseError::UnknownLease {
-                pool: pool.clone(),
-                lease_id,
-            });
-        };
-        let held = now.saturating_since(lease.acquired_at);
-        p.metrics.record_release(now, success, held);
-        let handed_off = p.free_worker(&lease.processor_id, now);
-        let worker = p
-            .workers
-            .get(&lease.processor_id)
-            .cloned()
-            .ok_or_else(|| p.unknown_worker(lease.processor_id.as_str()))?;
+        let (lease, held, after, handed_off) = self.with_pool(pool, |p| {
+            p.checked_lease(lease_id, fencing_token)?;
+            p.purge_tickets(now);
+            let Some((lease, slot)) = p.end_lease(lease_id) else {
+                return Err(LeaseError::UnknownLease {
+                    pool: pool.clone(),
+                    lease_id,
+                });
+            };
+            let held = now.saturating_since(lease.acquired_at);
+            p.metrics.record_release(now, success, held);
+            let handed_off = p.free_worker(slot, now);
+            let after = p
+                .worker(slot)
+                .map(WorkerFields::of)
+                .ok_or_else(|| p.unknown_worker(lease.processor_id.as_str()))?;
+            Ok((lease, held, after, handed_off))
+        })?;
+        // The worker's names are the lease's: copied here, after the lock is released.
+        let worker = after.with_names(&lease);
         Ok(Released {
             lease,
             success,
@@ -623,27 +792,27 @@ impl LeaseStore for MemoryLeaseStore {
         extend_by: Duration,
         now: Timestamp,
     ) -> Result<Lease, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let old = p.checked_lease(lease_id, fencing_token)?.expires_at;
-        if old < now {
-            return Err(LeaseError::LeaseExpired {
-                lease_id,
-                expired_at: old,
-            });
-        }
-        let new = old + extend_by;
-        p.expiries.remove(&(old, lease_id));
-        p.expiries.insert((new, lease_id));
-        let entry = p
-            .leases
-            .get_mut(&lease_id)
-            .ok_or(LeaseError::UnknownLease {
-                pool: pool.clone(),
-                lease_id,
-            })?;
-        entry.lease.expires_at = new;
-        Ok(entry.lease.clone())
+        self.with_pool(pool, |p| {
+            let old = p.checked_lease(lease_id, fencing_token)?.expires_at;
+            if old < now {
+                return Err(LeaseError::LeaseExpired {
+                    lease_id,
+                    expired_at: old,
+                });
+            }
+            let new = old + extend_by;
+            p.expiries.remove(&(old, lease_id));
+            p.expiries.insert((new, lease_id));
+            let entry = p
+                .leases
+                .get_mut(&lease_id)
+                .ok_or(LeaseError::UnknownLease {
+                    pool: pool.clone(),
+                    lease_id,
+                })?;
+            entry.lease.expires_at = new;
+            Ok(entry.lease.clone())
+        })
     }
 
     async fn reclaim_expired(
@@ -651,10 +820,10 @@ impl LeaseStore for MemoryLeaseStore {
         pool: &PoolType,
         now: Timestamp,
     ) -> Result<Vec<Lease>, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        p.purge_tickets(now);
-        Ok(p.reclaim(now))
+        self.with_pool(pool, |p| {
+            p.purge_tickets(now);
+            Ok(p.reclaim(now))
+        })
     }
 
     async fn drain_worker(
@@ -663,24 +832,27 @@ impl LeaseStore for MemoryLeaseStore {
         processor_id: &ProcessorId,
         now: Timestamp,
     ) -> Result<Worker, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let state = p
-            .workers
-            .get(processor_id)
-            .map(|w| w.state)
-            .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
-        if state != WorkerState::Draining {
-            if state == WorkerState::Available {
-                p.available.retain(|a| a != processor_id);
+        self.with_pool(pool, |p| {
+            let slot = p
+                .by_id
+                .get(processor_id)
+                .copied()
+                .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
+            let state = p
+                .worker(slot)
+                .map(|w| w.state)
+                .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
+            if state != WorkerState::Draining {
+                if state == WorkerState::Available {
+                    p.available.retain(|a| *a != slot);
+                }
+                p.set_state(slot, WorkerState::Draining, now);
+                p.last_scale_event = Some(now);
             }
-            p.set_state(processor_id, WorkerState::Draining, now);
-            p.last_scale_event = Some(now);
-        }
-        p.workers
-            .get(processor_id)
-            .cloned()
-            .ok_or_else(|| p.unknown_worker(processor_id.as_str()))
+            p.worker(slot)
+                .cloned()
+                .ok_or_else(|| p.unknown_worker(processor_id.as_str()))
+        })
     }
 
     async fn remove_worker(
@@ -689,63 +861,77 @@ impl LeaseStore for MemoryLeaseStore {
         processor_id: &ProcessorId,
         now: Timestamp,
     ) -> Result<RemovedWorker, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let worker = p
-            .workers
-            .remove(processor_id)
-            .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
-        uncount(&mut p.load, worker.state);
-        p.app_ids.remove(&worker.app_id);
-        if worker.state == WorkerState::Available {
-            p.available.retain(|a| a != processor_id);
-        }
-        let dropped_lease = worker.lease_id.and_then(|l| p.end_lease(l));
-        p.last_scale_event = Some(now);
-        Ok(RemovedWorker {
-            worker,
-            dropped_lease,
+        self.with_pool(pool, |p| {
+            let slot = p
+                .by_id
+                .get(processor_id)
+                .copied()
+                .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
+            let worker = p
+                .slots
+                .get_mut(slot)
+                .and_then(Option::take)
+                .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
+            p.free_slots.push(slot);
+            p.by_id.remove(processor_id);
+            uncount(&mut p.load, worker.state);
+            p.app_ids.remove(&worker.app_id);
+            if worker.state == WorkerState::Available {
+                p.available.retain(|a| *a != slot);
+            }
+            let dropped_lease = worker
+                .lease_id
+                .and_then(|l| p.end_lease(l))
+                .map(|(lease, _)| lease);
+            p.last_scale_event = Some(now);
+            Ok(RemovedWorker {
+                worker,
+                dropped_lease,
+            })
         })
     }
 
     async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let mut leases: Vec<Lease> = p.leases.values().map(|e| e.lease.clone()).collect();
-        leases.sort_by_key(|l| l.fencing_token);
-        let mut load = p.load;
-        load.queue_depth = p.queue_depth_at(now);
-        Ok(PoolStatus {
-            config: p.config.clone(),
-            workers: p.workers.values().cloned().collect(),
-            leases,
-            load,
+        self.with_pool(pool, |p| {
+            let mut leases: Vec<Lease> = p.leases.values().map(|e| e.lease.clone()).collect();
+            leases.sort_by_key(|l| l.fencing_token);
+            let mut load = p.load;
+            load.queue_depth = p.queue_depth_at(now);
+            Ok(PoolStatus {
+                config: p.config.clone(),
+                workers: p.sorted_workers().into_iter().cloned().collect(),
+                leases,
+                load,
+            })
         })
     }
 
     async fn metrics(&self, pool: &PoolType, now: Timestamp) -> Result<PoolMetrics, LeaseError> {
-        let mut pools = lock(&self.inner);
-        let p = pool_mut(&mut pools, pool)?;
-        let mut load = p.load;
-        load.queue_depth = p.queue_depth_at(now);
-        Ok(PoolMetrics::from_window(
-            &p.metrics,
-            load,
-            p.last_scale_event,
-            now,
-        ))
+        self.with_pool(pool, |p| {
+            let mut load = p.load;
+            load.queue_depth = p.queue_depth_at(now);
+            Ok(PoolMetrics::from_window(
+                &p.metrics,
+                load,
+                p.last_scale_event,
+                now,
+            ))
+        })
     }
 
     async fn list_pools(&self) -> Result<Vec<PoolType>, LeaseError> {
-        Ok(lock(&self.inner).keys().cloned().collect())
+        let mut pools: Vec<PoolType> = self.inner.pools.load().keys().cloned().collect();
+        pools.sort_unstable();
+        Ok(pools)
     }
 
     fn watch(&self, ticket: &WaitTicket) -> Option<BoxFuture<'static, ()>> {
-        let pools = lock(&self.inner);
-        let notify = pools
-            .get(&ticket.pool)
-            .and_then(|p| p.tickets.get(&ticket.id))
-            .map(|t| Arc::clone(&t.notify));
+        let notify = self
+            .with_pool(&ticket.pool, |p| {
+                Ok(p.tickets.get(&ticket.id).map(|t| Arc::clone(&t.notify)))
+            })
+            .ok()
+            .flatten();
         Some(match notify {
             // `notify_one` stores a permit, so a grant made before this future is polled
             // still wakes it.

@@ -3,12 +3,13 @@
 //! (naming, utilisation, window arithmetic) that every store implementation shares.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::events::ProcessorReleasedEvent;
 use orchestrator_core::lenient_enum;
 use orchestrator_core::{AppId, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::config::{PoolConfig, PoolType};
@@ -16,19 +17,21 @@ use crate::config::{PoolConfig, PoolType};
 // === identifiers ===
 
 /// A worker's id, `{poolType}-{32 lowercase hex}` (spec 13.8).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProcessorId(String);
+///
+/// Shared text (`Arc<str>`): the id is copied into every lease and answer, so a clone is a
+/// reference-count increment. A plain string on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessorId(Arc<str>);
 
 impl ProcessorId {
     /// Wraps an existing id (as read from a store or request).
     pub fn new(s: impl Into<String>) -> Self {
-        ProcessorId(s.into())
+        ProcessorId(Arc::from(s.into()))
     }
 
     /// `{pool}-{hex}` for a given 128-bit value; [`WorkerIdentity::generate`] uses a random one.
     pub fn from_parts(pool: &PoolType, value: u128) -> Self {
-        ProcessorId(format!("{pool}-{value:032x}"))
+        ProcessorId::new(format!("{pool}-{value:032x}"))
     }
 
     /// The text.
@@ -57,7 +60,25 @@ impl fmt::Display for ProcessorId {
 
 impl From<&str> for ProcessorId {
     fn from(s: &str) -> Self {
-        ProcessorId(s.to_owned())
+        ProcessorId(Arc::from(s))
+    }
+}
+
+impl std::borrow::Borrow<str> for ProcessorId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ProcessorId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessorId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(ProcessorId::new)
     }
 }
 

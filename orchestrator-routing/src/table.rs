@@ -4,12 +4,14 @@
 //! only explicit routes; a service without one resolves to the default app-id.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::names::AppId;
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// Services every node handles locally; never routed (spec 3.4), compared case-insensitively.
 pub const INFRASTRUCTURE_SERVICES: [&str; 3] = ["state", "messaging", "mesh"];
@@ -46,8 +48,24 @@ fn same_service(name: &str, key: &str) -> bool {
 }
 
 /// True when `service` is already canonical (no surrounding space, no ASCII upper case).
+/// Looks at the end bytes first: only a name that starts or ends outside ASCII needs the
+/// full Unicode trim.
 fn is_canonical(service: &str) -> bool {
-    service.trim().len() == service.len() && !service.bytes().any(|b| b.is_ascii_uppercase())
+    let bytes = service.as_bytes();
+    let trimmed = match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) if first.is_ascii() && last.is_ascii() => {
+            !char::from(first).is_whitespace() && !char::from(last).is_whitespace()
+        }
+        _ => service.trim().len() == service.len(),
+    };
+    trimmed && !bytes.iter().any(u8::is_ascii_uppercase)
+}
+
+/// True for a canonical key that is never routed: infrastructure or `orchestrator`. Same
+/// answer as [`is_infrastructure`] or [`is_orchestrator`] for canonical names, without
+/// trimming or case folding.
+fn is_reserved_canonical(key: &str) -> bool {
+    matches!(key, "state" | "messaging" | "mesh" | ORCHESTRATOR_SERVICE)
 }
 
 /// The canonical spelling of a service name used as a table key: trimmed, ASCII lower case.
@@ -214,11 +232,50 @@ pub fn load_percent(heartbeat: &ServiceHeartbeatEvent) -> u8 {
 /// (trimmed, lower case); explicit routes to the default app-id are never written by
 /// [`set_route`](Self::set_route) (they are removed instead), so only routes away from the
 /// default are kept (DESIGN.md section 5).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Routes are hashed (Fx: keys are short service names, and every heartbeat looks up each
+/// of its services); the operations that promise an order sort their answers.
+///
+/// Replicas: most instances report services another instance owns, beat after beat, and
+/// their beats change nothing. The table remembers, per sender, the service list of its
+/// last beat when every service in it was refused; while no route is added, removed or
+/// moved (any such change forgets everything remembered), the same list from the same
+/// sender is refused again without looking at each service. Not part of equality.
+#[derive(Debug, Clone)]
 pub struct RoutingTable {
-    routes: BTreeMap<String, Route>,
+    routes: FxHashMap<String, Route>,
     default_app_id: AppId,
     control_plane: AppId,
+    replicas: FxHashMap<String, RefusedBeat>,
+}
+
+/// A sender's last beat whose every service was refused: its service names, in order.
+#[derive(Debug, Clone)]
+struct RefusedBeat {
+    services: Box<[String]>,
+    refused: usize,
+}
+
+impl RefusedBeat {
+    fn matches(&self, services: &[orchestrator_core::events::ServiceStatus]) -> bool {
+        self.services.len() == services.len()
+            && self
+                .services
+                .iter()
+                .zip(services)
+                .all(|(a, b)| *a == b.service_name)
+    }
+}
+
+/// Senders remembered at most; past it the memory starts over (a cache, never a limit).
+const REFUSED_BEATS_MAX: usize = 16_384;
+
+impl PartialEq for RoutingTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.routes == other.routes
+            && self.default_app_id == other.default_app_id
+            && self.control_plane == other.control_plane
+    }
 }
 
 impl Default for RoutingTable {
@@ -239,9 +296,10 @@ impl RoutingTable {
             default_app_id
         };
         RoutingTable {
-            routes: BTreeMap::new(),
+            routes: FxHashMap::default(),
             default_app_id,
             control_plane: AppId::control_plane(),
+            replicas: FxHashMap::default(),
         }
     }
 
@@ -269,9 +327,12 @@ impl RoutingTable {
             .or_else(|| self.routes.get(&key.to_ascii_lowercase()))
     }
 
-    /// Every explicit route, by canonical service name.
+    /// Every explicit route, by canonical service name (sorted).
     pub fn routes(&self) -> impl Iterator<Item = (&str, &Route)> {
-        self.routes.iter().map(|(k, v)| (k.as_str(), v))
+        let mut routes: Vec<(&str, &Route)> =
+            self.routes.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        routes.sort_unstable_by_key(|(k, _)| *k);
+        routes.into_iter()
     }
 
     /// Number of explicit routes.
@@ -309,6 +370,7 @@ impl RoutingTable {
             return Err(RoutingError::BlankAppId { service: key });
         }
         let app_id = AppId::new(target);
+        self.replicas.clear();
         if app_id == self.default_app_id {
             let from = self.routes.remove(&key).map(|r| r.app_id);
             return Ok(RouteChange::RestoredDefault { from });
@@ -327,27 +389,38 @@ impl RoutingTable {
     /// route; `None` when it already resolved to the default.
     pub fn restore_default(&mut self, service: &str) -> Option<Route> {
         let key = canonical_service(service);
-        self.routes.remove(&key)
+        let removed = self.routes.remove(&key);
+        if removed.is_some() {
+            self.replicas.clear();
+        }
+        removed
     }
 
     /// Returns every service routed to `app_id` (case-insensitive) to the default, as when
     /// its node is torn down. Returns the services, sorted.
     pub fn release_app(&mut self, app_id: &AppId) -> Vec<String> {
         let owned = |r: &Route| r.app_id.as_str().eq_ignore_ascii_case(app_id.as_str());
-        let released: Vec<String> = self
+        let mut released: Vec<String> = self
             .routes
             .iter()
             .filter(|(_, r)| owned(r))
             .map(|(k, _)| k.clone())
             .collect();
         self.routes.retain(|_, r| !owned(r));
+        if !released.is_empty() {
+            self.replicas.clear();
+        }
+        released.sort_unstable();
         released
     }
 
     /// ResetAllMappingsToDefault (spec 6.2): removes every route. Returns the services that
     /// had one, sorted (a broadcast is due when it is not empty).
     pub fn reset_all(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.routes).into_keys().collect()
+        let mut services: Vec<String> = std::mem::take(&mut self.routes).into_keys().collect();
+        self.replicas.clear();
+        services.sort_unstable();
+        services
     }
 
     /// Applies one heartbeat (spec 6.4): creates routes for services nobody owns, refreshes
@@ -366,76 +439,140 @@ impl RoutingTable {
         now: Timestamp,
         port: u16,
     ) -> HeartbeatRouting {
-        let mut out = HeartbeatRouting::default();
         let sender = heartbeat.app_id.as_str().trim();
         if sender.is_empty() || heartbeat.app_id.is_control_plane() {
-            out.ignored = true;
-            return out;
+            return HeartbeatRouting {
+                ignored: true,
+                ..HeartbeatRouting::default()
+            };
         }
+        if let Some(beat) = self.replicas.get(sender)
+            && beat.matches(&heartbeat.services)
+        {
+            return HeartbeatRouting {
+                refused: beat.refused,
+                ..HeartbeatRouting::default()
+            };
+        }
+        let (out, looked_up) = self.apply_services(heartbeat, sender, now, port);
+        if out.refused > 0 && out.refused == looked_up {
+            if self.replicas.len() >= REFUSED_BEATS_MAX {
+                self.replicas.clear();
+            }
+            let services = heartbeat
+                .services
+                .iter()
+                .map(|s| s.service_name.clone())
+                .collect();
+            self.replicas.insert(
+                sender.to_owned(),
+                RefusedBeat {
+                    services,
+                    refused: out.refused,
+                },
+            );
+        }
+        out
+    }
+
+    /// [`apply_heartbeat`](Self::apply_heartbeat) service by service; also returns how many
+    /// services were looked up in the table (not skipped, not repeated).
+    fn apply_services(
+        &mut self,
+        heartbeat: &ServiceHeartbeatEvent,
+        sender: &str,
+        now: Timestamp,
+        port: u16,
+    ) -> (HeartbeatRouting, usize) {
+        let mut out = HeartbeatRouting::default();
+        let mut looked_up = 0;
         let load = load_percent(heartbeat);
         let may_create = heartbeat.status != InstanceHealthStatus::ShuttingDown;
         // Every heartbeat refreshes the same routes: this path allocates only for names that
         // are not already canonical and for routes it creates.
-        // Bit i: entry i's name is already canonical, so an exact compare decides whether
-        // a later entry repeats it (the usual case, and the hot one: replicas re-send the
-        // same names every few seconds).
-        let mut canonical_mask = 0u64;
+        // `seen[j]`: hash of entry j's canonical key (0 for skipped entries), so a repeat is
+        // found by comparing hashes and only a hash match compares names. Entries past
+        // `SEEN` (more services than any node runs) fall back to comparing names.
+        const SEEN: usize = 32;
+        let mut seen = [0u64; SEEN];
+        // The last owner compared with the sender, by the address of its text, and the
+        // verdict: a node's routes share one `AppId` (see below), so a replica's beat
+        // compares names once instead of once per service. Only compared, never read.
+        let mut last_owner: Option<(*const str, bool)> = None;
+        // One `AppId` for every route this beat creates (clones share the text).
+        let mut sender_id: Option<AppId> = None;
         for (i, entry) in heartbeat.services.iter().enumerate() {
             let owned;
-            let canonical = is_canonical(&entry.service_name);
-            if canonical && i < 64 {
-                canonical_mask |= 1 << i;
-            }
-            let key: &str = if canonical {
+            let key: &str = if is_canonical(&entry.service_name) {
                 &entry.service_name
             } else {
                 owned = canonical_service(&entry.service_name);
                 &owned
             };
-            if key.is_empty() || is_infrastructure(key) || is_orchestrator(key) {
+            if key.is_empty() || is_reserved_canonical(key) {
                 continue;
             }
-            let listed_before = heartbeat.services[..i].iter().enumerate().any(|(j, e)| {
-                let name = e.service_name.as_str();
-                name == key
-                    || (j >= 64 || canonical_mask & (1 << j) == 0) && same_service(name, key)
-            });
+            let hash = FxBuildHasher.hash_one(key);
+            let earlier = &heartbeat.services[..i];
+            let listed_before = if i < SEEN {
+                seen[..i]
+                    .iter()
+                    .zip(earlier)
+                    .any(|(&h, e)| h == hash && same_service(&e.service_name, key))
+            } else {
+                earlier.iter().any(|e| same_service(&e.service_name, key))
+            };
             if listed_before {
                 continue;
             }
+            if i < SEEN {
+                seen[i] = hash;
+            }
+            looked_up += 1;
             match self.routes.get_mut(key) {
-                Some(route)
-                    if route.app_id.as_str() == sender
-                        || route.app_id.as_str().eq_ignore_ascii_case(sender) =>
-                {
-                    route.status = Some(entry.status);
-                    route.load_percent = load;
-                    route.last_updated = now;
-                    out.refreshed += 1;
+                Some(route) => {
+                    let owner: *const str = route.app_id.as_str();
+                    let owned = match last_owner {
+                        Some((prev, verdict)) if std::ptr::eq(prev, owner) => verdict,
+                        _ => {
+                            let name = route.app_id.as_str();
+                            let verdict = name == sender || name.eq_ignore_ascii_case(sender);
+                            last_owner = Some((owner, verdict));
+                            verdict
+                        }
+                    };
+                    if owned {
+                        route.status = Some(entry.status);
+                        route.load_percent = load;
+                        route.last_updated = now;
+                        out.refreshed += 1;
+                    } else {
+                        out.refused += 1;
+                    }
                 }
-                Some(_) => out.refused += 1,
                 None if !may_create => {}
                 None => {
                     let route = Route {
                         host: sender.to_owned(),
-                        app_id: AppId::new(sender),
+                        app_id: sender_id.get_or_insert_with(|| AppId::new(sender)).clone(),
                         port,
                         status: Some(entry.status),
                         last_updated: now,
                         load_percent: load,
                     };
                     self.routes.insert(key.to_owned(), route);
+                    self.replicas.clear();
                     out.created.push(key.to_owned());
                 }
             }
         }
-        out
+        (out, looked_up)
     }
 
     /// Drops routes not written within `ttl` before `now` (a route written at `t` is gone
     /// from `t + ttl` on, like the store's TTL). Returns the dropped services, sorted.
     pub fn expire(&mut self, now: Timestamp, ttl: Duration) -> Vec<String> {
-        let expired: Vec<String> = self
+        let mut expired: Vec<String> = self
             .routes
             .iter()
             .filter(|(_, r)| now.saturating_since(r.last_updated) >= ttl)
@@ -444,6 +581,10 @@ impl RoutingTable {
         for k in &expired {
             self.routes.remove(k);
         }
+        if !expired.is_empty() {
+            self.replicas.clear();
+        }
+        expired.sort_unstable();
         expired
     }
 
@@ -611,6 +752,60 @@ pub(crate) mod tests {
         assert_eq!(table.resolve("account").as_str(), "bannou");
         assert_eq!(table.reset_all(), vec!["game-session".to_owned()]);
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_replica_refused_before_is_refused_again_until_a_route_changes() {
+        use ServiceHealthStatus::Healthy;
+        let mut table = RoutingTable::default();
+        let owner = heartbeat(
+            "n1",
+            &[("auth", Healthy), ("mesh", Healthy), ("chat", Healthy)],
+        );
+        assert_eq!(table.apply_heartbeat(&owner, t(0), 80).created.len(), 2);
+        let replica = heartbeat(
+            "n2",
+            &[("auth", Healthy), ("mesh", Healthy), ("chat", Healthy)],
+        );
+        for at in 1..4 {
+            let out = table.apply_heartbeat(&replica, t(at), 80);
+            assert_eq!((out.refused, out.refreshed, out.created.len()), (2, 0, 0));
+        }
+        // Remembered beats are a cache: equality ignores them.
+        let mut fresh = RoutingTable::default();
+        fresh.apply_heartbeat(&owner, t(0), 80);
+        assert_eq!(table, fresh);
+        // Another list from the same sender is looked at service by service.
+        let more = heartbeat(
+            "n2",
+            &[("auth", Healthy), ("chat", Healthy), ("quest", Healthy)],
+        );
+        let out = table.apply_heartbeat(&more, t(4), 80);
+        assert_eq!((out.refused, out.created), (2, vec!["quest".to_owned()]));
+        // The owner leaves: the replica's next beat (same list as before) takes over.
+        assert_eq!(table.release_app(&"n1".into()), ["auth", "chat"]);
+        let out = table.apply_heartbeat(&replica, t(5), 80);
+        assert_eq!((out.refused, out.created.len()), (0, 2));
+        assert_eq!(table.resolve("auth").as_str(), "n2");
+        // Every other change forgets too: a route moved to the replica is refreshed by it.
+        let third = heartbeat("n3", &[("auth", Healthy)]);
+        assert_eq!(table.apply_heartbeat(&third, t(6), 80).refused, 1);
+        table.set_route("auth", "n3".into(), t(7), 80).unwrap();
+        assert_eq!(table.apply_heartbeat(&third, t(8), 80).refreshed, 1);
+    }
+
+    #[test]
+    fn a_final_beat_that_could_not_create_is_not_remembered_as_refused() {
+        use ServiceHealthStatus::Healthy;
+        let mut table = RoutingTable::default();
+        table.set_route("auth", "n1".into(), t(0), 80).unwrap();
+        let mut hb = heartbeat("n2", &[("auth", Healthy), ("chat", Healthy)]);
+        hb.status = InstanceHealthStatus::ShuttingDown;
+        let out = table.apply_heartbeat(&hb, t(1), 80);
+        assert_eq!((out.refused, out.created.len()), (1, 0));
+        hb.status = InstanceHealthStatus::Healthy;
+        let out = table.apply_heartbeat(&hb, t(2), 80);
+        assert_eq!((out.refused, out.created), (1, vec!["chat".to_owned()]));
     }
 
     #[test]

@@ -203,6 +203,10 @@ pub enum BusError {
 /// Rejects topic names no transport can carry (empty or containing whitespace/control
 /// characters). Implementations call this first so every bus agrees on what is valid.
 pub fn validate_topic(topic: &str) -> Result<(), BusError> {
+    // Fast path (every publish checks its topic): printable ASCII is always valid.
+    if !topic.is_empty() && topic.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
     let reason = if topic.is_empty() {
         "topic is empty"
     } else if topic.chars().any(|c| c.is_whitespace() || c.is_control()) {

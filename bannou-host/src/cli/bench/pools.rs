@@ -11,7 +11,6 @@
 //! moment. Without `--redis` only (a) runs. Keys go under a fresh `bench:{uuid}:` prefix and
 //! are left behind: point it at a throw-away server.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, LeaseStore, MemoryLeaseStore, PoolConfig, PoolSpec, PoolType,
     WorkerIdentity,
 };
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -267,7 +267,7 @@ enum Target {
 /// Who holds which processor, as the clients saw it. Sharded by processor id: one map
 /// behind one mutex became the bottleneck of the in-memory run (two threads parking on it).
 struct Check {
-    held: Vec<Mutex<HashMap<String, usize>>>,
+    held: Vec<Mutex<FxHashMap<String, usize>>>,
     doubles: AtomicU64,
 }
 
@@ -287,10 +287,9 @@ const FREE: usize = usize::MAX;
 
 impl Check {
     /// The shard of one processor: every update of a processor goes through one mutex.
-    fn shard(&self, processor: &str) -> &Mutex<HashMap<String, usize>> {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(processor);
+    fn shard(&self, processor: &str) -> &Mutex<FxHashMap<String, usize>> {
+        use std::hash::BuildHasher;
+        let h = rustc_hash::FxBuildHasher.hash_one(processor);
         &self.held[(h as usize) % CHECK_SHARDS]
     }
 
