@@ -420,9 +420,9 @@ mod tests {
 
     #[tokio::test]
     async fn without_redis_it_is_unavailable_and_refuses_to_deploy() {
-        // An engine address that does not exist: the reason is the engine's.
+        // An engine address where nothing listens: the reason is the engine's.
         let config = DockerConfig {
-            docker_host: Some("unix:///nonexistent/docker.sock".to_owned()),
+            docker_host: Some("tcp://127.0.0.1:1".to_owned()),
             ..DockerConfig::default()
         };
         let inner = DockerBackend::new(

@@ -67,6 +67,11 @@ impl BackendRegistry {
             .collect()
     }
 
+    /// `DefaultBackend` when it is registered (available or not).
+    pub fn default_type(&self) -> Option<BackendType> {
+        self.get(self.default_backend).map(|_| self.default_backend)
+    }
+
     /// The backend of the last deploy, if any (D6).
     pub fn active_type(&self) -> Option<BackendType> {
         *self.active.lock().unwrap_or_else(PoisonError::into_inner)
