@@ -111,9 +111,11 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_SECURE_WEBSOCKET` (true): empty permission registration. Kept for
     /// compatibility; this host registers no WebSocket permissions either way.
     pub secure_websocket: bool,
-    /// `ORCHESTRATOR_DEFAULT_BACKEND` (`compose`): the backend of a deploy that names none
-    /// before any deploy happened. Any spelling of `kubernetes|portainer|swarm|compose`
-    /// (and our `in-process`).
+    /// `ORCHESTRATOR_DEFAULT_BACKEND` (ours: `in-process`, the embedded default; upstream
+    /// `compose`): the backend of a deploy that names none before any deploy happened.
+    /// Any spelling of `kubernetes|portainer|swarm|compose` (and our `in-process`).
+    /// `compose` (Docker) needs Redis: containers heartbeat through it, so the host
+    /// refuses to start with `compose` and in-memory state.
     pub default_backend: BackendType,
     /// `ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS` (90, >= 1): health expiry.
     pub heartbeat_timeout: Duration,
@@ -185,6 +187,11 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_REDIS_CONNECTION_STRING` (none: in-memory adapters). A bare
     /// `host:port` gets `redis://` prepended.
     pub redis_url: Option<String>,
+    /// `ORCHESTRATOR_NODE_REDIS_URL` (ours; none): the Redis URL handed to the containers
+    /// the Docker backend starts, which cannot reach the host's loopback. Unset: the
+    /// orchestrator's own URL with a loopback host (`127.0.0.1`, `localhost`, `::1`)
+    /// replaced by our Docker network's gateway, where the Redis server must listen too.
+    pub node_redis_url: Option<String>,
 
     // === host settings ===
     /// `BANNOU_APP_ID` (`bannou`): the effective app-id.
@@ -219,7 +226,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             secure_websocket: true,
-            default_backend: BackendType::Compose,
+            default_backend: BackendType::InProcess,
             heartbeat_timeout: Duration::from_secs(90),
             degradation_threshold: Duration::from_secs(5 * 60),
             portainer_url: None,
@@ -253,6 +260,7 @@ impl Default for HostConfig {
             lease_cleanup_interval: Duration::from_secs(60),
             default_service_port: 80,
             redis_url: None,
+            node_redis_url: None,
             app_id: AppId::control_plane(),
             heartbeat_enabled: true,
             heartbeat_interval: Duration::from_secs(30),
@@ -524,6 +532,9 @@ impl HostConfig {
         c.redis_url = env
             .optional("ORCHESTRATOR_REDIS_CONNECTION_STRING")
             .map(|v| normalize_redis_url(&v));
+        c.node_redis_url = env
+            .optional("ORCHESTRATOR_NODE_REDIS_URL")
+            .map(|v| normalize_redis_url(&v));
 
         // Host settings.
         if let Some(v) = env.optional("BANNOU_APP_ID") {
@@ -674,7 +685,11 @@ mod tests {
     fn nothing_set_gives_upstream_defaults_and_ours() {
         let c = config(&[]).unwrap();
         assert!(c.secure_websocket);
-        assert_eq!(c.default_backend, BackendType::Compose);
+        assert_eq!(
+            c.default_backend,
+            BackendType::InProcess,
+            "the embedded default"
+        );
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(90));
         assert_eq!(c.degradation_threshold, Duration::from_secs(300));
         assert_eq!(c.portainer_endpoint_id, 1);
@@ -714,6 +729,7 @@ mod tests {
             ("ORCHESTRATOR_OPENRESTY_HOST", " edge "),
             ("ORCHESTRATOR_OPENRESTY_PORT", "65535"),
             ("ORCHESTRATOR_REDIS_CONNECTION_STRING", "bannou-redis:6379"),
+            ("ORCHESTRATOR_NODE_REDIS_URL", "10.1.2.3:6379"),
             ("ORCHESTRATOR_PORTAINER_API_KEY", "k"),
             ("ORCHESTRATOR_API_TOKEN", "t0ken"),
             ("ORCHESTRATOR_LISTEN", "0.0.0.0:9000"),
@@ -734,6 +750,7 @@ mod tests {
         let openresty = c.openresty().unwrap();
         assert_eq!((openresty.host(), openresty.port()), ("edge", 65535));
         assert_eq!(c.redis_url.as_deref(), Some("redis://bannou-redis:6379"));
+        assert_eq!(c.node_redis_url.as_deref(), Some("redis://10.1.2.3:6379"));
         assert_eq!(c.api_token.as_ref().unwrap().expose(), "t0ken");
         assert!(c.check_exposure().is_ok(), "a token allows any address");
         assert!(!c.scaler.autoscale);

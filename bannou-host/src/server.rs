@@ -6,8 +6,9 @@
 //! - the adapters (in-memory store, bus and lease store by default; Redis when a Redis
 //!   URL is configured), shared by the orchestrator and every node it starts in-process;
 //! - on the control plane (app-id `bannou`, orchestrator enabled per spec 3.3): the
-//!   in-process backend (the embedded default) and the [`OrchestratorPlugin`], whose API
-//!   the node serves on the listen address, next to every enabled service's ping;
+//!   candidate backends (spec 18.1, see [`candidate_backends`]) and the
+//!   [`OrchestratorPlugin`], whose API the node serves on the listen address, next to
+//!   every enabled service's ping;
 //! - on any other app-id: a plain node whose mesh reaches other nodes by app-id as a host
 //!   name (containers).
 //!
@@ -20,10 +21,12 @@ use std::sync::Arc;
 
 use orchestrator_core::AppId;
 use orchestrator_core::catalog::Catalog;
+use orchestrator_core::events::BackendType;
 use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::resolver::is_service_enabled;
 use orchestrator_core::time::Clock;
 
+use crate::backends::docker::{DockerNodes, NO_REDIS_REASON};
 use crate::backends::in_process::InProcessBackend;
 use crate::clock::TokioClock;
 use crate::config::HostConfig;
@@ -35,6 +38,15 @@ use crate::plugins::node::{Node, NodeConfig, NodeError};
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The configured default backend cannot work with this configuration (Docker with
+    /// in-memory state: containers could never heartbeat).
+    #[error("ORCHESTRATOR_DEFAULT_BACKEND={backend}: {reason}")]
+    Backend {
+        /// The backend named.
+        backend: BackendType,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The control plane refused (configuration, Redis, store).
     #[error(transparent)]
     Host(#[from] HostError),
@@ -48,6 +60,7 @@ pub struct Server {
     node: Node,
     orchestrator: Option<Arc<OrchestratorPlugin>>,
     backend: Option<Arc<InProcessBackend>>,
+    docker: Option<Arc<DockerNodes>>,
     adapters: Adapters,
 }
 
@@ -94,6 +107,7 @@ impl Server {
                 node,
                 orchestrator: None,
                 backend: None,
+                docker: None,
                 adapters,
             });
         }
@@ -103,7 +117,7 @@ impl Server {
             InProcessBackend::new(adapters.bus.clone(), directory.clone())
                 .with_clock(clock.clone()),
         );
-        let backends: Vec<Arc<dyn ContainerBackend>> = vec![backend.clone()];
+        let (docker, backends) = candidate_backends(&config, backend.clone()).await?;
         let plugin = Arc::new(
             OrchestratorPlugin::new(config.clone(), backends).with_adapters(adapters.clone()),
         );
@@ -124,6 +138,7 @@ impl Server {
             node,
             orchestrator: Some(plugin),
             backend: Some(backend),
+            docker,
             adapters,
         })
     }
@@ -158,6 +173,12 @@ impl Server {
         self.backend.as_ref()
     }
 
+    /// The Docker backend, on the control plane when a Docker client could be made
+    /// (available or not: see its availability check).
+    pub fn docker_backend(&self) -> Option<&Arc<DockerNodes>> {
+        self.docker.as_ref()
+    }
+
     /// The orchestrator service, on the control plane.
     pub async fn service(&self) -> Option<OrchestratorService> {
         match &self.orchestrator {
@@ -173,4 +194,39 @@ impl Server {
         }
         self.node.stop().await;
     }
+}
+
+/// The backends a control plane registers, best first (spec 18.1 with D6):
+/// - Docker ([`DockerNodes`], type `Compose`) whenever a client for
+///   `ORCHESTRATOR_DOCKER_HOST` can be made; its availability check says whether the
+///   engine answers and, with in-memory state, that containers need Redis;
+/// - the in-process backend, always (the embedded default).
+///
+/// Which one a deploy uses: the request's `backend`, else the backend of the last deploy,
+/// else `ORCHESTRATOR_DEFAULT_BACKEND` (ours: `in-process`). A default of `compose`
+/// without Redis is refused here, at start. Returns the Docker backend too, when made.
+pub async fn candidate_backends(
+    config: &HostConfig,
+    in_process: Arc<InProcessBackend>,
+) -> Result<(Option<Arc<DockerNodes>>, Vec<Arc<dyn ContainerBackend>>), ServerError> {
+    if config.default_backend == BackendType::Compose && config.redis_url.is_none() {
+        return Err(ServerError::Backend {
+            backend: BackendType::Compose,
+            reason: NO_REDIS_REASON.to_owned(),
+        });
+    }
+    let mut backends: Vec<Arc<dyn ContainerBackend>> = Vec::new();
+    let docker = match DockerNodes::connect(config).await {
+        Ok(docker) => {
+            let docker = Arc::new(docker);
+            backends.push(docker.clone());
+            Some(docker)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no Docker client; the Docker backend is not offered");
+            None
+        }
+    };
+    backends.push(in_process);
+    Ok((docker, backends))
 }

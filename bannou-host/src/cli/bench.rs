@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 pub mod deploy;
+pub mod docker;
 pub mod heartbeats;
 pub mod pools;
 
@@ -26,8 +27,9 @@ pub enum BenchCommand {
     /// Heartbeats through the in-memory bus and Redis Streams into the ingestion pipeline:
     /// throughput, end-to-end lag, and how fast a silenced instance is reported unavailable.
     Heartbeats(heartbeats::HeartbeatsArgs),
-    /// Deploy a preset until every node is healthy, on the in-process backend: median
-    /// and spread over repeated fresh deployments.
+    /// Deploy until every node is healthy: a preset on the in-process backend (median and
+    /// spread over repeated fresh deployments), or with `--backend docker` an N-node
+    /// topology on Docker against `docker-compose up` of the same nodes.
     Deploy(deploy::DeployBenchArgs),
 }
 

@@ -13,6 +13,7 @@ pub mod health;
 pub mod image;
 pub mod plan;
 pub mod pool;
+pub mod probe;
 pub mod remote;
 pub mod serve;
 pub mod status;
@@ -44,6 +45,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Build the node image `FROM scratch` through the Docker API (`image build`).
     Image(image::ImageArgs),
+    /// GET a URL once; exit 0 on a 2xx answer (container healthchecks: the image has no
+    /// shell or curl).
+    Probe(probe::ProbeArgs),
 
     // === client commands: talk to a running host over HTTP (`--api`, `--token`, `--json`) ===
     /// Deploy a preset (or `--topology FILE`) on a running host.
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
+        Command::Probe(a) => probe::run(a),
         Command::Image(a) => remote::block_on(image::run(a, &mut std::io::stdout().lock())),
         Command::Deploy(a) => {
             remote::block_on(deploy::run_deploy(a, &mut std::io::stdout().lock()))

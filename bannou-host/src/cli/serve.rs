@@ -47,6 +47,10 @@ pub struct HostArgs {
     /// (`ORCHESTRATOR_WAVE_TIMEOUT_SECONDS`, default 120).
     #[arg(long, value_name = "SECONDS")]
     pub wave_timeout: Option<u64>,
+    /// The backend of a deploy that names none (`ORCHESTRATOR_DEFAULT_BACKEND`, default
+    /// `in-process`); `compose` (Docker) needs `--redis`.
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<String>,
 }
 
 impl HostArgs {
@@ -70,6 +74,13 @@ impl HostArgs {
                 bail!("--wave-timeout must be at least 1 second");
             }
             config.wave_timeout = Duration::from_secs(secs);
+        }
+        if let Some(b) = &self.backend {
+            config.default_backend = b.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--backend {b}: expected one of in-process, compose, swarm, kubernetes, portainer"
+                )
+            })?;
         }
         Ok(config)
     }

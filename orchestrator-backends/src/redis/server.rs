@@ -2,9 +2,11 @@
 //!
 //! [`RedisServer::start`] spawns Debian's `redis-server` with persistence off, waits until
 //! it answers `PING`, and kills it on drop. [`RedisServer::for_test`] applies the
-//! skip-or-fail rule of [`crate::require`].
+//! skip-or-fail rule of [`crate::require`]. [`RedisServer::start_bound`] listens on more
+//! addresses than loopback, e.g. a Docker network's gateway, where containers reach the
+//! host.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub struct RedisServer {
     port: u16,
     binary: PathBuf,
     extra_args: Vec<String>,
+    /// Addresses bound besides 127.0.0.1.
+    also_bound: Vec<IpAddr>,
 }
 
 impl RedisServer {
@@ -35,20 +39,36 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// Like [`RedisServer::start`], listening on `also` besides 127.0.0.1 (with protected
+    /// mode off, which would refuse non-loopback clients of a server without password).
+    /// Pick addresses of this machine only, such as a Docker bridge's gateway: the server
+    /// has no password.
+    pub fn start_bound(also: &[IpAddr]) -> Result<RedisServer, ServerError> {
+        let mut server = Self::unstarted(&[])?;
+        server.also_bound = also.iter().copied().filter(|a| !a.is_loopback()).collect();
+        server.spawn()?;
+        Ok(server)
+    }
+
     /// Like [`RedisServer::start`] with extra `redis-server` arguments.
     pub fn start_with(extra_args: &[&str]) -> Result<RedisServer, ServerError> {
+        let mut server = Self::unstarted(extra_args)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn unstarted(extra_args: &[&str]) -> Result<RedisServer, ServerError> {
         let binary = PathBuf::from(
             std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned()),
         );
         let port = free_port().map_err(|e| ServerError::Start(format!("no free port: {e}")))?;
-        let mut server = RedisServer {
+        Ok(RedisServer {
             child: None,
             port,
             binary,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn()?;
-        Ok(server)
+            also_bound: Vec::new(),
+        })
     }
 
     /// For tests: a server, or `None` after printing why the test skips. Panics instead
@@ -73,6 +93,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The addresses it listens on besides 127.0.0.1 ([`RedisServer::start_bound`]).
+    pub fn also_bound(&self) -> &[IpAddr] {
+        &self.also_bound
+    }
+
     /// Kills the server (as `kill -9` would); [`RedisServer::restart`] brings it back on
     /// the same port with an empty dataset.
     pub fn kill(&mut self) {
@@ -90,12 +115,21 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), ServerError> {
         let port = self.port.to_string();
+        let bind = std::iter::once("127.0.0.1".to_owned())
+            .chain(self.also_bound.iter().map(IpAddr::to_string))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let protected = if self.also_bound.is_empty() {
+            "yes"
+        } else {
+            "no"
+        };
         let mut cmd = Command::new(&self.binary);
         cmd.args([
             "--port",
             &port,
             "--bind",
-            "127.0.0.1",
+            &bind,
             "--save",
             "",
             "--appendonly",
@@ -105,7 +139,7 @@ impl RedisServer {
             "--daemonize",
             "no",
             "--protected-mode",
-            "yes",
+            protected,
             "--loglevel",
             "warning",
         ])
@@ -202,6 +236,7 @@ mod tests {
             port: 1,
             binary: "/nonexistent/redis-server".into(),
             extra_args: vec![],
+            also_bound: vec![],
         };
         let err = s.spawn().unwrap_err();
         assert!(matches!(err, ServerError::NotInstalled(_)), "{err}");

@@ -3,6 +3,10 @@
 //! the control plane and the in-process backend in this process, in-memory state and bus,
 //! or Redis with `--redis`. Each run deploys onto nothing and tears down afterwards (not
 //! timed), so every run measures a fresh deployment.
+//!
+//! `--backend docker` runs the container benchmark of [`super::docker`] instead: an
+//! N-node topology (`--nodes`, default 10) on the Docker backend against
+//! `docker-compose up` of the same nodes, `--rounds` times each.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +39,20 @@ pub struct DeployBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// `in-process` (the preset on the in-process backend) or `docker` (a generated
+    /// topology on Docker against docker-compose).
+    #[arg(long, default_value = "in-process", value_parser = ["in-process", "docker"])]
+    pub backend: String,
+    /// Docker: nodes in the generated topology (two layers).
+    #[arg(long, default_value_t = 10)]
+    pub nodes: usize,
+    /// Docker: rounds, each one deploy of ours then one of compose.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Docker: the node image (default `ORCHESTRATOR_DOCKER_IMAGE_NAME`, else
+    /// `bannou:latest`).
+    #[arg(long)]
+    pub image: Option<String>,
 }
 
 /// The numbers, in milliseconds.
@@ -59,6 +77,9 @@ pub fn run(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.backend == "docker" {
+        return runtime.block_on(docker_bench(args, out));
+    }
     runtime.block_on(bench(args, out))
 }
 
@@ -136,5 +157,51 @@ async fn bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()>
             report.median_ms, report.p90_ms, report.min_ms, report.max_ms
         )?;
     }
+    Ok(())
+}
+
+async fn docker_bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    orchestrator_backends::http::install_crypto_provider();
+    let image = match args.image {
+        Some(i) => i,
+        None => HostConfig::from_process_env()?.docker_image_name,
+    };
+    let bench = super::docker::DockerBench {
+        nodes: args.nodes,
+        rounds: args.rounds,
+        redis: args.redis,
+        image,
+    };
+    // Per-round lines go to stderr, so stdout is the report (one object with --json).
+    let report = super::docker::run(bench, &mut std::io::stderr()).await?;
+    if args.json {
+        serde_json::to_writer(&mut *out, &report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "deploy {} nodes in {} waves to all-healthy on Docker ({}), {} rounds:",
+        report.nodes, report.waves, report.image, report.rounds
+    )?;
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        out,
+        "  ours     median {:.2} s  ({})",
+        report.ours_median_s,
+        list(&report.ours_s)
+    )?;
+    writeln!(
+        out,
+        "  compose  median {:.2} s  ({})",
+        report.compose_median_s,
+        list(&report.compose_s)
+    )?;
+    writeln!(out, "  ratio ours / compose: {:.2}", report.ratio)?;
     Ok(())
 }

@@ -67,6 +67,11 @@ impl BackendRegistry {
             .collect()
     }
 
+    /// `DefaultBackend` when it is registered (available or not).
+    pub fn default_type(&self) -> Option<BackendType> {
+        self.get(self.default_backend).map(|_| self.default_backend)
+    }
+
     /// The backend of the last deploy, if any (D6).
     pub fn active_type(&self) -> Option<BackendType> {
         *self.active.lock().unwrap_or_else(PoisonError::into_inner)
@@ -79,7 +84,8 @@ impl BackendRegistry {
 
     /// The backend for a request that names `requested` (or none): the named one, else
     /// the active one, else `DefaultBackend`, else the first available. A named backend
-    /// that is not registered or not available is a 400 naming why.
+    /// that is not registered or not available is a 400 naming why; an unavailable
+    /// `DefaultBackend` a 503 naming why.
     pub async fn select(
         &self,
         requested: Option<BackendType>,
@@ -104,7 +110,16 @@ impl BackendRegistry {
             return Ok(b);
         }
         if let Some(b) = self.get(self.default_backend) {
-            return Ok(b);
+            let availability = b.check_availability().await;
+            if availability.available {
+                return Ok(b);
+            }
+            // A configured default that cannot work is said, not replaced silently.
+            return Err(ServiceError::unavailable(format!(
+                "the default backend {} (ORCHESTRATOR_DEFAULT_BACKEND) is not available: {}",
+                self.default_backend,
+                availability.reason.as_deref().unwrap_or("no reason given")
+            )));
         }
         for b in &self.backends {
             if b.check_availability().await.available {

@@ -73,14 +73,18 @@ impl OrchestratorService {
             .map_or(BackendType::Compose, |b| b.kind);
         let active_backend = match self.deps.backends.active_type() {
             Some(kind) => Some(kind),
-            // Nothing deployed yet: the one a request naming none would use.
-            None => self
-                .deps
-                .backends
-                .select(None)
-                .await
-                .ok()
-                .map(|b| b.backend_type()),
+            // Nothing deployed yet: the one a request naming none would use (the default
+            // even while it is unavailable: its entry says why).
+            None => match self.deps.backends.default_type() {
+                Some(kind) => Some(kind),
+                None => self
+                    .deps
+                    .backends
+                    .select(None)
+                    .await
+                    .ok()
+                    .map(|b| b.backend_type()),
+            },
         };
         Ok(Answer::ok(BackendsResponse {
             timestamp: self.deps.clock.now(),

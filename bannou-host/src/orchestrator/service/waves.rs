@@ -28,6 +28,13 @@ use super::deploy_support::{config_nodes, route_to};
 /// few heartbeats.
 const HEALTH_POLL: Duration = Duration::from_millis(20);
 
+/// How often the health wait asks the backend whether a pending node's process is still
+/// there: a node that exits at start fails its wave at once instead of at the timeout.
+const EXIT_CHECK: Duration = Duration::from_secs(1);
+
+/// How many of a failed node's last log lines its failure message carries.
+pub(super) const FAILURE_LOG_LINES: u32 = 20;
+
 /// A node the executor started, with what the backend said.
 #[derive(Debug, Clone)]
 pub(super) struct StartedNode {
@@ -218,8 +225,14 @@ impl OrchestratorService {
         if !exec.failures.is_empty() {
             return;
         }
-        if let Err(unhealthy) = self.wait_healthy(wave.index, &targets).await {
-            exec.failures.extend(unhealthy);
+        if let Err(unhealthy) = self
+            .wait_healthy(backend.as_ref(), wave.index, &targets)
+            .await
+        {
+            for (target, message) in unhealthy {
+                let logs = last_log_lines(backend.as_ref(), &target.app_id).await;
+                exec.failures.push(format!("{message}{logs}"));
+            }
             return;
         }
 
@@ -325,25 +338,57 @@ impl OrchestratorService {
     }
 
     /// Waits until every target reports every service healthy from its new container, or
-    /// `wave_timeout` passes; then each unhealthy node is named with what is missing.
-    async fn wait_healthy(&self, wave: usize, targets: &[WaitTarget]) -> Result<(), Vec<String>> {
+    /// `wave_timeout` passes, or the backend reports a target's process gone (stopped, or
+    /// restarted by the runtime since the deploy: it exited); then each failed node is
+    /// returned with a message saying what is missing.
+    async fn wait_healthy<'t>(
+        &self,
+        backend: &dyn ContainerBackend,
+        wave: usize,
+        targets: &'t [WaitTarget],
+    ) -> Result<(), Vec<(&'t WaitTarget, String)>> {
         let timeout = self.deps.settings.wave_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let mut next_exit_check = started + EXIT_CHECK;
+        let by_name = |name: &str| targets.iter().find(|t| t.name == name);
         loop {
             let pending = self.unhealthy(targets);
             if pending.is_empty() {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
+            if now >= next_exit_check {
+                next_exit_check = now + EXIT_CHECK;
+                let mut exited = Vec::new();
+                for (name, _) in &pending {
+                    let Some(target) = by_name(name) else {
+                        continue;
+                    };
+                    if let Some(why) = exited_at_start(backend, &target.app_id).await {
+                        exited.push((
+                            target,
+                            format!("{name}: exited at start (wave {wave}): {why}"),
+                        ));
+                    }
+                }
+                if !exited.is_empty() {
+                    return Err(exited);
+                }
+            }
             if now >= deadline {
                 return Err(pending
                     .into_iter()
-                    .map(|(name, missing)| {
-                        format!(
-                            "{name}: not healthy within {}s (wave {wave}): {}",
-                            timeout.as_secs_f64(),
-                            missing.join(", ")
-                        )
+                    .filter_map(|(name, missing)| {
+                        let target = by_name(&name)?;
+                        Some((
+                            target,
+                            format!(
+                                "{name}: not healthy within {}s (wave {wave}): {}",
+                                timeout.as_secs_f64(),
+                                missing.join(", ")
+                            ),
+                        ))
                     })
                     .collect());
             }
@@ -491,5 +536,41 @@ impl OrchestratorService {
             }
         }
         notes
+    }
+}
+
+/// Why a node that was just deployed is no longer running, if it is not: its containers
+/// stopped, or the runtime restarted them (a fresh container that restarts has exited).
+/// `None` while it runs or when the backend cannot tell.
+async fn exited_at_start(backend: &dyn ContainerBackend, app_id: &AppId) -> Option<String> {
+    use orchestrator_core::api::enums::ContainerStatusType;
+    let report = backend.status(app_id).await.ok()?;
+    match report.status {
+        ContainerStatusType::Stopped => Some("its container stopped".to_owned()),
+        _ if report.restart_count > 0 => Some(format!(
+            "its container was restarted {} time(s) by the runtime",
+            report.restart_count
+        )),
+        _ => None,
+    }
+}
+
+/// `"; last log lines:\n  ..."` with the node's last [`FAILURE_LOG_LINES`] log lines, or
+/// nothing when there are none or the backend cannot read them.
+async fn last_log_lines(backend: &dyn ContainerBackend, app_id: &AppId) -> String {
+    let query = orchestrator_core::ports::backend::LogQuery {
+        tail: Some(FAILURE_LOG_LINES),
+        ..Default::default()
+    };
+    match backend.logs(app_id, &query).await {
+        Ok(lines) if !lines.is_empty() => {
+            let mut out = format!("; last {} log line(s):", lines.len());
+            for line in lines {
+                out.push_str("\n  ");
+                out.push_str(line.message.trim_end());
+            }
+            out
+        }
+        _ => String::new(),
     }
 }

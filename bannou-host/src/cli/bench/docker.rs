@@ -1,0 +1,427 @@
+//! `bannou-host bench deploy --backend docker`: deploy-to-all-healthy of an N-node
+//! topology with our orchestrator on the Docker backend, against `docker-compose up -d`
+//! of an equivalent compose file on the same engine and image, alternating.
+//!
+//! - **Topology**: generated, N single-service nodes; the first half host
+//!   `AppFoundation` services, the rest `GameFoundation` ones, so the deploy runs two
+//!   layer-ordered waves.
+//! - **Bus**: `--redis URL`, else a `redis-server` this command starts on 127.0.0.1 and
+//!   our network's gateway (stopped at the end).
+//! - **Network**: both sides run on one bridge network the bench creates
+//!   (`bannou-bench`, labelled `bannou.bench=true`, removed at the end), so neither pays
+//!   for network creation and the Redis address stays the same.
+//! - **Ours**: a control plane in this process; timed from the deploy request until its
+//!   answer, which comes once every node's heartbeat is healthy, wave by wave. Then
+//!   teardown (not timed).
+//! - **Compose**: the same nodes, image and environment as services of project
+//!   `bannou-bench` (compose file format 2.4, which Debian's docker-compose v1 reads), a
+//!   healthcheck `["CMD", "/bannou-host", "probe", "http://127.0.0.1:80/{service}/ping"]`
+//!   and `depends_on: {condition: service_healthy}` on every node of the previous layer;
+//!   timed from `docker-compose up -d` until every container's healthcheck reports
+//!   healthy (v1 has no `--wait`: `docker inspect` is polled). Then `down -v` (not timed).
+//!
+//! Only objects with our labels or compose's `com.docker.compose.project=bannou-bench`
+//! are removed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::ListContainersOptions;
+use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
+use orchestrator_backends::redis::server::RedisServer;
+use orchestrator_core::api::{DeployRequest, TeardownRequest};
+use orchestrator_core::events::BackendType;
+use orchestrator_core::layer::Layer;
+use orchestrator_core::planner::{self, PlanOptions};
+use orchestrator_core::ports::backend::NodeDeployment;
+use orchestrator_core::resolver::Resolved;
+use orchestrator_core::{Catalog, ResolvedNode};
+use serde::Serialize;
+
+use crate::backends::docker::NODE_REDIS_VARIABLE;
+use crate::config::HostConfig;
+use crate::server::Server;
+
+/// The compose project (and the bench network's name).
+pub const PROJECT: &str = "bannou-bench";
+/// Label of the network the bench creates.
+pub const BENCH_LABEL: &str = "bannou.bench";
+/// How often compose containers' health is polled.
+const COMPOSE_POLL: Duration = Duration::from_millis(50);
+/// Healthcheck interval given to compose (and probe timeout).
+const HEALTH_INTERVAL: &str = "250ms";
+/// Longest either side may take to become healthy.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// What the Docker bench is asked to do.
+#[derive(Debug, Clone)]
+pub struct DockerBench {
+    /// Nodes in the generated topology.
+    pub nodes: usize,
+    /// Rounds of ours then compose.
+    pub rounds: usize,
+    /// Redis URL (none: start one).
+    pub redis: Option<String>,
+    /// Node image.
+    pub image: String,
+}
+
+/// The numbers.
+#[derive(Debug, Serialize)]
+pub struct DockerReport {
+    /// Nodes deployed by each side.
+    pub nodes: usize,
+    /// Layer-ordered waves (ours) and dependency levels (compose).
+    pub waves: usize,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Image used by both.
+    pub image: String,
+    /// Each round of ours, seconds.
+    pub ours_s: Vec<f64>,
+    /// Each round of compose, seconds.
+    pub compose_s: Vec<f64>,
+    /// Median of ours.
+    pub ours_median_s: f64,
+    /// Median of compose.
+    pub compose_median_s: f64,
+    /// `ours_median_s / compose_median_s`.
+    pub ratio: f64,
+}
+
+/// The generated topology: nodes in layer order, `(name, service, layer)`.
+pub fn generated_nodes(n: usize) -> anyhow::Result<Vec<(String, String, Layer)>> {
+    if n < 2 {
+        bail!("--nodes must be at least 2 (two layers)");
+    }
+    let catalog = Catalog::builtin();
+    let pick = |layer: Layer| -> Vec<String> {
+        catalog
+            .services()
+            .iter()
+            .filter(|d| d.layer == layer && d.routable && !d.required)
+            .map(|d| d.name.clone())
+            .collect()
+    };
+    let (l1, l2) = (pick(Layer::AppFoundation), pick(Layer::GameFoundation));
+    let first = n.div_ceil(2).min(l1.len());
+    let second = n - first;
+    if second > l2.len() || first == 0 {
+        bail!(
+            "--nodes {n}: the catalog has {} AppFoundation and {} GameFoundation services to \
+             give one to each node",
+            l1.len(),
+            l2.len()
+        );
+    }
+    Ok(l1
+        .into_iter()
+        .take(first)
+        .map(|s| (s, Layer::AppFoundation))
+        .chain(
+            l2.into_iter()
+                .take(second)
+                .map(|s| (s, Layer::GameFoundation)),
+        )
+        .enumerate()
+        .map(|(i, (s, layer))| (format!("bench-{:02}", i + 1), s, layer))
+        .collect())
+}
+
+/// The preset text of the generated topology.
+fn preset_text(nodes: &[(String, String, Layer)]) -> String {
+    let mut text = String::from(
+        "name: bench-docker\ndescription: generated by bench deploy --backend docker\n\
+         topology:\n  nodes:\n",
+    );
+    for (name, service, _) in nodes {
+        text.push_str(&format!(
+            "    - name: {name}\n      services: [{service}]\n"
+        ));
+    }
+    text
+}
+
+/// The compose file: one service per node, same image and environment as ours.
+fn compose_file(
+    nodes: &[ResolvedNode],
+    layers: &[(String, String, Layer)],
+    backend: &DockerBackend,
+    image: &str,
+    redis_for_nodes: &str,
+) -> String {
+    let mut out = format!(
+        "# Generated by `bannou-host bench deploy --backend docker`.\nversion: \"2.4\"\n\
+         networks:\n  default:\n    external:\n      name: {PROJECT}\nservices:\n"
+    );
+    for node in nodes {
+        let Some((_, service, layer)) = layers.iter().find(|(n, _, _)| *n == node.name) else {
+            continue;
+        };
+        let mut deployment = NodeDeployment::new(node.app_id.clone(), &node.name, image);
+        deployment.environment = node.environment.clone();
+        deployment
+            .environment
+            .insert(NODE_REDIS_VARIABLE.to_owned(), redis_for_nodes.to_owned());
+        let env = backend.node_environment(&deployment);
+        out.push_str(&format!("  {}:\n    image: {image}\n", node.app_id));
+        out.push_str("    environment:\n");
+        for (k, v) in env {
+            out.push_str(&format!("      {k}: {}\n", serde_json::Value::String(v)));
+        }
+        out.push_str(&format!(
+            "    healthcheck:\n      test: [\"CMD\", \"/bannou-host\", \"probe\", \"http://127.0.0.1:{}/{service}/ping\"]\n      \
+             interval: {HEALTH_INTERVAL}\n      timeout: 2s\n      retries: 240\n",
+            backend.config().node_port
+        ));
+        let below: Vec<&String> = layers
+            .iter()
+            .filter(|(_, _, l)| *l < *layer)
+            .filter(|(_, _, l)| !layers.iter().any(|(_, _, m)| *m > *l && *m < *layer))
+            .map(|(n, _, _)| n)
+            .collect();
+        if !below.is_empty() {
+            out.push_str("    depends_on:\n");
+            for dep in below {
+                out.push_str(&format!(
+                    "      {dep}:\n        condition: service_healthy\n"
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn docker_compose(file: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new("docker-compose")
+        .arg("-p")
+        .arg(PROJECT)
+        .arg("-f")
+        .arg(file)
+        .args(args)
+        .output()
+        .context("cannot run docker-compose (Debian package docker-compose)")?;
+    if !output.status.success() {
+        bail!(
+            "docker-compose {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until `expected` containers of the compose project report healthy.
+async fn compose_healthy(docker: &Docker, expected: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("com.docker.compose.project={PROJECT}")],
+        )])),
+        ..Default::default()
+    };
+    loop {
+        let list = docker.list_containers(Some(options.clone())).await?;
+        // The list's status text carries the health: `Up 2 seconds (healthy)`.
+        let healthy = list
+            .iter()
+            .filter(|c| c.status.as_deref().is_some_and(|s| s.contains("(healthy)")))
+            .count();
+        if healthy >= expected {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("compose: {healthy} of {expected} containers healthy after {PATIENCE:?}");
+        }
+        tokio::time::sleep(COMPOSE_POLL).await;
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Runs the Docker bench; see the module docs.
+pub async fn run(bench: DockerBench, out: &mut dyn Write) -> anyhow::Result<DockerReport> {
+    if bench.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let docker = orchestrator_backends::containers::docker::connect_negotiated(None).await?;
+    docker
+        .inspect_image(&bench.image)
+        .await
+        .with_context(|| format!("image {} (build it: scripts/build-image.sh)", bench.image))?;
+    // Our bench network, shared by both sides.
+    let created = match docker.inspect_network(PROJECT, None).await {
+        Ok(_) => None,
+        Err(_) => {
+            let r = docker
+                .create_network(NetworkCreateRequest {
+                    name: PROJECT.to_owned(),
+                    driver: Some("bridge".to_owned()),
+                    labels: Some(HashMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())])),
+                    ..Default::default()
+                })
+                .await?;
+            Some(r.id)
+        }
+    };
+    let result = run_on_network(&bench, &docker, out).await;
+    if let Some(id) = created {
+        let _ = docker.remove_network(&id).await;
+    }
+    result
+}
+
+async fn run_on_network(
+    bench: &DockerBench,
+    docker: &Docker,
+    out: &mut dyn Write,
+) -> anyhow::Result<DockerReport> {
+    let probe = DockerBackend::new(
+        docker.clone(),
+        DockerConfig {
+            network: PROJECT.to_owned(),
+            ..DockerConfig::default()
+        },
+    );
+    let gateway = probe.ensure_network().await?.gateway;
+    let (_redis, redis_url) = match &bench.redis {
+        Some(url) => (None, url.clone()),
+        None => {
+            let gw = gateway.context("the bench network has no gateway")?;
+            let server = RedisServer::start_bound(&[gw])?;
+            let url = server.url();
+            (Some(server), url)
+        }
+    };
+    let node_redis = crate::backends::docker::node_redis_url(&redis_url, None, gateway)
+        .context("no address for the nodes to reach Redis")?;
+
+    let layers = generated_nodes(bench.nodes)?;
+    let presets = tempfile::tempdir()?;
+    std::fs::write(
+        presets.path().join("bench-docker.yaml"),
+        preset_text(&layers),
+    )?;
+    let mut config = HostConfig::from_env(|_| None)?;
+    config.presets_host_path = presets.path().to_path_buf();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.redis_url = Some(redis_url.clone());
+    config.docker_network = PROJECT.to_owned();
+    config.docker_image_name = bench.image.clone();
+    config.deploy_parallelism = config.deploy_parallelism.max(bench.nodes);
+
+    let catalog = Catalog::builtin();
+    let parsed =
+        orchestrator_core::preset::PresetLibrary::new(presets.path()).load("bench-docker")?;
+    let resolved = Resolved::from_preset(&parsed, &BTreeMap::new(), &BTreeMap::new(), catalog)?;
+    let plan = planner::plan(&[], &resolved.nodes, catalog, &PlanOptions::default())
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
+    let waves = plan.waves.iter().filter(|w| !w.actions.is_empty()).count();
+    let compose_path = presets.path().join("docker-compose.yml");
+    std::fs::write(
+        &compose_path,
+        compose_file(&resolved.nodes, &layers, &probe, &bench.image, &node_redis),
+    )?;
+
+    let server = Server::start(config).await?;
+    let service = server.service().await.context("no control plane")?;
+    let mut ours = Vec::new();
+    let mut compose = Vec::new();
+    let result: anyhow::Result<()> = async {
+        for round in 1..=bench.rounds {
+            let start = tokio::time::Instant::now();
+            let answer = service
+                .deploy(DeployRequest {
+                    preset: Some("bench-docker".to_owned()),
+                    backend: Some(BackendType::Compose),
+                    ..DeployRequest::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("round {round}: deploy refused: {e}"))?;
+            let took = start.elapsed().as_secs_f64();
+            if !answer.body.success {
+                bail!(
+                    "round {round}: deploy failed: {:?}",
+                    answer.body.warnings.unwrap_or_default()
+                );
+            }
+            service
+                .teardown(TeardownRequest::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("round {round}: teardown: {e}"))?;
+            ours.push(took);
+
+            let start = tokio::time::Instant::now();
+            docker_compose(&compose_path, &["up", "-d"])?;
+            compose_healthy(docker, bench.nodes).await?;
+            let took = start.elapsed().as_secs_f64();
+            docker_compose(&compose_path, &["down", "-v", "--timeout", "10"])?;
+            compose.push(took);
+            writeln!(
+                out,
+                "round {round}: ours {:.2} s, compose {took:.2} s",
+                ours[ours.len() - 1]
+            )?;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = service.teardown(TeardownRequest::default()).await;
+        let _ = docker_compose(&compose_path, &["down", "-v", "--timeout", "5"]);
+    }
+    server.shutdown().await;
+    result?;
+    let (om, cm) = (median(&ours), median(&compose));
+    Ok(DockerReport {
+        nodes: bench.nodes,
+        waves,
+        rounds: bench.rounds,
+        image: bench.image.clone(),
+        ours_s: ours,
+        compose_s: compose,
+        ours_median_s: om,
+        compose_median_s: cm,
+        ratio: om / cm,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_nodes_in_two_layers() {
+        let nodes = generated_nodes(10).unwrap();
+        assert_eq!(nodes.len(), 10);
+        assert_eq!(
+            nodes.iter().filter(|n| n.2 == Layer::AppFoundation).count(),
+            5
+        );
+        assert!(nodes.iter().any(|n| n.2 == Layer::GameFoundation));
+        assert!(generated_nodes(1).is_err());
+        assert!(generated_nodes(10_000).is_err());
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+    }
+}
