@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::errors::Error as DockerError;
 use bollard::models::{
     LocalNodeState, NetworkCreateRequest, Service, ServiceSpec, SwarmInfo, Task,
 };
@@ -58,9 +59,7 @@ use bollard::query_parameters::{
     ListTasksOptions, UpdateServiceOptions,
 };
 use orchestrator_core::Timestamp;
-use orchestrator_core::api::enums::{
-    CleanTarget, ContainerStatusType, RestartPriority, RestartStrategy,
-};
+use orchestrator_core::api::enums::{CleanTarget, RestartPriority, RestartStrategy};
 use orchestrator_core::events::BackendType;
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
@@ -149,6 +148,10 @@ impl std::fmt::Debug for SwarmBackend {
 
 /// Polling interval while waiting for the engine.
 const POLL: Duration = Duration::from_millis(200);
+/// Swarm's answer to an update at a stale version.
+const OUT_OF_SEQUENCE: &str = "update out of sequence";
+/// Tries of an update that keeps meeting a newer version.
+const UPDATE_ATTEMPTS: u32 = 10;
 
 impl SwarmBackend {
     /// A backend on an existing client.
@@ -403,28 +406,52 @@ impl SwarmBackend {
         Ok(())
     }
 
-    /// Submits `spec` as the new spec of `service` (at the version we read).
-    async fn update(&self, service: &Service, spec: ServiceSpec) -> Result<(), BackendError> {
-        let id = service.id.clone().unwrap_or_default();
-        let version = service
-            .version
-            .as_ref()
-            .and_then(|v| v.index)
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(0);
-        let options = UpdateServiceOptions {
-            version,
-            ..Default::default()
-        };
-        let response = self
-            .docker
-            .update_service(&id, spec, options, None)
-            .await
-            .map_err(map_err)?;
-        for w in response.warnings.unwrap_or_default() {
-            tracing::warn!(service = %service_name(service), "swarm: {w}");
+    /// Replaces the spec of service `id` with `change(current spec)`, at the version just
+    /// read; Swarm bumps a service's version on its own (e.g. while allocating a new one),
+    /// so an "update out of sequence" is retried on a fresh read. Returns the spec it
+    /// changed.
+    async fn update_with<F>(&self, id: &str, change: F) -> Result<ServiceSpec, BackendError>
+    where
+        F: Fn(&ServiceSpec) -> ServiceSpec,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self
+                .docker
+                .inspect_service(id, None::<InspectServiceOptions>)
+                .await
+                .map_err(map_err)?;
+            let base = current.spec.clone().unwrap_or_default();
+            let version = current
+                .version
+                .as_ref()
+                .and_then(|v| v.index)
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(0);
+            let options = UpdateServiceOptions {
+                version,
+                ..Default::default()
+            };
+            match self
+                .docker
+                .update_service(id, change(&base), options, None)
+                .await
+            {
+                Ok(response) => {
+                    for w in response.warnings.unwrap_or_default() {
+                        tracing::warn!(service = %service_name(&current), "swarm: {w}");
+                    }
+                    return Ok(base);
+                }
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if message.contains(OUT_OF_SEQUENCE) && attempt < UPDATE_ATTEMPTS =>
+                {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => return Err(map_err(e)),
+            }
         }
-        Ok(())
     }
 
     /// Removes a service (gone already is fine) and waits, bounded by
@@ -492,7 +519,8 @@ impl SwarmBackend {
         let now = self.clock.now();
         for service in &all {
             let summary = summarise_service(service, &tasks_for(service, &tasks));
-            if summary.status != ContainerStatusType::Stopped {
+            // Ended for good (or scaled to zero): nothing runs or will run.
+            if !(summary.ended || summary.running == 0 && summary.desired == 0) {
                 continue;
             }
             if let Some(threshold) = older_than {
@@ -644,35 +672,40 @@ impl ContainerBackend for SwarmBackend {
 
         let environment = self.node_environment(node);
         let hosts = swarm_hosts(&self.config.extra_hosts);
-        let force_update = same_name
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.force_update)
-            .map_or(0, |n| n + 1);
-        let spec = service_spec(
-            node,
-            &SpecInputs {
-                name: &name,
-                image: &image,
-                environment: &environment,
-                network: &network.id,
-                hosts: &hosts,
-                stop_grace: self.config.stop_grace,
-                replicas,
-                force_update,
-            },
-        );
+        let spec_with = |force_update: u64| {
+            service_spec(
+                node,
+                &SpecInputs {
+                    name: &name,
+                    image: &image,
+                    environment: &environment,
+                    network: &network.id,
+                    hosts: &hosts,
+                    stop_grace: self.config.stop_grace,
+                    replicas,
+                    force_update,
+                },
+            )
+        };
         let id = match &same_name {
             // In place: a rolling update to fresh tasks (ForceUpdate moved on).
             Some(current) => {
-                self.update(current, spec).await?;
-                current.id.clone().unwrap_or_default()
+                let id = current.id.clone().unwrap_or_default();
+                self.update_with(&id, |base| {
+                    let forced = base
+                        .task_template
+                        .as_ref()
+                        .and_then(|t| t.force_update)
+                        .unwrap_or(0);
+                    spec_with(forced + 1)
+                })
+                .await?;
+                id
             }
             None => {
                 let created = self
                     .docker
-                    .create_service(spec, None)
+                    .create_service(spec_with(0), None)
                     .await
                     .map_err(map_err)?;
                 for w in created.warnings.unwrap_or_default() {
@@ -717,8 +750,8 @@ impl ContainerBackend for SwarmBackend {
         let found = self.find_some(app_id).await?;
         self.check_replicas(replicas)?;
         let service = &found[0];
-        let mut spec = service.spec.clone().unwrap_or_default();
-        let Some(previous) = spec_replicas(&spec) else {
+        let id = service.id.clone().unwrap_or_default();
+        if service.spec.as_ref().and_then(spec_replicas).is_none() {
             return Err(BackendError::Unsupported {
                 operation: BackendOperation::Scale,
                 reason: format!(
@@ -726,13 +759,16 @@ impl ContainerBackend for SwarmBackend {
                     service_name(service)
                 ),
             });
-        };
-        if previous != replicas {
-            spec.mode = Some(replicated(replicas));
-            self.update(service, spec).await?;
         }
+        let base = self
+            .update_with(&id, |base| {
+                let mut spec = base.clone();
+                spec.mode = Some(replicated(replicas));
+                spec
+            })
+            .await?;
         Ok(ScaleResult {
-            previous_replicas: previous,
+            previous_replicas: spec_replicas(&base).unwrap_or(1),
             current_replicas: replicas,
         })
     }
@@ -743,18 +779,23 @@ impl ContainerBackend for SwarmBackend {
         options: &RestartOptions,
     ) -> Result<RestartOutcome, BackendError> {
         let found = self.find_some(app_id).await?;
-        let service = &found[0];
-        let mut spec = service.spec.clone().unwrap_or_default();
-        let replicas = spec_replicas(&spec).unwrap_or(1);
+        let id = found[0].id.clone().unwrap_or_default();
         let rolling = options.priority == RestartPriority::Graceful;
-        let template = spec.task_template.get_or_insert_with(Default::default);
-        template.force_update = Some(template.force_update.unwrap_or(0) + 1);
-        template
-            .container_spec
-            .get_or_insert_with(Default::default)
-            .stop_grace_period = Some(nanos(options.effective_grace()));
-        spec.update_config = Some(update_config(if rolling { 1 } else { 0 }));
-        self.update(service, spec).await?;
+        let grace = nanos(options.effective_grace());
+        let base = self
+            .update_with(&id, |base| {
+                let mut spec = base.clone();
+                let template = spec.task_template.get_or_insert_with(Default::default);
+                template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+                template
+                    .container_spec
+                    .get_or_insert_with(Default::default)
+                    .stop_grace_period = Some(grace);
+                spec.update_config = Some(update_config(if rolling { 1 } else { 0 }));
+                spec
+            })
+            .await?;
+        let replicas = spec_replicas(&base).unwrap_or(1);
         Ok(RestartOutcome {
             current_instances: replicas,
             strategy: if rolling {

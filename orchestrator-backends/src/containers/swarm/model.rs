@@ -55,12 +55,27 @@ pub fn task_status(state: Option<TaskState>) -> ContainerStatusType {
     }
 }
 
-/// True when Swarm wants the task gone (scaled away, replaced, or its service removed).
+/// True when Swarm removes the task's slot (scaled away, or its service removed).
 fn retired(task: &Task) -> bool {
-    matches!(
-        task.desired_state,
-        Some(TaskState::SHUTDOWN | TaskState::REMOVE | TaskState::COMPLETE)
-    )
+    task.desired_state == Some(TaskState::REMOVE)
+}
+
+/// The node state of one current task: [`task_status`] of its observed state, except that
+/// a task Swarm is shutting down (desired `shutdown`) that still runs or starts is
+/// Stopping. A task that ended on its own is also desired `shutdown` and keeps its state
+/// (failed => Unhealthy, complete => Stopped).
+pub fn current_status(task: &Task) -> ContainerStatusType {
+    let observed = task_status(task.status.as_ref().and_then(|s| s.state));
+    if task.desired_state == Some(TaskState::SHUTDOWN)
+        && matches!(
+            observed,
+            ContainerStatusType::Running | ContainerStatusType::Starting
+        )
+    {
+        ContainerStatusType::Stopping
+    } else {
+        observed
+    }
 }
 
 fn created(task: &Task) -> (Option<Timestamp>, u64) {
@@ -71,7 +86,7 @@ fn created(task: &Task) -> (Option<Timestamp>, u64) {
 }
 
 /// The service's current tasks: the newest task of each slot (each node, for a global
-/// service), unless Swarm wants that slot's task gone. Older tasks of a slot are history
+/// service), unless Swarm is removing that slot. Older tasks of a slot are history
 /// (Swarm keeps a few per slot: restarted, failed or replaced ones).
 pub fn current_tasks(tasks: &[Task]) -> Vec<&Task> {
     let mut newest: BTreeMap<String, &Task> = BTreeMap::new();
@@ -94,7 +109,7 @@ pub fn current_tasks(tasks: &[Task]) -> Vec<&Task> {
 pub fn running_task_ids(tasks: &[Task]) -> Vec<String> {
     current_tasks(tasks)
         .into_iter()
-        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter(|t| current_status(t) == ContainerStatusType::Running)
         .filter_map(|t| t.id.clone())
         .collect()
 }
@@ -110,8 +125,14 @@ pub struct TaskSummary {
     pub desired: u32,
     /// When the newest running task started running.
     pub started_at: Option<Timestamp>,
-    /// When the last current task stopped, if none runs.
+    /// When the last current task ended, if every one has ([`TaskSummary::ended`]).
     pub stopped_at: Option<Timestamp>,
+    /// Every current task has ended (completed, failed, rejected or shut down) and Swarm
+    /// will not replace it (desired `shutdown`), and no slot waits for a task: nothing of
+    /// the node runs or will run until it is changed. (A task that failed under restart
+    /// condition `any` is also desired `shutdown` until its replacement appears, after the
+    /// policy's delay.)
+    pub ended: bool,
     /// Tasks that ended on their own (failed, rejected or complete, then replaced by
     /// Swarm's restart policy) among those Swarm still keeps.
     pub crashes: u32,
@@ -119,13 +140,28 @@ pub struct TaskSummary {
     pub error: Option<String>,
 }
 
-/// Summarises `tasks` for a service with `desired` replicas (`None`: global).
+/// True when a task has ended and Swarm does not want it running.
+fn has_ended(task: &Task) -> bool {
+    matches!(
+        task.status.as_ref().and_then(|s| s.state),
+        Some(
+            TaskState::COMPLETE
+                | TaskState::SHUTDOWN
+                | TaskState::FAILED
+                | TaskState::REJECTED
+                | TaskState::ORPHANED
+        )
+    ) && !matches!(
+        task.desired_state,
+        Some(TaskState::RUNNING | TaskState::READY)
+    )
+}
+
+/// Summarises `tasks` for a service with `desired` replicas (`None`: global). Slots
+/// without a task yet count as starting.
 pub fn summarise(tasks: &[Task], desired: Option<u32>) -> TaskSummary {
     let current = current_tasks(tasks);
-    let states: Vec<ContainerStatusType> = current
-        .iter()
-        .map(|t| task_status(t.status.as_ref().and_then(|s| s.state)))
-        .collect();
+    let states: Vec<ContainerStatusType> = current.iter().map(|t| current_status(t)).collect();
     let desired = desired.unwrap_or(u32::try_from(current.len()).unwrap_or(u32::MAX));
     let stamp = |t: &Task| {
         t.status
@@ -139,11 +175,13 @@ pub fn summarise(tasks: &[Task], desired: Option<u32>) -> TaskSummary {
     for (t, s) in current.iter().zip(&states) {
         match s {
             ContainerStatusType::Running => started_at = started_at.max(stamp(t)),
-            ContainerStatusType::Stopped => stopped_at = stopped_at.max(stamp(t)),
             ContainerStatusType::Unhealthy if error.is_none() => {
                 error = t.status.as_ref().and_then(|st| st.err.clone());
             }
             _ => {}
+        }
+        if has_ended(t) {
+            stopped_at = stopped_at.max(stamp(t));
         }
     }
     let current_ids: Vec<&str> = current.iter().filter_map(|t| t.id.as_deref()).collect();
@@ -157,8 +195,14 @@ pub fn summarise(tasks: &[Task], desired: Option<u32>) -> TaskSummary {
             )
         })
         .count();
-    // Scaled to zero, or every task gone: nothing runs.
-    let status = if states.is_empty() {
+    // A slot Swarm has not made a task for yet (just created or scaled up) is starting;
+    // scaled to zero, nothing runs.
+    let missing = usize::try_from(desired)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(current.len());
+    let status = if missing > 0 {
+        aggregate_state(&[states.as_slice(), &[ContainerStatusType::Starting]].concat())
+    } else if states.is_empty() {
         ContainerStatusType::Stopped
     } else {
         aggregate_state(&states)
@@ -167,14 +211,14 @@ pub fn summarise(tasks: &[Task], desired: Option<u32>) -> TaskSummary {
         .iter()
         .filter(|s| **s == ContainerStatusType::Running)
         .count();
+    let ended = missing == 0 && current.iter().all(|t| has_ended(t));
     TaskSummary {
         status,
         running: u32::try_from(running).unwrap_or(u32::MAX),
         desired,
         started_at,
-        stopped_at: (status == ContainerStatusType::Stopped)
-            .then_some(stopped_at)
-            .flatten(),
+        stopped_at: ended.then_some(stopped_at).flatten(),
+        ended,
         crashes: u32::try_from(crashes).unwrap_or(u32::MAX),
         error,
     }
@@ -424,6 +468,8 @@ mod tests {
             .map(|t| t.id.clone().unwrap())
             .collect();
         assert_eq!(ids, vec!["new1", "new2"]);
+        let stopping = task("s", 1, "2024-01-01T00:00:00Z", RUNNING, SHUTDOWN);
+        assert_eq!(current_status(&stopping), ContainerStatusType::Stopping);
         assert_eq!(running_task_ids(&tasks), vec!["new1"]);
         let s = summarise(&tasks, Some(2));
         assert_eq!(s.status, ContainerStatusType::Running);
@@ -433,6 +479,7 @@ mod tests {
             Some(Timestamp::parse("2024-01-01T00:01:01Z").unwrap())
         );
         assert_eq!(s.stopped_at, None);
+        assert!(!s.ended);
     }
 
     #[test]
@@ -442,6 +489,8 @@ mod tests {
             (s.status, s.running, s.desired),
             (ContainerStatusType::Stopped, 0, 0)
         );
+        let s = summarise(&[], Some(1));
+        assert_eq!(s.status, ContainerStatusType::Starting, "no task made yet");
         let mut t = task(
             "t",
             1,
@@ -450,7 +499,16 @@ mod tests {
             TaskState::RUNNING,
         );
         t.status.as_mut().unwrap().err = Some("No such image: x".into());
+        // Swarm marks a task that failed for good as desired `shutdown`.
+        let s = summarise(std::slice::from_ref(&t), Some(1));
+        assert!(!s.ended, "desired running: Swarm will retry it");
+        t.desired_state = Some(TaskState::SHUTDOWN);
         let s = summarise(&[t], Some(1));
+        assert!(s.ended);
+        assert_eq!(
+            s.stopped_at,
+            Some(Timestamp::parse("2024-01-01T00:00:01Z").unwrap())
+        );
         assert_eq!(s.status, ContainerStatusType::Unhealthy);
         assert_eq!(s.error.as_deref(), Some("No such image: x"));
         let done = task(
@@ -458,7 +516,7 @@ mod tests {
             1,
             "2024-01-01T00:00:00Z",
             TaskState::COMPLETE,
-            TaskState::RUNNING,
+            TaskState::SHUTDOWN,
         );
         let s = summarise(&[done], Some(1));
         assert_eq!(s.status, ContainerStatusType::Stopped);
