@@ -289,6 +289,24 @@ async fn swarm_backend_on_the_local_engine() {
     let Some((docker, image)) = docker_and_image(test).await else {
         return;
     };
+    let probe = SwarmBackend::new(docker.clone(), SwarmConfig::default());
+    let was_active = docker
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.swarm)
+        .and_then(|s| s.local_node_state)
+        == Some(LocalNodeState::ACTIVE);
+    if !was_active {
+        let a = probe.check_availability().await;
+        assert!(!a.available, "{a:?}");
+        assert!(
+            a.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("not active")),
+            "{a:?}"
+        );
+    }
     let session = match SwarmSession::enter(&docker).await {
         Ok(s) => s,
         Err(e) => {
@@ -313,6 +331,12 @@ async fn swarm_backend_on_the_local_engine() {
     .await;
     remove_test_objects(&docker, &prefix, &network).await;
     session.leave().await;
+    if !was_active {
+        assert!(
+            !probe.check_availability().await.available,
+            "the engine's swarm is inactive again"
+        );
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -11,6 +11,9 @@
 //!   `bannou.orchestrator-managed=true` when missing, with the aliases `{appId}` and
 //!   `bannou-{appId}` (nodes reach each other at `http://{appId}:{node_port}`, as on
 //!   standalone Docker). An existing network of that name must be an overlay network.
+//!   Unlike our standalone bridge, the overlay's gateway is not this host: tasks reach
+//!   the host (a Redis or control plane running there) through `docker_gwbridge`, at
+//!   that bridge's gateway address.
 //! - **Names and labels** (spec 5.3): service `bannou-{serviceName}-{appId}` labelled with
 //!   the node's labels and [`labels`] (`bannou.app-id`, `bannou.service`,
 //!   `bannou.orchestrator-managed=true`); only services with the managed label are ever
