@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
@@ -43,11 +42,10 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    LogsOptions, PruneImagesOptions, PruneNetworksOptions, PruneVolumesOptions,
-    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    PruneImagesOptions, PruneNetworksOptions, PruneVolumesOptions, RemoveContainerOptions,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
 };
-use futures::StreamExt;
-use orchestrator_core::api::enums::{CleanTarget, ContainerStatusType, LogStreamType};
+use orchestrator_core::api::enums::{CleanTarget, ContainerStatusType};
 use orchestrator_core::events::BackendType;
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
@@ -60,7 +58,7 @@ use orchestrator_core::ports::backend::{
 use orchestrator_core::time::Clock;
 use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
 
-use self::logs::{LogAssembler, select};
+use self::logs::{logs_options, read_lines, select};
 use self::model::{
     NETWORK_LABEL, aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter,
     map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
@@ -150,7 +148,7 @@ pub async fn connect_negotiated(host: Option<&str>) -> Result<Docker, BackendErr
 }
 
 /// Maps a bollard error: transport failures are `Unavailable`, engine answers `Runtime`.
-fn map_err(e: DockerError) -> BackendError {
+pub(crate) fn map_err(e: DockerError) -> BackendError {
     match e {
         DockerError::DockerResponseServerError {
             status_code,
@@ -172,14 +170,35 @@ fn map_err(e: DockerError) -> BackendError {
 }
 
 /// True for an engine answer with `status`.
-fn is_status(e: &DockerError, status: u16) -> bool {
+pub(crate) fn is_status(e: &DockerError, status: u16) -> bool {
     matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == status)
 }
 
 /// Whole seconds for Docker's stop timeouts (rounded up, at most `i32::MAX`).
-fn seconds(d: Duration) -> i32 {
+pub(crate) fn seconds(d: Duration) -> i32 {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     i32::try_from(s).unwrap_or(i32::MAX)
+}
+
+/// The environment of a node on our Docker-engine backends (standalone and Swarm):
+/// [`docker_injected_environment`] under `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, then
+/// `extra` and the node's own environment on top (later wins).
+pub fn layered_environment(
+    node: &NodeDeployment,
+    orchestrator_app_id: &AppId,
+    node_port: u16,
+    certificates_mounted: bool,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut caller = BTreeMap::from([(LISTEN_VARIABLE.to_owned(), format!("0.0.0.0:{node_port}"))]);
+    caller.extend(extra.clone());
+    caller.extend(node.environment.clone());
+    docker_injected_environment(
+        &node.app_id,
+        orchestrator_app_id,
+        certificates_mounted,
+        &caller,
+    )
 }
 
 /// What we know about our network.
@@ -307,17 +326,12 @@ impl DockerBackend {
     /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
     /// node's environment (later wins).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
-        let mut caller = BTreeMap::from([(
-            LISTEN_VARIABLE.to_owned(),
-            format!("0.0.0.0:{}", self.config.node_port),
-        )]);
-        caller.extend(self.config.extra_environment.clone());
-        caller.extend(node.environment.clone());
-        docker_injected_environment(
-            &node.app_id,
+        layered_environment(
+            node,
             &self.config.orchestrator_app_id,
+            self.config.node_port,
             self.config.certificates_host_path.is_some(),
-            &caller,
+            &self.config.extra_environment,
         )
     }
 
@@ -698,39 +712,8 @@ impl DockerBackend {
         id: &str,
         query: &LogQuery,
     ) -> Result<Vec<LogLine>, BackendError> {
-        // Docker's `since`/`until` are whole seconds: widen them, filter exactly later.
-        // With a time window, `tail` is applied after filtering, not by Docker.
-        let windowed = query.since.is_some() || query.until.is_some();
-        let options = LogsOptions {
-            follow: false,
-            stdout: true,
-            stderr: true,
-            since: query
-                .since
-                .map(|t| i32::try_from(t.unix_millis().div_euclid(1000)).unwrap_or(0))
-                .unwrap_or(0),
-            until: query
-                .until
-                .map(|t| i32::try_from(t.unix_millis().div_euclid(1000) + 1).unwrap_or(i32::MAX))
-                .unwrap_or(0),
-            timestamps: true,
-            tail: match query.tail {
-                Some(n) if !windowed => n.to_string(),
-                _ => "all".to_owned(),
-            },
-        };
-        let mut stream = self.docker.logs(id, Some(options));
-        let mut assembler = LogAssembler::new(self.clock.now());
-        while let Some(item) = stream.next().await {
-            match item.map_err(map_err)? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    assembler.push(LogStreamType::Stdout, &message)
-                }
-                LogOutput::StdErr { message } => assembler.push(LogStreamType::Stderr, &message),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-        Ok(assembler.finish())
+        let stream = self.docker.logs(id, Some(logs_options(query)));
+        read_lines(stream, self.clock.now()).await
     }
 
     async fn prune_containers(&self, older_than: Option<Duration>, report: &mut PruneReport) {
@@ -781,95 +764,6 @@ impl DockerBackend {
                     message: e.to_string(),
                 }),
             }
-        }
-    }
-
-    fn managed_filter() -> HashMap<String, Vec<String>> {
-        HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
-        )])
-    }
-
-    async fn prune_target(&self, target: CleanTarget, report: &mut PruneReport) {
-        let fail = |report: &mut PruneReport, e: DockerError| {
-            report.errors.push(PruneFailure {
-                target,
-                id: None,
-                message: map_err(e).to_string(),
-            })
-        };
-        match target {
-            CleanTarget::Networks => {
-                let options = PruneNetworksOptions {
-                    filters: Some(Self::managed_filter()),
-                };
-                match self.docker.prune_networks(Some(options)).await {
-                    Ok(r) => report.removed.extend(
-                        r.networks_deleted
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|id| PrunedItem { target, id }),
-                    ),
-                    Err(e) => fail(report, e),
-                }
-            }
-            CleanTarget::Volumes => {
-                let mut filters = Self::managed_filter();
-                // API 1.42+ prunes only anonymous volumes unless `all=true`.
-                let v = self.docker.client_version();
-                if (v.major_version, v.minor_version) >= (1, 42) {
-                    filters.insert("all".to_owned(), vec!["true".to_owned()]);
-                }
-                let options = PruneVolumesOptions {
-                    filters: Some(filters),
-                };
-                match self.docker.prune_volumes(Some(options)).await {
-                    Ok(r) => {
-                        report.reclaimed_bytes += r
-                            .space_reclaimed
-                            .and_then(|b| u64::try_from(b).ok())
-                            .unwrap_or(0);
-                        report.removed.extend(
-                            r.volumes_deleted
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|id| PrunedItem { target, id }),
-                        );
-                    }
-                    Err(e) => fail(report, e),
-                }
-            }
-            CleanTarget::Images => {
-                // Images carry their own marker (containers inherit image labels).
-                let filters = HashMap::from([
-                    (
-                        "label".to_owned(),
-                        vec![format!("{IMAGE_MANAGED_LABEL}=true")],
-                    ),
-                    ("dangling".to_owned(), vec!["true".to_owned()]),
-                ]);
-                let options = PruneImagesOptions {
-                    filters: Some(filters),
-                };
-                match self.docker.prune_images(Some(options)).await {
-                    Ok(r) => {
-                        report.reclaimed_bytes += r
-                            .space_reclaimed
-                            .and_then(|b| u64::try_from(b).ok())
-                            .unwrap_or(0);
-                        report.removed.extend(
-                            r.images_deleted
-                                .unwrap_or_default()
-                                .into_iter()
-                                .filter_map(|i| i.deleted)
-                                .map(|id| PrunedItem { target, id }),
-                        );
-                    }
-                    Err(e) => fail(report, e),
-                }
-            }
-            CleanTarget::Containers | CleanTarget::All => {}
         }
     }
 
@@ -1234,10 +1128,106 @@ impl ContainerBackend for DockerBackend {
             CleanTarget::Images,
         ] {
             if targets.contains(&target) {
-                self.prune_target(target, &mut report).await;
+                prune_engine_target(&self.docker, target, &mut report).await;
             }
         }
         Ok(report)
+    }
+}
+
+/// Filter on our managed label.
+fn managed_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
+    )])
+}
+
+/// Prunes one of `Networks`, `Volumes`, `Images` on the engine, limited to our labels
+/// (images: `bannou.orchestrator-image=true` and dangling); failures go into `report`.
+pub(crate) async fn prune_engine_target(
+    docker: &Docker,
+    target: CleanTarget,
+    report: &mut PruneReport,
+) {
+    let fail = |report: &mut PruneReport, e: DockerError| {
+        report.errors.push(PruneFailure {
+            target,
+            id: None,
+            message: map_err(e).to_string(),
+        })
+    };
+    match target {
+        CleanTarget::Networks => {
+            let options = PruneNetworksOptions {
+                filters: Some(managed_filter()),
+            };
+            match docker.prune_networks(Some(options)).await {
+                Ok(r) => report.removed.extend(
+                    r.networks_deleted
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|id| PrunedItem { target, id }),
+                ),
+                Err(e) => fail(report, e),
+            }
+        }
+        CleanTarget::Volumes => {
+            let mut filters = managed_filter();
+            // API 1.42+ prunes only anonymous volumes unless `all=true`.
+            let v = docker.client_version();
+            if (v.major_version, v.minor_version) >= (1, 42) {
+                filters.insert("all".to_owned(), vec!["true".to_owned()]);
+            }
+            let options = PruneVolumesOptions {
+                filters: Some(filters),
+            };
+            match docker.prune_volumes(Some(options)).await {
+                Ok(r) => {
+                    report.reclaimed_bytes += r
+                        .space_reclaimed
+                        .and_then(|b| u64::try_from(b).ok())
+                        .unwrap_or(0);
+                    report.removed.extend(
+                        r.volumes_deleted
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|id| PrunedItem { target, id }),
+                    );
+                }
+                Err(e) => fail(report, e),
+            }
+        }
+        CleanTarget::Images => {
+            // Images carry their own marker (containers inherit image labels).
+            let filters = HashMap::from([
+                (
+                    "label".to_owned(),
+                    vec![format!("{IMAGE_MANAGED_LABEL}=true")],
+                ),
+                ("dangling".to_owned(), vec!["true".to_owned()]),
+            ]);
+            let options = PruneImagesOptions {
+                filters: Some(filters),
+            };
+            match docker.prune_images(Some(options)).await {
+                Ok(r) => {
+                    report.reclaimed_bytes += r
+                        .space_reclaimed
+                        .and_then(|b| u64::try_from(b).ok())
+                        .unwrap_or(0);
+                    report.removed.extend(
+                        r.images_deleted
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|i| i.deleted)
+                            .map(|id| PrunedItem { target, id }),
+                    );
+                }
+                Err(e) => fail(report, e),
+            }
+        }
+        CleanTarget::Containers | CleanTarget::All => {}
     }
 }
 

@@ -6,12 +6,17 @@
 //! - [`docker`]: the standalone Docker backend (spec 18.3 with the fixes of DESIGN.md
 //!   section 5): our own labelled network, named and labelled containers, replicas,
 //!   structured logs, and prune/orphan cleanup limited to objects carrying our label.
+//! - [`swarm`]: the Docker Swarm backend (spec 18.4, fixed): one replicated service per
+//!   node on an overlay network of ours, status from real tasks, scale, rolling restart,
+//!   service logs, and prune limited to our label. It shares the standalone backend's
+//!   naming, environment layering, log reader and label-limited engine prune.
 //! - `testing` (feature `testkit`): the test image built once per process, unique names
 //!   and cleanup for tests against the local engine.
 //!
-//! Swarm, Portainer and Kubernetes backends and backend detection follow.
+//! Portainer and Kubernetes backends and backend detection follow.
 
 pub mod docker;
 pub mod image;
+pub mod swarm;
 #[cfg(feature = "testkit")]
 pub mod testing;

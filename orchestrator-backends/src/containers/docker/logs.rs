@@ -2,10 +2,63 @@
 //! the 8-byte-framed stream into stdout and stderr chunks; [`LogAssembler`] splits each
 //! stream into lines and reads the RFC 3339 timestamp Docker puts in front of each line
 //! (`timestamps=true`); [`select`] merges replicas and applies a [`LogQuery`].
+//!
+//! [`logs_options`] and [`read_lines`] are shared by every log source of the engine:
+//! container logs (standalone backend) and service logs (Swarm backend).
 
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::LogsOptions;
+use futures::{Stream, StreamExt};
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::enums::LogStreamType;
-use orchestrator_core::ports::backend::{LogLine, LogQuery};
+use orchestrator_core::ports::backend::{BackendError, LogLine, LogQuery};
+
+/// The engine's log request for `query`: both streams, timestamps on. Docker's
+/// `since`/`until` are whole seconds, so they are widened (and [`select`] filters exactly
+/// later); with a time window `tail` is left to [`select`] too, since the engine applies it
+/// before its own time filter.
+pub fn logs_options(query: &LogQuery) -> LogsOptions {
+    let windowed = query.since.is_some() || query.until.is_some();
+    LogsOptions {
+        follow: false,
+        stdout: true,
+        stderr: true,
+        since: query
+            .since
+            .map(|t| i32::try_from(t.unix_millis().div_euclid(1000)).unwrap_or(0))
+            .unwrap_or(0),
+        until: query
+            .until
+            .map(|t| i32::try_from(t.unix_millis().div_euclid(1000) + 1).unwrap_or(i32::MAX))
+            .unwrap_or(0),
+        timestamps: true,
+        tail: match query.tail {
+            Some(n) if !windowed => n.to_string(),
+            _ => "all".to_owned(),
+        },
+    }
+}
+
+/// Reads a demultiplexed log stream (container or service logs) into lines; a line
+/// without a timestamp before any timed one gets `fallback`.
+pub async fn read_lines<S>(stream: S, fallback: Timestamp) -> Result<Vec<LogLine>, BackendError>
+where
+    S: Stream<Item = Result<LogOutput, DockerError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut assembler = LogAssembler::new(fallback);
+    while let Some(item) = stream.next().await {
+        match item.map_err(super::map_err)? {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                assembler.push(LogStreamType::Stdout, &message)
+            }
+            LogOutput::StdErr { message } => assembler.push(LogStreamType::Stderr, &message),
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    Ok(assembler.finish())
+}
 
 /// Collects the chunks of one container's log stream into [`LogLine`]s.
 #[derive(Debug)]
@@ -163,6 +216,51 @@ mod tests {
             "only a real timestamp is split off"
         );
         assert_eq!(split_timestamp(" lead"), (None, " lead"));
+    }
+
+    #[test]
+    fn log_requests_widen_windows_and_leave_tail_to_select() {
+        let q = LogQuery {
+            tail: Some(3),
+            ..LogQuery::default()
+        };
+        let o = logs_options(&q);
+        assert!(o.stdout && o.stderr && o.timestamps && !o.follow);
+        assert_eq!((o.tail.as_str(), o.since, o.until), ("3", 0, 0));
+        let q = LogQuery {
+            tail: Some(3),
+            since: Some(t("2024-01-01T00:00:01.5Z")),
+            until: Some(t("2024-01-01T00:00:02.5Z")),
+        };
+        let o = logs_options(&q);
+        assert_eq!(o.tail, "all");
+        assert_eq!(o.since, 1_704_067_201);
+        assert_eq!(o.until, 1_704_067_203);
+    }
+
+    #[tokio::test]
+    async fn streams_become_lines() {
+        let chunks = vec![
+            Ok(LogOutput::StdOut {
+                message: "2024-01-01T00:00:01Z out\n".into(),
+            }),
+            Ok(LogOutput::StdErr {
+                message: "2024-01-01T00:00:02Z err\n".into(),
+            }),
+        ];
+        let lines = read_lines(futures::stream::iter(chunks), Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].stream, LogStreamType::Stderr);
+        let failing = futures::stream::iter(vec![Err(DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: "gone".into(),
+        })]);
+        assert!(matches!(
+            read_lines(failing, Timestamp::UNIX_EPOCH).await,
+            Err(BackendError::Runtime { .. })
+        ));
     }
 
     #[test]
