@@ -26,6 +26,7 @@ use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::resolver::is_service_enabled;
 use orchestrator_core::time::Clock;
 
+use crate::backends::SwarmNodes;
 use crate::backends::docker::{DockerNodes, NO_REDIS_REASON};
 use crate::backends::in_process::InProcessBackend;
 use crate::clock::TokioClock;
@@ -227,6 +228,14 @@ pub async fn candidate_backends(
             None
         }
     };
+    // Spec 18.1 lists Swarm ahead of standalone Docker; it is available only on an
+    // active Swarm manager with a Redis address the tasks can reach.
+    if docker.is_some() {
+        match SwarmNodes::connect(config).await {
+            Ok(swarm) => backends.insert(0, Arc::new(swarm)),
+            Err(e) => tracing::debug!(error = %e, "no Swarm client; Swarm is not offered"),
+        }
+    }
     backends.push(in_process);
     Ok((docker, backends))
 }
