@@ -13,5 +13,6 @@
 
 pub mod docker;
 pub mod image;
+pub mod kubernetes;
 #[cfg(feature = "testkit")]
 pub mod testing;
