@@ -11,6 +11,7 @@ pub mod containers;
 pub mod deploy;
 pub mod health;
 pub mod image;
+pub mod k8s;
 pub mod plan;
 pub mod pool;
 pub mod remote;
@@ -44,6 +45,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Build the node image `FROM scratch` through the Docker API (`image build`).
     Image(image::ImageArgs),
+    /// Kubernetes helpers: `k8s manifests PRESET` prints the Deployments and Services a
+    /// deploy of the preset would apply, as YAML (touches nothing).
+    K8s(k8s::K8sArgs),
 
     // === client commands: talk to a running host over HTTP (`--api`, `--token`, `--json`) ===
     /// Deploy a preset (or `--topology FILE`) on a running host.
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
+        Command::K8s(args) => k8s::run(args, &mut std::io::stdout().lock()),
         Command::Image(a) => remote::block_on(image::run(a, &mut std::io::stdout().lock())),
         Command::Deploy(a) => {
             remote::block_on(deploy::run_deploy(a, &mut std::io::stdout().lock()))
