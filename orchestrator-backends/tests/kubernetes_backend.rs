@@ -694,6 +694,20 @@ async fn api_errors_name_the_object_and_the_status() {
         other => panic!("want a conflict, got {other:?}"),
     }
 
+    // A missing namespace answers an apply with 404: a runtime error, not "no such node".
+    fake.fail(
+        "PATCH",
+        &format!("/deployments/{name}"),
+        404,
+        "NotFound",
+        &format!("namespaces \"{NS}\" not found"),
+    );
+    let err = backend.deploy_node(&node("bannou-a")).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Runtime { message } if message.contains("HTTP 404 NotFound: namespaces")),
+        "{err:?}"
+    );
+
     // Deleted between find and scale: not found.
     backend.deploy_node(&node("bannou-a")).await.unwrap();
     fake.fail(

@@ -228,6 +228,16 @@ fn map_kube(e: kube::Error, what: &What<'_>, app_id: Option<&AppId>) -> BackendE
     }
 }
 
+/// Maps an error of a server-side apply for `app_id`: like [`map_kube`], except that a 404
+/// (the namespace does not exist) is a runtime error with the API's words, not "no such
+/// node".
+fn map_apply(e: kube::Error, what: &What<'_>, app_id: &AppId) -> BackendError {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => map_kube(kube::Error::Api(s), what, None),
+        other => map_kube(other, what, Some(app_id)),
+    }
+}
+
 /// Whole seconds (rounded up) for display.
 fn secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -575,7 +585,7 @@ impl ContainerBackend for KubernetesBackend {
             Err(e) => {
                 let reason = match map_kube(e, &self.what("read", "version", ""), None) {
                     BackendError::Unavailable { reason } => reason,
-                    other => format!("Kubernetes API error: {other}"),
+                    other => other.to_string(),
                 };
                 Availability::unavailable(reason)
             }
@@ -624,7 +634,7 @@ impl ContainerBackend for KubernetesBackend {
                 &Patch::Apply(&objects.deployment),
             )
             .await
-            .map_err(|e| map_kube(e, &self.what("apply", "Deployment", &name), Some(app)))?;
+            .map_err(|e| map_apply(e, &self.what("apply", "Deployment", &name), app))?;
         self.services()
             .patch(
                 &service_name,
@@ -632,7 +642,7 @@ impl ContainerBackend for KubernetesBackend {
                 &Patch::Apply(&objects.service),
             )
             .await
-            .map_err(|e| map_kube(e, &self.what("apply", "Service", &service_name), Some(app)))?;
+            .map_err(|e| map_apply(e, &self.what("apply", "Service", &service_name), app))?;
 
         if let Some(timeout) = self.config.deploy_wait {
             self.wait_until_available(app, timeout).await?;
@@ -785,9 +795,10 @@ impl ContainerBackend for KubernetesBackend {
             container: Some(manifest::CONTAINER_NAME.to_owned()),
             timestamps: true,
             tail_lines: query.tail.filter(|_| !windowed).map(i64::from),
-            since_time: query
-                .since
-                .and_then(|t| k8s_openapi::jiff::Timestamp::from_millisecond(t.unix_millis()).ok()),
+            // Whole seconds, rounded down (widened; the exact bound is applied below).
+            since_time: query.since.and_then(|t| {
+                k8s_openapi::jiff::Timestamp::from_second(t.unix_millis().div_euclid(1000)).ok()
+            }),
             ..LogParams::default()
         };
         let text = self.pods().logs(&name, &params).await.map_err(|e| {
