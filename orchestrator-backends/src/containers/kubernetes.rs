@@ -41,7 +41,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +158,39 @@ pub async fn client_config(config: &KubernetesConfig) -> Result<kube::Config, Ba
             ),
         }
     })
+}
+
+/// Where a pod's service-account credentials are mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Detection of spec 18.1, presence only (no API call): `Ok("in-cluster")` when the
+/// service-account `token` and `ca.crt` exist, else `Ok(path)` of the kubeconfig at
+/// `kubeconfig_path` or `{home}/.kube/config` that exists, else
+/// `Err("No Kubernetes credentials found")`.
+pub fn detect_credentials(
+    kubeconfig_path: Option<&Path>,
+    home: Option<&Path>,
+) -> Result<String, String> {
+    detect_credentials_in(Path::new(SERVICE_ACCOUNT_DIR), kubeconfig_path, home)
+}
+
+/// [`detect_credentials`] with the service-account directory given (for tests).
+pub fn detect_credentials_in(
+    service_account_dir: &Path,
+    kubeconfig_path: Option<&Path>,
+    home: Option<&Path>,
+) -> Result<String, String> {
+    if service_account_dir.join("token").is_file() && service_account_dir.join("ca.crt").is_file() {
+        return Ok("in-cluster".to_owned());
+    }
+    let kubeconfig = match kubeconfig_path {
+        Some(p) => Some(p.to_path_buf()),
+        None => home.map(|h| h.join(".kube").join("config")),
+    };
+    match kubeconfig {
+        Some(p) if p.is_file() => Ok(p.display().to_string()),
+        _ => Err("No Kubernetes credentials found".to_owned()),
+    }
 }
 
 /// What an API call was about, for error messages: `apply Deployment default/x`.
@@ -937,6 +970,36 @@ mod tests {
                 app_id: AppId::from("b")
             }
         );
+    }
+
+    #[test]
+    fn detection_is_presence_only() {
+        let root = std::env::temp_dir().join(format!("bannou-k8s-detect-{}", std::process::id()));
+        let sa = root.join("sa");
+        let home = root.join("home");
+        std::fs::create_dir_all(&sa).unwrap();
+        std::fs::create_dir_all(home.join(".kube")).unwrap();
+        let none = detect_credentials_in(&sa, None, Some(&home));
+        assert_eq!(none, Err("No Kubernetes credentials found".to_owned()));
+        std::fs::write(home.join(".kube/config"), "x").unwrap();
+        assert_eq!(
+            detect_credentials_in(&sa, None, Some(&home)),
+            Ok(home.join(".kube/config").display().to_string())
+        );
+        let explicit = root.join("kc");
+        assert!(detect_credentials_in(&sa, Some(&explicit), Some(&home)).is_err());
+        std::fs::write(&explicit, "x").unwrap();
+        assert_eq!(
+            detect_credentials_in(&sa, Some(&explicit), Some(&home)),
+            Ok(explicit.display().to_string())
+        );
+        std::fs::write(sa.join("token"), "t").unwrap();
+        std::fs::write(sa.join("ca.crt"), "c").unwrap();
+        assert_eq!(
+            detect_credentials_in(&sa, None, None),
+            Ok("in-cluster".to_owned())
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
