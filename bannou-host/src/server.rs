@@ -35,6 +35,9 @@ use crate::host::{Adapters, HostError, OrchestratorPlugin};
 use crate::mesh::{ContainerDirectory, EndpointDirectory, InProcessDirectory};
 use crate::orchestrator::service::OrchestratorService;
 use crate::plugins::node::{Node, NodeConfig, NodeError};
+use orchestrator_backends::containers::kubernetes::{
+    KubernetesBackend, KubernetesConfig, detect_credentials,
+};
 
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +238,42 @@ pub async fn candidate_backends(
             Ok(swarm) => backends.insert(0, Arc::new(swarm)),
             Err(e) => tracing::debug!(error = %e, "no Swarm client; Swarm is not offered"),
         }
+    }
+    // Kubernetes comes first (spec 18.1 priority 1) when credentials are present: in
+    // cluster, or a kubeconfig (`ORCHESTRATOR_KUBECONFIG_PATH`, else `~/.kube/config`).
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match detect_credentials(config.kubeconfig_path.as_deref(), home.as_deref()) {
+        Ok(source) => {
+            let k8s = KubernetesConfig {
+                namespace: config.kubernetes_namespace.clone(),
+                kubeconfig_path: config.kubeconfig_path.clone(),
+                node_port: config.default_service_port,
+                // Pods heartbeat through Redis: the node URL when configured, else the
+                // orchestrator's own when it is not loopback.
+                extra_environment: config
+                    .redis_url
+                    .as_deref()
+                    .and_then(|url| {
+                        crate::backends::docker::node_redis_url(
+                            url,
+                            config.node_redis_url.as_deref(),
+                            None,
+                        )
+                    })
+                    .map(|url| {
+                        [(crate::backends::docker::NODE_REDIS_VARIABLE.to_owned(), url)].into()
+                    })
+                    .unwrap_or_default(),
+                ..KubernetesConfig::default()
+            };
+            match KubernetesBackend::connect(k8s).await {
+                Ok(b) => backends.insert(0, Arc::new(b)),
+                Err(e) => {
+                    tracing::warn!(%source, error = %e, "Kubernetes credentials found but unusable")
+                }
+            }
+        }
+        Err(reason) => tracing::debug!(%reason, "Kubernetes is not offered"),
     }
     backends.push(in_process);
     Ok((docker, backends))

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod deploy;
 pub mod health;
 pub mod image;
+pub mod k8s;
 pub mod plan;
 pub mod pool;
 pub mod probe;
@@ -48,6 +49,9 @@ pub enum Command {
     /// GET a URL once; exit 0 on a 2xx answer (container healthchecks: the image has no
     /// shell or curl).
     Probe(probe::ProbeArgs),
+    /// Kubernetes helpers: `k8s manifests PRESET` prints the Deployments and Services a
+    /// deploy of the preset would apply, as YAML (touches nothing).
+    K8s(k8s::K8sArgs),
 
     // === client commands: talk to a running host over HTTP (`--api`, `--token`, `--json`) ===
     /// Deploy a preset (or `--topology FILE`) on a running host.
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(args, &mut std::io::stdout().lock()),
         Command::Probe(a) => probe::run(a),
+        Command::K8s(args) => k8s::run(args, &mut std::io::stdout().lock()),
         Command::Image(a) => remote::block_on(image::run(a, &mut std::io::stdout().lock())),
         Command::Deploy(a) => {
             remote::block_on(deploy::run_deploy(a, &mut std::io::stdout().lock()))

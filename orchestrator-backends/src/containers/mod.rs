@@ -1,5 +1,5 @@
-//! Container runtime adapters: the Docker backend (bollard) and the image every deployed
-//! node runs.
+//! Container runtime adapters: Docker, Swarm (bollard) and Kubernetes (kube), and the
+//! image every deployed node runs.
 //!
 //! - [`image`]: builds our `FROM scratch` image of a static `bannou-host` binary through the
 //!   Docker API, with the build context (a tar) made in Rust, so nothing is ever pulled.
@@ -13,10 +13,16 @@
 //! - `testing` (feature `testkit`): the test image built once per process, unique names
 //!   and cleanup for tests against the local engine.
 //!
-//! Portainer and Kubernetes backends and backend detection follow.
+//! - [`kubernetes`]: the Kubernetes backend (kube, k8s-openapi; spec 18.5 fixed): a
+//!   Deployment and a Service per node by server-side apply, status from the Deployment
+//!   and its pods, the scale subresource, rollout restart, logs of the newest ready pod.
+//!   Tested through kube's real client against a fake API server (no cluster here).
+//!
+//! The Portainer backend follows.
 
 pub mod docker;
 pub mod image;
+pub mod kubernetes;
 pub mod swarm;
 #[cfg(feature = "testkit")]
 pub mod testing;

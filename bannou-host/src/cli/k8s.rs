@@ -1,0 +1,277 @@
+//! `bannou-host k8s manifests PRESET`: the Kubernetes objects a deploy of the preset on the
+//! Kubernetes backend would create (a Deployment and a Service per node), printed as
+//! multi-document YAML for review or GitOps. Touches nothing.
+//!
+//! Same code path as the backend: the preset is resolved and planned as `plan` does, each
+//! node becomes the `NodeDeployment` the deploy executor builds, and the objects come from
+//! `orchestrator_backends::containers::kubernetes::manifest::node_objects`, which the
+//! backend server-side applies.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use orchestrator_backends::containers::kubernetes::KubernetesConfig;
+use orchestrator_backends::containers::kubernetes::manifest::{node_objects, render_yaml};
+use orchestrator_core::planner::{self, PlanOptions};
+use orchestrator_core::ports::backend::NodeDeployment;
+use orchestrator_core::preset::{ParsedPreset, PresetLibrary};
+use orchestrator_core::resolver::Resolved;
+use orchestrator_core::{Catalog, ResolvedNode};
+
+/// Arguments of `k8s`.
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: K8sCommand,
+}
+
+/// Subcommands of `k8s`.
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Print the Deployments and Services a deploy of PRESET would apply, as YAML.
+    Manifests(ManifestsArgs),
+}
+
+/// Arguments of `k8s manifests`.
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    /// A preset file (`path/to/x.yaml`) or a preset name looked up in the presets directory.
+    pub preset: String,
+    /// Namespace of the objects.
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "ORCHESTRATOR_KUBERNETES_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+    /// Image of every node.
+    #[arg(
+        long,
+        value_name = "IMG",
+        env = "ORCHESTRATOR_DOCKER_IMAGE_NAME",
+        default_value = "bannou:latest"
+    )]
+    pub image: String,
+    /// Port nodes listen on (container port, Service port).
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
+        default_value_t = 80
+    )]
+    pub port: u16,
+    /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`,
+    /// else `presets/`).
+    #[arg(long, value_name = "DIR")]
+    pub presets: Option<PathBuf>,
+    /// Extra environment for every node (`KEY=VALUE`, repeatable), like a deploy request's
+    /// `environment`.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+/// Runs `k8s`, writing to `out`.
+pub fn run(args: K8sArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    match args.command {
+        K8sCommand::Manifests(a) => manifests(a, out),
+    }
+}
+
+/// What the deploy executor asks the backend to start for `node` (one replica, the node
+/// name as service name, the resolved environment; as `waves.rs` builds it).
+fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
+    let mut d = NodeDeployment::new(node.app_id.clone(), node.name.clone(), image);
+    d.environment = node.environment.clone();
+    d
+}
+
+/// Runs `k8s manifests`: resolves and plans the preset (as a deploy from nothing would),
+/// then prints every node's objects. Invalid input is an error; nothing is printed then.
+pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let catalog = Catalog::builtin();
+    let (parsed, source) = load_preset(&args.preset, args.presets.clone())?;
+    let orchestrator_env: BTreeMap<String, String> = std::env::vars().collect();
+    let request_env: BTreeMap<String, String> = args.env.iter().cloned().collect();
+    let resolved = Resolved::from_preset(&parsed, &orchestrator_env, &request_env, catalog)
+        .with_context(|| format!("resolving preset `{}`", parsed.preset.name))?;
+    let plan = planner::plan(&[], &resolved.nodes, catalog, &PlanOptions::default())
+        .map_err(|rejected| anyhow::anyhow!("{rejected}"))
+        .with_context(|| format!("planning preset `{}` ({source})", parsed.preset.name))?;
+
+    let config = KubernetesConfig {
+        namespace: args.namespace.clone(),
+        node_port: args.port,
+        ..KubernetesConfig::default()
+    };
+    let objects = plan
+        .nodes
+        .iter()
+        .map(|n| node_objects(&node_deployment(n, &args.image), &config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let yaml = render_yaml(&objects).context("rendering the objects as YAML")?;
+    writeln!(
+        out,
+        "# Kubernetes objects of preset `{}` ({source}): {} node(s) in namespace `{}`.",
+        parsed.preset.name,
+        plan.nodes.len(),
+        args.namespace
+    )?;
+    writeln!(
+        out,
+        "# Generated by `bannou-host k8s manifests`; the orchestrator applies the same objects \
+         (server-side apply, field manager `{}`).",
+        config.field_manager
+    )?;
+    if !resolved.pools.is_empty() {
+        writeln!(
+            out,
+            "# Processing-pool workers ({} pool(s)) are started by the orchestrator at run time \
+             and are not listed.",
+            resolved.pools.len()
+        )?;
+    }
+    out.write_all(yaml.as_bytes())?;
+    Ok(())
+}
+
+/// A path (anything with a separator or a YAML extension) is read directly; otherwise the
+/// name is looked up in the presets directory (as `plan` does).
+fn load_preset(arg: &str, presets: Option<PathBuf>) -> anyhow::Result<(ParsedPreset, String)> {
+    let looks_like_path =
+        arg.contains('/') || arg.contains('\\') || arg.ends_with(".yaml") || arg.ends_with(".yml");
+    if looks_like_path {
+        let path = Path::new(arg);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let parsed = PresetLibrary::new(dir).load_path(path)?;
+        Ok((parsed, path.display().to_string()))
+    } else {
+        let dir = super::presets_dir(presets);
+        let parsed = PresetLibrary::new(&dir).load(arg)?;
+        Ok((
+            parsed,
+            dir.join(format!("{arg}.yaml")).display().to_string(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::Value;
+
+    fn presets() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets")
+    }
+
+    fn manifests_of(preset: &str, extra: &[&str]) -> String {
+        let mut argv = vec!["bannou-host", "k8s", "manifests", preset, "--presets"];
+        let dir = presets();
+        argv.push(dir.to_str().unwrap());
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::K8s(args) = cli.command else {
+            panic!("not the k8s command")
+        };
+        let mut out = Vec::new();
+        run(args, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_preset_prints_a_deployment_and_a_service_per_node() {
+        let mut names: Vec<String> = std::fs::read_dir(presets())
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "yaml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
+            })
+            .collect();
+        names.sort();
+        assert!(!names.is_empty());
+        for name in names {
+            let yaml = manifests_of(&name, &["--namespace", "games", "--image", "reg/bannou:1"]);
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml)
+                .unwrap_or_else(|e| panic!("{name}: not YAML: {e}\n{yaml}"));
+
+            let parsed = PresetLibrary::new(presets()).load(&name).unwrap();
+            let resolved = Resolved::from_preset(
+                &parsed,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                Catalog::builtin(),
+            )
+            .unwrap();
+            let plan = planner::plan(
+                &[],
+                &resolved.nodes,
+                Catalog::builtin(),
+                &PlanOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(docs.len(), 2 * plan.nodes.len(), "{name}");
+            for n in &plan.nodes {
+                let deployment_name = format!("bannou-{}-{}", n.name, n.app_id);
+                let d = docs
+                    .iter()
+                    .find(|d| {
+                        d["kind"] == "Deployment" && d["metadata"]["name"] == *deployment_name
+                    })
+                    .unwrap_or_else(|| panic!("{name}: no Deployment {deployment_name}"));
+                assert_eq!(d["apiVersion"], "apps/v1");
+                assert_eq!(d["metadata"]["namespace"], "games");
+                assert_eq!(
+                    d["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    "bannou-orchestrator"
+                );
+                assert_eq!(d["metadata"]["labels"]["bannou.app-id"], n.app_id.as_str());
+                let c = &d["spec"]["template"]["spec"]["containers"][0];
+                assert_eq!(c["image"], "reg/bannou:1");
+                for e in c["env"].as_array().unwrap() {
+                    assert!(
+                        e["value"].is_string(),
+                        "{name}: env values stay strings in YAML: {e}"
+                    );
+                }
+                let s = docs
+                    .iter()
+                    .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == n.app_id.as_str())
+                    .unwrap_or_else(|| panic!("{name}: no Service {}", n.app_id));
+                assert_eq!(s["apiVersion"], "v1");
+                assert_eq!(s["spec"]["selector"]["bannou.app-id"], n.app_id.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_preset_is_an_error() {
+        let dir = presets();
+        let cli = crate::cli::Cli::try_parse_from([
+            "bannou-host",
+            "k8s",
+            "manifests",
+            "no-such-preset",
+            "--presets",
+            dir.to_str().unwrap(),
+        ])
+        .unwrap();
+        let crate::cli::Command::K8s(args) = cli.command else {
+            panic!("not the k8s command")
+        };
+        let mut out = Vec::new();
+        assert!(run(args, &mut out).is_err());
+        assert!(out.is_empty(), "nothing printed on error");
+    }
+}
