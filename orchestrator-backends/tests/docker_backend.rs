@@ -236,9 +236,15 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
         assert!(after.restart_count > before.restart_count);
         assert!(after.started_at > before.started_at);
 
-        // Logs: structured lines in time order, bounded by tail.
-        eventually("the node logged something", 100, || async {
-            !b.logs(&app, &LogQuery::default()).await.unwrap().is_empty()
+        // Logs: structured lines in time order, bounded by tail. Wait until the restarted
+        // node has announced itself, so no line arrives between the reads below.
+        let restarted_at = after.started_at;
+        eventually("the restarted node announced itself", 100, || async {
+            b.logs(&app, &LogQuery::default())
+                .await
+                .unwrap()
+                .iter()
+                .any(|l| l.message.contains("listening on") && Some(l.timestamp) >= restarted_at)
         })
         .await;
         let lines = b.logs(&app, &LogQuery::default()).await.unwrap();
