@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -17,7 +17,6 @@ use orchestrator_backends::containers::kubernetes::KubernetesConfig;
 use orchestrator_backends::containers::kubernetes::manifest::{node_objects, render_yaml};
 use orchestrator_core::planner::{self, PlanOptions};
 use orchestrator_core::ports::backend::NodeDeployment;
-use orchestrator_core::preset::{ParsedPreset, PresetLibrary};
 use orchestrator_core::resolver::Resolved;
 use orchestrator_core::{Catalog, ResolvedNode};
 
@@ -101,7 +100,7 @@ fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
 /// then prints every node's objects. Invalid input is an error; nothing is printed then.
 pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();
-    let (parsed, source) = load_preset(&args.preset, args.presets.clone())?;
+    let (parsed, source) = super::plan::load_preset(&args.preset, args.presets.clone())?;
     let orchestrator_env: BTreeMap<String, String> = std::env::vars().collect();
     let request_env: BTreeMap<String, String> = args.env.iter().cloned().collect();
     let resolved = Resolved::from_preset(&parsed, &orchestrator_env, &request_env, catalog)
@@ -146,31 +145,13 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A path (anything with a separator or a YAML extension) is read directly; otherwise the
-/// name is looked up in the presets directory (as `plan` does).
-fn load_preset(arg: &str, presets: Option<PathBuf>) -> anyhow::Result<(ParsedPreset, String)> {
-    let looks_like_path =
-        arg.contains('/') || arg.contains('\\') || arg.ends_with(".yaml") || arg.ends_with(".yml");
-    if looks_like_path {
-        let path = Path::new(arg);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let parsed = PresetLibrary::new(dir).load_path(path)?;
-        Ok((parsed, path.display().to_string()))
-    } else {
-        let dir = super::presets_dir(presets);
-        let parsed = PresetLibrary::new(&dir).load(arg)?;
-        Ok((
-            parsed,
-            dir.join(format!("{arg}.yaml")).display().to_string(),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use orchestrator_core::preset::PresetLibrary;
     use serde_json::Value;
+    use std::path::Path;
 
     fn presets() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets")

@@ -130,7 +130,10 @@ pub fn run(args: PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// A path (anything with a separator or a YAML extension) is read directly; otherwise the
 /// name is looked up in the presets directory.
-fn load_preset(arg: &str, presets: Option<PathBuf>) -> anyhow::Result<(ParsedPreset, String)> {
+pub(crate) fn load_preset(
+    arg: &str,
+    presets: Option<PathBuf>,
+) -> anyhow::Result<(ParsedPreset, String)> {
     let looks_like_path =
         arg.contains('/') || arg.contains('\\') || arg.ends_with(".yaml") || arg.ends_with(".yml");
     if looks_like_path {
