@@ -746,6 +746,12 @@ async fn availability_reports_the_version_or_why_not() {
     let a = backend.check_availability().await;
     assert!(a.available, "{a:?}");
     assert_eq!(a.version.as_deref(), Some("v1.33.0-fake"));
+    let endpoint = a.reason.unwrap();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:")
+            && endpoint.ends_with(&format!("(namespace {NS})")),
+        "the endpoint names the cluster and namespace: {endpoint}"
+    );
 
     // Nothing listens on a port we just released.
     let port = {

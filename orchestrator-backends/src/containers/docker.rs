@@ -64,6 +64,7 @@ use self::model::{
     map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
 };
 use super::image::IMAGE_MANAGED_LABEL;
+use super::portainer::PortainerApi;
 
 /// Where presets are mounted in a node (spec 18.3).
 pub const PRESETS_MOUNT: &str = "/app/provisioning/orchestrator/presets";
@@ -272,6 +273,9 @@ pub struct DockerBackend {
     network_lock: tokio::sync::Mutex<()>,
     /// Our restarts per container id (Docker counts only its restart policy's restarts).
     restarts: Mutex<HashMap<String, u32>>,
+    /// Set when `docker` talks to Portainer's Docker proxy: the backend is then the
+    /// Portainer backend (type and availability check), the same in every other respect.
+    portainer: Option<PortainerApi>,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -291,7 +295,15 @@ impl DockerBackend {
             clock: Arc::new(SystemClock),
             network_lock: tokio::sync::Mutex::new(()),
             restarts: Mutex::new(HashMap::new()),
+            portainer: None,
         }
+    }
+
+    /// Makes this the Portainer backend: `docker` must be a [`super::portainer`] proxy
+    /// client; `api` answers the availability check.
+    pub(crate) fn through_portainer(mut self, api: PortainerApi) -> Self {
+        self.portainer = Some(api);
+        self
     }
 
     /// Connects to [`DockerConfig::docker_host`] and negotiates the API version. When the
@@ -777,10 +789,16 @@ impl DockerBackend {
 #[async_trait]
 impl ContainerBackend for DockerBackend {
     fn backend_type(&self) -> BackendType {
-        BackendType::Compose
+        match self.portainer {
+            Some(_) => BackendType::Portainer,
+            None => BackendType::Compose,
+        }
     }
 
     async fn check_availability(&self) -> Availability {
+        if let Some(api) = &self.portainer {
+            return api.availability(&self.docker).await;
+        }
         if let Err(e) = self.docker.ping().await {
             let reason = match map_err(e) {
                 BackendError::Unavailable { reason } => {

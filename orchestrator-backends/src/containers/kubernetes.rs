@@ -281,6 +281,8 @@ pub struct KubernetesBackend {
     client: Client,
     config: KubernetesConfig,
     clock: Arc<dyn Clock>,
+    /// The API server's URL, shown as the endpoint when available (spec 18.1).
+    cluster_url: Option<String>,
 }
 
 impl fmt::Debug for KubernetesBackend {
@@ -298,6 +300,7 @@ impl KubernetesBackend {
             client,
             config,
             clock: Arc::new(SystemClock),
+            cluster_url: None,
         }
     }
 
@@ -311,7 +314,9 @@ impl KubernetesBackend {
         let client = Client::try_from(kube_config).map_err(|e| BackendError::Unavailable {
             reason: format!("cannot create a Kubernetes client for {url}: {e}"),
         })?;
-        Ok(KubernetesBackend::new(client, config))
+        let mut backend = KubernetesBackend::new(client, config);
+        backend.cluster_url = Some(url);
+        Ok(backend)
     }
 
     /// Finds credentials ([`client_config`]) and builds the backend; no request is made,
@@ -614,7 +619,15 @@ impl ContainerBackend for KubernetesBackend {
 
     async fn check_availability(&self) -> Availability {
         match self.client.apiserver_version().await {
-            Ok(info) => Availability::available(Some(info.git_version)),
+            Ok(info) => Availability {
+                available: true,
+                // The endpoint: which cluster and namespace the nodes would go to.
+                reason: Some(match &self.cluster_url {
+                    Some(url) => format!("{url} (namespace {})", self.config.namespace),
+                    None => format!("namespace {}", self.config.namespace),
+                }),
+                version: Some(info.git_version),
+            },
             Err(e) => {
                 let reason = match map_kube(e, &self.what("read", "version", ""), None) {
                     BackendError::Unavailable { reason } => reason,

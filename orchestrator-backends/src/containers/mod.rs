@@ -18,11 +18,14 @@
 //!   and its pods, the scale subresource, rollout restart, logs of the newest ready pod.
 //!   Tested through kube's real client against a fake API server (no cluster here).
 //!
-//! The Portainer backend follows.
+//! - [`portainer`]: the Portainer backend (spec 18.6 fixed): the Docker backend itself,
+//!   its bollard client sending every call through Portainer's Docker proxy with
+//!   `X-API-Key`; only availability (`/api/status`) is Portainer's own.
 
 pub mod docker;
 pub mod image;
 pub mod kubernetes;
+pub mod portainer;
 pub mod swarm;
 #[cfg(feature = "testkit")]
 pub mod testing;

@@ -171,3 +171,163 @@ pub async fn with_cleanup<F: Future<Output = ()>>(
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A stand-in for Portainer in tests: it checks `X-API-Key`, answers `GET /api/status`
+/// like Portainer, and forwards `/api/endpoints/1/docker/{path}` to the local Docker
+/// engine's socket (`DOCKER_HOST` when it is `unix://…`, else `/var/run/docker.sock`). Any
+/// other endpoint id is Portainer's 404. It counts the Docker calls it forwarded, so a test
+/// can tell its traffic really went through the proxy. Stops when dropped.
+pub struct PortainerProxy {
+    url: String,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The version the proxy reports at `/api/status`.
+pub const PROXY_VERSION: &str = "2.21.0-bannou-test-proxy";
+
+#[derive(Clone)]
+struct ProxyState {
+    api_key: Option<String>,
+    socket: PathBuf,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PortainerProxy {
+    /// Starts the proxy on `127.0.0.1` (a free port) with `api_key` required when set.
+    pub async fn start(api_key: Option<&str>) -> std::io::Result<Self> {
+        use axum::routing::{any, get};
+        let socket = match std::env::var("DOCKER_HOST") {
+            Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
+            _ => PathBuf::from("/var/run/docker.sock"),
+        };
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let state = ProxyState {
+            api_key: api_key.map(str::to_owned),
+            socket,
+            forwarded: forwarded.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/api/status", get(proxy_status))
+            .route("/api/endpoints/{id}/docker/{*path}", any(proxy_forward))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(PortainerProxy {
+            url,
+            forwarded,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Docker API calls forwarded so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PortainerProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn proxy_refusal(
+    state: &ProxyState,
+    headers: &axum::http::HeaderMap,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let expected = state.api_key.as_deref()?;
+    let given = headers
+        .get(super::portainer::API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    (given != Some(expected)).then(|| {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({
+                "message": "Unauthorized",
+                "details": "A valid authorisation token is missing"
+            })),
+        )
+            .into_response()
+    })
+}
+
+async fn proxy_status(
+    axum::extract::State(state): axum::extract::State<ProxyState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(refused) = proxy_refusal(&state, &headers) {
+        return refused;
+    }
+    axum::Json(serde_json::json!({ "Version": PROXY_VERSION, "InstanceID": "test" }))
+        .into_response()
+}
+
+async fn proxy_forward(
+    axum::extract::State(state): axum::extract::State<ProxyState>,
+    axum::extract::Path((id, path)): axum::extract::Path<(String, String)>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(refused) = proxy_refusal(&state, request.headers()) {
+        return refused;
+    }
+    if id != "1" {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "message": "Unable to find an environment with the specified identifier inside the database",
+                "details": "Object not found inside the database"
+            })),
+        )
+            .into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = match format!("/{path}{query}").parse() {
+        Ok(u) => u,
+        Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    parts.headers.remove(super::portainer::API_KEY_HEADER);
+    parts.headers.insert(
+        axum::http::header::HOST,
+        axum::http::HeaderValue::from_static("docker"),
+    );
+    let forwarded = async {
+        let stream = tokio::net::UnixStream::connect(&state.socket).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        sender
+            .send_request(axum::http::Request::from_parts(parts, body))
+            .await
+            .map_err(std::io::Error::other)
+    };
+    match forwarded.await {
+        Ok(response) => {
+            state.forwarded.fetch_add(1, Ordering::Relaxed);
+            response.map(axum::body::Body::new)
+        }
+        Err(e) => (
+            axum::http::StatusCode::BAD_GATEWAY,
+            format!("proxy: Docker engine at {}: {e}", state.socket.display()),
+        )
+            .into_response(),
+    }
+}
