@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use orchestrator_backends::containers::portainer::check_base_url;
 use orchestrator_core::AppId;
 use orchestrator_core::events::BackendType;
 use orchestrator_core::health::HealthConfig;
@@ -418,6 +419,10 @@ impl HostConfig {
             &mut c.degradation_threshold,
         )?;
         c.portainer_url = env.optional("ORCHESTRATOR_PORTAINER_URL");
+        if let Some(url) = &c.portainer_url {
+            check_base_url(url)
+                .map_err(|why| ConfigError::invalid("ORCHESTRATOR_PORTAINER_URL", url, why))?;
+        }
         c.portainer_api_key = env
             .optional("ORCHESTRATOR_PORTAINER_API_KEY")
             .map(Secret::new);
@@ -794,6 +799,8 @@ mod tests {
             ("BANNOU_HEARTBEAT_INTERVAL_SECONDS", "0"),
             ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "0"),
             ("ORCHESTRATOR_DEPLOY_PARALLELISM", "0"),
+            ("ORCHESTRATOR_PORTAINER_URL", "portainer:9000"),
+            ("ORCHESTRATOR_PORTAINER_URL", "https://"),
         ];
         for (name, value) in cases {
             let e = error_of(name, value);

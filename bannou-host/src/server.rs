@@ -26,9 +26,9 @@ use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::resolver::is_service_enabled;
 use orchestrator_core::time::Clock;
 
-use crate::backends::SwarmNodes;
 use crate::backends::docker::{DockerNodes, NO_REDIS_REASON};
 use crate::backends::in_process::InProcessBackend;
+use crate::backends::{SwarmNodes, Unoffered};
 use crate::clock::TokioClock;
 use crate::config::HostConfig;
 use crate::host::{Adapters, HostError, OrchestratorPlugin};
@@ -200,81 +200,107 @@ impl Server {
     }
 }
 
-/// The backends a control plane registers, best first (spec 18.1 with D6):
-/// - Docker ([`DockerNodes`], type `Compose`) whenever a client for
-///   `ORCHESTRATOR_DOCKER_HOST` can be made; its availability check says whether the
-///   engine answers and, with in-memory state, that containers need Redis;
-/// - the in-process backend, always (the embedded default).
+/// The backends a control plane registers, in spec 18.1's priority order (with D6):
+/// 1. Kubernetes when credentials are present (in cluster, or a kubeconfig at
+///    `ORCHESTRATOR_KUBECONFIG_PATH`, else `~/.kube/config`);
+/// 2. Portainer when `ORCHESTRATOR_PORTAINER_URL` is set: the Docker backend through
+///    Portainer's Docker proxy; its availability check asks `/api/status` and pings the
+///    engine through the proxy;
+/// 3. Swarm when a client of the engine can be made (available on an active manager);
+/// 4. Docker ([`DockerNodes`], type `Compose`) likewise; its availability check says
+///    whether the engine answers and, with in-memory state, that containers need Redis;
+/// 5. the in-process backend, always (the embedded default).
+///
+/// A backend that cannot be offered is registered as [`Unoffered`] with detection's
+/// reason (`No Kubernetes credentials found`, `ORCHESTRATOR_PORTAINER_URL not
+/// configured`, ...), so the backends list shows why and a request naming it is refused
+/// with that reason.
 ///
 /// Which one a deploy uses: the request's `backend`, else the backend of the last deploy,
-/// else `ORCHESTRATOR_DEFAULT_BACKEND` (ours: `in-process`). A default of `compose`
-/// without Redis is refused here, at start. Returns the Docker backend too, when made.
+/// else `ORCHESTRATOR_DEFAULT_BACKEND` (ours: `in-process`). A default of `compose` or
+/// `portainer` without Redis is refused here, at start. Returns the Docker backend too,
+/// when made.
 pub async fn candidate_backends(
     config: &HostConfig,
     in_process: Arc<InProcessBackend>,
 ) -> Result<(Option<Arc<DockerNodes>>, Vec<Arc<dyn ContainerBackend>>), ServerError> {
-    if config.default_backend == BackendType::Compose && config.redis_url.is_none() {
+    if matches!(
+        config.default_backend,
+        BackendType::Compose | BackendType::Portainer
+    ) && config.redis_url.is_none()
+    {
         return Err(ServerError::Backend {
-            backend: BackendType::Compose,
+            backend: config.default_backend,
             reason: NO_REDIS_REASON.to_owned(),
         });
     }
-    let mut backends: Vec<Arc<dyn ContainerBackend>> = Vec::new();
-    let docker = match DockerNodes::connect(config).await {
-        Ok(docker) => {
-            let docker = Arc::new(docker);
-            backends.push(docker.clone());
-            Some(docker)
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "no Docker client; the Docker backend is not offered");
-            None
-        }
+    let unoffered = |kind: BackendType, reason: String| -> Arc<dyn ContainerBackend> {
+        tracing::debug!(%kind, %reason, "backend not offered");
+        Arc::new(Unoffered::new(kind, reason))
     };
-    // Spec 18.1 lists Swarm ahead of standalone Docker; it is available only on an
-    // active Swarm manager with a Redis address the tasks can reach.
-    if docker.is_some() {
-        match SwarmNodes::connect(config).await {
-            Ok(swarm) => backends.insert(0, Arc::new(swarm)),
-            Err(e) => tracing::debug!(error = %e, "no Swarm client; Swarm is not offered"),
-        }
-    }
-    // Kubernetes comes first (spec 18.1 priority 1) when credentials are present: in
-    // cluster, or a kubeconfig (`ORCHESTRATOR_KUBECONFIG_PATH`, else `~/.kube/config`).
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    match detect_credentials(config.kubeconfig_path.as_deref(), home.as_deref()) {
-        Ok(source) => {
-            let k8s = KubernetesConfig {
-                namespace: config.kubernetes_namespace.clone(),
-                kubeconfig_path: config.kubeconfig_path.clone(),
-                node_port: config.default_service_port,
-                // Pods heartbeat through Redis: the node URL when configured, else the
-                // orchestrator's own when it is not loopback.
-                extra_environment: config
-                    .redis_url
-                    .as_deref()
-                    .and_then(|url| {
-                        crate::backends::docker::node_redis_url(
-                            url,
-                            config.node_redis_url.as_deref(),
-                            None,
-                        )
-                    })
-                    .map(|url| {
-                        [(crate::backends::docker::NODE_REDIS_VARIABLE.to_owned(), url)].into()
-                    })
-                    .unwrap_or_default(),
-                ..KubernetesConfig::default()
-            };
-            match KubernetesBackend::connect(k8s).await {
-                Ok(b) => backends.insert(0, Arc::new(b)),
-                Err(e) => {
-                    tracing::warn!(%source, error = %e, "Kubernetes credentials found but unusable")
-                }
+    let kubernetes = match kubernetes_backend(config).await {
+        Ok(b) => b,
+        Err(reason) => unoffered(BackendType::Kubernetes, reason),
+    };
+    let portainer: Arc<dyn ContainerBackend> = match DockerNodes::connect_portainer(config).await {
+        Some(Ok(b)) => Arc::new(b),
+        Some(Err(e)) => unoffered(BackendType::Portainer, format!("Detection error: {e}")),
+        None => unoffered(
+            BackendType::Portainer,
+            "ORCHESTRATOR_PORTAINER_URL not configured".to_owned(),
+        ),
+    };
+    let (docker, swarm, compose): (_, Arc<dyn ContainerBackend>, Arc<dyn ContainerBackend>) =
+        match DockerNodes::connect(config).await {
+            Ok(d) => {
+                let d = Arc::new(d);
+                let swarm: Arc<dyn ContainerBackend> = match SwarmNodes::connect(config).await {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => unoffered(BackendType::Swarm, format!("Detection error: {e}")),
+                };
+                (Some(d.clone()), swarm, d)
             }
+            Err(e) => {
+                let reason = format!("Docker socket not accessible: {e}");
+                (
+                    None,
+                    unoffered(BackendType::Swarm, reason.clone()),
+                    unoffered(BackendType::Compose, reason),
+                )
+            }
+        };
+    Ok((
+        docker,
+        vec![kubernetes, portainer, swarm, compose, in_process],
+    ))
+}
+
+/// The Kubernetes backend when credentials are present and a client can be made from
+/// them, else detection's reason.
+async fn kubernetes_backend(config: &HostConfig) -> Result<Arc<dyn ContainerBackend>, String> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let source = detect_credentials(config.kubeconfig_path.as_deref(), home.as_deref())?;
+    let k8s = KubernetesConfig {
+        namespace: config.kubernetes_namespace.clone(),
+        kubeconfig_path: config.kubeconfig_path.clone(),
+        node_port: config.default_service_port,
+        // Pods heartbeat through Redis: the node URL when configured, else the
+        // orchestrator's own when it is not loopback.
+        extra_environment: config
+            .redis_url
+            .as_deref()
+            .and_then(|url| {
+                crate::backends::docker::node_redis_url(url, config.node_redis_url.as_deref(), None)
+            })
+            .map(|url| [(crate::backends::docker::NODE_REDIS_VARIABLE.to_owned(), url)].into())
+            .unwrap_or_default(),
+        ..KubernetesConfig::default()
+    };
+    match KubernetesBackend::connect(k8s).await {
+        Ok(b) => Ok(Arc::new(b)),
+        Err(e) => {
+            tracing::warn!(%source, error = %e, "Kubernetes credentials found but unusable");
+            Err(format!("Detection error: {source}: {e}"))
         }
-        Err(reason) => tracing::debug!(%reason, "Kubernetes is not offered"),
     }
-    backends.push(in_process);
-    Ok((docker, backends))
 }

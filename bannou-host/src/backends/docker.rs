@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
+use orchestrator_backends::containers::portainer::PortainerConfig;
 use orchestrator_core::AppId;
 use orchestrator_core::api::enums::CleanTarget;
 use orchestrator_core::events::BackendType;
@@ -206,6 +207,32 @@ impl DockerNodes {
         Ok(Self::new(inner, NodeBus::from_config(config)))
     }
 
+    /// The Portainer backend of `config` (the Docker backend through Portainer's Docker
+    /// proxy), under the same bus rule; `None` when `ORCHESTRATOR_PORTAINER_URL` is unset.
+    /// A Portainer that does not answer is reported by the availability check; a URL
+    /// that is not `http(s)://host` fails here.
+    ///
+    /// The loopback-Redis rewrite to our network's gateway assumes Portainer drives this
+    /// machine's engine; for a remote engine set `ORCHESTRATOR_NODE_REDIS_URL`.
+    pub async fn connect_portainer(config: &HostConfig) -> Option<Result<Self, BackendError>> {
+        let url = config.portainer_url.clone()?;
+        let portainer = PortainerConfig {
+            url,
+            api_key: config
+                .portainer_api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned()),
+            endpoint_id: config.portainer_endpoint_id,
+            request_timeout: config.portainer_request_timeout,
+            docker: Self::docker_config(config),
+        };
+        Some(
+            DockerBackend::connect_portainer(portainer)
+                .await
+                .map(|inner| Self::new(inner, NodeBus::from_config(config))),
+        )
+    }
+
     /// The wrapped backend.
     pub fn inner(&self) -> &Arc<DockerBackend> {
         &self.inner
@@ -302,7 +329,11 @@ impl ContainerBackend for DockerNodes {
         let engine = self.inner.check_availability().await;
         match (&self.bus, engine.available) {
             (NodeBus::Memory, true) => Availability::unavailable(format!(
-                "Docker {} answers, but {NO_REDIS_REASON}",
+                "{} {} answers, but {NO_REDIS_REASON}",
+                match self.inner.backend_type() {
+                    BackendType::Portainer => "Portainer",
+                    _ => "Docker",
+                },
                 engine.version.as_deref().unwrap_or("(version unknown)")
             )),
             _ => engine,

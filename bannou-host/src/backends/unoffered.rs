@@ -1,0 +1,130 @@
+//! [`Unoffered`]: a backend detection found unusable on this host (no credentials, no URL,
+//! no engine client), registered in its priority place so that the backends list shows
+//! why (spec 18.1's reasons, such as `No Kubernetes credentials found`), and a request
+//! naming it is refused with that reason instead of "not configured".
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrator_core::AppId;
+use orchestrator_core::api::enums::CleanTarget;
+use orchestrator_core::events::BackendType;
+use orchestrator_core::ports::backend::{
+    Availability, BackendError, ContainerBackend, ContainerInfo, ContainerStatusReport,
+    DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment, PruneReport,
+    RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
+};
+
+/// A backend of `kind` that is never available, for `reason`. Every operation fails
+/// with [`BackendError::Unavailable`] carrying the reason.
+#[derive(Debug, Clone)]
+pub struct Unoffered {
+    kind: BackendType,
+    reason: String,
+}
+
+impl Unoffered {
+    /// `kind`, unusable because of `reason`.
+    pub fn new(kind: BackendType, reason: impl Into<String>) -> Self {
+        Unoffered {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Why it is unusable.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    fn refuse<T>(&self) -> Result<T, BackendError> {
+        Err(BackendError::Unavailable {
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl ContainerBackend for Unoffered {
+    fn backend_type(&self) -> BackendType {
+        self.kind
+    }
+
+    async fn check_availability(&self) -> Availability {
+        Availability::unavailable(self.reason.clone())
+    }
+
+    async fn deploy_node(&self, _node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
+        self.refuse()
+    }
+
+    async fn teardown(
+        &self,
+        _app_id: &AppId,
+        _options: &TeardownOptions,
+    ) -> Result<TeardownResult, BackendError> {
+        self.refuse()
+    }
+
+    async fn scale(&self, _app_id: &AppId, _replicas: u32) -> Result<ScaleResult, BackendError> {
+        self.refuse()
+    }
+
+    async fn restart(
+        &self,
+        _app_id: &AppId,
+        _options: &RestartOptions,
+    ) -> Result<RestartOutcome, BackendError> {
+        self.refuse()
+    }
+
+    async fn status(&self, _app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
+        self.refuse()
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
+        self.refuse()
+    }
+
+    async fn logs(&self, _app_id: &AppId, _query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
+        self.refuse()
+    }
+
+    async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
+        self.refuse()
+    }
+
+    async fn prune(
+        &self,
+        _targets: &BTreeSet<CleanTarget>,
+        _older_than: Option<Duration>,
+    ) -> Result<PruneReport, BackendError> {
+        self.refuse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_operation_says_why() {
+        let b = Unoffered::new(BackendType::Kubernetes, "No Kubernetes credentials found");
+        assert_eq!(b.backend_type(), BackendType::Kubernetes);
+        let a = b.check_availability().await;
+        assert!(!a.available);
+        assert_eq!(a.reason.as_deref(), Some("No Kubernetes credentials found"));
+        let app = AppId::from("x");
+        for e in [
+            b.list().await.unwrap_err(),
+            b.status(&app).await.unwrap_err(),
+            b.scale(&app, 2).await.unwrap_err(),
+        ] {
+            assert_eq!(
+                e.to_string(),
+                "backend unavailable: No Kubernetes credentials found"
+            );
+        }
+    }
+}
