@@ -28,6 +28,9 @@ pub fn is_infrastructure_service(name: &str) -> bool {
 
 /// Key in a heartbeat's `metadata` where a node reports the routing-table version it applied.
 pub const ROUTING_VERSION_KEY: &str = "routingVersion";
+/// Heartbeat metadata key of the number of beats the instance could not publish since
+/// it started (its bus was unreachable); shown with the instance's services.
+pub const DROPPED_HEARTBEATS_KEY: &str = "droppedHeartbeats";
 
 // === HealthConfig ===
 
@@ -177,6 +180,7 @@ struct InstanceState {
     first_seen: Timestamp,
     last_seen: Timestamp,
     routing_version: Option<i64>,
+    dropped_heartbeats: Option<u64>,
     services: Vec<ServiceSlot>,
 }
 
@@ -288,6 +292,10 @@ fn routing_version_of(hb: &ServiceHeartbeatEvent) -> Option<i64> {
     hb.metadata.as_ref()?.get(ROUTING_VERSION_KEY)?.as_i64()
 }
 
+fn dropped_heartbeats_of(hb: &ServiceHeartbeatEvent) -> Option<u64> {
+    hb.metadata.as_ref()?.get(DROPPED_HEARTBEATS_KEY)?.as_u64()
+}
+
 fn is_stale(last_seen: Timestamp, now: Timestamp, timeout: Duration) -> bool {
     now.saturating_since(last_seen) > timeout
 }
@@ -319,6 +327,8 @@ pub struct ServiceInstance<'a> {
     pub degraded_since: Option<Timestamp>,
     /// Routing-table version the instance reported applying (`metadata.routingVersion`).
     pub routing_version: Option<i64>,
+    /// Beats the instance reported it could not publish (`metadata.droppedHeartbeats`).
+    pub dropped_heartbeats: Option<u64>,
     reported: InstanceHealthStatus,
 }
 
@@ -481,6 +491,7 @@ impl HeartbeatAggregator {
         let issues: &[String] = hb.issues.as_deref().unwrap_or(&[]);
         let floor = instance_floor(hb.status, !issues.is_empty());
         let routing_version = routing_version_of(hb);
+        let dropped_heartbeats = dropped_heartbeats_of(hb);
         let key = hb.service_id.as_u128();
         let Self {
             instances, index, ..
@@ -504,6 +515,7 @@ impl HeartbeatAggregator {
                     first_seen: now,
                     last_seen: now,
                     routing_version,
+                    dropped_heartbeats,
                     services,
                 },
             );
@@ -526,6 +538,7 @@ impl HeartbeatAggregator {
         inst.capacity.clone_from(&hb.capacity);
         inst.last_seen = now;
         inst.routing_version = routing_version;
+        inst.dropped_heartbeats = dropped_heartbeats;
         let old_floor = inst.floor;
         inst.floor = floor;
 
@@ -817,6 +830,7 @@ fn view<'a>(
         last_seen: inst.last_seen,
         degraded_since: slot.degraded_since,
         routing_version: inst.routing_version,
+        dropped_heartbeats: inst.dropped_heartbeats,
         reported: reported(slot.status, inst.floor),
     }
 }
@@ -835,6 +849,9 @@ fn deployed_entry(si: &ServiceInstance<'_>, status: InstanceHealthStatus) -> Ser
     }
     if let Some(v) = si.routing_version {
         meta.insert(ROUTING_VERSION_KEY.to_owned(), serde_json::json!(v));
+    }
+    if let Some(n) = si.dropped_heartbeats {
+        meta.insert(DROPPED_HEARTBEATS_KEY.to_owned(), serde_json::json!(n));
     }
     ServiceHealthEntry {
         service_id: si.service.to_owned(),

@@ -7,9 +7,17 @@
 //! plugins that notify it) and, for plugins that never notify, by comparing health every
 //! [`STATUS_POLL`]. Any beat restarts the interval. Following spec 6.5, a service the
 //! mappings route to another app-id is left out of the beat until routed back.
+//!
+//! A beat that cannot be published (the bus, i.e. Redis, is unreachable) is not queued: a
+//! heartbeat is a snapshot that the next one supersedes. It is counted instead: every beat
+//! after one failed reports the running count as `metadata.droppedHeartbeats`, so the
+//! orchestrator sees that the node was cut off and for how many beats; and while publishing
+//! fails the emitter retries every [`RETRY_AFTER_FAILURE`] instead of waiting a whole
+//! interval, so the node is heard from again as soon as the bus is back. The node log gets
+//! one line when publishing starts failing and one when it resumes, not one per beat.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use orchestrator_core::AppId;
@@ -30,6 +38,13 @@ use crate::mesh::heartbeat_metadata;
 
 /// How often health is compared for plugins that do not signal changes.
 pub const STATUS_POLL: Duration = Duration::from_secs(1);
+
+/// How soon a beat is retried after one could not be published (when the interval is
+/// longer).
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// The heartbeat metadata key of the count of beats a node could not publish.
+pub const DROPPED_HEARTBEATS_KEY: &str = orchestrator_core::health::DROPPED_HEARTBEATS_KEY;
 
 /// In-flight request count and connection limit of a node, reported as heartbeat
 /// capacity. Cheap to clone; clones share the count.
@@ -96,6 +111,10 @@ pub struct HeartbeatEmitter {
     signal: HealthSignal,
     capacity: CapacityGauge,
     log: Option<NodeLog>,
+    /// Beats that could not be published, since the start.
+    dropped: AtomicU64,
+    /// Whether the last beat could not be published.
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for HeartbeatEmitter {
@@ -135,6 +154,8 @@ impl HeartbeatEmitter {
             signal: HealthSignal::new(),
             capacity: CapacityGauge::default(),
             log: None,
+            dropped: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -226,19 +247,60 @@ impl HeartbeatEmitter {
         event.issues = (!issues.is_empty()).then_some(issues);
         event.capacity = Some(self.capacity.capacity());
         event.metadata = heartbeat_metadata(&self.reader);
+        let dropped = self.dropped();
+        if dropped > 0 {
+            let meta = event
+                .metadata
+                .get_or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(map) = meta.as_object_mut() {
+                map.insert(DROPPED_HEARTBEATS_KEY.to_owned(), dropped.into());
+            }
+        }
         event
     }
 
+    /// How long until the next periodic beat: the interval, shorter while publishing fails.
+    fn next_wait(&self) -> Duration {
+        match self.failing.load(Ordering::Relaxed) {
+            true => self.interval.min(RETRY_AFTER_FAILURE),
+            false => self.interval,
+        }
+    }
+
+    /// Beats that could not be published since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn note(&self, message: String) {
+        match &self.log {
+            Some(log) => log.stderr(message),
+            None => tracing::warn!("{message}"),
+        }
+    }
+
     /// Publishes one beat now and returns the snapshot it reported. A publish failure is
-    /// logged (node log stderr and `tracing`), never returned: the next beat retries.
+    /// counted ([`HeartbeatEmitter::dropped`]) and logged when publishing starts failing,
+    /// never returned: the next beat retries (see the module docs).
     pub async fn beat(&self, shutting_down: bool) -> HealthSnapshot {
         let snapshot = self.snapshot();
         let event = self.compose(&snapshot, shutting_down);
-        if let Err(e) = self.bus.publish_event(&event).await {
-            let message = format!("heartbeat publish failed: {e}");
-            match &self.log {
-                Some(log) => log.stderr(message),
-                None => tracing::warn!("{message}"),
+        match self.bus.publish_event(&event).await {
+            Err(e) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    self.note(format!(
+                        "heartbeat publish failed: {e}; retrying every {RETRY_AFTER_FAILURE:?},                          {dropped} beat(s) dropped so far"
+                    ));
+                }
+            }
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    self.note(format!(
+                        "heartbeat publishing resumed; {} beat(s) were dropped",
+                        self.dropped()
+                    ));
+                }
             }
         }
         snapshot
@@ -249,7 +311,7 @@ impl HeartbeatEmitter {
     /// first beat is sent by the caller with [`HeartbeatEmitter::beat`], so it is out
     /// before the node's start returns).
     pub async fn run(self, mut last: HealthSnapshot, mut shutdown: watch::Receiver<bool>) {
-        let mut next = tokio::time::Instant::now() + self.interval;
+        let mut next = tokio::time::Instant::now() + self.next_wait();
         let mut poll = tokio::time::interval(STATUS_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
@@ -264,8 +326,111 @@ impl HeartbeatEmitter {
                 continue;
             }
             last = self.beat(false).await;
-            next = tokio::time::Instant::now() + self.interval;
+            next = tokio::time::Instant::now() + self.next_wait();
         }
         self.beat(true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use futures::StreamExt;
+    use orchestrator_core::memory::bus::InMemoryBus;
+    use orchestrator_core::ports::bus::{BusError, Payload, Subscription};
+    use orchestrator_routing::resolver::MeshResolver;
+
+    /// The in-memory bus, with publishing switched off while `down`.
+    struct Flaky {
+        inner: InMemoryBus,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl EventBus for Flaky {
+        async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(BusError::Unavailable {
+                    reason: "connection refused".to_owned(),
+                });
+            }
+            self.inner.publish(topic, payload).await
+        }
+
+        async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError> {
+            self.inner.subscribe(topic).await
+        }
+    }
+
+    fn dropped_of(hb: &ServiceHeartbeatEvent) -> Option<u64> {
+        hb.metadata.as_ref()?.get(DROPPED_HEARTBEATS_KEY)?.as_u64()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_beats_are_counted_retried_every_second_and_reported() {
+        let bus = Arc::new(Flaky {
+            inner: InMemoryBus::new(),
+            down: AtomicBool::new(true),
+        });
+        let mut beats = bus
+            .inner
+            .subscribe_events::<ServiceHeartbeatEvent>()
+            .await
+            .unwrap();
+        let (_writer, reader) = MeshResolver::new();
+        let emitter = HeartbeatEmitter::new(
+            AppId::from("cut-off"),
+            Uuid::new_v4(),
+            Vec::new(),
+            bus.clone(),
+            reader,
+        )
+        .with_interval(Duration::from_secs(30));
+        let last = emitter.beat(false).await;
+        assert_eq!(emitter.dropped(), 1);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(emitter.run(last, rx));
+
+        // Down for 3.5 s: retried every second, not every 30 s.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        bus.down.store(false, Ordering::Relaxed);
+        let first = tokio::time::timeout(Duration::from_secs(2), beats.next())
+            .await
+            .expect("a beat within a second of the bus coming back")
+            .unwrap()
+            .unwrap();
+        assert_eq!(dropped_of(&first), Some(4), "1 + 3 retries dropped");
+
+        // Back to the interval: nothing for 29 s, then a beat still reporting the count.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(29), beats.next())
+                .await
+                .is_err()
+        );
+        let next = tokio::time::timeout(Duration::from_secs(2), beats.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(dropped_of(&next), Some(4));
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_node_that_never_failed_reports_no_count() {
+        let bus = Arc::new(InMemoryBus::new());
+        let mut beats = bus
+            .subscribe_events::<ServiceHeartbeatEvent>()
+            .await
+            .unwrap();
+        let (_writer, reader) = MeshResolver::new();
+        let emitter =
+            HeartbeatEmitter::new(AppId::from("fine"), Uuid::new_v4(), Vec::new(), bus, reader);
+        emitter.beat(false).await;
+        let hb = beats.next().await.unwrap().unwrap();
+        assert_eq!(dropped_of(&hb), None);
+        assert_eq!(emitter.dropped(), 0);
     }
 }

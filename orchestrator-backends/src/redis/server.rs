@@ -107,6 +107,36 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`): connections stay open and requests get no answer,
+    /// the nastiest outage for a client (nothing is refused, everything waits). The
+    /// dataset is kept; [`RedisServer::resume`] continues it.
+    pub fn pause(&self) -> Result<(), ServerError> {
+        self.signal("-STOP")
+    }
+
+    /// Continues a server frozen by [`RedisServer::pause`] (`SIGCONT`).
+    pub fn resume(&self) -> Result<(), ServerError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), ServerError> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| ServerError::Start("the server is not running".to_owned()))?;
+        // `kill(1)` rather than a libc call: the workspace forbids unsafe code.
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .map_err(|e| ServerError::Start(format!("kill {signal}: {e}")))?;
+        if !status.success() {
+            return Err(ServerError::Start(format!(
+                "kill {signal} failed: {status}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts the server again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.kill();
