@@ -14,6 +14,7 @@
 //! | `orch:idx:cfg-history` | sorted set | history versions, scored by version | none |
 //! | `orch:cfg:last-stable` | string | highest version marked stable | none |
 //! | `orch:cfg:mappings-version` | string | `{"Version":n}` | none |
+//! | `orch:cfg:deploy-in-progress` | hash | `id`, `config`: the deploy begun and not ended | none |
 //!
 //! The indexes replace spec 10.3's `_index` JSON records (no `KEYS`/`SCAN`, no ETag
 //! retries) and live under `idx:` so no app-id or service name can collide with them.
@@ -95,6 +96,8 @@ struct Scripts {
     config_history: Script,
     mark_stable: Script,
     prune_history: Script,
+    begin_deploy: Script,
+    end_deploy: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
@@ -216,6 +219,20 @@ return 1"#,
         ),
         // KEYS[1] counter, KEYS[2] history index; ARGV[1] history key prefix, ARGV[2]
         // versions to keep ('' for all). Returns how many live entries it deleted.
+        // KEYS[1] the in-progress hash; ARGV[1] deployment id, ARGV[2] JSON.
+        begin_deploy: Script::new(
+            r#"redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'config', ARGV[2])
+return 1"#,
+        ),
+        // KEYS[1] the in-progress hash; ARGV[1] deployment id. 1 when it was that deploy's.
+        end_deploy: Script::new(
+            r#"if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0"#,
+        ),
         prune_history: Script::new(&format!(
             r#"{READ_VERSION}
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -251,6 +268,7 @@ struct Keys {
     cfg_history: String,
     cfg_history_index: String,
     cfg_last_stable: String,
+    cfg_in_progress: String,
     mappings_version: String,
 }
 
@@ -267,6 +285,7 @@ impl Keys {
             cfg_history: format!("{prefix}:cfg:history:"),
             cfg_history_index: format!("{prefix}:idx:cfg-history"),
             cfg_last_stable: format!("{prefix}:cfg:last-stable"),
+            cfg_in_progress: format!("{prefix}:cfg:deploy-in-progress"),
             mappings_version: format!("{prefix}:cfg:mappings-version"),
         }
     }
@@ -665,6 +684,34 @@ impl OrchestratorStore for RedisStore {
 
     async fn last_stable_config(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
         self.get_json(&self.keys.cfg_last_stable).await
+    }
+
+    async fn begin_deploy(&self, target: &DeploymentConfiguration) -> Result<(), StoreError> {
+        let key = &self.keys.cfg_in_progress;
+        let json = encode(key, target)?;
+        let mut inv = SCRIPTS.begin_deploy.prepare_invoke();
+        inv.key(key)
+            .arg(target.deployment_id.as_deref().unwrap_or_default())
+            .arg(json);
+        self.run::<i64>(key, inv).await.map(|_| ())
+    }
+
+    async fn end_deploy(&self, deployment_id: &str) -> Result<bool, StoreError> {
+        let key = &self.keys.cfg_in_progress;
+        let mut inv = SCRIPTS.end_deploy.prepare_invoke();
+        inv.key(key).arg(deployment_id);
+        Ok(self.run::<i64>(key, inv).await? == 1)
+    }
+
+    async fn deploy_in_progress(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
+        let key = self.keys.cfg_in_progress.clone();
+        let cmd = redis::cmd("HGET").arg(&key).arg("config").to_owned();
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .bounded(|mut con: ConnectionManager| async move { cmd.query_async(&mut con).await })
+            .await
+            .map_err(|e| store_error(&key, e))?;
+        raw.map(|r| decode(&key, &r)).transpose()
     }
 
     async fn prune_config_history(&self, keep_latest: Option<usize>) -> Result<usize, StoreError> {

@@ -67,6 +67,7 @@ struct ConfigState {
     current: Option<DeploymentConfiguration>,
     history: BTreeMap<u64, Expiring<DeploymentConfiguration>>,
     last_stable: Option<DeploymentConfiguration>,
+    in_progress: Option<DeploymentConfiguration>,
 }
 
 /// The live value under `key`, dropping it when expired.
@@ -323,6 +324,29 @@ impl OrchestratorStore for InMemoryStore {
         Ok(s.config.last_stable.clone())
     }
 
+    async fn begin_deploy(&self, target: &DeploymentConfiguration) -> Result<(), StoreError> {
+        let (mut s, _) = self.lock();
+        s.config.in_progress = Some(target.clone());
+        Ok(())
+    }
+
+    async fn end_deploy(&self, deployment_id: &str) -> Result<bool, StoreError> {
+        let (mut s, _) = self.lock();
+        let slot = &mut s.config.in_progress;
+        let ours = slot
+            .as_ref()
+            .is_some_and(|c| c.deployment_id.as_deref() == Some(deployment_id));
+        if ours {
+            *slot = None;
+        }
+        Ok(ours)
+    }
+
+    async fn deploy_in_progress(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
+        let (s, _) = self.lock();
+        Ok(s.config.in_progress.clone())
+    }
+
     async fn prune_config_history(&self, keep_latest: Option<usize>) -> Result<usize, StoreError> {
         let (mut s, now) = self.lock();
         let c = &mut s.config;
@@ -448,6 +472,15 @@ mod tests {
         }
         async fn prune_config_history(&self, k: Option<usize>) -> Result<usize, StoreError> {
             self.0.prune_config_history(k).await
+        }
+        async fn begin_deploy(&self, t: &DeploymentConfiguration) -> Result<(), StoreError> {
+            self.0.begin_deploy(t).await
+        }
+        async fn end_deploy(&self, id: &str) -> Result<bool, StoreError> {
+            self.0.end_deploy(id).await
+        }
+        async fn deploy_in_progress(&self) -> Result<Option<DeploymentConfiguration>, StoreError> {
+            self.0.deploy_in_progress().await
         }
     }
 

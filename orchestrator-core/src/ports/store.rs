@@ -309,6 +309,18 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     /// history entry).
     async fn last_stable_config(&self) -> Result<Option<DeploymentConfiguration>, StoreError>;
 
+    /// Records that a deploy towards `target` has begun, before its first wave (crash
+    /// safety: reconciliation after a crash finds here what the cut-off deploy was
+    /// starting). `target.deployment_id` identifies it; an earlier record is replaced.
+    async fn begin_deploy(&self, target: &DeploymentConfiguration) -> Result<(), StoreError>;
+
+    /// Forgets the record of deploy `deployment_id` once it ended (succeeded, failed or
+    /// reverted). False, keeping the record, when it is another deploy's or there is none.
+    async fn end_deploy(&self, deployment_id: &str) -> Result<bool, StoreError>;
+
+    /// The deploy that began and never ended, if any.
+    async fn deploy_in_progress(&self) -> Result<Option<DeploymentConfiguration>, StoreError>;
+
     /// Housekeeping: drops expired history entries still held (a no-op where the store
     /// expires keys itself) and, with `keep_latest = Some(k)`, every history entry older
     /// than the newest `k` versions. Never touches current, last stable or the version

@@ -87,6 +87,8 @@ where
     config_history_expires_and_prunes(&s, &t, unit).await;
     let (s, _) = make().await;
     config_rollback_clear_and_version_info(&s).await;
+    let (s, _) = make().await;
+    deploys_in_progress_are_recorded_until_they_end(&s).await;
 }
 
 // === helpers ===
@@ -656,4 +658,33 @@ async fn config_rollback_clear_and_version_info<S: OrchestratorStore>(s: &S) {
             .has_previous_config
     );
     assert_eq!(s.latest_config_version().await.unwrap(), 7);
+}
+
+async fn deploys_in_progress_are_recorded_until_they_end<S: OrchestratorStore>(s: &S) {
+    assert_eq!(s.deploy_in_progress().await.unwrap(), None);
+    assert!(!s.end_deploy("none").await.unwrap(), "nothing to end");
+    let mut first = DeploymentConfiguration::empty(Timestamp::from_unix_millis(5));
+    first.deployment_id = Some("d-1".to_owned());
+    first.preset_name = Some("game-stack".to_owned());
+    s.begin_deploy(&first).await.unwrap();
+    assert_eq!(s.deploy_in_progress().await.unwrap().as_ref(), Some(&first));
+    let mut second = first.clone();
+    second.deployment_id = Some("d-2".to_owned());
+    s.begin_deploy(&second).await.unwrap();
+    assert_eq!(
+        s.deploy_in_progress().await.unwrap().as_ref(),
+        Some(&second),
+        "a later deploy replaces the record"
+    );
+    assert!(
+        !s.end_deploy("d-1").await.unwrap(),
+        "another deploy's record"
+    );
+    assert_eq!(
+        s.deploy_in_progress().await.unwrap().as_ref(),
+        Some(&second)
+    );
+    assert!(s.end_deploy("d-2").await.unwrap());
+    assert_eq!(s.deploy_in_progress().await.unwrap(), None);
+    assert!(!s.end_deploy("d-2").await.unwrap(), "ended once");
 }

@@ -22,7 +22,7 @@ use orchestrator_pools::{PoolConfig, PoolSpec};
 use orchestrator_routing::table::is_orchestrator;
 use uuid::Uuid;
 
-use super::deploy_support::{ConfigRecord, tracked_app_ids};
+use super::deploy_support::{ConfigRecord, store_error, tracked_app_ids};
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 /// A validated deploy request, ready to run.
@@ -94,9 +94,32 @@ impl OrchestratorService {
                 .dry_run_answer(deployment_id, backend.backend_type(), prepared, begun)
                 .await);
         }
-        Ok(self
+        // Crash safety: what this deploy is about to start is recorded before the first
+        // wave, so that a control plane killed mid-deploy finds it on restart
+        // (`reconcile.rs`). A store that cannot record it refuses the deploy while
+        // nothing has been touched yet.
+        let marker = ConfigRecord {
+            deployment_id,
+            preset: prepared.preset.as_deref(),
+            backend: backend.backend_type(),
+            request_environment: request.environment.as_ref().unwrap_or(&BTreeMap::new()),
+            nodes: &prepared.plan.nodes,
+        }
+        .build(begun);
+        self.deps
+            .store
+            .begin_deploy(&marker)
+            .await
+            .map_err(store_error)?;
+        let answer = self
             .run_deploy(request, deployment_id, &backend, prepared, begun)
-            .await)
+            .await;
+        if let Err(e) = self.deps.store.end_deploy(deployment_id).await {
+            // Left behind, the record makes the next start revert to the last stable
+            // version, which is this deploy's when it succeeded: harmless.
+            tracing::warn!(deployment_id, error = %e, "deploy record not cleared");
+        }
+        Ok(answer)
     }
 
     /// Every check of D7, in one place: nothing has been touched when this fails.

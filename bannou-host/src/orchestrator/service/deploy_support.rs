@@ -245,7 +245,17 @@ impl OrchestratorService {
         config: Option<&DeploymentConfiguration>,
         backend: &dyn ContainerBackend,
     ) -> Vec<ResolvedNode> {
-        let nodes = config.map(config_nodes).unwrap_or_default();
+        self.live_nodes(config.map(config_nodes).unwrap_or_default(), backend)
+            .await
+    }
+
+    /// `nodes` limited to those the backend lists as running (all of them when it cannot
+    /// list).
+    pub(super) async fn live_nodes(
+        &self,
+        nodes: Vec<ResolvedNode>,
+        backend: &dyn ContainerBackend,
+    ) -> Vec<ResolvedNode> {
         if nodes.is_empty() {
             return nodes;
         }

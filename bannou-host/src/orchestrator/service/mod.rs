@@ -35,12 +35,14 @@ mod deploy_support;
 mod health;
 mod ops_support;
 mod pools;
+mod reconcile;
 #[cfg(test)]
 pub(crate) mod testing;
 mod topology;
 mod waves;
 
 pub use backends::BackendRegistry;
+pub use reconcile::ReconcileReport;
 
 /// A successful (or body-carrying) answer: the HTTP status and the response object.
 /// Most answers are 200; a few endpoints answer 500 or 404 *with* a body (spec 8.1, 8.7,

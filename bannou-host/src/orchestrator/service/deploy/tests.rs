@@ -818,3 +818,110 @@ fn use_case_futures_are_send(service: &super::OrchestratorService) {
     send(service.rollback(serde_json::from_str("{\"reason\": \"x\"}").unwrap()));
     send(service.config_version(GetConfigVersionRequest::default()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_cut_off_mid_wave_is_reverted_by_reconciliation() {
+    let world = world().await;
+    let stable = world
+        .service
+        .deploy(topology(vec![node("base-auth", &["auth"])]))
+        .await
+        .unwrap();
+    assert_eq!(stable.status, 200, "{:?}", stable.body.warnings);
+    let before = world.running();
+    assert_eq!(
+        world.service.reconcile_interrupted_deploy().await.unwrap(),
+        None
+    );
+
+    // A second deploy whose wave-2 node never heartbeats; the process "dies" (the task is
+    // dropped) while that wave waits: its record is left behind, its wave-1 node runs.
+    world
+        .silenced
+        .lock()
+        .unwrap()
+        .insert("cut-realm".to_owned());
+    let request = topology(vec![
+        node("cut-account", &["account"]),
+        node("cut-realm", &["realm"]),
+    ]);
+    let service = world.service.clone();
+    let cut = tokio::spawn(async move { service.deploy(request).await });
+    for _ in 0..200 {
+        if world.running().contains(&"cut-realm".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(world.running().contains(&"cut-account".to_owned()));
+    assert!(
+        world.running().contains(&"cut-realm".to_owned()),
+        "wave 2 started"
+    );
+    if cut.is_finished() {
+        panic!(
+            "finished early: {:?}; running {:?}",
+            cut.await,
+            world.running()
+        );
+    }
+    cut.abort();
+    let _ = cut.await;
+    let record = world
+        .store
+        .deploy_in_progress()
+        .await
+        .unwrap()
+        .expect("the cut-off deploy is on record");
+    assert_eq!(
+        record
+            .nodes
+            .iter()
+            .map(|n| n.app_id.to_string())
+            .collect::<Vec<_>>(),
+        ["cut-account", "cut-realm"]
+    );
+
+    // Reconciliation (what a restarted control plane runs first) reverts it.
+    let mut events = world.deployment_events().await;
+    let report = world
+        .service
+        .reconcile_interrupted_deploy()
+        .await
+        .unwrap()
+        .expect("a cut-off deploy to reconcile");
+    assert_eq!(report.deployment_id, record.deployment_id.clone().unwrap());
+    assert!(
+        report.found_running.contains(&"cut-account".to_owned()),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("reverted to last stable")),
+        "{report:?}"
+    );
+    assert_eq!(
+        world.running(),
+        before,
+        "exactly the stable nodes run again"
+    );
+    assert_eq!(world.store.deploy_in_progress().await.unwrap(), None);
+    let cfg = world.store.current_config().await.unwrap().unwrap();
+    assert_eq!(cfg.nodes.len(), 1);
+    assert_eq!(cfg.nodes[0].app_id.as_str(), "base-auth");
+    assert!(cfg.stable);
+    let failed = World::drain(&mut events);
+    assert!(
+        failed.iter().any(
+            |e| e.action == DeploymentAction::Failed && e.deployment_id == report.deployment_id
+        ),
+        "{failed:?}"
+    );
+    // Nothing left to do.
+    assert_eq!(
+        world.service.reconcile_interrupted_deploy().await.unwrap(),
+        None
+    );
+}
