@@ -1,7 +1,7 @@
 //! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of spec
 //! section 19 (upstream names, defaults and ranges), the `BANNOU_*` host settings the
 //! control plane reads, and our own settings (listen address, API token, deploy wave
-//! timeout and parallelism, pool autoscaling).
+//! timeout and parallelism, pool autoscaling, leader election).
 //!
 //! [`HostConfig::from_env`] reads through a lookup function, never the process
 //! environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
@@ -32,6 +32,7 @@ use orchestrator_core::health::HealthConfig;
 use orchestrator_routing::broadcast::DEFAULT_COALESCE_WINDOW;
 use orchestrator_routing::{BroadcastPolicy, OpenRestyConfig};
 
+use crate::orchestrator::leader::{DEFAULT_LEADER_LEASE, ElectorConfig, MIN_LEADER_LEASE};
 use crate::orchestrator::pools::ScalerConfig;
 use crate::orchestrator::service::ServiceSettings;
 
@@ -216,6 +217,13 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
     /// (5) and the worker image (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
     pub scaler: ScalerConfig,
+    /// `ORCHESTRATOR_LEADER_LEASE_SECONDS` (10, >= 2): the leader lease of the replicas
+    /// sharing one Redis; renewed every third of it. Unused with in-memory adapters (one
+    /// process, always leader).
+    pub leader_lease: Duration,
+    /// `ORCHESTRATOR_LEADER_ID_PREFIX` (none: the app-id): names this replica in the
+    /// leader election's logs and `/health` (`{prefix}-{uuid}`), e.g. the pod name.
+    pub leader_id_prefix: Option<String>,
     /// The process environment, filtered by the whitelist of spec 5.1 when a node's
     /// environment is built. Filled by [`HostConfig::from_process_env`]; empty otherwise.
     /// Not masked by `Debug`: clear it before logging a configuration.
@@ -272,6 +280,8 @@ impl Default for HostConfig {
             wave_timeout: Duration::from_secs(120),
             deploy_parallelism: 8,
             scaler: ScalerConfig::default(),
+            leader_lease: DEFAULT_LEADER_LEASE,
+            leader_id_prefix: None,
             host_environment: BTreeMap::new(),
         }
     }
@@ -569,6 +579,12 @@ impl HostConfig {
         }
         c.scaler = ScalerConfig::from_env(&env.get)
             .map_err(|e| ConfigError::invalid(e.name, &e.value, e.reason))?;
+        env.seconds(
+            "ORCHESTRATOR_LEADER_LEASE_SECONDS",
+            MIN_LEADER_LEASE.as_secs(),
+            &mut c.leader_lease,
+        )?;
+        c.leader_id_prefix = env.optional("ORCHESTRATOR_LEADER_ID_PREFIX");
         Ok(c)
     }
 
@@ -649,6 +665,16 @@ impl HostConfig {
             .unwrap_or_default()
     }
 
+    /// The leader elector's settings: a fresh candidate id `{prefix}-{uuid}` (prefix
+    /// `leader_id_prefix`, else the app-id) and the lease.
+    pub fn elector_config(&self) -> ElectorConfig {
+        let prefix = self
+            .leader_id_prefix
+            .clone()
+            .unwrap_or_else(|| self.app_id.as_str().to_owned());
+        ElectorConfig::new(&prefix, self.leader_lease)
+    }
+
     /// The pool scaler's settings, with the worker image following
     /// `docker_image_name` (which a flag may have overridden).
     pub fn scaler_config(&self) -> ScalerConfig {
@@ -717,6 +743,13 @@ mod tests {
         assert_eq!(c.wave_timeout, Duration::from_secs(120));
         assert_eq!(c.deploy_parallelism, 8);
         assert!(c.scaler.autoscale);
+        assert_eq!(c.leader_lease, Duration::from_secs(10));
+        assert!(c.elector_config().candidate_id.starts_with("bannou-"));
+        assert_ne!(
+            c.elector_config().candidate_id,
+            c.elector_config().candidate_id,
+            "a fresh candidate id each time"
+        );
         assert!(c.check_exposure().is_ok());
         assert!(c.check_app_id().is_ok());
         assert!(c.openresty().is_none());
@@ -743,8 +776,18 @@ mod tests {
             ("BANNOU_APP_ID", "BANNOU"),
             ("BANNOU_HEARTBEAT_ENABLED", "no"),
             ("BANNOU_HEARTBEAT_INTERVAL_SECONDS", "5"),
+            ("ORCHESTRATOR_LEADER_LEASE_SECONDS", "2"),
+            ("ORCHESTRATOR_LEADER_ID_PREFIX", " orch-pod-1 "),
         ])
         .unwrap();
+        assert_eq!(c.leader_lease, Duration::from_secs(2));
+        let elector = c.elector_config();
+        assert!(
+            elector.candidate_id.starts_with("orch-pod-1-"),
+            "{}",
+            elector.candidate_id
+        );
+        assert_eq!(elector.lease, Duration::from_secs(2));
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(7));
         assert_eq!(c.degradation_threshold, Duration::from_secs(120));
         assert_eq!(c.config_history_ttl, Duration::from_secs(86_400));
@@ -801,6 +844,7 @@ mod tests {
             ("ORCHESTRATOR_DEPLOY_PARALLELISM", "0"),
             ("ORCHESTRATOR_PORTAINER_URL", "portainer:9000"),
             ("ORCHESTRATOR_PORTAINER_URL", "https://"),
+            ("ORCHESTRATOR_LEADER_LEASE_SECONDS", "1"),
         ];
         for (name, value) in cases {
             let e = error_of(name, value);

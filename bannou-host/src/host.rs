@@ -10,6 +10,17 @@
 //! stops every loop and the server, joining their tasks
 //! ([`RunningControlPlane::shutdown`]).
 //!
+//! # Replicas
+//!
+//! Several control planes may share one Redis. All serve the API and run the heartbeat
+//! pipeline and the store monitor; only the leader elected through
+//! [`Adapters::leader`] (`leader-elector` task, [`crate::orchestrator::leader`]) runs the
+//! periodic mappings rebroadcast, the lease reaper and the pool scaler's periodic pass.
+//! The start makes one election attempt before spawning the loops, so a lone replica
+//! leads from the start. With in-memory adapters the process is the only replica and is
+//! always leader. On shutdown the loops and the server stop first, then the elector
+//! releases the lease, so the next leader never overlaps with this one's last pass.
+//!
 //! Start refuses (before anything is connected) when the app-id is not `bannou` (spec
 //! 2.1), when the API would listen beyond loopback without a token (DESIGN.md section 9),
 //! and when the store does not answer (spec 2.3 step 2).
@@ -32,6 +43,7 @@ use orchestrator_core::memory::bus::InMemoryBus;
 use orchestrator_core::memory::store::InMemoryStore;
 use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::ports::bus::EventBus;
+use orchestrator_core::ports::leader::LeaderElection;
 use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_core::time::Clock;
 use orchestrator_pools::{LeaseStore, MemoryLeaseStore};
@@ -46,6 +58,7 @@ use crate::config::{ConfigError, HostConfig, check_app_id};
 use crate::orchestrator::heartbeats::{
     HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
 };
+use crate::orchestrator::leader::{LeaderElector, LeaderHandle, while_leader};
 use crate::orchestrator::leases::LeaseReaper;
 use crate::orchestrator::mappings::MappingsBroadcaster;
 use crate::orchestrator::pools::PoolScaler;
@@ -113,6 +126,9 @@ pub struct Adapters {
     pub bus: Arc<dyn EventBus>,
     /// Processing pools.
     pub leases: Arc<dyn LeaseStore>,
+    /// The leader lease shared by the replicas; `None`: this process is the only replica
+    /// (in-memory adapters) and always leads.
+    pub leader: Option<Arc<dyn LeaderElection>>,
     /// What they are.
     pub kind: AdapterKind,
 }
@@ -132,15 +148,17 @@ impl Adapters {
             store: Arc::new(InMemoryStore::new(clock)),
             bus: Arc::new(InMemoryBus::new()),
             leases: Arc::new(MemoryLeaseStore::new()),
+            leader: None,
             kind: AdapterKind::Memory,
         }
     }
 
-    /// Redis adapters on `url` (one shared connection for the store and the bus, one for
-    /// the lease store's scripts), default key prefixes.
+    /// Redis adapters on `url` (one shared connection for the store, the bus and the
+    /// leader election, one for the lease store's scripts), default key prefixes.
     pub async fn redis(url: &str) -> Result<Self, HostError> {
         use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
         use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
+        use orchestrator_backends::redis::leader::RedisLeaderElection;
         use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
         use orchestrator_backends::redis::store::RedisStore;
 
@@ -156,8 +174,9 @@ impl Adapters {
             .map_err(|e| failed(e.to_string()))?;
         Ok(Adapters {
             store: Arc::new(RedisStore::new(conn.clone())),
-            bus: Arc::new(RedisBus::new(conn, RedisBusConfig::default())),
+            bus: Arc::new(RedisBus::new(conn.clone(), RedisBusConfig::default())),
             leases: Arc::new(leases),
+            leader: Some(Arc::new(RedisLeaderElection::new(conn))),
             kind: AdapterKind::Redis {
                 url: url.to_owned(),
             },
@@ -270,17 +289,38 @@ impl ControlPlaneBuilder {
             .or_else(|| self.backends.first().cloned())
             .ok_or(HostError::NoBackend)?;
 
+        // Leadership first: one attempt before the loops start, so a lone replica leads
+        // from the start and the loops begin in a settled state.
+        let elector_config = config.elector_config();
+        let (elector, leader) = match &adapters.leader {
+            Some(port) => {
+                let mut elector =
+                    LeaderElector::new(port.clone(), clock.clone(), elector_config.clone());
+                elector.attempt().await;
+                let handle = elector.handle();
+                (Some(elector), handle)
+            }
+            None => (
+                None,
+                LeaderHandle::always_leader(elector_config.candidate_id.clone()),
+            ),
+        };
+        let grace = elector_config.pause_grace();
+
         let health = SharedHealth::new(HealthState {
             aggregator: HeartbeatAggregator::new(config.health_config()),
             routing: RoutingTable::new(config.app_id.clone()),
         });
-        let broadcaster = Arc::new(MappingsBroadcaster::new(
-            health.clone(),
-            adapters.store.clone(),
-            adapters.bus.clone(),
-            clock.clone(),
-            config.broadcast_policy(),
-        ));
+        let broadcaster = Arc::new(
+            MappingsBroadcaster::new(
+                health.clone(),
+                adapters.store.clone(),
+                adapters.bus.clone(),
+                clock.clone(),
+                config.broadcast_policy(),
+            )
+            .with_leadership(leader.subscribe()),
+        );
         let scaler = Arc::new(PoolScaler::new(
             adapters.leases.clone(),
             pool_backend,
@@ -311,6 +351,7 @@ impl ControlPlaneBuilder {
             broadcaster: broadcaster.clone(),
             scaler: scaler.clone(),
             reaper: reaper.clone(),
+            leader: leader.clone(),
             settings: config.service_settings(),
         });
         let router = api::router(service.clone(), ApiAuth::from_config(&config));
@@ -336,16 +377,23 @@ impl ControlPlaneBuilder {
             })
         }));
         tasks.push(("pool-scaler", {
-            let (scaler, rx) = (scaler.clone(), shutdown.subscribe());
+            let (scaler, leads, rx) = (scaler.clone(), leader.subscribe(), shutdown.subscribe());
             tokio::spawn(async move {
-                scaler.run(rx).await;
+                while_leader("pool-scaler", leads, rx, grace, |pause| {
+                    scaler.clone().run(pause)
+                })
+                .await;
                 Ok(())
             })
         }));
         tasks.push(("lease-reaper", {
-            let (reaper, rx) = (reaper.clone(), shutdown.subscribe());
+            let (reaper, leads, rx) = (reaper.clone(), leader.subscribe(), shutdown.subscribe());
             tokio::spawn(async move {
-                reaper.run(rx).await;
+                while_leader("lease-reaper", leads, rx, grace, |pause| {
+                    let reaper = reaper.clone();
+                    async move { reaper.run(pause).await }
+                })
+                .await;
                 Ok(())
             })
         }));
@@ -361,10 +409,25 @@ impl ControlPlaneBuilder {
                 Ok(())
             })
         }));
+        // The elector stops last (see `RunningControlPlane::shutdown`): its own switch.
+        let (elector_stop, mut elector_rx) = watch::channel(false);
+        let elector_task = match elector {
+            Some(elector) => tokio::spawn(async move {
+                elector.run(elector_rx).await;
+                Ok(())
+            }),
+            None => tokio::spawn(async move {
+                stopped(&mut elector_rx).await;
+                Ok(())
+            }),
+        };
         tracing::info!(
             adapters = ?adapters.kind,
             backends = ?self.backends.iter().map(|b| b.backend_type()).collect::<Vec<_>>(),
             auth = config.api_token.is_some(),
+            candidate = %leader.candidate_id(),
+            leader = ?leader.state(),
+            lease = ?adapters.leader.as_ref().map(|_| elector_config.lease),
             "control plane started"
         );
         // The copied process environment may hold secrets of other services: log its size.
@@ -381,6 +444,9 @@ impl ControlPlaneBuilder {
             store_status,
             shutdown,
             tasks,
+            leader,
+            elector_stop,
+            elector_task,
         })
     }
 }
@@ -465,7 +531,14 @@ pub struct RunningControlPlane {
     store_status: Arc<StoreStatus>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    leader: LeaderHandle,
+    elector_stop: watch::Sender<bool>,
+    elector_task: JoinHandle<Result<(), String>>,
 }
+
+/// Name of the elector's task in [`RunningControlPlane::task_names`] and the
+/// [`ShutdownReport`] (always last).
+pub const ELECTOR_TASK: &str = "leader-elector";
 
 impl RunningControlPlane {
     /// The orchestrator service.
@@ -513,9 +586,17 @@ impl RunningControlPlane {
         self.store_status.clone()
     }
 
-    /// Names of the running tasks (the loops, plus `http` once serving).
+    /// Names of the running tasks (the loops, plus `http` once serving, then
+    /// [`ELECTOR_TASK`]).
     pub fn task_names(&self) -> Vec<&'static str> {
-        self.tasks.iter().map(|(name, _)| *name).collect()
+        let mut names: Vec<_> = self.tasks.iter().map(|(name, _)| *name).collect();
+        names.push(ELECTOR_TASK);
+        names
+    }
+
+    /// Whether this replica leads, and its candidate id.
+    pub fn leader(&self) -> &LeaderHandle {
+        &self.leader
     }
 
     /// A receiver that turns true when shutdown starts (for tasks the caller adds).
@@ -550,13 +631,31 @@ impl RunningControlPlane {
             .map_err(|source| HostError::Bind { addr, source })
     }
 
+    /// Simulates a crash of this replica (for fault tests): aborts every task at once,
+    /// the elector included, so the leader lease is neither renewed nor released and
+    /// runs out by itself.
+    pub fn kill(self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+        self.elector_task.abort();
+        tracing::warn!(candidate = %self.leader.candidate_id(), "control plane killed");
+    }
+
     /// Stops every loop and the server and joins their tasks (aborting what has not
-    /// ended after [`SHUTDOWN_GRACE`]).
+    /// ended after [`SHUTDOWN_GRACE`]); then stops the elector, which releases the leader
+    /// lease, so another replica takes over only once this one's loops have stopped.
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.shutdown.send(true);
         let mut report = ShutdownReport::default();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        for (name, mut task) in self.tasks {
+        let elector = (ELECTOR_TASK, self.elector_task);
+        let elector_stop = self.elector_stop;
+        let tasks = self.tasks.into_iter().chain(std::iter::once(elector));
+        for (name, mut task) in tasks {
+            if name == ELECTOR_TASK {
+                let _ = elector_stop.send(true);
+            }
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(Ok(()))) => report.stopped.push(name),
                 Ok(Ok(Err(e))) => report.failed.push((name, e)),

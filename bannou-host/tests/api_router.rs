@@ -347,6 +347,14 @@ async fn health_reports_the_store_and_needs_no_token() {
     assert_eq!(json["status"], "ok");
     assert_eq!(json["store"], "ok");
     assert!(json["version"].is_string());
+    // In memory the process is the only replica: always leader, token 1.
+    assert_eq!(json["leader"], true);
+    let candidate = w.cp.leader().candidate_id().to_owned();
+    assert!(candidate.starts_with("bannou-"), "{candidate}");
+    assert_eq!(
+        json["leadership"],
+        serde_json::json!({"candidate": candidate, "holder": candidate, "token": 1})
+    );
     w.cp.shutdown().await;
 }
 

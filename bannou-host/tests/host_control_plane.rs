@@ -35,13 +35,14 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 6] = [
+const ALL_TASKS: [&str; 7] = [
     "heartbeat-pipeline",
     "mappings-broadcaster",
     "pool-scaler",
     "lease-reaper",
     "store-monitor",
     "http",
+    "leader-elector",
 ];
 
 fn backends() -> Vec<Arc<dyn ContainerBackend>> {
@@ -160,7 +161,13 @@ async fn redis_control_plane_serves_wires_heartbeats_and_stops_cleanly() {
     assert_eq!(get(&cp.router(), "/health").await, StatusCode::OK);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = cp.serve(listener).unwrap();
-    assert_eq!(health_over_http(addr).await["store"], "ok");
+    let health = health_over_http(addr).await;
+    assert_eq!(health["store"], "ok");
+    assert_eq!(
+        health["leader"], true,
+        "a lone replica leads from the start"
+    );
+    assert_eq!(health["leadership"]["holder"], cp.leader().candidate_id());
     heartbeat_reaches_routing_and_mappings(&cp, "node-r").await;
 
     let report = tokio::time::timeout(PATIENCE, cp.shutdown())

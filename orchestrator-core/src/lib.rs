@@ -11,7 +11,7 @@
 //! - [`events`] and [`api`]: wire types with upstream field names; [`lenient`] is the enum
 //!   spelling rule (decision D1) they share.
 //! - [`ports`]: the traits adapters implement (`ContainerBackend`, `EventBus`,
-//!   `OrchestratorStore`); [`memory`] holds the in-memory implementations and the
+//!   `OrchestratorStore`, `LeaderElection`); [`memory`] holds the in-memory implementations and the
 //!   `testkit` feature exposes [`testkit`], the conformance suites every adapter must pass.
 
 pub mod api;

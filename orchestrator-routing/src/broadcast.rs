@@ -154,6 +154,12 @@ impl BroadcastPolicy {
         }
     }
 
+    /// When the pending change is due, `None` when nothing changed: the deadline of a
+    /// replica that publishes changes but leaves the periodic rebroadcast to the leader.
+    pub fn change_deadline(&self) -> Option<Timestamp> {
+        self.dirty_since.map(|first| first + self.window)
+    }
+
     /// True while a change awaits publication.
     pub fn is_dirty(&self) -> bool {
         self.dirty_since.is_some()
@@ -214,12 +220,15 @@ mod tests {
     fn a_change_publishes_once_the_window_elapsed() {
         let mut p = started();
         assert_eq!(p.poll(ms(1_000)), None);
+        assert_eq!(p.change_deadline(), None, "nothing pending");
         assert_eq!(p.on_change(ms(1_000)), ms(1_100));
         assert_eq!(p.next_deadline(), ms(1_100));
+        assert_eq!(p.change_deadline(), Some(ms(1_100)));
         assert_eq!(p.poll(ms(1_099)), None);
         assert_eq!(p.poll(ms(1_100)), Some(PublishReason::Changed));
         p.published(ms(1_100), 2);
         assert!(!p.is_dirty());
+        assert_eq!(p.change_deadline(), None);
         assert_eq!(p.last_published(), Some((ms(1_100), 2)));
         assert_eq!(p.next_deadline(), ms(31_100), "periodic timer restarts");
     }

@@ -4,6 +4,11 @@
 //! 200 `{"status": "ok", "store": "ok"}` when the store answers its ping within
 //! [`STORE_PING_TIMEOUT`]; 503 `{"status": "degraded", "store": "<why>"}` otherwise (the
 //! process is alive, but requests that need state would fail).
+//!
+//! Both also say whether this replica leads (ours; upstream has no such field):
+//! `"leader": true|false` and `"leadership": {"candidate", "holder", "token"}` (this
+//! replica's candidate id, the leader's id and fencing token, `null` when unknown). A
+//! follower is healthy: leadership never changes the status code.
 
 use std::time::Duration;
 
@@ -11,6 +16,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
 
+use crate::orchestrator::leader::LeaderState;
 use crate::orchestrator::service::OrchestratorService;
 
 /// The path.
@@ -28,6 +34,21 @@ pub struct HealthBody {
     pub store: String,
     /// This build's version.
     pub version: &'static str,
+    /// Whether this replica runs the leader-only loops.
+    pub leader: bool,
+    /// Who leads.
+    pub leadership: LeadershipBody,
+}
+
+/// The `leadership` object of `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeadershipBody {
+    /// This replica's candidate id.
+    pub candidate: String,
+    /// The leader's candidate id, when known.
+    pub holder: Option<String>,
+    /// The leader's fencing token, when known.
+    pub token: Option<u64>,
 }
 
 /// The handler.
@@ -42,10 +63,22 @@ pub async fn health(State(service): State<OrchestratorService>) -> Response {
             format!("unavailable: no answer within {STORE_PING_TIMEOUT:?}"),
         ),
     };
+    let leader = &service.deps().leader;
+    let candidate = leader.candidate_id().to_owned();
+    let (is_leader, holder, token) = match leader.state() {
+        LeaderState::Leader { token } => (true, Some(candidate.clone()), Some(token)),
+        LeaderState::Follower { holder, token } => (false, holder, token),
+    };
     let body = HealthBody {
         status: if status == 200 { "ok" } else { "degraded" },
         store,
         version: env!("CARGO_PKG_VERSION"),
+        leader: is_leader,
+        leadership: LeadershipBody {
+            candidate,
+            holder,
+            token,
+        },
     };
     super::json_response(status, &body)
 }

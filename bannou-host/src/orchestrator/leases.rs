@@ -9,6 +9,7 @@
 //! path cut the sleep short.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use orchestrator_core::Timestamp;
@@ -27,6 +28,17 @@ pub struct LeaseReaper {
     max_sleep: Duration,
     scaler: Option<Arc<PoolScaler>>,
     wake: Notify,
+    passes: AtomicU64,
+    reclaimed: AtomicU64,
+}
+
+/// What a reaper has done since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaperStats {
+    /// Passes that completed.
+    pub passes: u64,
+    /// Leases reclaimed by those passes.
+    pub reclaimed: u64,
 }
 
 impl LeaseReaper {
@@ -44,6 +56,8 @@ impl LeaseReaper {
             max_sleep,
             scaler: None,
             wake: Notify::new(),
+            passes: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
         }
     }
 
@@ -51,6 +65,14 @@ impl LeaseReaper {
     pub fn with_scaler(mut self, scaler: Arc<PoolScaler>) -> Self {
         self.scaler = Some(scaler);
         self
+    }
+
+    /// Completed passes and reclaimed leases so far (a follower's reaper stays at zero).
+    pub fn stats(&self) -> ReaperStats {
+        ReaperStats {
+            passes: self.passes.load(Ordering::Relaxed),
+            reclaimed: self.reclaimed.load(Ordering::Relaxed),
+        }
     }
 
     /// Cuts the current sleep short (a lease with an earlier expiry was granted).
@@ -79,6 +101,9 @@ impl LeaseReaper {
                 next = Some(next.map_or(earliest, |n| n.min(earliest)));
             }
         }
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.reclaimed
+            .fetch_add(reclaimed.len() as u64, Ordering::Relaxed);
         if !reclaimed.is_empty()
             && let Some(s) = &self.scaler
         {

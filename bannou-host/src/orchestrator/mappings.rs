@@ -2,6 +2,11 @@
 //! routing table changes (decision D11), coalescing bursts within a short window, plus the
 //! periodic rebroadcast (`FullMappingsIntervalSeconds`).
 //!
+//! With several replicas ([`MappingsBroadcaster::with_leadership`]) only the leader
+//! rebroadcasts periodically; every replica still publishes its own table changes (a
+//! deploy served by a follower changes that follower's table), and a replica that becomes
+//! leader rebroadcasts at once if its interval has run out.
+//!
 //! The timing decisions are the pure [`BroadcastPolicy`]'s; this loop only sleeps until
 //! the policy's next deadline or until [`MappingsBroadcaster::table_changed`] wakes it.
 //! Versions come from the store's monotonic counter, so they never go back, even across
@@ -19,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use super::heartbeats::SharedHealth;
+use super::leader::LeaderState;
 
 /// Publishes the routing table as versioned mappings.
 pub struct MappingsBroadcaster {
@@ -29,6 +35,8 @@ pub struct MappingsBroadcaster {
     policy: Mutex<BroadcastPolicy>,
     changed: Notify,
     source_instance_id: Uuid,
+    /// `None`: always leader (a single replica).
+    leader: Option<watch::Receiver<LeaderState>>,
 }
 
 impl MappingsBroadcaster {
@@ -48,7 +56,23 @@ impl MappingsBroadcaster {
             policy: Mutex::new(policy),
             changed: Notify::new(),
             source_instance_id: Uuid::new_v4(),
+            leader: None,
         }
+    }
+
+    /// Rebroadcast periodically only while `leader` says this replica leads.
+    pub fn with_leadership(mut self, leader: watch::Receiver<LeaderState>) -> Self {
+        self.leader = Some(leader);
+        self
+    }
+
+    /// The `sourceInstanceId` of every mappings event this broadcaster publishes.
+    pub fn source_instance_id(&self) -> Uuid {
+        self.source_instance_id
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.borrow().is_leader())
     }
 
     /// The routing table changed: publish within the coalescing window.
@@ -65,6 +89,9 @@ impl MappingsBroadcaster {
     pub async fn publish_due(&self) -> Option<(PublishReason, i64)> {
         let now = self.clock.now();
         let reason = self.lock().poll(now)?;
+        if reason == PublishReason::Periodic && !self.is_leader() {
+            return None;
+        }
         let version = match self.store.next_mappings_version().await {
             Ok(v) => v,
             Err(e) => {
@@ -92,18 +119,140 @@ impl MappingsBroadcaster {
     }
 
     /// Runs until `shutdown` turns true (or its sender is dropped).
+    /// A follower sleeps only until its pending change is due (no periodic deadline) and
+    /// wakes when the leadership changes.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut leader = self.leader.clone();
         loop {
             self.publish_due().await;
-            let deadline = self.lock().next_deadline();
-            let wait = deadline
-                .saturating_since(self.clock.now())
-                .max(Duration::from_millis(1));
+            let deadline = if self.is_leader() {
+                Some(self.lock().next_deadline())
+            } else {
+                self.lock().change_deadline()
+            };
+            let wait = deadline.map(|d| {
+                d.saturating_since(self.clock.now())
+                    .max(Duration::from_millis(1))
+            });
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = sleep_or_never(wait) => {}
                 _ = self.changed.notified() => {}
+                _ = leadership_changed(&mut leader) => {}
                 _ = super::stopped(&mut shutdown) => return,
             }
         }
+    }
+}
+
+async fn sleep_or_never(wait: Option<Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the leadership changes; never when there is none to follow (or its
+/// elector is gone).
+async fn leadership_changed(leader: &mut Option<watch::Receiver<LeaderState>>) {
+    let changed = match leader {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use orchestrator_core::events::FullServiceMappingsEvent;
+    use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
+    use orchestrator_core::memory::bus::InMemoryBus;
+    use orchestrator_core::memory::store::InMemoryStore;
+    use orchestrator_core::{AppId, Timestamp};
+    use orchestrator_routing::RoutingTable;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::orchestrator::heartbeats::HealthState;
+
+    /// How many mappings events arrive within `d` (paused time).
+    async fn count_within(
+        events: &mut orchestrator_core::ports::bus::EventSubscription<FullServiceMappingsEvent>,
+        d: Duration,
+    ) -> usize {
+        let mut n = 0;
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.next()).await {
+            e.unwrap();
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_publishes_changes_but_leaves_the_periodic_rebroadcast_to_the_leader() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )));
+        let health = SharedHealth::new(HealthState {
+            aggregator: HeartbeatAggregator::new(HealthConfig::default()),
+            routing: RoutingTable::new(AppId::control_plane()),
+        });
+        let bus = Arc::new(InMemoryBus::new());
+        let (leader, rx) = watch::channel(LeaderState::UNKNOWN);
+        let broadcaster = Arc::new(
+            MappingsBroadcaster::new(
+                health,
+                Arc::new(InMemoryStore::new(clock.clone())),
+                bus.clone(),
+                clock,
+                BroadcastPolicy::new(Duration::from_millis(100), Duration::from_secs(5)).unwrap(),
+            )
+            .with_leadership(rx),
+        );
+        let mut events = bus
+            .subscribe_events::<FullServiceMappingsEvent>()
+            .await
+            .unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn({
+            let b = broadcaster.clone();
+            async move { b.run(stop_rx).await }
+        });
+
+        assert_eq!(
+            count_within(&mut events, Duration::from_secs(12)).await,
+            0,
+            "a follower never rebroadcasts"
+        );
+        broadcaster.table_changed();
+        assert_eq!(
+            count_within(&mut events, Duration::from_millis(150)).await,
+            1,
+            "but publishes its own change within the window"
+        );
+        assert_eq!(count_within(&mut events, Duration::from_secs(12)).await, 0);
+
+        leader.send_replace(LeaderState::Leader { token: 2 });
+        assert_eq!(
+            count_within(&mut events, Duration::from_millis(10)).await,
+            1,
+            "a new leader whose interval ran out rebroadcasts at once"
+        );
+        assert_eq!(
+            count_within(&mut events, Duration::from_millis(10_100)).await,
+            2,
+            "then every interval"
+        );
+        leader.send_replace(LeaderState::UNKNOWN);
+        assert_eq!(
+            count_within(&mut events, Duration::from_secs(12)).await,
+            0,
+            "and stops on stepping down"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }

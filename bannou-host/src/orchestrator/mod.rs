@@ -1,8 +1,10 @@
 //! Orchestrator use cases and background loops over the domain's ports, one module per
 //! group (DESIGN.md section 1): [`heartbeats`] (ingestion pipeline), [`mappings`] (routing
-//! broadcast), [`pools`] (worker scaling) and [`leases`] (expired-lease reclamation).
+//! broadcast), [`pools`] (worker scaling) and [`leases`] (expired-lease reclamation);
+//! [`leader`] elects the one replica that runs the loops that must not run twice.
 
 pub mod heartbeats;
+pub mod leader;
 pub mod leases;
 pub mod mappings;
 pub mod pools;

@@ -15,6 +15,7 @@
 //! unleased workers; a worker leased in between finishes its lease first.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -134,6 +135,8 @@ pub struct PoolScaler {
     /// to compute a decision, never across an `.await`.
     policies: Mutex<HashMap<PoolType, Autoscaler>>,
     wake: Notify,
+    /// Periodic passes over every pool so far.
+    periodic_passes: AtomicU64,
 }
 
 impl PoolScaler {
@@ -151,6 +154,7 @@ impl PoolScaler {
             config,
             policies: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            periodic_passes: AtomicU64::new(0),
         }
     }
 
@@ -209,6 +213,11 @@ impl PoolScaler {
         Ok(report)
     }
 
+    /// Periodic passes [`PoolScaler::run`] has started so far (a follower's stays at zero).
+    pub fn periodic_passes(&self) -> u64 {
+        self.periodic_passes.load(Ordering::Relaxed)
+    }
+
     /// Wakes the periodic loop now (after a release, a heartbeat, a manual change).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -223,6 +232,7 @@ impl PoolScaler {
                 _ = tokio::time::sleep(self.config.interval) => {}
                 _ = super::stopped(&mut shutdown) => return,
             }
+            self.periodic_passes.fetch_add(1, Ordering::Relaxed);
             let pools = match self.store.list_pools().await {
                 Ok(p) => p,
                 Err(e) => {

@@ -4,4 +4,5 @@
 
 pub mod backend;
 pub mod bus;
+pub mod leader;
 pub mod store;

@@ -23,6 +23,7 @@ use orchestrator_core::time::Clock;
 use orchestrator_pools::LeaseStore;
 
 use super::heartbeats::SharedHealth;
+use super::leader::LeaderHandle;
 use super::leases::LeaseReaper;
 use super::mappings::MappingsBroadcaster;
 use super::pools::PoolScaler;
@@ -218,6 +219,8 @@ pub struct ServiceDeps {
     pub scaler: Arc<PoolScaler>,
     /// Reclaims expired leases; woken when a lease with an early expiry is granted.
     pub reaper: Arc<LeaseReaper>,
+    /// Whether this replica leads (reported by `/health`).
+    pub leader: LeaderHandle,
     /// The settings.
     pub settings: ServiceSettings,
 }

@@ -137,6 +137,7 @@ impl World {
             broadcaster,
             scaler,
             reaper,
+            leader: crate::orchestrator::leader::LeaderHandle::always_leader("bannou-test"),
             settings,
         });
         World {

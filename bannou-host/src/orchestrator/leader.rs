@@ -1,0 +1,736 @@
+//! Leader election of the orchestrator replicas: the [`LeaderElector`] loop that campaigns
+//! for the [`LeaderElection`] lease, the [`LeaderHandle`] everyone reads its
+//! [`LeaderState`] from, and [`while_leader`], which runs a background loop only while
+//! this replica leads.
+//!
+//! # Timing (lease `L`, `ORCHESTRATOR_LEADER_LEASE_SECONDS`)
+//!
+//! - Every replica tries to take or renew the lease every `L/3` (the renew interval).
+//! - A renewal sent at instant `s` makes the leader's own deadline `s + L` (measured on
+//!   tokio's monotonic clock from *before* the request left, so never later than the
+//!   store's real expiry). The leader steps down at `s + L - L/6` unless a renewal
+//!   succeeded in between: after a failed renewal it retries every `L/6`, each attempt
+//!   bounded so it cannot run past the step-down point.
+//! - Refused (another candidate holds the lease): step down at once.
+//! - A leader that dies stops renewing; its lease runs out at most `L` after its last
+//!   renewal, and a follower tries every `L/3`, so another replica leads within
+//!   `L + L/3` of the death (plus one round trip).
+//! - On shutdown the leader publishes "follower" (loops stop), then releases the lease so
+//!   another replica takes over at its next attempt instead of after the expiry.
+//!
+//! Guarantee, as far as the lease goes: a replica only runs leader-only work between a
+//! successful acquire/renew and its step-down point, which precedes the lease's expiry by
+//! `L/6`; [`while_leader`] gives a running pass `L/12` to finish before dropping it. A
+//! store that loses the lease (a flushed Redis) or a process paused longer than `L/6`
+//! breaks that guarantee; the fencing token then at least tells the terms apart.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_core::ports::leader::LeaderElection;
+use orchestrator_core::time::Clock;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use uuid::Uuid;
+
+use super::stopped;
+
+/// Default lease, `ORCHESTRATOR_LEADER_LEASE_SECONDS`.
+pub const DEFAULT_LEADER_LEASE: Duration = Duration::from_secs(10);
+
+/// Shortest lease accepted (the renew interval is a third of it).
+pub const MIN_LEADER_LEASE: Duration = Duration::from_secs(2);
+
+/// Whether this replica leads, as the elector last established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaderState {
+    /// This replica holds the lease; `token` is the fencing token of its term.
+    Leader {
+        /// Fencing token of the current term.
+        token: u64,
+    },
+    /// Another replica leads, or nobody is known to.
+    Follower {
+        /// The leader's candidate id, when the store named one.
+        holder: Option<String>,
+        /// The leader's fencing token, when known.
+        token: Option<u64>,
+    },
+}
+
+impl LeaderState {
+    /// Follower of nobody known (the state before the first attempt).
+    pub const UNKNOWN: LeaderState = LeaderState::Follower {
+        holder: None,
+        token: None,
+    };
+
+    /// True while leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(self, LeaderState::Leader { .. })
+    }
+
+    /// This replica's token while leader.
+    pub fn leader_token(&self) -> Option<u64> {
+        match self {
+            LeaderState::Leader { token } => Some(*token),
+            LeaderState::Follower { .. } => None,
+        }
+    }
+}
+
+/// The elector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectorConfig {
+    /// This replica's candidate id: `{prefix}-{uuid}`, unique per start.
+    pub candidate_id: String,
+    /// Lease length (at least [`MIN_LEADER_LEASE`] when read from the environment).
+    pub lease: Duration,
+}
+
+impl ElectorConfig {
+    /// A fresh candidate id `{prefix}-{uuid v4}` (the prefix names the replica in logs;
+    /// whitespace in it becomes `-`) with `lease`.
+    pub fn new(prefix: &str, lease: Duration) -> Self {
+        let prefix: String = prefix
+            .chars()
+            .map(|c| if c.is_whitespace() { '-' } else { c })
+            .collect();
+        ElectorConfig {
+            candidate_id: format!("{prefix}-{}", Uuid::new_v4()),
+            lease,
+        }
+    }
+
+    /// How often the lease is renewed (and a follower tries to take it): a third of it.
+    pub fn renew_interval(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// How long before the lease's end a leader that could not renew steps down: a sixth.
+    pub fn step_down_margin(&self) -> Duration {
+        self.lease / 6
+    }
+
+    /// How long [`while_leader`] lets a pass finish after a step-down: half the margin,
+    /// so the work stops before the lease can run out.
+    pub fn pause_grace(&self) -> Duration {
+        self.step_down_margin() / 2
+    }
+}
+
+// === LeaderHandle ===
+
+/// The read side of the leadership: a cheap clone for whoever must know (the gated loops,
+/// `/health`).
+#[derive(Debug, Clone)]
+pub struct LeaderHandle {
+    candidate_id: Arc<str>,
+    state: watch::Receiver<LeaderState>,
+    /// Keeps the sender of an [`LeaderHandle::always_leader`] handle alive.
+    _fixed: Option<Arc<watch::Sender<LeaderState>>>,
+}
+
+impl LeaderHandle {
+    /// A handle that is always leader with token 1: the single process of the in-memory
+    /// adapters, where no other replica can exist.
+    pub fn always_leader(candidate_id: impl Into<String>) -> Self {
+        let (tx, rx) = watch::channel(LeaderState::Leader { token: 1 });
+        LeaderHandle {
+            candidate_id: Arc::from(candidate_id.into()),
+            state: rx,
+            _fixed: Some(Arc::new(tx)),
+        }
+    }
+
+    /// This replica's candidate id.
+    pub fn candidate_id(&self) -> &str {
+        &self.candidate_id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> LeaderState {
+        self.state.borrow().clone()
+    }
+
+    /// True while leader.
+    pub fn is_leader(&self) -> bool {
+        self.state.borrow().is_leader()
+    }
+
+    /// A receiver of every change from now on (the current state counts as seen).
+    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
+        let mut rx = self.state.clone();
+        rx.mark_unchanged();
+        rx
+    }
+}
+
+// === LeaderElector ===
+
+/// The lease this replica holds, as the elector tracks it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: u64,
+    /// When it stops acting as leader unless a renewal succeeds first.
+    step_down_at: Instant,
+}
+
+/// Campaigns for the lease; see the module docs for the timing.
+pub struct LeaderElector {
+    port: Arc<dyn LeaderElection>,
+    clock: Arc<dyn Clock>,
+    config: ElectorConfig,
+    state: watch::Sender<LeaderState>,
+    handle: LeaderHandle,
+    held: Option<Held>,
+    /// When the next attempt is due.
+    next: Instant,
+}
+
+impl LeaderElector {
+    /// An elector (follower until its first attempt) for `config.candidate_id` on `port`.
+    pub fn new(
+        port: Arc<dyn LeaderElection>,
+        clock: Arc<dyn Clock>,
+        config: ElectorConfig,
+    ) -> Self {
+        let (state, rx) = watch::channel(LeaderState::UNKNOWN);
+        let handle = LeaderHandle {
+            candidate_id: Arc::from(config.candidate_id.as_str()),
+            state: rx,
+            _fixed: None,
+        };
+        LeaderElector {
+            port,
+            clock,
+            config,
+            state,
+            handle,
+            held: None,
+            next: Instant::now(),
+        }
+    }
+
+    /// The read side.
+    pub fn handle(&self) -> LeaderHandle {
+        self.handle.clone()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ElectorConfig {
+        &self.config
+    }
+
+    fn candidate(&self) -> &str {
+        &self.config.candidate_id
+    }
+
+    /// One attempt to take or renew the lease, updating the state; returns when the next
+    /// attempt is due (and [`LeaderElector::run`] makes it then). Bounded: it never runs
+    /// past the step-down point of a held lease, nor longer than one renew interval.
+    pub async fn attempt(&mut self) -> Instant {
+        self.next = self.try_once().await;
+        self.next
+    }
+
+    async fn try_once(&mut self) -> Instant {
+        let every = self.config.renew_interval();
+        let started = Instant::now();
+        let limit = match self.held {
+            Some(h) => h.step_down_at.min(started + every),
+            None => started + every,
+        };
+        let call =
+            self.port
+                .try_acquire_or_renew(self.candidate(), self.config.lease, self.clock.now());
+        let failure = match timeout_at(limit, call).await {
+            Ok(Ok(Some(lease))) if lease.holder == self.config.candidate_id => {
+                let step_down_at = started + self.config.lease - self.config.step_down_margin();
+                self.lead(lease.fencing_token, step_down_at);
+                return started + every;
+            }
+            Ok(Ok(Some(other))) => format!(
+                "the store answered a lease of {} to our acquire",
+                other.holder
+            ),
+            Ok(Ok(None)) => {
+                self.follow().await;
+                return started + every;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", limit - started),
+        };
+        match self.held {
+            Some(h) => {
+                let now = Instant::now();
+                tracing::warn!(candidate = %self.candidate(), error = %failure, remaining = ?h.step_down_at.saturating_duration_since(now), "leader could not renew its lease; retrying");
+                if now >= h.step_down_at {
+                    self.step_down("the lease could not be renewed before its end");
+                }
+                now + self.config.step_down_margin()
+            }
+            None => {
+                tracing::debug!(candidate = %self.candidate(), error = %failure, "leader election attempt failed");
+                started + every
+            }
+        }
+    }
+
+    fn lead(&mut self, token: u64, step_down_at: Instant) {
+        let before = self.held.map(|h| h.token);
+        self.held = Some(Held {
+            token,
+            step_down_at,
+        });
+        if before != Some(token) {
+            tracing::info!(candidate = %self.candidate(), token, previous_token = ?before, "became leader");
+            self.state.send_replace(LeaderState::Leader { token });
+        }
+    }
+
+    async fn follow(&mut self) {
+        if self.held.is_some() {
+            self.step_down("another candidate holds the lease");
+        }
+        let now = self.clock.now();
+        let limit = self.config.renew_interval();
+        let (holder, token) = match timeout(limit, self.port.current(now)).await {
+            Ok(Ok(Some(l))) => (Some(l.holder), Some(l.fencing_token)),
+            _ => (None, None),
+        };
+        let next = LeaderState::Follower { holder, token };
+        self.state.send_if_modified(|s| {
+            if *s == next {
+                return false;
+            }
+            if let LeaderState::Follower {
+                holder: Some(h),
+                token: Some(t),
+            } = &next
+            {
+                tracing::info!(candidate = %self.config.candidate_id, leader = %h, token = t, "following");
+            }
+            *s = next;
+            true
+        });
+    }
+
+    fn step_down(&mut self, why: &str) {
+        if let Some(h) = self.held.take() {
+            tracing::info!(candidate = %self.candidate(), token = h.token, reason = why, "stepped down as leader");
+            self.state.send_replace(LeaderState::UNKNOWN);
+        }
+    }
+
+    /// Campaigns until `stop` turns true (or its sender is dropped), then steps down and
+    /// releases a held lease (best effort, bounded by one renew interval).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let next = self.next;
+            let step_down_at = self.held.map(|h| h.step_down_at);
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                _ = sleep_until(step_down_at.unwrap_or(next)), if step_down_at.is_some_and(|s| s < next) => {
+                    self.step_down("the lease could not be renewed before its end");
+                    continue;
+                }
+                _ = sleep_until(next) => {}
+            }
+            self.attempt().await;
+        }
+        self.resign().await;
+    }
+
+    /// Steps down and releases the lease, if held.
+    pub async fn resign(&mut self) {
+        let Some(h) = self.held else {
+            return;
+        };
+        self.step_down("shutting down");
+        let release = self
+            .port
+            .release(self.candidate(), h.token, self.clock.now());
+        match timeout(self.config.renew_interval(), release).await {
+            Ok(Ok(true)) => {
+                tracing::info!(candidate = %self.candidate(), token = h.token, "released the leader lease")
+            }
+            Ok(Ok(false)) => {
+                tracing::info!(candidate = %self.candidate(), token = h.token, "the leader lease was no longer ours to release")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(candidate = %self.candidate(), error = %e, "releasing the leader lease failed; it expires by itself")
+            }
+            Err(_) => {
+                tracing::warn!(candidate = %self.candidate(), "releasing the leader lease timed out; it expires by itself")
+            }
+        }
+    }
+}
+
+// === while_leader ===
+
+/// Runs a background loop only while `leader` says this replica leads: `work(pause)` is
+/// started on becoming leader and told to stop (its `pause` receiver turns true) on
+/// stepping down, when the term changes (a new token) or on shutdown; a pass in progress
+/// gets `grace` to finish, then is dropped. Loops whose `run(shutdown)` returns once the
+/// receiver turns true fit as they are. Returns once `shutdown` turns true.
+pub async fn while_leader<F, Fut>(
+    name: &'static str,
+    mut leader: watch::Receiver<LeaderState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    mut work: F,
+) where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        let term = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            r = leader.wait_for(LeaderState::is_leader) => r.ok().map(|state| state.leader_token()),
+        };
+        let Some(term) = term else {
+            // The elector is gone: never leader again.
+            stopped(&mut shutdown).await;
+            return;
+        };
+        tracing::debug!(task = name, token = ?term, "leader: running");
+        let (pause, paused) = watch::channel(false);
+        let run = work(paused);
+        tokio::pin!(run);
+        let shutting_down = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => true,
+            _ = leader.wait_for(|s| s.leader_token() != term) => false,
+            _ = &mut run => {
+                // Ended by itself (it only should on `pause`): wait for the next change.
+                tracing::warn!(task = name, "leader-only loop ended by itself");
+                false
+            }
+        };
+        let _ = pause.send(true);
+        if timeout(grace, &mut run).await.is_err() {
+            tracing::warn!(
+                task = name,
+                ?grace,
+                "leader-only pass did not finish after the step-down; dropped"
+            );
+        }
+        if shutting_down {
+            return;
+        }
+        tracing::debug!(task = name, "not leader: paused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use orchestrator_core::Timestamp;
+    use orchestrator_core::memory::leader::InMemoryLeaderElection;
+    use orchestrator_core::ports::leader::{LeaderError, Leadership};
+
+    use super::*;
+    use crate::clock::TokioClock;
+
+    const LEASE: Duration = Duration::from_secs(9);
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )))
+    }
+
+    /// The in-memory election, made to fail (`Unavailable`) or hang on demand.
+    #[derive(Default)]
+    struct Faulty {
+        inner: InMemoryLeaderElection,
+        fail: AtomicBool,
+        hang: AtomicBool,
+    }
+
+    impl Faulty {
+        async fn fault(&self) -> Result<(), LeaderError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(LeaderError::Unavailable {
+                    message: "injected".to_owned(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl LeaderElection for Faulty {
+        async fn try_acquire_or_renew(
+            &self,
+            candidate: &str,
+            ttl: Duration,
+            now: Timestamp,
+        ) -> Result<Option<Leadership>, LeaderError> {
+            self.fault().await?;
+            self.inner.try_acquire_or_renew(candidate, ttl, now).await
+        }
+
+        async fn release(
+            &self,
+            candidate: &str,
+            token: u64,
+            now: Timestamp,
+        ) -> Result<bool, LeaderError> {
+            self.fault().await?;
+            self.inner.release(candidate, token, now).await
+        }
+
+        async fn current(&self, now: Timestamp) -> Result<Option<Leadership>, LeaderError> {
+            self.fault().await?;
+            self.inner.current(now).await
+        }
+    }
+
+    fn elector(port: Arc<dyn LeaderElection>, clock: &Arc<dyn Clock>, name: &str) -> LeaderElector {
+        LeaderElector::new(port, clock.clone(), ElectorConfig::new(name, LEASE))
+    }
+
+    fn spawn(e: LeaderElector) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(false);
+        (tx, tokio::spawn(e.run(rx)))
+    }
+
+    /// Waits (paused time, so instantly) until `pred` holds, for at most `within`.
+    async fn until(
+        rx: &mut watch::Receiver<LeaderState>,
+        within: Duration,
+        pred: impl FnMut(&LeaderState) -> bool,
+    ) -> LeaderState {
+        timeout(within, rx.wait_for(pred))
+            .await
+            .expect("in time")
+            .expect("elector alive")
+            .clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_takes_over_within_lease_plus_one_renew_interval_after_the_leader_dies() {
+        let clock = clock();
+        let port = Arc::new(InMemoryLeaderElection::new());
+        let a = elector(port.clone(), &clock, "a");
+        let b = elector(port.clone(), &clock, "b");
+        let (ha, hb) = (a.handle(), b.handle());
+        let (_stop_a, task_a) = spawn(a);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let (_stop_b, task_b) = spawn(b);
+        let token_a = until(&mut ha.subscribe(), LEASE, LeaderState::is_leader)
+            .await
+            .leader_token()
+            .unwrap();
+        let followed = until(&mut hb.subscribe(), LEASE, |s| *s != LeaderState::UNKNOWN).await;
+        assert_eq!(
+            followed,
+            LeaderState::Follower {
+                holder: Some(ha.candidate_id().to_owned()),
+                token: Some(token_a)
+            },
+            "b follows a and knows its holder and token"
+        );
+        // Let a renew a few times: b must stay follower all along.
+        let mut b_rx = hb.subscribe();
+        tokio::time::sleep(LEASE * 3).await;
+        assert!(
+            !b_rx.has_changed().unwrap(),
+            "b never led while a renewed: {:?} / a {:?}",
+            hb.state(),
+            ha.state()
+        );
+        assert!(ha.is_leader());
+
+        // Kill a: no more renewals, no release.
+        let lease = port.current(clock.now()).await.unwrap().unwrap();
+        task_a.abort();
+        let killed = tokio::time::Instant::now();
+        let bound = LEASE + LEASE / 3;
+        let state = until(
+            &mut b_rx,
+            bound + Duration::from_millis(1),
+            LeaderState::is_leader,
+        )
+        .await;
+        let took = killed.elapsed();
+        let token_b = state.leader_token().unwrap();
+        assert!(
+            token_b > token_a,
+            "new term, higher token: {token_a} -> {token_b}"
+        );
+        assert!(
+            clock.now() >= lease.expires_at,
+            "b took over only once a's lease had run out"
+        );
+        assert!(took <= bound, "took {took:?}, bound {bound:?}");
+        println!(
+            "checked: takeover {took:?} after the leader died (bound lease + lease/3 = {bound:?}), token {token_a} -> {token_b}"
+        );
+        task_b.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_steps_down_before_its_lease_expires() {
+        let clock = clock();
+        for hang in [false, true] {
+            let port = Arc::new(Faulty::default());
+            let a = elector(port.clone(), &clock, "a");
+            let ha = a.handle();
+            let (_stop, task) = spawn(a);
+            let mut rx = ha.subscribe();
+            until(&mut rx, LEASE, LeaderState::is_leader).await;
+            // Renewed at least once, then the store fails (errors or no answer at all).
+            tokio::time::sleep(LEASE / 2).await;
+            let lease = port.inner.current(clock.now()).await.unwrap().unwrap();
+            if hang {
+                port.hang.store(true, Ordering::SeqCst);
+            } else {
+                port.fail.store(true, Ordering::SeqCst);
+            }
+            until(&mut rx, LEASE, |s| !s.is_leader()).await;
+            let margin = lease.expires_at.saturating_since(clock.now());
+            assert!(
+                clock.now() < lease.expires_at && margin >= LEASE / 6,
+                "stepped down {margin:?} before the lease's end (hang: {hang})"
+            );
+            // Nobody else could take it before it expired, and a follower sees that too.
+            assert_eq!(
+                port.inner
+                    .try_acquire_or_renew("other", LEASE, clock.now())
+                    .await
+                    .unwrap(),
+                None
+            );
+            println!(
+                "checked: renewals {} -> stepped down {margin:?} before the lease's end",
+                if hang { "hang" } else { "fail" }
+            );
+            // The store answers again: the same candidate leads again.
+            port.fail.store(false, Ordering::SeqCst);
+            port.hang.store(false, Ordering::SeqCst);
+            until(&mut rx, LEASE * 2, LeaderState::is_leader).await;
+            task.abort();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_leader_releases_and_a_follower_takes_over_at_its_next_attempt() {
+        let clock = clock();
+        let port = Arc::new(InMemoryLeaderElection::new());
+        let a = elector(port.clone(), &clock, "a");
+        let ha = a.handle();
+        let (stop_a, task_a) = spawn(a);
+        until(&mut ha.subscribe(), LEASE, LeaderState::is_leader).await;
+        let b = elector(port.clone(), &clock, "b");
+        let hb = b.handle();
+        let (_stop_b, task_b) = spawn(b);
+        let mut b_rx = hb.subscribe();
+        until(&mut b_rx, LEASE, |s| *s != LeaderState::UNKNOWN).await;
+        stop_a.send(true).unwrap();
+        task_a.await.unwrap();
+        assert!(!ha.is_leader(), "a stepped down on stop");
+        assert_eq!(port.current(clock.now()).await.unwrap(), None, "released");
+        let stopped = tokio::time::Instant::now();
+        until(
+            &mut b_rx,
+            LEASE / 3 + Duration::from_millis(1),
+            LeaderState::is_leader,
+        )
+        .await;
+        println!(
+            "checked: after a released, b led {:?} later (bound: one renew interval {:?})",
+            stopped.elapsed(),
+            LEASE / 3
+        );
+        task_b.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_leader_runs_the_work_only_while_leader() {
+        let (state, rx) = watch::channel(LeaderState::UNKNOWN);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let passes = Arc::new(AtomicU32::new(0));
+        let running = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (passes, running) = (passes.clone(), running.clone());
+            while_leader(
+                "test",
+                rx,
+                shutdown_rx,
+                Duration::from_secs(1),
+                move |mut pause| {
+                    let (passes, running) = (passes.clone(), running.clone());
+                    async move {
+                        running.store(true, Ordering::SeqCst);
+                        loop {
+                            passes.fetch_add(1, Ordering::SeqCst);
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = stopped(&mut pause) => break,
+                            }
+                        }
+                        running.store(false, Ordering::SeqCst);
+                    }
+                },
+            )
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 0, "a follower does no work");
+        state.send_replace(LeaderState::Leader { token: 3 });
+        tokio::time::sleep(Duration::from_millis(4_500)).await;
+        assert_eq!(
+            passes.load(Ordering::SeqCst),
+            5,
+            "passes at 0, 1, 2, 3, 4 s"
+        );
+        state.send_replace(LeaderState::Follower {
+            holder: Some("other".to_owned()),
+            token: Some(4),
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            !running.load(Ordering::SeqCst),
+            "paused at once on stepping down"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 5, "no work while follower");
+        // A new term (even straight from another term) restarts the work.
+        state.send_replace(LeaderState::Leader { token: 5 });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 6);
+        state.send_replace(LeaderState::Leader { token: 7 });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            passes.load(Ordering::SeqCst),
+            7,
+            "restarted for the new term"
+        );
+        shutdown.send(true).unwrap();
+        task.await.unwrap();
+        assert!(!running.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn always_leader_is_leader_with_token_1() {
+        let h = LeaderHandle::always_leader("bannou-x");
+        assert_eq!(h.state(), LeaderState::Leader { token: 1 });
+        assert!(h.is_leader());
+        assert_eq!(h.candidate_id(), "bannou-x");
+        let c = ElectorConfig::new("my pod", Duration::from_secs(9));
+        assert!(c.candidate_id.starts_with("my-pod-"), "{}", c.candidate_id);
+        assert_eq!(c.renew_interval(), Duration::from_secs(3));
+        assert_eq!(c.step_down_margin(), Duration::from_millis(1_500));
+    }
+}
