@@ -58,7 +58,7 @@ use crate::config::{ConfigError, HostConfig, check_app_id};
 use crate::orchestrator::heartbeats::{
     HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
 };
-use crate::orchestrator::leader::{LeaderElector, LeaderHandle, while_leader};
+use crate::orchestrator::leader::{LeaderElector, LeaderHandle, LeaderState, while_leader};
 use crate::orchestrator::leases::LeaseReaper;
 use crate::orchestrator::mappings::MappingsBroadcaster;
 use crate::orchestrator::pools::PoolScaler;
@@ -394,6 +394,40 @@ impl ControlPlaneBuilder {
                     async move { reaper.run(pause).await }
                 })
                 .await;
+                Ok(())
+            })
+        }));
+        tasks.push(("reconciler", {
+            // Once this replica leads (at once for a lone replica): revert a deploy a crash
+            // cut off (`service/reconcile.rs`). Once per process: a deploy record found
+            // later may be another live replica's deploy in progress.
+            let (service, mut leads, mut rx) =
+                (service.clone(), leader.subscribe(), shutdown.subscribe());
+            let first = leader.is_leader();
+            tokio::spawn(async move {
+                if !first {
+                    tokio::select! {
+                        _ = stopped(&mut rx) => return Ok(()),
+                        r = leads.wait_for(LeaderState::is_leader) => {
+                            if r.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stopped(&mut rx) => {}
+                    outcome = service.reconcile_interrupted_deploy() => match outcome {
+                        Ok(None) => tracing::debug!("no cut-off deploy to reconcile"),
+                        Ok(Some(report)) => tracing::warn!(
+                            deployment_id = %report.deployment_id,
+                            found_running = ?report.found_running,
+                            notes = ?report.notes,
+                            "reconciled a deploy cut off by the previous process"
+                        ),
+                        Err(e) => tracing::error!(error = %e.body.error, "reconciliation failed"),
+                    },
+                }
                 Ok(())
             })
         }));

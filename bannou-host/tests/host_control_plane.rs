@@ -35,11 +35,12 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 7] = [
+const ALL_TASKS: [&str; 8] = [
     "heartbeat-pipeline",
     "mappings-broadcaster",
     "pool-scaler",
     "lease-reaper",
+    "reconciler",
     "store-monitor",
     "http",
     "leader-elector",
