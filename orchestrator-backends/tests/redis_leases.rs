@@ -248,3 +248,214 @@ async fn the_upstream_baseline_leases_and_releases_like_upstream() {
     let reclaimed = b.acquire("p", lease, t(60)).await.expect("acquire");
     assert!(reclaimed.is_some());
 }
+
+/// Chaos (issue 8): 50 concurrent acquirers on 20 workers while the Redis server is
+/// killed and restarted (with its append-only file, `appendfsync always`, as a
+/// production Redis holding leases must run). Each task acquires, holds briefly and
+/// releases with its fencing token, retrying a release the outage refused; five more
+/// leases are held across the restart. Checked: no processor was ever leased to two
+/// holders at once; no lease was lost (the five are renewed and released with their
+/// tokens after the restart; a churn release is only ever refused as unknown after an
+/// attempt whose answer the kill swallowed, i.e. it had gone through); the outage was
+/// seen; work went on after the restart; the only leases left at the end are ones whose
+/// acquire answer the kill swallowed (no more than such acquires), and expiry reclaims
+/// them, leaving every worker free and the store's records agreeing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_acquirers_survive_a_redis_restart_without_double_or_lost_leases() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    let test = "fifty_acquirers_survive_a_redis_restart_without_double_or_lost_leases";
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().display().to_string();
+    let mut server = match RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        &dir_arg,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            orchestrator_backends::require::skip_or_fail("redis", test, &e.to_string());
+            return;
+        }
+    };
+    let store = Arc::new(store(&server, "chaos").await);
+    let (pool, _) = pool_with_workers(store.as_ref(), 20, 20).await;
+
+    // Five leases held across the restart.
+    let mut long = Vec::new();
+    for n in 0..5 {
+        let mut req = AcquireRequest::new(format!("long-{n}"));
+        req.lease_duration = Some(Duration::from_secs(600));
+        match store.acquire(&pool, req, t(0)).await.unwrap().outcome {
+            AcquireOutcome::Leased(l) => long.push(l),
+            other => panic!("a free worker for long-{n}: {other:?}"),
+        }
+    }
+
+    #[derive(Default)]
+    struct Tally {
+        /// processor -> holder, while leased.
+        held: Mutex<HashMap<String, usize>>,
+        double: AtomicU64,
+        lost: AtomicU64,
+        unavailable: AtomicU64,
+        acquire_unavailable: AtomicU64,
+        ambiguous_releases: AtomicU64,
+        completed: AtomicU64,
+        completed_after_restart: AtomicU64,
+    }
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..50usize {
+        let (store, pool, tally, stop, restarted) = (
+            store.clone(),
+            pool.clone(),
+            tally.clone(),
+            stop.clone(),
+            restarted.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut req = AcquireRequest::new(format!("task-{task}"));
+            req.lease_duration = Some(Duration::from_secs(600));
+            while !stop.load(Ordering::Relaxed) {
+                let lease = match store.acquire(&pool, req.clone(), t(0)).await {
+                    Ok(a) => match a.outcome {
+                        AcquireOutcome::Leased(l) => l,
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            continue;
+                        }
+                    },
+                    Err(LeaseError::Unavailable { .. }) => {
+                        tally.unavailable.fetch_add(1, Ordering::Relaxed);
+                        tally.acquire_unavailable.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Err(e) => panic!("acquire: {e}"),
+                };
+                let processor = lease.processor_id.to_string();
+                if let Some(other) = tally.held.lock().unwrap().insert(processor.clone(), task) {
+                    eprintln!("double lease of {processor}: task {other} and task {task}");
+                    tally.double.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                tally.held.lock().unwrap().remove(&processor);
+                // The release must get through, outage or not: retry what is refused.
+                let mut released = false;
+                let mut refused = false;
+                for _ in 0..400 {
+                    match store
+                        .release(&pool, lease.lease_id, lease.fencing_token, true, t(1))
+                        .await
+                    {
+                        Ok(_) => {
+                            released = true;
+                            break;
+                        }
+                        Err(LeaseError::Unavailable { .. }) => {
+                            tally.unavailable.fetch_add(1, Ordering::Relaxed);
+                            refused = true;
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                        // An earlier attempt went through; the kill swallowed its answer.
+                        Err(LeaseError::UnknownLease { .. }) if refused => {
+                            tally.ambiguous_releases.fetch_add(1, Ordering::Relaxed);
+                            released = true;
+                            break;
+                        }
+                        Err(e) => {
+                            eprintln!("lease {} of task {task} lost: {e}", lease.lease_id);
+                            tally.lost.fetch_add(1, Ordering::Relaxed);
+                            released = true;
+                            break;
+                        }
+                    }
+                }
+                assert!(released, "a release still refused after 10 s");
+                tally.completed.fetch_add(1, Ordering::Relaxed);
+                if restarted.load(Ordering::Relaxed) {
+                    tally
+                        .completed_after_restart
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_kill = tally.completed.load(Ordering::Relaxed);
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server
+        .restart()
+        .expect("redis-server restarts on the same port");
+    restarted.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("an acquirer panicked");
+    }
+
+    // The five long leases survived: renewed and released with their own tokens.
+    for lease in &long {
+        store
+            .renew(
+                &pool,
+                lease.lease_id,
+                lease.fencing_token,
+                Duration::from_secs(60),
+                t(2),
+            )
+            .await
+            .expect("a lease held across the restart renews with its token");
+        store
+            .release(&pool, lease.lease_id, lease.fencing_token, true, t(2))
+            .await
+            .expect("and releases with it");
+    }
+
+    let (double, lost, unavailable, after) = (
+        tally.double.load(Ordering::Relaxed),
+        tally.lost.load(Ordering::Relaxed),
+        tally.unavailable.load(Ordering::Relaxed),
+        tally.completed_after_restart.load(Ordering::Relaxed),
+    );
+    assert_eq!(double, 0, "no processor leased twice");
+    assert_eq!(lost, 0, "no lease lost");
+    assert!(unavailable > 0, "the outage was seen");
+    assert!(after > 0, "work went on after the restart");
+    let status = store.status(&pool, t(3)).await.unwrap();
+    let orphans = status.leases.len() as u64;
+    let swallowed = tally.acquire_unavailable.load(Ordering::Relaxed);
+    assert!(
+        orphans <= swallowed,
+        "{orphans} leases left, only {swallowed} acquire answers were lost: {:?}",
+        status.leases
+    );
+    let reclaimed = store.reclaim_expired(&pool, t(100_000)).await.unwrap();
+    assert_eq!(reclaimed.len() as u64, orphans, "expiry reclaims them");
+    let status = store.status(&pool, t(100_001)).await.unwrap();
+    assert!(status.leases.is_empty(), "{:?}", status.leases);
+    assert_eq!(status.workers.len(), 20);
+    store
+        .check_invariants(&pool)
+        .await
+        .expect("redis records agree with each other");
+    println!(
+        "checked: 50 acquirers x 20 workers, Redis killed after {before_kill} pairs and \
+         restarted from its AOF: {} pairs in all, {after} after the restart, {unavailable} \
+         calls answered Unavailable, 0 double leases, 0 lost leases, 5 leases held across \
+         the restart renewed and released, {} releases whose answer the kill swallowed, \
+         {orphans} leases orphaned by swallowed acquire answers (reclaimed at expiry), all \
+         20 workers free",
+        tally.completed.load(Ordering::Relaxed),
+        tally.ambiguous_releases.load(Ordering::Relaxed)
+    );
+}
