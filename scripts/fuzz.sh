@@ -28,6 +28,14 @@ target_args() {
     esac
 }
 
+# Largest input tried; libFuzzer's default is only the largest seed.
+max_len() {
+    case "$1" in
+        preset) echo 16384 ;;
+        *) echo 4096 ;;
+    esac
+}
+
 all_targets=(preset api_request)
 
 if [[ "${1:-}" == "--replay" ]]; then
@@ -56,7 +64,8 @@ for target in "${targets[@]}"; do
     # -timeout: an input that takes 10 s is a hang, reported like a crash.
     # shellcheck disable=SC2046
     cargo fuzz run "${fuzz_args[@]}" $(target_args "$target") "$target" "$corpus" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1
+        -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=10 \
+        -print_final_stats=1 >"$log" 2>&1
     rc=$?
     set -e
     after=$(find "fuzz/artifacts/$target" -type f | wc -l)
