@@ -11,8 +11,8 @@
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). It wants nightly flags; on stable
 # we set RUSTC_BOOTSTRAP=1. FUZZ_SANITIZER picks the sanitizer (default `address`; `none`
-# builds faster and runs about twice as fast, without AddressSanitizer); FUZZ_TARGET_DIR
-# the build directory (default fuzz/target).
+# runs without AddressSanitizer, in its own build); FUZZ_TARGET_DIR the build directory
+# (default fuzz/target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
