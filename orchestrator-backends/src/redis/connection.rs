@@ -182,6 +182,59 @@ pub(crate) enum CallError {
     TimedOut(Duration),
 }
 
+/// What a failed call means to an adapter: the data under a key cannot be decoded
+/// (a script's `CORRUPT key ...` reply, a wrong type or shape), or Redis did not serve the
+/// call (connection, timeout, server refusal).
+#[derive(Debug)]
+pub(crate) enum CallFailure {
+    /// Undecodable data under `key`.
+    Corrupt {
+        /// The key at fault.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Not served; `message` names the key when there is one.
+    Unavailable {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl CallError {
+    /// Classifies a failed call about `key` (see [`CallFailure`]).
+    pub(crate) fn classify(self, key: &str) -> CallFailure {
+        let CallError::Redis(err) = &self else {
+            return CallFailure::Unavailable {
+                message: self.to_string(),
+            };
+        };
+        if err.code() == Some("CORRUPT") {
+            let detail = err.detail().unwrap_or_default();
+            let (key, message) = detail.split_once(' ').unwrap_or((detail, "corrupt"));
+            return CallFailure::Corrupt {
+                key: key.to_owned(),
+                message: message.to_owned(),
+            };
+        }
+        let corrupt = err.code() == Some("WRONGTYPE")
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+            );
+        if corrupt {
+            CallFailure::Corrupt {
+                key: key.to_owned(),
+                message: err.to_string(),
+            }
+        } else {
+            CallFailure::Unavailable {
+                message: format!("`{key}`: {err}"),
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

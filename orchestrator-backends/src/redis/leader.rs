@@ -40,9 +40,9 @@ use orchestrator_core::ports::leader::{
     LeaderElection, LeaderError, Leadership, check_candidate, check_request,
 };
 use redis::aio::ConnectionManager;
-use redis::{ErrorKind, Script, ScriptInvocation};
+use redis::{Script, ScriptInvocation};
 
-use super::connection::{CallError, RedisConnection, ttl_millis};
+use super::connection::{CallError, CallFailure, RedisConnection, ttl_millis};
 use super::store::DEFAULT_KEY_PREFIX;
 
 /// Reads `KEYS[1]` as `"{token} {holder}"`: `tok, holder` (both nil when absent) or
@@ -227,32 +227,8 @@ impl LeaderElection for RedisLeaderElection {
 }
 
 fn leader_error(key: &str, e: CallError) -> LeaderError {
-    let CallError::Redis(err) = &e else {
-        return LeaderError::Unavailable {
-            message: e.to_string(),
-        };
-    };
-    if err.code() == Some("CORRUPT") {
-        let detail = err.detail().unwrap_or_default();
-        let (key, message) = detail.split_once(' ').unwrap_or((detail, "corrupt"));
-        return LeaderError::Corrupt {
-            key: key.to_owned(),
-            message: message.to_owned(),
-        };
-    }
-    let corrupt = err.code() == Some("WRONGTYPE")
-        || matches!(
-            err.kind(),
-            ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-        );
-    if corrupt {
-        LeaderError::Corrupt {
-            key: key.to_owned(),
-            message: err.to_string(),
-        }
-    } else {
-        LeaderError::Unavailable {
-            message: format!("`{key}`: {err}"),
-        }
+    match e.classify(key) {
+        CallFailure::Corrupt { key, message } => LeaderError::Corrupt { key, message },
+        CallFailure::Unavailable { message } => LeaderError::Unavailable { message },
     }
 }

@@ -57,10 +57,12 @@ use async_trait::async_trait;
 use orchestrator_core::ports::store::{OrchestratorStore, StoreError, check_ttl};
 use orchestrator_core::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use redis::aio::ConnectionManager;
-use redis::{ErrorKind, FromRedisValue, Script, ScriptInvocation};
+use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde::de::DeserializeOwned;
 
-use super::connection::{CallError, ConnectError, RedisConfig, RedisConnection, ttl_millis};
+use super::connection::{
+    CallError, CallFailure, ConnectError, RedisConfig, RedisConnection, ttl_millis,
+};
 
 /// Key prefix of spec 10.1 (`orch:hb:...`, `orch:rt:...`, `orch:cfg:...`).
 pub const DEFAULT_KEY_PREFIX: &str = "orch";
@@ -761,33 +763,9 @@ fn parse_version(key: &str, raw: &[u8]) -> Result<i64, StoreError> {
 /// type or shape) is `Corrupt`, everything else (connection, timeout, server refusal)
 /// `Unavailable`.
 fn store_error(key: &str, e: CallError) -> StoreError {
-    let CallError::Redis(err) = &e else {
-        return StoreError::Unavailable {
-            message: e.to_string(),
-        };
-    };
-    if err.code() == Some("CORRUPT") {
-        let detail = err.detail().unwrap_or_default();
-        let (key, message) = detail.split_once(' ').unwrap_or((detail, "corrupt"));
-        return StoreError::Corrupt {
-            key: key.to_owned(),
-            message: message.to_owned(),
-        };
-    }
-    let corrupt = err.code() == Some("WRONGTYPE")
-        || matches!(
-            err.kind(),
-            ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-        );
-    if corrupt {
-        StoreError::Corrupt {
-            key: key.to_owned(),
-            message: err.to_string(),
-        }
-    } else {
-        StoreError::Unavailable {
-            message: format!("`{key}`: {err}"),
-        }
+    match e.classify(key) {
+        CallFailure::Corrupt { key, message } => StoreError::Corrupt { key, message },
+        CallFailure::Unavailable { message } => StoreError::Unavailable { message },
     }
 }
 
