@@ -7,26 +7,28 @@
 //! Every test uses its own network and app-id prefix and removes its objects even when it
 //! fails. Tests that prune (which is engine-wide by design) hold the lock exclusively.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
+    WaitContainerOptions,
 };
 use futures::StreamExt;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
-use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
+use orchestrator_backends::containers::testing::{
+    docker_and_image, eventually, our_container_names, unique, with_cleanup,
+};
 use orchestrator_core::api::enums::{
     CleanTarget, ContainerStatusType, LogStreamType, RestartPriority, TeardownMode,
 };
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
     BackendError, ContainerBackend, LogQuery, NodeDeployment, RestartOptions, RestartPolicy,
-    TeardownOptions, labels,
+    TeardownOptions,
 };
 use orchestrator_core::testkit::backend::{BackendSuite, backend_conformance};
 use tokio::sync::RwLock;
@@ -49,46 +51,6 @@ fn config(network: &str) -> DockerConfig {
 
 async fn backend(docker: &Docker, network: &str) -> DockerBackend {
     DockerBackend::new(docker.clone(), config(network))
-}
-
-/// Polls `check` every 200 ms, up to `attempts` times; panics with `what` when it never
-/// holds. A bound on attempts, not a timing assertion.
-async fn eventually<F, Fut>(what: &str, attempts: u32, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..attempts {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{what}: not reached after {attempts} attempts");
-}
-
-async fn ours_named(docker: &Docker, prefix: &str) -> Vec<String> {
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )])),
-        ..Default::default()
-    };
-    docker
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get(labels::APP_ID))
-                .is_some_and(|a| a.starts_with(prefix))
-        })
-        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +165,7 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
             b.status(&app).await.unwrap().instances == 2
         })
         .await;
-        let names = ours_named(&docker, &prefix).await;
+        let names = our_container_names(&docker, &prefix).await;
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(names.contains(&format!("/bannou-{app}_2")), "{names:?}");
         let listed = b.list().await.unwrap();
@@ -212,7 +174,7 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
         assert_eq!(mine[0].instances, 2);
         let back = b.scale(&app, 1).await.expect("scale down");
         assert_eq!((back.previous_replicas, back.current_replicas), (2, 1));
-        assert_eq!(ours_named(&docker, &prefix).await.len(), 1);
+        assert_eq!(our_container_names(&docker, &prefix).await.len(), 1);
         assert!(matches!(
             b.scale(&app, 0).await,
             Err(BackendError::Unsupported { .. })
@@ -292,7 +254,7 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
             .await
             .expect("teardown");
         assert_eq!(torn.stopped.len(), 1);
-        assert!(ours_named(&docker, &prefix).await.is_empty());
+        assert!(our_container_names(&docker, &prefix).await.is_empty());
         assert!(matches!(
             b.status(&app).await,
             Err(BackendError::NotFound { .. })

@@ -8,23 +8,21 @@
 //! deployed, running, listed, restarted, their logs read and torn down through the proxy,
 //! leaving nothing of ours; every one of those calls really went through the proxy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::query_parameters::ListContainersOptions;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::containers::portainer::PortainerConfig;
 use orchestrator_backends::containers::testing::{
-    PROXY_VERSION, PortainerProxy, docker_and_image, unique, with_cleanup,
+    PROXY_VERSION, PortainerProxy, docker_and_image, eventually, our_container_names, unique,
+    with_cleanup,
 };
 use orchestrator_core::api::enums::{ContainerStatusType, RestartPriority, TeardownMode};
 use orchestrator_core::events::BackendType;
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
     BackendError, ContainerBackend, LogQuery, NodeDeployment, RestartOptions, TeardownOptions,
-    labels,
 };
 use orchestrator_core::testkit::backend::{BackendSuite, backend_conformance};
 
@@ -47,48 +45,6 @@ async fn backend(config: PortainerConfig) -> DockerBackend {
     DockerBackend::connect_portainer(config)
         .await
         .expect("a Portainer client")
-}
-
-async fn eventually<F, Fut>(what: &str, attempts: u32, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..attempts {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{what}: not reached after {attempts} attempts");
-}
-
-/// Names of our containers whose app-id starts with `prefix`, read from the engine
-/// directly (not through the proxy).
-async fn ours(docker: &Docker, prefix: &str) -> Vec<String> {
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )])),
-        ..Default::default()
-    };
-    let mut names: Vec<String> = docker
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get(labels::APP_ID))
-                .is_some_and(|a| a.starts_with(prefix))
-        })
-        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +183,7 @@ async fn three_nodes_deploy_run_log_restart_and_leave_through_portainer() {
             v.sort();
             v
         };
-        assert_eq!(ours(&docker, &prefix).await, expected);
+        assert_eq!(our_container_names(&docker, &prefix).await, expected);
         for app in &apps {
             eventually("node running", 100, || async {
                 b.status(app).await.unwrap().status == ContainerStatusType::Running
@@ -285,7 +241,7 @@ async fn three_nodes_deploy_run_log_restart_and_leave_through_portainer() {
                 .expect("teardown");
             assert_eq!(torn.stopped.len(), 1);
         }
-        assert!(ours(&docker, &prefix).await.is_empty());
+        assert!(our_container_names(&docker, &prefix).await.is_empty());
         assert!(
             proxy.forwarded() > calls_before,
             "teardown went through the proxy"

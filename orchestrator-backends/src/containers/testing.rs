@@ -331,3 +331,47 @@ async fn proxy_forward(
             .into_response(),
     }
 }
+
+/// Polls `check` every 200 ms, up to `attempts` times; panics with `what` when it never
+/// holds. A bound on attempts, not a timing assertion.
+pub async fn eventually<F, Fut>(what: &str, attempts: u32, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..attempts {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not reached after {attempts} attempts");
+}
+
+/// Names (`/bannou-...`) of the containers carrying our label whose app-id starts with
+/// `prefix`, sorted, asked of the engine directly.
+pub async fn our_container_names(docker: &Docker, prefix: &str) -> Vec<String> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
+        )])),
+        ..Default::default()
+    };
+    let mut names: Vec<String> = docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::APP_ID))
+                .is_some_and(|a| a.starts_with(prefix))
+        })
+        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+        .collect();
+    names.sort();
+    names
+}
