@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bollard::Docker;
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use futures::FutureExt;
 use orchestrator_core::ports::backend::labels;
@@ -112,28 +113,8 @@ pub fn unique(prefix: &str) -> String {
 /// Removes our containers whose app-id starts with `app_prefix` and, when it carries our
 /// label, the network `network`. Objects without our label are never touched.
 pub async fn remove_test_objects(docker: &Docker, app_prefix: &str, network: Option<&str>) {
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
-        )])),
-        ..Default::default()
-    };
-    for c in docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        let app = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::APP_ID))
-            .cloned()
-            .unwrap_or_default();
-        if let Some(id) = c.id
-            && app.starts_with(app_prefix)
-        {
+    for c in ours_with_prefix(docker, app_prefix).await {
+        if let Some(id) = c.id {
             let _ = docker
                 .remove_container(
                     &id,
@@ -351,6 +332,18 @@ where
 /// Names (`/bannou-...`) of the containers carrying our label whose app-id starts with
 /// `prefix`, sorted, asked of the engine directly.
 pub async fn our_container_names(docker: &Docker, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = ours_with_prefix(docker, prefix)
+        .await
+        .into_iter()
+        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The containers carrying our label whose app-id starts with `prefix` (none when the
+/// engine cannot list).
+async fn ours_with_prefix(docker: &Docker, prefix: &str) -> Vec<ContainerSummary> {
     let options = ListContainersOptions {
         all: true,
         filters: Some(std::collections::HashMap::from([(
@@ -359,7 +352,7 @@ pub async fn our_container_names(docker: &Docker, prefix: &str) -> Vec<String> {
         )])),
         ..Default::default()
     };
-    let mut names: Vec<String> = docker
+    docker
         .list_containers(Some(options))
         .await
         .unwrap_or_default()
@@ -370,8 +363,5 @@ pub async fn our_container_names(docker: &Docker, prefix: &str) -> Vec<String> {
                 .and_then(|l| l.get(labels::APP_ID))
                 .is_some_and(|a| a.starts_with(prefix))
         })
-        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
