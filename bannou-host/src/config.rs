@@ -224,6 +224,13 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_LEADER_ID_PREFIX` (none: the app-id): names this replica in the
     /// leader election's logs and `/health` (`{prefix}-{uuid}`), e.g. the pod name.
     pub leader_id_prefix: Option<String>,
+    /// `ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS` (30; 0 = only once, when the replica
+    /// starts leading): how often the leader reconciles what runs with what the store
+    /// records (`orchestrator::service` reconcile).
+    pub reconcile_interval: Duration,
+    /// `ORCHESTRATOR_RECONCILE_GRACE_SECONDS` (60): reconciliation never removes a
+    /// container created, nor restarts a Pending pool worker registered, less than this ago.
+    pub reconcile_grace: Duration,
     /// The process environment, filtered by the whitelist of spec 5.1 when a node's
     /// environment is built. Filled by [`HostConfig::from_process_env`]; empty otherwise.
     /// Not masked by `Debug`: clear it before logging a configuration.
@@ -282,6 +289,8 @@ impl Default for HostConfig {
             scaler: ScalerConfig::default(),
             leader_lease: DEFAULT_LEADER_LEASE,
             leader_id_prefix: None,
+            reconcile_interval: Duration::from_secs(30),
+            reconcile_grace: Duration::from_secs(60),
             host_environment: BTreeMap::new(),
         }
     }
@@ -585,6 +594,16 @@ impl HostConfig {
             &mut c.leader_lease,
         )?;
         c.leader_id_prefix = env.optional("ORCHESTRATOR_LEADER_ID_PREFIX");
+        env.seconds(
+            "ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS",
+            0,
+            &mut c.reconcile_interval,
+        )?;
+        env.seconds(
+            "ORCHESTRATOR_RECONCILE_GRACE_SECONDS",
+            0,
+            &mut c.reconcile_grace,
+        )?;
         Ok(c)
     }
 
@@ -744,6 +763,8 @@ mod tests {
         assert_eq!(c.deploy_parallelism, 8);
         assert!(c.scaler.autoscale);
         assert_eq!(c.leader_lease, Duration::from_secs(10));
+        assert_eq!(c.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(c.reconcile_grace, Duration::from_secs(60));
         assert!(c.elector_config().candidate_id.starts_with("bannou-"));
         assert_ne!(
             c.elector_config().candidate_id,
@@ -778,9 +799,13 @@ mod tests {
             ("BANNOU_HEARTBEAT_INTERVAL_SECONDS", "5"),
             ("ORCHESTRATOR_LEADER_LEASE_SECONDS", "2"),
             ("ORCHESTRATOR_LEADER_ID_PREFIX", " orch-pod-1 "),
+            ("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", "0"),
+            ("ORCHESTRATOR_RECONCILE_GRACE_SECONDS", "5"),
         ])
         .unwrap();
         assert_eq!(c.leader_lease, Duration::from_secs(2));
+        assert_eq!(c.reconcile_interval, Duration::ZERO, "0: once only");
+        assert_eq!(c.reconcile_grace, Duration::from_secs(5));
         let elector = c.elector_config();
         assert!(
             elector.candidate_id.starts_with("orch-pod-1-"),

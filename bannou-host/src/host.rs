@@ -58,7 +58,7 @@ use crate::config::{ConfigError, HostConfig, check_app_id};
 use crate::orchestrator::heartbeats::{
     HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
 };
-use crate::orchestrator::leader::{LeaderElector, LeaderHandle, LeaderState, while_leader};
+use crate::orchestrator::leader::{LeaderElector, LeaderHandle, while_leader};
 use crate::orchestrator::leases::LeaseReaper;
 use crate::orchestrator::mappings::MappingsBroadcaster;
 use crate::orchestrator::pools::PoolScaler;
@@ -398,36 +398,15 @@ impl ControlPlaneBuilder {
             })
         }));
         tasks.push(("reconciler", {
-            // Once this replica leads (at once for a lone replica): revert a deploy a crash
-            // cut off (`service/reconcile.rs`). Once per process: a deploy record found
-            // later may be another live replica's deploy in progress.
-            let (service, mut leads, mut rx) =
-                (service.clone(), leader.subscribe(), shutdown.subscribe());
-            let first = leader.is_leader();
+            // While this replica leads (at once for a lone replica): a sweep as soon as it
+            // leads, then one every `reconcile_interval` (`service/reconcile.rs`).
+            let (service, leads, rx) = (service.clone(), leader.subscribe(), shutdown.subscribe());
+            let (every, grace_of_new) = (config.reconcile_interval, config.reconcile_grace);
             tokio::spawn(async move {
-                if !first {
-                    tokio::select! {
-                        _ = stopped(&mut rx) => return Ok(()),
-                        r = leads.wait_for(LeaderState::is_leader) => {
-                            if r.is_err() {
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = stopped(&mut rx) => {}
-                    outcome = service.reconcile_interrupted_deploy() => match outcome {
-                        Ok(None) => tracing::debug!("no cut-off deploy to reconcile"),
-                        Ok(Some(report)) => tracing::warn!(
-                            deployment_id = %report.deployment_id,
-                            found_running = ?report.found_running,
-                            notes = ?report.notes,
-                            "reconciled a deploy cut off by the previous process"
-                        ),
-                        Err(e) => tracing::error!(error = %e.body.error, "reconciliation failed"),
-                    },
-                }
+                while_leader("reconciler", leads, rx, grace, |pause| {
+                    reconcile_while(service.clone(), every, grace_of_new, pause)
+                })
+                .await;
                 Ok(())
             })
         }));
@@ -507,6 +486,49 @@ impl StoreStatus {
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = result;
+    }
+}
+
+/// The leader's reconciliation loop: a sweep at once (the first re-publishes the
+/// mappings), then one every `every` (never again when zero) until `pause` turns true.
+/// A sweep refused because a deploy of this replica runs is simply skipped.
+async fn reconcile_while(
+    service: OrchestratorService,
+    every: Duration,
+    grace: Duration,
+    mut pause: watch::Receiver<bool>,
+) {
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = stopped(&mut pause) => return,
+            outcome = service.reconcile(first, grace) => match outcome {
+                Ok(sweep) if sweep.is_quiet() => {
+                    tracing::debug!(adopted = sweep.adopted.len(), "reconciled: nothing to do")
+                }
+                Ok(sweep) => tracing::warn!(
+                    interrupted = ?sweep.interrupted.as_ref().map(|r| &r.deployment_id),
+                    redeployed = ?sweep.redeployed,
+                    workers_restarted = ?sweep.workers_restarted,
+                    removed = ?sweep.removed,
+                    errors = ?sweep.errors,
+                    "reconciled"
+                ),
+                Err(e) if e.status == 409 => {
+                    tracing::debug!(error = %e.body.error, "reconciliation skipped")
+                }
+                Err(e) => tracing::error!(error = %e.body.error, "reconciliation failed"),
+            },
+        }
+        first = false;
+        if every.is_zero() {
+            stopped(&mut pause).await;
+            return;
+        }
+        tokio::select! {
+            _ = stopped(&mut pause) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

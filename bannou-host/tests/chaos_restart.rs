@@ -215,7 +215,7 @@ async fn kill_9_during_wave_2_then_restart_reverts_to_the_last_stable_deployment
     let _ = second.kill();
     let _ = second.wait();
     let log = std::fs::read_to_string(dir.path().join("second.err")).unwrap_or_default();
-    assert!(log.contains("reconciled a deploy cut off"), "{log}");
+    assert!(log.contains("cut-off deploy reconciled"), "{log}");
     println!(
         "checked: kill -9 during wave 2 of `three` (deploy {}), restart: record cleared, \
          base-auth healthy again and alone, current config version {} stable, mappings \

@@ -188,6 +188,27 @@ async fn one_leader_runs_the_loops_and_a_killed_leader_is_replaced_within_the_bo
         "checked: exactly one leader ({id_a}, token {token_a}); {id_b} follows; /health says so on both"
     );
 
+    // Lifecycle operations run on the leader only: the follower refuses a deploy with 503
+    // naming the leader, before touching anything.
+    let refused = b
+        .service()
+        .deploy(orchestrator_core::api::DeployRequest {
+            preset: Some("minimal".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a follower does not deploy");
+    assert_eq!(refused.status, 503, "{}", refused.body.error);
+    assert!(
+        refused.body.error.contains(&id_a) && refused.body.error.contains("does not lead"),
+        "{}",
+        refused.body.error
+    );
+    println!(
+        "checked: the follower refuses a deploy with 503: {}",
+        refused.body.error
+    );
+
     // Only the leader's gated loops run.
     let mut mappings = b
         .bus()

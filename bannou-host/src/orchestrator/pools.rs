@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use orchestrator_core::api::ContainerStatusType;
 use orchestrator_core::ports::backend::{
-    BackendError, ContainerBackend, NodeDeployment, TeardownOptions,
+    BackendError, ContainerBackend, ContainerInfo, NodeDeployment, TeardownOptions,
 };
 use orchestrator_core::time::Clock;
 use orchestrator_core::{AppId, Timestamp};
@@ -46,6 +47,47 @@ pub struct ScaleReport {
     pub reason: Option<ScaleReason>,
     /// Per-worker failures; the rest of the step still ran.
     pub errors: Vec<String>,
+}
+
+/// The app-ids (lower-cased) that reconciliation must leave alone: listed and not
+/// stopped, or stopped less than `grace` ago (a restart in progress looks stopped for a
+/// moment). A stopped container with no known stop time counts as down.
+pub fn running_or_restarting(
+    listed: &[ContainerInfo],
+    now: Timestamp,
+    grace: Duration,
+) -> std::collections::BTreeSet<String> {
+    listed
+        .iter()
+        .filter(|c| {
+            c.status != ContainerStatusType::Stopped
+                || c.stopped_at
+                    .is_some_and(|at| now.saturating_since(at) < grace)
+        })
+        .map(|c| c.app_id.as_str().to_ascii_lowercase())
+        .collect()
+}
+
+/// What [`PoolScaler::repair_workers`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerRepair {
+    /// Every registered worker's app-id, lower-cased (any state, any pool).
+    pub workers: std::collections::BTreeSet<String>,
+    /// Workers whose container was gone or stopped, started again.
+    pub restarted: Vec<AppId>,
+    /// Workers that could not be started again (tried again on the next pass).
+    pub errors: Vec<String>,
+}
+
+/// Why [`PoolScaler::repair_workers`] could not look at all.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerRepairError {
+    /// The lease store failed.
+    #[error(transparent)]
+    Store(#[from] LeaseError),
+    /// The backend could not list what runs.
+    #[error("backend cannot list containers: {0}")]
+    Backend(BackendError),
 }
 
 /// Why a scaling step could not run at all.
@@ -296,14 +338,7 @@ impl PoolScaler {
             .register_worker(pool, &worker.processor_id, &worker.app_id, self.clock.now())
             .await
             .map_err(|e| format!("register {}: {e}", worker.app_id))?;
-        let image = config.image().unwrap_or(&self.config.default_image);
-        let mut node = NodeDeployment::new(
-            worker.app_id.clone(),
-            config.service_name().unwrap_or("bannou"),
-            image,
-        );
-        node.environment = config.worker_environment(&worker);
-        node.labels.insert(POOL_LABEL.to_owned(), pool.to_string());
+        let node = self.worker_node(config, &worker);
         if let Err(e) = self.backend.deploy_node(&node).await {
             // Give the reserved capacity back: a worker that never started must not count.
             let _ = self
@@ -313,6 +348,74 @@ impl PoolScaler {
             return Err(format!("deploy {}: {e}", worker.app_id));
         }
         Ok(worker.app_id)
+    }
+
+    /// What the backend runs for one worker: the pool's image (or the default), the
+    /// pool's plugin as service name, the worker environment and the pool label.
+    fn worker_node(&self, config: &PoolConfig, worker: &WorkerIdentity) -> NodeDeployment {
+        let image = config.image().unwrap_or(&self.config.default_image);
+        let mut node = NodeDeployment::new(
+            worker.app_id.clone(),
+            config.service_name().unwrap_or("bannou"),
+            image,
+        );
+        node.environment = config.worker_environment(worker);
+        node.labels
+            .insert(POOL_LABEL.to_owned(), config.pool_type().to_string());
+        node
+    }
+
+    /// Starts again, under the same identity, every registered worker whose container the
+    /// backend no longer runs (killed, removed by hand, lost with its machine), so a lease
+    /// on it stays valid and no second holder is ever given it (issue 8). Left alone:
+    /// Draining workers (`evaluate` finishes them), Pending workers registered less than
+    /// `pending_grace` ago (a worker is registered before its container is started), and
+    /// containers stopped less than `pending_grace` ago (a restart in progress).
+    ///
+    /// Returns every registered worker's app-id, so the caller can tell which of our
+    /// containers nobody owns, and what was restarted.
+    pub async fn repair_workers(
+        &self,
+        pending_grace: Duration,
+    ) -> Result<WorkerRepair, WorkerRepairError> {
+        let now = self.clock.now();
+        let listed = self
+            .backend
+            .list()
+            .await
+            .map_err(WorkerRepairError::Backend)?;
+        let running = running_or_restarting(&listed, now, pending_grace);
+        let mut repair = WorkerRepair::default();
+        for pool in self.store.list_pools().await? {
+            let status = self.store.status(&pool, now).await?;
+            for w in &status.workers {
+                repair
+                    .workers
+                    .insert(w.app_id.as_str().to_ascii_lowercase());
+                let young = w.state == WorkerState::Pending
+                    && now.saturating_since(w.created_at) < pending_grace;
+                if w.state == WorkerState::Draining
+                    || young
+                    || running.contains(&w.app_id.as_str().to_ascii_lowercase())
+                {
+                    continue;
+                }
+                let identity = WorkerIdentity {
+                    processor_id: w.processor_id.clone(),
+                    app_id: w.app_id.clone(),
+                };
+                let node = self.worker_node(&status.config, &identity);
+                match self.backend.deploy_node(&node).await {
+                    Ok(_) => {
+                        tracing::warn!(pool = %pool, app_id = %w.app_id, state = ?w.state,
+                            lease = ?w.lease_id, "pool worker was not running: started it again");
+                        repair.restarted.push(w.app_id.clone());
+                    }
+                    Err(e) => repair.errors.push(format!("restart {}: {e}", w.app_id)),
+                }
+            }
+        }
+        Ok(repair)
     }
 
     async fn drain_worker(&self, pool: &PoolType, id: &ProcessorId, report: &mut ScaleReport) {

@@ -24,7 +24,7 @@ impl OrchestratorService {
         request: ConfigRollbackRequest,
     ) -> ServiceResult<ConfigRollbackResponse> {
         request.validate().map_err(ServiceError::field)?;
-        let _lifecycle = self.begin_lifecycle("roll back")?;
+        let _lifecycle = self.begin_lifecycle("roll back").await?;
         let deps = &self.deps;
         let backend = deps.backends.select(None).await?;
         let before = self.current_config().await?;

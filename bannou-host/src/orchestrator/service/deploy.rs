@@ -46,7 +46,8 @@ impl OrchestratorService {
     ///
     /// 200 on success; 500 with the body when a wave failed (the body's `warnings` name
     /// each node's failure and what the revert did); 400/404 when the request is refused,
-    /// before anything was touched; 409 while another deployment runs.
+    /// before anything was touched; 409 while another deployment runs; 503 on a replica
+    /// that does not lead (lifecycle operations run on the leader).
     pub async fn deploy(&self, request: DeployRequest) -> ServiceResult<DeployResponse> {
         let deployment_id = Uuid::new_v4().to_string();
         let announced = request
@@ -81,7 +82,7 @@ impl OrchestratorService {
     ) -> ServiceResult<DeployResponse> {
         let begun = self.deps.clock.now();
         request.validate().map_err(ServiceError::field)?;
-        let _lifecycle = self.begin_lifecycle("deploy")?;
+        let _lifecycle = self.begin_lifecycle("deploy").await?;
         let backend = self.deps.backends.select(request.backend).await?;
         if request.is_reset() {
             return self
@@ -500,7 +501,7 @@ impl OrchestratorService {
         let deps = &self.deps;
         let begun = deps.clock.now();
         request.validate().map_err(ServiceError::field)?;
-        let _lifecycle = self.begin_lifecycle("tear down")?;
+        let _lifecycle = self.begin_lifecycle("tear down").await?;
         let backend = deps.backends.select(None).await?;
         let deployment_id = Uuid::new_v4().to_string();
         if !request.dry_run {

@@ -43,7 +43,7 @@ mod topology;
 mod waves;
 
 pub use backends::BackendRegistry;
-pub use reconcile::ReconcileReport;
+pub use reconcile::{ReconcileReport, ReconcileSweep};
 
 /// A successful (or body-carrying) answer: the HTTP status and the response object.
 /// Most answers are 200; a few endpoints answer 500 or 404 *with* a body (spec 8.1, 8.7,
@@ -231,6 +231,9 @@ pub struct OrchestratorService {
     deps: Arc<ServiceDeps>,
     /// Serialises deploys, teardowns, rollbacks and topology updates (`deploy_support.rs`).
     lifecycle: Arc<tokio::sync::Mutex<()>>,
+    /// True while a reconciliation sweep holds `lifecycle`: a deploy then waits for it
+    /// rather than answering 409.
+    sweeping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OrchestratorService {
@@ -239,6 +242,7 @@ impl OrchestratorService {
         OrchestratorService {
             deps: Arc::new(deps),
             lifecycle: Arc::default(),
+            sweeping: Arc::default(),
         }
     }
 

@@ -46,7 +46,7 @@ impl OrchestratorService {
     ) -> ServiceResult<TopologyUpdateResponse> {
         request.validate().map_err(ServiceError::field)?;
         let begun = self.deps.clock.now();
-        let _lifecycle = self.begin_lifecycle("update the topology")?;
+        let _lifecycle = self.begin_lifecycle("update the topology").await?;
         let backend = self.deps.backends.select(None).await?;
         let mut applied = Vec::with_capacity(request.changes.len());
         let mut warnings = Vec::new();

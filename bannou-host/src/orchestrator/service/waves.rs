@@ -454,7 +454,7 @@ impl OrchestratorService {
 
     /// What the backend is asked to start for `node`: one container (replicas are carried
     /// in the topology but not applied, as upstream), the node name as service label.
-    fn node_deployment(&self, node: &ResolvedNode) -> NodeDeployment {
+    pub(super) fn node_deployment(&self, node: &ResolvedNode) -> NodeDeployment {
         let mut d = NodeDeployment::new(
             node.app_id.clone(),
             node.name.clone(),

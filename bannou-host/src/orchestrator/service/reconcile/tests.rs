@@ -1,0 +1,352 @@
+//! The reconciliation sweep against the fake backend: adoption and redeploy of the current
+//! configuration's nodes, restart of a pool worker whose container was killed (its lease
+//! kept), removal of containers nobody owns once older than the grace.
+
+use std::time::Duration;
+
+use orchestrator_core::AppId;
+use orchestrator_core::api::*;
+use orchestrator_core::events::ServiceHealthStatus;
+use orchestrator_core::ports::backend::{
+    BackendError, BackendOperation, ContainerBackend, TeardownOptions,
+};
+use orchestrator_core::ports::store::OrchestratorStore;
+use orchestrator_pools::{AcquireRequest, LeaseStore, WorkerState};
+
+use super::Sweeping;
+use crate::orchestrator::service::testing::World;
+
+fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
+    DeployRequest {
+        topology: Some(ServiceTopology {
+            nodes: nodes
+                .iter()
+                .map(|(name, services)| TopologyNode {
+                    services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
+                    ..TopologyNode::new(*name)
+                })
+                .collect(),
+            infrastructure: None,
+        }),
+        ..DeployRequest::default()
+    }
+}
+
+/// A container vanishing behind the control plane's back (a crash, `docker rm -f`).
+async fn kill(world: &World, app: &str) {
+    world
+        .backend
+        .teardown(&AppId::new(app), &TeardownOptions::default())
+        .await
+        .expect("the fake backend tears down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_adopts_running_nodes_and_deploys_the_missing_ones_again() {
+    let world = World::with_live_nodes().await;
+    let answer = world
+        .service
+        .deploy(topology(&[
+            ("rec-auth", &["auth"]),
+            ("rec-account", &["account"]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    kill(&world, "rec-account").await;
+    assert_eq!(world.running(), ["rec-auth"]);
+
+    let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
+    assert_eq!(sweep.interrupted, None);
+    assert_eq!(sweep.adopted, [AppId::new("rec-auth")]);
+    assert_eq!(sweep.redeployed, [AppId::new("rec-account")]);
+    assert!(
+        sweep.removed.is_empty() && sweep.errors.is_empty(),
+        "{sweep:?}"
+    );
+    assert!(sweep.republished);
+    assert_eq!(world.running(), ["rec-account", "rec-auth"]);
+    // The redeployed node is started exactly as the deploy started it.
+    let node = world.backend.node(&AppId::new("rec-account")).unwrap();
+    assert_eq!(
+        node.deployment
+            .environment
+            .get("ACCOUNT_SERVICE_ENABLED")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(world.route("account"), "rec-account");
+
+    // Converged: the next sweep only adopts.
+    let again = world
+        .service
+        .reconcile(false, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(again.is_quiet(), "{again:?}");
+    assert_eq!(again.adopted.len(), 2);
+    assert!(!again.republished);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_with_an_empty_routing_table_the_sweep_routes_the_adopted_nodes() {
+    let world = World::new().await; // no heartbeats: only the sweep can route
+    world.run_node("rt-auth", &["auth"]).await;
+    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
+    cfg.nodes = vec![orchestrator_core::ResolvedNode {
+        name: "rt-auth".into(),
+        app_id: AppId::new("rt-auth"),
+        services: vec!["auth".into()],
+        routed_services: vec!["auth".into()],
+        environment: Default::default(),
+        replicas: 1,
+        mesh_enabled: true,
+    }];
+
+    world
+        .store
+        .save_config(&cfg, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(world.route("auth"), "bannou");
+
+    let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
+    assert_eq!(sweep.adopted, [AppId::new("rt-auth")]);
+    assert!(sweep.redeployed.is_empty(), "{sweep:?}");
+    assert_eq!(world.route("auth"), "rt-auth");
+}
+
+#[tokio::test(start_paused = true)]
+async fn containers_nobody_owns_are_removed_once_older_than_the_grace() {
+    let world = World::with_live_nodes().await;
+    let answer = world
+        .service
+        .deploy(topology(&[
+            ("own-auth", &["auth"]),
+            ("old-chat", &["chat"]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    // The next version drops old-chat, but tearing it down fails: it is left running,
+    // named by no configuration any more.
+    world.backend.fail_next(
+        BackendOperation::Teardown,
+        &AppId::new("old-chat"),
+        BackendError::Runtime {
+            message: "engine hiccup".into(),
+        },
+    );
+    let answer = world
+        .service
+        .deploy(topology(&[("own-auth", &["auth"])]))
+        .await
+        .unwrap();
+    assert!(
+        world.running().contains(&"old-chat".to_owned()),
+        "{:?}",
+        answer.body
+    );
+    // And a container with our labels this control plane never started (another control
+    // plane sharing the engine).
+    world.run_node("foreign-realm", &["realm"]).await;
+
+    let grace = Duration::from_secs(60);
+    let young = world.service.reconcile(false, grace).await.unwrap();
+    assert!(
+        young.removed.is_empty(),
+        "younger than the grace: {young:?}"
+    );
+    assert_eq!(world.running(), ["foreign-realm", "old-chat", "own-auth"]);
+
+    tokio::time::sleep(grace).await;
+    let sweep = world.service.reconcile(false, grace).await.unwrap();
+    assert_eq!(sweep.removed, [AppId::new("old-chat")], "{sweep:?}");
+    assert_eq!(
+        world.running(),
+        ["foreign-realm", "own-auth"],
+        "only what this control plane started is removed"
+    );
+    assert_ne!(world.route("chat"), "old-chat", "its routes went back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_pool_worker_is_started_again_and_keeps_its_lease() {
+    let world = World::with_live_nodes().await;
+    let pool = world.pool("rec-pool", 2, 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // first heartbeats: Available
+    assert_eq!(world.workers(&pool, WorkerState::Available).await.len(), 2);
+    let now = world.clock.now();
+    let acquired = world
+        .leases
+        .acquire(&pool, AcquireRequest::new("npc-1"), now)
+        .await
+        .unwrap();
+    let lease = acquired.outcome.lease().cloned().expect("a lease");
+    kill(&world, lease.app_id.as_str()).await;
+    assert_eq!(world.running().len(), 1);
+
+    let sweep = world
+        .service
+        .reconcile(false, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        sweep.workers_restarted,
+        std::slice::from_ref(&lease.app_id),
+        "{sweep:?}"
+    );
+    assert!(
+        sweep.removed.is_empty(),
+        "workers are never orphans: {sweep:?}"
+    );
+    assert_eq!(world.running().len(), 2);
+    let node = world.backend.node(&lease.app_id).unwrap();
+    assert_eq!(
+        node.deployment
+            .labels
+            .get(crate::orchestrator::pools::POOL_LABEL)
+            .map(String::as_str),
+        Some("rec-pool")
+    );
+
+    // The lease is untouched: same worker, still Leased, and it renews with its token.
+    let leased = world.workers(&pool, WorkerState::Leased).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].lease_id, Some(lease.lease_id));
+    let renewed = world
+        .leases
+        .renew(
+            &pool,
+            lease.lease_id,
+            lease.fencing_token,
+            Duration::from_secs(30),
+            world.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed.app_id, lease.app_id);
+    // And nobody else gets it: the other worker is the only one left to lease.
+    let second = world
+        .leases
+        .acquire(&pool, AcquireRequest::new("npc-2"), world.clock.now())
+        .await
+        .unwrap();
+    assert_ne!(second.outcome.lease().unwrap().app_id, lease.app_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_young_pending_worker_is_left_to_start() {
+    let world = World::new().await; // no heartbeats: workers stay Pending
+    let pool = world.pool("young-pool", 1, 2).await;
+    let pending = world.workers(&pool, WorkerState::Pending).await;
+    assert_eq!(pending.len(), 1);
+    kill(&world, pending[0].app_id.as_str()).await;
+
+    let grace = Duration::from_secs(60);
+    let sweep = world.service.reconcile(false, grace).await.unwrap();
+    assert!(sweep.workers_restarted.is_empty(), "{sweep:?}");
+    tokio::time::sleep(grace).await;
+    let sweep = world.service.reconcile(false, grace).await.unwrap();
+    assert_eq!(sweep.workers_restarted, [pending[0].app_id.clone()]);
+    world
+        .heartbeat(
+            pending[0].app_id.as_str(),
+            &["asset"],
+            ServiceHealthStatus::Healthy,
+        )
+        .await;
+    world.settle().await;
+    assert_eq!(world.workers(&pool, WorkerState::Available).await.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_waits_for_a_running_deploy() {
+    let world = World::with_live_nodes().await;
+    world
+        .silenced
+        .lock()
+        .unwrap()
+        .insert("slow-auth".to_owned());
+    let service = world.service.clone();
+    let deploy =
+        tokio::spawn(async move { service.deploy(topology(&[("slow-auth", &["auth"])])).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = world
+        .service
+        .reconcile(false, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 409, "{}", refused.body.error);
+    assert_eq!(
+        world
+            .store
+            .deploy_in_progress()
+            .await
+            .unwrap()
+            .map(|c| c.nodes.len()),
+        Some(1),
+        "the running deploy's record is not taken for a cut-off one"
+    );
+    deploy.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_stopped_moments_ago_is_taken_for_a_restart_then_deployed_again() {
+    let world = World::with_live_nodes().await;
+    let answer = world
+        .service
+        .deploy(topology(&[("rs-auth", &["auth"])]))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    let app = AppId::new("rs-auth");
+    world.backend.set_status(&app, ContainerStatusType::Stopped);
+    world.backend.set_stopped_at(&app, world.clock.now());
+
+    let grace = Duration::from_secs(10);
+    let sweep = world.service.reconcile(false, grace).await.unwrap();
+    assert!(
+        sweep.redeployed.is_empty(),
+        "a restart in progress: {sweep:?}"
+    );
+    assert_eq!(
+        world.backend.node(&app).unwrap().status,
+        ContainerStatusType::Stopped
+    );
+    tokio::time::sleep(grace).await;
+    let sweep = world.service.reconcile(false, grace).await.unwrap();
+    assert_eq!(sweep.redeployed, std::slice::from_ref(&app), "{sweep:?}");
+    assert_eq!(
+        world.backend.node(&app).unwrap().status,
+        ContainerStatusType::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_arriving_during_a_sweep_waits_for_it_instead_of_409() {
+    let world = World::with_live_nodes().await;
+    // A sweep holding the lifecycle lock, as `reconcile` does while it works.
+    let guard = world.service.lifecycle.clone().lock_owned().await;
+    let flag = Sweeping::mark(&world.service.sweeping);
+    let service = world.service.clone();
+    let deploy =
+        tokio::spawn(async move { service.deploy(topology(&[("after-auth", &["auth"])])).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!deploy.is_finished(), "the deploy waits for the sweep");
+    drop((flag, guard));
+    let answer = deploy
+        .await
+        .unwrap()
+        .expect("deployed once the sweep ended");
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+
+    // Without a sweep, a second lifecycle operation still answers 409 at once.
+    let _deploy_in_progress = world.service.lifecycle.clone().lock_owned().await;
+    let refused = world
+        .service
+        .deploy(topology(&[("other-auth", &["auth"])]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 409, "{}", refused.body.error);
+}
