@@ -144,6 +144,19 @@ impl LeaderHandle {
         }
     }
 
+    /// A handle whose state the returned sender sets (leader with token 1 at first): for
+    /// tests that take the leadership away mid-operation.
+    pub fn controlled(candidate_id: impl Into<String>) -> (Self, Arc<watch::Sender<LeaderState>>) {
+        let (tx, rx) = watch::channel(LeaderState::Leader { token: 1 });
+        let tx = Arc::new(tx);
+        let handle = LeaderHandle {
+            candidate_id: Arc::from(candidate_id.into()),
+            state: rx,
+            _fixed: Some(tx.clone()),
+        };
+        (handle, tx)
+    }
+
     /// This replica's candidate id.
     pub fn candidate_id(&self) -> &str {
         &self.candidate_id

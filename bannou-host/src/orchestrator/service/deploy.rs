@@ -115,7 +115,14 @@ impl OrchestratorService {
         let answer = self
             .run_deploy(request, deployment_id, &backend, prepared, begun)
             .await;
-        if let Err(e) = self.deps.store.end_deploy(deployment_id).await {
+        if !self.deps.leader.is_leader() {
+            // Stopped leading meanwhile: the record stays, so the leader's reconciliation
+            // finishes what this replica may have left half done.
+            tracing::warn!(
+                deployment_id,
+                "deploy ended after this replica stopped leading: its record is left for the leader"
+            );
+        } else if let Err(e) = self.deps.store.end_deploy(deployment_id).await {
             // Left behind, the record makes the next start revert to the last stable
             // version, which is this deploy's when it succeeded: harmless.
             tracing::warn!(deployment_id, error = %e, "deploy record not cleared");

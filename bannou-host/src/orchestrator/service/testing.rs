@@ -49,6 +49,8 @@ pub(crate) struct World {
     /// (`"*"` applies to every app-id); silent app-ids are in `silenced`.
     pub overrides: Overrides,
     pub silenced: Arc<Mutex<BTreeSet<String>>>,
+    /// Sets whether the service leads (it does at first).
+    pub leadership: Arc<watch::Sender<crate::orchestrator::leader::LeaderState>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -127,6 +129,8 @@ impl World {
             vec![Arc::new(backend.clone()) as Arc<dyn ContainerBackend>],
             settings.default_backend,
         ));
+        let (leader, leadership) =
+            crate::orchestrator::leader::LeaderHandle::controlled("bannou-test");
         let service = OrchestratorService::new(ServiceDeps {
             store: store.clone(),
             bus: bus.clone(),
@@ -137,7 +141,7 @@ impl World {
             broadcaster,
             scaler,
             reaper,
-            leader: crate::orchestrator::leader::LeaderHandle::always_leader("bannou-test"),
+            leader,
             settings,
         });
         World {
@@ -150,6 +154,7 @@ impl World {
             pipeline,
             overrides: Arc::default(),
             silenced: Arc::default(),
+            leadership,
             shutdown,
         }
     }

@@ -58,6 +58,9 @@ pub(super) struct Execution {
     /// What runs now: the starting nodes with every successful action applied (nodes
     /// started in a failed wave included, since their containers exist).
     pub running: Vec<ResolvedNode>,
+    /// The run stopped because this replica stopped leading (nothing may be reverted
+    /// here: the leader reconciles).
+    pub lost_leadership: bool,
 }
 
 impl Execution {
@@ -108,6 +111,21 @@ impl OrchestratorService {
             plan.nodes.iter().map(|n| (&n.app_id, n)).collect();
 
         for wave in &plan.waves {
+            // A replica that stopped leading (a stall, a partition) must not go on: the
+            // new leader may already be reconciling. Its record stays for that leader.
+            if !self.deps.leader.is_leader() {
+                exec.lost_leadership = true;
+                exec.failures.push(format!(
+                    "this replica stopped leading the control plane before wave {}: the \
+                     deploy stopped there, and the leader reconciles it",
+                    wave.index
+                ));
+                tracing::warn!(
+                    wave = wave.index,
+                    "lost the leadership mid-deploy: stopping"
+                );
+                break;
+            }
             match wave.phase {
                 WavePhase::Deploy => {
                     self.deploy_wave(backend, wave, &desired, &mut running, &mut exec)
@@ -476,6 +494,13 @@ impl OrchestratorService {
         current: Option<&DeploymentConfiguration>,
         deployment_id: &str,
     ) -> Vec<String> {
+        if !self.deps.leader.is_leader() {
+            return vec![
+                "Not reverted: this replica no longer leads the control plane; the leader's \
+                 reconciliation reverts the cut-off deployment"
+                    .to_owned(),
+            ];
+        }
         let stable = match self.deps.store.last_stable_config().await {
             Ok(s) => s,
             Err(e) => {

@@ -350,3 +350,65 @@ async fn a_deploy_arriving_during_a_sweep_waits_for_it_instead_of_409() {
         .unwrap_err();
     assert_eq!(refused.status, 409, "{}", refused.body.error);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_that_loses_the_leadership_stops_before_its_next_wave_for_the_leader_to_reconcile()
+{
+    use crate::orchestrator::leader::LeaderState;
+    let world = World::with_live_nodes().await;
+    world
+        .silenced
+        .lock()
+        .unwrap()
+        .insert("lose-auth".to_owned());
+    let service = world.service.clone();
+    let deploy = tokio::spawn(async move {
+        service
+            .deploy(topology(&[
+                ("lose-auth", &["auth"]),
+                ("lose-realm", &["realm"]),
+            ]))
+            .await
+    });
+    for _ in 0..100 {
+        if world.running().contains(&"lose-auth".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(world.running(), ["lose-auth"], "wave 1 started");
+    // Another replica takes over while wave 1 waits; then wave 1's node reports healthy.
+    world.leadership.send_replace(LeaderState::Follower {
+        holder: Some("replica-b".to_owned()),
+        token: Some(2),
+    });
+    world.silenced.lock().unwrap().clear();
+    let answer = deploy.await.unwrap().unwrap();
+    assert_eq!(answer.status, 500);
+    let notes = answer.body.warnings.clone().unwrap_or_default().join("\n");
+    assert!(notes.contains("stopped leading"), "{notes}");
+    assert!(notes.contains("Not reverted"), "{notes}");
+    assert_eq!(
+        world.running(),
+        ["lose-auth"],
+        "wave 2 never started, nothing reverted"
+    );
+    assert!(
+        world.store.deploy_in_progress().await.unwrap().is_some(),
+        "the record is left for the leader"
+    );
+
+    // Leading again (a new term), the sweep treats it as cut off: with no stable version,
+    // what it started is removed.
+    world
+        .leadership
+        .send_replace(LeaderState::Leader { token: 3 });
+    let sweep = world
+        .service
+        .reconcile(false, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(sweep.interrupted.is_some(), "{sweep:?}");
+    assert!(world.running().is_empty(), "{:?}", world.running());
+    assert_eq!(world.store.deploy_in_progress().await.unwrap(), None);
+}
