@@ -149,7 +149,7 @@ async fn a_worker_container_killed_mid_lease_comes_back_and_keeps_its_lease() {
             )
             .await
             .unwrap();
-        let killed_at = std::time::Instant::now();
+        let killed_at = tokio::time::Instant::now();
         println!("killed {name} (docker rm -f) while leased by lease {}", lease.lease_id);
 
         // Reconciliation starts it again, under the same app-id, as a new container.
