@@ -2,7 +2,8 @@
 //! 3-wave deploy, start it again on the same Redis, and check that it reconciles by
 //! itself: the cut-off deploy's record is found and cleared, the last stable
 //! configuration (one node) runs again and is current, nothing of the cut-off deploy is
-//! left running, and the mappings version never went back.
+//! left running, the mappings version never went back, and a lease taken before the
+//! kill is still there, unchanged, its worker started again by reconciliation.
 //!
 //! The backend is the in-process one, so the kill also kills every node: after the
 //! restart only what reconciliation starts can run. Needs redis-server: skipped without
@@ -14,11 +15,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bannou_host::client::ApiClient;
+use bannou_host::clock::TokioClock;
 use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
+use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_backends::redis::store::RedisStore;
-use orchestrator_core::api::{DeployRequest, ServiceHealthRequest};
+use orchestrator_core::api::{
+    AcquireProcessorRequest, DeployRequest, ReleaseProcessorRequest, ServiceHealthRequest,
+};
 use orchestrator_core::ports::store::OrchestratorStore;
+use orchestrator_core::time::Clock;
+use orchestrator_pools::{FencingToken, LeaseId, LeaseStore, PoolType, WorkerState};
 
 /// Upper bound of every wait (never an assertion about speed).
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -30,6 +37,11 @@ topology:
   nodes:
     - name: base-auth
       services: [auth]
+processingPools:
+  - poolType: chaos-brain
+    plugin: asset
+    minInstances: 1
+    maxInstances: 1
 ";
 
 /// Three waves; the wave-2 node never heartbeats, so wave 2 waits for its deadline.
@@ -140,6 +152,28 @@ async fn kill_9_during_wave_2_then_restart_reverts_to_the_last_stable_deployment
     let stable = store.current_config().await.unwrap().unwrap();
     assert!(stable.stable);
 
+    // A lease on the pool's worker, held across the kill and the restart.
+    let leases = RedisLeaseStore::connect(&redis.url(), RedisLeaseStoreConfig::default())
+        .await
+        .unwrap();
+    let pool = PoolType::new("chaos-brain").unwrap();
+    let clock = TokioClock::system();
+    eventually("the pool's worker is Available", || async {
+        let s = leases.status(&pool, clock.now()).await.ok()?;
+        (s.workers_in(WorkerState::Available).count() == 1).then_some(())
+    })
+    .await;
+    let lease = api
+        .acquire_processor(&AcquireProcessorRequest {
+            pool_type: "chaos-brain".to_owned(),
+            priority: 0,
+            timeout_seconds: 600,
+            metadata: None,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap();
+
     // The 3-wave deploy, left running in the background; kill -9 once wave 2 has begun
     // (wave 1's node healthy, the deploy on record).
     let deploying = {
@@ -197,9 +231,34 @@ async fn kill_9_during_wave_2_then_restart_reverts_to_the_last_stable_deployment
     assert!(
         services
             .iter()
-            .all(|(app, _)| app == "base-auth" || app == "bannou"),
+            .all(|(app, _)| app == "base-auth" || app == "bannou" || *app == lease.app_id),
         "nothing of the cut-off deploy runs: {services:?}"
     );
+
+    // The lease survived unchanged, and its worker (an in-process node, gone with the
+    // killed process) was started again by reconciliation under the same app-id.
+    eventually("the leased worker heartbeats again", || async {
+        healthy(&api)
+            .await?
+            .iter()
+            .any(|(app, _)| *app == lease.app_id)
+            .then_some(())
+    })
+    .await;
+    let status = leases.status(&pool, clock.now()).await.unwrap();
+    assert_eq!(status.workers.len(), 1, "{status:?}");
+    let worker = &status.workers[0];
+    assert_eq!(worker.app_id.as_str(), lease.app_id);
+    assert_eq!(worker.state, WorkerState::Leased);
+    assert_eq!(worker.lease_id, Some(LeaseId(lease.lease_id)));
+    assert_eq!(status.leases.len(), 1);
+    assert_eq!(
+        status.leases[0].fencing_token,
+        FencingToken(lease.fencing_token)
+    );
+    let mut release = ReleaseProcessorRequest::new(lease.lease_id);
+    release.fencing_token = Some(lease.fencing_token);
+    api.release_processor(&release).await.unwrap();
     let current = store.current_config().await.unwrap().unwrap();
     assert!(current.stable);
     assert_eq!(
@@ -219,8 +278,12 @@ async fn kill_9_during_wave_2_then_restart_reverts_to_the_last_stable_deployment
     println!(
         "checked: kill -9 during wave 2 of `three` (deploy {}), restart: record cleared, \
          base-auth healthy again and alone, current config version {} stable, mappings \
-         version {version_before} -> {version_after}",
+         version {version_before} -> {version_after}; lease {} (token {}) on {} held across \
+         the kill and the restart unchanged, its worker started again, released with its token",
         record.deployment_id.unwrap_or_default(),
-        current.version
+        current.version,
+        lease.lease_id,
+        lease.fencing_token,
+        lease.app_id
     );
 }

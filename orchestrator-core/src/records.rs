@@ -111,6 +111,10 @@ pub struct DeploymentConfiguration {
     /// Set once every service of this version reported healthy (ours).
     #[serde(default)]
     pub stable: bool,
+    /// The backend its nodes run on (ours): after a restart the control plane plans and
+    /// reconciles there, not on `DefaultBackend` (decision D6 kept across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::events::BackendType>,
 }
 
 impl DeploymentConfiguration {
@@ -126,6 +130,7 @@ impl DeploymentConfiguration {
             description: None,
             nodes: Vec::new(),
             stable: false,
+            backend: None,
         }
     }
 }

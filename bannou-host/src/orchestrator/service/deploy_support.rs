@@ -377,7 +377,7 @@ pub(super) struct ConfigRecord<'a> {
     pub deployment_id: &'a str,
     /// The preset deployed (`None` for an ad-hoc topology).
     pub preset: Option<&'a str>,
-    /// The backend used (for the description).
+    /// The backend used (recorded, and named in the description).
     pub backend: BackendType,
     /// The request's environment (secrets are dropped).
     pub request_environment: &'a BTreeMap<String, String>,
@@ -419,6 +419,7 @@ impl ConfigRecord<'_> {
                 self.deployment_id, self.backend
             )),
             nodes: self.nodes.to_vec(),
+            backend: Some(self.backend),
             ..DeploymentConfiguration::empty(now)
         }
     }

@@ -75,7 +75,7 @@ impl OrchestratorService {
             preset = cut.preset_name.as_deref().unwrap_or("(topology)"),
             "a deploy was cut off (the previous process stopped mid-deploy): reverting it"
         );
-        let backend = deps.backends.select(None).await?;
+        let backend = self.recorded_backend(cut.backend).await?;
         let current = self.current_config().await?;
 
         // Everything either side may have started, then what of it still runs.
@@ -136,6 +136,30 @@ impl<'a> Sweeping<'a> {
 impl Drop for Sweeping<'_> {
     fn drop(&mut self) {
         self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl OrchestratorService {
+    /// The backend a record names, made the active one when none is yet (after a restart
+    /// the registry starts with none; decision D6 says the nodes' backend is used). Falls
+    /// back to the usual choice when the record names none or it cannot be used.
+    async fn recorded_backend(
+        &self,
+        recorded: Option<orchestrator_core::events::BackendType>,
+    ) -> Result<std::sync::Arc<dyn orchestrator_core::ports::backend::ContainerBackend>, ServiceError>
+    {
+        let registry = &self.deps.backends;
+        if let Some(kind) = recorded.filter(|_| registry.active_type().is_none()) {
+            match registry.select(Some(kind)).await {
+                Ok(backend) => {
+                    registry.set_active(kind);
+                    return Ok(backend);
+                }
+                Err(e) => tracing::warn!(backend = %kind, error = %e.body.error,
+                    "the recorded backend cannot be used; reconciling on the default one"),
+            }
+        }
+        registry.select(None).await
     }
 }
 
@@ -225,7 +249,10 @@ impl OrchestratorService {
             ..ReconcileSweep::default()
         };
 
-        let backend = deps.backends.select(None).await?;
+        let current = self.current_config().await?;
+        let backend = self
+            .recorded_backend(current.as_ref().and_then(|c| c.backend))
+            .await?;
         let listed = backend
             .list()
             .await
@@ -233,12 +260,7 @@ impl OrchestratorService {
         let running = running_or_restarting(&listed, deps.clock.now(), grace);
 
         // 2. The current configuration's nodes: adopt what runs, deploy what does not.
-        let nodes = self
-            .current_config()
-            .await?
-            .as_ref()
-            .map(config_nodes)
-            .unwrap_or_default();
+        let nodes = current.as_ref().map(config_nodes).unwrap_or_default();
         let mut routed: Vec<&ResolvedNode> = Vec::new();
         for node in nodes.iter().filter(|n| !self.is_control_plane(&n.app_id)) {
             if running.contains(&node.app_id.as_str().to_ascii_lowercase()) {

@@ -64,6 +64,14 @@ impl World {
 
     /// A world whose settings `tweak` adjusts.
     pub async fn with_settings(tweak: impl FnOnce(&mut ServiceSettings)) -> World {
+        Self::with_backends(tweak, Vec::new()).await
+    }
+
+    /// A world with `extra` backends registered after the fake in-process one.
+    pub async fn with_backends(
+        tweak: impl FnOnce(&mut ServiceSettings),
+        extra: Vec<Arc<dyn ContainerBackend>>,
+    ) -> World {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
             1_780_000_000_000,
         )));
@@ -125,10 +133,9 @@ impl World {
         }
         // Let the pipeline subscribe before anything is published.
         tokio::task::yield_now().await;
-        let registry = Arc::new(BackendRegistry::new(
-            vec![Arc::new(backend.clone()) as Arc<dyn ContainerBackend>],
-            settings.default_backend,
-        ));
+        let mut backends = vec![Arc::new(backend.clone()) as Arc<dyn ContainerBackend>];
+        backends.extend(extra);
+        let registry = Arc::new(BackendRegistry::new(backends, settings.default_backend));
         let (leader, leadership) =
             crate::orchestrator::leader::LeaderHandle::controlled("bannou-test");
         let service = OrchestratorService::new(ServiceDeps {

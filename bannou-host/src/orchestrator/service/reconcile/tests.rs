@@ -412,3 +412,44 @@ async fn a_deploy_that_loses_the_leadership_stops_before_its_next_wave_for_the_l
     assert!(world.running().is_empty(), "{:?}", world.running());
     assert_eq!(world.store.deploy_in_progress().await.unwrap(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_the_sweep_reconciles_on_the_backend_the_configuration_records() {
+    use orchestrator_core::events::BackendType;
+    use orchestrator_core::memory::backend::FakeBackend;
+    let clock: std::sync::Arc<dyn orchestrator_core::time::Clock> =
+        std::sync::Arc::new(crate::clock::TokioClock::system());
+    let compose = FakeBackend::new(clock).with_backend_type(BackendType::Compose);
+    let world = World::with_backends(|_| {}, vec![std::sync::Arc::new(compose.clone())]).await;
+    // What a previous process recorded: one node, on Compose; this process has not
+    // deployed yet, so nothing is active and the default is in-process.
+    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
+    cfg.backend = Some(BackendType::Compose);
+    cfg.nodes = vec![orchestrator_core::ResolvedNode {
+        name: "cmp-auth".into(),
+        app_id: AppId::new("cmp-auth"),
+        services: vec!["auth".into()],
+        routed_services: vec!["auth".into()],
+        environment: Default::default(),
+        replicas: 1,
+        mesh_enabled: true,
+    }];
+    world
+        .store
+        .save_config(&cfg, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(world.service.deps().backends.active_type(), None);
+
+    let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
+    assert_eq!(sweep.redeployed, [AppId::new("cmp-auth")], "{sweep:?}");
+    assert!(
+        compose.node(&AppId::new("cmp-auth")).is_some(),
+        "on Compose"
+    );
+    assert!(world.running().is_empty(), "nothing on the default backend");
+    assert_eq!(
+        world.service.deps().backends.active_type(),
+        Some(BackendType::Compose)
+    );
+}
