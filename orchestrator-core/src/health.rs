@@ -911,7 +911,7 @@ pub(crate) mod test_support {
     /// Builds a heartbeat from instance `n` (GUID derived from `n`) with app-id `app`.
     pub(crate) fn hb(n: u128, app: &str) -> HbBuilder {
         HbBuilder(ServiceHeartbeatEvent {
-            event_name: "service.heartbeat".to_owned(),
+            event_name: "service.heartbeat".into(),
             event_id: Uuid::from_u128(0xE000 + n),
             timestamp: t(0),
             service_id: Uuid::from_u128(n),
@@ -931,7 +931,7 @@ pub(crate) mod test_support {
         pub(crate) fn service(mut self, name: &str, status: ServiceHealthStatus) -> Self {
             self.0.services.push(ServiceStatus {
                 service_id: Uuid::from_u128(self.0.services.len() as u128 + 1),
-                service_name: name.to_owned(),
+                service_name: name.into(),
                 status,
                 version: None,
                 metadata: None,

@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent};
-use orchestrator_core::names::AppId;
+use orchestrator_core::names::{AppId, ServiceName};
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -249,10 +249,12 @@ pub struct RoutingTable {
     replicas: FxHashMap<String, RefusedBeat>,
 }
 
-/// A sender's last beat whose every service was refused: its service names, in order.
+/// A sender's last beat whose every service was refused: its service names, in order
+/// (shared with the heartbeat: a node sending the same names again is recognised by
+/// pointer before any text is compared).
 #[derive(Debug, Clone)]
 struct RefusedBeat {
-    services: Box<[String]>,
+    services: Box<[ServiceName]>,
     refused: usize,
 }
 
@@ -263,7 +265,7 @@ impl RefusedBeat {
                 .services
                 .iter()
                 .zip(services)
-                .all(|(a, b)| *a == b.service_name)
+                .all(|(a, b)| a.ptr_eq(&b.service_name) || *a == b.service_name)
     }
 }
 
@@ -664,7 +666,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|(name, status)| ServiceStatus {
                     service_id: Uuid::nil(),
-                    service_name: (*name).to_owned(),
+                    service_name: (*name).into(),
                     status: *status,
                     version: None,
                     metadata: None,
