@@ -2,12 +2,12 @@
 //! subscribe. The embedded default and the stand-in for Redis Streams in tests; it passes
 //! [`crate::testkit::bus::bus_conformance`].
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
+use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
 use crate::ports::bus::{BusError, BusItem, EventBus, Payload, Subscription, validate_topic};
@@ -35,10 +35,11 @@ struct Shared {
     state: Mutex<State>,
 }
 
+/// Topics are few, short and looked up on every publish: Fx-hashed.
 #[derive(Debug, Default)]
 struct State {
     closed: bool,
-    topics: HashMap<String, broadcast::Sender<Payload>>,
+    topics: FxHashMap<String, broadcast::Sender<Payload>>,
 }
 
 impl Default for InMemoryBus {
