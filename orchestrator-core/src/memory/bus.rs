@@ -102,16 +102,21 @@ impl InMemoryBus {
 #[async_trait]
 impl EventBus for InMemoryBus {
     async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError> {
-        validate_topic(topic)?;
         let mut state = self.lock();
         if state.closed {
+            // Same answer order as before: an invalid topic is reported first.
+            validate_topic(topic)?;
             return Err(BusError::Closed);
         }
         let unused = match state.topics.get(topic) {
             // `send` fails only when no receiver is left; then the channel is dropped
-            // (a later subscribe recreates it).
+            // (a later subscribe recreates it). A subscribed topic passed
+            // `validate_topic` when it was subscribed: not checked again per message.
             Some(sender) => sender.send(payload).is_err(),
-            None => false,
+            None => {
+                drop(state);
+                return validate_topic(topic);
+            }
         };
         if unused {
             state.topics.remove(topic);
