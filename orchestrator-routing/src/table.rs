@@ -269,6 +269,15 @@ impl RefusedBeat {
     }
 }
 
+/// `s.trim()`, without the Unicode scan when both ends are visible ASCII (every app-id
+/// we make; checked per heartbeat).
+fn trimmed(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Senders remembered at most; past it the memory starts over (a cache, never a limit).
 const REFUSED_BEATS_MAX: usize = 16_384;
 
@@ -441,7 +450,7 @@ impl RoutingTable {
         now: Timestamp,
         port: u16,
     ) -> HeartbeatRouting {
-        let sender = heartbeat.app_id.as_str().trim();
+        let sender = trimmed(heartbeat.app_id.as_str());
         if sender.is_empty() || heartbeat.app_id.is_control_plane() {
             return HeartbeatRouting {
                 ignored: true,
