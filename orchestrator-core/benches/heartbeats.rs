@@ -39,7 +39,7 @@ fn heartbeats(degraded_flip: bool) -> Vec<ServiceHeartbeatEvent> {
                 .enumerate()
                 .map(|(k, name)| ServiceStatus {
                     service_id: Uuid::from_u128((i * 16 + k) as u128),
-                    service_name: (*name).to_owned(),
+                    service_name: (*name).into(),
                     status: if (i % 7 == 0 && k == 3) ^ (degraded_flip && k == 5) {
                         ServiceHealthStatus::Degraded
                     } else {
@@ -50,7 +50,7 @@ fn heartbeats(degraded_flip: bool) -> Vec<ServiceHeartbeatEvent> {
                 })
                 .collect();
             ServiceHeartbeatEvent {
-                event_name: "service.heartbeat".to_owned(),
+                event_name: "service.heartbeat".into(),
                 event_id: Uuid::from_u128(i as u128),
                 timestamp: Timestamp::UNIX_EPOCH,
                 service_id: Uuid::from_u128(0xABCD_0000_0000 + i as u128),

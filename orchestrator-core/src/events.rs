@@ -2,13 +2,14 @@
 //! names. Enums follow decision D1 (see [`crate::lenient`]); `None` fields are omitted on
 //! output as upstream does. Each event type names its topic through [`Event::TOPIC`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::lenient_enum;
-use crate::names::AppId;
+use crate::names::{AppId, ServiceName};
 use crate::time::Timestamp;
 
 /// An event with a fixed bus topic.
@@ -132,8 +133,11 @@ lenient_enum! {
     }
 }
 
-fn heartbeat_event_name() -> String {
-    "service.heartbeat".to_owned()
+/// `eventName` of every heartbeat.
+pub const HEARTBEAT_EVENT_NAME: &str = "service.heartbeat";
+
+fn heartbeat_event_name() -> Cow<'static, str> {
+    Cow::Borrowed(HEARTBEAT_EVENT_NAME)
 }
 
 fn mappings_event_name() -> String {
@@ -168,8 +172,8 @@ pub struct InstanceCapacity {
 pub struct ServiceStatus {
     /// Per-plugin GUID.
     pub service_id: Uuid,
-    /// Service (plugin) name.
-    pub service_name: String,
+    /// Service (plugin) name, shared (a node reports the same names every beat).
+    pub service_name: ServiceName,
     /// Its health.
     pub status: ServiceHealthStatus,
     /// Plugin API version.
@@ -184,9 +188,10 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceHeartbeatEvent {
-    /// Always `service.heartbeat`.
+    /// Always `service.heartbeat` ([`HEARTBEAT_EVENT_NAME`], borrowed: no allocation per
+    /// beat; a decoded heartbeat owns whatever text it carried).
     #[serde(default = "heartbeat_event_name")]
-    pub event_name: String,
+    pub event_name: Cow<'static, str>,
     /// Unique per event.
     pub event_id: Uuid,
     /// When it was sent.
@@ -216,7 +221,7 @@ impl ServiceHeartbeatEvent {
     /// `services` (name, status). The instance status is the worst service status (spec
     /// 9.2); each service gets a fresh per-plugin id. Capacity, issues and metadata are
     /// empty; set them on the result.
-    pub fn new<S: Into<String>>(
+    pub fn new<S: Into<ServiceName>>(
         instance_id: Uuid,
         app_id: AppId,
         timestamp: Timestamp,
@@ -535,7 +540,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            (hb.status, hb.services.len(), hb.event_name.as_str()),
+            (hb.status, hb.services.len(), &*hb.event_name),
             (InstanceHealthStatus::Degraded, 2, "service.heartbeat")
         );
         let empty = ServiceHeartbeatEvent::new::<&str>(

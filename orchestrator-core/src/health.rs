@@ -13,7 +13,7 @@ use crate::api::enums::ServiceHealthSource;
 use crate::events::{
     InstanceCapacity, InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent,
 };
-use crate::names::AppId;
+use crate::names::{AppId, ServiceName};
 use crate::time::Timestamp;
 
 /// Services that are infrastructure, never routed and never tracked (spec 3.4, 6.4 d).
@@ -163,6 +163,10 @@ pub struct IngestChanges {
 struct ServiceSlot {
     /// Interned name (id in [`ServiceIndex`]).
     name: usize,
+    /// The name as the heartbeat that created this slot carried it. An in-process node
+    /// sends the same shared names every beat, so a pointer match stands for the text
+    /// comparison; a decoded heartbeat never matches by pointer and is compared as text.
+    seen: ServiceName,
     status: ServiceHealthStatus,
     /// Start of the current non-healthy stretch (by reported state), `None` while healthy.
     degraded_since: Option<Timestamp>,
@@ -549,7 +553,10 @@ impl HeartbeatAggregator {
         let mut same = true;
         for s in &hb.services {
             match inst.services.get_mut(matched) {
-                Some(slot) if index.is(slot.name, &s.service_name) => {
+                Some(slot)
+                    if slot.seen.ptr_eq(&s.service_name)
+                        || index.is(slot.name, &s.service_name) =>
+                {
                     let before = reported(slot.status, old_floor);
                     let after = reported(s.status, floor);
                     health_changed |= before != after;
@@ -885,6 +892,7 @@ fn rebuild_slots(
             None => {
                 out.push(ServiceSlot {
                     name,
+                    seen: s.service_name.clone(),
                     status: s.status,
                     degraded_since: None,
                 });
@@ -911,7 +919,7 @@ pub(crate) mod test_support {
     /// Builds a heartbeat from instance `n` (GUID derived from `n`) with app-id `app`.
     pub(crate) fn hb(n: u128, app: &str) -> HbBuilder {
         HbBuilder(ServiceHeartbeatEvent {
-            event_name: "service.heartbeat".to_owned(),
+            event_name: "service.heartbeat".into(),
             event_id: Uuid::from_u128(0xE000 + n),
             timestamp: t(0),
             service_id: Uuid::from_u128(n),
@@ -931,7 +939,7 @@ pub(crate) mod test_support {
         pub(crate) fn service(mut self, name: &str, status: ServiceHealthStatus) -> Self {
             self.0.services.push(ServiceStatus {
                 service_id: Uuid::from_u128(self.0.services.len() as u128 + 1),
-                service_name: name.to_owned(),
+                service_name: name.into(),
                 status,
                 version: None,
                 metadata: None,

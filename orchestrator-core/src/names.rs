@@ -81,6 +81,128 @@ impl<'de> Deserialize<'de> for AppId {
     }
 }
 
+/// The name of a service (plugin) as a heartbeat reports it.
+///
+/// Shared text (`Arc<str>`), like [`AppId`]: a node's service list is fixed, so each beat
+/// reuses the names instead of allocating them again, and a clone is a reference-count
+/// increment. A plain string on the wire. Dereferences to `str`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(Arc<str>);
+
+impl ServiceName {
+    /// Wraps a string as a service name (no validation: upstream accepts any text).
+    pub fn new(s: impl Into<String>) -> Self {
+        ServiceName(Arc::from(s.into()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when both share the same text allocation (a cheap pre-check before comparing).
+    pub fn ptr_eq(&self, other: &ServiceName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for ServiceName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for ServiceName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ServiceName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ServiceName {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for ServiceName {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for ServiceName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<ServiceName> for str {
+    fn eq(&self, other: &ServiceName) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<ServiceName> for &str {
+    fn eq(&self, other: &ServiceName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<ServiceName> for String {
+    fn eq(&self, other: &ServiceName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl From<&str> for ServiceName {
+    fn from(s: &str) -> Self {
+        ServiceName(Arc::from(s))
+    }
+}
+
+impl From<String> for ServiceName {
+    fn from(s: String) -> Self {
+        ServiceName(Arc::from(s))
+    }
+}
+
+impl From<&String> for ServiceName {
+    fn from(s: &String) -> Self {
+        ServiceName(Arc::from(s.as_str()))
+    }
+}
+
+impl From<ServiceName> for String {
+    fn from(s: ServiceName) -> Self {
+        s.0.as_ref().to_owned()
+    }
+}
+
+impl Serialize for ServiceName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(ServiceName::from)
+    }
+}
+
 /// `{SERVICE}` as used in env names: upper-cased with `-` replaced by `_` (spec 3.3).
 pub fn env_service_name(service: &str) -> String {
     service.to_ascii_uppercase().replace('-', "_")

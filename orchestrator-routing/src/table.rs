@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent};
-use orchestrator_core::names::AppId;
+use orchestrator_core::names::{AppId, ServiceName};
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -249,10 +249,12 @@ pub struct RoutingTable {
     replicas: FxHashMap<String, RefusedBeat>,
 }
 
-/// A sender's last beat whose every service was refused: its service names, in order.
+/// A sender's last beat whose every service was refused: its service names, in order
+/// (shared with the heartbeat: a node sending the same names again is recognised by
+/// pointer before any text is compared).
 #[derive(Debug, Clone)]
 struct RefusedBeat {
-    services: Box<[String]>,
+    services: Box<[ServiceName]>,
     refused: usize,
 }
 
@@ -263,7 +265,16 @@ impl RefusedBeat {
                 .services
                 .iter()
                 .zip(services)
-                .all(|(a, b)| *a == b.service_name)
+                .all(|(a, b)| a.ptr_eq(&b.service_name) || *a == b.service_name)
+    }
+}
+
+/// `s.trim()`, without the Unicode scan when both ends are visible ASCII (every app-id
+/// we make; checked per heartbeat).
+fn trimmed(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 
@@ -439,7 +450,7 @@ impl RoutingTable {
         now: Timestamp,
         port: u16,
     ) -> HeartbeatRouting {
-        let sender = heartbeat.app_id.as_str().trim();
+        let sender = trimmed(heartbeat.app_id.as_str());
         if sender.is_empty() || heartbeat.app_id.is_control_plane() {
             return HeartbeatRouting {
                 ignored: true,
@@ -664,7 +675,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|(name, status)| ServiceStatus {
                     service_id: Uuid::nil(),
-                    service_name: (*name).to_owned(),
+                    service_name: (*name).into(),
                     status: *status,
                     version: None,
                     metadata: None,

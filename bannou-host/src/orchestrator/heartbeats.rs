@@ -8,10 +8,11 @@
 //! does not fit is counted as dropped in [`PipelineStats`], never lost silently. Malformed
 //! messages and lag are counted and logged, and never end the stream.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::health::{HeartbeatAggregator, IngestOutcome};
 use orchestrator_core::ports::bus::{BusError, EventBus, EventBusExt, EventStreamError};
@@ -96,6 +97,9 @@ impl PipelineStats {
     }
 }
 
+/// Most heartbeats ingested under one lock (see [`HeartbeatPipeline::ingest_batch`]).
+pub const BATCH_MAX: usize = 128;
+
 /// Bound of the worker-promotion queue.
 pub const PROMOTION_QUEUE: usize = 4096;
 
@@ -157,38 +161,62 @@ impl HeartbeatPipeline {
 
     /// Applies one heartbeat received at `now`.
     pub fn ingest(&self, hb: &ServiceHeartbeatEvent, now: Timestamp) {
-        let created = {
+        self.ingest_batch(std::slice::from_ref(hb), now);
+    }
+
+    /// Applies heartbeats received together at `now`, in order, under one lock of the
+    /// shared state (the consumer takes whatever is already waiting, up to [`BATCH_MAX`]:
+    /// one lock, one clock read and one mappings notification per batch instead of per
+    /// heartbeat). Same effect as [`ingest`](Self::ingest) on each.
+    pub fn ingest_batch<H: Borrow<ServiceHeartbeatEvent>>(&self, batch: &[H], now: Timestamp) {
+        let (mut ingested, mut ignored, mut created) = (0u64, 0u64, 0u64);
+        {
             let mut state = self.health.lock();
-            if matches!(
-                state.aggregator.ingest(hb, now),
-                IngestOutcome::IgnoredControlPlane
-            ) {
-                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
-                return;
+            let state = &mut *state;
+            for hb in batch {
+                let hb = hb.borrow();
+                if matches!(
+                    state.aggregator.ingest(hb, now),
+                    IngestOutcome::IgnoredControlPlane
+                ) {
+                    ignored += 1;
+                    continue;
+                }
+                ingested += 1;
+                created += state
+                    .routing
+                    .apply_heartbeat(hb, now, self.service_port)
+                    .created
+                    .len() as u64;
             }
-            state
-                .routing
-                .apply_heartbeat(hb, now, self.service_port)
-                .created
-                .len()
-        };
-        self.stats.ingested.fetch_add(1, Ordering::Relaxed);
+        }
+        if ignored > 0 {
+            self.stats.ignored.fetch_add(ignored, Ordering::Relaxed);
+        }
+        if ingested > 0 {
+            self.stats.ingested.fetch_add(ingested, Ordering::Relaxed);
+        }
         if created > 0 {
             self.stats
                 .routes_created
-                .fetch_add(created as u64, Ordering::Relaxed);
+                .fetch_add(created, Ordering::Relaxed);
             if let Some(b) = &self.broadcaster {
                 b.table_changed();
             }
         }
-        if let Some(tx) = &self.promotions
-            && hb.status == InstanceHealthStatus::Healthy
-            && let Some(pool) = pool_of_worker_app_id(hb.app_id.as_str())
-            && tx.try_send((pool, hb.app_id.clone())).is_err()
-        {
-            self.stats
-                .promotions_dropped
-                .fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &self.promotions {
+            for hb in batch {
+                let hb = hb.borrow();
+                if hb.status == InstanceHealthStatus::Healthy
+                    && !hb.app_id.is_control_plane()
+                    && let Some(pool) = pool_of_worker_app_id(hb.app_id.as_str())
+                    && tx.try_send((pool, hb.app_id.clone())).is_err()
+                {
+                    self.stats
+                        .promotions_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -203,21 +231,45 @@ impl HeartbeatPipeline {
             .subscribe_events::<ServiceHeartbeatEvent>()
             .await?
             .into_shared();
+        let mut batch = Vec::with_capacity(BATCH_MAX);
         loop {
             tokio::select! {
-                item = events.next() => match item {
-                    Some(Ok(hb)) => self.ingest(&hb, self.clock.now()),
-                    Some(Err(EventStreamError::Malformed(e))) => {
-                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "skipping a malformed heartbeat");
+                item = events.next() => {
+                    let mut next = Some(item);
+                    // The first item waited; take whatever else is already there.
+                    while let Some(item) = next.take() {
+                        match item {
+                            Some(Ok(hb)) => batch.push(hb),
+                            Some(Err(e)) => self.note_stream_error(e),
+                            None => {
+                                self.ingest_batch(&batch, self.clock.now());
+                                return Ok(());
+                            }
+                        }
+                        if batch.len() < BATCH_MAX {
+                            next = events.next().now_or_never();
+                        }
                     }
-                    Some(Err(EventStreamError::Lagged { skipped, .. })) => {
-                        self.stats.lagged.fetch_add(skipped, Ordering::Relaxed);
-                        tracing::warn!(skipped, "heartbeat subscriber fell behind");
+                    if !batch.is_empty() {
+                        self.ingest_batch(&batch, self.clock.now());
+                        batch.clear();
                     }
-                    None => return Ok(()),
-                },
+                }
                 _ = super::stopped(&mut shutdown) => return Ok(()),
+            }
+        }
+    }
+
+    /// Counts and logs a non-heartbeat item of the subscription (neither ends it).
+    pub fn note_stream_error(&self, error: EventStreamError) {
+        match error {
+            EventStreamError::Malformed(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "skipping a malformed heartbeat");
+            }
+            EventStreamError::Lagged { skipped, .. } => {
+                self.stats.lagged.fetch_add(skipped, Ordering::Relaxed);
+                tracing::warn!(skipped, "heartbeat subscriber fell behind");
             }
         }
     }

@@ -2,12 +2,12 @@
 //! subscribe. The embedded default and the stand-in for Redis Streams in tests; it passes
 //! [`crate::testkit::bus::bus_conformance`].
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
+use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
 use crate::ports::bus::{BusError, BusItem, EventBus, Payload, Subscription, validate_topic};
@@ -35,10 +35,11 @@ struct Shared {
     state: Mutex<State>,
 }
 
+/// Topics are few, short and looked up on every publish: Fx-hashed.
 #[derive(Debug, Default)]
 struct State {
     closed: bool,
-    topics: HashMap<String, broadcast::Sender<Payload>>,
+    topics: FxHashMap<String, broadcast::Sender<Payload>>,
 }
 
 impl Default for InMemoryBus {
@@ -101,16 +102,21 @@ impl InMemoryBus {
 #[async_trait]
 impl EventBus for InMemoryBus {
     async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError> {
-        validate_topic(topic)?;
         let mut state = self.lock();
         if state.closed {
+            // Same answer order as before: an invalid topic is reported first.
+            validate_topic(topic)?;
             return Err(BusError::Closed);
         }
         let unused = match state.topics.get(topic) {
             // `send` fails only when no receiver is left; then the channel is dropped
-            // (a later subscribe recreates it).
+            // (a later subscribe recreates it). A subscribed topic passed
+            // `validate_topic` when it was subscribed: not checked again per message.
             Some(sender) => sender.send(payload).is_err(),
-            None => false,
+            None => {
+                drop(state);
+                return validate_topic(topic);
+            }
         };
         if unused {
             state.topics.remove(topic);

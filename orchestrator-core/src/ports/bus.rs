@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream, StreamExt};
 
 use crate::events::Event;
@@ -280,14 +282,32 @@ pub trait EventBus: Send + Sync {
     async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError>;
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`: the inner bus's future is returned as it
+// is, so a call through an `Arc` boxes one future, not two (publishing is hot).
 impl<T: EventBus + ?Sized> EventBus for Arc<T> {
-    async fn publish(&self, topic: &str, payload: Payload) -> Result<(), BusError> {
-        (**self).publish(topic, payload).await
+    fn publish<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        topic: &'life1 str,
+        payload: Payload,
+    ) -> BoxFuture<'async_trait, Result<(), BusError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).publish(topic, payload)
     }
 
-    async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError> {
-        (**self).subscribe(topic).await
+    fn subscribe<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        topic: &'life1 str,
+    ) -> BoxFuture<'async_trait, Result<Subscription, BusError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).subscribe(topic)
     }
 }
 
@@ -446,17 +466,27 @@ impl<E: Event> Stream for EventSubscription<E> {
 /// assert_eq!(events.next().await, Some(Ok(event)));
 /// # });
 /// ```
-#[async_trait]
+///
+/// Both methods return the bus's own future (no second boxed future per call).
 pub trait EventBusExt: EventBus {
     /// Publishes `event` on `E::TOPIC` (as [`Payload::event`]: an in-process bus passes the
-    /// value itself, an out-of-process one encodes it as JSON).
-    async fn publish_event<E: Event>(&self, event: &E) -> Result<(), BusError> {
-        self.publish(E::TOPIC, Payload::event(event.clone())).await
+    /// value itself, an out-of-process one encodes it as JSON). Copies `event`; a caller
+    /// that builds an event only to publish it can hand it over with
+    /// [`publish_owned`](Self::publish_owned).
+    fn publish_event<E: Event>(&self, event: &E) -> BoxFuture<'_, Result<(), BusError>> {
+        self.publish(E::TOPIC, Payload::event(event.clone()))
+    }
+
+    /// [`publish_event`](Self::publish_event) without the copy.
+    fn publish_owned<E: Event>(&self, event: E) -> BoxFuture<'_, Result<(), BusError>> {
+        self.publish(E::TOPIC, Payload::event(event))
     }
 
     /// Subscribes to `E::TOPIC`, decoding each message as `E`.
-    async fn subscribe_events<E: Event>(&self) -> Result<EventSubscription<E>, BusError> {
-        Ok(self.subscribe(E::TOPIC).await?.into_events())
+    fn subscribe_events<E: Event>(&self) -> BoxFuture<'_, Result<EventSubscription<E>, BusError>> {
+        self.subscribe(E::TOPIC)
+            .map(|r| r.map(Subscription::into_events))
+            .boxed()
     }
 }
 
