@@ -18,11 +18,9 @@ use std::time::Duration;
 
 use bollard::query_parameters::RemoveContainerOptions;
 use common::{Host, config, eventually};
-use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::containers::testing::{
     docker_and_image, our_container_names, unique, with_cleanup,
 };
-use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::AppId;
 use orchestrator_core::api::{AcquireProcessorRequest, DeployRequest, ReleaseProcessorRequest};
 use orchestrator_core::events::BackendType;
@@ -48,25 +46,8 @@ async fn a_worker_container_killed_mid_lease_comes_back_and_keeps_its_lease() {
     let (cleanup_docker, cleanup_prefix, cleanup_network) =
         (docker.clone(), prefix.clone(), network.clone());
     with_cleanup(&cleanup_docker, &cleanup_prefix, Some(&cleanup_network), async move {
-        let probe = DockerBackend::new(
-            docker.clone(),
-            DockerConfig {
-                network: network.clone(),
-                ..DockerConfig::default()
-            },
-        );
-        let gateway = probe
-            .ensure_network()
-            .await
-            .unwrap()
-            .gateway
-            .expect("a bridge network has a gateway");
-        let redis = match RedisServer::start_bound(&[gateway]) {
-            Ok(r) => r,
-            Err(e) => {
-                orchestrator_backends::require::skip_or_fail("redis", test, &e.to_string());
-                return;
-            }
+        let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
+            return;
         };
         let presets = tempfile::tempdir().unwrap();
         std::fs::write(presets.path().join("chaos-pool.yaml"), pool_preset(&pool_name)).unwrap();

@@ -20,9 +20,7 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use common::{Host, PATIENCE, config, eventually, get_json};
 use futures::StreamExt;
-use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
-use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::AppId;
 use orchestrator_core::api::{
     ContainerRestartRequestBody, DeployRequest, GetLogsRequest, ListBackendsRequest,
@@ -117,25 +115,8 @@ async fn docker_deploy_end_to_end() {
         Some(&cleanup_network),
         async move {
             // Our network first: Redis must listen on its gateway for the containers.
-            let probe = DockerBackend::new(
-                docker.clone(),
-                DockerConfig {
-                    network: network.clone(),
-                    ..DockerConfig::default()
-                },
-            );
-            let gateway = probe
-                .ensure_network()
-                .await
-                .unwrap()
-                .gateway
-                .expect("a bridge network has a gateway");
-            let redis = match RedisServer::start_bound(&[gateway]) {
-                Ok(r) => r,
-                Err(e) => {
-                    orchestrator_backends::require::skip_or_fail("redis", test, &e.to_string());
-                    return;
-                }
+            let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
+                return;
             };
 
             let presets = tempfile::tempdir().unwrap();

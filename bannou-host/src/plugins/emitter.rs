@@ -290,7 +290,7 @@ impl HeartbeatEmitter {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     self.note(format!(
-                        "heartbeat publish failed: {e}; retrying every {RETRY_AFTER_FAILURE:?},                          {dropped} beat(s) dropped so far"
+                        "heartbeat publish failed: {e}; retrying every {RETRY_AFTER_FAILURE:?}, {dropped} beat(s) dropped so far"
                     ));
                 }
             }

@@ -129,3 +129,34 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Our Docker network `network` (created when missing) and a `redis-server` listening on
+/// its gateway, so the containers on it reach Redis. `None` (after `skip_or_fail`, which
+/// panics under `BANNOU_TEST_REQUIRE=redis`) when redis-server cannot start.
+pub async fn redis_on_network(
+    docker: &bollard::Docker,
+    network: &str,
+    test: &str,
+) -> Option<orchestrator_backends::redis::server::RedisServer> {
+    use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
+    let probe = DockerBackend::new(
+        docker.clone(),
+        DockerConfig {
+            network: network.to_owned(),
+            ..DockerConfig::default()
+        },
+    );
+    let gateway = probe
+        .ensure_network()
+        .await
+        .unwrap()
+        .gateway
+        .expect("a bridge network has a gateway");
+    match orchestrator_backends::redis::server::RedisServer::start_bound(&[gateway]) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            orchestrator_backends::require::skip_or_fail("redis", test, &e.to_string());
+            None
+        }
+    }
+}

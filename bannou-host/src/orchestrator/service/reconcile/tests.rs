@@ -32,6 +32,31 @@ fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
     }
 }
 
+/// Saves, as a previous process would have, a configuration of one node `name` hosting
+/// `auth`, on `backend` when given.
+async fn save_auth_node(
+    world: &World,
+    name: &str,
+    backend: Option<orchestrator_core::events::BackendType>,
+) {
+    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
+    cfg.backend = backend;
+    cfg.nodes = vec![orchestrator_core::ResolvedNode {
+        name: name.into(),
+        app_id: AppId::new(name),
+        services: vec!["auth".into()],
+        routed_services: vec!["auth".into()],
+        environment: Default::default(),
+        replicas: 1,
+        mesh_enabled: true,
+    }];
+    world
+        .store
+        .save_config(&cfg, Duration::from_secs(3600))
+        .await
+        .unwrap();
+}
+
 /// A container vanishing behind the control plane's back (a crash, `docker rm -f`).
 async fn kill(world: &World, app: &str) {
     world
@@ -92,22 +117,7 @@ async fn a_sweep_adopts_running_nodes_and_deploys_the_missing_ones_again() {
 async fn after_a_restart_with_an_empty_routing_table_the_sweep_routes_the_adopted_nodes() {
     let world = World::new().await; // no heartbeats: only the sweep can route
     world.run_node("rt-auth", &["auth"]).await;
-    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
-    cfg.nodes = vec![orchestrator_core::ResolvedNode {
-        name: "rt-auth".into(),
-        app_id: AppId::new("rt-auth"),
-        services: vec!["auth".into()],
-        routed_services: vec!["auth".into()],
-        environment: Default::default(),
-        replicas: 1,
-        mesh_enabled: true,
-    }];
-
-    world
-        .store
-        .save_config(&cfg, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    save_auth_node(&world, "rt-auth", None).await;
     assert_eq!(world.route("auth"), "bannou");
 
     let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
@@ -423,22 +433,7 @@ async fn after_a_restart_the_sweep_reconciles_on_the_backend_the_configuration_r
     let world = World::with_backends(|_| {}, vec![std::sync::Arc::new(compose.clone())]).await;
     // What a previous process recorded: one node, on Compose; this process has not
     // deployed yet, so nothing is active and the default is in-process.
-    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
-    cfg.backend = Some(BackendType::Compose);
-    cfg.nodes = vec![orchestrator_core::ResolvedNode {
-        name: "cmp-auth".into(),
-        app_id: AppId::new("cmp-auth"),
-        services: vec!["auth".into()],
-        routed_services: vec!["auth".into()],
-        environment: Default::default(),
-        replicas: 1,
-        mesh_enabled: true,
-    }];
-    world
-        .store
-        .save_config(&cfg, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    save_auth_node(&world, "cmp-auth", Some(BackendType::Compose)).await;
     assert_eq!(world.service.deps().backends.active_type(), None);
 
     let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
