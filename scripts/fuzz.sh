@@ -12,7 +12,8 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). It wants nightly flags; on stable
 # we set RUSTC_BOOTSTRAP=1. FUZZ_SANITIZER picks the sanitizer (default `address`; `none`
 # runs without AddressSanitizer, in its own build); FUZZ_TARGET_DIR the build directory
-# (default fuzz/target).
+# (default fuzz/target); FUZZ_EXTRA more libFuzzer flags (e.g. `-len_control=0` to try
+# inputs up to -max_len from the start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,7 +66,7 @@ for target in "${targets[@]}"; do
     # shellcheck disable=SC2046
     cargo fuzz run "${fuzz_args[@]}" $(target_args "$target") "$target" "$corpus" -- \
         -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=10 \
-        -print_final_stats=1 >"$log" 2>&1
+        -print_final_stats=1 ${FUZZ_EXTRA:-} >"$log" 2>&1
     rc=$?
     set -e
     after=$(find "fuzz/artifacts/$target" -type f | wc -l)
