@@ -261,11 +261,21 @@ impl OrchestratorService {
 
         // 2. The current configuration's nodes: adopt what runs, deploy what does not.
         let nodes = current.as_ref().map(config_nodes).unwrap_or_default();
+        // A record without node records (upstream's, or ours from before they were kept)
+        // names app-ids but not how to start them: adopt only, never guess a node.
+        let startable = current.as_ref().is_some_and(|c| !c.nodes.is_empty());
         let mut routed: Vec<&ResolvedNode> = Vec::new();
         for node in nodes.iter().filter(|n| !self.is_control_plane(&n.app_id)) {
             if running.contains(&node.app_id.as_str().to_ascii_lowercase()) {
                 sweep.adopted.push(node.app_id.clone());
                 routed.push(node);
+                continue;
+            }
+            if !startable {
+                sweep.errors.push(format!(
+                    "{} is not running and the configuration does not record how to start it: deploy again",
+                    node.app_id
+                ));
                 continue;
             }
             match backend.deploy_node(&self.node_deployment(node)).await {

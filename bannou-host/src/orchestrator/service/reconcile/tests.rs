@@ -448,3 +448,39 @@ async fn after_a_restart_the_sweep_reconciles_on_the_backend_the_configuration_r
         Some(BackendType::Compose)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_configuration_without_node_records_is_adopted_never_guessed() {
+    let world = World::new().await;
+    // As upstream writes it: services with their app-ids, no node records.
+    let mut cfg = orchestrator_core::records::DeploymentConfiguration::empty(world.clock.now());
+    for (service, app) in [("auth", "up-auth"), ("account", "up-account")] {
+        cfg.services.insert(
+            service.to_owned(),
+            orchestrator_core::records::ServiceDeploymentConfig {
+                enabled: true,
+                app_id: Some(app.to_owned()),
+                replicas: 1,
+                settings: Default::default(),
+            },
+        );
+    }
+    world
+        .store
+        .save_config(&cfg, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    world.run_node("up-auth", &["auth"]).await;
+
+    let sweep = world.service.reconcile(true, Duration::ZERO).await.unwrap();
+    assert_eq!(sweep.adopted, [AppId::new("up-auth")]);
+    assert!(sweep.redeployed.is_empty(), "{sweep:?}");
+    assert!(
+        sweep
+            .errors
+            .iter()
+            .any(|e| e.contains("up-account") && e.contains("deploy again")),
+        "{sweep:?}"
+    );
+    assert_eq!(world.running(), ["up-auth"]);
+}
