@@ -3,6 +3,7 @@
 //! each operation is trivially atomic and pools never contend with each other.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -133,8 +134,9 @@ struct PoolState {
     /// end), so under light load the others stay idle long enough to be reaped.
     available: Vec<Slot>,
     leases: FxHashMap<LeaseId, LeaseEntry>,
-    /// Lease expiries in order: reclaiming is O(expired).
-    expiries: BTreeSet<(Timestamp, LeaseId)>,
+    /// Lease expiries in order: reclaiming is O(expired). Keyed by expiry and fencing
+    /// token (unique per pool, and a `u64` compares in one step where a uuid is 16 bytes).
+    expiries: BTreeMap<(Timestamp, FencingToken), LeaseId>,
     /// Waiting tickets in service order.
     queue: BTreeMap<QueueKey, Uuid>,
     tickets: FxHashMap<Uuid, TicketEntry>,
@@ -175,7 +177,7 @@ impl PoolState {
             app_ids: FxHashMap::default(),
             available: Vec::new(),
             leases: FxHashMap::default(),
-            expiries: BTreeSet::new(),
+            expiries: BTreeMap::new(),
             queue: BTreeMap::new(),
             tickets: FxHashMap::default(),
             ticket_deadlines: BTreeSet::new(),
@@ -288,7 +290,8 @@ impl PoolState {
         w.last_updated = now;
         w.lease_id = Some(lease.lease_id);
         w.idle_since = None;
-        self.expiries.insert((lease.expires_at, lease.lease_id));
+        self.expiries
+            .insert((lease.expires_at, lease.fencing_token), lease.lease_id);
         self.leases.insert(
             lease.lease_id,
             LeaseEntry {
@@ -348,17 +351,44 @@ impl PoolState {
     /// Removes a lease from every index (not from its worker). Returns it and its slot.
     fn end_lease(&mut self, lease_id: LeaseId) -> Option<(Lease, Slot)> {
         let entry = self.leases.remove(&lease_id)?;
-        self.expiries.remove(&(entry.lease.expires_at, lease_id));
+        Some(self.unindex(entry))
+    }
+
+    /// Removes a lease already taken out of `leases` from the other indexes.
+    fn unindex(&mut self, entry: LeaseEntry) -> (Lease, Slot) {
+        self.expiries
+            .remove(&(entry.lease.expires_at, entry.lease.fencing_token));
         if let Some(t) = entry.ticket {
             // Handed to a waiter who never collected it.
             self.tickets.remove(&t);
         }
-        Some((entry.lease, entry.slot))
+        (entry.lease, entry.slot)
+    }
+
+    /// Takes lease `lease_id` out of `leases` if `token` is its fencing token (one hash
+    /// lookup, where a check and then a removal were two); refused otherwise, changing
+    /// nothing. The caller passes the entry to [`PoolState::unindex`].
+    fn take_checked(
+        &mut self,
+        lease_id: LeaseId,
+        token: FencingToken,
+    ) -> Result<LeaseEntry, LeaseError> {
+        match self.leases.entry(lease_id) {
+            Entry::Occupied(e) if e.get().lease.fencing_token == token => Ok(e.remove()),
+            Entry::Occupied(e) => Err(LeaseError::StaleFencingToken {
+                given: token,
+                current: e.get().lease.fencing_token,
+            }),
+            Entry::Vacant(_) => Err(LeaseError::UnknownLease {
+                pool: self.config.pool_type().clone(),
+                lease_id,
+            }),
+        }
     }
 
     fn reclaim(&mut self, now: Timestamp) -> Vec<Lease> {
         let mut out = Vec::new();
-        while let Some(&(expires_at, lease_id)) = self.expiries.first() {
+        while let Some((&(expires_at, _), &lease_id)) = self.expiries.first_key_value() {
             if expires_at >= now {
                 break;
             }
@@ -486,7 +516,11 @@ impl PoolState {
             if !held.insert(e.lease.processor_id.clone()) {
                 return Err(format!("{pool}: {} is leased twice", e.lease.processor_id));
             }
-            if !self.expiries.contains(&(e.lease.expires_at, *id)) {
+            if self
+                .expiries
+                .get(&(e.lease.expires_at, e.lease.fencing_token))
+                != Some(id)
+            {
                 return Err(format!("{pool}: lease {id} has no expiry entry"));
             }
             match self.worker(e.slot) {
@@ -756,14 +790,9 @@ impl LeaseStore for MemoryLeaseStore {
         now: Timestamp,
     ) -> Result<Released, LeaseError> {
         let (lease, held, after, handed_off) = self.with_pool(pool, |p| {
-            p.checked_lease(lease_id, fencing_token)?;
+            let entry = p.take_checked(lease_id, fencing_token)?;
             p.purge_tickets(now);
-            let Some((lease, slot)) = p.end_lease(lease_id) else {
-                return Err(LeaseError::UnknownLease {
-                    pool: pool.clone(),
-                    lease_id,
-                });
-            };
+            let (lease, slot) = p.unindex(entry);
             let held = now.saturating_since(lease.acquired_at);
             p.metrics.record_release(now, success, held);
             let handed_off = p.free_worker(slot, now);
@@ -801,8 +830,8 @@ impl LeaseStore for MemoryLeaseStore {
                 });
             }
             let new = old + extend_by;
-            p.expiries.remove(&(old, lease_id));
-            p.expiries.insert((new, lease_id));
+            p.expiries.remove(&(old, fencing_token));
+            p.expiries.insert((new, fencing_token), lease_id);
             let entry = p
                 .leases
                 .get_mut(&lease_id)
