@@ -153,6 +153,9 @@ struct PoolState {
     /// grants mostly share both (timestamps are in milliseconds) and the date arithmetic is
     /// a noticeable part of a grant.
     last_expiry: (Timestamp, Duration, Timestamp),
+    /// The metrics minute last released in: its start (inclusive), end (exclusive) and
+    /// index, so a release within it needs two comparisons, not a date conversion.
+    metrics_minute: (Timestamp, Timestamp, i64),
     /// Waiting tickets in service order.
     queue: BTreeMap<QueueKey, Uuid>,
     tickets: FxHashMap<Uuid, TicketEntry>,
@@ -205,6 +208,8 @@ impl PoolState {
             leases: FxHashMap::default(),
             expiries: BinaryHeap::new(),
             last_expiry: (Timestamp::UNIX_EPOCH, Duration::ZERO, Timestamp::UNIX_EPOCH),
+            // An empty span: the first release computes its minute.
+            metrics_minute: (Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH, 0),
             queue: BTreeMap::new(),
             tickets: FxHashMap::default(),
             ticket_deadlines: BTreeSet::new(),
@@ -411,6 +416,22 @@ impl PoolState {
                 lease_id,
             }),
         }
+    }
+
+    /// The metrics minute of `now` (see [`MetricsWindow::record_release_in`]).
+    fn metrics_minute(&mut self, now: Timestamp) -> i64 {
+        let (start, end, minute) = self.metrics_minute;
+        if start <= now && now < end {
+            return minute;
+        }
+        let minute = now.unix_millis().div_euclid(60_000);
+        let start_ms = minute.saturating_mul(60_000);
+        self.metrics_minute = (
+            Timestamp::from_unix_millis(start_ms),
+            Timestamp::from_unix_millis(start_ms.saturating_add(60_000)),
+            minute,
+        );
+        minute
     }
 
     /// `now + duration`, reusing the last answer when both are the same.
@@ -847,7 +868,8 @@ impl LeaseStore for MemoryLeaseStore {
             p.purge_tickets(now);
             let (lease, slot) = p.unindex(entry);
             let held = now.saturating_since(lease.acquired_at);
-            p.metrics.record_release(now, success, held);
+            let minute = p.metrics_minute(now);
+            p.metrics.record_release_in(minute, success, held);
             let handed_off = p.free_worker(slot, now);
             let after = p
                 .worker(slot)
@@ -1192,6 +1214,37 @@ mod tests {
                 .is_empty()
         );
         store.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn releases_are_counted_in_their_own_minute_across_minute_boundaries() {
+        let (store, pool, _) = pool_with(1, 1);
+        let base = Timestamp::from_unix_millis(1_700_000_040_000); // a minute start
+        let at = |ms: u64| base + Duration::from_millis(ms);
+        let mut window = MetricsWindow::default();
+        for (i, ms) in [
+            0, 59_999, 60_000, 60_001, 119_999, 120_000, 3_600_000, 3_660_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let a = block_on(store.acquire(&pool, AcquireRequest::new("h"), at(ms))).unwrap();
+            let l = a.outcome.lease().unwrap().clone();
+            let ok = i % 3 != 0;
+            block_on(store.release(&pool, l.lease_id, l.fencing_token, ok, at(ms))).unwrap();
+            window.record_release(at(ms), ok, Duration::ZERO);
+            for probe in [at(ms), at(ms + 59_000), at(ms + 3_600_000)] {
+                let m = block_on(store.metrics(&pool, probe)).unwrap();
+                assert_eq!(
+                    (m.jobs_completed_1h, m.jobs_failed_1h),
+                    {
+                        let (c, f, _) = window.last_hour(probe);
+                        (c, f)
+                    },
+                    "release {i} at +{ms} ms, probed at {probe}"
+                );
+            }
+        }
     }
 
     #[test]
