@@ -3,7 +3,8 @@
 //! each operation is trivially atomic and pools never contend with each other.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -60,6 +61,14 @@ impl std::fmt::Debug for MemoryLeaseStore {
 
 /// Queue order: higher priority first, then arrival order.
 type QueueKey = (Reverse<i32>, u64);
+
+/// An entry of [`PoolState::expiries`]: when, and which lease (its fencing token first,
+/// unique per pool, so that two entries rarely compare their uuids).
+type ExpiryEntry = (Timestamp, FencingToken, LeaseId);
+
+/// How many stale expiry entries beyond the number of live leases are tolerated before they
+/// are dropped.
+const EXPIRY_SLACK: usize = 64;
 
 /// Index of a worker's slot in [`PoolState::slots`].
 type Slot = usize;
@@ -133,8 +142,20 @@ struct PoolState {
     /// end), so under light load the others stay idle long enough to be reaped.
     available: Vec<Slot>,
     leases: FxHashMap<LeaseId, LeaseEntry>,
-    /// Lease expiries in order: reclaiming is O(expired).
-    expiries: BTreeSet<(Timestamp, LeaseId)>,
+    /// Lease expiries, earliest on top, with lazy deletion: ending or renewing a lease
+    /// leaves its entry behind (stale: the lease is gone or now expires at another time),
+    /// and reclaiming skips stale entries as it meets them. A push is cheaper than a
+    /// B-tree insert and a removal, and a lease usually ends long before it expires. Stale
+    /// entries are dropped whenever they outnumber the live ones by more than
+    /// [`EXPIRY_SLACK`], so the heap stays O(live leases).
+    expiries: BinaryHeap<Reverse<ExpiryEntry>>,
+    /// The last `now + duration` computed for a lease's expiry, kept because consecutive
+    /// grants mostly share both (timestamps are in milliseconds) and the date arithmetic is
+    /// a noticeable part of a grant.
+    last_expiry: (Timestamp, Duration, Timestamp),
+    /// The metrics minute last released in: its start (inclusive), end (exclusive) and
+    /// index, so a release within it needs two comparisons, not a date conversion.
+    metrics_minute: (Timestamp, Timestamp, i64),
     /// Waiting tickets in service order.
     queue: BTreeMap<QueueKey, Uuid>,
     tickets: FxHashMap<Uuid, TicketEntry>,
@@ -151,6 +172,16 @@ struct PoolState {
 fn lock(m: &Mutex<PoolState>) -> MutexGuard<'_, PoolState> {
     // No code panics while holding the lock, so poisoning cannot carry a broken state.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether an expiry entry is the current one of a live lease (not stale).
+fn is_live(
+    leases: &FxHashMap<LeaseId, LeaseEntry>,
+    (expires_at, token, lease_id): ExpiryEntry,
+) -> bool {
+    leases
+        .get(&lease_id)
+        .is_some_and(|e| e.lease.fencing_token == token && e.lease.expires_at == expires_at)
 }
 
 fn uncount(load: &mut PoolLoad, state: WorkerState) {
@@ -175,7 +206,10 @@ impl PoolState {
             app_ids: FxHashMap::default(),
             available: Vec::new(),
             leases: FxHashMap::default(),
-            expiries: BTreeSet::new(),
+            expiries: BinaryHeap::new(),
+            last_expiry: (Timestamp::UNIX_EPOCH, Duration::ZERO, Timestamp::UNIX_EPOCH),
+            // An empty span: the first release computes its minute.
+            metrics_minute: (Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH, 0),
             queue: BTreeMap::new(),
             tickets: FxHashMap::default(),
             ticket_deadlines: BTreeSet::new(),
@@ -254,6 +288,7 @@ impl PoolState {
             .lease_duration
             .filter(|d| !d.is_zero())
             .unwrap_or(self.config.default_lease_duration());
+        let expires_at = self.expiry_after(now, duration);
         self.last_token += 1;
         let fencing_token = FencingToken(self.last_token);
         let pool_type = self.config.pool_type().clone();
@@ -266,7 +301,7 @@ impl PoolState {
             holder: holders.1,
             priority: req.priority,
             acquired_at: now,
-            expires_at: now + duration,
+            expires_at,
             metadata: req.metadata.clone(),
             fencing_token,
         };
@@ -288,7 +323,7 @@ impl PoolState {
         w.last_updated = now;
         w.lease_id = Some(lease.lease_id);
         w.idle_since = None;
-        self.expiries.insert((lease.expires_at, lease.lease_id));
+        self.push_expiry(lease.expires_at, lease.fencing_token, lease.lease_id);
         self.leases.insert(
             lease.lease_id,
             LeaseEntry {
@@ -348,22 +383,94 @@ impl PoolState {
     /// Removes a lease from every index (not from its worker). Returns it and its slot.
     fn end_lease(&mut self, lease_id: LeaseId) -> Option<(Lease, Slot)> {
         let entry = self.leases.remove(&lease_id)?;
-        self.expiries.remove(&(entry.lease.expires_at, lease_id));
+        Some(self.unindex(entry))
+    }
+
+    /// Removes a lease already taken out of `leases` from the other indexes (its expiry
+    /// entry goes stale and is dropped later).
+    fn unindex(&mut self, entry: LeaseEntry) -> (Lease, Slot) {
         if let Some(t) = entry.ticket {
             // Handed to a waiter who never collected it.
             self.tickets.remove(&t);
         }
-        Some((entry.lease, entry.slot))
+        self.compact_expiries();
+        (entry.lease, entry.slot)
+    }
+
+    /// Takes lease `lease_id` out of `leases` if `token` is its fencing token (one hash
+    /// lookup, where a check and then a removal were two); refused otherwise, changing
+    /// nothing. The caller passes the entry to [`PoolState::unindex`].
+    fn take_checked(
+        &mut self,
+        lease_id: LeaseId,
+        token: FencingToken,
+    ) -> Result<LeaseEntry, LeaseError> {
+        match self.leases.entry(lease_id) {
+            Entry::Occupied(e) if e.get().lease.fencing_token == token => Ok(e.remove()),
+            Entry::Occupied(e) => Err(LeaseError::StaleFencingToken {
+                given: token,
+                current: e.get().lease.fencing_token,
+            }),
+            Entry::Vacant(_) => Err(LeaseError::UnknownLease {
+                pool: self.config.pool_type().clone(),
+                lease_id,
+            }),
+        }
+    }
+
+    /// The metrics minute of `now` (see [`MetricsWindow::record_release_in`]).
+    fn metrics_minute(&mut self, now: Timestamp) -> i64 {
+        let (start, end, minute) = self.metrics_minute;
+        if start <= now && now < end {
+            return minute;
+        }
+        let minute = now.unix_millis().div_euclid(60_000);
+        let start_ms = minute.saturating_mul(60_000);
+        self.metrics_minute = (
+            Timestamp::from_unix_millis(start_ms),
+            Timestamp::from_unix_millis(start_ms.saturating_add(60_000)),
+            minute,
+        );
+        minute
+    }
+
+    /// `now + duration`, reusing the last answer when both are the same.
+    fn expiry_after(&mut self, now: Timestamp, duration: Duration) -> Timestamp {
+        let (last_now, last_duration, last) = self.last_expiry;
+        if last_now == now && last_duration == duration {
+            return last;
+        }
+        let expires_at = now + duration;
+        self.last_expiry = (now, duration, expires_at);
+        expires_at
+    }
+
+    /// Records a lease's (new) expiry.
+    fn push_expiry(&mut self, expires_at: Timestamp, token: FencingToken, lease_id: LeaseId) {
+        self.expiries.push(Reverse((expires_at, token, lease_id)));
+        self.compact_expiries();
+    }
+
+    /// Drops the stale expiry entries once they outnumber the live leases by more than
+    /// [`EXPIRY_SLACK`] (amortised O(1) per entry: at least half the heap goes each time).
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() > 2 * self.leases.len() + EXPIRY_SLACK {
+            let leases = &self.leases;
+            self.expiries.retain(|e| is_live(leases, e.0));
+        }
     }
 
     fn reclaim(&mut self, now: Timestamp) -> Vec<Lease> {
         let mut out = Vec::new();
-        while let Some(&(expires_at, lease_id)) = self.expiries.first() {
-            if expires_at >= now {
+        while let Some(&Reverse(entry)) = self.expiries.peek() {
+            if entry.0 >= now {
                 break;
             }
-            let Some((lease, slot)) = self.end_lease(lease_id) else {
-                self.expiries.pop_first();
+            self.expiries.pop();
+            if !is_live(&self.leases, entry) {
+                continue;
+            }
+            let Some((lease, slot)) = self.end_lease(entry.2) else {
                 continue;
             };
             self.metrics.total_reclaimed += 1;
@@ -474,19 +581,20 @@ impl PoolState {
                 "{pool}: available list has duplicates or strangers"
             ));
         }
-        if self.leases.len() != self.expiries.len() {
+        if self.expiries.len() > 2 * self.leases.len() + EXPIRY_SLACK {
             return Err(format!(
-                "{pool}: {} leases but {} expiries",
+                "{pool}: {} leases but {} expiry entries",
                 self.leases.len(),
                 self.expiries.len()
             ));
         }
+        let expiries: BTreeSet<ExpiryEntry> = self.expiries.iter().map(|e| e.0).collect();
         let mut held = BTreeSet::new();
         for (id, e) in &self.leases {
             if !held.insert(e.lease.processor_id.clone()) {
                 return Err(format!("{pool}: {} is leased twice", e.lease.processor_id));
             }
-            if !self.expiries.contains(&(e.lease.expires_at, *id)) {
+            if !expiries.contains(&(e.lease.expires_at, e.lease.fencing_token, *id)) {
                 return Err(format!("{pool}: lease {id} has no expiry entry"));
             }
             match self.worker(e.slot) {
@@ -756,16 +864,12 @@ impl LeaseStore for MemoryLeaseStore {
         now: Timestamp,
     ) -> Result<Released, LeaseError> {
         let (lease, held, after, handed_off) = self.with_pool(pool, |p| {
-            p.checked_lease(lease_id, fencing_token)?;
+            let entry = p.take_checked(lease_id, fencing_token)?;
             p.purge_tickets(now);
-            let Some((lease, slot)) = p.end_lease(lease_id) else {
-                return Err(LeaseError::UnknownLease {
-                    pool: pool.clone(),
-                    lease_id,
-                });
-            };
+            let (lease, slot) = p.unindex(entry);
             let held = now.saturating_since(lease.acquired_at);
-            p.metrics.record_release(now, success, held);
+            let minute = p.metrics_minute(now);
+            p.metrics.record_release_in(minute, success, held);
             let handed_off = p.free_worker(slot, now);
             let after = p
                 .worker(slot)
@@ -801,8 +905,6 @@ impl LeaseStore for MemoryLeaseStore {
                 });
             }
             let new = old + extend_by;
-            p.expiries.remove(&(old, lease_id));
-            p.expiries.insert((new, lease_id));
             let entry = p
                 .leases
                 .get_mut(&lease_id)
@@ -811,7 +913,12 @@ impl LeaseStore for MemoryLeaseStore {
                     lease_id,
                 })?;
             entry.lease.expires_at = new;
-            Ok(entry.lease.clone())
+            let lease = entry.lease.clone();
+            if new != old {
+                // The entry of the old expiry is stale now.
+                p.push_expiry(new, fencing_token, lease_id);
+            }
+            Ok(lease)
         })
     }
 
@@ -1064,6 +1171,80 @@ mod tests {
         assert_eq!(m.total_completed + m.total_failed, 0);
         assert_eq!(m.last_scale_event, Some(t(1)));
         store.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn ended_and_renewed_leases_leave_stale_expiries_that_are_skipped_and_bounded() {
+        let (store, pool, _) = pool_with(2, 2);
+        let req = || AcquireRequest::new("h").lease_duration(Duration::from_secs(10));
+        for i in 0..500 {
+            let a = block_on(store.acquire(&pool, req(), t(i))).unwrap();
+            let l = a.outcome.lease().unwrap().clone();
+            block_on(store.release(&pool, l.lease_id, l.fencing_token, true, t(i))).unwrap();
+            if i % 50 == 0 {
+                store.check_invariants().unwrap();
+            }
+        }
+        let a = block_on(store.acquire(&pool, req(), t(1000))).unwrap();
+        let l = a.outcome.lease().unwrap().clone();
+        block_on(store.renew(&pool, l.lease_id, l.fencing_token, Duration::ZERO, t(1001))).unwrap();
+        block_on(store.renew(
+            &pool,
+            l.lease_id,
+            l.fencing_token,
+            Duration::from_secs(20),
+            t(1001),
+        ))
+        .unwrap();
+        store.check_invariants().unwrap();
+        // The old expiry (1010) has passed but the lease now runs to 1030.
+        assert!(
+            block_on(store.reclaim_expired(&pool, t(1011)))
+                .unwrap()
+                .is_empty()
+        );
+        let got = block_on(store.reclaim_expired(&pool, t(1031))).unwrap();
+        assert_eq!(
+            got.iter().map(|l| l.lease_id).collect::<Vec<_>>(),
+            [l.lease_id]
+        );
+        assert!(
+            block_on(store.reclaim_expired(&pool, t(1032)))
+                .unwrap()
+                .is_empty()
+        );
+        store.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn releases_are_counted_in_their_own_minute_across_minute_boundaries() {
+        let (store, pool, _) = pool_with(1, 1);
+        let base = Timestamp::from_unix_millis(1_700_000_040_000); // a minute start
+        let at = |ms: u64| base + Duration::from_millis(ms);
+        let mut window = MetricsWindow::default();
+        for (i, ms) in [
+            0, 59_999, 60_000, 60_001, 119_999, 120_000, 3_600_000, 3_660_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let a = block_on(store.acquire(&pool, AcquireRequest::new("h"), at(ms))).unwrap();
+            let l = a.outcome.lease().unwrap().clone();
+            let ok = i % 3 != 0;
+            block_on(store.release(&pool, l.lease_id, l.fencing_token, ok, at(ms))).unwrap();
+            window.record_release(at(ms), ok, Duration::ZERO);
+            for probe in [at(ms), at(ms + 59_000), at(ms + 3_600_000)] {
+                let m = block_on(store.metrics(&pool, probe)).unwrap();
+                assert_eq!(
+                    (m.jobs_completed_1h, m.jobs_failed_1h),
+                    {
+                        let (c, f, _) = window.last_hour(probe);
+                        (c, f)
+                    },
+                    "release {i} at +{ms} ms, probed at {probe}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -372,7 +372,13 @@ fn minute_of(t: Timestamp) -> i64 {
 impl MetricsWindow {
     /// Counts one release at `now`.
     pub fn record_release(&mut self, now: Timestamp, success: bool, held: Duration) {
-        let minute = minute_of(now);
+        self.record_release_in(minute_of(now), success, held);
+    }
+
+    /// [`MetricsWindow::record_release`] for a caller that already knows the minute of
+    /// `now` (milliseconds since the Unix epoch divided by 60,000, rounded down), so a store
+    /// releasing many leases in one minute need not convert each timestamp.
+    pub fn record_release_in(&mut self, minute: i64, success: bool, held: Duration) {
         if self.buckets.len() < METRICS_BUCKETS {
             self.buckets
                 .resize(METRICS_BUCKETS, MetricsBucket::default());
