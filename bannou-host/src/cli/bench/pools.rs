@@ -330,26 +330,18 @@ impl Check {
     }
 
     fn acquired(&self, processor: &str, client: usize) {
-        let mut held = self
-            .shard(processor)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match held.get_mut(processor) {
-            Some(holder) => {
-                if *holder != FREE && *holder != client {
-                    self.doubles.fetch_add(1, Ordering::Relaxed);
-                }
-                *holder = client;
-            }
-            None => {
-                held.insert(processor.to_owned(), client);
-            }
-        }
+        self.claim(processor, client, client);
     }
 
     /// [`Check::acquired`] then [`Check::releasing`] under one lock of the shard: what a
     /// client that releases at once calls (the same check, half the locking and hashing).
     fn acquired_and_releasing(&self, processor: &str, client: usize) {
+        self.claim(processor, client, FREE);
+    }
+
+    /// Counts a double lease when someone other than `client` holds `processor`, then
+    /// records `after` as its holder.
+    fn claim(&self, processor: &str, client: usize, after: usize) {
         let mut held = self
             .shard(processor)
             .lock()
@@ -359,10 +351,10 @@ impl Check {
                 if *holder != FREE && *holder != client {
                     self.doubles.fetch_add(1, Ordering::Relaxed);
                 }
-                *holder = FREE;
+                *holder = after;
             }
             None => {
-                held.insert(processor.to_owned(), FREE);
+                held.insert(processor.to_owned(), after);
             }
         }
     }
