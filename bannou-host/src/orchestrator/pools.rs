@@ -73,6 +73,8 @@ pub fn running_or_restarting(
 pub struct WorkerRepair {
     /// Every registered worker's app-id, lower-cased (any state, any pool).
     pub workers: std::collections::BTreeSet<String>,
+    /// Every configured pool (the values of [`POOL_LABEL`] that are ours).
+    pub pools: std::collections::BTreeSet<String>,
     /// Workers whose container was gone or stopped, started again.
     pub restarted: Vec<AppId>,
     /// Workers that could not be started again (tried again on the next pass).
@@ -372,8 +374,8 @@ impl PoolScaler {
     /// `pending_grace` ago (a worker is registered before its container is started), and
     /// containers stopped less than `pending_grace` ago (a restart in progress).
     ///
-    /// Returns every registered worker's app-id, so the caller can tell which of our
-    /// containers nobody owns, and what was restarted.
+    /// Returns every registered worker's app-id and every pool, so the caller can tell
+    /// which of our containers nobody owns, and what was restarted.
     pub async fn repair_workers(
         &self,
         pending_grace: Duration,
@@ -388,6 +390,7 @@ impl PoolScaler {
         let mut repair = WorkerRepair::default();
         for pool in self.store.list_pools().await? {
             let status = self.store.status(&pool, now).await?;
+            repair.pools.insert(pool.to_string());
             for w in &status.workers {
                 repair
                     .workers

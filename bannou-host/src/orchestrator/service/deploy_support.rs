@@ -2,7 +2,6 @@
 //! place for routing changes (table, broadcast, store), deployment events, the
 //! configuration record of spec 11.1, what currently runs, and the lifecycle lock.
 
-use orchestrator_core::api::ContainerStatusType;
 use orchestrator_core::events::{BackendType, DeploymentAction, DeploymentEvent};
 use orchestrator_core::ports::backend::{
     BackendError, ContainerBackend, TeardownOptions, TeardownResult,
@@ -13,11 +12,13 @@ use orchestrator_core::records::{DeploymentConfiguration, RoutingRecord, Service
 use orchestrator_core::{AppId, ResolvedNode, Timestamp};
 use orchestrator_routing::RoutingTable;
 use orchestrator_routing::table::canonical_service;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{OrchestratorService, ServiceError};
 use crate::orchestrator::leader::LeaderState;
+use crate::orchestrator::pools::running_or_restarting;
+use std::time::Duration;
 
 // === errors ===
 
@@ -293,11 +294,8 @@ impl OrchestratorService {
         }
         match backend.list().await {
             Ok(list) => {
-                let live: BTreeSet<String> = list
-                    .iter()
-                    .filter(|c| c.status != ContainerStatusType::Stopped)
-                    .map(|c| c.app_id.as_str().to_ascii_lowercase())
-                    .collect();
+                // No grace: a stopped container is not live here.
+                let live = running_or_restarting(&list, self.deps.clock.now(), Duration::ZERO);
                 nodes
                     .into_iter()
                     .filter(|n| live.contains(&n.app_id.as_str().to_ascii_lowercase()))

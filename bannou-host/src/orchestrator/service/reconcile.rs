@@ -60,13 +60,22 @@ impl OrchestratorService {
         &self,
     ) -> Result<Option<ReconcileReport>, ServiceError> {
         let _lifecycle = self.begin_lifecycle("reconcile").await?;
-        self.revert_cut_off_deploy().await
+        let cut = self
+            .deps
+            .store
+            .deploy_in_progress()
+            .await
+            .map_err(store_error)?;
+        self.revert_cut_off_deploy(cut).await
     }
 
     /// Step 1 of the sweep; the caller holds the lifecycle lock.
-    async fn revert_cut_off_deploy(&self) -> Result<Option<ReconcileReport>, ServiceError> {
+    async fn revert_cut_off_deploy(
+        &self,
+        cut: Option<orchestrator_core::records::DeploymentConfiguration>,
+    ) -> Result<Option<ReconcileReport>, ServiceError> {
         let deps = &self.deps;
-        let Some(cut) = deps.store.deploy_in_progress().await.map_err(store_error)? else {
+        let Some(cut) = cut else {
             return Ok(None);
         };
         let deployment_id = cut.deployment_id.clone().unwrap_or_default();
@@ -163,38 +172,29 @@ impl OrchestratorService {
     }
 }
 
-/// How many configuration versions [`OrchestratorService::ever_ours`] reads (retention
+/// How many configuration versions [`OrchestratorService::ever_named`] reads (retention
 /// normally keeps far fewer).
 const HISTORY_SCANNED: usize = 10_000;
 
 impl OrchestratorService {
-    /// What this control plane can prove it started: app-ids named by any configuration
-    /// version it still records or by a recorded deploy (lower-cased), and its pools. An
-    /// engine may be shared with another control plane (a second environment, a test
+    /// App-ids this control plane can prove it started (lower-cased): named by any
+    /// configuration version it still records or by the cut-off deploy `cut`. With its
+    /// pools (`PoolScaler::repair_workers`) that is what it may remove. An engine may be
+    /// shared with another control plane (a second environment, a test
     /// run), whose containers carry the same labels: those are never touched.
-    async fn ever_ours(&self) -> Result<(BTreeSet<String>, BTreeSet<String>), ServiceError> {
-        let deps = &self.deps;
-        let mut named = BTreeSet::new();
-        let history = deps
+    async fn ever_named(&self, cut: &[ResolvedNode]) -> Result<BTreeSet<String>, ServiceError> {
+        let history = self
+            .deps
             .store
             .config_history(HISTORY_SCANNED)
             .await
             .map_err(store_error)?;
-        let cut = deps.store.deploy_in_progress().await.map_err(store_error)?;
-        for config in history.iter().chain(cut.as_ref()) {
-            for node in config_nodes(config) {
-                named.insert(node.app_id.as_str().to_ascii_lowercase());
-            }
-        }
-        let pools = deps
-            .leases
-            .list_pools()
-            .await
-            .map_err(|e| ServiceError::new(503, format!("pools not listed: {e}")))?
-            .into_iter()
-            .map(|p| p.to_string())
-            .collect();
-        Ok((named, pools))
+        Ok(history
+            .iter()
+            .flat_map(config_nodes)
+            .chain(cut.iter().cloned())
+            .map(|n| n.app_id.as_str().to_ascii_lowercase())
+            .collect())
     }
 }
 
@@ -244,8 +244,11 @@ impl OrchestratorService {
         let _lifecycle = self.begin_lifecycle("reconcile").await?;
         let _sweeping = Sweeping::mark(&self.sweeping);
         let deps = &self.deps;
+        // Read once: step 1 reverts it, step 4 counts its nodes as ours.
+        let cut = deps.store.deploy_in_progress().await.map_err(store_error)?;
+        let cut_nodes = cut.as_ref().map(config_nodes).unwrap_or_default();
         let mut sweep = ReconcileSweep {
-            interrupted: self.revert_cut_off_deploy().await?,
+            interrupted: self.revert_cut_off_deploy(cut).await?,
             ..ReconcileSweep::default()
         };
 
@@ -309,7 +312,7 @@ impl OrchestratorService {
             Ok(repair) => {
                 sweep.workers_restarted = repair.restarted;
                 sweep.errors.extend(repair.errors);
-                Some(repair.workers)
+                Some((repair.workers, repair.pools))
             }
             Err(e) => {
                 sweep.errors.push(format!("pool workers not checked: {e}"));
@@ -319,11 +322,11 @@ impl OrchestratorService {
 
         // 4. Containers nobody owns. Without the worker list or the history nothing is
         // removed: a container of ours must never be taken for an orphan by mistake.
-        let ours = self.ever_ours().await;
+        let ours = self.ever_named(&cut_nodes).await;
         if let Some(err) = ours.as_ref().err() {
             sweep.errors.push(format!("orphans not checked: {err}"));
         }
-        if let (Some(workers), Ok((ever_named, pools))) = (workers, ours) {
+        if let (Some((workers, pools)), Ok(ever_named)) = (workers, ours) {
             let named: BTreeSet<String> = nodes
                 .iter()
                 .map(|n| n.app_id.as_str().to_ascii_lowercase())
