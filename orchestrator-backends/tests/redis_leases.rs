@@ -1,14 +1,15 @@
 //! The Redis lease store against a real `redis-server` on a free port (skipped with a
 //! printed reason when `redis-server` is missing, a failure under
 //! `BANNOU_TEST_REQUIRE=redis`): the shared conformance suite, the shared 64 x 2,000 stress
-//! run, waiting through `watch`, one-round-trip scripts surviving `SCRIPT FLUSH`, and an
-//! outage answering `Unavailable` fast.
+//! run, waiting through `watch`, one-round-trip scripts surviving `SCRIPT FLUSH` and
+//! `FUNCTION FLUSH`, and an outage answering `Unavailable` fast. The conformance suite runs
+//! twice: with Redis Functions (the default here) and with `EVALSHA`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
+use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig, Scripting};
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::Timestamp;
 use orchestrator_pools::testkit::{
@@ -31,13 +32,42 @@ async fn store(server: &RedisServer, test: &str) -> RedisLeaseStore {
     .expect("connect")
 }
 
+async fn eval_store(server: &RedisServer, test: &str) -> RedisLeaseStore {
+    let config = RedisLeaseStoreConfig {
+        scripting: Scripting::Eval,
+        ..RedisLeaseStoreConfig::with_prefix(prefix(test))
+    };
+    let store = RedisLeaseStore::connect(&server.url(), config)
+        .await
+        .expect("connect");
+    assert_eq!(store.scripting(), "eval");
+    store
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_conformance_suite() {
     let Some(server) = RedisServer::for_test("redis_store_passes_the_conformance_suite") else {
         return;
     };
     let server = &server;
-    lease_store_conformance(|| async move { store(server, "conformance").await }).await;
+    lease_store_conformance(|| async move {
+        let store = store(server, "conformance").await;
+        // Redis 7 (Debian's and CI's) has Functions, so the default uses them.
+        assert_eq!(store.scripting(), "functions");
+        store
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_with_evalsha_passes_the_conformance_suite() {
+    let Some(server) =
+        RedisServer::for_test("redis_store_with_evalsha_passes_the_conformance_suite")
+    else {
+        return;
+    };
+    let server = &server;
+    lease_store_conformance(|| async move { eval_store(server, "conformance-eval").await }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,21 +178,42 @@ async fn scripts_are_reloaded_after_script_flush_and_an_outage_is_unavailable_fa
     };
     let store = store(&server, "noscript").await;
     let (pool, _) = pool_with_workers(&store, 2, 2).await;
+    let evals = eval_store(&server, "noscript-eval").await;
+    let (eval_pool, _) = pool_with_workers(&evals, 2, 2).await;
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("conn");
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
+    for what in ["SCRIPT", "FUNCTION"] {
+        let _: () = redis::cmd(what)
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .expect("flush");
+    }
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
         .query_async(&mut conn)
         .await
-        .expect("flush");
+        .expect("function list");
+    assert!(libraries.is_empty(), "flushed: {libraries:?}");
     let a = store
         .acquire(&pool, AcquireRequest::new("after-flush"), t(1))
         .await
+        .expect("FCALL loads the library again");
+    assert!(a.outcome.lease().is_some());
+    let a = evals
+        .acquire(&eval_pool, AcquireRequest::new("after-flush"), t(1))
+        .await
         .expect("EVALSHA falls back to loading the script");
     assert!(a.outcome.lease().is_some());
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("function list");
+    assert_eq!(libraries.len(), 1, "the library is back: {libraries:?}");
     // No KEYS/SCAN needed and nothing outside the prefix: every key is the pool's.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
@@ -170,7 +221,8 @@ async fn scripts_are_reloaded_after_script_flush_and_an_outage_is_unavailable_fa
         .await
         .expect("keys");
     assert!(
-        keys.iter().all(|k| k.starts_with(store.prefix())),
+        keys.iter()
+            .all(|k| k.starts_with(store.prefix()) || k.starts_with(evals.prefix())),
         "{keys:?}"
     );
 

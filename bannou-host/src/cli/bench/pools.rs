@@ -6,9 +6,11 @@
 //! pairs that found no worker, errors, and a double-lease check: an in-process map from
 //! processor id to the client holding it, behind a mutex, updated on every acquire (a
 //! processor already held by another client counts as a double lease) and before every
-//! release. `--ceiling` adds (d): pairs of two empty `EVALSHA` round trips on the same
-//! connection, what any one-script-per-operation store could reach on this machine at this
-//! moment. Without `--redis` only (a) runs. Keys go under a fresh `bench:{uuid}:` prefix and
+//! release. `--ceiling` adds (d): pairs of two empty script calls (`FCALL` or `EVALSHA`,
+//! as the store runs them) on the same connection, what any one-script-per-operation store
+//! could reach on this machine at this moment. Without `--redis` only (a) runs. The
+//! clients run on a runtime of `--threads` worker threads (default 1), and the store uses
+//! Redis Functions where it can (`--eval` forces `EVALSHA`). Keys go under a fresh `bench:{uuid}:` prefix and
 //! are left behind: point it at a throw-away server.
 
 use std::io::Write;
@@ -19,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use orchestrator_backends::redis::leases::baseline::{BaselineError, UpstreamBaseline};
-use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
+use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig, Scripting};
 use orchestrator_core::Timestamp;
 use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, LeaseStore, MemoryLeaseStore, PoolConfig, PoolSpec, PoolType,
@@ -48,10 +50,18 @@ pub struct PoolsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also measure the ceiling: pairs of two empty `EVALSHA` round trips (no work) on the
-    /// same Redis, so the store's numbers can be read against this machine's state.
+    /// Also measure the ceiling: pairs of two empty script calls (no work) on the same
+    /// Redis, so the store's numbers can be read against this machine's state.
     #[arg(long)]
     pub ceiling: bool,
+    /// Worker threads of the clients' runtime. Default 1: on a small machine a second
+    /// client thread competes with a local Redis for its core, and the p99 then measures
+    /// the scheduler (2 threads on 2 cores: p99 2.2 ms against 1.5 ms, BENCHMARKS.md).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Run the Redis store's operations with `EVALSHA` even where Redis Functions exist.
+    #[arg(long)]
+    pub eval: bool,
 }
 
 /// One store's numbers.
@@ -106,8 +116,12 @@ pub struct PoolsReport {
     pub ratio_redis_vs_baseline: Option<f64>,
     /// Double leases seen in all runs (must be 0).
     pub double_leases: u64,
-    /// `--ceiling`: pairs/s of two empty `EVALSHA` round trips.
+    /// `--ceiling`: pairs/s of two empty script calls.
     pub ceiling_pairs_per_sec: Option<f64>,
+    /// Client runtime worker threads (`--threads`).
+    pub threads: usize,
+    /// How the Redis store ran its scripts: `functions` (`FCALL`) or `eval` (`EVALSHA`).
+    pub redis_scripting: Option<&'static str>,
     /// Whether the Redis store's records agreed with each other after its run.
     pub redis_invariants: Option<String>,
     /// Every run in full.
@@ -127,7 +141,9 @@ pub fn run(args: PoolsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         args.seconds.is_finite() && args.seconds > 0.0,
         "--seconds must be positive"
     );
+    anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
@@ -204,13 +220,20 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
 
     let (mut redis_run, mut baseline_run, mut invariants, mut ceiling_run) =
         (None, None, None, None);
+    let mut scripting = None;
     if let Some(url) = &args.redis {
-        let store = RedisLeaseStore::connect(
-            url,
-            RedisLeaseStoreConfig::with_prefix(format!("bench:{tag}:")),
-        )
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+        let config = RedisLeaseStoreConfig {
+            scripting: if args.eval {
+                Scripting::Eval
+            } else {
+                Scripting::Auto
+            },
+            ..RedisLeaseStoreConfig::with_prefix(format!("bench:{tag}:"))
+        };
+        let store = RedisLeaseStore::connect(url, config)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        scripting = Some(store.scripting());
         let pool = setup_store(&store, workers).await?;
         redis_run = Some(
             drive(
@@ -267,6 +290,8 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         ratio_redis_vs_baseline: ratio,
         double_leases,
         ceiling_pairs_per_sec: ceiling_run.as_ref().map(|r| r.pairs_per_sec),
+        threads: args.threads,
+        redis_scripting: scripting,
         redis_invariants: invariants,
         memory: memory_run,
         redis: redis_run,
@@ -296,7 +321,7 @@ async fn setup_store(store: &dyn LeaseStore, workers: u32) -> anyhow::Result<Poo
 enum Target {
     Store(Arc<dyn LeaseStore>, PoolType),
     Baseline(UpstreamBaseline, String),
-    /// Two empty `EVALSHA` round trips: what a pair costs at least on this Redis now.
+    /// Two empty script calls: what a pair costs at least on this Redis now.
     Ceiling(RedisLeaseStore),
 }
 
@@ -550,8 +575,14 @@ fn percentile_ms(sorted_ns: &[u32], q: f64) -> f64 {
 fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "bench pools: {} clients x {} s per store, {} workers per pool",
-        r.clients, r.seconds, r.workers
+        "bench pools: {} clients x {} s per store, {} workers per pool, {} client thread(s){}",
+        r.clients,
+        r.seconds,
+        r.workers,
+        r.threads,
+        r.redis_scripting
+            .map(|s| format!(", Redis scripts via {s}"))
+            .unwrap_or_default()
     )?;
     writeln!(
         out,
@@ -633,6 +664,8 @@ mod tests {
             workers: Some(2),
             json: true,
             ceiling: false,
+            threads: 1,
+            eval: false,
         };
         let mut out = Vec::new();
         run(args, &mut out).unwrap();

@@ -23,7 +23,11 @@ end
 if wait ~= '0' then
   C.seq = C.seq + 1
   dirty = true
-  local deadline = s(tonumber(now) + tonumber(wait))
+  local dl = tonumber(now) + tonumber(wait)
+  local deadline = s(dl)
+  if dl < C.qh then
+    C.qh = dl
+  end
   call('HSET', K_TICKETS, lid, 'W ' .. deadline .. ' ' .. s(C.seq) .. ' ' .. dur .. ' ' .. prio .. ' ' .. req)
   call('ZADD', K_QUEUE, -tonumber(prio), qmember(C.seq, lid))
   call('ZADD', K_TDL, deadline, lid)

@@ -1,30 +1,39 @@
--- Shared prelude of every lease-store script (prepended at compile time).
+-- Shared definitions of every lease-store operation. leases.rs runs each operation file
+-- (its body) in one of two ways, and both call `init(KEYS)` before the body:
+--   EVALSHA: this file, `init(KEYS)` and the body as one script, so all of this runs on
+--     every call;
+--   FCALL: this file once as a Redis Functions library, each body registered as a
+--     function of it; only `init` and the body run per call. Defining the helpers here
+--     (closures with upvalues) cost about as much as a whole release, which is why.
+-- So nothing at this level may touch `KEYS`, `ARGV`, `redis.call` or `math` (a library
+-- is loaded without them): per-call state is set by `init`.
 -- KEYS[1] is the pool's key base `{prefix}pool:{P}:`; every key below derives from it, so
 -- all of a pool's keys share the hash tag `{P}` (one cluster slot).
 -- Records are compact strings, never JSON parsed here (see leases.rs for the layout):
 --   worker  `S LID UPD IDLE CREATED APPID`   (S = P|A|L|D, `-` for none)
 --   lease   `TOKEN ACQ EXP TICKET #PID PID #APP APP REQ`  (REQ: JSON made by the caller)
 --   ticket  `W DEADLINE SEQ DUR PRIO REQ` while waiting, `G LEASEID` once granted
+--   bucket  `b:{minute % 60}` = MINUTE COMPLETED FAILED LEASE_MS as four little-endian
+--           doubles (`struct`, like `ctr`); `status` turns them into text
 -- The hash `state` holds the config (`json`, `max`, `dur`), every counter a hot path
--- touches packed in one field `ctr` = `P A L D TOK SEQ COMPLETED FAILED RECLAIMED`
--- (workers per state, last fencing token, queue sequence, lifetime totals) as nine
--- little-endian doubles (`struct.pack('<ddddddddd')`: exact integers up to 2^53, and
--- unpacking is far cheaper than matching text), the metrics
--- buckets `b:{minute % 60}` and the last scale event `ls`. A script reads what it needs with
+-- touches packed in one field `ctr` = `P A L D TOK SEQ COMPLETED FAILED RECLAIMED XH QH`
+-- (workers per state, last fencing token, queue sequence, lifetime totals, two hints) as
+-- eleven little-endian doubles (`struct.pack('<ddddddddddd')`: exact integers up to 2^53,
+-- and unpacking is far cheaper than matching text; a nine-double `ctr` written before the
+-- hints existed reads with both hints 0), the metrics buckets and the last scale event
+-- `ls`. A script reads what it needs with
 -- one HMGET and writes it back with one HSET (`flush`): inside a script every redis.call
 -- and every argument or reply field converted costs time, so one packed field beats one
 -- HINCRBY per change.
-local B = KEYS[1]
-local K_STATE = B .. 'state'
-local K_WORKERS = B .. 'workers'
-local K_APPIDS = B .. 'appids'
-local K_AVAIL = B .. 'avail'
-local K_LEASES = B .. 'leases'
-local K_EXP = B .. 'exp'
-local K_QUEUE = B .. 'queue'
-local K_TICKETS = B .. 'tickets'
-local K_TDL = B .. 'tdl'
-local call = redis.call
+-- The hints spare the hot paths the scans that almost never find anything:
+--   XH <= every expiry in `exp` (math.huge when `exp` is empty): `reclaim` scans only
+--      once `now` has passed it;
+--   QH <= every deadline in `tdl` (math.huge when nobody waits): `purge` scans only once
+--      `now` has reached it, and a freed worker looks at the queue only when QH is finite.
+-- Anything that adds an expiry or a deadline lowers the hint; removals leave it a lower
+-- bound; a scan sets it back to the smallest score left. 0 (unknown) forces the scan.
+local B, K_STATE, K_WORKERS, K_APPIDS, K_AVAIL, K_LEASES, K_EXP, K_QUEUE, K_TICKETS, K_TDL
+local call
 
 local function s(n)
   return string.format('%d', n)
@@ -81,9 +90,33 @@ local function qmember(seq, tk)
 end
 
 -- The loaded counters (see `load_state`) and whether they changed.
-local C = { P = 0, A = 0, L = 0, D = 0, tok = 0, seq = 0, tc = 0, tf = 0, tr = 0 }
-local dirty = false
-local CTR = '<ddddddddd'
+local C, dirty
+local CTR = '<ddddddddddd'
+local CTR9 = '<ddddddddd'
+local BUCKET = '<dddd'
+local NONE = 1 / 0
+
+-- Per-call state: the keys of the pool `keys[1]`, fresh counters. As a library the keys
+-- outlive the call, so a pool called again reuses them (nine concatenations were a
+-- tenth of an acquire); strings compare by identity, so the check is free.
+local function init(keys)
+  call = redis.call
+  C = { P = 0, A = 0, L = 0, D = 0, tok = 0, seq = 0, tc = 0, tf = 0, tr = 0, xh = 0, qh = 0 }
+  dirty = false
+  if keys[1] == B then
+    return
+  end
+  B = keys[1]
+  K_STATE = B .. 'state'
+  K_WORKERS = B .. 'workers'
+  K_APPIDS = B .. 'appids'
+  K_AVAIL = B .. 'avail'
+  K_LEASES = B .. 'leases'
+  K_EXP = B .. 'exp'
+  K_QUEUE = B .. 'queue'
+  K_TICKETS = B .. 'tickets'
+  K_TDL = B .. 'tdl'
+end
 
 -- Loads `dur`, the counters and the `extra` fields into `C`. Returns false when the pool
 -- does not exist (no `dur`).
@@ -93,8 +126,12 @@ local function load_state(...)
     return false
   end
   C.dur = v[1]
-  if v[2] and #v[2] == 72 then
-    C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf, C.tr = struct.unpack(CTR, v[2])
+  if v[2] then
+    if #v[2] == 88 then
+      C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf, C.tr, C.xh, C.qh = struct.unpack(CTR, v[2])
+    elseif #v[2] == 72 then
+      C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf, C.tr = struct.unpack(CTR9, v[2])
+    end
   end
   local n = select('#', ...)
   for i = 1, n do
@@ -109,7 +146,7 @@ local function flush(...)
     return
   end
   call('HSET', K_STATE, 'ctr', struct.pack(CTR, C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf,
-    C.tr), ...)
+    C.tr, C.xh, C.qh), ...)
 end
 
 -- Moves a worker to state `st`, keeping the per-state counts right.
@@ -143,11 +180,16 @@ local function grant(pid, w, lid, req, dur, tk, now)
   if not lid then
     lid = handoff_id(tk, s(tok))
   end
-  local exp = s(tonumber(now) + tonumber(dur))
-  local rec = s(tok) .. ' ' .. now .. ' ' .. exp .. ' ' .. (tk or '-') .. ' ' .. #pid .. ' ' .. pid
-    .. ' ' .. #w.app .. ' ' .. w.app .. ' ' .. req
+  local e = tonumber(now) + tonumber(dur)
+  local exp = s(e)
+  -- one format call: a number concatenated with `..` is converted by a slower path
+  local rec = string.format('%d %s %s %s %d %s %d %s %s', tok, now, exp, tk or '-', #pid, pid,
+    #w.app, w.app, req)
   call('HSET', K_LEASES, lid, rec)
   call('ZADD', K_EXP, exp, lid)
+  if e < C.xh then
+    C.xh = e
+  end
   move(w, 'L')
   w.lid = lid
   w.upd = now
@@ -156,10 +198,25 @@ local function grant(pid, w, lid, req, dur, tk, now)
   return lid, rec
 end
 
--- Drops waiting tickets whose wait has ended (deadline <= now): O(ended).
+-- The smallest score of sorted set `key`, or NONE when it is empty.
+local function first_score(key)
+  local head = call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] then
+    return tonumber(head[2])
+  end
+  return NONE
+end
+
+-- Drops waiting tickets whose wait has ended (deadline <= now): O(ended), and nothing at
+-- all before the earliest deadline (QH).
 local function purge(now)
+  if tonumber(now) < C.qh then
+    return
+  end
   local ended = call('ZRANGEBYSCORE', K_TDL, '-inf', now)
   if #ended == 0 then
+    C.qh = first_score(K_TDL)
+    dirty = true
     return
   end
   for _, tk in ipairs(ended) do
@@ -173,6 +230,8 @@ local function purge(now)
     end
   end
   call('ZREMRANGEBYSCORE', K_TDL, '-inf', now)
+  C.qh = first_score(K_TDL)
+  dirty = true
 end
 
 -- A worker just became free: to the queue head if a caller waits, else Available; a
@@ -186,9 +245,11 @@ local function free_worker(pid, w, now)
     call('HSET', K_WORKERS, pid, wformat(w))
     return nil
   end
-  while true do
+  while C.qh ~= NONE do
     local head = call('ZPOPMIN', K_QUEUE)
     if not head[1] then
+      C.qh = NONE
+      dirty = true
       break
     end
     local tk = string.sub(head[1], 22)
@@ -226,11 +287,17 @@ local function end_lease(lid, tk)
   end
 end
 
--- Ends every lease with expires < now (earliest first) and frees its worker. Appends
--- lease id and record to `out` when given.
+-- Ends every lease with expires < now (earliest first) and frees its worker: O(expired),
+-- and nothing at all before the earliest expiry (XH). Appends lease id and record to `out`
+-- when given.
 local function reclaim(now, out)
+  if tonumber(now) <= C.xh then
+    return 0
+  end
   local ended = call('ZRANGEBYSCORE', K_EXP, '-inf', '(' .. now)
   if #ended == 0 then
+    C.xh = first_score(K_EXP)
+    dirty = true
     return 0
   end
   local n = 0
@@ -253,9 +320,8 @@ local function reclaim(now, out)
       call('ZREM', K_EXP, lid)
     end
   end
-  if n > 0 then
-    C.tr = C.tr + n
-    dirty = true
-  end
+  C.tr = C.tr + n
+  C.xh = first_score(K_EXP)
+  dirty = true
   return n
 end

@@ -14,9 +14,9 @@ end
 if tok ~= token then
   return { 'stale', tok }
 end
--- metrics: bucket `b:{minute % 60}` = `MINUTE COMPLETED FAILED LEASE_MS`, totals in `ctr`
+-- metrics: bucket `b:{minute % 60}` (see common.lua), totals in `ctr`
 local minute = math.floor(tonumber(now) / 60000)
-local bk = 'b:' .. s(minute % 60)
+local bk = string.format('b:%d', minute % 60)
 if not load_state(bk) then
   return { 'nopool' }
 end
@@ -31,8 +31,15 @@ if success == '1' then
   dc, df = 1, 0
 end
 local bm, bc, bf, bms = minute, 0, 0, 0
-if C[bk] then
-  local om, oc, of, oms = string.match(C[bk], '^(%S+) (%d+) (%d+) (%d+)$')
+local slot = C[bk]
+if slot then
+  local om, oc, of, oms
+  if #slot == 32 then
+    om, oc, of, oms = struct.unpack(BUCKET, slot)
+  else
+    -- written as text before buckets were packed
+    om, oc, of, oms = string.match(slot, '^(%S+) (%d+) (%d+) (%d+)$')
+  end
   if om and tonumber(om) >= minute then
     bm, bc, bf, bms = tonumber(om), tonumber(oc), tonumber(of), tonumber(oms)
   end
@@ -46,9 +53,9 @@ if not w then
 end
 local hlid, hrec = free_worker(pid, w, now)
 if bm == minute then
-  flush(bk, s(bm) .. ' ' .. s(bc + dc) .. ' ' .. s(bf + df) .. ' ' .. s(bms + held))
+  flush(bk, struct.pack(BUCKET, bm, bc + dc, bf + df, bms + held))
 else
   -- a late report older than the slot's minute: totals only
   flush()
 end
-return { 'ok', rec, s(held), wformat(w), hlid or false, hrec or false }
+return { 'ok', rec, held, wformat(w), hlid or false, hrec or false }

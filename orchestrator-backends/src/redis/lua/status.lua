@@ -6,19 +6,23 @@ if not v[1] then
 end
 local q = call('ZCOUNT', K_TDL, '(' .. now, '+inf')
 local p, a, l, d, tok, seq, tc, tf, tr = 0, 0, 0, 0, 0, 0, 0, 0, 0
-if v[2] and #v[2] == 72 then
-  p, a, l, d, tok, seq, tc, tf, tr = struct.unpack(CTR, v[2])
+if v[2] and #v[2] >= 72 then
+  p, a, l, d, tok, seq, tc, tf, tr = struct.unpack(CTR9, string.sub(v[2], 1, 72))
 end
 local counts = { s(p), s(a), s(l), s(d), s(q) }
 if what == 'metrics' then
-  -- buckets and `ls` as stored, totals decoded as `tot` = `COMPLETED FAILED RECLAIMED`
+  -- buckets as text (`MINUTE COMPLETED FAILED LEASE_MS`), `ls` as stored, totals decoded
+  -- as `tot` = `COMPLETED FAILED RECLAIMED`
   local out = { 'tot', s(tc) .. ' ' .. s(tf) .. ' ' .. s(tr) }
   local all = call('HGETALL', K_STATE)
   for i = 1, #all, 2 do
-    local f = all[i]
+    local f, val = all[i], all[i + 1]
     if f == 'ls' or string.sub(f, 1, 2) == 'b:' then
+      if f ~= 'ls' and #val == 32 then
+        val = string.format('%d %d %d %d', struct.unpack(BUCKET, val))
+      end
       out[#out + 1] = f
-      out[#out + 1] = all[i + 1]
+      out[#out + 1] = val
     end
   end
   return { 'ok', counts, out }
