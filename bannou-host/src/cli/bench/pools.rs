@@ -142,8 +142,14 @@ pub fn run(args: PoolsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "--seconds must be positive"
     );
     anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("building the tokio runtime")?;

@@ -1,11 +1,14 @@
 -- acquire. ARGV: now, new lease (or ticket) id, lease ms (0 = default), wait ms, priority,
 -- request JSON.
 local now, lid, dur, wait, prio, req = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+-- `now` as text goes into records; as a number (converted once: tonumber is a strtod)
+-- into the comparisons
+local nnow = tonumber(now)
 if not load_state() then
   return { 'nopool' }
 end
-purge(now)
-reclaim(now, nil)
+purge(nnow)
+reclaim(nnow, nil)
 while true do
   local pid = call('RPOP', K_AVAIL)
   if not pid then
@@ -23,7 +26,7 @@ end
 if wait ~= '0' then
   C.seq = C.seq + 1
   dirty = true
-  local dl = tonumber(now) + tonumber(wait)
+  local dl = nnow + tonumber(wait)
   local deadline = s(dl)
   if dl < C.qh then
     C.qh = dl

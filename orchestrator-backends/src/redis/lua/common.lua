@@ -181,12 +181,12 @@ local function grant(pid, w, lid, req, dur, tk, now)
     lid = handoff_id(tk, s(tok))
   end
   local e = tonumber(now) + tonumber(dur)
-  local exp = s(e)
-  -- one format call: a number concatenated with `..` is converted by a slower path
-  local rec = string.format('%d %s %s %s %d %s %d %s %s', tok, now, exp, tk or '-', #pid, pid,
+  -- one format call: a number concatenated with `..` is converted by a slower path, and
+  -- redis.call takes the number `e` as it is
+  local rec = string.format('%d %s %d %s %d %s %d %s %s', tok, now, e, tk or '-', #pid, pid,
     #w.app, w.app, req)
   call('HSET', K_LEASES, lid, rec)
-  call('ZADD', K_EXP, exp, lid)
+  call('ZADD', K_EXP, e, lid)
   if e < C.xh then
     C.xh = e
   end

@@ -1,5 +1,6 @@
 -- release. ARGV: now, lease id, fencing token, success (1|0).
 local now, lid, token, success = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local nnow = tonumber(now)
 local rec = call('HGET', K_LEASES, lid)
 if not rec then
   if call('EXISTS', K_STATE) == 0 then
@@ -15,14 +16,14 @@ if tok ~= token then
   return { 'stale', tok }
 end
 -- metrics: bucket `b:{minute % 60}` (see common.lua), totals in `ctr`
-local minute = math.floor(tonumber(now) / 60000)
+local minute = math.floor(nnow / 60000)
 local bk = string.format('b:%d', minute % 60)
 if not load_state(bk) then
   return { 'nopool' }
 end
-purge(now)
+purge(nnow)
 end_lease(lid, tk)
-local held = tonumber(now) - tonumber(acq)
+local held = nnow - tonumber(acq)
 if held < 0 then
   held = 0
 end
