@@ -9,9 +9,9 @@
 //! release. `--ceiling` adds (d): pairs of two empty script calls (`FCALL` or `EVALSHA`,
 //! as the store runs them) on the same connection, what any one-script-per-operation store
 //! could reach on this machine at this moment. Without `--redis` only (a) runs. The
-//! clients run on a runtime of `--threads` worker threads (default 1), and the store uses
-//! Redis Functions where it can (`--eval` forces `EVALSHA`). Keys go under a fresh `bench:{uuid}:` prefix and
-//! are left behind: point it at a throw-away server.
+//! clients run on `--threads` runtime threads (default 1: a current-thread runtime), and
+//! the store uses Redis Functions where it can (`--eval` forces `EVALSHA`). Keys go under
+//! a fresh `bench:{uuid}:` prefix and are left behind: point it at a throw-away server.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
