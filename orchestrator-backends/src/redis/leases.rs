@@ -167,8 +167,9 @@ pub enum Scripting {
 /// sharing one Redis never replace each other's functions) and its code.
 #[derive(Debug)]
 struct Library {
-    name: String,
     code: String,
+    /// `(operation, function name)`, made once rather than on every call.
+    functions: Vec<(&'static str, String)>,
 }
 
 impl Library {
@@ -183,11 +184,21 @@ impl Library {
         let hash = Script::new(&body).get_hash().to_owned();
         let name = format!("bannou_leases_{}", &hash[..12]);
         let code = format!("#!lua name={name}\n{}", body.replace("{lib}", &name));
-        Library { name, code }
+        let functions = OPERATIONS
+            .iter()
+            .map(|(op, _)| *op)
+            .chain(["noop"])
+            .map(|op| (op, format!("{name}_{op}")))
+            .collect();
+        Library { code, functions }
     }
 
-    fn function(&self, op: &str) -> String {
-        format!("{}_{op}", self.name)
+    /// The function of operation `op` (one of [`OPERATIONS`] or `noop`).
+    fn function(&self, op: &str) -> &str {
+        self.functions
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map_or("", |(_, f)| f.as_str())
     }
 }
 
