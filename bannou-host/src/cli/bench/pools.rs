@@ -54,9 +54,10 @@ pub struct PoolsArgs {
     /// Redis, so the store's numbers can be read against this machine's state.
     #[arg(long)]
     pub ceiling: bool,
-    /// Worker threads of the clients' runtime. Default 1: on a small machine a second
-    /// client thread competes with a local Redis for its core, and the p99 then measures
-    /// the scheduler (2 threads on 2 cores: p99 2.2 ms against 1.5 ms, BENCHMARKS.md).
+    /// Worker threads of the clients' runtime. Default 1 (a current-thread runtime), so
+    /// the clients leave a local Redis its core; the in-memory store on two threads read
+    /// 0.5 M or 1.55 M pairs/s from run to run, on one thread 1.64-1.82 M every run, and
+    /// the Redis p99 moved within its noise (BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Run the Redis store's operations with `EVALSHA` even where Redis Functions exist.

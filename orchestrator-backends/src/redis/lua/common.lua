@@ -4,7 +4,8 @@
 --     every call;
 --   FCALL: this file once as a Redis Functions library, each body registered as a
 --     function of it; only `init` and the body run per call. Defining the helpers here
---     (closures with upvalues) cost about as much as a whole release, which is why.
+--     (closures with upvalues) cost about a quarter of each call's instructions, which
+--     is why.
 -- So nothing at this level may touch `KEYS`, `ARGV`, `redis.call` or `math` (a library
 -- is loaded without them): per-call state is set by `init`.
 -- KEYS[1] is the pool's key base `{prefix}pool:{P}:`; every key below derives from it, so
@@ -26,9 +27,9 @@
 -- and every argument or reply field converted costs time, so one packed field beats one
 -- HINCRBY per change.
 -- The hints spare the hot paths the scans that almost never find anything:
---   XH <= every expiry in `exp` (math.huge when `exp` is empty): `reclaim` scans only
+--   XH <= every expiry in `exp` (infinity when `exp` is empty): `reclaim` scans only
 --      once `now` has passed it;
---   QH <= every deadline in `tdl` (math.huge when nobody waits): `purge` scans only once
+--   QH <= every deadline in `tdl` (infinity when nobody waits): `purge` scans only once
 --      `now` has reached it, and a freed worker looks at the queue only when QH is finite.
 -- Anything that adds an expiry or a deadline lowers the hint; removals leave it a lower
 -- bound; a scan sets it back to the smallest score left. 0 (unknown) forces the scan.
@@ -214,22 +215,19 @@ local function purge(now)
     return
   end
   local ended = call('ZRANGEBYSCORE', K_TDL, '-inf', now)
-  if #ended == 0 then
-    C.qh = first_score(K_TDL)
-    dirty = true
-    return
-  end
-  for _, tk in ipairs(ended) do
-    local trec = call('HGET', K_TICKETS, tk)
-    if trec then
-      local _, seq = tparse(trec)
-      if seq then
-        call('ZREM', K_QUEUE, qmember(seq, tk))
-        call('HDEL', K_TICKETS, tk)
+  if #ended > 0 then
+    for _, tk in ipairs(ended) do
+      local trec = call('HGET', K_TICKETS, tk)
+      if trec then
+        local _, seq = tparse(trec)
+        if seq then
+          call('ZREM', K_QUEUE, qmember(seq, tk))
+          call('HDEL', K_TICKETS, tk)
+        end
       end
     end
+    call('ZREMRANGEBYSCORE', K_TDL, '-inf', now)
   end
-  call('ZREMRANGEBYSCORE', K_TDL, '-inf', now)
   C.qh = first_score(K_TDL)
   dirty = true
 end
@@ -295,11 +293,6 @@ local function reclaim(now, out)
     return 0
   end
   local ended = call('ZRANGEBYSCORE', K_EXP, '-inf', '(' .. now)
-  if #ended == 0 then
-    C.xh = first_score(K_EXP)
-    dirty = true
-    return 0
-  end
   local n = 0
   for _, lid in ipairs(ended) do
     local rec = call('HGET', K_LEASES, lid)

@@ -7,7 +7,8 @@ end
 local q = call('ZCOUNT', K_TDL, '(' .. now, '+inf')
 local p, a, l, d, tok, seq, tc, tf, tr = 0, 0, 0, 0, 0, 0, 0, 0, 0
 if v[2] and #v[2] >= 72 then
-  p, a, l, d, tok, seq, tc, tf, tr = struct.unpack(CTR9, string.sub(v[2], 1, 72))
+  -- the first nine doubles, with or without the hints after them
+  p, a, l, d, tok, seq, tc, tf, tr = struct.unpack(CTR9, v[2])
 end
 local counts = { s(p), s(a), s(l), s(d), s(q) }
 if what == 'metrics' then
