@@ -6,7 +6,9 @@ scripts from a directory of Lua files (default: this checkout's
 `orchestrator-backends/src/redis/lua`) the way `RedisLeaseStore` does, either as one
 `EVALSHA` script per operation or as a Redis Functions library (`FCALL`), sets up a pool
 of 50 ready workers, warms up, then counts the server's instructions over N rounds of 25
-pipelined acquires followed by their 25 pipelined releases. Prints instructions per pair.
+pipelined acquires followed by their 25 pipelined releases (`--mode batch`: one call of
+the library's `batch` function with the 25 acquires, then one with the 25 releases).
+Prints instructions per pair.
 
 Instruction counts do not depend on what else the machine is doing, so two versions of
 the scripts can be compared on a busy machine (wall-clock numbers come from
@@ -14,7 +16,7 @@ the scripts can be compared on a busy machine (wall-clock numbers come from
 
 Needs valgrind, redis-server and redis-py (`pip install redis`).
 
-    scripts/lease-script-instructions.py [--mode eval|functions] [--lua DIR] [--rounds N]
+    scripts/lease-script-instructions.py [--mode eval|functions|batch] [--lua DIR] [--rounds N]
 """
 
 import argparse
@@ -56,9 +58,21 @@ class Store:
             if not init:
                 sys.exit("these scripts predate the Functions library; use --mode eval")
             lib = "#!lua name=bench_count\n" + common
-            for op, body in bodies.items():
-                lib += (f"redis.register_function('bench_count_{op}', function(KEYS, ARGV)\n"
-                        f"init(KEYS)\n{body}\nend)\n")
+            batch = os.path.join(lua, "batch.lua")
+            if os.path.exists(batch):
+                # as leases.rs builds it: bodies kept in OPS for `batch`
+                lib += "local OPS = {}\n"
+                for op, body in bodies.items():
+                    lib += (f"do\nlocal f = function(KEYS, ARGV)\n{body}\nend\nOPS['{op}'] = f\n"
+                            f"redis.register_function('bench_count_{op}', function(KEYS, ARGV) "
+                            f"init(KEYS) return f(KEYS, ARGV) end)\nend\n")
+                lib += open(batch).read().replace("{lib}", "bench_count")
+            else:
+                if mode == "batch":
+                    sys.exit("these scripts have no batch.lua; use --mode functions")
+                for op, body in bodies.items():
+                    lib += (f"redis.register_function('bench_count_{op}', function(KEYS, ARGV)\n"
+                            f"init(KEYS)\n{body}\nend)\n")
             r.function_load(lib, replace=True)
 
     def call(self, conn, op, keys, *args):
@@ -66,10 +80,25 @@ class Store:
             return conn.evalsha(self.sha[op], len(keys), *keys, *args)
         return conn.fcall(f"bench_count_{op}", len(keys), *keys, *args)
 
+    def many(self, op, keys, calls):
+        """The replies of operation `op` with each argument list of `calls`, pipelined or
+        (mode `batch`) as one call of `batch`."""
+        if self.mode == "batch":
+            args = [a for call in calls for a in (op, *call)]
+            flat, replies, i = self.r.fcall("bench_count_batch", len(keys), *keys, *args), [], 0
+            while i < len(flat):  # per operation: the reply's length, then its elements
+                replies.append(flat[i + 1:i + 1 + flat[i]])
+                i += 1 + flat[i]
+            return replies
+        p = self.r.pipeline(transaction=False)
+        for call in calls:
+            self.call(p, op, keys, *call)
+        return p.execute()
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=["eval", "functions"], default="functions")
+    ap.add_argument("--mode", choices=["eval", "functions", "batch"], default="functions")
     ap.add_argument("--lua", default=DEFAULT_LUA, help="directory of the Lua files")
     ap.add_argument("--rounds", type=int, default=80, help="rounds of 25 pairs counted")
     ap.add_argument("--redis-server", default="redis-server")
@@ -102,16 +131,13 @@ def main():
         def rounds(n):
             nonlocal now
             for _ in range(n):
-                p = r.pipeline(transaction=False)
                 lids = [str(uuid.uuid4()) for _ in range(25)]
-                for lid in lids:
-                    store.call(p, "acquire", [base], now, lid, 0, 0, 0, req)
-                leased = p.execute()
-                p = r.pipeline(transaction=False)
-                for lid, a in zip(lids, leased):
+                leased = store.many("acquire", [base], [(now, lid, 0, 0, 0, req) for lid in lids])
+                for a in leased:
                     assert a[0] == b"leased", a
-                    store.call(p, "release", [base], now, lid, a[6].split(b" ")[0], 1)
-                for x in p.execute():
+                released = store.many("release", [base], [
+                    (now, lid, a[6].split(b" ")[0], 1) for lid, a in zip(lids, leased)])
+                for x in released:
                     assert x[0] == b"ok", x
                 now += 1
 

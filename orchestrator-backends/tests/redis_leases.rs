@@ -1,9 +1,11 @@
 //! The Redis lease store against a real `redis-server` on a free port (skipped with a
 //! printed reason when `redis-server` is missing, a failure under
 //! `BANNOU_TEST_REQUIRE=redis`): the shared conformance suite, the shared 64 x 2,000 stress
-//! run, waiting through `watch`, one-round-trip scripts surviving `SCRIPT FLUSH` and
+//! run (which also goes through batches), a batch held against the same operations one by
+//! one, waiting through `watch`, one-round-trip scripts surviving `SCRIPT FLUSH` and
 //! `FUNCTION FLUSH`, and an outage answering `Unavailable` fast. The conformance suite runs
-//! twice: with Redis Functions (the default here) and with `EVALSHA`.
+//! three times: with Redis Functions and batching (the default here), with Functions one
+//! operation per call, and with `EVALSHA`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,29 @@ async fn redis_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_without_batching_passes_the_conformance_suite() {
+    let Some(server) =
+        RedisServer::for_test("redis_store_without_batching_passes_the_conformance_suite")
+    else {
+        return;
+    };
+    let server = &server;
+    lease_store_conformance(|| async move {
+        let config = RedisLeaseStoreConfig {
+            max_batch: 1,
+            ..RedisLeaseStoreConfig::with_prefix(prefix("conformance-unbatched"))
+        };
+        let store = RedisLeaseStore::connect(&server.url(), config)
+            .await
+            .expect("connect");
+        assert_eq!(store.scripting(), "functions");
+        assert_eq!(store.batch_stats(), None);
+        store
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_with_evalsha_passes_the_conformance_suite() {
     let Some(server) =
         RedisServer::for_test("redis_store_with_evalsha_passes_the_conformance_suite")
@@ -81,9 +106,15 @@ async fn sixty_four_tasks_never_double_lease_on_redis() {
         .check_invariants(&report.pool)
         .await
         .expect("redis records agree with each other");
+    // 64 tasks at once: operations went out in batches, so those were stressed too
+    let batches = store.batch_stats().expect("batched by default");
+    assert!(
+        batches.operations > batches.calls,
+        "no batch carried more than one operation: {batches:?}"
+    );
     eprintln!(
-        "redis stress: {} completed, {} failed, {} reclaimed",
-        report.completed, report.failed, report.reclaimed
+        "redis stress: {} completed, {} failed, {} reclaimed; {} operations in {} calls",
+        report.completed, report.failed, report.reclaimed, batches.operations, batches.calls
     );
 }
 
@@ -510,4 +541,205 @@ async fn fifty_acquirers_survive_a_redis_restart_without_double_or_lost_leases()
         tally.completed.load(Ordering::Relaxed),
         tally.ambiguous_releases.load(Ordering::Relaxed)
     );
+}
+
+/// Everything one pool's keys hold, in a form two pools can be compared by.
+#[derive(Debug, PartialEq)]
+struct PoolDump {
+    hashes: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+    avail: Vec<Vec<u8>>,
+    zsets: Vec<Vec<(Vec<u8>, f64)>>,
+    grants: Vec<Vec<u8>>,
+}
+
+async fn dump(server: &RedisServer, base: &str, ticket: &str) -> PoolDump {
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut hashes = Vec::new();
+    for key in ["state", "workers", "appids", "leases", "tickets"] {
+        let h: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(format!("{base}{key}"))
+            .query_async(&mut conn)
+            .await
+            .expect("HGETALL");
+        hashes.push(h);
+    }
+    let mut zsets = Vec::new();
+    for key in ["exp", "queue", "tdl"] {
+        let z: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+            .arg(format!("{base}{key}"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .expect("ZRANGE");
+        zsets.push(z);
+    }
+    let list = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async::<Vec<Vec<u8>>>(&mut conn)
+                .await
+                .expect("LRANGE")
+        }
+    };
+    PoolDump {
+        hashes,
+        avail: list(format!("{base}avail")).await,
+        zsets,
+        grants: list(format!("{base}grant:{ticket}")).await,
+    }
+}
+
+/// The batch function, runs of acquires and releases included, answers every operation
+/// exactly as that operation alone would, and leaves the same records behind: the same
+/// mixed sequence (refusals, a duplicate, an exhausted pool, a waiter served by a
+/// release, a renew, expired leases reclaimed mid-batch) runs one by one on one store and
+/// as one batch on another, from identical pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_and_writes_exactly_as_its_operations_one_by_one() {
+    let Some(server) =
+        RedisServer::for_test("a_batch_answers_and_writes_exactly_as_its_operations_one_by_one")
+    else {
+        return;
+    };
+    let alone = store(&server, "batch-alone").await;
+    let batched = store(&server, "batch-batched").await;
+    let now: i64 = 1_767_225_700_000;
+    let late = now + 400_000; // past every default (300 s) lease
+    let arg = |v: &dyn std::fmt::Display| v.to_string();
+    let acquire = |at: i64, lid: &str, wait: u64| -> (&'static str, Vec<String>) {
+        let req = r#"{"h":"holder","r":0,"m":{}}"#;
+        (
+            "acquire",
+            vec![
+                arg(&at),
+                lid.to_owned(),
+                arg(&0),
+                arg(&wait),
+                arg(&0),
+                req.to_owned(),
+            ],
+        )
+    };
+    let release = |at: i64, lid: &str, token: u64| -> (&'static str, Vec<String>) {
+        (
+            "release",
+            vec![arg(&at), lid.to_owned(), arg(&token), arg(&1)],
+        )
+    };
+    let renew = |at: i64, lid: &str, token: u64| -> (&'static str, Vec<String>) {
+        (
+            "renew",
+            vec![arg(&at), lid.to_owned(), arg(&token), arg(&1000)],
+        )
+    };
+    let id = |n: u32| format!("00000000-0000-4000-8000-{n:012}");
+    let waiter = id(106);
+    let mut pool = None;
+    for store in [&alone, &batched] {
+        let (p, _) = pool_with_workers(store, 10, 5).await;
+        // three leases before the batch: tokens 1..3
+        for n in 1..=3 {
+            let (op, args) = acquire(now, &id(n), 0);
+            let reply = store
+                .single_raw(&p, op, &args)
+                .await
+                .expect("setup acquire");
+            assert_eq!(
+                reply.first(),
+                Some(&redis::Value::BulkString(b"leased".to_vec()))
+            );
+        }
+        pool = Some(p);
+    }
+    let pool = pool.expect("a pool");
+    let ops = vec![
+        release(now, &id(1), 1),
+        release(now, &id(3), 3),
+        release(now, &id(1), 1),   // again: unknown now
+        release(now, &id(2), 99),  // stale token
+        release(now, &id(999), 1), // never existed
+        acquire(now, &id(101), 0),
+        acquire(now, &id(102), 0),
+        acquire(now, &id(103), 0),
+        acquire(now, &id(104), 0),
+        acquire(now, &id(105), 0),    // pool exhausted
+        acquire(now, &waiter, 5_000), // queued
+        release(now, &id(101), 4),    // served to the waiter
+        release(now, &id(102), 5),
+        renew(now, &id(103), 6),
+        acquire(now, &id(107), 0),
+        acquire(late, &id(108), 0), // reclaims every expired lease first
+        acquire(late, &id(109), 0),
+        release(late, &id(104), 7), // reclaimed: unknown
+        release(late, &id(108), 10),
+        release(late, &id(109), 11),
+    ];
+    let mut one_by_one = Vec::new();
+    for (op, args) in &ops {
+        one_by_one.push(alone.single_raw(&pool, op, args).await);
+    }
+    let together = batched
+        .batch_raw(&pool, &ops)
+        .await
+        .expect("Redis 7 has Functions")
+        .expect("the batch runs");
+    assert_eq!(together.len(), ops.len());
+    for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
+        assert_eq!(a, b, "operation {i} ({:?}) answered differently", ops[i]);
+    }
+    let codes: Vec<String> = one_by_one
+        .iter()
+        .map(|r| match r.as_ref().ok().and_then(|v| v.first()) {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    // the sequence reaches what it is meant to, so the comparison covers those paths
+    assert_eq!(
+        codes,
+        [
+            "ok",
+            "ok",
+            "nolease",
+            "stale",
+            "nolease",
+            "leased",
+            "leased",
+            "leased",
+            "leased",
+            "exhausted",
+            "queued",
+            "ok",
+            "ok",
+            "ok",
+            "leased",
+            "leased",
+            "leased",
+            "nolease",
+            "ok",
+            "ok"
+        ]
+    );
+    assert_eq!(
+        dump(&server, &alone.pool_key_base(&pool), &waiter).await,
+        dump(&server, &batched.pool_key_base(&pool), &waiter).await
+    );
+    alone
+        .check_invariants(&pool)
+        .await
+        .expect("alone: consistent");
+    batched
+        .check_invariants(&pool)
+        .await
+        .expect("batched: consistent");
 }

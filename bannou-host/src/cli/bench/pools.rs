@@ -63,6 +63,13 @@ pub struct PoolsArgs {
     /// Run the Redis store's operations with `EVALSHA` even where Redis Functions exist.
     #[arg(long)]
     pub eval: bool,
+    /// The Redis store's `max_batch`: at most this many waiting operations of a pool per
+    /// call (1 = every operation alone).
+    #[arg(long, default_value_t = RedisLeaseStoreConfig::default().max_batch)]
+    pub max_batch: usize,
+    /// The Redis store's `batches_in_flight`.
+    #[arg(long, default_value_t = RedisLeaseStoreConfig::default().batches_in_flight)]
+    pub batches_in_flight: usize,
 }
 
 /// One store's numbers.
@@ -235,6 +242,8 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
             } else {
                 Scripting::Auto
             },
+            max_batch: args.max_batch,
+            batches_in_flight: args.batches_in_flight,
             ..RedisLeaseStoreConfig::with_prefix(format!("bench:{tag}:"))
         };
         let store = RedisLeaseStore::connect(url, config)
@@ -673,6 +682,8 @@ mod tests {
             ceiling: false,
             threads: 1,
             eval: false,
+            max_batch: 64,
+            batches_in_flight: 2,
         };
         let mut out = Vec::new();
         run(args, &mut out).unwrap();

@@ -6,8 +6,8 @@
 --     function of it; only `init` and the body run per call. Defining the helpers here
 --     (closures with upvalues) cost about a quarter of each call's instructions, which
 --     is why.
--- So nothing at this level may touch `KEYS`, `ARGV`, `redis.call` or `math` (a library
--- is loaded without them): per-call state is set by `init`.
+-- So nothing at this level may touch `KEYS`, `ARGV`, `redis.call`, `string` or `math` (a
+-- library is loaded without them): per-call state is set by `init`.
 -- KEYS[1] is the pool's key base `{prefix}pool:{P}:`; every key below derives from it, so
 -- all of a pool's keys share the hash tag `{P}` (one cluster slot).
 -- Records are compact strings, never JSON parsed here (see leases.rs for the layout):
@@ -42,6 +42,27 @@ end
 
 local function grant_key(tk)
   return B .. 'grant:' .. tk
+end
+
+-- Records are split with plain `find`s of the spaces: a pattern match walks every
+-- character through the matcher, which made parsing a tenth of a batch's time. (Set by
+-- `init`: a library is loaded without `string`.)
+local find, sub, byte
+
+-- The positions of the first `n` spaces of `rec` from `at`, each field before them
+-- non-empty; nil when there are fewer.
+local function spaces(rec, at, n)
+  local p = at - 1
+  local out = {}
+  for i = 1, n do
+    local q = find(rec, ' ', p + 1, true)
+    if not q or q == p + 1 then
+      return nil
+    end
+    out[i] = q
+    p = q
+  end
+  return out
 end
 
 local function wparse(rec)
@@ -92,6 +113,10 @@ end
 
 -- The loaded counters (see `load_state`) and whether they changed.
 local C, dirty
+-- A batch (batch.lua, library only) runs several operations of one pool in one call:
+-- the state is read once (`loaded`; `fetched` = extra fields already in `C`) and written
+-- once at the end (`pending` = extra fields to write), instead of once per operation.
+local batching, loaded, fetched, pending = false, false, nil, nil
 local CTR = '<ddddddddddd'
 local CTR9 = '<ddddddddd'
 local BUCKET = '<dddd'
@@ -102,8 +127,10 @@ local NONE = 1 / 0
 -- tenth of an acquire); strings compare by identity, so the check is free.
 local function init(keys)
   call = redis.call
+  find, sub, byte = string.find, string.sub, string.byte
   C = { P = 0, A = 0, L = 0, D = 0, tok = 0, seq = 0, tc = 0, tf = 0, tr = 0, xh = 0, qh = 0 }
   dirty = false
+  batching, loaded = false, false
   if keys[1] == B then
     return
   end
@@ -122,11 +149,23 @@ end
 -- Loads `dur`, the counters and the `extra` fields into `C`. Returns false when the pool
 -- does not exist (no `dur`).
 local function load_state(...)
+  local n = select('#', ...)
+  if loaded then
+    for i = 1, n do
+      local f = select(i, ...)
+      if not fetched[f] then
+        C[f] = call('HGET', K_STATE, f)
+        fetched[f] = true
+      end
+    end
+    return true
+  end
   local v = call('HMGET', K_STATE, 'dur', 'ctr', ...)
   if not v[1] then
     return false
   end
   C.dur = v[1]
+  C.ndur = tonumber(v[1])
   if v[2] then
     if #v[2] == 88 then
       C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf, C.tr, C.xh, C.qh = struct.unpack(CTR, v[2])
@@ -134,20 +173,59 @@ local function load_state(...)
       C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf, C.tr = struct.unpack(CTR9, v[2])
     end
   end
-  local n = select('#', ...)
   for i = 1, n do
     C[select(i, ...)] = v[2 + i]
+  end
+  if batching then
+    loaded = true
+    for i = 1, n do
+      fetched[select(i, ...)] = true
+    end
   end
   return true
 end
 
--- Writes the counters back with one HSET, plus `more` field/value pairs.
+-- Writes the counters back with one HSET, plus `more` field/value pairs; in a batch only
+-- notes them, for `flush_batch`.
 local function flush(...)
+  if batching then
+    for i = 1, select('#', ...), 2 do
+      local f, v = select(i, ...)
+      C[f] = v
+      fetched[f] = true
+      pending[#pending + 1] = f
+    end
+    return
+  end
   if not dirty and select('#', ...) == 0 then
     return
   end
   call('HSET', K_STATE, 'ctr', struct.pack(CTR, C.P, C.A, C.L, C.D, C.tok, C.seq, C.tc, C.tf,
     C.tr, C.xh, C.qh), ...)
+end
+
+-- Starts a batch on the pool `keys[1]`.
+local function begin_batch(keys)
+  init(keys)
+  batching, loaded, fetched, pending = true, false, {}, {}
+end
+
+-- Ends a batch: one HSET of the counters and every field its operations wrote (the last
+-- value of each, read back from `C`).
+local function flush_batch()
+  batching = false
+  if not dirty and #pending == 0 then
+    return
+  end
+  local more, seen = {}, {}
+  for _, f in ipairs(pending) do
+    if not seen[f] then
+      seen[f] = true
+      more[#more + 1] = f
+      more[#more + 1] = C[f]
+    end
+  end
+  flush(unpack(more))
 end
 
 -- Moves a worker to state `st`, keeping the per-state counts right.
@@ -169,11 +247,15 @@ local function handoff_id(tk, tok)
     .. v .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
 end
 
--- Leases worker `pid` (parsed record `w`) to a request. `lid` nil = a handoff to ticket `tk`.
--- Returns lease id, record.
-local function grant(pid, w, lid, req, dur, tk, now)
+-- Leases worker `pid` (parsed record `w`) to a request, in `C` and `w` only: returns lease
+-- id, lease record, expiry and worker record for the caller to write. `lid` nil = a
+-- handoff to ticket `tk`.
+local function grant_records(pid, w, lid, req, dur, tk, now, nnow)
+  local ndur
   if dur == '0' then
-    dur = C.dur or '300000'
+    ndur = C.ndur or 300000
+  else
+    ndur = tonumber(dur)
   end
   C.tok = C.tok + 1
   dirty = true
@@ -181,13 +263,11 @@ local function grant(pid, w, lid, req, dur, tk, now)
   if not lid then
     lid = handoff_id(tk, s(tok))
   end
-  local e = tonumber(now) + tonumber(dur)
-  -- one format call: a number concatenated with `..` is converted by a slower path, and
-  -- redis.call takes the number `e` as it is
-  local rec = string.format('%d %s %d %s %d %s %d %s %s', tok, now, e, tk or '-', #pid, pid,
-    #w.app, w.app, req)
-  call('HSET', K_LEASES, lid, rec)
-  call('ZADD', K_EXP, e, lid)
+  local e = nnow + ndur
+  -- numbers by `format`: concatenated with `..` they are converted by a slower path (and
+  -- `%s` of a short string is a `sprintf` too); redis.call takes the number `e` as it is
+  local rec = string.format('%d %s %d %s %d ', tok, now, e, tk or '-', #pid) .. pid
+    .. string.format(' %d ', #w.app) .. w.app .. ' ' .. req
   if e < C.xh then
     C.xh = e
   end
@@ -195,8 +275,54 @@ local function grant(pid, w, lid, req, dur, tk, now)
   w.lid = lid
   w.upd = now
   w.idle = '-'
-  call('HSET', K_WORKERS, pid, wformat(w))
+  return lid, rec, e, wformat(w)
+end
+
+-- Leases worker `pid` (parsed record `w`) to a request and writes it. `lid` nil = a
+-- handoff to ticket `tk`. Returns lease id, record.
+local function grant(pid, w, lid, req, dur, tk, now)
+  local rec, e, wrec
+  lid, rec, e, wrec = grant_records(pid, w, lid, req, dur, tk, now, tonumber(now))
+  call('HSET', K_LEASES, lid, rec)
+  call('ZADD', K_EXP, e, lid)
+  call('HSET', K_WORKERS, pid, wrec)
   return lid, rec
+end
+
+-- The metrics bucket field of minute `minute`.
+local BUCKETS = {}
+for m = 0, 59 do
+  BUCKETS[m] = 'b:' .. m
+end
+
+-- Counts a finished lease (held `held` ms, ended at minute `minute`, whose bucket field
+-- `bk` is loaded in `C`) in the totals and returns the bucket's new value, or nil for a
+-- report older than the bucket's minute (totals only).
+local function count_release(minute, bk, held, success)
+  local dc, df = 0, 1
+  if success == '1' then
+    dc, df = 1, 0
+  end
+  C.tc, C.tf = C.tc + dc, C.tf + df
+  dirty = true
+  local bm, bc, bf, bms = minute, 0, 0, 0
+  local slot = C[bk]
+  if slot then
+    local om, oc, of, oms
+    if #slot == 32 then
+      om, oc, of, oms = struct.unpack(BUCKET, slot)
+    else
+      -- written as text before buckets were packed
+      om, oc, of, oms = string.match(slot, '^(%S+) (%d+) (%d+) (%d+)$')
+    end
+    if om and tonumber(om) >= minute then
+      bm, bc, bf, bms = tonumber(om), tonumber(oc), tonumber(of), tonumber(oms)
+    end
+  end
+  if bm ~= minute then
+    return nil
+  end
+  return struct.pack(BUCKET, bm, bc + dc, bf + df, bms + held)
 end
 
 -- The smallest score of sorted set `key`, or NONE when it is empty.

@@ -17,7 +17,7 @@ if tok ~= token then
 end
 -- metrics: bucket `b:{minute % 60}` (see common.lua), totals in `ctr`
 local minute = math.floor(nnow / 60000)
-local bk = string.format('b:%d', minute % 60)
+local bk = BUCKETS[minute % 60]
 if not load_state(bk) then
   return { 'nopool' }
 end
@@ -27,34 +27,15 @@ local held = nnow - tonumber(acq)
 if held < 0 then
   held = 0
 end
-local dc, df = 0, 1
-if success == '1' then
-  dc, df = 1, 0
-end
-local bm, bc, bf, bms = minute, 0, 0, 0
-local slot = C[bk]
-if slot then
-  local om, oc, of, oms
-  if #slot == 32 then
-    om, oc, of, oms = struct.unpack(BUCKET, slot)
-  else
-    -- written as text before buckets were packed
-    om, oc, of, oms = string.match(slot, '^(%S+) (%d+) (%d+) (%d+)$')
-  end
-  if om and tonumber(om) >= minute then
-    bm, bc, bf, bms = tonumber(om), tonumber(oc), tonumber(of), tonumber(oms)
-  end
-end
-C.tc, C.tf = C.tc + dc, C.tf + df
-dirty = true
+local bucket = count_release(minute, bk, held, success)
 local wrec = call('HGET', K_WORKERS, pid)
 local w = wrec and wparse(wrec)
 if not w then
   return { 'corrupt', 'worker of lease ' .. lid }
 end
 local hlid, hrec = free_worker(pid, w, now)
-if bm == minute then
-  flush(bk, struct.pack(BUCKET, bm, bc + dc, bf + df, bms + held))
+if bucket then
+  flush(bk, bucket)
 else
   -- a late report older than the slot's minute: totals only
   flush()
