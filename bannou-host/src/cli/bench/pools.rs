@@ -10,7 +10,9 @@
 //! as the store runs them) on the same connection, what any one-script-per-operation store
 //! could reach on this machine at this moment. Without `--redis` only (a) runs. The
 //! clients run on `--threads` runtime threads (default 1: a current-thread runtime), and
-//! the store uses Redis Functions where it can (`--eval` forces `EVALSHA`). Keys go under
+//! the store uses Redis Functions where it can (`--eval` forces `EVALSHA`), batching
+//! operations that wait at the same time (`--max-batch`, `--batches-in-flight`; the report
+//! gives the mean operations per call). Keys go under
 //! a fresh `bench:{uuid}:` prefix and are left behind: point it at a throw-away server.
 
 use std::io::Write;
@@ -130,6 +132,9 @@ pub struct PoolsReport {
     pub threads: usize,
     /// How the Redis store ran its scripts: `functions` (`FCALL`) or `eval` (`EVALSHA`).
     pub redis_scripting: Option<&'static str>,
+    /// The Redis store's mean operations per call over its run (`null` when it did not
+    /// batch: `--eval` or `--max-batch 1`).
+    pub redis_ops_per_call: Option<f64>,
     /// Whether the Redis store's records agreed with each other after its run.
     pub redis_invariants: Option<String>,
     /// Every run in full.
@@ -235,6 +240,7 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
     let (mut redis_run, mut baseline_run, mut invariants, mut ceiling_run) =
         (None, None, None, None);
     let mut scripting = None;
+    let mut ops_per_call = None;
     if let Some(url) = &args.redis {
         let config = RedisLeaseStoreConfig {
             scripting: if args.eval {
@@ -251,6 +257,7 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
             .with_context(|| format!("connecting to {url}"))?;
         scripting = Some(store.scripting());
         let pool = setup_store(&store, workers).await?;
+        let before = store.batch_stats();
         redis_run = Some(
             drive(
                 Arc::new(Target::Store(Arc::new(store.clone()), pool.clone())),
@@ -259,6 +266,9 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
             )
             .await,
         );
+        ops_per_call = before
+            .zip(store.batch_stats())
+            .map(|(a, b)| (b.operations - a.operations) as f64 / (b.calls - a.calls).max(1) as f64);
         invariants = Some(match store.check_invariants(&pool).await {
             Ok(()) => "ok".to_owned(),
             Err(e) => e,
@@ -308,6 +318,7 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         ceiling_pairs_per_sec: ceiling_run.as_ref().map(|r| r.pairs_per_sec),
         threads: args.threads,
         redis_scripting: scripting,
+        redis_ops_per_call: ops_per_call,
         redis_invariants: invariants,
         memory: memory_run,
         redis: redis_run,
@@ -599,6 +610,9 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
         r.redis_scripting
             .map(|s| format!(", Redis scripts via {s}"))
             .unwrap_or_default()
+            + &r.redis_ops_per_call
+                .map(|n| format!(", {n:.1} operations per call"))
+                .unwrap_or_default()
     )?;
     writeln!(
         out,

@@ -4,10 +4,13 @@
 //! function at all, converting its arguments and reply, and reading and writing the
 //! pool's packed state (`HMGET`/`HSET state`). When many tasks call at once, the
 //! [`Batcher`] sends the operations that are waiting together as one call of the
-//! library's `batch` function (`lua/batch.lua`), which runs them in arrival order,
-//! reads the state once and writes it once. Each operation still takes one round trip
-//! and runs atomically (the whole batch does), and each gets the reply it would have
-//! got alone.
+//! library's `batch` function (`lua/batch.lua`). That reads the state once and writes it
+//! once, and runs consecutive operations of a kind with one command per key (one
+//! `HMGET` of all their records, one `HSET` of all the new ones). They were all waiting
+//! at once, so any order is one their callers could have seen: releases go first (their
+//! workers serve the acquires), then renews, then acquires, each kind in arrival order.
+//! Each operation still takes one round trip and runs atomically (the whole batch does),
+//! and each gets the reply it would have got alone in that order.
 //!
 //! Nothing waits to fill a batch: one dispatcher task takes whatever has queued up while
 //! the previous calls were on the wire, at most [`max_batch`] operations and at most

@@ -44,7 +44,7 @@ local function acquire_run(A, at, count, out, o)
   local wrecs = call('HMGET', K_WORKERS, unpack(pids))
   local leases, exps, workers = {}, {}, {}
   local used = {}
-  local done, p, np = 0, 1, #pids
+  local done, p, np, n2 = 0, 1, #pids, 0
   while done < count do
     local a = at + done * 7
     local now, lid, dur, req = A[a + 1], A[a + 2], A[a + 3], A[a + 6]
@@ -53,29 +53,31 @@ local function acquire_run(A, at, count, out, o)
     if not nnow or nnow > C.xh then
       break
     end
-    -- the next Available worker, dropping what is not (as its own RPOP loop would)
-    local pid, w
-    while p <= np and not w do
+    -- the next Available worker, dropping what is not (as its own RPOP loop would); only
+    -- its created time and app-id are needed (what `wparse` would split out)
+    local pid, cre, app
+    while p <= np and not cre do
       pid = pids[p]
       local wrec = wrecs[p]
       p = p + 1
       if wrec and not used[pid] then
-        w = wparse(wrec)
-        if w and w.st ~= 'A' then
-          w = nil
-        end
+        cre, app = string.match(wrec, '^A %S+ %S+ %S+ (%S+) (.*)$')
       end
     end
-    if not w then
+    if not cre then
       break
     end
     used[pid] = true
-    local rec, e, wrec
-    lid, rec, e, wrec = grant_records(pid, w, lid, req, dur, nil, now, nnow)
-    leases[#leases + 1], leases[#leases + 2] = lid, rec
-    exps[#exps + 1], exps[#exps + 2] = e, lid
-    workers[#workers + 1], workers[#workers + 2] = pid, wrec
-    o = put(out, o, { 'leased', C.P, C.A, C.L, C.D, 0, rec })
+    local rec, e
+    lid, rec, e = lease_record(pid, app, lid, req, dur, nil, now, nnow)
+    C.A, C.L = C.A - 1, C.L + 1
+    n2 = n2 + 2
+    leases[n2 - 1], leases[n2] = lid, rec
+    exps[n2 - 1], exps[n2] = e, lid
+    workers[n2 - 1], workers[n2] = pid, 'L ' .. lid .. ' ' .. now .. ' - ' .. cre .. ' ' .. app
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 7, 'leased', C.P, C.A
+    out[o + 5], out[o + 6], out[o + 7], out[o + 8] = C.L, C.D, 0, rec
+    o = o + 8
     done = done + 1
   end
   -- workers popped but not reached go back, in their order (RPOP took from the tail)
@@ -105,7 +107,7 @@ local function release_run(A, at, count, out, o)
   end
   local recs = call('HMGET', K_LEASES, unpack(lids))
   -- the leases that can run, in order, up to the first that cannot
-  local n, parsed, seen, pids = 0, {}, {}, {}
+  local n, seen, acqs, tks, pids = 0, {}, {}, {}, {}
   for k = 1, count do
     local rec, lid = recs[k], lids[k]
     if not rec or seen[lid] then
@@ -117,8 +119,7 @@ local function release_run(A, at, count, out, o)
     end
     seen[lid], seen[pid] = true, true
     n = k
-    parsed[k] = { rec, acq, tk, pid }
-    pids[k] = pid
+    acqs[k], tks[k], pids[k] = acq, tk, pid
   end
   if n == 0 then
     return 0, o
@@ -131,9 +132,13 @@ local function release_run(A, at, count, out, o)
     local a = at + done * 5
     local now, success = A[a + 1], A[a + 4]
     local nnow = tonumber(now)
-    local rec, acq, tk, pid = parsed[k][1], parsed[k][2], parsed[k][3], parsed[k][4]
-    local w = wrecs[k] and wparse(wrecs[k])
-    if not nnow or not w then
+    local rec, acq, tk, pid = recs[k], acqs[k], tks[k], pids[k]
+    -- only the state and the created time and app-id are needed (see `wparse`)
+    local st, tail
+    if wrecs[k] then
+      st, tail = string.match(wrecs[k], '^(%a) %S+ %S+ %S+ (%S+ .*)$')
+    end
+    if not nnow or not st then
       break
     end
     local minute = math.floor(nnow / 60000)
@@ -151,15 +156,20 @@ local function release_run(A, at, count, out, o)
     if bucket then
       flush(bk, bucket)
     end
-    -- free_worker with nobody waiting
-    w.lid, w.idle, w.upd = '-', now, now
-    if w.st ~= 'D' then
-      move(w, 'A')
+    -- free_worker with nobody waiting: a draining worker only goes idle
+    if st ~= 'D' then
+      if st ~= 'A' then
+        C[st], C.A = (C[st] or 0) - 1, C.A + 1
+        dirty = true
+      end
+      st = 'A'
       avail[#avail + 1] = pid
     end
-    local wrec = wformat(w)
-    workers[#workers + 1], workers[#workers + 2] = pid, wrec
-    o = put(out, o, { 'ok', rec, held, wrec, false, false })
+    local wrec = st .. ' - ' .. now .. ' ' .. now .. ' ' .. tail
+    workers[k + k - 1], workers[k + k] = pid, wrec
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 6, 'ok', rec, held
+    out[o + 5], out[o + 6], out[o + 7] = wrec, false, false
+    o = o + 7
     done = k
   end
   if done > 0 then

@@ -247,10 +247,10 @@ local function handoff_id(tk, tok)
     .. v .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
 end
 
--- Leases worker `pid` (parsed record `w`) to a request, in `C` and `w` only: returns lease
--- id, lease record, expiry and worker record for the caller to write. `lid` nil = a
+-- A lease of worker `pid` (app-id `app`) to a request: takes the next fencing token and
+-- lowers the expiry hint; returns lease id, lease record and expiry. `lid` nil = a
 -- handoff to ticket `tk`.
-local function grant_records(pid, w, lid, req, dur, tk, now, nnow)
+local function lease_record(pid, app, lid, req, dur, tk, now, nnow)
   local ndur
   if dur == '0' then
     ndur = C.ndur or 300000
@@ -267,10 +267,19 @@ local function grant_records(pid, w, lid, req, dur, tk, now, nnow)
   -- numbers by `format`: concatenated with `..` they are converted by a slower path (and
   -- `%s` of a short string is a `sprintf` too); redis.call takes the number `e` as it is
   local rec = string.format('%d %s %d %s %d ', tok, now, e, tk or '-', #pid) .. pid
-    .. string.format(' %d ', #w.app) .. w.app .. ' ' .. req
+    .. string.format(' %d ', #app) .. app .. ' ' .. req
   if e < C.xh then
     C.xh = e
   end
+  return lid, rec, e
+end
+
+-- Leases worker `pid` (parsed record `w`) to a request, in `C` and `w` only: returns lease
+-- id, lease record, expiry and worker record for the caller to write. `lid` nil = a
+-- handoff to ticket `tk`.
+local function grant_records(pid, w, lid, req, dur, tk, now, nnow)
+  local rec, e
+  lid, rec, e = lease_record(pid, w.app, lid, req, dur, tk, now, nnow)
   move(w, 'L')
   w.lid = lid
   w.upd = now
