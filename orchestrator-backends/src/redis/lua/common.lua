@@ -7,7 +7,9 @@
 --     (closures with upvalues) cost about a quarter of each call's instructions, which
 --     is why.
 -- So nothing at this level may touch `KEYS`, `ARGV`, `redis.call`, `string` or `math` (a
--- library is loaded without them): per-call state is set by `init`.
+-- library is loaded without them): per-call state is set by `init`. (Splitting records
+-- with plain `string.find`s instead of one `string.match` was tried: 15% more
+-- instructions per pair, BENCHMARKS.md.)
 -- KEYS[1] is the pool's key base `{prefix}pool:{P}:`; every key below derives from it, so
 -- all of a pool's keys share the hash tag `{P}` (one cluster slot).
 -- Records are compact strings, never JSON parsed here (see leases.rs for the layout):
@@ -42,27 +44,6 @@ end
 
 local function grant_key(tk)
   return B .. 'grant:' .. tk
-end
-
--- Records are split with plain `find`s of the spaces: a pattern match walks every
--- character through the matcher, which made parsing a tenth of a batch's time. (Set by
--- `init`: a library is loaded without `string`.)
-local find, sub, byte
-
--- The positions of the first `n` spaces of `rec` from `at`, each field before them
--- non-empty; nil when there are fewer.
-local function spaces(rec, at, n)
-  local p = at - 1
-  local out = {}
-  for i = 1, n do
-    local q = find(rec, ' ', p + 1, true)
-    if not q or q == p + 1 then
-      return nil
-    end
-    out[i] = q
-    p = q
-  end
-  return out
 end
 
 local function wparse(rec)
@@ -127,7 +108,6 @@ local NONE = 1 / 0
 -- tenth of an acquire); strings compare by identity, so the check is free.
 local function init(keys)
   call = redis.call
-  find, sub, byte = string.find, string.sub, string.byte
   C = { P = 0, A = 0, L = 0, D = 0, tok = 0, seq = 0, tc = 0, tf = 0, tr = 0, xh = 0, qh = 0 }
   dirty = false
   batching, loaded = false, false
