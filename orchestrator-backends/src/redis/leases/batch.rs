@@ -133,11 +133,7 @@ impl Batcher {
         {
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             self.counters.operations.fetch_add(1, Ordering::Relaxed);
-            let mut conn = self.conn.clone();
-            let cmd = single_cmd(&self.lib, &base, op, &args);
-            return query_function(&mut conn, &self.lib, &cmd)
-                .await
-                .and_then(reply_of);
+            return self.alone(&base, op, &args).await;
         }
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
@@ -156,13 +152,22 @@ impl Batcher {
             // The dispatcher's runtime is gone (a store kept past it): call alone.
             Err(mpsc::error::SendError(p)) => {
                 self.counters.queued.fetch_sub(1, Ordering::AcqRel);
-                let mut conn = self.conn.clone();
-                let cmd = single_cmd(&self.lib, &p.base, p.op, &p.args);
-                query_function(&mut conn, &self.lib, &cmd)
-                    .await
-                    .and_then(reply_of)
+                self.alone(&p.base, p.op, &p.args).await
             }
         }
+    }
+
+    /// Sends one operation as a plain `FCALL` of its own function, from this task.
+    async fn alone(
+        &self,
+        base: &str,
+        op: &str,
+        args: &[Vec<u8>],
+    ) -> Result<Vec<Value>, LeaseError> {
+        let mut conn = self.conn.clone();
+        query_function(&mut conn, &self.lib, &single_cmd(&self.lib, base, op, args))
+            .await
+            .and_then(reply_of)
     }
 }
 

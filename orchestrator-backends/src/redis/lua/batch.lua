@@ -70,7 +70,7 @@ local function acquire_run(A, at, count, out, o)
     used[pid] = true
     local rec, e
     lid, rec, e = lease_record(pid, app, lid, req, dur, nil, now, nnow)
-    C.A, C.L = C.A - 1, C.L + 1
+    recount('A', 'L')
     n2 = n2 + 2
     leases[n2 - 1], leases[n2] = lid, rec
     exps[n2 - 1], exps[n2] = e, lid
@@ -158,10 +158,7 @@ local function release_run(A, at, count, out, o)
     end
     -- free_worker with nobody waiting: a draining worker only goes idle
     if st ~= 'D' then
-      if st ~= 'A' then
-        C[st], C.A = (C[st] or 0) - 1, C.A + 1
-        dirty = true
-      end
+      recount(st, 'A')
       st = 'A'
       avail[#avail + 1] = pid
     end

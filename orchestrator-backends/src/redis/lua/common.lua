@@ -208,14 +208,19 @@ local function flush_batch()
   flush(unpack(more))
 end
 
--- Moves a worker to state `st`, keeping the per-state counts right.
-local function move(w, st)
-  if w.st ~= st then
-    C[w.st] = (C[w.st] or 0) - 1
-    C[st] = (C[st] or 0) + 1
-    w.st = st
+-- Counts a worker moving from state `from` to state `to` in the per-state counts.
+local function recount(from, to)
+  if from ~= to then
+    C[from] = (C[from] or 0) - 1
+    C[to] = (C[to] or 0) + 1
     dirty = true
   end
+end
+
+-- Moves a worker (parsed record `w`) to state `st`.
+local function move(w, st)
+  recount(w.st, st)
+  w.st = st
 end
 
 -- Name-based uuid for a lease granted inside a script (a handoff): unique because the
