@@ -25,13 +25,14 @@ fn prefix(test: &str) -> String {
     format!("test:{test}:{}:", N.fetch_add(1, Ordering::SeqCst))
 }
 
+async fn connect(server: &RedisServer, config: RedisLeaseStoreConfig) -> RedisLeaseStore {
+    RedisLeaseStore::connect(&server.url(), config)
+        .await
+        .expect("connect")
+}
+
 async fn store(server: &RedisServer, test: &str) -> RedisLeaseStore {
-    RedisLeaseStore::connect(
-        &server.url(),
-        RedisLeaseStoreConfig::with_prefix(prefix(test)),
-    )
-    .await
-    .expect("connect")
+    connect(server, RedisLeaseStoreConfig::with_prefix(prefix(test))).await
 }
 
 async fn eval_store(server: &RedisServer, test: &str) -> RedisLeaseStore {
@@ -39,9 +40,7 @@ async fn eval_store(server: &RedisServer, test: &str) -> RedisLeaseStore {
         scripting: Scripting::Eval,
         ..RedisLeaseStoreConfig::with_prefix(prefix(test))
     };
-    let store = RedisLeaseStore::connect(&server.url(), config)
-        .await
-        .expect("connect");
+    let store = connect(server, config).await;
     assert_eq!(store.scripting(), "eval");
     store
 }
@@ -74,9 +73,7 @@ async fn redis_store_without_batching_passes_the_conformance_suite() {
             max_batch: 1,
             ..RedisLeaseStoreConfig::with_prefix(prefix("conformance-unbatched"))
         };
-        let store = RedisLeaseStore::connect(&server.url(), config)
-            .await
-            .expect("connect");
+        let store = connect(server, config).await;
         assert_eq!(store.scripting(), "functions");
         assert_eq!(store.batch_stats(), None);
         store

@@ -35,7 +35,7 @@
 //! nothing queued goes out at once as a plain `FCALL`: nothing waits to fill a batch, and
 //! the operations of different pools never share a call. Each operation is still one
 //! round trip and atomic. In batches of 25 an acquire+release pair costs the server
-//! 141,000 instructions instead of 270,000, and with 50 clients on this 2-core machine
+//! 139,000 instructions instead of 270,000, and with 50 clients on this 2-core machine
 //! the store did 29-54k pairs/s against 22-31k one per call (BENCHMARKS.md).
 //! [`RedisLeaseStore::batch_stats`] tells how many operations went out in how many calls.
 //!
@@ -145,7 +145,7 @@ macro_rules! eval {
     ($store:expr, $script:ident, $pool:expr $(, $arg:expr)* $(,)?) => {{
         let mut call = $store.prepare(
             stringify!($script),
-            &$store.inner.scripts.$script,
+            $store.inner.scripts.get(stringify!($script)),
             &[$store.pool_key_base($pool)],
         );
         $( call.arg($arg); )*
@@ -355,65 +355,30 @@ impl RedisLeaseStoreConfig {
     }
 }
 
+/// The `EVALSHA` scripts: each operation's body after the shared definitions.
 struct Scripts {
-    configure: Script,
-    register: Script,
-    ready: Script,
-    acquire: Script,
-    poll: Script,
-    cancel: Script,
-    release: Script,
-    renew: Script,
-    reclaim: Script,
-    drain: Script,
-    remove: Script,
-    status: Script,
+    ops: Vec<(&'static str, Script)>,
     noop: Script,
 }
 
 impl Scripts {
-    /// The script of operation `op` (`noop` for a name that is none).
-    fn get(&self, op: &str) -> &Script {
-        match op {
-            "configure" => &self.configure,
-            "register" => &self.register,
-            "ready" => &self.ready,
-            "acquire" => &self.acquire,
-            "poll" => &self.poll,
-            "cancel" => &self.cancel,
-            "release" => &self.release,
-            "renew" => &self.renew,
-            "reclaim" => &self.reclaim,
-            "drain" => &self.drain,
-            "remove" => &self.remove,
-            "status" => &self.status,
-            _ => &self.noop,
+    fn new() -> Self {
+        Scripts {
+            ops: OPERATIONS
+                .iter()
+                .map(|(op, body)| (*op, Script::new(&format!("{COMMON}init(KEYS)\n{body}"))))
+                .collect(),
+            noop: Script::new("return 1"),
         }
     }
 
-    fn new() -> Self {
-        let script = |name: &str| {
-            let (_, body) = OPERATIONS
-                .iter()
-                .find(|(op, _)| *op == name)
-                .expect("every operation is listed");
-            Script::new(&format!("{COMMON}init(KEYS)\n{body}"))
-        };
-        Scripts {
-            configure: script("configure"),
-            register: script("register"),
-            ready: script("ready"),
-            acquire: script("acquire"),
-            poll: script("poll"),
-            cancel: script("cancel"),
-            release: script("release"),
-            renew: script("renew"),
-            reclaim: script("reclaim"),
-            drain: script("drain"),
-            remove: script("remove"),
-            status: script("status"),
-            noop: Script::new("return 1"),
-        }
+    /// The script of operation `op` (`noop` for a name that is none, which then answers
+    /// what no operation does: an error).
+    fn get(&self, op: &str) -> &Script {
+        self.ops
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map_or(&self.noop, |(_, script)| script)
     }
 }
 
@@ -1053,7 +1018,7 @@ impl LeaseStore for RedisLeaseStore {
         let dur = dur_ms(config.default_lease_duration());
         let mut call = self.prepare(
             "configure",
-            &self.inner.scripts.configure,
+            self.inner.scripts.get("configure"),
             &[self.pool_key_base(&pool), self.pools_key()],
         );
         call.arg(pool.as_str())

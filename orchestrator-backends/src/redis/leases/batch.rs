@@ -16,8 +16,8 @@
 //! the previous calls were on the wire, at most [`max_batch`] operations and at most
 //! [`batches_in_flight`] calls at a time. An operation that finds nothing queued and a
 //! call slot free goes out at once from its caller's task, as a plain `FCALL` of its own
-//! function; batches only form, and grow, while calls are waiting for Redis. Operations of different pools go in separate calls, so a batch never
-//! spans two hash slots.
+//! function; batches only form, and grow, while calls are waiting for Redis. Operations
+//! of different pools go in separate calls, so a batch never spans two hash slots.
 //!
 //! Start with [`Batcher::run`].
 //!

@@ -96,7 +96,8 @@ end
 local C, dirty
 -- A batch (batch.lua, library only) runs several operations of one pool in one call:
 -- the state is read once (`loaded`; `fetched` = extra fields already in `C`) and written
--- once at the end (`pending` = extra fields to write), instead of once per operation.
+-- once at the end (`pending` = the set of extra fields to write), instead of once per
+-- operation.
 local batching, loaded, fetched, pending = false, false, nil, nil
 local CTR = '<ddddddddddd'
 local CTR9 = '<ddddddddd'
@@ -173,7 +174,7 @@ local function flush(...)
       local f, v = select(i, ...)
       C[f] = v
       fetched[f] = true
-      pending[#pending + 1] = f
+      pending[f] = true
     end
     return
   end
@@ -194,16 +195,10 @@ end
 -- value of each, read back from `C`).
 local function flush_batch()
   batching = false
-  if not dirty and #pending == 0 then
-    return
-  end
-  local more, seen = {}, {}
-  for _, f in ipairs(pending) do
-    if not seen[f] then
-      seen[f] = true
-      more[#more + 1] = f
-      more[#more + 1] = C[f]
-    end
+  local more = {}
+  for f in pairs(pending) do
+    more[#more + 1] = f
+    more[#more + 1] = C[f]
   end
   flush(unpack(more))
 end
@@ -259,27 +254,18 @@ local function lease_record(pid, app, lid, req, dur, tk, now, nnow)
   return lid, rec, e
 end
 
--- Leases worker `pid` (parsed record `w`) to a request, in `C` and `w` only: returns lease
--- id, lease record, expiry and worker record for the caller to write. `lid` nil = a
--- handoff to ticket `tk`.
-local function grant_records(pid, w, lid, req, dur, tk, now, nnow)
+-- Leases worker `pid` (parsed record `w`) to a request and writes it. `lid` nil = a
+-- handoff to ticket `tk`. Returns lease id, record.
+local function grant(pid, w, lid, req, dur, tk, now)
   local rec, e
-  lid, rec, e = lease_record(pid, w.app, lid, req, dur, tk, now, nnow)
+  lid, rec, e = lease_record(pid, w.app, lid, req, dur, tk, now, tonumber(now))
+  call('HSET', K_LEASES, lid, rec)
+  call('ZADD', K_EXP, e, lid)
   move(w, 'L')
   w.lid = lid
   w.upd = now
   w.idle = '-'
-  return lid, rec, e, wformat(w)
-end
-
--- Leases worker `pid` (parsed record `w`) to a request and writes it. `lid` nil = a
--- handoff to ticket `tk`. Returns lease id, record.
-local function grant(pid, w, lid, req, dur, tk, now)
-  local rec, e, wrec
-  lid, rec, e, wrec = grant_records(pid, w, lid, req, dur, tk, now, tonumber(now))
-  call('HSET', K_LEASES, lid, rec)
-  call('ZADD', K_EXP, e, lid)
-  call('HSET', K_WORKERS, pid, wrec)
+  call('HSET', K_WORKERS, pid, wformat(w))
   return lid, rec
 end
 
