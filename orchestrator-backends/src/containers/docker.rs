@@ -23,6 +23,8 @@
 //!
 //! Failures to reach the engine are [`BackendError::Unavailable`]; engine errors on a valid
 //! request are [`BackendError::Runtime`] with the engine's message.
+//!
+//! [`managed_labels`]: orchestrator_core::ports::backend::managed_labels
 
 pub mod logs;
 pub mod model;
