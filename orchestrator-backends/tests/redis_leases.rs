@@ -740,3 +740,60 @@ async fn a_batch_answers_and_writes_exactly_as_its_operations_one_by_one() {
         .await
         .expect("batched: consistent");
 }
+
+/// An acquire whose caller gave up while it waited in the batcher's queue is never sent:
+/// it would take a lease nobody receives. Redis is frozen (`SIGSTOP`) so that the first
+/// acquire holds the only call slot; the second queues behind it and its caller times
+/// out; after Redis continues, a third acquire goes out after the second was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_abandoned_in_the_queue_takes_no_lease() {
+    let Some(server) = RedisServer::for_test("an_acquire_abandoned_in_the_queue_takes_no_lease")
+    else {
+        return;
+    };
+    let config = RedisLeaseStoreConfig {
+        batches_in_flight: 1,
+        ..RedisLeaseStoreConfig::with_prefix(prefix("abandoned"))
+    };
+    let store = connect(&server, config).await;
+    let (pool, _) = pool_with_workers(&store, 3, 3).await;
+    let now = t(0);
+
+    server.pause().expect("SIGSTOP");
+    let first = {
+        let (store, pool) = (store.clone(), pool.clone());
+        tokio::spawn(async move { store.acquire(&pool, AcquireRequest::new("a"), now).await })
+    };
+    // the first is written to the frozen server and holds the only slot
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        store.acquire(&pool, AcquireRequest::new("b"), now),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered by a frozen Redis: {gave_up:?}");
+    server.resume().expect("SIGCONT");
+
+    let first = first.await.expect("task").expect("first acquire");
+    assert!(
+        matches!(first.outcome, AcquireOutcome::Leased(_)),
+        "{first:?}"
+    );
+    let third = store
+        .acquire(&pool, AcquireRequest::new("c"), now)
+        .await
+        .expect("third acquire");
+    assert!(
+        matches!(third.outcome, AcquireOutcome::Leased(_)),
+        "{third:?}"
+    );
+    let stats = store.batch_stats().expect("batched");
+    assert_eq!(stats.abandoned, 1, "{stats:?}");
+    let load = store.status(&pool, now).await.expect("status").load;
+    assert_eq!(
+        (load.leased, load.available),
+        (2, 1),
+        "only the two answered acquires hold workers"
+    );
+    store.check_invariants(&pool).await.expect("invariants");
+}

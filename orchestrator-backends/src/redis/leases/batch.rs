@@ -17,7 +17,9 @@
 //! [`batches_in_flight`] calls at a time. An operation that finds nothing queued and a
 //! call slot free goes out at once from its caller's task, as a plain `FCALL` of its own
 //! function; batches only form, and grow, while calls are waiting for Redis. Operations
-//! of different pools go in separate calls, so a batch never spans two hash slots.
+//! of different pools go in separate calls, so a batch never spans two hash slots. An
+//! operation whose caller stopped waiting before the dispatcher took it is dropped, not
+//! sent (as a command not yet written would have been without batching).
 //!
 //! Start with [`Batcher::run`].
 //!
@@ -59,6 +61,8 @@ struct Counters {
     operations: AtomicU64,
     /// Operations sent to the dispatcher and not yet taken by it.
     queued: AtomicU64,
+    /// Operations whose caller had stopped waiting when the dispatcher took them.
+    abandoned: AtomicU64,
 }
 
 /// How many calls the batcher made and how many operations they carried
@@ -69,6 +73,9 @@ pub struct BatchStats {
     pub calls: u64,
     /// Operations those calls carried.
     pub operations: u64,
+    /// Operations never sent because their caller had stopped waiting (dropped the
+    /// future: a timeout, a cancelled request) before the dispatcher took them.
+    pub abandoned: u64,
 }
 
 /// The handle the store calls through; the dispatcher task ends when it is dropped.
@@ -114,6 +121,7 @@ impl Batcher {
         BatchStats {
             calls: self.counters.calls.load(Ordering::Relaxed),
             operations: self.counters.operations.load(Ordering::Relaxed),
+            abandoned: self.counters.abandoned.load(Ordering::Relaxed),
         }
     }
 
@@ -188,15 +196,24 @@ async fn dispatch(
         };
         // The first is counted as taken only now, so a caller does not bypass the
         // queue while it waits for a slot.
-        let mut groups: Vec<Vec<Pending>> = vec![vec![first]];
-        let mut taken = 1;
-        while taken < max_batch {
-            let Ok(p) = rx.try_recv() else { break };
-            match groups.iter_mut().find(|g| g[0].base == p.base) {
-                Some(group) => group.push(p),
-                None => groups.push(vec![p]),
-            }
+        let mut groups: Vec<Vec<Pending>> = Vec::new();
+        let (mut taken, mut live, mut next) = (0, 0, Some(first));
+        while let Some(p) = next.take() {
             taken += 1;
+            // Its caller gave up while it waited (a timeout, a cancelled request): an
+            // acquire sent now would take a lease nobody receives, so it never goes out.
+            if p.reply.is_closed() {
+                counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            } else {
+                live += 1;
+                match groups.iter_mut().find(|g| g[0].base == p.base) {
+                    Some(group) => group.push(p),
+                    None => groups.push(vec![p]),
+                }
+            }
+            if live < max_batch {
+                next = rx.try_recv().ok();
+            }
         }
         // Everything in a batch was waiting at the same time, so any order is one the
         // callers could have seen: releases first (their workers serve the acquires that
@@ -206,12 +223,15 @@ async fn dispatch(
             group.sort_by_key(|p| rank(p.op));
         }
         counters.queued.fetch_sub(taken as u64, Ordering::AcqRel);
+        if groups.is_empty() {
+            continue;
+        }
         counters
             .calls
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
         counters
             .operations
-            .fetch_add(taken as u64, Ordering::Relaxed);
+            .fetch_add(live as u64, Ordering::Relaxed);
         let conn = conn.clone();
         let lib = lib.clone();
         tokio::spawn(async move {
