@@ -1,6 +1,7 @@
 //! Bounded waiting for a worker on top of any [`LeaseStore`]: queue once, then sleep until
 //! the store says the ticket may have been served (or poll), and give up cleanly when the
-//! wait ends. Generic over the clock and the sleep, so this crate needs no runtime.
+//! wait ends, or when the caller gives up first ([`wait_for_ticket_or_give_up`]). Generic
+//! over the clock and the sleep, so this crate needs no runtime.
 
 use std::future::Future;
 use std::pin::pin;
@@ -68,6 +69,39 @@ where
     S: Fn(Duration) -> F,
     F: Future<Output = ()>,
 {
+    wait_for_ticket_or_give_up(
+        store,
+        ticket,
+        deadline,
+        poll_interval,
+        now,
+        sleep,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// [`wait_for_ticket`] that also stops waiting when `give_up` completes (its caller went
+/// away: a dropped request, a shutdown), and then cancels the ticket as at the deadline.
+/// A worker handed over before the cancel is returned, never lost: the caller releases
+/// it. Only the sleeps between store calls race with `give_up`; a store call, once
+/// started, always finishes, so a grant collected by a poll is never dropped with it.
+pub async fn wait_for_ticket_or_give_up<N, S, F, G>(
+    store: &dyn LeaseStore,
+    ticket: &WaitTicket,
+    deadline: Timestamp,
+    poll_interval: Duration,
+    now: N,
+    sleep: S,
+    give_up: G,
+) -> Result<Option<Lease>, LeaseError>
+where
+    N: Fn() -> Timestamp,
+    S: Fn(Duration) -> F,
+    F: Future<Output = ()>,
+    G: Future<Output = ()>,
+{
+    let mut give_up = pin!(give_up);
     loop {
         let at = now();
         let remaining = deadline.saturating_since(at);
@@ -89,14 +123,16 @@ where
                 };
             }
         }
-        match watch {
-            Some(watch) => {
-                let timer = pin!(sleep(remaining));
-                match select(watch, timer).await {
-                    Either::Left(_) | Either::Right(_) => {}
+        let woken = async {
+            match watch {
+                Some(watch) => {
+                    let _ = select(watch, pin!(sleep(remaining))).await;
                 }
+                None => sleep(remaining.min(poll_interval)).await,
             }
-            None => sleep(remaining.min(poll_interval)).await,
+        };
+        if let Either::Right(_) = select(pin!(woken), give_up.as_mut()).await {
+            break;
         }
     }
     store.cancel_wait(ticket).await
@@ -272,6 +308,87 @@ mod tests {
             Duration::from_secs(2),
             "woken by the release, not a timer"
         );
+        store.check_invariants().unwrap();
+    }
+
+    /// Queues `req` and waits for its ticket in a task until `give_up` fires.
+    async fn spawn_giving_up(
+        store: &MemoryLeaseStore,
+        pool: &PoolType,
+        req: AcquireRequest,
+        time: &VirtualTime,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<Option<Lease>, LeaseError>>,
+    ) {
+        let deadline = (time.now())() + req.wait;
+        let ticket = match store
+            .acquire(pool, req, (time.now())())
+            .await
+            .unwrap()
+            .outcome
+        {
+            AcquireOutcome::Queued(t) => t,
+            other => panic!("expected a queued ticket, got {other:?}"),
+        };
+        let (give_up, signal) = tokio::sync::oneshot::channel::<()>();
+        let (store, now, sleep) = (store.clone(), time.now(), time.sleep());
+        let waiter = tokio::spawn(async move {
+            let signal = async {
+                let _ = signal.await;
+            };
+            wait_for_ticket_or_give_up(
+                &store,
+                &ticket,
+                deadline,
+                DEFAULT_POLL_INTERVAL,
+                now,
+                sleep,
+                signal,
+            )
+            .await
+        });
+        settle().await;
+        (give_up, waiter)
+    }
+
+    #[tokio::test]
+    async fn giving_up_leaves_the_queue_at_once_and_keeps_a_lease_handed_over_first() {
+        let store = MemoryLeaseStore::new();
+        let pool = one_worker_pool(&store).await;
+        let time = VirtualTime::new();
+        let held = hold(&store, &pool, base()).await;
+        let wait = || AcquireRequest::new("waiter").wait(Duration::from_secs(60));
+
+        let (give_up, waiter) = spawn_giving_up(&store, &pool, wait(), &time).await;
+        assert_eq!(
+            store.status(&pool, base()).await.unwrap().load.queue_depth,
+            1
+        );
+        drop(give_up);
+        settle().await;
+        assert_eq!(waiter.await.unwrap().unwrap(), None);
+        assert_eq!(
+            store.status(&pool, base()).await.unwrap().load.queue_depth,
+            0,
+            "left the queue without any time passing"
+        );
+        assert_eq!(time.elapsed(), Duration::ZERO);
+
+        // handed over, then given up before the waiter ran: the lease comes back
+        let (give_up, waiter) = spawn_giving_up(&store, &pool, wait(), &time).await;
+        let r = store
+            .release(&pool, held.lease_id, held.fencing_token, true, base())
+            .await
+            .unwrap();
+        give_up.send(()).unwrap();
+        settle().await;
+        let lease = waiter
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the lease handed over");
+        assert_eq!(Some(&lease), r.handed_off.as_ref());
         store.check_invariants().unwrap();
     }
 

@@ -5,10 +5,14 @@
 //! by the mesh resolver, a pool acquire/release round trip (`npc-brains`), a rollback
 //! that runs the previous preset's nodes again under one new configuration version, and
 //! a teardown that leaves nothing running. The same flow runs over in-memory adapters and
-//! over a real `redis-server` started on a free port.
+//! over a real `redis-server` started on a free port, and so does a client hanging up on
+//! a waiting acquire (its ticket must not outlive it).
 
 mod common;
 
+use std::time::Duration;
+
+use bannou_host::client::ApiClient;
 use common::{Host, PATIENCE, config, eventually, get_json, our_presets};
 use futures::StreamExt;
 use orchestrator_backends::redis::server::RedisServer;
@@ -282,5 +286,103 @@ async fn whole_host_over_http_with_redis() {
     main_flow(&host, "redis").await;
     host.shutdown().await;
     // The Redis server outlives the host.
+    drop(redis);
+}
+
+/// A client that hangs up on a waiting acquire (`waitMs`) leaves nothing behind: the
+/// server drops the request, the wait task cancels the ticket long before its deadline,
+/// and the next free worker goes back to the pool instead of to the departed caller.
+async fn hang_up_flow(host: &Host, label: &str) {
+    let reply = host.api.deploy(&deploy("npc-brains")).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    // npc-event-coordinator: at most 3 workers; lease all of them (the scaler starts
+    // them as the acquires queue).
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(
+            host.api
+                .acquire_processor(&AcquireProcessorRequest {
+                    wait_ms: 20_000,
+                    ..AcquireProcessorRequest::new("npc-event-coordinator")
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    let status = || async {
+        host.api
+            .pool_status(&GetPoolStatusRequest {
+                pool_type: "npc-event-coordinator".to_owned(),
+                include_metrics: false,
+            })
+            .await
+            .unwrap()
+    };
+    let full = status().await;
+    assert_eq!(
+        (full.busy_instances, full.total_instances),
+        (3, 3),
+        "{full:?}"
+    );
+
+    // Waits up to a minute, hangs up after half a second.
+    let impatient = ApiClient::new(&host.server.base_url())
+        .unwrap()
+        .with_timeout(Duration::from_millis(500));
+    let gave_up = impatient
+        .acquire_processor(&AcquireProcessorRequest {
+            wait_ms: 60_000,
+            ..AcquireProcessorRequest::new("npc-event-coordinator")
+        })
+        .await;
+    assert!(
+        gave_up.is_err(),
+        "answered with no worker free: {gave_up:?}"
+    );
+    // PATIENCE (30 s) is half the wait: an empty queue within it is the cancel's doing.
+    eventually("the departed caller's ticket leaves the queue", || async {
+        (status().await.queue_depth == 0).then_some(())
+    })
+    .await;
+
+    let first = leases.remove(0);
+    host.api
+        .release_processor(&ReleaseProcessorRequest {
+            fencing_token: Some(first.fencing_token),
+            ..ReleaseProcessorRequest::new(first.lease_id)
+        })
+        .await
+        .unwrap();
+    let after = status().await;
+    assert_eq!(
+        (after.busy_instances, after.available_instances),
+        (2, 1),
+        "the freed worker went back to the pool: {after:?}"
+    );
+    println!(
+        "[{label}] a client hung up on a 60 s waiting acquire after 0.5 s: ticket cancelled, \
+         the next freed worker went back to the pool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_on_a_waiting_acquire_leaves_nothing_behind_in_memory() {
+    let host = Host::start(config(&our_presets())).await;
+    hang_up_flow(&host, "memory").await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_on_a_waiting_acquire_leaves_nothing_behind_with_redis() {
+    let Some(redis) = RedisServer::for_test(
+        "a_client_hanging_up_on_a_waiting_acquire_leaves_nothing_behind_with_redis",
+    ) else {
+        return;
+    };
+    let mut cfg = config(&our_presets());
+    cfg.redis_url = Some(redis.url());
+    let host = Host::start(cfg).await;
+    hang_up_flow(&host, "redis").await;
+    host.shutdown().await;
     drop(redis);
 }

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orchestrator_core::Timestamp;
 use orchestrator_core::api::*;
 use orchestrator_core::ports::bus::EventBusExt;
-use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket};
+use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket_or_give_up};
 use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, Acquired, FencingToken, Lease, LeaseError, LeaseId, PoolStatus,
-    PoolType, ScaleDecision, ScaleReason, Worker, WorkerState,
+    PoolType, Released, ScaleDecision, ScaleReason, WaitTicket, Worker, WorkerState,
 };
 
 use super::ops_support::{lease_error, pool_type, validated};
@@ -34,7 +35,9 @@ impl OrchestratorService {
     /// unconfigured pool is 429 too (no processor available). Every acquire is handed to
     /// the scaler, which starts workers at once when the pool queued, refused or went over
     /// its threshold. The answer carries the lease's fencing token. `metadata.holder`
-    /// (a string), when present, names the holder on the lease.
+    /// (a string), when present, names the holder on the lease. A caller that goes away
+    /// while it waits (its request dropped) leaves the queue at once, and a worker handed
+    /// to it meanwhile is released as a failed job instead of staying leased to nobody.
     pub async fn acquire(
         &self,
         request: AcquireProcessorRequest,
@@ -78,17 +81,10 @@ impl OrchestratorService {
                 )));
             }
             AcquireOutcome::Queued(ticket) => {
-                let clock = self.deps.clock.clone();
-                let waited = wait_for_ticket(
-                    self.deps.leases.as_ref(),
-                    &ticket,
-                    now + request.wait(),
-                    DEFAULT_POLL_INTERVAL,
-                    move || clock.now(),
-                    tokio::time::sleep,
-                )
-                .await
-                .map_err(lease_error)?;
+                let waited = self
+                    .wait_detached(ticket, now + request.wait())
+                    .await
+                    .map_err(lease_error)?;
                 waited.ok_or_else(|| {
                     no_processor(format!(
                         "no processor available in pool `{pool}` within {} ms",
@@ -155,12 +151,7 @@ impl OrchestratorService {
                 "lease {lease_id} not found (never granted, already released, or reclaimed after expiry)"
             ))
         })?;
-        if let Err(e) = self.deps.bus.publish_event(&released.event(now)).await {
-            // The release is done; a lost notification must not undo or fail it.
-            tracing::warn!(lease = %lease_id, error = %e, "could not publish the processor release");
-        }
-        // A draining worker may now be torn down, and utilisation changed.
-        self.deps.scaler.wake();
+        self.after_release(&released, now).await;
         Ok(Answer::ok(ReleaseProcessorResponse {
             processor_id: released.lease.processor_id.to_string(),
         }))
@@ -390,6 +381,73 @@ impl OrchestratorService {
         });
     }
 
+    /// Waits for a queued `ticket` in a task of its own, so the wait is never cut off
+    /// halfway: when the caller goes away first (its request dropped by a client that
+    /// disconnected or timed out), the task leaves the queue at once, and a worker handed
+    /// over meanwhile is released as failed (see [`Handed`]). Otherwise that worker would
+    /// stay leased to nobody until its lease expired (300 s by default), and the ticket
+    /// would keep its place in the queue until `deadline`.
+    async fn wait_detached(
+        &self,
+        ticket: WaitTicket,
+        deadline: Timestamp,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let (mut tx, rx) = tokio::sync::oneshot::channel();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let clock = service.deps.clock.clone();
+            let waited = wait_for_ticket_or_give_up(
+                service.deps.leases.as_ref(),
+                &ticket,
+                deadline,
+                DEFAULT_POLL_INTERVAL,
+                move || clock.now(),
+                tokio::time::sleep,
+                tx.closed(),
+            )
+            .await;
+            // Unsent (the caller is gone) or never received, a lease is dropped here or
+            // with the channel, and released.
+            let _ = tx.send(waited.map(|lease| lease.map(|lease| Handed::new(&service, lease))));
+        });
+        match rx.await {
+            Ok(waited) => waited.map(|handed| handed.map(Handed::take)),
+            Err(_) => Err(LeaseError::Unavailable {
+                message: "the waiting task ended without an answer".to_owned(),
+            }),
+        }
+    }
+
+    /// Releases, as failed, a lease handed to a waiter whose caller had gone.
+    async fn release_abandoned(&self, lease: Lease) {
+        let now = self.deps.clock.now();
+        let pool = &lease.pool_type;
+        match self
+            .deps
+            .leases
+            .release(pool, lease.lease_id, lease.fencing_token, false, now)
+            .await
+        {
+            Ok(released) => {
+                tracing::warn!(pool = %pool, lease = %lease.lease_id, processor = %lease.processor_id, "a waiter's caller went away before its worker reached it: released the lease as failed");
+                self.after_release(&released, now).await;
+            }
+            Err(e) => {
+                tracing::warn!(pool = %pool, lease = %lease.lease_id, error = %e, "could not release the lease of a waiter whose caller went away: it ends at its expiry");
+            }
+        }
+    }
+
+    /// What follows every release: the `ProcessorReleasedEvent`, and the scaler woken (a
+    /// draining worker may now be torn down, and utilisation changed).
+    async fn after_release(&self, released: &Released, now: Timestamp) {
+        if let Err(e) = self.deps.bus.publish_event(&released.event(now)).await {
+            // The release is done; a lost notification must not undo or fail it.
+            tracing::warn!(lease = %released.lease.lease_id, error = %e, "could not publish the processor release");
+        }
+        self.deps.scaler.wake();
+    }
+
     /// Wakes the lease reaper when `lease` is shorter than the default lease: the reaper
     /// sleeps until the earliest expiry it knew of (at most `LeaseCleanupIntervalSeconds`,
     /// below the default lease), so only a shorter lease can expire before its next pass.
@@ -397,6 +455,47 @@ impl OrchestratorService {
         let held_for: Duration = lease.expires_at.saturating_since(lease.acquired_at);
         if held_for < self.deps.settings.default_lease_timeout {
             self.deps.reaper.wake();
+        }
+    }
+}
+
+/// A lease handed to a waiting caller, on its way from the waiting task to the request.
+/// Dropped before [`Handed::take`] (the request was dropped first, so the lease would
+/// reach nobody), it releases the lease as failed from a task of its own.
+struct Handed {
+    lease: Option<Lease>,
+    service: OrchestratorService,
+}
+
+impl Handed {
+    fn new(service: &OrchestratorService, lease: Lease) -> Self {
+        Handed {
+            lease: Some(lease),
+            service: service.clone(),
+        }
+    }
+
+    /// The lease, now the caller's.
+    fn take(mut self) -> Lease {
+        self.lease
+            .take()
+            .expect("taken once: take consumes the guard")
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let service = self.service.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { service.release_abandoned(lease).await });
+            }
+            Err(_) => {
+                tracing::warn!(lease = %lease.lease_id, "a waiter's lease reached nobody and no runtime is left to release it: it ends at its expiry");
+            }
         }
     }
 }
@@ -628,6 +727,46 @@ mod tests {
             0,
             "no ticket left behind"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_whose_caller_went_away_leaves_the_queue_and_keeps_no_worker() {
+        let world = World::new().await;
+        let pool = world.pool("gone", 1, 1).await;
+        world.promote_workers(&pool).await;
+        let first = acquire(&world, "gone").await;
+
+        // The caller goes away while it waits: the ticket leaves the queue at once,
+        // not at its deadline a minute later.
+        let waiter = spawn_acquire(&world, acquire_req("gone", 0, 60_000));
+        world.settle().await;
+        assert_eq!(status(&world, "gone").await.queue_depth, 1);
+        waiter.abort();
+        world.settle().await;
+        assert_eq!(status(&world, "gone").await.queue_depth, 0);
+
+        // The worker is handed to a waiter, whose caller goes away before hearing of
+        // it: the worker is released (as failed), not kept leased to nobody.
+        let waiter = spawn_acquire(&world, acquire_req("gone", 0, 60_000));
+        world.settle().await;
+        release(&world, &first).await.unwrap();
+        waiter.abort();
+        world.settle().await;
+        let after = status(&world, "gone").await;
+        assert_eq!(
+            (
+                after.busy_instances,
+                after.available_instances,
+                after.queue_depth
+            ),
+            (0, 1, 0),
+            "the worker handed to the departed caller is free again"
+        );
+        let metrics = after.recent_metrics.unwrap();
+        assert_eq!((metrics.jobs_completed_1h, metrics.jobs_failed_1h), (1, 1));
+        // and a new caller gets it
+        let again = acquire(&world, "gone").await;
+        assert_eq!(again.processor_id, first.processor_id);
     }
 
     #[tokio::test(start_paused = true)]
