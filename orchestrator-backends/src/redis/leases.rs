@@ -35,8 +35,9 @@
 //! nothing queued goes out at once as a plain `FCALL`: nothing waits to fill a batch, and
 //! the operations of different pools never share a call. Each operation is still one
 //! round trip and atomic. In batches of 25 an acquire+release pair costs the server
-//! 139,000 instructions instead of 270,000, and with 50 clients on this 2-core machine
-//! the store did 29-54k pairs/s against 22-31k one per call (BENCHMARKS.md).
+//! 139,000 instructions instead of 270,000; with 50 clients the store did 81-92k pairs/s
+//! against 44-46k one per call on one 2-core machine, 29-54k against 22-31k on a slower
+//! and noisier one (BENCHMARKS.md).
 //! [`RedisLeaseStore::batch_stats`] tells how many operations went out in how many calls.
 //!
 //! # Why one script per operation
