@@ -12,7 +12,7 @@ use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket_or_give_up};
 use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, Acquired, FencingToken, Lease, LeaseError, LeaseId, PoolStatus,
-    PoolType, Released, ScaleDecision, ScaleReason, WaitTicket, Worker, WorkerState,
+    PoolType, Released, ScaleDecision, ScaleReason, Worker, WorkerState,
 };
 
 use super::ops_support::{lease_error, pool_type, validated};
@@ -36,8 +36,9 @@ impl OrchestratorService {
     /// the scaler, which starts workers at once when the pool queued, refused or went over
     /// its threshold. The answer carries the lease's fencing token. `metadata.holder`
     /// (a string), when present, names the holder on the lease. A caller that goes away
-    /// while it waits (its request dropped) leaves the queue at once, and a worker handed
-    /// to it meanwhile is released as a failed job instead of staying leased to nobody.
+    /// (its request dropped) while it waits leaves the queue at once, and a lease taken
+    /// for it that can no longer reach it is released as a failed job instead of staying
+    /// leased to nobody until it expires.
     pub async fn acquire(
         &self,
         request: AcquireProcessorRequest,
@@ -62,35 +63,21 @@ impl OrchestratorService {
                 serde_json::Value::Object(metadata)
             },
         };
-        let acquired = match self.deps.leases.acquire(&pool, req, now).await {
-            Ok(a) => a,
-            Err(LeaseError::UnknownPool { .. }) => {
-                return Err(no_processor(format!(
-                    "no processor available: pool `{pool}` is not configured"
-                )));
-            }
-            Err(e) => return Err(lease_error(e)),
-        };
-        self.scale_after_acquire(&pool, &acquired);
-
-        let lease = match acquired.outcome {
-            AcquireOutcome::Leased(lease) => lease,
-            AcquireOutcome::Exhausted => {
-                return Err(no_processor(format!(
-                    "no processor available in pool `{pool}`"
-                )));
-            }
-            AcquireOutcome::Queued(ticket) => {
-                let waited = self
-                    .wait_detached(ticket, now + request.wait())
-                    .await
-                    .map_err(lease_error)?;
-                waited.ok_or_else(|| {
-                    no_processor(format!(
-                        "no processor available in pool `{pool}` within {} ms",
-                        request.wait().as_millis()
-                    ))
-                })?
+        // The store step and the wait run in a task of their own, so a dropped request
+        // (a client that hung up or timed out) never cuts them off halfway; a lease that
+        // then reaches nobody is released (see `Handed`).
+        let (mut tx, rx) = tokio::sync::oneshot::channel();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let got = service.acquire_until(pool, req, now, tx.closed()).await;
+            let _ = tx.send(got.map(|lease| Handed::new(&service, lease)));
+        });
+        let lease = match rx.await {
+            Ok(got) => got?.take(),
+            Err(_) => {
+                return Err(lease_error(LeaseError::Unavailable {
+                    message: "the acquiring task ended without an answer".to_owned(),
+                }));
             }
         };
         self.wake_reaper_for(&lease);
@@ -381,44 +368,57 @@ impl OrchestratorService {
         });
     }
 
-    /// Waits for a queued `ticket` in a task of its own, so the wait is never cut off
-    /// halfway: when the caller goes away first (its request dropped by a client that
-    /// disconnected or timed out), the task leaves the queue at once, and a worker handed
-    /// over meanwhile is released as failed (see [`Handed`]). Otherwise that worker would
-    /// stay leased to nobody until its lease expired (300 s by default), and the ticket
-    /// would keep its place in the queue until `deadline`.
-    async fn wait_detached(
+    /// The acquire proper: one store step, the scaler told, and for a queued caller the
+    /// wait, which ends early when `gone` completes (the caller went away): the ticket then
+    /// leaves the queue at once instead of keeping its place until its deadline, and a
+    /// worker handed over meanwhile comes back as the lease, for the caller to release.
+    async fn acquire_until(
         &self,
-        ticket: WaitTicket,
-        deadline: Timestamp,
-    ) -> Result<Option<Lease>, LeaseError> {
-        let (mut tx, rx) = tokio::sync::oneshot::channel();
-        let service = self.clone();
-        tokio::spawn(async move {
-            let clock = service.deps.clock.clone();
-            let waited = wait_for_ticket_or_give_up(
-                service.deps.leases.as_ref(),
-                &ticket,
-                deadline,
-                DEFAULT_POLL_INTERVAL,
-                move || clock.now(),
-                tokio::time::sleep,
-                tx.closed(),
-            )
-            .await;
-            // Unsent (the caller is gone) or never received, a lease is dropped here or
-            // with the channel, and released.
-            let _ = tx.send(waited.map(|lease| lease.map(|lease| Handed::new(&service, lease))));
-        });
-        match rx.await {
-            Ok(waited) => waited.map(|handed| handed.map(Handed::take)),
-            Err(_) => Err(LeaseError::Unavailable {
-                message: "the waiting task ended without an answer".to_owned(),
-            }),
+        pool: PoolType,
+        req: AcquireRequest,
+        now: Timestamp,
+        gone: impl Future<Output = ()>,
+    ) -> Result<Lease, ServiceError> {
+        let wait = req.wait;
+        let acquired = match self.deps.leases.acquire(&pool, req, now).await {
+            Ok(a) => a,
+            Err(LeaseError::UnknownPool { .. }) => {
+                return Err(no_processor(format!(
+                    "no processor available: pool `{pool}` is not configured"
+                )));
+            }
+            Err(e) => return Err(lease_error(e)),
+        };
+        self.scale_after_acquire(&pool, &acquired);
+        match acquired.outcome {
+            AcquireOutcome::Leased(lease) => Ok(lease),
+            AcquireOutcome::Exhausted => Err(no_processor(format!(
+                "no processor available in pool `{pool}`"
+            ))),
+            AcquireOutcome::Queued(ticket) => {
+                let clock = self.deps.clock.clone();
+                wait_for_ticket_or_give_up(
+                    self.deps.leases.as_ref(),
+                    &ticket,
+                    now + wait,
+                    DEFAULT_POLL_INTERVAL,
+                    move || clock.now(),
+                    tokio::time::sleep,
+                    gone,
+                )
+                .await
+                .map_err(lease_error)?
+                .ok_or_else(|| {
+                    no_processor(format!(
+                        "no processor available in pool `{pool}` within {} ms",
+                        wait.as_millis()
+                    ))
+                })
+            }
         }
     }
 
-    /// Releases, as failed, a lease handed to a waiter whose caller had gone.
+    /// Releases, as failed, a lease whose caller had gone.
     async fn release_abandoned(&self, lease: Lease) {
         let now = self.deps.clock.now();
         let pool = &lease.pool_type;
@@ -429,11 +429,11 @@ impl OrchestratorService {
             .await
         {
             Ok(released) => {
-                tracing::warn!(pool = %pool, lease = %lease.lease_id, processor = %lease.processor_id, "a waiter's caller went away before its worker reached it: released the lease as failed");
+                tracing::warn!(pool = %pool, lease = %lease.lease_id, processor = %lease.processor_id, "the caller of an acquire went away before its lease reached it: released the lease as failed");
                 self.after_release(&released, now).await;
             }
             Err(e) => {
-                tracing::warn!(pool = %pool, lease = %lease.lease_id, error = %e, "could not release the lease of a waiter whose caller went away: it ends at its expiry");
+                tracing::warn!(pool = %pool, lease = %lease.lease_id, error = %e, "could not release the lease of a caller that went away: it ends at its expiry");
             }
         }
     }
@@ -459,9 +459,9 @@ impl OrchestratorService {
     }
 }
 
-/// A lease handed to a waiting caller, on its way from the waiting task to the request.
-/// Dropped before [`Handed::take`] (the request was dropped first, so the lease would
-/// reach nobody), it releases the lease as failed from a task of its own.
+/// A lease on its way from the acquiring task to its request. Dropped before
+/// [`Handed::take`] (the request was dropped first, so the lease would reach nobody), it
+/// releases the lease as failed from a task of its own.
 struct Handed {
     lease: Option<Lease>,
     service: OrchestratorService,
@@ -494,7 +494,7 @@ impl Drop for Handed {
                 runtime.spawn(async move { service.release_abandoned(lease).await });
             }
             Err(_) => {
-                tracing::warn!(lease = %lease.lease_id, "a waiter's lease reached nobody and no runtime is left to release it: it ends at its expiry");
+                tracing::warn!(lease = %lease.lease_id, "a lease reached nobody and no runtime is left to release it: it ends at its expiry");
             }
         }
     }
