@@ -1,7 +1,7 @@
 //! Bounded waiting for a worker on top of any [`LeaseStore`]: queue once, then sleep until
 //! the store says the ticket may have been served (or poll), and give up cleanly when the
-//! wait ends, or when the caller gives up first ([`wait_for_ticket_or_give_up`]). Generic
-//! over the clock and the sleep, so this crate needs no runtime.
+//! wait ends or the caller gives up ([`wait_for_ticket`]). Generic over the clock and the
+//! sleep, so this crate needs no runtime.
 
 use std::future::Future;
 use std::pin::pin;
@@ -42,51 +42,33 @@ where
         AcquireOutcome::Queued(ticket) => ticket,
         _ => return Ok(acquired),
     };
-    let lease =
-        wait_for_ticket(store, &ticket, deadline, DEFAULT_POLL_INTERVAL, now, sleep).await?;
+    let lease = wait_for_ticket(
+        store,
+        &ticket,
+        deadline,
+        DEFAULT_POLL_INTERVAL,
+        now,
+        sleep,
+        std::future::pending(),
+    )
+    .await?;
     Ok(Acquired {
         outcome: lease.map_or(AcquireOutcome::Exhausted, AcquireOutcome::Leased),
         load: acquired.load,
     })
 }
 
-/// Waits until `ticket` is served or `deadline` passes. On a served ticket returns its
-/// lease; when the wait ends the ticket is cancelled and `None` returned (unless a worker
-/// was handed over at the last moment: then that lease is returned, never lost).
+/// Waits until `ticket` is served, `deadline` passes or `give_up` completes (the caller
+/// went away: a dropped request, a shutdown; pass `std::future::pending()` to wait for
+/// the other two only). On a served ticket returns its lease; otherwise the ticket is
+/// cancelled and `None` returned, unless a worker was handed over at the last moment:
+/// then that lease is returned, never lost (a caller that gave up releases it). Only the
+/// sleeps between store calls race with `give_up`; a store call, once started, always
+/// finishes, so a grant collected by a poll is never dropped with it.
 ///
 /// Sleeps on [`LeaseStore::watch`] when the store offers it (no busy polling), else polls
 /// every `poll_interval`.
-pub async fn wait_for_ticket<N, S, F>(
-    store: &dyn LeaseStore,
-    ticket: &WaitTicket,
-    deadline: Timestamp,
-    poll_interval: Duration,
-    now: N,
-    sleep: S,
-) -> Result<Option<Lease>, LeaseError>
-where
-    N: Fn() -> Timestamp,
-    S: Fn(Duration) -> F,
-    F: Future<Output = ()>,
-{
-    wait_for_ticket_or_give_up(
-        store,
-        ticket,
-        deadline,
-        poll_interval,
-        now,
-        sleep,
-        std::future::pending(),
-    )
-    .await
-}
-
-/// [`wait_for_ticket`] that also stops waiting when `give_up` completes (its caller went
-/// away: a dropped request, a shutdown), and then cancels the ticket as at the deadline.
-/// A worker handed over before the cancel is returned, never lost: the caller releases
-/// it. Only the sleeps between store calls race with `give_up`; a store call, once
-/// started, always finishes, so a grant collected by a poll is never dropped with it.
-pub async fn wait_for_ticket_or_give_up<N, S, F, G>(
+pub async fn wait_for_ticket<N, S, F, G>(
     store: &dyn LeaseStore,
     ticket: &WaitTicket,
     deadline: Timestamp,
@@ -337,7 +319,7 @@ mod tests {
             let signal = async {
                 let _ = signal.await;
             };
-            wait_for_ticket_or_give_up(
+            wait_for_ticket(
                 &store,
                 &ticket,
                 deadline,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::*;
 use orchestrator_core::ports::bus::EventBusExt;
-use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket_or_give_up};
+use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket};
 use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, Acquired, FencingToken, Lease, LeaseError, LeaseId, PoolStatus,
     PoolType, Released, ScaleDecision, ScaleReason, Worker, WorkerState,
@@ -397,7 +397,7 @@ impl OrchestratorService {
             ))),
             AcquireOutcome::Queued(ticket) => {
                 let clock = self.deps.clock.clone();
-                wait_for_ticket_or_give_up(
+                wait_for_ticket(
                     self.deps.leases.as_ref(),
                     &ticket,
                     now + wait,
