@@ -998,6 +998,10 @@ impl LeaseStore for MemoryLeaseStore {
         })
     }
 
+    async fn pool_config(&self, pool: &PoolType) -> Result<PoolConfig, LeaseError> {
+        self.with_pool(pool, |p| Ok(p.config.clone()))
+    }
+
     async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError> {
         self.with_pool(pool, |p| {
             let mut leases: Vec<Lease> = p.leases.values().map(|e| e.lease.clone()).collect();

@@ -326,6 +326,12 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> Result<RemovedWorker, LeaseError>;
 
+    /// The pool's configuration alone: one small read, where [`LeaseStore::status`]
+    /// reads every worker and lease of the pool. For callers that only need the limits
+    /// and thresholds (the autoscaler's reaction to each acquire). `UnknownPool` when no
+    /// pool of that name is configured.
+    async fn pool_config(&self, pool: &PoolType) -> Result<PoolConfig, LeaseError>;
+
     /// The whole pool: config, workers, leases, counts, queue depth.
     async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError>;
 

@@ -527,6 +527,9 @@ mod tests {
         ) -> Result<RemovedWorker, LeaseError> {
             self.0.remove_worker(p, id, n).await
         }
+        async fn pool_config(&self, p: &PoolType) -> Result<PoolConfig, LeaseError> {
+            self.0.pool_config(p).await
+        }
         async fn status(&self, p: &PoolType, n: Timestamp) -> Result<PoolStatus, LeaseError> {
             self.0.status(p, n).await
         }

@@ -230,16 +230,14 @@ impl PoolScaler {
         if !self.config.autoscale {
             return Ok(ScaleReport::default());
         }
-        let status = self.store.status(pool, self.clock.now()).await?;
+        // Only the limits and thresholds: the load came with the acquire, and a full
+        // status reads every worker and lease of the pool (0.4 ms of Redis for 1,000
+        // workers, on every acquire).
+        let config = self.store.pool_config(pool).await?;
         let decision = self.policy(pool, |p| {
-            p.on_acquire(
-                &status.config,
-                &acquired.outcome,
-                &acquired.load,
-                self.clock.now(),
-            )
+            p.on_acquire(&config, &acquired.outcome, &acquired.load, self.clock.now())
         });
-        Ok(self.apply(&status.config, &decision).await)
+        Ok(self.apply(&config, &decision).await)
     }
 
     /// The periodic path for one pool: the whole policy, then finishing drained workers

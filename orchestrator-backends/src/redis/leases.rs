@@ -1281,6 +1281,19 @@ impl LeaseStore for RedisLeaseStore {
         })
     }
 
+    async fn pool_config(&self, pool: &PoolType) -> Result<PoolConfig, LeaseError> {
+        // A plain read: nothing to keep atomic with it.
+        let mut conn = self.inner.conn.clone();
+        let json: Option<String> = redis::cmd("HGET")
+            .arg(format!("{}state", self.pool_key_base(pool)))
+            .arg("json")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let json = json.ok_or_else(|| LeaseError::UnknownPool { pool: pool.clone() })?;
+        serde_json::from_str(&json).map_err(|e| corrupt(&format!("config of {pool}: {e}")))
+    }
+
     async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError> {
         let reply = eval!(self, status, pool, &ms(now), &"status").await?;
         if !ok(&reply) {

@@ -41,6 +41,7 @@ where
     acquire_reclaims_expired_leases_first(&make().await).await;
     draining_worker_is_never_leased_again(&make().await).await;
     metrics_add_up(&make().await).await;
+    pool_config_is_the_configured_one(&make().await).await;
 }
 
 /// Configures a pool `conformance` with `max` workers and registers `ready` of them,
@@ -214,6 +215,37 @@ async fn register_ready_acquire_release_cycle(store: &dyn LeaseStore) {
             Err(LeaseError::UnknownPool { .. })
         ),
         "{why}: unknown pools are refused"
+    );
+}
+
+async fn pool_config_is_the_configured_one(store: &dyn LeaseStore) {
+    let why = "pool_config";
+    let missing = PoolType::new("nowhere").expect("valid name");
+    assert_eq!(
+        store.pool_config(&missing).await,
+        Err(LeaseError::UnknownPool { pool: missing }),
+        "{why}: an unconfigured pool"
+    );
+    let (pool, _) = pool_with_workers(store, 3, 1).await;
+    let config = store.pool_config(&pool).await.expect("configured");
+    assert_eq!(config.max_instances(), 3, "{why}");
+    assert_eq!(
+        config,
+        store.status(&pool, t(1)).await.expect("status").config,
+        "{why}: the same config as the full status"
+    );
+    let mut spec = PoolSpec::named(pool.as_str());
+    spec.max_instances = 7;
+    spec.scale_up_threshold = 0.6;
+    let changed = PoolConfig::new(spec).expect("valid config");
+    store
+        .configure_pool(changed.clone())
+        .await
+        .expect("reconfigure");
+    assert_eq!(
+        store.pool_config(&pool).await,
+        Ok(changed),
+        "{why}: a new configuration is seen at once"
     );
 }
 
