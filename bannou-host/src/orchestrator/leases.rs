@@ -9,7 +9,7 @@
 //! path cut the sleep short.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use orchestrator_core::Timestamp;
@@ -28,6 +28,9 @@ pub struct LeaseReaper {
     max_sleep: Duration,
     scaler: Option<Arc<PoolScaler>>,
     wake: Notify,
+    /// When the sleeping reaper plans its next pass (unix ms); 0 while a pass runs, so
+    /// [`LeaseReaper::wake_for`] wakes it for anything granted meanwhile.
+    next_pass: AtomicI64,
     passes: AtomicU64,
     reclaimed: AtomicU64,
 }
@@ -56,6 +59,7 @@ impl LeaseReaper {
             max_sleep,
             scaler: None,
             wake: Notify::new(),
+            next_pass: AtomicI64::new(0),
             passes: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
         }
@@ -78,6 +82,17 @@ impl LeaseReaper {
     /// Cuts the current sleep short (a lease with an earlier expiry was granted).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Wakes the reaper only if a lease expiring at `expires_at` would otherwise wait for
+    /// a later pass: it sleeps until the earliest expiry it knew of (at most `max_sleep`),
+    /// so a lease expiring after that needs nothing. Each woken pass reads every pool's
+    /// leases, so waking on every short lease kept a busy pool's reaper running
+    /// back to back.
+    pub fn wake_for(&self, expires_at: Timestamp) {
+        if expires_at.unix_millis() < self.next_pass.load(Ordering::Acquire) {
+            self.wake();
+        }
     }
 
     /// One pass over every pool: reclaims what expired by now, publishes the events, and
@@ -115,6 +130,7 @@ impl LeaseReaper {
     /// Runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            self.next_pass.store(0, Ordering::Release);
             let sleep = match self.reap().await {
                 Ok((reclaimed, next)) => {
                     if !reclaimed.is_empty() {
@@ -129,9 +145,12 @@ impl LeaseReaper {
                     self.max_sleep.min(Duration::from_secs(1))
                 }
             };
+            let sleep = sleep + Duration::from_millis(1);
+            self.next_pass
+                .store((self.clock.now() + sleep).unix_millis(), Ordering::Release);
             tokio::select! {
                 // +1 ms: an expiry at exactly `t` is reclaimed by a pass at `t` or later.
-                _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
+                _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}
                 _ = super::stopped(&mut shutdown) => return,
             }
@@ -215,6 +234,77 @@ mod tests {
             status.leases.is_empty() && status.load.available == 1,
             "the worker is available again"
         );
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wake_for_wakes_only_for_a_lease_expiring_before_the_next_pass() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
+            1_780_000_000_000,
+        )));
+        let store = MemoryLeaseStore::new();
+        let config = PoolConfig::new(PoolSpec::named("npc-brain")).unwrap();
+        let pool = config.pool_type().clone();
+        store.configure_pool(config).await.unwrap();
+        for _ in 0..2 {
+            let worker = WorkerIdentity::generate(&pool);
+            store
+                .register_worker(&pool, &worker.processor_id, &worker.app_id, clock.now())
+                .await
+                .unwrap();
+            store
+                .mark_ready(&pool, worker.app_id.as_str(), clock.now())
+                .await
+                .unwrap();
+        }
+        let reaper = Arc::new(LeaseReaper::new(
+            Arc::new(store.clone()),
+            Arc::new(InMemoryBus::new()),
+            clock.clone(),
+            Duration::from_secs(60),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn({
+            let r = reaper.clone();
+            async move { r.run(rx).await }
+        });
+        let settle = || tokio::time::sleep(Duration::from_millis(10));
+        settle().await;
+        assert_eq!(
+            reaper.stats().passes,
+            1,
+            "the first pass, then 60 s of sleep"
+        );
+
+        let lease = |secs| {
+            let store = store.clone();
+            let (pool, now) = (pool.clone(), clock.now());
+            async move {
+                let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(secs));
+                match store.acquire(&pool, req, now).await.unwrap().outcome {
+                    AcquireOutcome::Leased(l) => l,
+                    other => panic!("a worker was available: {other:?}"),
+                }
+            }
+        };
+        let short = lease(7).await;
+        reaper.wake_for(short.expires_at);
+        settle().await;
+        assert_eq!(reaper.stats().passes, 2, "7 s is before the planned pass");
+
+        let long = lease(30).await;
+        reaper.wake_for(long.expires_at);
+        settle().await;
+        assert_eq!(
+            reaper.stats().passes,
+            2,
+            "30 s is after the pass planned for the 7 s lease: no wake"
+        );
+
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(reaper.stats().passes, 3);
+        assert_eq!(reaper.stats().reclaimed, 1, "the 7 s lease, at its expiry");
         tx.send(true).unwrap();
         task.await.unwrap();
     }

@@ -4,7 +4,6 @@
 //! pool (D3), scaling that starts and drains real workers within [min, max].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::*;
@@ -438,24 +437,24 @@ impl OrchestratorService {
         }
     }
 
-    /// What follows every release: the `ProcessorReleasedEvent`, and the scaler woken (a
-    /// draining worker may now be torn down, and utilisation changed).
+    /// What follows every release: the `ProcessorReleasedEvent`, and the scaler woken
+    /// when the worker was draining (it can be torn down now). Lower utilisation alone
+    /// waits for the scaler's timer: scale-down waits out a stabilisation window anyway,
+    /// and a woken pass reads every worker of every pool, so waking it on each release
+    /// kept the scaler running back to back under load.
     async fn after_release(&self, released: &Released, now: Timestamp) {
         if let Err(e) = self.deps.bus.publish_event(&released.event(now)).await {
             // The release is done; a lost notification must not undo or fail it.
             tracing::warn!(lease = %released.lease.lease_id, error = %e, "could not publish the processor release");
         }
-        self.deps.scaler.wake();
+        if released.worker.state == WorkerState::Draining {
+            self.deps.scaler.wake();
+        }
     }
 
-    /// Wakes the lease reaper when `lease` is shorter than the default lease: the reaper
-    /// sleeps until the earliest expiry it knew of (at most `LeaseCleanupIntervalSeconds`,
-    /// below the default lease), so only a shorter lease can expire before its next pass.
+    /// Wakes the lease reaper when `lease` expires before the reaper's next pass.
     fn wake_reaper_for(&self, lease: &Lease) {
-        let held_for: Duration = lease.expires_at.saturating_since(lease.acquired_at);
-        if held_for < self.deps.settings.default_lease_timeout {
-            self.deps.reaper.wake();
-        }
+        self.deps.reaper.wake_for(lease.expires_at);
     }
 }
 
@@ -767,6 +766,44 @@ mod tests {
         // and a new caller gets it
         let again = acquire(&world, "gone").await;
         assert_eq!(again.processor_id, first.processor_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_wakes_the_scaler_only_to_tear_down_a_draining_worker() {
+        let world = World::new().await;
+        let pool = world.pool("wake", 1, 2).await;
+        scale(&world.service, "wake", 2, false).await.unwrap();
+        world.promote_workers(&pool).await;
+        let scaler = world.service.deps().scaler.clone();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let passes_loop = tokio::spawn(scaler.clone().run(rx));
+        let a = acquire(&world, "wake").await;
+        let b = acquire(&world, "wake").await;
+        scale(&world.service, "wake", 1, true).await.unwrap();
+        let draining = world.workers(&pool, WorkerState::Draining).await;
+        assert_eq!(draining.len(), 1);
+        let (leaving, staying) = if draining[0].processor_id.to_string() == a.processor_id {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        world.settle().await;
+
+        let passes = scaler.periodic_passes();
+        release(&world, staying).await.unwrap();
+        world.settle().await;
+        assert_eq!(
+            scaler.periodic_passes(),
+            passes,
+            "an ordinary release leaves the scaler to its timer"
+        );
+        release(&world, leaving).await.unwrap();
+        world.settle().await;
+        assert_eq!(scaler.periodic_passes(), passes + 1);
+        assert!(world.workers(&pool, WorkerState::Draining).await.is_empty());
+        assert_eq!(world.backend.app_ids().len(), 1, "torn down at once");
+        stop.send(true).unwrap();
+        passes_loop.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
