@@ -8,12 +8,15 @@
 //! processor already held by another client counts as a double lease) and before every
 //! release. `--ceiling` adds (d): pairs of two empty script calls (`FCALL` or `EVALSHA`,
 //! as the store runs them) on the same connection, what any one-script-per-operation store
-//! could reach on this machine at this moment. Without `--redis` only (a) runs. The
-//! clients run on `--threads` runtime threads (default 1: a current-thread runtime), and
-//! the store uses Redis Functions where it can (`--eval` forces `EVALSHA`), batching
-//! operations that wait at the same time (`--max-batch`, `--batches-in-flight`; the report
-//! gives the mean operations per call). Keys go under
-//! a fresh `bench:{uuid}:` prefix and are left behind: point it at a throw-away server.
+//! could reach on this machine at this moment. `--http` adds (e): the whole path a caller
+//! takes, through the HTTP API of a control plane started in this process, with its
+//! workers on the in-process backend (state on `--redis` when given). Without `--redis`
+//! only (a), and (e) if asked, run. The clients run on `--threads` runtime threads
+//! (default 1: a current-thread runtime), and the store uses Redis Functions where it can
+//! (`--eval` forces `EVALSHA`), batching operations that wait at the same time
+//! (`--max-batch`, `--batches-in-flight`; the report gives the mean operations per call).
+//! Keys go under a fresh `bench:{uuid}:` prefix and are left behind: point it at a
+//! throw-away server.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,9 @@ use clap::Args;
 use orchestrator_backends::redis::leases::baseline::{BaselineError, UpstreamBaseline};
 use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig, Scripting};
 use orchestrator_core::Timestamp;
+use orchestrator_core::api::{
+    AcquireProcessorRequest, DeployRequest, GetPoolStatusRequest, ReleaseProcessorRequest,
+};
 use orchestrator_pools::{
     AcquireOutcome, AcquireRequest, LeaseStore, MemoryLeaseStore, PoolConfig, PoolSpec, PoolType,
     WorkerIdentity,
@@ -32,6 +38,10 @@ use orchestrator_pools::{
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::client::{ApiClient, ClientError};
+use crate::config::HostConfig;
+use crate::server::Server;
 
 /// Arguments of `bench pools`.
 #[derive(Debug, Args)]
@@ -72,6 +82,13 @@ pub struct PoolsArgs {
     /// The Redis store's `batches_in_flight`.
     #[arg(long, default_value_t = RedisLeaseStoreConfig::default().batches_in_flight)]
     pub batches_in_flight: usize,
+    /// Also run (e): the whole path a caller takes. A control plane starts in this process
+    /// on a loopback port (state on `--redis` when given, else in memory), deploys a
+    /// pool-only preset whose workers run on the in-process backend, waits until every
+    /// worker is Available (its first heartbeat), and the clients acquire and release
+    /// over HTTP (`POST /orchestrator/processing-pool/acquire` and `.../release`).
+    #[arg(long)]
+    pub http: bool,
 }
 
 /// One store's numbers.
@@ -137,6 +154,12 @@ pub struct PoolsReport {
     pub redis_ops_per_call: Option<f64>,
     /// Whether the Redis store's records agreed with each other after its run.
     pub redis_invariants: Option<String>,
+    /// (e) `--http`: pairs/s over the HTTP API.
+    pub http_pairs_per_sec: Option<f64>,
+    /// (e) p99, ms.
+    pub http_p99_ms: Option<f64>,
+    /// (e) the state store behind the control plane: `redis` or `memory`.
+    pub http_state: Option<&'static str>,
     /// Every run in full.
     pub memory: RunReport,
     /// (b) in full.
@@ -145,6 +168,8 @@ pub struct PoolsReport {
     pub baseline: Option<RunReport>,
     /// `--ceiling` in full.
     pub ceiling: Option<RunReport>,
+    /// (e) in full.
+    pub http: Option<RunReport>,
 }
 
 /// Runs the benchmark on a multi-thread runtime built here and prints the report.
@@ -295,9 +320,16 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         );
     }
 
+    let http_run = if args.http {
+        Some(http_bench(args, workers, duration).await?)
+    } else {
+        None
+    };
+
     let double_leases = memory_run.double_leases
         + redis_run.as_ref().map_or(0, |r| r.double_leases)
-        + baseline_run.as_ref().map_or(0, |r| r.double_leases);
+        + baseline_run.as_ref().map_or(0, |r| r.double_leases)
+        + http_run.as_ref().map_or(0, |r| r.double_leases);
     let ratio = match (&redis_run, &baseline_run) {
         (Some(r), Some(b)) if b.pairs_per_sec > 0.0 => Some(r.pairs_per_sec / b.pairs_per_sec),
         _ => None,
@@ -320,6 +352,14 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         redis_scripting: scripting,
         redis_ops_per_call: ops_per_call,
         redis_invariants: invariants,
+        http_pairs_per_sec: http_run.as_ref().map(|r| r.pairs_per_sec),
+        http_p99_ms: http_run.as_ref().map(|r| r.p99_ms),
+        http_state: args.http.then_some(if args.redis.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }),
+        http: http_run,
         memory: memory_run,
         redis: redis_run,
         baseline: baseline_run,
@@ -345,8 +385,81 @@ async fn setup_store(store: &dyn LeaseStore, workers: u32) -> anyhow::Result<Poo
     Ok(pool)
 }
 
+/// The pool (e) leases from.
+const HTTP_POOL: &str = "bench-http";
+
+/// (e): a control plane in this process with a pool of `workers` in-process workers,
+/// driven over HTTP.
+async fn http_bench(
+    args: &PoolsArgs,
+    workers: u32,
+    duration: Duration,
+) -> anyhow::Result<RunReport> {
+    orchestrator_backends::http::install_crypto_provider();
+    let presets = tempfile::tempdir().context("a directory for the bench preset")?;
+    std::fs::write(
+        presets.path().join("bench-http.yaml"),
+        format!(
+            "name: bench-http\n\
+             description: bannou-host bench pools --http\n\
+             processingPools:\n  \
+             - poolType: {HTTP_POOL}\n    \
+               plugin: actor\n    \
+               minInstances: {workers}\n    \
+               maxInstances: {workers}\n"
+        ),
+    )
+    .context("writing the bench preset")?;
+    let mut config = HostConfig::from_env(|_| None)?;
+    config.presets_host_path = presets.path().to_path_buf();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.redis_url = args.redis.clone();
+    let server = Server::start(config)
+        .await
+        .context("starting the control plane")?;
+    let api = ApiClient::new(&server.base_url())?.with_timeout(Duration::from_secs(30));
+    let run = async {
+        let deployed = api
+            .deploy(&DeployRequest {
+                preset: Some("bench-http".to_owned()),
+                ..DeployRequest::default()
+            })
+            .await?;
+        anyhow::ensure!(
+            deployed.body.success,
+            "deploying the bench pool failed: {:?}",
+            deployed.body.warnings
+        );
+        // Workers become Available with their first heartbeat.
+        let ready_by = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = api
+                .pool_status(&GetPoolStatusRequest {
+                    pool_type: HTTP_POOL.to_owned(),
+                    include_metrics: false,
+                })
+                .await?;
+            if status.available_instances >= i64::from(workers) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < ready_by,
+                "only {} of {workers} workers available after 60 s",
+                status.available_instances
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(drive(Arc::new(Target::Http(api.clone())), args.clients, duration).await)
+    }
+    .await;
+    server.shutdown().await;
+    run
+}
+
 enum Target {
     Store(Arc<dyn LeaseStore>, PoolType),
+    /// The HTTP API of a control plane (pool [`HTTP_POOL`]).
+    Http(ApiClient),
     Baseline(UpstreamBaseline, String),
     /// Two empty script calls: what a pair costs at least on this Redis now.
     Ceiling(RedisLeaseStore),
@@ -469,6 +582,25 @@ impl Target {
                     .release(pool, lease.lease_id, lease.fencing_token, true, now)
                     .await
                 {
+                    Ok(_) => Pair::Done,
+                    Err(_) => Pair::Failed,
+                }
+            }
+            Target::Http(api) => {
+                let lease = match api
+                    .acquire_processor(&AcquireProcessorRequest::new(HTTP_POOL))
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(ClientError::Status { status: 429, .. }) => return Pair::Exhausted,
+                    Err(_) => return Pair::Failed,
+                };
+                check.acquired_and_releasing(&lease.processor_id, client);
+                let release = ReleaseProcessorRequest {
+                    fencing_token: Some(lease.fencing_token),
+                    ..ReleaseProcessorRequest::new(lease.lease_id)
+                };
+                match api.release_processor(&release).await {
                     Ok(_) => Pair::Done,
                     Err(_) => Pair::Failed,
                 }
@@ -632,6 +764,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
         ("redis", r.redis.as_ref()),
         ("baseline", r.baseline.as_ref()),
         ("ceiling", r.ceiling.as_ref()),
+        ("http", r.http.as_ref()),
     ];
     for (name, run) in runs {
         match run {
@@ -648,7 +781,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
                 x.errors,
                 x.busy_retries
             )?,
-            None if name == "ceiling" => {}
+            None if name == "ceiling" || name == "http" => {}
             None => writeln!(out, "{name:<10} (skipped: no --redis)")?,
         }
     }
@@ -657,6 +790,12 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if let Some(inv) = &r.redis_invariants {
         writeln!(out, "redis records after the run: {inv}")?;
+    }
+    if let Some(state) = r.http_state {
+        writeln!(
+            out,
+            "http: a control plane in this process, state in {state}, over loopback HTTP"
+        )?;
     }
     writeln!(out, "double leases: {}", r.double_leases)
 }
@@ -698,6 +837,7 @@ mod tests {
             eval: false,
             max_batch: 64,
             batches_in_flight: 2,
+            http: false,
         };
         let mut out = Vec::new();
         run(args, &mut out).unwrap();
@@ -707,11 +847,40 @@ mod tests {
             "baseline_pairs_per_sec",
             "redis_p99_ms",
             "ratio_redis_vs_baseline",
+            "http_pairs_per_sec",
         ] {
             assert!(v[key].is_null(), "{key}: {v}");
         }
         assert!(v["memory_pairs_per_sec"].as_f64().unwrap() > 0.0, "{v}");
         assert_eq!(v["double_leases"], 0);
         assert_eq!(v["memory"]["errors"], 0);
+    }
+
+    #[test]
+    fn http_leases_through_a_control_plane_in_this_process() {
+        let args = PoolsArgs {
+            redis: None,
+            clients: 3,
+            seconds: 0.3,
+            workers: Some(3),
+            json: true,
+            ceiling: false,
+            threads: 1,
+            eval: false,
+            max_batch: 64,
+            batches_in_flight: 2,
+            http: true,
+        };
+        let mut out = Vec::new();
+        run(args, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["http_state"], "memory", "{v}");
+        assert!(v["http"]["pairs"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["http"]["errors"], 0, "{v}");
+        assert_eq!(
+            v["http"]["exhausted"], 0,
+            "a worker per client, all Available before the clients start: {v}"
+        );
+        assert_eq!(v["double_leases"], 0);
     }
 }
