@@ -933,6 +933,20 @@ impl LeaseStore for MemoryLeaseStore {
         })
     }
 
+    async fn next_expiry(&self, pool: &PoolType) -> Result<Option<Timestamp>, LeaseError> {
+        self.with_pool(pool, |p| {
+            // Stale entries on top (ended or renewed leases) go now, as `reclaim` would
+            // drop them.
+            while let Some(&Reverse(top)) = p.expiries.peek() {
+                if is_live(&p.leases, top) {
+                    return Ok(Some(top.0));
+                }
+                p.expiries.pop();
+            }
+            Ok(None)
+        })
+    }
+
     async fn drain_worker(
         &self,
         pool: &PoolType,

@@ -309,6 +309,11 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Vec<Lease>, LeaseError>;
 
+    /// When the pool's earliest live lease expires (`None`: no lease), in one small read:
+    /// what a reaper sleeps until, without reading every lease as
+    /// [`LeaseStore::status`] does. `UnknownPool` when no pool of that name is configured.
+    async fn next_expiry(&self, pool: &PoolType) -> Result<Option<Timestamp>, LeaseError>;
+
     /// Marks a worker Draining: never leased again; a leased one finishes its lease.
     /// Idempotent. Returns the worker (its `lease_id` says whether it is still busy).
     async fn drain_worker(

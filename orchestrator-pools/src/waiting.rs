@@ -530,6 +530,9 @@ mod tests {
         async fn pool_config(&self, p: &PoolType) -> Result<PoolConfig, LeaseError> {
             self.0.pool_config(p).await
         }
+        async fn next_expiry(&self, p: &PoolType) -> Result<Option<Timestamp>, LeaseError> {
+            self.0.next_expiry(p).await
+        }
         async fn status(&self, p: &PoolType, n: Timestamp) -> Result<PoolStatus, LeaseError> {
             self.0.status(p, n).await
         }

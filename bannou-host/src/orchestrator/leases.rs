@@ -111,8 +111,7 @@ impl LeaseReaper {
                 }
             }
             reclaimed.extend(leases);
-            let status = self.store.status(&pool, now).await?;
-            if let Some(earliest) = status.leases.iter().map(|l| l.expires_at).min() {
+            if let Some(earliest) = self.store.next_expiry(&pool).await? {
                 next = Some(next.map_or(earliest, |n| n.min(earliest)));
             }
         }

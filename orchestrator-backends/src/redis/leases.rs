@@ -1281,6 +1281,32 @@ impl LeaseStore for RedisLeaseStore {
         })
     }
 
+    async fn next_expiry(&self, pool: &PoolType) -> Result<Option<Timestamp>, LeaseError> {
+        // Plain reads in one round trip: the pool must exist (as for every other
+        // operation), then the head of `exp`, scored by expiry in ms.
+        let base = self.pool_key_base(pool);
+        let mut conn = self.inner.conn.clone();
+        let (exists, head): (bool, Vec<(String, f64)>) = redis::pipe()
+            .cmd("HEXISTS")
+            .arg(format!("{base}state"))
+            .arg("json")
+            .cmd("ZRANGE")
+            .arg(format!("{base}exp"))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if !exists {
+            return Err(LeaseError::UnknownPool { pool: pool.clone() });
+        }
+        // Scores are whole milliseconds, exact in a double.
+        Ok(head
+            .first()
+            .map(|(_, ms)| Timestamp::from_unix_millis(*ms as i64)))
+    }
+
     async fn pool_config(&self, pool: &PoolType) -> Result<PoolConfig, LeaseError> {
         // A plain read: nothing to keep atomic with it.
         let mut conn = self.inner.conn.clone();

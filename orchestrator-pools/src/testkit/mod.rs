@@ -42,6 +42,7 @@ where
     draining_worker_is_never_leased_again(&make().await).await;
     metrics_add_up(&make().await).await;
     pool_config_is_the_configured_one(&make().await).await;
+    next_expiry_is_the_earliest_live_lease(&make().await).await;
 }
 
 /// Configures a pool `conformance` with `max` workers and registers `ready` of them,
@@ -246,6 +247,53 @@ async fn pool_config_is_the_configured_one(store: &dyn LeaseStore) {
         store.pool_config(&pool).await,
         Ok(changed),
         "{why}: a new configuration is seen at once"
+    );
+}
+
+async fn next_expiry_is_the_earliest_live_lease(store: &dyn LeaseStore) {
+    let why = "next_expiry";
+    let missing = PoolType::new("nowhere").expect("valid name");
+    assert_eq!(
+        store.next_expiry(&missing).await,
+        Err(LeaseError::UnknownPool { pool: missing }),
+        "{why}: an unconfigured pool"
+    );
+    let (pool, _) = pool_with_workers(store, 3, 3).await;
+    assert_eq!(store.next_expiry(&pool).await, Ok(None), "{why}: no lease");
+    let mut leases = Vec::new();
+    for secs in [30, 10, 20] {
+        let req = AcquireRequest::new("h").lease_duration(Duration::from_secs(secs));
+        match store
+            .acquire(&pool, req, t(0))
+            .await
+            .expect("acquire")
+            .outcome
+        {
+            AcquireOutcome::Leased(l) => leases.push(l),
+            other => panic!("{why}: expected a lease, got {other:?}"),
+        }
+    }
+    assert_eq!(store.next_expiry(&pool).await, Ok(Some(t(10))), "{why}");
+    let ten = &leases[1];
+    store
+        .release(&pool, ten.lease_id, ten.fencing_token, true, t(1))
+        .await
+        .expect("release");
+    assert_eq!(
+        store.next_expiry(&pool).await,
+        Ok(Some(t(20))),
+        "{why}: a released lease no longer counts"
+    );
+    for l in [&leases[0], &leases[2]] {
+        store
+            .release(&pool, l.lease_id, l.fencing_token, true, t(2))
+            .await
+            .expect("release");
+    }
+    assert_eq!(
+        store.next_expiry(&pool).await,
+        Ok(None),
+        "{why}: all released"
     );
 }
 
