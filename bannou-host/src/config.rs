@@ -176,7 +176,10 @@ pub struct HostConfig {
     pub orphan_container_threshold: Duration,
     /// `ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES` (3, >= 1); unused upstream and here.
     pub index_update_max_retries: u32,
-    /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1).
+    /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1); unused, as upstream
+    /// for valid requests: upstream falls back to it only for a non-positive
+    /// `timeoutSeconds`, which the schema (minimum 1) and our validation refuse, and an
+    /// omitted one defaults to 300 (spec 13.3).
     pub default_pool_lease_timeout: Duration,
     /// `ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS` (15, >= 1); unused (pool mutations are
     /// atomic scripts, D10).
@@ -651,7 +654,6 @@ impl HostConfig {
             default_wait_before_kill: self.default_wait_before_kill,
             default_service_port: self.default_service_port,
             image: self.docker_image_name.clone(),
-            default_lease_timeout: self.default_pool_lease_timeout,
             orphan_threshold: self.orphan_container_threshold,
             presets_dir: self.presets_host_path.clone(),
             host_environment: self.host_environment.clone(),

@@ -159,8 +159,6 @@ pub struct ServiceSettings {
     pub default_service_port: u16,
     /// `DockerImageName` (`bannou:latest`): the image of every node.
     pub image: String,
-    /// `DefaultPoolLeaseTimeoutSeconds` (300 s).
-    pub default_lease_timeout: Duration,
     /// `OrphanContainerThresholdHours` (24 h), honoured (D12).
     pub orphan_threshold: Duration,
     /// `PresetsHostPath`: where presets are looked up by name.
@@ -189,7 +187,6 @@ impl Default for ServiceSettings {
             default_wait_before_kill: Duration::from_secs(30),
             default_service_port: 80,
             image: "bannou:latest".to_owned(),
-            default_lease_timeout: Duration::from_secs(300),
             orphan_threshold: Duration::from_secs(24 * 3600),
             presets_dir: PathBuf::from("presets"),
             host_environment: BTreeMap::new(),
