@@ -163,14 +163,15 @@ mod tests {
     use orchestrator_core::events::ProcessorReleasedEvent;
     use orchestrator_core::memory::bus::InMemoryBus;
     use orchestrator_pools::{
-        AcquireOutcome, AcquireRequest, MemoryLeaseStore, PoolConfig, PoolSpec, WorkerIdentity,
+        AcquireOutcome, AcquireRequest, MemoryLeaseStore, PoolConfig, PoolSpec, PoolType,
+        WorkerIdentity,
     };
 
     use super::*;
     use crate::clock::TokioClock;
 
-    #[tokio::test(start_paused = true)]
-    async fn an_expired_lease_is_reclaimed_at_its_expiry_not_at_the_next_interval() {
+    /// A paused-time clock, and pool `npc-brain` of `workers` ready workers in memory.
+    async fn pool_of(workers: usize) -> (Arc<dyn Clock>, MemoryLeaseStore, PoolType) {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
             1_780_000_000_000,
         )));
@@ -178,15 +179,23 @@ mod tests {
         let config = PoolConfig::new(PoolSpec::named("npc-brain")).unwrap();
         let pool = config.pool_type().clone();
         store.configure_pool(config).await.unwrap();
-        let worker = WorkerIdentity::generate(&pool);
-        store
-            .register_worker(&pool, &worker.processor_id, &worker.app_id, clock.now())
-            .await
-            .unwrap();
-        store
-            .mark_ready(&pool, worker.app_id.as_str(), clock.now())
-            .await
-            .unwrap();
+        for _ in 0..workers {
+            let worker = WorkerIdentity::generate(&pool);
+            store
+                .register_worker(&pool, &worker.processor_id, &worker.app_id, clock.now())
+                .await
+                .unwrap();
+            store
+                .mark_ready(&pool, worker.app_id.as_str(), clock.now())
+                .await
+                .unwrap();
+        }
+        (clock, store, pool)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_is_reclaimed_at_its_expiry_not_at_the_next_interval() {
+        let (clock, store, pool) = pool_of(1).await;
         let bus = Arc::new(InMemoryBus::new());
         let mut released = bus
             .subscribe_events::<ProcessorReleasedEvent>()
@@ -239,24 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn wake_for_wakes_only_for_a_lease_expiring_before_the_next_pass() {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
-            1_780_000_000_000,
-        )));
-        let store = MemoryLeaseStore::new();
-        let config = PoolConfig::new(PoolSpec::named("npc-brain")).unwrap();
-        let pool = config.pool_type().clone();
-        store.configure_pool(config).await.unwrap();
-        for _ in 0..2 {
-            let worker = WorkerIdentity::generate(&pool);
-            store
-                .register_worker(&pool, &worker.processor_id, &worker.app_id, clock.now())
-                .await
-                .unwrap();
-            store
-                .mark_ready(&pool, worker.app_id.as_str(), clock.now())
-                .await
-                .unwrap();
-        }
+        let (clock, store, pool) = pool_of(2).await;
         let reaper = Arc::new(LeaseReaper::new(
             Arc::new(store.clone()),
             Arc::new(InMemoryBus::new()),

@@ -824,24 +824,29 @@ mod tests {
         assert_eq!(c.doubles.load(Ordering::Relaxed), 1);
     }
 
-    #[test]
-    fn without_redis_only_the_memory_store_runs_and_redis_fields_are_null() {
+    /// Runs the bench without Redis and returns its JSON report.
+    fn report(clients: usize, workers: u32, http: bool) -> serde_json::Value {
         let args = PoolsArgs {
             redis: None,
-            clients: 4,
+            clients,
             seconds: 0.2,
-            workers: Some(2),
+            workers: Some(workers),
             json: true,
             ceiling: false,
             threads: 1,
             eval: false,
             max_batch: 64,
             batches_in_flight: 2,
-            http: false,
+            http,
         };
         let mut out = Vec::new();
         run(args, &mut out).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn without_redis_only_the_memory_store_runs_and_redis_fields_are_null() {
+        let v = report(4, 2, false);
         for key in [
             "redis_pairs_per_sec",
             "baseline_pairs_per_sec",
@@ -858,22 +863,7 @@ mod tests {
 
     #[test]
     fn http_leases_through_a_control_plane_in_this_process() {
-        let args = PoolsArgs {
-            redis: None,
-            clients: 3,
-            seconds: 0.3,
-            workers: Some(3),
-            json: true,
-            ceiling: false,
-            threads: 1,
-            eval: false,
-            max_batch: 64,
-            batches_in_flight: 2,
-            http: true,
-        };
-        let mut out = Vec::new();
-        run(args, &mut out).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v = report(3, 3, true);
         assert_eq!(v["http_state"], "memory", "{v}");
         assert!(v["http"]["pairs"].as_u64().unwrap() > 0, "{v}");
         assert_eq!(v["http"]["errors"], 0, "{v}");
