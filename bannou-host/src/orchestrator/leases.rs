@@ -193,6 +193,30 @@ mod tests {
         (clock, store, pool)
     }
 
+    /// A reaper over `store` (sleeping at most 60 s) running in a task; send `true` to stop it.
+    fn start_reaper(
+        store: &MemoryLeaseStore,
+        bus: Arc<dyn EventBus>,
+        clock: &Arc<dyn Clock>,
+    ) -> (
+        Arc<LeaseReaper>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let reaper = Arc::new(LeaseReaper::new(
+            Arc::new(store.clone()),
+            bus,
+            clock.clone(),
+            Duration::from_secs(60),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn({
+            let r = reaper.clone();
+            async move { r.run(rx).await }
+        });
+        (reaper, tx, task)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_expired_lease_is_reclaimed_at_its_expiry_not_at_the_next_interval() {
         let (clock, store, pool) = pool_of(1).await;
@@ -202,17 +226,7 @@ mod tests {
             .await
             .unwrap();
 
-        let reaper = Arc::new(LeaseReaper::new(
-            Arc::new(store.clone()),
-            bus.clone(),
-            clock.clone(),
-            Duration::from_secs(60),
-        ));
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn({
-            let r = reaper.clone();
-            async move { r.run(rx).await }
-        });
+        let (reaper, tx, task) = start_reaper(&store, bus.clone(), &clock);
         tokio::time::sleep(Duration::from_millis(10)).await;
 
         let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(7));
@@ -249,17 +263,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn wake_for_wakes_only_for_a_lease_expiring_before_the_next_pass() {
         let (clock, store, pool) = pool_of(2).await;
-        let reaper = Arc::new(LeaseReaper::new(
-            Arc::new(store.clone()),
-            Arc::new(InMemoryBus::new()),
-            clock.clone(),
-            Duration::from_secs(60),
-        ));
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn({
-            let r = reaper.clone();
-            async move { r.run(rx).await }
-        });
+        let (reaper, tx, task) = start_reaper(&store, Arc::new(InMemoryBus::new()), &clock);
         let settle = || tokio::time::sleep(Duration::from_millis(10));
         settle().await;
         assert_eq!(

@@ -578,6 +578,11 @@ fn load_of(reply: &[Value], from: usize) -> Result<PoolLoad, LeaseError> {
     })
 }
 
+/// The pool's stored configuration (`state` field `json`).
+fn parse_config(pool: &PoolType, json: &str) -> Result<PoolConfig, LeaseError> {
+    serde_json::from_str(json).map_err(|e| corrupt(&format!("config of {pool}: {e}")))
+}
+
 fn pairs(v: Option<&Value>) -> Vec<(&str, &str)> {
     match v {
         Some(Value::Array(items)) => items
@@ -1287,14 +1292,8 @@ impl LeaseStore for RedisLeaseStore {
         let base = self.pool_key_base(pool);
         let mut conn = self.inner.conn.clone();
         let (exists, head): (bool, Vec<(String, f64)>) = redis::pipe()
-            .cmd("HEXISTS")
-            .arg(format!("{base}state"))
-            .arg("json")
-            .cmd("ZRANGE")
-            .arg(format!("{base}exp"))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
+            .hexists(format!("{base}state"), "json")
+            .zrange_withscores(format!("{base}exp"), 0, 0)
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
@@ -1317,7 +1316,7 @@ impl LeaseStore for RedisLeaseStore {
             .await
             .map_err(redis_err)?;
         let json = json.ok_or_else(|| LeaseError::UnknownPool { pool: pool.clone() })?;
-        serde_json::from_str(&json).map_err(|e| corrupt(&format!("config of {pool}: {e}")))
+        parse_config(pool, &json)
     }
 
     async fn status(&self, pool: &PoolType, now: Timestamp) -> Result<PoolStatus, LeaseError> {
@@ -1329,8 +1328,7 @@ impl LeaseStore for RedisLeaseStore {
             Some(Value::Array(c)) => load_of(c, 0)?,
             _ => return Err(unavailable("malformed status reply")),
         };
-        let config: PoolConfig = serde_json::from_str(field(&reply, 2, "config")?)
-            .map_err(|e| corrupt(&format!("config of {pool}: {e}")))?;
+        let config = parse_config(pool, field(&reply, 2, "config")?)?;
         let mut workers = pairs(reply.get(3))
             .into_iter()
             .map(|(pid, rec)| parse_worker(pool, pid, rec))

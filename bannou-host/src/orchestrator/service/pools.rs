@@ -79,7 +79,8 @@ impl OrchestratorService {
                 }));
             }
         };
-        self.wake_reaper_for(&lease);
+        // Wakes the reaper only if this lease expires before its next pass.
+        self.deps.reaper.wake_for(lease.expires_at);
         Ok(Answer::ok(AcquireProcessorResponse {
             processor_id: lease.processor_id.to_string(),
             app_id: lease.app_id.to_string(),
@@ -450,11 +451,6 @@ impl OrchestratorService {
         if released.worker.state == WorkerState::Draining {
             self.deps.scaler.wake();
         }
-    }
-
-    /// Wakes the lease reaper when `lease` expires before the reaper's next pass.
-    fn wake_reaper_for(&self, lease: &Lease) {
-        self.deps.reaper.wake_for(lease.expires_at);
     }
 }
 
