@@ -37,14 +37,16 @@ pub struct ServiceDef {
     pub env_prefix: String,
     /// L0 plugins that can never be disabled (state, messaging, mesh).
     pub required: bool,
-    /// False for state/messaging/mesh: never placed in routing tables (spec 3.4).
+    /// False for state/messaging/mesh: never placed in routing tables
+    /// (docs/COMPATIBILITY.md#infrastructure-services).
     pub routable: bool,
     /// Whether upstream ships code for it (false = design-doc only).
     pub implemented: bool,
     /// Every declared dependency, hard and soft.
     pub depends_on: Vec<String>,
     /// The dependencies that must be hosted somewhere for this service to start: those in
-    /// layers this service's layer may depend on and not marked soft-only (spec 3.2).
+    /// layers this service's layer may depend on and not marked soft-only
+    /// (docs/COMPATIBILITY.md#layer-rules).
     pub hard_dependencies: Vec<String>,
     /// Services whose generated client the plugin references (code-observed).
     pub client_dependencies: Vec<String>,

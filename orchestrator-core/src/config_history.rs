@@ -1,6 +1,7 @@
 //! Versioned deployment configuration: history with retention, rollback, changed keys and
-//! stable marks (spec 11). Pure: time is passed in. The rollback rules live in
-//! [`RollbackPlan`] and the free functions, shared by [`ConfigHistory`] and the store port.
+//! stable marks (docs/COMPATIBILITY.md#configuration-versions). Pure: time is passed in.
+//! The rollback rules live in [`RollbackPlan`] and the free functions, shared by
+//! [`ConfigHistory`] and the store port.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
@@ -11,18 +12,21 @@ use thiserror::Error;
 use crate::records::DeploymentConfiguration;
 use crate::time::Timestamp;
 
-/// Preset name of the configuration written by [`ConfigHistory::clear`] (spec 11.1).
+/// Preset name of the configuration written by [`ConfigHistory::clear`]
+/// (docs/COMPATIBILITY.md#saving-a-version).
 pub const CLEARED_PRESET_NAME: &str = "default";
 
-/// Description of the configuration written by [`ConfigHistory::clear`] (spec 11.1).
+/// Description of the configuration written by [`ConfigHistory::clear`]
+/// (docs/COMPATIBILITY.md#saving-a-version).
 pub const CLEARED_DESCRIPTION: &str = "Reset to default topology - all services route to 'bannou'";
 
-/// Most entries in [`ConfigVersionInfo::key_prefixes`] (spec 11.3).
+/// Most entries in [`ConfigVersionInfo::key_prefixes`] (docs/COMPATIBILITY.md#version-info).
 pub const MAX_KEY_PREFIXES: usize = 10;
 
 // === errors ===
 
-/// Why a rollback was refused (spec 11.2). [`RollbackError::status_code`] gives the HTTP code.
+/// Why a rollback was refused (docs/COMPATIBILITY.md#rollback).
+/// [`RollbackError::status_code`] gives the HTTP code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RollbackError {
     /// There is no earlier version: the current version is 0 or 1. HTTP 400.
@@ -72,9 +76,9 @@ impl VersionNotFound {
     }
 }
 
-// === rollback rules (spec 11.2), shared with the store port ===
+// === rollback rules (docs/COMPATIBILITY.md#rollback), shared with the store port ===
 
-/// A validated rollback request: steps 1 and 2 of spec 11.2 passed.
+/// A validated rollback request: steps 1 and 2 of docs/COMPATIBILITY.md#rollback passed.
 ///
 /// Use: [`RollbackPlan::new`] with the stored version, load version `target`, then
 /// [`RollbackPlan::restore`] to build the record to save (it must become version
@@ -159,9 +163,9 @@ pub struct RollbackOutcome {
     pub restored: DeploymentConfiguration,
 }
 
-/// Spec 11.2 step 5, one direction only: keys of `restored` that are missing from or
-/// different in `previous`. Services compare only `Enabled`. Services first, then env,
-/// each in name order.
+/// docs/COMPATIBILITY.md#rollback step 5, one direction only: keys of `restored` that are
+/// missing from or different in `previous`. Services compare only `Enabled`. Services
+/// first, then env, each in name order.
 pub fn rollback_changed_keys(
     restored: &DeploymentConfiguration,
     previous: &DeploymentConfiguration,
@@ -221,8 +225,9 @@ pub fn changed_keys(a: &DeploymentConfiguration, b: &DeploymentConfiguration) ->
     keys.into_iter().collect()
 }
 
-/// The configuration `ClearCurrentConfiguration` saves (spec 11.1): preset `default`,
-/// no services, no environment, the reset description. Version is assigned on save.
+/// The configuration `ClearCurrentConfiguration` saves
+/// (docs/COMPATIBILITY.md#saving-a-version): preset `default`, no services, no environment,
+/// the reset description. Version is assigned on save.
 pub fn cleared_configuration(now: Timestamp) -> DeploymentConfiguration {
     DeploymentConfiguration {
         preset_name: Some(CLEARED_PRESET_NAME.to_owned()),
@@ -231,9 +236,10 @@ pub fn cleared_configuration(now: Timestamp) -> DeploymentConfiguration {
     }
 }
 
-// === version info (spec 11.3) ===
+// === version info (docs/COMPATIBILITY.md#version-info) ===
 
-/// What `GetConfigVersion` answers (spec 8.17 / 11.3).
+/// What `GetConfigVersion` answers (docs/COMPATIBILITY.md#config-version and
+/// docs/COMPATIBILITY.md#version-info).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigVersionInfo {
     /// Current version, 0 when none.
@@ -249,7 +255,8 @@ pub struct ConfigVersionInfo {
     pub key_prefixes: Vec<String>,
 }
 
-/// Spec 11.3 from the current configuration and whether version `current - 1` exists.
+/// docs/COMPATIBILITY.md#version-info from the current configuration and whether version
+/// `current - 1` exists.
 pub fn version_info(
     current: Option<&DeploymentConfiguration>,
     previous_exists: bool,
@@ -321,7 +328,8 @@ impl ConfigHistory {
     }
 
     /// Saves `cfg` as version `latest + 1` with timestamp `now` and `stable = false`;
-    /// it becomes current. Returns the new version (spec 11.1 SaveConfigurationVersion).
+    /// it becomes current. Returns the new version (docs/COMPATIBILITY.md#saving-a-version
+    /// SaveConfigurationVersion).
     pub fn save(&mut self, mut cfg: DeploymentConfiguration, now: Timestamp) -> u64 {
         self.latest += 1;
         cfg.version = self.latest;
@@ -404,8 +412,8 @@ impl ConfigHistory {
         removed
     }
 
-    /// Spec 11.2: creates exactly one new version, a copy of `target` (default: the one
-    /// before current). On error nothing changes.
+    /// docs/COMPATIBILITY.md#rollback: creates exactly one new version, a copy of `target`
+    /// (default: the one before current). On error nothing changes.
     pub fn rollback(
         &mut self,
         target: Option<u64>,
@@ -419,8 +427,8 @@ impl ConfigHistory {
         Ok(plan.outcome(restored, previous.as_ref()))
     }
 
-    /// Spec 11.1 ClearCurrentConfiguration: saves [`cleared_configuration`] as a new
-    /// version and returns it. The history is kept.
+    /// docs/COMPATIBILITY.md#saving-a-version ClearCurrentConfiguration: saves
+    /// [`cleared_configuration`] as a new version and returns it. The history is kept.
     pub fn clear(&mut self, now: Timestamp) -> u64 {
         self.save(cleared_configuration(now), now)
     }
@@ -454,7 +462,7 @@ impl ConfigHistory {
         self.last_stable.as_ref()
     }
 
-    /// Spec 11.3 for the current state.
+    /// docs/COMPATIBILITY.md#version-info for the current state.
     pub fn version_info(&self, now: Timestamp) -> ConfigVersionInfo {
         let previous_exists = self.latest > 1 && self.get(self.latest - 1).is_some();
         version_info(self.current(), previous_exists, now)

@@ -1,6 +1,7 @@
-//! Events the orchestrator publishes and consumes (spec section 9), with upstream field
-//! names. Enums follow decision D1 (see [`crate::lenient`]); `None` fields are omitted on
-//! output as upstream does. Each event type names its topic through [`Event::TOPIC`].
+//! Events the orchestrator publishes and consumes (docs/COMPATIBILITY.md#events), with
+//! upstream field names. Enums follow D1 (docs/DECISIONS.md#d1) (see [`crate::lenient`]);
+//! `None` fields are omitted on output as upstream does. Each event type names its topic
+//! through [`Event::TOPIC`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ pub trait Event: Clone + Serialize + for<'de> Deserialize<'de> + Send + Sync + '
     const TOPIC: &'static str;
 }
 
-/// Topic names (spec 9.1 and 9.2).
+/// Topic names (docs/COMPATIBILITY.md#published-events and docs/COMPATIBILITY.md#consumed-events).
 pub mod topics {
     /// `ServiceHeartbeatEvent`, consumed.
     pub const SERVICE_HEARTBEAT: &str = "bannou.service-heartbeat";
@@ -40,7 +41,7 @@ pub mod topics {
 
 lenient_enum! {
     /// Health of a whole instance as reported in a heartbeat (common schema, 5 values).
-    /// Ordered from best to worst, as spec 12.3 ranks them.
+    /// Ordered from best to worst, as docs/COMPATIBILITY.md#should-restart-rule ranks them.
     pub enum InstanceHealthStatus {
         /// Everything fine.
         Healthy => "Healthy",
@@ -218,9 +219,9 @@ pub struct ServiceHeartbeatEvent {
 
 impl ServiceHeartbeatEvent {
     /// A heartbeat of instance `instance_id` on node `app_id` at `timestamp`, reporting
-    /// `services` (name, status). The instance status is the worst service status (spec
-    /// 9.2); each service gets a fresh per-plugin id. Capacity, issues and metadata are
-    /// empty; set them on the result.
+    /// `services` (name, status). The instance status is the worst service status
+    /// (docs/COMPATIBILITY.md#consumed-events); each service gets a fresh per-plugin id.
+    /// Capacity, issues and metadata are empty; set them on the result.
     pub fn new<S: Into<ServiceName>>(
         instance_id: Uuid,
         app_id: AppId,
@@ -346,7 +347,7 @@ impl Event for ProcessorReleasedEvent {
 pub struct ServiceRestartEvent {
     /// Unique per event.
     pub event_id: Uuid,
-    /// Publish time (decision D14: upstream leaves the minimum date here).
+    /// Publish time (D14 (docs/DECISIONS.md#d14): upstream leaves the minimum date here).
     pub timestamp: Timestamp,
     /// Restarted service.
     pub service_name: String,
@@ -397,7 +398,7 @@ impl Event for ConfigurationChangedEvent {
     const TOPIC: &'static str = topics::CONFIGURATION_EVENTS;
 }
 
-/// `service.error`: an unexpected internal failure (spec 2.2).
+/// `service.error`: an unexpected internal failure (docs/COMPATIBILITY.md#external-dependencies).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceErrorEvent {

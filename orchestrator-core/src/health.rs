@@ -1,4 +1,6 @@
-//! Heartbeat aggregator: per-service, per-instance health from heartbeats (decision D4) and the GetServicesHealth report (spec 12.2).
+//! Heartbeat aggregator: per-service, per-instance health from heartbeats (D4
+//! (docs/DECISIONS.md#d4)) and the GetServicesHealth report
+//! (docs/COMPATIBILITY.md#health-report).
 //!
 //! Pure state machine: [`HeartbeatAggregator::ingest`] applies one heartbeat at a given `now`,
 //! queries derive status at the `now` they are given. No clock is read here.
@@ -16,7 +18,9 @@ use crate::events::{
 use crate::names::{AppId, ServiceName};
 use crate::time::Timestamp;
 
-/// Services that are infrastructure, never routed and never tracked (spec 3.4, 6.4 d).
+/// Services that are infrastructure, never routed and never tracked
+/// (docs/COMPATIBILITY.md#infrastructure-services,
+/// docs/COMPATIBILITY.md#heartbeat-consumption step d).
 pub const INFRASTRUCTURE_SERVICES: [&str; 3] = ["state", "messaging", "mesh"];
 
 /// True for `state`, `messaging` and `mesh` in any ASCII case.
@@ -53,7 +57,8 @@ pub enum HealthConfigError {
     },
 }
 
-/// Timing rules of the aggregator (spec 19 names in brackets).
+/// Timing rules of the aggregator (docs/COMPATIBILITY.md#configuration-variables names in
+/// brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthConfig {
     /// An instance silent for longer than this is unavailable [`HeartbeatTimeoutSeconds`, 90 s].
@@ -136,7 +141,8 @@ impl Default for HealthConfig {
 /// What [`HeartbeatAggregator::ingest`] did with a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestOutcome {
-    /// The heartbeat came from the control plane (`bannou`, any case) and was ignored (spec 6.4).
+    /// The heartbeat came from the control plane (`bannou`, any case) and was ignored
+    /// (docs/COMPATIBILITY.md#heartbeat-consumption).
     IgnoredControlPlane,
     /// The heartbeat was recorded.
     Recorded(IngestChanges),
@@ -152,7 +158,7 @@ pub struct IngestChanges {
     /// The reported status of at least one (service, instance) changed, or a service was added or removed.
     pub health_changed: bool,
     /// Number of services now tracked for the instance (infrastructure excluded); zero means the
-    /// heartbeat listed none (spec 6.4 b warns about that).
+    /// heartbeat listed none (docs/COMPATIBILITY.md#heartbeat-consumption step b warns about that).
     pub tracked_services: usize,
 }
 
@@ -381,7 +387,8 @@ pub struct LaggingInstance {
     pub applied_version: i64,
 }
 
-// === report wire types (spec 8.2, 12.2) ===
+// === report wire types (docs/COMPATIBILITY.md#services-health,
+// docs/COMPATIBILITY.md#health-report) ===
 
 /// The request type lives with the other API models; re-exported here for callers of
 /// [`HeartbeatAggregator::report`].
@@ -391,7 +398,7 @@ pub use crate::api::ServiceHealthRequest;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceHealthEntry {
-    /// Service name (decision D4; upstream put the instance GUID here).
+    /// Service name (D4; upstream put the instance GUID here).
     pub service_id: String,
     /// App-id of the node running it.
     pub app_id: String,
@@ -752,7 +759,8 @@ impl HeartbeatAggregator {
         out
     }
 
-    /// The GetServicesHealth report (spec 12.2, per service per decision D4) at `now`.
+    /// The GetServicesHealth report (docs/COMPATIBILITY.md#health-report, per service per
+    /// D4) at `now`.
     ///
     /// Deployed entries come first (sorted by service, app-id, instance), then one
     /// always-healthy entry per control-plane plugin (`control_plane_plugins`, in the given

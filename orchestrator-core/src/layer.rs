@@ -1,4 +1,4 @@
-//! The service hierarchy layers L0..L5 (spec 3.1) and their env flags.
+//! The service hierarchy layers L0..L5 (docs/COMPATIBILITY.md#layers) and their env flags.
 
 use crate::lenient_enum;
 
@@ -82,8 +82,9 @@ impl Layer {
         }
     }
 
-    /// Layers this layer needs enabled on the same node to make sense (spec 3.2, the
-    /// documented coupling): L2 and L3 need L1; L4 needs L1 and L2; L5 needs L1.
+    /// Layers this layer needs enabled on the same node to make sense
+    /// (docs/COMPATIBILITY.md#layer-rules, the documented coupling): L2 and L3 need L1; L4
+    /// needs L1 and L2; L5 needs L1.
     pub const fn requires(self) -> &'static [Layer] {
         match self {
             Layer::Infrastructure | Layer::AppFoundation => &[],

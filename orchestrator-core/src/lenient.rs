@@ -1,4 +1,4 @@
-//! The enum spelling rule of decision D1, as one macro every wire enum uses.
+//! The enum spelling rule of D1 (docs/DECISIONS.md#d1), as one macro every wire enum uses.
 //!
 //! Input accepts any spelling that matches a variant case-insensitively once `-`, `_`
 //! and spaces are removed (`add-node`, `AddNode` and `ADD_NODE` are equal). Output always

@@ -9,7 +9,7 @@
 //! - [`health`]: heartbeat aggregator and health reports; [`restart`]: should-restart policy.
 //! - [`config_history`]: versioned deployment configuration with rollback.
 //! - [`events`] and [`api`]: wire types with upstream field names; [`lenient`] is the enum
-//!   spelling rule (decision D1) they share.
+//!   spelling rule (D1 (docs/DECISIONS.md#d1)) they share.
 //! - [`ports`]: the traits adapters implement (`ContainerBackend`, `EventBus`,
 //!   `OrchestratorStore`, `LeaderElection`); [`memory`] holds the in-memory implementations and the
 //!   `testkit` feature exposes [`testkit`], the conformance suites every adapter must pass.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The app-id of the control plane, the only place the orchestrator runs (spec 2.1).
+/// The app-id of the control plane, the only place the orchestrator runs
+/// (docs/COMPATIBILITY.md#placement-and-identity).
 pub const CONTROL_PLANE_APP_ID: &str = "bannou";
 
 /// The identity of a Bannou node: what routing tables map services to.
@@ -28,7 +29,8 @@ impl AppId {
         AppId(Arc::from(CONTROL_PLANE_APP_ID))
     }
 
-    /// True for `bannou` in any case (spec 6.4 compares case-insensitively).
+    /// True for `bannou` in any case (docs/COMPATIBILITY.md#heartbeat-consumption compares
+    /// case-insensitively).
     pub fn is_control_plane(&self) -> bool {
         self.0.eq_ignore_ascii_case(CONTROL_PLANE_APP_ID)
     }
@@ -203,7 +205,8 @@ impl<'de> Deserialize<'de> for ServiceName {
     }
 }
 
-/// `{SERVICE}` as used in env names: upper-cased with `-` replaced by `_` (spec 3.3).
+/// `{SERVICE}` as used in env names: upper-cased with `-` replaced by `_`
+/// (docs/COMPATIBILITY.md#enablement-rule).
 pub fn env_service_name(service: &str) -> String {
     service.to_ascii_uppercase().replace('-', "_")
 }

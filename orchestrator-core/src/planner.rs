@@ -2,12 +2,13 @@
 //! of actions.
 //!
 //! [`plan`] is the entry point. It checks the desired deployment against the service
-//! hierarchy (spec 3.2: hard dependencies hosted somewhere, GameFeatures only where
-//! GameFoundation runs, layer coupling per node), then diffs it against the current one
-//! and schedules the changes into [`Wave`]s: a node goes in the wave of the highest layer
-//! it hosts, lower layers first, and never before the nodes it depends on. Teardowns come
-//! last, highest layer first, so routing never points at a node that is already gone.
-//! The result is deterministic, serialisable to JSON and readable as text (`Display`).
+//! hierarchy (docs/COMPATIBILITY.md#layer-rules: hard dependencies hosted somewhere,
+//! GameFeatures only where GameFoundation runs, layer coupling per node), then diffs it
+//! against the current one and schedules the changes into [`Wave`]s: a node goes in the
+//! wave of the highest layer it hosts, lower layers first, and never before the nodes it
+//! depends on. Teardowns come last, highest layer first, so routing never points at a node
+//! that is already gone. The result is deterministic, serialisable to JSON and readable as
+//! text (`Display`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -120,7 +121,7 @@ lenient_enum! {
         DuplicateAppId => "DuplicateAppId",
         /// One service is routed to two desired nodes.
         RoutingConflict => "RoutingConflict",
-        /// A desired node claims the control plane's app-id (decision D8).
+        /// A desired node claims the control plane's app-id (D8 (docs/DECISIONS.md#d8)).
         ControlPlaneNode => "ControlPlaneNode",
     }
 }
@@ -649,8 +650,9 @@ fn check_identity(nodes: &[ResolvedNode], errors: &mut Vec<PlanIssue>) {
     }
 }
 
-/// Disables layers a node enables without the layers they need (spec 3.2 coupling),
-/// lowest first so that the fix cascades (no GameFoundation -> no GameFeatures either).
+/// Disables layers a node enables without the layers they need
+/// (docs/COMPATIBILITY.md#layer-rules coupling), lowest first so that the fix cascades (no
+/// GameFoundation -> no GameFeatures either).
 fn fix_layer_coupling(
     node: &mut ResolvedNode,
     catalog: &Catalog,

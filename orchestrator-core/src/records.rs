@@ -1,4 +1,4 @@
-//! Records the orchestrator keeps in its state store (spec 10.3).
+//! Records the orchestrator keeps in its state store (docs/COMPATIBILITY.md#keys-and-records).
 //!
 //! Internal records use PascalCase field names on the wire, as upstream writes them and as
 //! OpenResty reads routing records (`AppId`, `Host`, `Port`). Adapters store them as JSON.
@@ -112,7 +112,7 @@ pub struct DeploymentConfiguration {
     #[serde(default)]
     pub stable: bool,
     /// The backend its nodes run on (ours): after a restart the control plane plans and
-    /// reconciles there, not on `DefaultBackend` (decision D6 kept across restarts).
+    /// reconciles there, not on `DefaultBackend` (D6 (docs/DECISIONS.md#d6) kept across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::events::BackendType>,
 }

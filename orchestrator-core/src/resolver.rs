@@ -1,8 +1,10 @@
 //! Preset or request topology -> resolved nodes with app-ids, hosted services and full
-//! environments (spec 4.3, 5.1, 5.2), plus resolved processing pools (spec 13.2).
+//! environments (docs/COMPATIBILITY.md#preset-to-topology,
+//! docs/COMPATIBILITY.md#forwarding-whitelist, docs/COMPATIBILITY.md#environment-layering),
+//! plus resolved processing pools (docs/COMPATIBILITY.md#processing-pools-configuration).
 //!
 //! Start with [`resolve`] (or [`Resolved::from_preset`]); [`is_service_enabled`] is the
-//! spec 3.3 rule a Bannou host applies to its own environment.
+//! rule (docs/COMPATIBILITY.md#enablement-rule) a Bannou host applies to its own environment.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +16,7 @@ use crate::names::{AppId, service_enable_flag};
 use crate::preset::{ParsedPreset, Preset, PresetNode, ProcessingPool};
 use crate::topology::ResolvedNode;
 
-/// `BANNOU_SERVICES_ENABLED`: the master switch (spec 3.3 step 3).
+/// `BANNOU_SERVICES_ENABLED`: the master switch (docs/COMPATIBILITY.md#enablement-rule step 3).
 pub const SERVICES_ENABLED: &str = "BANNOU_SERVICES_ENABLED";
 /// `BANNOU_APP_ID`: the node's identity.
 pub const APP_ID: &str = "BANNOU_APP_ID";
@@ -29,20 +31,22 @@ pub struct NodeInput {
     /// App-id override (`None` = use `name`).
     pub app_id: Option<String>,
     /// Layers listed on the node. Informational for [`resolve`]: only env keys decide
-    /// (spec 5.2); preset nodes carry them into the env via [`preset_node_environment`].
+    /// (docs/COMPATIBILITY.md#environment-layering); preset nodes carry them into the env
+    /// via [`preset_node_environment`].
     pub layers: Vec<Layer>,
     /// Services enabled individually and routed to this node.
     pub services: Vec<String>,
     /// Requested replicas.
     pub replicas: u32,
-    /// The node's environment (spec 5.2 step 3).
+    /// The node's environment (docs/COMPATIBILITY.md#environment-layering step 3).
     pub environment: BTreeMap<String, String>,
     /// Carried through.
     pub mesh_enabled: bool,
 }
 
 impl NodeInput {
-    /// The app-id: `app_id` if set and non-blank, else `name` (spec 5.3).
+    /// The app-id: `app_id` if set and non-blank, else `name`
+    /// (docs/COMPATIBILITY.md#names-and-app-ids).
     pub fn effective_app_id(&self) -> AppId {
         match &self.app_id {
             Some(a) if !a.trim().is_empty() => AppId::new(a.trim()),
@@ -50,8 +54,9 @@ impl NodeInput {
         }
     }
 
-    /// A preset node as topology node: its environment becomes the spec 4.3 output
-    /// (preset env, node env, layer and service flags).
+    /// A preset node as topology node: its environment becomes the
+    /// docs/COMPATIBILITY.md#preset-to-topology output (preset env, node env, layer and
+    /// service flags).
     pub fn from_preset_node(preset_env: &BTreeMap<String, String>, node: &PresetNode) -> Self {
         let mut input = NodeInput {
             name: node.name.clone(),
@@ -67,8 +72,9 @@ impl NodeInput {
     }
 }
 
-/// Spec 4.3 steps 1-4: preset env, node env, then layer flags (only when `layers` is
-/// non-empty) and service flags, each only where the key is not already present.
+/// docs/COMPATIBILITY.md#preset-to-topology steps 1-4: preset env, node env, then layer
+/// flags (only when `layers` is non-empty) and service flags, each only where the key is
+/// not already present.
 pub fn preset_node_environment(
     preset_env: &BTreeMap<String, String>,
     node: &NodeInput,
@@ -96,8 +102,8 @@ pub fn preset_node_environment(
     env
 }
 
-/// True when `key` may be forwarded from the orchestrator's own environment (spec 5.1),
-/// comparing case-insensitively.
+/// True when `key` may be forwarded from the orchestrator's own environment
+/// (docs/COMPATIBILITY.md#forwarding-whitelist), comparing case-insensitively.
 pub fn is_forwardable(key: &str, catalog: &Catalog) -> bool {
     let upper = key.to_ascii_uppercase();
     if upper.ends_with("_SERVICE_ENABLED")
@@ -116,7 +122,8 @@ pub fn is_forwardable(key: &str, catalog: &Catalog) -> bool {
         })
 }
 
-/// Spec 5.1: the part of the orchestrator's environment forwarded to deployed nodes.
+/// docs/COMPATIBILITY.md#forwarding-whitelist: the part of the orchestrator's environment
+/// forwarded to deployed nodes.
 pub fn forwarded_environment(
     orchestrator_env: &BTreeMap<String, String>,
     catalog: &Catalog,
@@ -143,7 +150,8 @@ fn is_false(v: Option<&str>) -> bool {
     v.is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
 }
 
-/// The spec 3.3 rule: does a host with environment `env` run service `def`?
+/// The rule of docs/COMPATIBILITY.md#enablement-rule: does a host with environment `env`
+/// run service `def`?
 ///
 /// state/messaging/mesh always; else a non-blank `{SVC}_SERVICE_ENABLED` decides
 /// (`true`, any case); else `BANNOU_SERVICES_ENABLED=false` disables; else the layer
@@ -159,9 +167,10 @@ pub fn is_service_enabled(def: &ServiceDef, env: &BTreeMap<String, String>) -> b
     is_layer_enabled(def.layer, env)
 }
 
-/// The layer part of the spec 3.3 rule: does a host with environment `env` run the
-/// services of `layer` that have no per-service override? False in services mode
-/// (`BANNOU_SERVICES_ENABLED=false`) and when the layer flag is `false`; L0 always runs.
+/// The layer part of the rule of docs/COMPATIBILITY.md#enablement-rule: does a host with
+/// environment `env` run the services of `layer` that have no per-service override? False
+/// in services mode (`BANNOU_SERVICES_ENABLED=false`) and when the layer flag is `false`;
+/// L0 always runs.
 pub fn is_layer_enabled(layer: crate::layer::Layer, env: &BTreeMap<String, String>) -> bool {
     if is_false(lookup(env, SERVICES_ENABLED)) {
         return false;
@@ -184,7 +193,8 @@ pub fn enabled_services(env: &BTreeMap<String, String>, catalog: &Catalog) -> Ve
     out
 }
 
-/// A processing pool ready to store (spec 13.2): worker env computed.
+/// A processing pool ready to store (docs/COMPATIBILITY.md#processing-pools-configuration):
+/// worker env computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedPool {
@@ -209,9 +219,10 @@ pub struct ResolvedPool {
     pub environment: BTreeMap<String, String>,
 }
 
-/// The environment every worker of a pool starts with (spec 13.2): services mode with
-/// only the pool's plugin enabled (when it has one), then the pool's own environment.
-/// Per-worker variables (app-id, processor id) are added by the pools crate.
+/// The environment every worker of a pool starts with
+/// (docs/COMPATIBILITY.md#processing-pools-configuration): services mode with only the
+/// pool's plugin enabled (when it has one), then the pool's own environment. Per-worker
+/// variables (app-id, processor id) are added by the pools crate.
 pub fn pool_worker_environment(
     plugin: &str,
     pool_env: &BTreeMap<String, String>,
@@ -249,9 +260,10 @@ pub struct ResolveInput<'a> {
     pub catalog: &'a Catalog,
     /// The orchestrator's own environment (filtered by [`forwarded_environment`]).
     pub orchestrator_environment: &'a BTreeMap<String, String>,
-    /// Preset-level environment (empty for a request topology), spec 5.2 step 2.
+    /// Preset-level environment (empty for a request topology),
+    /// docs/COMPATIBILITY.md#environment-layering step 2.
     pub preset_environment: &'a BTreeMap<String, String>,
-    /// The request's environment, spec 5.2 step 4.
+    /// The request's environment, docs/COMPATIBILITY.md#environment-layering step 4.
     pub request_environment: &'a BTreeMap<String, String>,
     /// The nodes.
     pub nodes: &'a [NodeInput],
@@ -308,8 +320,9 @@ pub enum ResolveError {
     },
 }
 
-/// Spec 5.2 for every node: forwarded env, preset env, node env, request env, then
-/// services-mode, forced service flags and `BANNOU_APP_ID`. Stops at the first problem.
+/// docs/COMPATIBILITY.md#environment-layering for every node: forwarded env, preset env,
+/// node env, request env, then services-mode, forced service flags and `BANNOU_APP_ID`.
+/// Stops at the first problem.
 pub fn resolve(input: &ResolveInput<'_>) -> Result<Resolved, ResolveError> {
     let forwarded = forwarded_environment(input.orchestrator_environment, input.catalog);
     let mut app_ids: HashMap<String, String> = HashMap::new();
@@ -390,7 +403,8 @@ pub fn resolve(input: &ResolveInput<'_>) -> Result<Resolved, ResolveError> {
 }
 
 impl Resolved {
-    /// Resolves a parsed preset (spec 4.3 then 5.2).
+    /// Resolves a parsed preset (docs/COMPATIBILITY.md#preset-to-topology then
+    /// docs/COMPATIBILITY.md#environment-layering).
     pub fn from_preset(
         parsed: &ParsedPreset,
         orchestrator_env: &BTreeMap<String, String>,
@@ -610,7 +624,8 @@ mod tests {
 
     #[test]
     fn request_topology_layers_are_ignored_and_services_forced() {
-        // An API node: layers listed but no env flags -> services mode (spec 5.2).
+        // An API node: layers listed but no env flags -> services mode
+        // (docs/COMPATIBILITY.md#environment-layering).
         let nodes = [NodeInput {
             name: "api-node".into(),
             app_id: Some("custom".into()),
@@ -840,7 +855,7 @@ mod tests {
         })
     }
 
-    /// Independent statement of spec 5.1 for the property below.
+    /// Independent statement of docs/COMPATIBILITY.md#forwarding-whitelist for the property below.
     fn whitelisted(key: &str) -> bool {
         let k = key.to_ascii_uppercase();
         let blocked = k.ends_with("_SERVICE_ENABLED")

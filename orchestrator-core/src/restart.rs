@@ -1,4 +1,5 @@
-//! Should-restart policy (spec 12.3 with the per-service recommendation) and restart outcome texts (spec 15).
+//! Should-restart policy (docs/COMPATIBILITY.md#should-restart-rule with the per-service
+//! recommendation) and restart outcome texts (docs/COMPATIBILITY.md#restart-manager).
 //!
 //! [`should_restart`] reads a [`HeartbeatAggregator`] at a given `now`; the text helpers keep
 //! the upstream wording (`Restart not needed:`, `Restart failed:`) in one place.
@@ -48,7 +49,8 @@ fn minutes(threshold: Duration) -> String {
     format!("{m}")
 }
 
-/// Decides whether `service` should be restarted at `now` (spec 12.3, decision D4).
+/// Decides whether `service` should be restarted at `now`
+/// (docs/COMPATIBILITY.md#should-restart-rule, D4 (docs/DECISIONS.md#d4)).
 ///
 /// Entries are the service's instances; the worst derived status decides. A degraded
 /// service is measured by how long it has really been non-healthy (the longest-degraded
@@ -209,7 +211,7 @@ mod tests {
         assert_eq!(
             should_restart(&a, "AUTH", t(1), FIVE_MIN).reason,
             NO_HEARTBEAT_REASON,
-            "exact match, as spec 12.3 step 1"
+            "exact match, as docs/COMPATIBILITY.md#should-restart-rule step 1"
         );
     }
 

@@ -17,12 +17,14 @@ pub struct ResolvedNode {
     pub name: String,
     /// Its app-id (`appId`, else `name`).
     pub app_id: AppId,
-    /// Every service the node hosts once its environment is applied (spec 3.3), sorted,
-    /// canonical names, infrastructure included.
+    /// Every service the node hosts once its environment is applied
+    /// (docs/COMPATIBILITY.md#enablement-rule), sorted, canonical names, infrastructure
+    /// included.
     pub services: Vec<String>,
     /// Services whose routing points at this node (the node's `services` list), sorted.
     pub routed_services: Vec<String>,
-    /// The full environment the node is started with (spec 5.2), sorted by key.
+    /// The full environment the node is started with
+    /// (docs/COMPATIBILITY.md#environment-layering), sorted by key.
     pub environment: BTreeMap<String, String>,
     /// Requested replicas (1 by default).
     pub replicas: u32,

@@ -1,6 +1,6 @@
-//! Property tests of the spec 5.1 forwarding whitelist: what of the orchestrator's own
-//! environment reaches the nodes it deploys ([`forwarded_environment`],
-//! [`is_forwardable`], and end to end through [`resolve`] and
+//! Property tests of the forwarding whitelist (docs/COMPATIBILITY.md#forwarding-whitelist):
+//! what of the orchestrator's own environment reaches the nodes it deploys
+//! ([`forwarded_environment`], [`is_forwardable`], and end to end through [`resolve`] and
 //! [`Resolved::from_validated_preset`]).
 //!
 //! The whitelist, stated independently of the code (all comparisons ignore ASCII case, as
@@ -33,7 +33,7 @@ fn service_prefixes() -> &'static [String] {
     &PREFIXES
 }
 
-/// The spec 5.1 rule, written out for the properties below.
+/// The rule of docs/COMPATIBILITY.md#forwarding-whitelist, written out for the properties below.
 fn whitelisted(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
     let blocked = k.ends_with("_SERVICE_ENABLED")
@@ -200,7 +200,7 @@ fn the_catalog_prefixes_are_the_service_names() {
         .collect();
     assert_eq!(catalog, service_prefixes());
     for example in ["AUTH_", "GAME_SESSION_", "ORCHESTRATOR_"] {
-        assert!(catalog.iter().any(|p| p == example), "{example} (spec 5.1)");
+        assert!(catalog.iter().any(|p| p == example), "{example} (docs/COMPATIBILITY.md#forwarding-whitelist)");
     }
 }
 
@@ -306,9 +306,10 @@ fn bare_node(name: &str) -> NodeInput {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Spec 5.2 end to end for a request topology: a node gets the whitelisted part of
-    /// the orchestrator's environment unchanged, plus services mode and its own app-id,
-    /// and nothing else; no orchestrator flag changes what it runs.
+    /// docs/COMPATIBILITY.md#environment-layering end to end for a request topology: a node
+    /// gets the whitelisted part of the orchestrator's environment unchanged, plus services
+    /// mode and its own app-id, and nothing else; no orchestrator flag changes what it
+    /// runs.
     #[test]
     fn resolve_forwards_only_the_whitelist(env in any_env(), name in "[a-z][a-z0-9-]{0,12}") {
         let catalog = Catalog::builtin();
@@ -339,8 +340,9 @@ proptest! {
         prop_assert_eq!(node.services.clone(), vec!["mesh", "messaging", "state"]);
     }
 
-    /// Through a preset (spec 4.3 then 5.2): a node's routed services are enabled, and
-    /// no `*_SERVICE_ENABLED` or app-id of the orchestrator's own reaches it.
+    /// Through a preset (docs/COMPATIBILITY.md#preset-to-topology then
+    /// docs/COMPATIBILITY.md#environment-layering): a node's routed services are enabled,
+    /// and no `*_SERVICE_ENABLED` or app-id of the orchestrator's own reaches it.
     #[test]
     fn preset_nodes_ignore_the_orchestrators_flags(
         env in any_env(),

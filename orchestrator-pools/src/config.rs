@@ -1,6 +1,7 @@
 //! Pool configuration: the [`PoolType`] name and a validated [`PoolConfig`] built from a
-//! preset's `processingPools` entry ([`PoolSpec`], both key spellings, spec 13.2) plus our
-//! autoscaling knobs. Invalid values are refused by the constructor, never clamped.
+//! preset's `processingPools` entry ([`PoolSpec`], both key spellings,
+//! docs/COMPATIBILITY.md#processing-pools-configuration) plus our autoscaling knobs.
+//! Invalid values are refused by the constructor, never clamped.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,11 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::WorkerIdentity;
 
-/// Lease duration when a request gives none (spec 19, `DefaultPoolLeaseTimeoutSeconds`).
+/// Lease duration when a request gives none (docs/COMPATIBILITY.md#configuration-variables,
+/// `DefaultPoolLeaseTimeoutSeconds`).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(300);
 
-/// How often upstream's background reclaimer runs (spec 19, `LeaseCleanupIntervalSeconds`);
-/// our loop sleeps until the next expiry instead, this is only its upper bound.
+/// How often upstream's background reclaimer runs
+/// (docs/COMPATIBILITY.md#configuration-variables, `LeaseCleanupIntervalSeconds`); our loop
+/// sleeps until the next expiry instead, this is only its upper bound.
 pub const LEASE_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A pool configuration value that was refused; names the field at fault.
@@ -106,9 +109,10 @@ impl std::str::FromStr for PoolType {
 
 // === impl PoolSpec ===
 
-/// A pool as written in a preset (`processingPools[]`, spec 4.2 and 13.2) or stored: raw,
-/// unvalidated values. camelCase keys, with the snake_case spellings accepted as aliases
-/// (decision D2). Turn it into a [`PoolConfig`] with [`PoolConfig::new`].
+/// A pool as written in a preset (`processingPools[]`, docs/COMPATIBILITY.md#preset-yaml
+/// and docs/COMPATIBILITY.md#processing-pools-configuration) or stored: raw, unvalidated
+/// values. camelCase keys, with the snake_case spellings accepted as aliases (D2
+/// (docs/DECISIONS.md#d2)). Turn it into a [`PoolConfig`] with [`PoolConfig::new`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PoolSpec {
@@ -121,7 +125,8 @@ pub struct PoolSpec {
     /// Worker image; absent means the orchestrator's default image.
     pub image: Option<String>,
     /// Extra worker environment, overlaid on the plugin flags. Scalar values (numbers,
-    /// booleans) are taken as their text and `null` as empty, as upstream does (spec 4.2).
+    /// booleans) are taken as their text and `null` as empty, as upstream does
+    /// (docs/COMPATIBILITY.md#preset-yaml).
     #[serde(deserialize_with = "env_map")]
     pub environment: BTreeMap<String, String>,
     /// Fewest workers (default 1).
@@ -418,10 +423,13 @@ impl PoolConfig {
         self.default_lease_duration
     }
 
-    /// The environment of one worker container (spec 13.2 and 13.8): `BANNOU_SERVICES_ENABLED=false`
-    /// and `{PLUGIN}_SERVICE_ENABLED=true` when a plugin is set, then the pool's environment,
+    /// The environment of one worker container
+    /// (docs/COMPATIBILITY.md#processing-pools-configuration and
+    /// docs/COMPATIBILITY.md#processing-pools-scale): `BANNOU_SERVICES_ENABLED=false` and
+    /// `{PLUGIN}_SERVICE_ENABLED=true` when a plugin is set, then the pool's environment,
     /// then the worker's identity (`BANNOU_APP_ID`, `ACTOR_POOL_NODE_ID` and the
-    /// `ACTOR_POOL_NODE_APP_ID` upstream forgot, which pool nodes need for their heartbeat).
+    /// `ACTOR_POOL_NODE_APP_ID` upstream forgot, which pool nodes need for their
+    /// heartbeat).
     pub fn worker_environment(&self, worker: &WorkerIdentity) -> BTreeMap<String, String> {
         let plugin = self.service_name.as_deref().unwrap_or_default();
         let mut env =

@@ -13,8 +13,8 @@
 //! - [`autoscale`]: the pure autoscale policy ([`Autoscaler`] -> [`ScaleDecision`]).
 //! - `testkit` (feature `testkit`): the conformance suite every store must pass.
 //!
-//! See DESIGN.md sections 3 and 6 and spec section 13 for what upstream does and where we
-//! go further.
+//! See docs/COMPATIBILITY.md#processing-pools for what upstream does and D9, D21, D23,
+//! D26 and D28 (docs/DECISIONS.md) for where we go further.
 
 pub mod autoscale;
 pub mod config;

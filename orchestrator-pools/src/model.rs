@@ -16,7 +16,7 @@ use crate::config::{PoolConfig, PoolType};
 
 // === identifiers ===
 
-/// A worker's id, `{poolType}-{32 lowercase hex}` (spec 13.8).
+/// A worker's id, `{poolType}-{32 lowercase hex}` (docs/COMPATIBILITY.md#processing-pools-scale).
 ///
 /// Shared text (`Arc<str>`): the id is copied into every lease and answer, so a clone is a
 /// reference-count increment. A plain string on the wire.
@@ -110,7 +110,7 @@ impl WorkerIdentity {
 }
 
 /// Pool name of a worker app-id (`bannou-pool-{poolType}-{8 chars}`), so a heartbeat can be
-/// routed to `mark_ready` (decision D9). `None` for any other app-id.
+/// routed to `mark_ready` (D9 (docs/DECISIONS.md#d9)). `None` for any other app-id.
 pub fn pool_of_worker_app_id(app_id: &str) -> Option<PoolType> {
     let rest = app_id.strip_prefix("bannou-pool-")?;
     let (pool, suffix) = rest.rsplit_once('-')?;
@@ -170,7 +170,8 @@ impl fmt::Display for WaitTicket {
 // === workers ===
 
 lenient_enum! {
-    /// Where a worker is in its life. Stored spelling: the member name (spec 10.2).
+    /// Where a worker is in its life. Stored spelling: the member name
+    /// (docs/COMPATIBILITY.md#record-encoding).
     pub enum WorkerState {
         /// Registered (container starting); becomes Available on its first heartbeat (D9).
         Pending => "Pending",
@@ -252,8 +253,8 @@ impl PoolLoad {
 
 // === leases ===
 
-/// A worker held by a caller until `expires_at` (spec 10.3 `ProcessorLease`, plus holder
-/// and fencing token).
+/// A worker held by a caller until `expires_at` (docs/COMPATIBILITY.md#keys-and-records
+/// `ProcessorLease`, plus holder and fencing token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Lease {
@@ -271,7 +272,8 @@ pub struct Lease {
     pub priority: i32,
     /// When it was granted.
     pub acquired_at: Timestamp,
-    /// When it lapses; expired when `expires_at < now` (spec 13.3).
+    /// When it lapses; expired when `expires_at < now`
+    /// (docs/COMPATIBILITY.md#processing-pools-lease-timing).
     pub expires_at: Timestamp,
     /// Caller data stored with the lease.
     pub metadata: serde_json::Value,
@@ -472,7 +474,7 @@ impl PoolMetrics {
     }
 }
 
-/// A pool's whole state at one instant (spec 13.7 and more).
+/// A pool's whole state at one instant (docs/COMPATIBILITY.md#processing-pools-status and more).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {

@@ -98,7 +98,8 @@ pub struct AcquireRequest {
     pub holder: String,
     /// Higher is served first when callers wait.
     pub priority: i32,
-    /// How long the lease lasts; `None` or zero = the pool's default (spec 13.3).
+    /// How long the lease lasts; `None` or zero = the pool's default
+    /// (docs/COMPATIBILITY.md#processing-pools-lease-timing).
     pub lease_duration: Option<Duration>,
     /// How long the caller may wait in the queue; zero = answer at once (the `waitMs`
     /// request field, default 0).
@@ -151,7 +152,7 @@ pub enum AcquireOutcome {
     Leased(Lease),
     /// Nothing was free and the caller may wait: it is in the queue until its wait ends.
     Queued(WaitTicket),
-    /// Nothing was free and the caller may not wait (HTTP 429, decision D3).
+    /// Nothing was free and the caller may not wait (HTTP 429, D3 (docs/DECISIONS.md#d3)).
     Exhausted,
 }
 
@@ -244,7 +245,7 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Worker, LeaseError>;
 
-    /// Pending -> Available when the worker's first heartbeat arrives (decision D9);
+    /// Pending -> Available when the worker's first heartbeat arrives (D9 (docs/DECISIONS.md#d9));
     /// `worker` is its processor id or app-id. Hands it straight to the queue head if a
     /// caller waits. Idempotent: any other state is left as it is.
     async fn mark_ready(

@@ -1,5 +1,6 @@
 //! When to publish `bannou.full-service-mappings`: at once on change, coalescing bursts
-//! within a short window (decision D11), plus the periodic rebroadcast (spec 6.3).
+//! within a short window (D11 (docs/DECISIONS.md#d11)), plus the periodic rebroadcast
+//! (docs/COMPATIBILITY.md#mappings-broadcast).
 //!
 //! [`BroadcastPolicy`] is a pure state machine; time is an input. The loop that drives it
 //! (in `bannou-host`, later) is thin:
@@ -28,7 +29,8 @@ use orchestrator_core::time::Timestamp;
 /// Default coalescing window: changes within it go out in one publication.
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_millis(100);
 
-/// `FullMappingsIntervalSeconds` (spec 19): periodic rebroadcast interval.
+/// `FullMappingsIntervalSeconds` (docs/COMPATIBILITY.md#configuration-variables): periodic
+/// rebroadcast interval.
 pub const DEFAULT_REBROADCAST_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why a publication is due.

@@ -1,4 +1,5 @@
-//! The OpenResty route-cache invalidation request of spec 6.6, described as data.
+//! The OpenResty route-cache invalidation request of
+//! docs/COMPATIBILITY.md#openresty-invalidation, described as data.
 //!
 //! Policy: best effort, bounded timeout, never fails a deploy. The adapter that sends it
 //! (later) logs any failure and maps it to [`InvalidationOutcome`]; nothing propagates.
@@ -6,16 +7,16 @@
 use std::fmt;
 use std::time::Duration;
 
-/// `OpenRestyHost` default (spec 19).
+/// `OpenRestyHost` default (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_OPENRESTY_HOST: &str = "openresty";
-/// `OpenRestyPort` default (spec 19).
+/// `OpenRestyPort` default (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_OPENRESTY_PORT: u16 = 80;
-/// `OpenRestyRequestTimeoutSeconds` default (spec 19).
+/// `OpenRestyRequestTimeoutSeconds` default (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_OPENRESTY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Path of the invalidation endpoint; OpenResty clears entries prefixed `route_cache:`.
 pub const INVALIDATE_PATH: &str = "/internal/cache/invalidate";
 
-/// A configuration value spec 19 rejects.
+/// A configuration value docs/COMPATIBILITY.md#configuration-variables rejects.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidationConfigError {
     /// `OpenRestyHost` empty or containing whitespace or `/`.
@@ -50,7 +51,7 @@ impl Default for OpenRestyConfig {
 
 impl OpenRestyConfig {
     /// Validated configuration: non-blank host without `/` or whitespace, port >= 1,
-    /// timeout >= 1 s (spec 19 constraints).
+    /// timeout >= 1 s (docs/COMPATIBILITY.md#configuration-variables constraints).
     pub fn new(
         host: impl Into<String>,
         port: u16,
@@ -134,12 +135,13 @@ pub struct InvalidationRequest {
     pub timeout: Duration,
 }
 
-/// When upstream invalidates (spec 6.6); not after a normal deploy or a topology change.
+/// When upstream invalidates (docs/COMPATIBILITY.md#openresty-invalidation); not after a
+/// normal deploy or a topology change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidationTrigger {
-    /// Deploy auto-cleanup of previously tracked nodes (spec 8.7).
+    /// Deploy auto-cleanup of previously tracked nodes (docs/COMPATIBILITY.md#deploy).
     DeployAutoCleanup,
-    /// Reset to the default topology when something was tracked (spec 8.7).
+    /// Reset to the default topology when something was tracked (docs/COMPATIBILITY.md#deploy).
     ResetToDefault,
 }
 

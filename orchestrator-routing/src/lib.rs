@@ -1,6 +1,8 @@
 //! Service to app-id routing, pure: the orchestrator's routing table, versioned mappings
 //! snapshots and diffs, the broadcast policy, the mesh-side resolver and the OpenResty
-//! invalidation request (spec sections 3.4, 6 and 9; DESIGN.md sections 2, 3 and 5).
+//! invalidation request (docs/COMPATIBILITY.md#routing,
+//! docs/COMPATIBILITY.md#infrastructure-services and docs/COMPATIBILITY.md#events; D11 and
+//! D19 in docs/DECISIONS.md).
 //!
 //! Layout, in the order data flows:
 //! - [`table`]: [`RoutingTable`], the authoritative service -> [`Route`] table the
@@ -10,10 +12,11 @@
 //! - [`mappings`]: [`MappingsSnapshot`] (one version of the table, only routes away from
 //!   the default), its `FullServiceMappingsEvent` wire form and [`MappingsDiff`].
 //! - [`broadcast`]: [`BroadcastPolicy`], when to publish: at once on change with a 100 ms
-//!   coalescing window (decision D11) plus the 30 s rebroadcast.
+//!   coalescing window (D11 (docs/DECISIONS.md#d11)) plus the 30 s rebroadcast.
 //! - [`resolver`]: what every node runs: [`MappingsWriter`] applies strictly newer
 //!   snapshots, [`MeshReader`] resolves lock-free; [`lagging_instances`] lists nodes behind.
-//! - [`invalidation`]: the best-effort OpenResty cache invalidation request (spec 6.6).
+//! - [`invalidation`]: the best-effort OpenResty cache invalidation request
+//!   (docs/COMPATIBILITY.md#openresty-invalidation).
 //!
 //! Nothing here waits, talks to a socket or reads a clock: `now` is always an argument.
 //! The Redis adapters and the loops that drive these types live in other crates.

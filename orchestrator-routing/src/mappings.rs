@@ -1,4 +1,6 @@
-//! Versioned service -> app-id snapshots, their wire form and diffs (spec 6.3, 6.5, 9.1).
+//! Versioned service -> app-id snapshots, their wire form and diffs
+//! (docs/COMPATIBILITY.md#mappings-broadcast, docs/COMPATIBILITY.md#mappings-consumers,
+//! docs/COMPATIBILITY.md#published-events).
 //!
 //! A [`MappingsSnapshot`] holds only services routed away from the default app-id; the
 //! consumer side ([`MappingsSnapshot::from_event`], [`MappingsSnapshot::from_json`]) is lenient.
@@ -61,10 +63,11 @@ impl MappingsSnapshot {
         }
     }
 
-    /// A normalised snapshot from raw entries, applying the consumer rules of spec 6.5:
-    /// keys starting with `_`, blank keys and blank values are skipped; a blank or missing
-    /// default becomes `bannou`. Infrastructure and `orchestrator` entries (never consulted)
-    /// and entries equal to the default (same resolution) are dropped too.
+    /// A normalised snapshot from raw entries, applying the consumer rules of
+    /// docs/COMPATIBILITY.md#mappings-consumers: keys starting with `_`, blank keys and
+    /// blank values are skipped; a blank or missing default becomes `bannou`.
+    /// Infrastructure and `orchestrator` entries (never consulted) and entries equal to the
+    /// default (same resolution) are dropped too.
     pub fn from_entries<'a, I>(version: i64, default_app_id: Option<&str>, entries: I) -> Self
     where
         I: IntoIterator<Item = (&'a str, Option<&'a str>)>,
@@ -96,7 +99,8 @@ impl MappingsSnapshot {
         }
     }
 
-    /// The consumer side of a typed event (spec 6.5 rules, see [`from_entries`](Self::from_entries)).
+    /// The consumer side of a typed event (docs/COMPATIBILITY.md#mappings-consumers rules,
+    /// see [`from_entries`](Self::from_entries)).
     pub fn from_event(event: &FullServiceMappingsEvent) -> Self {
         Self::from_entries(
             event.version,

@@ -1,5 +1,6 @@
 //! The mesh-side resolver every Bannou node runs: applies newer mappings snapshots and
-//! answers `resolve(service)` lock-free (spec 6.5; kube-rs style writer/reader split).
+//! answers `resolve(service)` lock-free (docs/COMPATIBILITY.md#mappings-consumers; kube-rs
+//! style writer/reader split).
 //!
 //! The writer swaps a whole `Arc` table with compare-and-swap, so readers never block and
 //! never see a half-applied table, and the applied version never decreases.
@@ -22,7 +23,8 @@ pub const ROUTING_VERSION_METADATA_KEY: &str = "routingVersion";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resolution {
     /// Infrastructure (`state`, `messaging`, `mesh`): handled by this node itself, never
-    /// routed (spec 3.4). Callers use their own app-id or a local shortcut.
+    /// routed (docs/COMPATIBILITY.md#infrastructure-services). Callers use their own app-id
+    /// or a local shortcut.
     Local,
     /// The app-id of the node that serves it. Cheap to clone (shared string).
     App(Arc<str>),

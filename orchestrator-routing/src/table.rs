@@ -1,4 +1,6 @@
-//! The orchestrator's authoritative routing table: service -> [`Route`] (spec 6.1, 6.2, 6.4).
+//! The orchestrator's authoritative routing table: service -> [`Route`]
+//! (docs/COMPATIBILITY.md#routing-records, docs/COMPATIBILITY.md#routing-operations,
+//! docs/COMPATIBILITY.md#heartbeat-consumption).
 //!
 //! Pure and single-owner: operations take `now` and return what changed. The table holds
 //! only explicit routes; a service without one resolves to the default app-id.
@@ -13,19 +15,24 @@ use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-/// Services every node handles locally; never routed (spec 3.4), compared case-insensitively.
+/// Services every node handles locally; never routed
+/// (docs/COMPATIBILITY.md#infrastructure-services), compared case-insensitively.
 pub const INFRASTRUCTURE_SERVICES: [&str; 3] = ["state", "messaging", "mesh"];
 
-/// The service that always resolves to the control plane (spec 6.5).
+/// The service that always resolves to the control plane
+/// (docs/COMPATIBILITY.md#mappings-consumers).
 pub const ORCHESTRATOR_SERVICE: &str = "orchestrator";
 
-/// `DefaultServicePort` (spec 19): the port written into routes.
+/// `DefaultServicePort` (docs/COMPATIBILITY.md#configuration-variables): the port written
+/// into routes.
 pub const DEFAULT_SERVICE_PORT: u16 = 80;
 
-/// `RoutingTtlSeconds` (spec 19): a route not refreshed for this long expires.
+/// `RoutingTtlSeconds` (docs/COMPATIBILITY.md#configuration-variables): a route not
+/// refreshed for this long expires.
 pub const DEFAULT_ROUTING_TTL: Duration = Duration::from_secs(300);
 
-/// True for `state`, `messaging` and `mesh` in any case (spec 3.4).
+/// True for `state`, `messaging` and `mesh` in any case
+/// (docs/COMPATIBILITY.md#infrastructure-services).
 pub fn is_infrastructure(service: &str) -> bool {
     let s = service.trim();
     INFRASTRUCTURE_SERVICES
@@ -76,7 +83,8 @@ pub fn canonical_service(service: &str) -> String {
 /// Why a routing operation was refused. Nothing is changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoutingError {
-    /// `state`, `messaging` or `mesh`: handled locally by every node (spec 3.4).
+    /// `state`, `messaging` or `mesh`: handled locally by every node
+    /// (docs/COMPATIBILITY.md#infrastructure-services).
     #[error("service `{0}` is infrastructure and is never routed")]
     Infrastructure(String),
     /// `orchestrator` always resolves to the control plane.
@@ -111,7 +119,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// A healthy route to `app_id` on `port`, written at `now` (spec 6.2 SetServiceRouting).
+    /// A healthy route to `app_id` on `port`, written at `now`
+    /// (docs/COMPATIBILITY.md#routing-operations SetServiceRouting).
     pub fn healthy(app_id: AppId, port: u16, now: Timestamp) -> Self {
         Route {
             host: app_id.as_str().to_owned(),
@@ -189,7 +198,7 @@ impl RouteChange {
     }
 }
 
-/// What one heartbeat did to the table (spec 6.4).
+/// What one heartbeat did to the table (docs/COMPATIBILITY.md#heartbeat-consumption).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatRouting {
     /// Services nobody owned that now route to the heartbeat's app-id (a broadcast is due).
@@ -211,8 +220,9 @@ impl HeartbeatRouting {
     }
 }
 
-/// `loadPercent` of spec 6.4 c: `trunc(current / max * 100)`, 0 when either is unknown or
-/// `max` is not positive; clamped to 0..=100 (upstream leaves overload above 100).
+/// `loadPercent` of docs/COMPATIBILITY.md#heartbeat-consumption step c: `trunc(current /
+/// max * 100)`, 0 when either is unknown or `max` is not positive; clamped to 0..=100
+/// (upstream leaves overload above 100).
 pub fn load_percent(heartbeat: &ServiceHeartbeatEvent) -> u8 {
     let Some(cap) = &heartbeat.capacity else {
         return 0;
@@ -231,7 +241,7 @@ pub fn load_percent(heartbeat: &ServiceHeartbeatEvent) -> u8 {
 /// Invariants: no infrastructure service and no `orchestrator` key; keys are canonical
 /// (trimmed, lower case); explicit routes to the default app-id are never written by
 /// [`set_route`](Self::set_route) (they are removed instead), so only routes away from the
-/// default are kept (DESIGN.md section 5).
+/// default are kept (D19 (docs/DECISIONS.md#d19)).
 ///
 /// Routes are hashed (Fx: keys are short service names, and every heartbeat looks up each
 /// of its services); the operations that promise an order sort their answers.
@@ -365,9 +375,9 @@ impl RoutingTable {
             .collect()
     }
 
-    /// SetServiceRouting (spec 6.2): authoritative route of `service` to `app_id`, healthy,
-    /// on `port`, written at `now`. Routing to the default app-id removes the route instead
-    /// ([`restore_default`](Self::restore_default)).
+    /// SetServiceRouting (docs/COMPATIBILITY.md#routing-operations): authoritative route of
+    /// `service` to `app_id`, healthy, on `port`, written at `now`. Routing to the default
+    /// app-id removes the route instead ([`restore_default`](Self::restore_default)).
     pub fn set_route(
         &mut self,
         service: &str,
@@ -395,9 +405,10 @@ impl RoutingTable {
         Ok(change)
     }
 
-    /// RestoreServiceRoutingToDefault (spec 6.2): removes the route so `service` falls back
-    /// to the default app-id (we do not write explicit default routes). Returns the removed
-    /// route; `None` when it already resolved to the default.
+    /// RestoreServiceRoutingToDefault (docs/COMPATIBILITY.md#routing-operations): removes
+    /// the route so `service` falls back to the default app-id (we do not write explicit
+    /// default routes). Returns the removed route; `None` when it already resolved to the
+    /// default.
     pub fn restore_default(&mut self, service: &str) -> Option<Route> {
         let key = canonical_service(service);
         let removed = self.routes.remove(&key);
@@ -425,8 +436,9 @@ impl RoutingTable {
         released
     }
 
-    /// ResetAllMappingsToDefault (spec 6.2): removes every route. Returns the services that
-    /// had one, sorted (a broadcast is due when it is not empty).
+    /// ResetAllMappingsToDefault (docs/COMPATIBILITY.md#routing-operations): removes every
+    /// route. Returns the services that had one, sorted (a broadcast is due when it is not
+    /// empty).
     pub fn reset_all(&mut self) -> Vec<String> {
         let mut services: Vec<String> = std::mem::take(&mut self.routes).into_keys().collect();
         self.replicas.clear();
@@ -434,16 +446,18 @@ impl RoutingTable {
         services
     }
 
-    /// Applies one heartbeat (spec 6.4): creates routes for services nobody owns, refreshes
-    /// status, load and `last_updated` of routes the sender owns, and never moves a route to
-    /// another app-id. Heartbeats from the control plane (`bannou`, any case) or with a blank
-    /// app-id are ignored entirely; infrastructure, `orchestrator` and blank service names
-    /// are skipped. A service listed twice counts once.
+    /// Applies one heartbeat (docs/COMPATIBILITY.md#heartbeat-consumption): creates routes
+    /// for services nobody owns, refreshes status, load and `last_updated` of routes the
+    /// sender owns, and never moves a route to another app-id. Heartbeats from the control
+    /// plane (`bannou`, any case) or with a blank app-id are ignored entirely;
+    /// infrastructure, `orchestrator` and blank service names are skipped. A service listed
+    /// twice counts once.
     ///
-    /// **Ours:** a `shutting_down` beat (a node's final one, spec 3.4) refreshes its own
-    /// routes but creates none. Upstream creates them from any beat, so a node torn down
-    /// right after its routes were released claimed them back with its final beat and
-    /// left routes to a node that no longer runs.
+    /// **Ours:** a `shutting_down` beat (a node's final one,
+    /// docs/COMPATIBILITY.md#infrastructure-services) refreshes its own routes but creates
+    /// none. Upstream creates them from any beat, so a node torn down right after its
+    /// routes were released claimed them back with its final beat and left routes to a node
+    /// that no longer runs.
     pub fn apply_heartbeat(
         &mut self,
         heartbeat: &ServiceHeartbeatEvent,

@@ -1,4 +1,5 @@
-//! Backend listing (spec 8.5 and 18.1): `ListBackendsRequest`, `BackendsResponse`,
+//! Backend listing (docs/COMPATIBILITY.md#backends-list and
+//! docs/COMPATIBILITY.md#backend-detection): `ListBackendsRequest`, `BackendsResponse`,
 //! `BackendInfo`.
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ pub struct BackendsResponse {
     pub backends: Vec<BackendInfo>,
     /// Best available backend.
     pub recommended: BackendType,
-    /// Backend of the current deployment (decision D6; never set upstream).
+    /// Backend of the current deployment (D6 (docs/DECISIONS.md#d6); never set upstream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_backend: Option<BackendType>,
 }

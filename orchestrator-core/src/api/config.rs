@@ -1,5 +1,7 @@
-//! Configuration versioning endpoints: RollbackConfiguration (spec 8.16 and 11.2) and
-//! GetConfigVersion (8.17 and 11.3).
+//! Configuration versioning endpoints: RollbackConfiguration
+//! (docs/COMPATIBILITY.md#config-rollback and docs/COMPATIBILITY.md#rollback) and
+//! GetConfigVersion (docs/COMPATIBILITY.md#config-version and
+//! docs/COMPATIBILITY.md#version-info).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,7 @@
-//! Container endpoints: RequestContainerRestart (spec 8.14) and GetContainerStatus (8.15),
-//! with the `ContainerStatus` model of Appendix B.
+//! Container endpoints: RequestContainerRestart
+//! (docs/COMPATIBILITY.md#request-container-restart) and GetContainerStatus
+//! (docs/COMPATIBILITY.md#container-status), with the `ContainerStatus` model of
+//! docs/COMPATIBILITY.md#request-and-response-models.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use super::{ContainerStatusType, RestartPriority, RestartStrategy};
 use crate::events::ServiceHealthStatus;
 use crate::time::Timestamp;
 
-// === RequestContainerRestart (8.14) ===
+// === RequestContainerRestart (docs/COMPATIBILITY.md#request-container-restart) ===
 
 /// `POST /orchestrator/containers/request-restart` request (`ContainerRestartRequestBody`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +66,7 @@ pub struct ContainerRestartResponse {
     pub restart_strategy: Option<RestartStrategy>,
 }
 
-// === GetContainerStatus (8.15) ===
+// === GetContainerStatus (docs/COMPATIBILITY.md#container-status) ===
 
 /// `POST /orchestrator/containers/status` request (`GetContainerStatusRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
-//! Environment lifecycle endpoints: Deploy (spec 8.7), Teardown (8.10) and Clean (8.11),
-//! plus our deploy extensions `strict` and `autoRevert` (DESIGN.md 3 and 6).
+//! Environment lifecycle endpoints: Deploy (docs/COMPATIBILITY.md#deploy), Teardown
+//! (docs/COMPATIBILITY.md#teardown) and Clean (docs/COMPATIBILITY.md#clean), plus our
+//! deploy extensions `strict` and `autoRevert` (D27 (docs/DECISIONS.md#d27)).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,19 +14,19 @@ use super::{CleanTarget, DeploymentMode, TeardownMode};
 use crate::events::BackendType;
 
 /// Formats a deploy/teardown/topology duration the upstream way: seconds with one decimal
-/// and an `s` suffix (`"12.3s"`, spec 7).
+/// and an `s` suffix (`"12.3s"`, docs/COMPATIBILITY.md#api-conventions).
 pub fn format_duration_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-// === Deploy (8.7) ===
+// === Deploy (docs/COMPATIBILITY.md#deploy) ===
 
 /// `POST /orchestrator/deploy` request (`DeployRequest`); every field is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployRequest {
     /// Preset to deploy; wins over `topology`. Blank, `default` or `bannou` with no
-    /// topology nodes means reset (spec 5.5).
+    /// topology nodes means reset (docs/COMPATIBILITY.md#reset-to-default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// Ad-hoc topology, used when no preset is named.
@@ -37,7 +38,7 @@ pub struct DeployRequest {
     /// Ignored upstream (default `Graceful`).
     #[serde(default = "default_deploy_mode")]
     pub mode: DeploymentMode,
-    /// Environment overrides applied to every node (spec 5.2).
+    /// Environment overrides applied to every node (docs/COMPATIBILITY.md#environment-layering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, String>>,
     /// Seconds, at least 1 (default 300; ignored upstream).
@@ -85,8 +86,9 @@ impl Default for DeployRequest {
 }
 
 impl DeployRequest {
-    /// True when this request resets to the single `bannou` node (spec 5.5): no topology
-    /// nodes and a preset that is absent, blank, `default` or `bannou` (trimmed, any case).
+    /// True when this request resets to the single `bannou` node
+    /// (docs/COMPATIBILITY.md#reset-to-default): no topology nodes and a preset that is
+    /// absent, blank, `default` or `bannou` (trimmed, any case).
     pub fn is_reset(&self) -> bool {
         let no_nodes = self.topology.as_ref().is_none_or(|t| t.nodes.is_empty());
         let preset_is_reset = self.preset.as_deref().is_none_or(|p| {
@@ -109,7 +111,7 @@ impl Validate for DeployRequest {
     fn validate(&self) -> Result<(), FieldError> {
         if let Some(name) = self.preset_name() {
             // Preset names become file names: reject anything that could leave the
-            // preset directory (spec 4.1 recommendation).
+            // preset directory (D22 (docs/DECISIONS.md#d22)).
             if name.contains(['/', '\\']) || name.contains("..") {
                 return Err(FieldError::new(
                     "preset",
@@ -154,7 +156,7 @@ pub struct DeployResponse {
     pub warnings: Option<Vec<String>>,
 }
 
-// === Teardown (8.10) ===
+// === Teardown (docs/COMPATIBILITY.md#teardown) ===
 
 /// `POST /orchestrator/teardown` request (`TeardownRequest`); every field is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +232,7 @@ pub struct TeardownResponse {
     pub errors: Option<Vec<String>>,
 }
 
-// === Clean (8.11) ===
+// === Clean (docs/COMPATIBILITY.md#clean) ===
 
 /// `POST /orchestrator/clean` request (`CleanRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
-//! Every API enum of spec Appendix A, spelled per decision D1 (runtime spelling out, any
-//! spelling in). Event enums live in [`crate::events`]; `ServiceLayerType` is
-//! [`crate::Layer`].
+//! Every API enum of docs/COMPATIBILITY.md#enum-values, spelled per D1
+//! (docs/DECISIONS.md#d1) (runtime spelling out, any spelling in). Event enums live in
+//! [`crate::events`]; `ServiceLayerType` is [`crate::Layer`].
 
 use crate::lenient_enum;
 
@@ -91,7 +91,7 @@ lenient_enum! {
 }
 
 lenient_enum! {
-    /// A live topology change (spec 14).
+    /// A live topology change (docs/COMPATIBILITY.md#topology-updates).
     pub enum TopologyChangeAction {
         /// Deploy a new node.
         AddNode => "AddNode",
@@ -107,7 +107,7 @@ lenient_enum! {
 }
 
 lenient_enum! {
-    /// Output stream of a log line (decision D13).
+    /// Output stream of a log line (D13 (docs/DECISIONS.md#d13)).
     pub enum LogStreamType {
         /// Standard output.
         Stdout => "Stdout",
@@ -165,7 +165,7 @@ lenient_enum! {
 }
 
 lenient_enum! {
-    /// Which entries a services-health report includes (spec 12.2).
+    /// Which entries a services-health report includes (docs/COMPATIBILITY.md#health-report).
     pub enum ServiceHealthSource {
         /// Control plane and deployed nodes.
         All => "All",

@@ -1,6 +1,7 @@
 //! Request validation and the error body of the HTTP API: [`Validate`] checks a parsed
 //! request, [`FieldError`] names the JSON path at fault, [`ApiError`] is the body a 4xx/5xx
-//! response carries (`{"error": "...", "field": "..."}`, our addition; see DESIGN.md 5).
+//! response carries (`{"error": "...", "field": "..."}`, our addition; see D18
+//! (docs/DECISIONS.md#d18)).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -40,9 +41,10 @@ impl FieldError {
     }
 }
 
-/// A request that can check itself before any work is done (decision D7: nothing is torn
-/// down before a request is validated). Serde already enforces presence and JSON types;
-/// this checks what serde cannot: non-empty strings, numeric ranges, list contents.
+/// A request that can check itself before any work is done (D7 (docs/DECISIONS.md#d7):
+/// nothing is torn down before a request is validated). Serde already enforces presence and
+/// JSON types; this checks what serde cannot: non-empty strings, numeric ranges, list
+/// contents.
 pub trait Validate {
     /// `Ok` when the request may be executed; otherwise the first field at fault, which the
     /// HTTP layer answers with 400 and an [`ApiError`] naming it.

@@ -1,6 +1,7 @@
-//! Health endpoints: GetInfrastructureHealth (spec 8.1) and the GetServicesHealth request
-//! (8.2). The services-health report and its entries (with `Capacity`) are defined with the
-//! heartbeat aggregator in [`crate::health`], not here.
+//! Health endpoints: GetInfrastructureHealth (docs/COMPATIBILITY.md#infrastructure-health)
+//! and the GetServicesHealth request (docs/COMPATIBILITY.md#services-health). The
+//! services-health report and its entries (with `Capacity`) are defined with the heartbeat
+//! aggregator in [`crate::health`], not here.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ use super::error::{FieldError, Validate};
 use super::{ComponentHealthStatus, ServiceHealthSource};
 use crate::time::Timestamp;
 
-// === GetInfrastructureHealth (8.1) ===
+// === GetInfrastructureHealth (docs/COMPATIBILITY.md#infrastructure-health) ===
 
 /// `POST /orchestrator/health/infrastructure` request (`InfrastructureHealthRequest`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +57,7 @@ pub struct ComponentHealth {
     pub metrics: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-// === GetServicesHealth request (8.2) ===
+// === GetServicesHealth request (docs/COMPATIBILITY.md#services-health) ===
 
 /// `POST /orchestrator/health/services` request (`ServiceHealthRequest`). The response,
 /// `ServiceHealthReport`, lives in [`crate::health`].

@@ -1,4 +1,5 @@
-//! Log retrieval (spec 8.12 and 16): `GetLogsRequest`, `LogsResponse`, `LogEntry`.
+//! Log retrieval (docs/COMPATIBILITY.md#logs and docs/COMPATIBILITY.md#log-parsing):
+//! `GetLogsRequest`, `LogsResponse`, `LogEntry`.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,7 @@ impl Default for GetLogsRequest {
 }
 
 impl GetLogsRequest {
-    /// The container to read: `service` ?? `container` ?? `bannou` (spec 8.12).
+    /// The container to read: `service` ?? `container` ?? `bannou` (docs/COMPATIBILITY.md#logs).
     pub fn target(&self) -> &str {
         self.service
             .as_deref()
@@ -94,7 +95,7 @@ pub struct LogsResponse {
 pub struct LogEntry {
     /// When it was written.
     pub timestamp: Timestamp,
-    /// Which stream (decision D13: from the backend's structured streams).
+    /// Which stream (D13 (docs/DECISIONS.md#d13): from the backend's structured streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<LogStreamType>,
     /// The text.

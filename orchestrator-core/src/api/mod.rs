@@ -1,6 +1,8 @@
-//! Request and response models of the orchestrator HTTP API (spec 7, 8, Appendix B), with
-//! upstream JSON field names, schema defaults, and [`Validate`] for every request.
-//! [`enums`] holds every Appendix A enum.
+//! Request and response models of the orchestrator HTTP API
+//! (docs/COMPATIBILITY.md#api-conventions, docs/COMPATIBILITY.md#endpoints,
+//! docs/COMPATIBILITY.md#request-and-response-models), with upstream JSON field names,
+//! schema defaults, and [`Validate`] for every request. [`enums`] holds every
+//! docs/COMPATIBILITY.md#enum-values enum.
 //!
 //! # Endpoint map
 //!
@@ -41,9 +43,9 @@
 //!
 //! - Null fields are omitted on output (`skip_serializing_if`), as upstream does.
 //! - Schema defaults are applied on input and always written on output.
-//! - Enums read any spelling and write upstream's runtime spelling (decision D1).
+//! - Enums read any spelling and write upstream's runtime spelling (D1 (docs/DECISIONS.md#d1)).
 //! - Unknown request fields are accepted and dropped (upstream's serializer ignores them;
-//!   spec 7 requires ignored fields to be accepted).
+//!   docs/COMPATIBILITY.md#api-conventions requires ignored fields to be accepted).
 //! - Integers are `i64` so that out-of-range input (`targetInstances: -1`) parses and is
 //!   rejected by [`Validate`] with the field named, rather than by serde.
 //! - Our extensions are marked **Ours** in their docs: `DeployRequest::strict`,
@@ -98,7 +100,8 @@ mod tests {
 
     #[test]
     fn endpoints_with_all_optional_fields_accept_an_empty_object() {
-        // Spec 7: "Empty objects are accepted where all fields are optional".
+        // docs/COMPATIBILITY.md#api-conventions: "Empty objects are accepted where all
+        // fields are optional".
         let empty = || json!({});
         parse_and_validate::<InfrastructureHealthRequest>(empty()).unwrap();
         parse_and_validate::<ServiceHealthRequest>(empty()).unwrap();

@@ -1,5 +1,6 @@
-//! Processing-pool endpoints (spec 8.18-8.22 and 13), with our acquire extensions:
-//! bounded waiting (`waitMs`) and lease fencing tokens (`fencingToken`), DESIGN.md 6.
+//! Processing-pool endpoints (docs/COMPATIBILITY.md#processing-pools), with our acquire extensions:
+//! bounded waiting (`waitMs`) and lease fencing tokens (`fencingToken`), D28
+//! (docs/DECISIONS.md#d28).
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ fn secs(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
 }
 
-// === AcquireProcessor (8.18) ===
+// === AcquireProcessor (docs/COMPATIBILITY.md#acquire-processor) ===
 
 /// `POST /orchestrator/processing-pool/acquire` request (`AcquireProcessorRequest`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +100,7 @@ pub struct AcquireProcessorResponse {
     pub fencing_token: u64,
 }
 
-// === ReleaseProcessor (8.19) ===
+// === ReleaseProcessor (docs/COMPATIBILITY.md#release-processor) ===
 
 /// `POST /orchestrator/processing-pool/release` request (`ReleaseProcessorRequest`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,7 +150,7 @@ pub struct ReleaseProcessorResponse {
     pub processor_id: String,
 }
 
-// === GetPoolStatus (8.20) ===
+// === GetPoolStatus (docs/COMPATIBILITY.md#pool-status) ===
 
 /// `POST /orchestrator/processing-pool/status` request (`GetPoolStatusRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,7 +216,7 @@ pub struct PoolMetrics {
     pub last_scale_event: Option<Timestamp>,
 }
 
-// === ScalePool (8.21) ===
+// === ScalePool (docs/COMPATIBILITY.md#scale-pool) ===
 
 /// `POST /orchestrator/processing-pool/scale` request (`ScalePoolRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,7 +255,7 @@ pub struct ScalePoolResponse {
     pub scaled_down: i64,
 }
 
-// === CleanupPool (8.22) ===
+// === CleanupPool (docs/COMPATIBILITY.md#cleanup-pool) ===
 
 /// `POST /orchestrator/processing-pool/cleanup` request (`CleanupPoolRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

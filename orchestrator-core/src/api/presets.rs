@@ -1,4 +1,5 @@
-//! Preset listing (spec 8.6): `ListPresetsRequest`, `PresetsResponse`, `DeploymentPreset`.
+//! Preset listing (docs/COMPATIBILITY.md#presets-list): `ListPresetsRequest`,
+//! `PresetsResponse`, `DeploymentPreset`.
 
 use std::collections::BTreeMap;
 

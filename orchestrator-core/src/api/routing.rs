@@ -1,4 +1,5 @@
-//! Service routing lookup (spec 8.8): `GetServiceRoutingRequest`, `ServiceRoutingResponse`.
+//! Service routing lookup (docs/COMPATIBILITY.md#service-routing):
+//! `GetServiceRoutingRequest`, `ServiceRoutingResponse`.
 
 use std::collections::BTreeMap;
 

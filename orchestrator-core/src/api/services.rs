@@ -1,6 +1,7 @@
-//! Service restart endpoints: RestartService (spec 8.3) and the ShouldRestartService
-//! request (8.4). The `RestartRecommendation` response lives with the restart policy in
-//! [`crate::restart`], not here.
+//! Service restart endpoints: RestartService (docs/COMPATIBILITY.md#restart-service) and
+//! the ShouldRestartService request (docs/COMPATIBILITY.md#should-restart). The
+//! `RestartRecommendation` response lives with the restart policy in [`crate::restart`],
+//! not here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use super::error::{FieldError, Validate, at_least, non_empty};
 use super::topology::env_keys_non_empty;
 use crate::events::InstanceHealthStatus;
 
-// === RestartService (8.3) ===
+// === RestartService (docs/COMPATIBILITY.md#restart-service) ===
 
 /// `POST /orchestrator/services/restart` request (`ServiceRestartRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ pub struct ServiceRestartResult {
     pub current_status: Option<InstanceHealthStatus>,
 }
 
-// === ShouldRestartService request (8.4) ===
+// === ShouldRestartService request (docs/COMPATIBILITY.md#should-restart) ===
 
 /// `POST /orchestrator/services/should-restart` request (`ShouldRestartServiceRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
-//! Environment status (spec 8.9): `GetStatusRequest`, `EnvironmentStatus` and the
-//! never-produced `ResourceUsage`.
+//! Environment status (docs/COMPATIBILITY.md#status): `GetStatusRequest`,
+//! `EnvironmentStatus` and the never-produced `ResourceUsage`.
 
 use serde::{Deserialize, Serialize};
 

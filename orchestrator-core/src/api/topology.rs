@@ -1,6 +1,7 @@
-//! Topology models shared by several endpoints (Appendix B: `ServiceTopology`,
-//! `TopologyNode`, `InfrastructureConfig`, `DeployedService`) and the UpdateTopology
-//! endpoint (spec 8.13 and 14).
+//! Topology models shared by several endpoints
+//! (docs/COMPATIBILITY.md#request-and-response-models: `ServiceTopology`, `TopologyNode`,
+//! `InfrastructureConfig`, `DeployedService`) and the UpdateTopology endpoint
+//! (docs/COMPATIBILITY.md#topology and docs/COMPATIBILITY.md#topology-updates).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,7 @@ use crate::Layer;
 pub struct ServiceTopology {
     /// Container/pod definitions in deploy order.
     pub nodes: Vec<TopologyNode>,
-    /// Infrastructure settings: accepted, unused (spec 20 item 5).
+    /// Infrastructure settings: accepted, unused (docs/COMPATIBILITY.md#upstream-gaps item 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<InfrastructureConfig>,
 }
@@ -53,7 +54,7 @@ pub struct TopologyNode {
     /// Node name (`bannou-main`); also the app-id when `appId` is absent.
     pub name: String,
     /// Layers to enable on the node; `None` inherits from the container environment.
-    /// Upstream ignores this for request topologies (spec 8.7).
+    /// Upstream ignores this for request topologies (docs/COMPATIBILITY.md#deploy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<Layer>>,
     /// Services to enable on the node, beyond its layers.
@@ -91,7 +92,8 @@ impl TopologyNode {
         }
     }
 
-    /// The app-id the node deploys as: `appId` if given, else `name` (spec 8.7 step 8a).
+    /// The app-id the node deploys as: `appId` if given, else `name`
+    /// (docs/COMPATIBILITY.md#deploy step 8a).
     pub fn effective_app_id(&self) -> &str {
         self.app_id.as_deref().unwrap_or(&self.name)
     }
@@ -269,7 +271,7 @@ pub struct DeployedService {
     pub endpoints: Option<Vec<String>>,
 }
 
-// === UpdateTopology (8.13) ===
+// === UpdateTopology (docs/COMPATIBILITY.md#topology) ===
 
 /// `POST /orchestrator/topology` request (`TopologyUpdateRequest`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -313,7 +315,8 @@ impl Validate for TopologyUpdateRequest {
 /// One live topology change (`TopologyChange`).
 ///
 /// [`Validate`] only rejects malformed values; a change that lacks what its action needs
-/// is reported per change with a 200 (spec 14), see [`TopologyChange::missing_requirement`].
+/// is reported per change with a 200 (docs/COMPATIBILITY.md#topology-updates), see
+/// [`TopologyChange::missing_requirement`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopologyChange {
@@ -337,8 +340,8 @@ pub struct TopologyChange {
 }
 
 impl TopologyChange {
-    /// The upstream error text when this change lacks what its action requires (spec 14),
-    /// or `None` when it can be attempted.
+    /// The upstream error text when this change lacks what its action requires
+    /// (docs/COMPATIBILITY.md#topology-updates), or `None` when it can be attempted.
     pub fn missing_requirement(&self) -> Option<&'static str> {
         let has_node = self.node_name.as_deref().is_some_and(|n| !n.is_empty());
         match self.action {
@@ -369,7 +372,7 @@ impl TopologyChange {
     }
 
     /// The `target` upstream reports for this change: `nodeName` if present, else the
-    /// services joined with `,` (spec 14).
+    /// services joined with `,` (docs/COMPATIBILITY.md#topology-updates).
     pub fn target(&self) -> Option<String> {
         self.node_name
             .clone()

@@ -1,6 +1,8 @@
-//! The `ContainerBackend` port (spec 18.2, shaped by decisions D5, D6, D12 and D13): what
-//! every container runtime adapter offers, with the label keys, resource names (spec 5.3)
-//! and backend-injected environment (spec 5.4) that all adapters share.
+//! The `ContainerBackend` port (docs/COMPATIBILITY.md#backend-contract, shaped by decisions
+//! D5, D6, D12 and D13 (docs/DECISIONS.md)): what every container runtime adapter offers,
+//! with the label keys, resource names (docs/COMPATIBILITY.md#names-and-app-ids) and
+//! backend-injected environment (docs/COMPATIBILITY.md#backend-injected-variables) that all
+//! adapters share.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,7 +19,8 @@ use crate::time::Timestamp;
 
 // === labels and names ===
 
-/// Label keys the orchestrator puts on every object it creates (spec 5.3).
+/// Label keys the orchestrator puts on every object it creates
+/// (docs/COMPATIBILITY.md#names-and-app-ids).
 pub mod labels {
     /// The node's app-id.
     pub const APP_ID: &str = "bannou.app-id";
@@ -71,8 +74,9 @@ pub fn pool_worker_app_id(pool_type: &str, processor_id: &str) -> AppId {
     AppId::new(format!("bannou-pool-{pool_type}-{tail}"))
 }
 
-/// Name fragments that mark infrastructure containers (spec 18.2), matched as
-/// case-insensitive substrings of the container name or image.
+/// Name fragments that mark infrastructure containers
+/// (docs/COMPATIBILITY.md#backend-contract), matched as case-insensitive substrings of the
+/// container name or image.
 pub const INFRASTRUCTURE_PATTERNS: &[&str] = &[
     "redis", "rabbitmq", "mysql", "mariadb", "postgres", "mongodb",
 ];
@@ -86,8 +90,9 @@ pub fn is_infrastructure(name_or_image: &str) -> bool {
 /// Where the standalone Docker backend mounts certificates (`SSL_CERT_DIR`).
 pub const CERTIFICATES_MOUNT: &str = "/certificates";
 
-/// The environment the standalone Docker backend gives a node (spec 5.4): its fixed
-/// variables first, then `caller` on top (the caller wins on equal keys).
+/// The environment the standalone Docker backend gives a node
+/// (docs/COMPATIBILITY.md#backend-injected-variables): its fixed variables first, then
+/// `caller` on top (the caller wins on equal keys).
 ///
 /// Fixed: `BANNOU_APP_ID={app_id}`, `BANNOU_MAPPING_SOURCE_APP_ID={orchestrator}`,
 /// `BANNOU_HTTP_ENDPOINT=http://{orchestrator}`, `DAEMON_MODE=true`,
@@ -282,8 +287,9 @@ pub struct NodeDeployment {
     pub service_name: String,
     /// Container image, e.g. `bannou:latest`.
     pub image: String,
-    /// The node's resolved environment (spec 5.2). The backend adds its own variables
-    /// (spec 5.4, [`docker_injected_environment`]) underneath; these win.
+    /// The node's resolved environment (docs/COMPATIBILITY.md#environment-layering). The
+    /// backend adds its own variables (docs/COMPATIBILITY.md#backend-injected-variables,
+    /// [`docker_injected_environment`]) underneath; these win.
     pub environment: BTreeMap<String, String>,
     /// Replica count; backends that run one container per node accept only 1.
     pub replicas: u32,
@@ -391,7 +397,7 @@ pub struct ScaleResult {
     pub current_replicas: u32,
 }
 
-/// How to restart a node (decision D5: restarts really restart).
+/// How to restart a node (D5 (docs/DECISIONS.md#d5): restarts really restart).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartOptions {
     /// Urgency.
@@ -432,8 +438,9 @@ pub struct RestartOutcome {
     pub strategy: RestartStrategy,
 }
 
-/// State of one node (spec 8.15). A missing node is [`BackendError::NotFound`], never a
-/// stopped report, so an exited node and an absent one are told apart.
+/// State of one node (docs/COMPATIBILITY.md#container-status). A missing node is
+/// [`BackendError::NotFound`], never a stopped report, so an exited node and an absent one
+/// are told apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStatusReport {
     /// The node's app-id.
@@ -446,7 +453,7 @@ pub struct ContainerStatusReport {
     pub desired_replicas: u32,
     /// When the current process (latest replica) started.
     pub started_at: Option<Timestamp>,
-    /// When it last stopped, if stopped (Docker `State.FinishedAt`; decision D12).
+    /// When it last stopped, if stopped (Docker `State.FinishedAt`; D12 (docs/DECISIONS.md#d12)).
     pub stopped_at: Option<Timestamp>,
     /// Restarts since deployment, ours (D5) and the runtime's restart policy's.
     pub restart_count: u32,
@@ -473,15 +480,16 @@ pub struct ContainerInfo {
     pub instances: u32,
     /// When it was created, if known.
     pub created_at: Option<Timestamp>,
-    /// When it last stopped, if stopped (decision D12).
+    /// When it last stopped, if stopped (D12).
     pub stopped_at: Option<Timestamp>,
     /// Labels on the object.
     pub labels: BTreeMap<String, String>,
 }
 
 impl ContainerInfo {
-    /// Orphan rule of spec 17 with decision D12: stopped, ours, and stopped for longer
-    /// than `threshold` before `now` (an unknown stop time is never orphaned).
+    /// Orphan rule of docs/COMPATIBILITY.md#clean-and-orphans with D12: stopped, ours, and
+    /// stopped for longer than `threshold` before `now` (an unknown stop time is never
+    /// orphaned).
     pub fn is_orphaned(&self, now: Timestamp, threshold: Duration) -> bool {
         self.status == ContainerStatusType::Stopped
             && is_managed(&self.labels)
@@ -515,8 +523,8 @@ pub struct LogQuery {
     pub until: Option<Timestamp>,
 }
 
-/// One structured log line (decision D13: the stream comes from the runtime, not from
-/// text markers).
+/// One structured log line (D13 (docs/DECISIONS.md#d13): the stream comes from the runtime,
+/// not from text markers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// When the runtime recorded it.
@@ -592,7 +600,7 @@ impl PruneReport {
 // === the port ===
 
 /// A container runtime: Docker, Swarm, Portainer, Kubernetes or in-process. Object safe;
-/// the host holds the active backend (decision D6) as `Arc<dyn ContainerBackend>`.
+/// the host holds the active backend (D6 (docs/DECISIONS.md#d6)) as `Arc<dyn ContainerBackend>`.
 ///
 /// Every operation addressing an app-id returns [`BackendError::NotFound`] when no object
 /// of ours carries it. Only objects with [`labels::MANAGED`] are ever listed, changed or
@@ -620,7 +628,7 @@ pub trait ContainerBackend: Send + Sync {
     /// runs exactly one container per node.
     async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError>;
 
-    /// Really restarts a node's processes (decision D5); the restart count goes up.
+    /// Really restarts a node's processes (D5); the restart count goes up.
     async fn restart(
         &self,
         app_id: &AppId,
@@ -633,7 +641,7 @@ pub trait ContainerBackend: Send + Sync {
     /// Every node of ours, in any state.
     async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError>;
 
-    /// The node's log lines in time order, with their stream (decision D13).
+    /// The node's log lines in time order, with their stream (D13).
     async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError>;
 
     /// Infrastructure containers/services (Redis, RabbitMQ, databases) the runtime runs.
@@ -641,7 +649,7 @@ pub trait ContainerBackend: Send + Sync {
 
     /// Removes unused objects of ours for each target (implementations expand `All` with
     /// [`expand_clean_targets`]): `Containers` removes our stopped nodes whose stop time is
-    /// more than `older_than` before now (every stopped one when `None`; decision D12);
+    /// more than `older_than` before now (every stopped one when `None`; D12);
     /// networks, volumes and images are pruned by the runtime, limited to our label where
     /// it allows. Per-item and unsupported-target failures go into the report; `Err` only
     /// when the runtime cannot be reached.

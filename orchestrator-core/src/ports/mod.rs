@@ -1,4 +1,4 @@
-//! Ports: the traits the domain defines and adapters implement (DESIGN.md section 2).
+//! Ports: the traits the domain defines and adapters implement (D30 (docs/DECISIONS.md#d30)).
 //!
 //! - [`backend::ContainerBackend`]: runs nodes (Docker, Swarm, Portainer, Kubernetes, in-process).
 //! - [`bus::EventBus`]: fan-out publish/subscribe of events.

@@ -1,6 +1,7 @@
 //! The `OrchestratorStore` port: heartbeats, routing records, the mappings version counter
-//! and configuration versions (spec 10), with TTLs and compare-and-set. Implemented by the
-//! in-memory store and the Redis adapter; both pass `testkit::store::store_conformance`.
+//! and configuration versions (docs/COMPATIBILITY.md#state-store-layout), with TTLs and
+//! compare-and-set. Implemented by the in-memory store and the Redis adapter; both pass
+//! `testkit::store::store_conformance`.
 //!
 //! # Conventions
 //!
@@ -9,21 +10,23 @@
 //!   (the injected clock in memory, the server's clock in Redis).
 //! - A TTL must be at least 1 ms, else [`StoreError::InvalidInput`]. A record whose TTL
 //!   has run out is gone for every read, exactly as an expired Redis key.
-//! - Listing never scans the keyspace: adapters keep an index (spec 10.4).
+//! - Listing never scans the keyspace: adapters keep an index
+//!   (docs/COMPATIBILITY.md#indexes-and-locks).
 //!
 //! # Configuration versions and where the rules live
 //!
 //! The store offers primitives: an atomic save that assigns the next version (optionally
 //! only if the latest version is still the expected one), reads of current and history,
-//! stable marks and pruning. The rules of spec 11 (rollback targets, the rollback copy,
-//! changed keys, the cleared configuration, version info) live once in
-//! [`crate::config_history`]; the provided methods [`OrchestratorStore::rollback_config`],
-//! [`OrchestratorStore::clear_config`] and [`OrchestratorStore::config_version_info`]
-//! compose them with the primitives, so adapters do not re-implement them and the
-//! service layer calls one method. [`crate::config_history::ConfigHistory`] composes the
-//! same rules synchronously for pure, in-process use and property tests.
+//! stable marks and pruning. The rules of docs/COMPATIBILITY.md#configuration-versions
+//! (rollback targets, the rollback copy, changed keys, the cleared configuration, version
+//! info) live once in [`crate::config_history`]; the provided methods
+//! [`OrchestratorStore::rollback_config`], [`OrchestratorStore::clear_config`] and
+//! [`OrchestratorStore::config_version_info`] compose them with the primitives, so adapters
+//! do not re-implement them and the service layer calls one method.
+//! [`crate::config_history::ConfigHistory`] composes the same rules synchronously for pure,
+//! in-process use and property tests.
 //!
-//! # Suggested Redis layout (spec 10.3 plus ours)
+//! # Suggested Redis layout (docs/COMPATIBILITY.md#keys-and-records plus ours)
 //!
 //! `orch:hb:{appId}` and `orch:rt:{service}` with their `_index` records; `orch:cfg:version`
 //! `{Version: n}`, `orch:cfg:current`, `orch:cfg:history:{n}` (history TTL),
@@ -45,17 +48,19 @@ use crate::config_history::{
 use crate::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use crate::time::Timestamp;
 
-/// Default heartbeat record TTL, `HeartbeatTtlSeconds` (spec 19).
+/// Default heartbeat record TTL, `HeartbeatTtlSeconds`
+/// (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(90);
 
-/// Default routing record TTL, `RoutingTtlSeconds` (spec 19).
+/// Default routing record TTL, `RoutingTtlSeconds` (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_ROUTING_TTL: Duration = Duration::from_secs(300);
 
-/// Default config history entry TTL, `ConfigHistoryTtlDays` = 30 (spec 19).
+/// Default config history entry TTL, `ConfigHistoryTtlDays` = 30
+/// (docs/COMPATIBILITY.md#configuration-variables).
 pub const DEFAULT_CONFIG_HISTORY_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 /// How many times [`OrchestratorStore::claim_route`] retries a lost compare-and-set
-/// (upstream's hard-coded 3, spec 10.4).
+/// (upstream's hard-coded 3, docs/COMPATIBILITY.md#indexes-and-locks).
 pub const CLAIM_ROUTE_ATTEMPTS: usize = 3;
 
 // === errors ===
@@ -123,11 +128,12 @@ pub fn check_ttl(ttl: Duration) -> Result<(), StoreError> {
 /// Why [`OrchestratorStore::rollback_config`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigRollbackError {
-    /// Spec 11.2 refused the request (400 or 404, see [`RollbackError::status_code`]).
+    /// docs/COMPATIBILITY.md#rollback refused the request (400 or 404, see
+    /// [`RollbackError::status_code`]).
     #[error(transparent)]
     Rejected(#[from] RollbackError),
-    /// The store failed (spec 11.2 step 4: 500 with a `restore_failed` error event; 503
-    /// when the store is unavailable).
+    /// The store failed (docs/COMPATIBILITY.md#rollback step 4: 500 with a `restore_failed`
+    /// error event; 503 when the store is unavailable).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -142,7 +148,8 @@ impl ConfigRollbackError {
     }
 }
 
-/// What [`OrchestratorStore::claim_route`] did (spec 6.4 step d).
+/// What [`OrchestratorStore::claim_route`] did (docs/COMPATIBILITY.md#heartbeat-consumption
+/// step d).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteClaim {
     /// No live route existed; the record was written. Publish mappings now.
@@ -156,8 +163,9 @@ pub enum RouteClaim {
 
 // === the port ===
 
-/// State the orchestrator keeps outside its process (spec 10). Object safe: used as
-/// `Arc<dyn OrchestratorStore>`.
+/// State the orchestrator keeps outside its process
+/// (docs/COMPATIBILITY.md#state-store-layout). Object safe: used as `Arc<dyn
+/// OrchestratorStore>`.
 #[async_trait]
 pub trait OrchestratorStore: Send + Sync + 'static {
     /// Checks the store answers (health). `Unavailable` when it does not.
@@ -165,8 +173,9 @@ pub trait OrchestratorStore: Send + Sync + 'static {
 
     // --- heartbeats (`orch:hb:{appId}`) ---
 
-    /// Writes the instance record under `record.app_id` with `ttl` (spec 6.4 a); replaces
-    /// any previous record and restarts its TTL.
+    /// Writes the instance record under `record.app_id` with `ttl`
+    /// (docs/COMPATIBILITY.md#heartbeat-consumption step a); replaces any previous record
+    /// and restarts its TTL.
     async fn put_heartbeat(
         &self,
         record: &HeartbeatRecord,
@@ -185,7 +194,7 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     // --- routing (`orch:rt:{service}`) ---
 
     /// Writes the route of `service` unconditionally with `ttl` (authoritative orchestrator
-    /// writes, spec 6.2).
+    /// writes, docs/COMPATIBILITY.md#routing-operations).
     async fn put_route(
         &self,
         service: &str,
@@ -201,9 +210,10 @@ pub trait OrchestratorStore: Send + Sync + 'static {
 
     /// Compare-and-set of one route, atomically: with `expected_app_id = None` the write
     /// happens only if `service` has no live route (create); with `Some(a)` only if the
-    /// live route's app-id equals `a`, ASCII case-insensitively as spec 6.4 compares
-    /// (refresh). Returns whether it wrote. A heartbeat passes its own app-id both as
-    /// `expected_app_id` and in `record`, so it can create or refresh but never move a route.
+    /// live route's app-id equals `a`, ASCII case-insensitively as
+    /// docs/COMPATIBILITY.md#heartbeat-consumption compares (refresh). Returns whether it
+    /// wrote. A heartbeat passes its own app-id both as `expected_app_id` and in `record`,
+    /// so it can create or refresh but never move a route.
     async fn set_route_if(
         &self,
         service: &str,
@@ -215,9 +225,10 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     /// Deletes the route of `service`; true if a live one existed.
     async fn remove_route(&self, service: &str) -> Result<bool, StoreError>;
 
-    /// Spec 6.4 step d for one service: create the route if nobody owns it, refresh it if
-    /// `record.app_id` owns it, otherwise leave it. Built on [`Self::set_route_if`];
-    /// retries a lost race up to [`CLAIM_ROUTE_ATTEMPTS`] times, then `Conflict`.
+    /// docs/COMPATIBILITY.md#heartbeat-consumption step d for one service: create the route
+    /// if nobody owns it, refresh it if `record.app_id` owns it, otherwise leave it. Built
+    /// on [`Self::set_route_if`]; retries a lost race up to [`CLAIM_ROUTE_ATTEMPTS`] times,
+    /// then `Conflict`.
     async fn claim_route(
         &self,
         service: &str,
@@ -251,7 +262,8 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     // --- mappings version (`orch:cfg:mappings-version`) ---
 
     /// Atomically increments and returns the mappings version (1 on the first call).
-    /// Strictly monotonic across calls, processes and restarts; never reset (spec 6.5).
+    /// Strictly monotonic across calls, processes and restarts; never reset
+    /// (docs/COMPATIBILITY.md#mappings-consumers).
     async fn next_mappings_version(&self) -> Result<i64, StoreError>;
 
     /// The last version handed out by [`Self::next_mappings_version`] (0 when none).
@@ -271,7 +283,8 @@ pub trait OrchestratorStore: Send + Sync + 'static {
         history_ttl: Duration,
     ) -> Result<u64, StoreError>;
 
-    /// [`Self::save_config_checked`] without the expectation (spec 11.1).
+    /// [`Self::save_config_checked`] without the expectation
+    /// (docs/COMPATIBILITY.md#saving-a-version).
     async fn save_config(
         &self,
         cfg: &DeploymentConfiguration,
@@ -327,9 +340,10 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     /// counter. Returns how many entries it removed.
     async fn prune_config_history(&self, keep_latest: Option<usize>) -> Result<usize, StoreError>;
 
-    /// Spec 11.2 RollbackConfiguration: validates with [`RollbackPlan`], loads the target,
-    /// saves one new version `cur + 1` (a copy of the target) only if `cur` is still the
-    /// latest (a concurrent save makes it `Conflict`), and computes `changedKeys`.
+    /// docs/COMPATIBILITY.md#rollback RollbackConfiguration: validates with
+    /// [`RollbackPlan`], loads the target, saves one new version `cur + 1` (a copy of the
+    /// target) only if `cur` is still the latest (a concurrent save makes it `Conflict`),
+    /// and computes `changedKeys`.
     async fn rollback_config(
         &self,
         target: Option<u64>,
@@ -349,14 +363,14 @@ pub trait OrchestratorStore: Send + Sync + 'static {
         Ok(plan.outcome(restored, current.as_ref()))
     }
 
-    /// Spec 11.1 ClearCurrentConfiguration: saves the cleared configuration (preset
-    /// `default`, nothing enabled) as a new version and returns it.
+    /// docs/COMPATIBILITY.md#saving-a-version ClearCurrentConfiguration: saves the cleared
+    /// configuration (preset `default`, nothing enabled) as a new version and returns it.
     async fn clear_config(&self, now: Timestamp, history_ttl: Duration) -> Result<u64, StoreError> {
         self.save_config(&cleared_configuration(now), history_ttl)
             .await
     }
 
-    /// Spec 11.3 GetConfigVersion for the current state.
+    /// docs/COMPATIBILITY.md#version-info GetConfigVersion for the current state.
     async fn config_version_info(&self, now: Timestamp) -> Result<ConfigVersionInfo, StoreError> {
         let current = self.current_config().await?;
         let previous_exists = match current.as_ref().map(|c| c.version) {

@@ -1,5 +1,6 @@
-//! The preset directory (spec 4.1): list `*.yaml` summaries and load one preset by name.
-//! File I/O lives here only; parsing stays in [`Preset::parse_with_catalog`].
+//! The preset directory (docs/COMPATIBILITY.md#preset-directory): list `*.yaml` summaries
+//! and load one preset by name. File I/O lives here only; parsing stays in
+//! [`Preset::parse_with_catalog`].
 
 use std::io;
 use std::path::{Path, PathBuf};

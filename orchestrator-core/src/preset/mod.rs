@@ -1,5 +1,5 @@
-//! Preset YAML (spec 4): parsing with both key spellings, validation that reports every
-//! problem with file, line, column and field, and the preset directory.
+//! Preset YAML (docs/COMPATIBILITY.md#presets): parsing with both key spellings, validation
+//! that reports every problem with file, line, column and field, and the preset directory.
 //!
 //! Start with [`Preset::parse`] (pure: text in, [`ParsedPreset`] or [`PresetErrors`] out);
 //! [`PresetLibrary`] lists and loads `*.yaml` files from a directory.
@@ -60,13 +60,15 @@ pub struct PresetNode {
 }
 
 impl PresetNode {
-    /// The app-id the node runs under: `appId` if set, else `name` (spec 5.3).
+    /// The app-id the node runs under: `appId` if set, else `name`
+    /// (docs/COMPATIBILITY.md#names-and-app-ids).
     pub fn effective_app_id(&self) -> AppId {
         AppId::new(self.app_id.clone().unwrap_or_else(|| self.name.clone()))
     }
 }
 
-/// One `processingPools[]` entry (spec 4.2, 13.2).
+/// One `processingPools[]` entry (docs/COMPATIBILITY.md#preset-yaml,
+/// docs/COMPATIBILITY.md#processing-pools-configuration).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessingPool {
     /// Pool identifier, never empty.
