@@ -200,7 +200,10 @@ fn the_catalog_prefixes_are_the_service_names() {
         .collect();
     assert_eq!(catalog, service_prefixes());
     for example in ["AUTH_", "GAME_SESSION_", "ORCHESTRATOR_"] {
-        assert!(catalog.iter().any(|p| p == example), "{example} (docs/COMPATIBILITY.md#forwarding-whitelist)");
+        assert!(
+            catalog.iter().any(|p| p == example),
+            "{example} (docs/COMPATIBILITY.md#forwarding-whitelist)"
+        );
     }
 }
 
