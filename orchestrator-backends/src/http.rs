@@ -1,9 +1,10 @@
 //! Outgoing HTTP: one shared client, and the OpenResty route-cache invalidation call of
-//! spec 6.6 (best effort, bounded timeout, never fails the caller).
+//! docs/COMPATIBILITY.md#openresty-invalidation (best effort, bounded timeout, never fails
+//! the caller).
 
 use orchestrator_routing::{InvalidationOutcome, InvalidationRequest};
 
-/// Installs ring as the process's rustls provider (the one provider of BUILD-NOTES.md).
+/// Installs ring as the process's rustls provider (the one provider the workspace uses; no OpenSSL).
 /// Idempotent; `main` and tests call it before building any client.
 pub fn install_crypto_provider() {
     // Err only means a provider is already installed, which is what we want.

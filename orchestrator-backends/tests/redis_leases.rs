@@ -324,7 +324,8 @@ async fn the_upstream_baseline_leases_and_releases_like_upstream() {
         .expect("acquire")
         .expect("freed");
     assert_eq!(again.processor_id, first.processor_id);
-    // Expired leases are reclaimed by the next acquire (13.6).
+    // Expired leases are reclaimed by the next acquire
+    // (docs/COMPATIBILITY.md#processing-pools-reclamation).
     let reclaimed = b.acquire("p", lease, t(60)).await.expect("acquire");
     assert!(reclaimed.is_some());
 }

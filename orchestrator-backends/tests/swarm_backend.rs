@@ -379,8 +379,9 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind(
     ]);
     node.labels.insert("team".to_owned(), "core".to_owned());
 
-    // Deploy: the service is named and labelled (spec 5.3), runs the local image by id
-    // (nothing pulled), and is attached to our overlay network, created and labelled.
+    // Deploy: the service is named and labelled (docs/COMPATIBILITY.md#names-and-app-ids),
+    // runs the local image by id (nothing pulled), and is attached to our overlay network,
+    // created and labelled.
     let deployed = b.deploy_node(&node).await.expect("deploy");
     assert_eq!(deployed.name, workload_name("life", &app));
     assert!(!deployed.replaced);

@@ -1,18 +1,18 @@
-//! The standalone Docker backend (spec 18.3, fixed as DESIGN.md section 5 says), over the
-//! Docker Engine API with bollard.
+//! The standalone Docker backend (docs/COMPATIBILITY.md#docker-compose-backend, with the
+//! fixes listed below), over the Docker Engine API with bollard.
 //!
 //! What it does differently from upstream:
 //! - **Network**: nodes join one network named by [`DockerConfig::network`]
 //!   (`bannou_default`). When it is missing we create it, labelled as ours; we never guess
 //!   among other networks. Every container gets the network aliases `{appId}` and
 //!   `bannou-{appId}`, so nodes reach each other at `http://{appId}:{node_port}`.
-//! - **Names and labels** (spec 5.3): the primary container is `bannou-{appId}`, replica
-//!   `n >= 2` is `bannou-{appId}_{n}`; all carry [`managed_labels`], the node's extra labels,
-//!   `bannou.replica`, and the Compose labels (`com.docker.compose.project`, `.service` =
-//!   app-id, `.container-number`, `.oneoff`).
-//! - **Environment** (spec 5.4): [`docker_injected_environment`] underneath
-//!   `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
-//!   node's own environment (later wins).
+//! - **Names and labels** (docs/COMPATIBILITY.md#names-and-app-ids): the primary container
+//!   is `bannou-{appId}`, replica `n >= 2` is `bannou-{appId}_{n}`; all carry
+//!   [`managed_labels`], the node's extra labels, `bannou.replica`, and the Compose labels
+//!   (`com.docker.compose.project`, `.service` = app-id, `.container-number`, `.oneoff`).
+//! - **Environment** (docs/COMPATIBILITY.md#backend-injected-variables):
+//!   [`docker_injected_environment`] underneath `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`,
+//!   [`DockerConfig::extra_environment`] and the node's own environment (later wins).
 //! - **Scale** runs N replica containers of a node (upstream refuses).
 //! - **Restart** really restarts with the requested grace (D5): one replica after another
 //!   for a graceful restart of several replicas, all at once otherwise.
@@ -68,16 +68,17 @@ use self::model::{
 use super::image::IMAGE_MANAGED_LABEL;
 use super::portainer::PortainerApi;
 
-/// Where presets are mounted in a node (spec 18.3).
+/// Where presets are mounted in a node (docs/COMPATIBILITY.md#docker-compose-backend).
 pub const PRESETS_MOUNT: &str = "/app/provisioning/orchestrator/presets";
-/// Where the logs volume is mounted in a node (spec 18.3).
+/// Where the logs volume is mounted in a node (docs/COMPATIBILITY.md#docker-compose-backend).
 pub const LOGS_MOUNT: &str = "/app/logs";
 /// The variable that sets a node's listen address (`bannou-host serve` reads it; a plain
 /// node needs no API token to listen beyond loopback); we set `0.0.0.0:{node_port}`.
 pub const LISTEN_VARIABLE: &str = "ORCHESTRATOR_LISTEN";
 
-/// Settings of the Docker backend. `Default` gives upstream's defaults where spec 19 has
-/// one (`bannou_default`, project `bannou`, port 80) and mounts nothing.
+/// Settings of the Docker backend. `Default` gives upstream's defaults where
+/// docs/COMPATIBILITY.md#configuration-variables has one (`bannou_default`, project
+/// `bannou`, port 80) and mounts nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerConfig {
     /// Engine address (`unix:///var/run/docker.sock`, `tcp://…`); `None` uses bollard's
@@ -89,13 +90,14 @@ pub struct DockerConfig {
     /// Value of the `com.docker.compose.project` label (`bannou`).
     pub compose_project: String,
     /// The control plane's app-id, for `BANNOU_MAPPING_SOURCE_APP_ID` and
-    /// `BANNOU_HTTP_ENDPOINT` (spec 5.4).
+    /// `BANNOU_HTTP_ENDPOINT` (docs/COMPATIBILITY.md#backend-injected-variables).
     pub orchestrator_app_id: AppId,
     /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`;
     /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`, default 80).
     pub node_port: u16,
-    /// Named volume mounted at `/app/logs` (spec 18.3 `logs-data`); created with our labels
-    /// when missing. `None` mounts nothing (our nodes write no log files).
+    /// Named volume mounted at `/app/logs` (docs/COMPATIBILITY.md#docker-compose-backend
+    /// `logs-data`); created with our labels when missing. `None` mounts nothing (our nodes
+    /// write no log files).
     pub logs_volume: Option<String>,
     /// Host directory mounted read-only at `/certificates` (sets `SSL_CERT_DIR`).
     pub certificates_host_path: Option<PathBuf>,
@@ -762,7 +764,8 @@ impl DockerBackend {
                         .and_then(|f| parse_docker_time(&f)),
                     Err(_) => None,
                 };
-                // Spec 17 with D12: only a real stop time older than the threshold.
+                // docs/COMPATIBILITY.md#clean-and-orphans with D12: only a real stop time
+                // older than the threshold.
                 if finished.is_none_or(|at| now.saturating_since(at) <= threshold) {
                     continue;
                 }

@@ -1,5 +1,5 @@
-//! The Kubernetes backend (spec 18.5, completed), over the API server with `kube` and
-//! `k8s-openapi`.
+//! The Kubernetes backend (docs/COMPATIBILITY.md#kubernetes-backend, completed), over the
+//! API server with `kube` and `k8s-openapi`.
 //!
 //! - **Client**: in-cluster configuration first (service-account token), then a kubeconfig:
 //!   [`KubernetesConfig::kubeconfig_path`] (`ORCHESTRATOR_KUBECONFIG_PATH`) when given, else
@@ -27,10 +27,11 @@
 //!   else) and waits for the Deployment to be gone with `kube`'s `await_condition` (a
 //!   watch, not a polling loop); [`KubernetesBackend::wait_until_available`] waits the same
 //!   way for a rollout (used by deploy when [`KubernetesConfig::deploy_wait`] is set).
-//! - **Prune** (spec 18.5): networks and images succeed with nothing to do (CNI and the
-//!   kubelet manage them), volumes are refused (manage PVCs directly); stopped nodes
-//!   (Deployments scaled to 0) are deleted only when no age threshold is given, because
-//!   Kubernetes records no stop time (an unknown stop time is never orphaned, D12).
+//! - **Prune** (docs/COMPATIBILITY.md#kubernetes-backend): networks and images succeed with
+//!   nothing to do (CNI and the kubelet manage them), volumes are refused (manage PVCs
+//!   directly); stopped nodes (Deployments scaled to 0) are deleted only when no age
+//!   threshold is given, because Kubernetes records no stop time (an unknown stop time is
+//!   never orphaned, D12).
 //!
 //! API errors become [`BackendError::Runtime`] naming the action, the object and the
 //! HTTP status (409 becomes [`BackendError::Conflict`], 404 [`BackendError::NotFound`]);
@@ -75,8 +76,9 @@ use self::state::{
 use super::docker::SystemClock;
 use super::docker::logs::{LogAssembler, select};
 
-/// Settings of the Kubernetes backend. `Default` gives spec 19's defaults (namespace
-/// `default`, port 80, the default kubeconfig).
+/// Settings of the Kubernetes backend. `Default` gives the defaults of
+/// docs/COMPATIBILITY.md#configuration-variables (namespace `default`, port 80, the default
+/// kubeconfig).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesConfig {
     /// Namespace of every object (`ORCHESTRATOR_KUBERNETES_NAMESPACE`, `default`).
@@ -163,9 +165,9 @@ pub async fn client_config(config: &KubernetesConfig) -> Result<kube::Config, Ba
 /// Where a pod's service-account credentials are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// Detection of spec 18.1, presence only (no API call): `Ok("in-cluster")` when the
-/// service-account `token` and `ca.crt` exist, else `Ok(path)` of the kubeconfig at
-/// `kubeconfig_path` or `{home}/.kube/config` that exists, else
+/// Detection of docs/COMPATIBILITY.md#backend-detection, presence only (no API call):
+/// `Ok("in-cluster")` when the service-account `token` and `ca.crt` exist, else `Ok(path)`
+/// of the kubeconfig at `kubeconfig_path` or `{home}/.kube/config` that exists, else
 /// `Err("No Kubernetes credentials found")`.
 pub fn detect_credentials(
     kubeconfig_path: Option<&Path>,
@@ -281,7 +283,8 @@ pub struct KubernetesBackend {
     client: Client,
     config: KubernetesConfig,
     clock: Arc<dyn Clock>,
-    /// The API server's URL, shown as the endpoint when available (spec 18.1).
+    /// The API server's URL, shown as the endpoint when available
+    /// (docs/COMPATIBILITY.md#backend-detection).
     cluster_url: Option<String>,
 }
 

@@ -3,24 +3,26 @@
 //!
 //! - [`image`]: builds our `FROM scratch` image of a static `bannou-host` binary through the
 //!   Docker API, with the build context (a tar) made in Rust, so nothing is ever pulled.
-//! - [`docker`]: the standalone Docker backend (spec 18.3 with the fixes of DESIGN.md
-//!   section 5): our own labelled network, named and labelled containers, replicas,
+//! - [`docker`]: the standalone Docker backend (docs/COMPATIBILITY.md#docker-compose-backend,
+//!   fixed): our own labelled network, named and labelled containers, replicas,
 //!   structured logs, and prune/orphan cleanup limited to objects carrying our label.
-//! - [`swarm`]: the Docker Swarm backend (spec 18.4, fixed): one replicated service per
-//!   node on an overlay network of ours, status from real tasks, scale, rolling restart,
-//!   service logs, and prune limited to our label. It shares the standalone backend's
-//!   naming, environment layering, log reader and label-limited engine prune.
+//! - [`swarm`]: the Docker Swarm backend (docs/COMPATIBILITY.md#swarm-backend, fixed): one
+//!   replicated service per node on an overlay network of ours, status from real tasks,
+//!   scale, rolling restart, service logs, and prune limited to our label. It shares the
+//!   standalone backend's naming, environment layering, log reader and label-limited engine
+//!   prune.
 //! - `testing` (feature `testkit`): the test image built once per process, unique names
 //!   and cleanup for tests against the local engine.
 //!
-//! - [`kubernetes`]: the Kubernetes backend (kube, k8s-openapi; spec 18.5 fixed): a
-//!   Deployment and a Service per node by server-side apply, status from the Deployment
-//!   and its pods, the scale subresource, rollout restart, logs of the newest ready pod.
-//!   Tested through kube's real client against a fake API server (no cluster here).
+//! - [`kubernetes`]: the Kubernetes backend (kube, k8s-openapi;
+//!   docs/COMPATIBILITY.md#kubernetes-backend fixed): a Deployment and a Service per node
+//!   by server-side apply, status from the Deployment and its pods, the scale subresource,
+//!   rollout restart, logs of the newest ready pod. Tested through kube's real client
+//!   against a fake API server (no cluster here).
 //!
-//! - [`portainer`]: the Portainer backend (spec 18.6 fixed): the Docker backend itself,
-//!   its bollard client sending every call through Portainer's Docker proxy with
-//!   `X-API-Key`; only availability (`/api/status`) is Portainer's own.
+//! - [`portainer`]: the Portainer backend (docs/COMPATIBILITY.md#portainer-backend fixed):
+//!   the Docker backend itself, its bollard client sending every call through Portainer's
+//!   Docker proxy with `X-API-Key`; only availability (`/api/status`) is Portainer's own.
 
 pub mod docker;
 pub mod image;

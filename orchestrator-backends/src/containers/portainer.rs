@@ -1,5 +1,6 @@
-//! The Portainer backend (spec 18.6, fixed): the [`DockerBackend`] driven through
-//! Portainer's Docker proxy, `{PortainerUrl}/api/endpoints/{id}/docker/{docker-api-path}`.
+//! The Portainer backend (docs/COMPATIBILITY.md#portainer-backend, fixed): the
+//! [`DockerBackend`] driven through Portainer's Docker proxy,
+//! `{PortainerUrl}/api/endpoints/{id}/docker/{docker-api-path}`.
 //!
 //! Every container operation is the same Docker Engine API call the standalone backend
 //! makes, so there is one implementation of it: [`proxy_client`] gives bollard a transport
@@ -7,14 +8,16 @@
 //! [`DockerBackend::connect_portainer`] builds the ordinary Docker backend on that client.
 //! Naming, labels, networks, replicas, state mapping, log parsing, restart and the
 //! label-limited prune are therefore exactly the Docker backend's (upstream's Portainer
-//! backend deploys unnamed, unnetworked containers and cannot scale; DESIGN.md section 5).
+//! backend deploys unnamed, unnetworked containers and cannot scale;
+//! docs/COMPATIBILITY.md#portainer-backend).
 //!
-//! What is Portainer's own: availability is `GET {url}/api/status` with the key (spec
-//! 18.1: `Portainer returned {code}`, `Connection failed: …`, `Connection timeout`), made
-//! with reqwest, followed by a ping through the proxy so that a wrong endpoint id or an
-//! engine Portainer cannot reach is reported before a deploy, not during it. The request
-//! timeout is `ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS`; the status check uses at
-//! most [`DETECTION_TIMEOUT`]. The API key is never logged or shown (`Debug` masks it).
+//! What is Portainer's own: availability is `GET {url}/api/status` with the key
+//! (docs/COMPATIBILITY.md#backend-detection: `Portainer returned {code}`, `Connection
+//! failed: …`, `Connection timeout`), made with reqwest, followed by a ping through the
+//! proxy so that a wrong endpoint id or an engine Portainer cannot reach is reported before
+//! a deploy, not during it. The request timeout is
+//! `ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS`; the status check uses at most
+//! [`DETECTION_TIMEOUT`]. The API key is never logged or shown (`Debug` masks it).
 //!
 //! Start at [`PortainerConfig`] and [`DockerBackend::connect_portainer`].
 
@@ -32,7 +35,8 @@ use crate::http::install_crypto_provider;
 /// The header Portainer reads API keys from.
 pub const API_KEY_HEADER: &str = "X-API-Key";
 
-/// The longest the availability check waits for `/api/status` (spec 18.1: 5 s).
+/// The longest the availability check waits for `/api/status`
+/// (docs/COMPATIBILITY.md#backend-detection: 5 s).
 pub const DETECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of the Portainer backend.
@@ -99,7 +103,7 @@ impl PortainerConfig {
         ))
     }
 
-    /// `GET` here tells whether Portainer answers (spec 18.1).
+    /// `GET` here tells whether Portainer answers (docs/COMPATIBILITY.md#backend-detection).
     pub fn status_url(&self) -> Result<String, BackendError> {
         Ok(format!("{}/api/status", self.base()?))
     }
@@ -233,7 +237,7 @@ impl PortainerApi {
     }
 
     /// Portainer's version from `GET /api/status`, or why it did not answer (the reasons
-    /// of spec 18.1).
+    /// of docs/COMPATIBILITY.md#backend-detection).
     pub async fn status(&self) -> Result<Option<String>, String> {
         let mut request = self.http.get(&self.status_url).timeout(self.timeout);
         if let Some(k) = &self.key {

@@ -1,5 +1,6 @@
-//! The Docker Swarm backend (spec 18.4, fixed as DESIGN.md section 5 says), over the
-//! Docker Engine services API with bollard. Each node is one replicated Swarm service.
+//! The Docker Swarm backend (docs/COMPATIBILITY.md#swarm-backend, with the fixes listed
+//! below), over the Docker Engine services API with bollard. Each node is one replicated
+//! Swarm service.
 //!
 //! What it does differently from upstream:
 //! - **Status from real tasks**: upstream's task listing is a stub, so every service
@@ -14,13 +15,14 @@
 //!   Unlike our standalone bridge, the overlay's gateway is not this host: tasks reach
 //!   the host (a Redis or control plane running there) through `docker_gwbridge`, at
 //!   that bridge's gateway address.
-//! - **Names and labels** (spec 5.3): service `bannou-{serviceName}-{appId}` labelled with
-//!   the node's labels and [`labels`] (`bannou.app-id`, `bannou.service`,
-//!   `bannou.orchestrator-managed=true`); only services with the managed label are ever
-//!   found, listed, changed or pruned.
+//! - **Names and labels** (docs/COMPATIBILITY.md#names-and-app-ids): service
+//!   `bannou-{serviceName}-{appId}` labelled with the node's labels and [`labels`]
+//!   (`bannou.app-id`, `bannou.service`, `bannou.orchestrator-managed=true`); only services
+//!   with the managed label are ever found, listed, changed or pruned.
 //! - **Environment**: the same layering as the standalone backend
-//!   ([`layered_environment`]: spec 5.4's Docker variables, so nodes on Swarm also import
-//!   the control plane's mappings; upstream's junk `{SERVICENAME}_SERVICE_ENABLED` is not
+//!   ([`layered_environment`]: the Docker variables of
+//!   docs/COMPATIBILITY.md#backend-injected-variables, so nodes on Swarm also import the
+//!   control plane's mappings; upstream's junk `{SERVICENAME}_SERVICE_ENABLED` is not
 //!   added).
 //! - **Local images**: with [`SwarmConfig::pin_local_image`] (the default) the image must
 //!   exist on this engine and the service runs it by id (`sha256:…`): Swarm then neither
@@ -96,7 +98,7 @@ pub struct SwarmConfig {
     /// missing.
     pub network: String,
     /// The control plane's app-id, for `BANNOU_MAPPING_SOURCE_APP_ID` and
-    /// `BANNOU_HTTP_ENDPOINT` (spec 5.4).
+    /// `BANNOU_HTTP_ENDPOINT` (docs/COMPATIBILITY.md#backend-injected-variables).
     pub orchestrator_app_id: AppId,
     /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`).
     pub node_port: u16,

@@ -17,7 +17,8 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (spec 19 `ORCHESTRATOR_REDIS_CONNECTION_STRING`).
+    /// `redis://host:port/db` (docs/COMPATIBILITY.md#configuration-variables
+    /// `ORCHESTRATOR_REDIS_CONNECTION_STRING`).
     pub url: String,
     /// Timeout of one TCP connect attempt.
     pub connection_timeout: Duration,

@@ -43,7 +43,8 @@
 //! # Why one script per operation
 //!
 //! Upstream locks the pool with `SET NX`, reads whole JSON lists, edits them in the
-//! process and writes them back (spec 13.4/13.5): several round trips per acquire, a lock
+//! process and writes them back (docs/COMPATIBILITY.md#processing-pools-acquire and
+//! docs/COMPATIBILITY.md#processing-pools-release): several round trips per acquire, a lock
 //! that serialises every caller of a pool, and lost updates when the lock expires under a
 //! slow writer. Here each port method is a Lua script: Redis runs it atomically, so there is
 //! no lock, no `WATCH`, no read in one call and write in another, and a refused operation

@@ -1,5 +1,6 @@
 //! The Redis [`OrchestratorStore`]: heartbeats, routes, the mappings version and
-//! configuration versions as PascalCase JSON strings (spec 10.2), with server-side TTLs.
+//! configuration versions as PascalCase JSON strings
+//! (docs/COMPATIBILITY.md#record-encoding), with server-side TTLs.
 //!
 //! # Key layout (prefix `orch` by default, see [`RedisStore::with_prefix`])
 //!
@@ -16,11 +17,11 @@
 //! | `orch:cfg:mappings-version` | string | `{"Version":n}` | none |
 //! | `orch:cfg:deploy-in-progress` | hash | `id`, `config`: the deploy begun and not ended | none |
 //!
-//! The indexes replace spec 10.3's `_index` JSON records (no `KEYS`/`SCAN`, no ETag
-//! retries) and live under `idx:` so no app-id or service name can collide with them.
-//! Version counters keep the spec's `{"Version":n}` record shape (an upstream-written
-//! database stays readable; a plain integer is accepted too) and are incremented inside
-//! a script, which is as atomic as `INCR`.
+//! The indexes replace the `_index` JSON records of docs/COMPATIBILITY.md#keys-and-records
+//! (no `KEYS`/`SCAN`, no ETag retries) and live under `idx:` so no app-id or service name
+//! can collide with them. Version counters keep the spec's `{"Version":n}` record shape (an
+//! upstream-written database stays readable; a plain integer is accepted too) and are
+//! incremented inside a script, which is as atomic as `INCR`.
 //!
 //! # One script per multi-key operation
 //!
@@ -64,7 +65,7 @@ use super::connection::{
     CallError, CallFailure, ConnectError, RedisConfig, RedisConnection, ttl_millis,
 };
 
-/// Key prefix of spec 10.1 (`orch:hb:...`, `orch:rt:...`, `orch:cfg:...`).
+/// Key prefix of docs/COMPATIBILITY.md#stores (`orch:hb:...`, `orch:rt:...`, `orch:cfg:...`).
 pub const DEFAULT_KEY_PREFIX: &str = "orch";
 
 // === scripts ===
@@ -743,7 +744,7 @@ fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, StoreError> {
     })
 }
 
-/// A version counter: `{"Version":n}` (spec 10.3) or a plain integer.
+/// A version counter: `{"Version":n}` (docs/COMPATIBILITY.md#keys-and-records) or a plain integer.
 fn parse_version(key: &str, raw: &[u8]) -> Result<i64, StoreError> {
     #[derive(serde::Deserialize)]
     struct Counter {

@@ -1,7 +1,7 @@
-//! Structured log lines from Docker's log stream (decision D13): bollard demultiplexes
-//! the 8-byte-framed stream into stdout and stderr chunks; [`LogAssembler`] splits each
-//! stream into lines and reads the RFC 3339 timestamp Docker puts in front of each line
-//! (`timestamps=true`); [`select`] merges replicas and applies a [`LogQuery`].
+//! Structured log lines from Docker's log stream (D13 (docs/DECISIONS.md#d13)): bollard
+//! demultiplexes the 8-byte-framed stream into stdout and stderr chunks; [`LogAssembler`]
+//! splits each stream into lines and reads the RFC 3339 timestamp Docker puts in front of
+//! each line (`timestamps=true`); [`select`] merges replicas and applies a [`LogQuery`].
 //!
 //! [`logs_options`] and [`read_lines`] are shared by every log source of the engine:
 //! container logs (standalone backend) and service logs (Swarm backend).
@@ -71,7 +71,8 @@ pub struct LogAssembler {
 
 impl LogAssembler {
     /// An empty assembler; a line without a timestamp before any line with one gets
-    /// `fallback` (then it inherits the previous line's time, as spec 16 does).
+    /// `fallback` (then it inherits the previous line's time, as
+    /// docs/COMPATIBILITY.md#log-parsing does).
     pub fn new(fallback: Timestamp) -> Self {
         LogAssembler {
             lines: Vec::new(),

@@ -1,6 +1,7 @@
 //! Pure mapping between the orchestrator's node model and Docker's: replica names and
-//! labels, the environment list, restart policies, state mapping (spec 18.3) and Docker's
-//! timestamps. No I/O, so all of it is unit tested.
+//! labels, the environment list, restart policies, state mapping
+//! (docs/COMPATIBILITY.md#docker-compose-backend) and Docker's timestamps. No I/O, so all
+//! of it is unit tested.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,10 +24,10 @@ pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 /// Label on the network we create, naming it.
 pub const NETWORK_LABEL: &str = "bannou.network";
 
-/// Name of replica `replica` (1-based) of `app_id`: `bannou-{appId}` for the primary (spec
-/// 5.3), `bannou-{appId}_{n}` for the others. The underscore cannot clash with another
-/// ordinary app-id (DNS labels have no `_`); a name already held by another app-id's
-/// container is reported as a conflict, never reused.
+/// Name of replica `replica` (1-based) of `app_id`: `bannou-{appId}` for the primary
+/// (docs/COMPATIBILITY.md#names-and-app-ids), `bannou-{appId}_{n}` for the others. The
+/// underscore cannot clash with another ordinary app-id (DNS labels have no `_`); a name
+/// already held by another app-id's container is reported as a conflict, never reused.
 pub fn replica_name(app_id: &AppId, replica: u32) -> String {
     if replica <= 1 {
         container_name(app_id)
@@ -62,8 +63,9 @@ pub fn replica_of(labels: &HashMap<String, String>) -> u32 {
         .unwrap_or(1)
 }
 
-/// App name of a container (spec 18.3): label `bannou.app-id`, else the Compose service
-/// label, else the name without `/`, else the first 12 characters of the id.
+/// App name of a container (docs/COMPATIBILITY.md#docker-compose-backend): label
+/// `bannou.app-id`, else the Compose service label, else the name without `/`, else the
+/// first 12 characters of the id.
 pub fn app_name(labels: &HashMap<String, String>, names: &[String], id: &str) -> String {
     labels
         .get(self::labels::APP_ID)
@@ -101,9 +103,9 @@ pub fn docker_restart_policy(policy: RestartPolicy) -> DockerRestartPolicy {
     }
 }
 
-/// State mapping of spec 18.3 on Docker's state text: running => Running, restarting =>
-/// Starting, exited and created => Stopped, paused (and removing/stopping) => Stopping,
-/// dead and anything else => Unhealthy.
+/// State mapping of docs/COMPATIBILITY.md#docker-compose-backend on Docker's state text:
+/// running => Running, restarting => Starting, exited and created => Stopped, paused (and
+/// removing/stopping) => Stopping, dead and anything else => Unhealthy.
 pub fn map_state(state: &str) -> ContainerStatusType {
     match state.to_ascii_lowercase().as_str() {
         "running" => ContainerStatusType::Running,

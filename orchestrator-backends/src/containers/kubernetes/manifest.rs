@@ -3,11 +3,12 @@
 //! or GitOps) use, so what is printed is exactly what a deploy applies.
 //!
 //! Per node:
-//! - an `apps/v1` Deployment `bannou-{serviceName}-{appId}` (spec 5.3) with one container
-//!   `bannou`, the node's image, the environment of spec 5.4 (plus
+//! - an `apps/v1` Deployment `bannou-{serviceName}-{appId}`
+//!   (docs/COMPATIBILITY.md#names-and-app-ids) with one container `bannou`, the node's
+//!   image, the environment of docs/COMPATIBILITY.md#backend-injected-variables (plus
 //!   `ORCHESTRATOR_LISTEN=0.0.0.0:{port}`, the configuration's extra variables and the
 //!   node's own, later wins), port `http`, a readiness probe ([`readiness_path`]) and the
-//!   pod annotations of spec 18.5;
+//!   pod annotations of docs/COMPATIBILITY.md#kubernetes-backend;
 //! - a `v1` Service named by the app-id (ClusterIP, port `{port}` to `http`), so other
 //!   nodes reach the node at `http://{appId}:{port}` as they do on Docker (upstream
 //!   creates no Service).
@@ -43,7 +44,7 @@ pub const MANAGED_BY_VALUE: &str = "bannou-orchestrator";
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 /// Our value of [`NAME_LABEL`].
 pub const NAME_VALUE: &str = "bannou";
-/// The one container of every node's pods (spec 5.3).
+/// The one container of every node's pods (docs/COMPATIBILITY.md#names-and-app-ids).
 pub const CONTAINER_NAME: &str = "bannou";
 /// Name of the container port and of the Service's target port.
 pub const PORT_NAME: &str = "http";
@@ -51,9 +52,9 @@ pub const PORT_NAME: &str = "http";
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 /// Deployment annotation counting our restarts (status reports it in `restart_count`).
 pub const RESTART_COUNT_ANNOTATION: &str = "bannou.restart-count";
-/// Pod annotation of spec 18.5: the mesh is enabled.
+/// Pod annotation of docs/COMPATIBILITY.md#kubernetes-backend: the mesh is enabled.
 pub const MESH_ENABLED_ANNOTATION: &str = "bannou.mesh-enabled";
-/// Pod annotation of spec 18.5: the port the node serves on.
+/// Pod annotation of docs/COMPATIBILITY.md#kubernetes-backend: the port the node serves on.
 pub const APP_PORT_ANNOTATION: &str = "bannou.app-port";
 
 /// The two objects of one node.
@@ -194,11 +195,11 @@ pub fn managed_selector() -> String {
     format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)
 }
 
-/// The environment of a node's container (spec 5.4 for Kubernetes, then ours):
-/// `{SERVICENAME}_SERVICE_ENABLED=true` (the service name upper-cased, `-` kept, as
-/// upstream), `BANNOU_APP_ID`, `DAEMON_MODE=true`, `BANNOU_HEARTBEAT_ENABLED=true`, then
-/// `ORCHESTRATOR_LISTEN=0.0.0.0:{port}`, [`KubernetesConfig::extra_environment`] and the
-/// node's environment (later wins).
+/// The environment of a node's container (docs/COMPATIBILITY.md#backend-injected-variables
+/// for Kubernetes, then ours): `{SERVICENAME}_SERVICE_ENABLED=true` (the service name
+/// upper-cased, `-` kept, as upstream), `BANNOU_APP_ID`, `DAEMON_MODE=true`,
+/// `BANNOU_HEARTBEAT_ENABLED=true`, then `ORCHESTRATOR_LISTEN=0.0.0.0:{port}`,
+/// [`KubernetesConfig::extra_environment`] and the node's environment (later wins).
 pub fn node_environment(
     node: &NodeDeployment,
     config: &KubernetesConfig,
@@ -222,10 +223,10 @@ pub fn node_environment(
 }
 
 /// The HTTP path the readiness probe asks: `/{service}/ping` of the first service the
-/// node serves, by spec 3.3 enablement over `env` (names in order, routable services
-/// before infrastructure ones, never the orchestrator, whose plugin serves no ping). Every
-/// node runs the always-on infrastructure layer, so there is one; `None` (no service at
-/// all) makes the probe a TCP connect.
+/// node serves, by docs/COMPATIBILITY.md#enablement-rule enablement over `env` (names in
+/// order, routable services before infrastructure ones, never the orchestrator, whose
+/// plugin serves no ping). Every node runs the always-on infrastructure layer, so there is
+/// one; `None` (no service at all) makes the probe a TCP connect.
 pub fn readiness_path(env: &BTreeMap<String, String>) -> Option<String> {
     let catalog = Catalog::builtin();
     let enabled: Vec<String> = enabled_services(env, catalog);
@@ -477,7 +478,7 @@ mod tests {
             .collect();
         assert_eq!(
             env["AUTH-NODE_SERVICE_ENABLED"], "true",
-            "spec 5.4 as upstream"
+            "docs/COMPATIBILITY.md#backend-injected-variables as upstream"
         );
         assert_eq!(env["BANNOU_APP_ID"], "bannou-auth");
         assert_eq!(env["BANNOU_HEARTBEAT_ENABLED"], "true");
@@ -486,7 +487,7 @@ mod tests {
         assert_eq!(env["X"], "1");
         assert!(
             !env.contains_key("BANNOU_MAPPING_SOURCE_APP_ID"),
-            "spec 5.4"
+            "docs/COMPATIBILITY.md#backend-injected-variables"
         );
         let port = &c.ports.as_ref().unwrap()[0];
         assert_eq!(port.container_port, 8080);

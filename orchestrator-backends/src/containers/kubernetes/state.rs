@@ -1,6 +1,7 @@
-//! Pure reading of Kubernetes objects: a node's state from its Deployment and pods (spec
-//! 18.5, with every replica state told apart), restart counts, start times, the pod whose
-//! logs are read, and the readiness condition the backend waits for.
+//! Pure reading of Kubernetes objects: a node's state from its Deployment and pods
+//! (docs/COMPATIBILITY.md#kubernetes-backend, with every replica state told apart), restart
+//! counts, start times, the pod whose logs are read, and the readiness condition the
+//! backend waits for.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -101,7 +102,7 @@ pub fn failure(d: &Deployment, pods: &[Pod]) -> Option<String> {
     None
 }
 
-/// A node's state (spec 18.5, with every replica state told apart):
+/// A node's state (docs/COMPATIBILITY.md#kubernetes-backend, with every replica state told apart):
 /// - being deleted: `Stopping`;
 /// - 0 desired replicas: `Stopped`, or `Stopping` while pods still terminate;
 /// - every desired replica ready and available: `Running`;

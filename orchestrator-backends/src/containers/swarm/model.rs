@@ -1,7 +1,7 @@
 //! Pure mapping between the orchestrator's node model and Swarm's: the service spec of a
 //! node, task states, which tasks are a service's current ones, and the node state
-//! computed from them (the fix of spec 18.4: status comes from real tasks). No I/O, so
-//! all of it is unit tested.
+//! computed from them (the fix of docs/COMPATIBILITY.md#swarm-backend: status comes from
+//! real tasks). No I/O, so all of it is unit tested.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

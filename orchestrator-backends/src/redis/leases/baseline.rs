@@ -1,5 +1,7 @@
-//! Upstream's lease algorithm (spec 10.3, 10.4, 13.4, 13.5), kept only as the baseline
-//! `bannou-host bench pools` measures [`super::RedisLeaseStore`] against. Not a
+//! Upstream's lease algorithm (docs/COMPATIBILITY.md#keys-and-records,
+//! docs/COMPATIBILITY.md#indexes-and-locks, docs/COMPATIBILITY.md#processing-pools-acquire,
+//! docs/COMPATIBILITY.md#processing-pools-release), kept only as the baseline `bannou-host
+//! bench pools` measures [`super::RedisLeaseStore`] against. Not a
 //! [`orchestrator_pools::LeaseStore`]: it has no queue, no fencing and no metrics window.
 //!
 //! Per pool: a `SET NX EX 15` lock `{prefix}lock:{pool}` with value `{owner}:{unixSeconds}`
@@ -45,7 +47,7 @@ impl From<serde_json::Error> for BaselineError {
     }
 }
 
-/// `ProcessorInstance` (spec 10.3).
+/// `ProcessorInstance` (docs/COMPATIBILITY.md#keys-and-records).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Instance {
@@ -57,7 +59,7 @@ struct Instance {
     last_updated: Timestamp,
 }
 
-/// `ProcessorLease` (spec 10.3).
+/// `ProcessorLease` (docs/COMPATIBILITY.md#keys-and-records).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct StoredLease {
@@ -71,7 +73,7 @@ struct StoredLease {
     metadata: serde_json::Value,
 }
 
-/// `PoolMetricsData` (spec 10.3).
+/// `PoolMetricsData` (docs/COMPATIBILITY.md#keys-and-records).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct MetricsData {
@@ -134,8 +136,10 @@ impl UpstreamBaseline {
         format!("{}lock:{pool}", self.prefix)
     }
 
-    /// Creates pool `pool` with `workers` available instances (deploy, 13.2, plus workers
-    /// that upstream would never make available by itself: see spec 13.1).
+    /// Creates pool `pool` with `workers` available instances (deploy,
+    /// docs/COMPATIBILITY.md#processing-pools-configuration, plus workers that upstream
+    /// would never make available by itself: see
+    /// docs/COMPATIBILITY.md#processing-pools-concepts).
     pub async fn setup(
         &self,
         pool: &str,
@@ -227,8 +231,9 @@ impl UpstreamBaseline {
         Ok(())
     }
 
-    /// Acquire (13.4): lock, reclaim expired leases, pop the first available instance,
-    /// add the lease, unlock. `Ok(None)` = no processor available.
+    /// Acquire (docs/COMPATIBILITY.md#processing-pools-acquire): lock, reclaim expired
+    /// leases, pop the first available instance, add the lease, unlock. `Ok(None)` = no
+    /// processor available.
     pub async fn acquire(
         &self,
         pool: &str,
@@ -249,7 +254,8 @@ impl UpstreamBaseline {
         lease_for: Duration,
         now: Timestamp,
     ) -> Result<Option<BaselineLease>, BaselineError> {
-        // 13.6 under the lock: expired leases go back to `available`.
+        // Reclamation (docs/COMPATIBILITY.md#processing-pools-reclamation) under the lock:
+        // expired leases go back to `available`.
         let mut leases: BTreeMap<String, StoredLease> =
             self.get_json(self.key(pool, "leases")).await?;
         let mut available: Vec<Instance> = self.get_json(self.key(pool, "available")).await?;
@@ -300,9 +306,9 @@ impl UpstreamBaseline {
         Ok(Some(granted))
     }
 
-    /// Release (13.5): find the lease's pool through `known` (unlocked), lock it, remove
-    /// the lease, append the instance to `available`, count the job, unlock. `Ok(false)` =
-    /// unknown lease (404).
+    /// Release (docs/COMPATIBILITY.md#processing-pools-release): find the lease's pool
+    /// through `known` (unlocked), lock it, remove the lease, append the instance to
+    /// `available`, count the job, unlock. `Ok(false)` = unknown lease (404).
     pub async fn release(
         &self,
         lease_id: Uuid,
