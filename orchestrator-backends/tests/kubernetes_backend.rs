@@ -135,7 +135,10 @@ async fn deploy_applies_a_deployment_and_a_service_with_our_field_manager_and_la
     assert_eq!(env["BANNOU_APP_ID"], "bannou-auth");
     assert_eq!(env["DAEMON_MODE"], "true");
     assert_eq!(env["BANNOU_HEARTBEAT_ENABLED"], "true");
-    assert_eq!(env["NODE_SERVICE_ENABLED"], "true", "docs/COMPATIBILITY.md#backend-injected-variables");
+    assert_eq!(
+        env["NODE_SERVICE_ENABLED"], "true",
+        "docs/COMPATIBILITY.md#backend-injected-variables"
+    );
     assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
 
     let service_applies = fake.requests_to("PATCH", "/services/bannou-auth");
