@@ -1,14 +1,16 @@
-//! A typed HTTP client of the orchestrator API (spec 7 and 8): [`ApiClient`] has one async
-//! method per `POST /orchestrator/...` endpoint plus [`ApiClient::health`]. The CLI's
-//! client commands and the `http_client` example drive a running host through it.
+//! A typed HTTP client of the orchestrator API (docs/COMPATIBILITY.md#api-conventions and
+//! docs/COMPATIBILITY.md#endpoints): [`ApiClient`] has one async method per `POST
+//! /orchestrator/...` endpoint plus [`ApiClient::health`]. The CLI's client commands and
+//! the `http_client` example drive a running host through it.
 //!
 //! Most endpoints answer 200 with their response or an error status with, at most, an
 //! [`ApiError`] body; those methods return the response or a [`ClientError`]. Three
-//! endpoints also answer an error status *with* their response body (spec 8.1, 8.7, 8.15):
-//! deploy (500 + `DeployResponse`), infrastructure health (500 + body) and container
-//! status (404 + body). Those return a [`Reply`] holding the status and the body, so a
-//! caller can show a failed deploy's warnings; [`Reply::into_ok`] turns it into an error
-//! when only success matters.
+//! endpoints also answer an error status *with* their response body
+//! (docs/COMPATIBILITY.md#infrastructure-health, docs/COMPATIBILITY.md#deploy,
+//! docs/COMPATIBILITY.md#container-status): deploy (500 + `DeployResponse`), infrastructure
+//! health (500 + body) and container status (404 + body). Those return a [`Reply`] holding
+//! the status and the body, so a caller can show a failed deploy's warnings;
+//! [`Reply::into_ok`] turns it into an error when only success matters.
 
 use std::fmt;
 use std::time::Duration;
@@ -34,56 +36,57 @@ use serde::de::DeserializeOwned;
 /// Where a host listens when nothing else is said (`bannou-host serve` default).
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
 
-/// Default per-request timeout: longer than a deploy's heartbeat wait (spec 8.7, 90 s).
+/// Default per-request timeout: longer than a deploy's heartbeat wait
+/// (docs/COMPATIBILITY.md#deploy, 90 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The paths of the API (spec 8), relative to the base URL.
+/// The paths of the API (docs/COMPATIBILITY.md#endpoints), relative to the base URL.
 pub mod paths {
     /// `GET`: liveness of the host (not part of the upstream API).
     pub const HEALTH: &str = "/health";
-    /// GetInfrastructureHealth (8.1).
+    /// GetInfrastructureHealth (docs/COMPATIBILITY.md#infrastructure-health).
     pub const INFRASTRUCTURE_HEALTH: &str = "/orchestrator/health/infrastructure";
-    /// GetServicesHealth (8.2).
+    /// GetServicesHealth (docs/COMPATIBILITY.md#services-health).
     pub const SERVICES_HEALTH: &str = "/orchestrator/health/services";
-    /// RestartService (8.3).
+    /// RestartService (docs/COMPATIBILITY.md#restart-service).
     pub const RESTART_SERVICE: &str = "/orchestrator/services/restart";
-    /// ShouldRestartService (8.4).
+    /// ShouldRestartService (docs/COMPATIBILITY.md#should-restart).
     pub const SHOULD_RESTART_SERVICE: &str = "/orchestrator/services/should-restart";
-    /// GetBackends (8.5).
+    /// GetBackends (docs/COMPATIBILITY.md#backends-list).
     pub const BACKENDS: &str = "/orchestrator/backends/list";
-    /// GetPresets (8.6).
+    /// GetPresets (docs/COMPATIBILITY.md#presets-list).
     pub const PRESETS: &str = "/orchestrator/presets/list";
-    /// Deploy (8.7).
+    /// Deploy (docs/COMPATIBILITY.md#deploy).
     pub const DEPLOY: &str = "/orchestrator/deploy";
-    /// GetServiceRouting (8.8).
+    /// GetServiceRouting (docs/COMPATIBILITY.md#service-routing).
     pub const SERVICE_ROUTING: &str = "/orchestrator/service-routing";
-    /// GetStatus (8.9).
+    /// GetStatus (docs/COMPATIBILITY.md#status).
     pub const STATUS: &str = "/orchestrator/status";
-    /// Teardown (8.10).
+    /// Teardown (docs/COMPATIBILITY.md#teardown).
     pub const TEARDOWN: &str = "/orchestrator/teardown";
-    /// Clean (8.11).
+    /// Clean (docs/COMPATIBILITY.md#clean).
     pub const CLEAN: &str = "/orchestrator/clean";
-    /// GetLogs (8.12).
+    /// GetLogs (docs/COMPATIBILITY.md#logs).
     pub const LOGS: &str = "/orchestrator/logs";
-    /// UpdateTopology (8.13).
+    /// UpdateTopology (docs/COMPATIBILITY.md#topology).
     pub const TOPOLOGY: &str = "/orchestrator/topology";
-    /// RequestContainerRestart (8.14).
+    /// RequestContainerRestart (docs/COMPATIBILITY.md#request-container-restart).
     pub const CONTAINER_RESTART: &str = "/orchestrator/containers/request-restart";
-    /// GetContainerStatus (8.15).
+    /// GetContainerStatus (docs/COMPATIBILITY.md#container-status).
     pub const CONTAINER_STATUS: &str = "/orchestrator/containers/status";
-    /// RollbackConfiguration (8.16).
+    /// RollbackConfiguration (docs/COMPATIBILITY.md#config-rollback).
     pub const CONFIG_ROLLBACK: &str = "/orchestrator/config/rollback";
-    /// GetConfigVersion (8.17).
+    /// GetConfigVersion (docs/COMPATIBILITY.md#config-version).
     pub const CONFIG_VERSION: &str = "/orchestrator/config/version";
-    /// AcquireProcessor (8.18).
+    /// AcquireProcessor (docs/COMPATIBILITY.md#acquire-processor).
     pub const POOL_ACQUIRE: &str = "/orchestrator/processing-pool/acquire";
-    /// ReleaseProcessor (8.19).
+    /// ReleaseProcessor (docs/COMPATIBILITY.md#release-processor).
     pub const POOL_RELEASE: &str = "/orchestrator/processing-pool/release";
-    /// GetPoolStatus (8.20).
+    /// GetPoolStatus (docs/COMPATIBILITY.md#pool-status).
     pub const POOL_STATUS: &str = "/orchestrator/processing-pool/status";
-    /// ScalePool (8.21).
+    /// ScalePool (docs/COMPATIBILITY.md#scale-pool).
     pub const POOL_SCALE: &str = "/orchestrator/processing-pool/scale";
-    /// CleanupPool (8.22).
+    /// CleanupPool (docs/COMPATIBILITY.md#cleanup-pool).
     pub const POOL_CLEANUP: &str = "/orchestrator/processing-pool/cleanup";
 }
 
@@ -411,7 +414,7 @@ impl ApiClient {
         }
     }
 
-    // === endpoints (spec 8) ===
+    // === endpoints (docs/COMPATIBILITY.md#endpoints) ===
 
     /// `GET /health`: the host's liveness document, as JSON.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
@@ -426,7 +429,8 @@ impl ApiClient {
         decode(&url, status, &body)
     }
 
-    /// GetInfrastructureHealth (8.1): 200 when healthy, 500 with the body otherwise.
+    /// GetInfrastructureHealth (docs/COMPATIBILITY.md#infrastructure-health): 200 when
+    /// healthy, 500 with the body otherwise.
     pub async fn infrastructure_health(
         &self,
         req: &InfrastructureHealthRequest,
@@ -434,7 +438,7 @@ impl ApiClient {
         self.post_reply(paths::INFRASTRUCTURE_HEALTH, req).await
     }
 
-    /// GetServicesHealth (8.2).
+    /// GetServicesHealth (docs/COMPATIBILITY.md#services-health).
     pub async fn services_health(
         &self,
         req: &ServiceHealthRequest,
@@ -442,7 +446,7 @@ impl ApiClient {
         self.post(paths::SERVICES_HEALTH, req).await
     }
 
-    /// RestartService (8.3): 409 when a restart is not needed.
+    /// RestartService (docs/COMPATIBILITY.md#restart-service): 409 when a restart is not needed.
     pub async fn restart_service(
         &self,
         req: &ServiceRestartRequest,
@@ -450,7 +454,7 @@ impl ApiClient {
         self.post(paths::RESTART_SERVICE, req).await
     }
 
-    /// ShouldRestartService (8.4).
+    /// ShouldRestartService (docs/COMPATIBILITY.md#should-restart).
     pub async fn should_restart_service(
         &self,
         req: &ShouldRestartServiceRequest,
@@ -458,7 +462,7 @@ impl ApiClient {
         self.post(paths::SHOULD_RESTART_SERVICE, req).await
     }
 
-    /// GetBackends (8.5).
+    /// GetBackends (docs/COMPATIBILITY.md#backends-list).
     pub async fn backends(
         &self,
         req: &ListBackendsRequest,
@@ -466,18 +470,18 @@ impl ApiClient {
         self.post(paths::BACKENDS, req).await
     }
 
-    /// GetPresets (8.6).
+    /// GetPresets (docs/COMPATIBILITY.md#presets-list).
     pub async fn presets(&self, req: &ListPresetsRequest) -> Result<PresetsResponse, ClientError> {
         self.post(paths::PRESETS, req).await
     }
 
-    /// Deploy (8.7): 200 on success, 500 with the response (its `warnings` name the
-    /// failures) otherwise; 400/404 carry no response.
+    /// Deploy (docs/COMPATIBILITY.md#deploy): 200 on success, 500 with the response (its
+    /// `warnings` name the failures) otherwise; 400/404 carry no response.
     pub async fn deploy(&self, req: &DeployRequest) -> Result<Reply<DeployResponse>, ClientError> {
         self.post_reply(paths::DEPLOY, req).await
     }
 
-    /// GetServiceRouting (8.8).
+    /// GetServiceRouting (docs/COMPATIBILITY.md#service-routing).
     pub async fn service_routing(
         &self,
         req: &GetServiceRoutingRequest,
@@ -485,27 +489,27 @@ impl ApiClient {
         self.post(paths::SERVICE_ROUTING, req).await
     }
 
-    /// GetStatus (8.9).
+    /// GetStatus (docs/COMPATIBILITY.md#status).
     pub async fn status(&self, req: &GetStatusRequest) -> Result<EnvironmentStatus, ClientError> {
         self.post(paths::STATUS, req).await
     }
 
-    /// Teardown (8.10).
+    /// Teardown (docs/COMPATIBILITY.md#teardown).
     pub async fn teardown(&self, req: &TeardownRequest) -> Result<TeardownResponse, ClientError> {
         self.post(paths::TEARDOWN, req).await
     }
 
-    /// Clean (8.11).
+    /// Clean (docs/COMPATIBILITY.md#clean).
     pub async fn clean(&self, req: &CleanRequest) -> Result<CleanResponse, ClientError> {
         self.post(paths::CLEAN, req).await
     }
 
-    /// GetLogs (8.12).
+    /// GetLogs (docs/COMPATIBILITY.md#logs).
     pub async fn logs(&self, req: &GetLogsRequest) -> Result<LogsResponse, ClientError> {
         self.post(paths::LOGS, req).await
     }
 
-    /// UpdateTopology (8.13).
+    /// UpdateTopology (docs/COMPATIBILITY.md#topology).
     pub async fn update_topology(
         &self,
         req: &TopologyUpdateRequest,
@@ -513,7 +517,8 @@ impl ApiClient {
         self.post(paths::TOPOLOGY, req).await
     }
 
-    /// RequestContainerRestart (8.14): 500 (no body) when not accepted.
+    /// RequestContainerRestart (docs/COMPATIBILITY.md#request-container-restart): 500 (no
+    /// body) when not accepted.
     pub async fn request_container_restart(
         &self,
         req: &ContainerRestartRequestBody,
@@ -521,8 +526,8 @@ impl ApiClient {
         self.post(paths::CONTAINER_RESTART, req).await
     }
 
-    /// GetContainerStatus (8.15): 404 with the status body when the container is stopped
-    /// with no instances ("not found").
+    /// GetContainerStatus (docs/COMPATIBILITY.md#container-status): 404 with the status
+    /// body when the container is stopped with no instances ("not found").
     pub async fn container_status(
         &self,
         req: &GetContainerStatusRequest,
@@ -530,7 +535,7 @@ impl ApiClient {
         self.post_reply(paths::CONTAINER_STATUS, req).await
     }
 
-    /// RollbackConfiguration (8.16).
+    /// RollbackConfiguration (docs/COMPATIBILITY.md#config-rollback).
     pub async fn rollback_config(
         &self,
         req: &ConfigRollbackRequest,
@@ -538,7 +543,7 @@ impl ApiClient {
         self.post(paths::CONFIG_ROLLBACK, req).await
     }
 
-    /// GetConfigVersion (8.17).
+    /// GetConfigVersion (docs/COMPATIBILITY.md#config-version).
     pub async fn config_version(
         &self,
         req: &GetConfigVersionRequest,
@@ -546,7 +551,8 @@ impl ApiClient {
         self.post(paths::CONFIG_VERSION, req).await
     }
 
-    /// AcquireProcessor (8.18): 500 (no body upstream) when no worker is free.
+    /// AcquireProcessor (docs/COMPATIBILITY.md#acquire-processor): 500 (no body upstream)
+    /// when no worker is free.
     pub async fn acquire_processor(
         &self,
         req: &AcquireProcessorRequest,
@@ -554,7 +560,7 @@ impl ApiClient {
         self.post(paths::POOL_ACQUIRE, req).await
     }
 
-    /// ReleaseProcessor (8.19): 404 for an unknown lease.
+    /// ReleaseProcessor (docs/COMPATIBILITY.md#release-processor): 404 for an unknown lease.
     pub async fn release_processor(
         &self,
         req: &ReleaseProcessorRequest,
@@ -562,7 +568,7 @@ impl ApiClient {
         self.post(paths::POOL_RELEASE, req).await
     }
 
-    /// GetPoolStatus (8.20).
+    /// GetPoolStatus (docs/COMPATIBILITY.md#pool-status).
     pub async fn pool_status(
         &self,
         req: &GetPoolStatusRequest,
@@ -570,7 +576,7 @@ impl ApiClient {
         self.post(paths::POOL_STATUS, req).await
     }
 
-    /// ScalePool (8.21): 404 when the pool has no configuration.
+    /// ScalePool (docs/COMPATIBILITY.md#scale-pool): 404 when the pool has no configuration.
     pub async fn scale_pool(
         &self,
         req: &ScalePoolRequest,
@@ -578,7 +584,7 @@ impl ApiClient {
         self.post(paths::POOL_SCALE, req).await
     }
 
-    /// CleanupPool (8.22).
+    /// CleanupPool (docs/COMPATIBILITY.md#cleanup-pool).
     pub async fn cleanup_pool(
         &self,
         req: &CleanupPoolRequest,

@@ -1,7 +1,7 @@
-//! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of spec
-//! section 19 (upstream names, defaults and ranges), the `BANNOU_*` host settings the
-//! control plane reads, and our own settings (listen address, API token, deploy wave
-//! timeout and parallelism, pool autoscaling, leader election).
+//! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of 
+//! docs/COMPATIBILITY.md#configuration-variables (upstream names, defaults and ranges), the
+//! `BANNOU_*` host settings the control plane reads, and our own settings (listen address,
+//! API token, deploy wave timeout and parallelism, pool autoscaling, leader election).
 //!
 //! [`HostConfig::from_env`] reads through a lookup function, never the process
 //! environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
@@ -12,9 +12,9 @@
 //! Two opt-ins differ from upstream, where the defaults name hosts that only exist in
 //! upstream's compose network:
 //! - **Redis** is used only when `ORCHESTRATOR_REDIS_CONNECTION_STRING` (or `--redis`) is
-//!   given; otherwise state, leases and the bus are in memory (DESIGN.md section 4).
+//!   given; otherwise state, leases and the bus are in memory (D15 (docs/DECISIONS.md#d15)).
 //!   Upstream's default `bannou-redis:6379` is never used (upstream ignores the property
-//!   too; spec 19).
+//!   too; docs/COMPATIBILITY.md#configuration-variables).
 //! - **OpenResty cache invalidation** runs only when `ORCHESTRATOR_OPENRESTY_HOST` is set.
 //! - `ORCHESTRATOR_PRESETS_HOST_PATH` defaults to `presets` in the working directory, as
 //!   the CLI's `plan` does, instead of upstream's container path.
@@ -36,7 +36,7 @@ use crate::orchestrator::leader::{DEFAULT_LEADER_LEASE, ElectorConfig, MIN_LEADE
 use crate::orchestrator::pools::ScalerConfig;
 use crate::orchestrator::service::ServiceSettings;
 
-/// Default listen address: loopback only (DESIGN.md section 9).
+/// Default listen address: loopback only (D31 (docs/DECISIONS.md#d31)).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// A configuration value that is missing, malformed or out of range.
@@ -52,7 +52,7 @@ pub enum ConfigError {
         /// What was expected.
         reason: String,
     },
-    /// The API would listen beyond loopback without a bearer token (DESIGN.md section 9).
+    /// The API would listen beyond loopback without a bearer token (D31 (docs/DECISIONS.md#d31)).
     #[error(
         "refusing to listen on {listen}: it is not a loopback address and no API token is set; \
          set ORCHESTRATOR_API_TOKEN (or --api-token), or listen on 127.0.0.1"
@@ -61,9 +61,11 @@ pub enum ConfigError {
         /// The configured listen address.
         listen: SocketAddr,
     },
-    /// The orchestrator runs only on the control-plane app-id (spec 2.1).
+    /// The orchestrator runs only on the control-plane app-id
+    /// (docs/COMPATIBILITY.md#placement-and-identity).
     #[error(
-        "the orchestrator runs only on app-id `bannou` (spec 2.1), but the effective app-id is \
+        "the orchestrator runs only on app-id `bannou` (docs/COMPATIBILITY.md#placement-and-identity), \
+         but the effective app-id is \
          `{app_id}`; unset BANNOU_APP_ID or set it to bannou"
     )]
     WrongAppId {
@@ -109,7 +111,7 @@ impl fmt::Debug for Secret {
 /// sources; each field's doc names its variable, default and constraint.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    // === upstream properties (spec 19) ===
+    // === upstream properties (docs/COMPATIBILITY.md#configuration-variables) ===
     /// `ORCHESTRATOR_SECURE_WEBSOCKET` (true): empty permission registration. Kept for
     /// compatibility; this host registers no WebSocket permissions either way.
     pub secure_websocket: bool,
@@ -179,7 +181,7 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1); unused, as upstream
     /// for valid requests: upstream falls back to it only for a non-positive
     /// `timeoutSeconds`, which the schema (minimum 1) and our validation refuse, and an
-    /// omitted one defaults to 300 (spec 13.3).
+    /// omitted one defaults to 300 (docs/COMPATIBILITY.md#processing-pools-lease-timing).
     pub default_pool_lease_timeout: Duration,
     /// `ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS` (15, >= 1); unused (pool mutations are
     /// atomic scripts, D10).
@@ -234,14 +236,15 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_RECONCILE_GRACE_SECONDS` (60): reconciliation never removes a
     /// container created, nor restarts a Pending pool worker registered, less than this ago.
     pub reconcile_grace: Duration,
-    /// The process environment, filtered by the whitelist of spec 5.1 when a node's
-    /// environment is built. Filled by [`HostConfig::from_process_env`]; empty otherwise.
-    /// Not masked by `Debug`: clear it before logging a configuration.
+    /// The process environment, filtered by the whitelist of
+    /// docs/COMPATIBILITY.md#forwarding-whitelist when a node's environment is built.
+    /// Filled by [`HostConfig::from_process_env`]; empty otherwise. Not masked by `Debug`:
+    /// clear it before logging a configuration.
     pub host_environment: BTreeMap<String, String>,
 }
 
 impl Default for HostConfig {
-    /// Every default of spec 19 plus ours (see each field).
+    /// Every default of docs/COMPATIBILITY.md#configuration-variables plus ours (see each field).
     fn default() -> Self {
         HostConfig {
             secure_websocket: true,
@@ -312,7 +315,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.get)(name)
     }
 
-    /// A non-nullable string: absent keeps the default; blank is an error (spec 19).
+    /// A non-nullable string: absent keeps the default; blank is an error
+    /// (docs/COMPATIBILITY.md#configuration-variables).
     fn string(&self, name: &str, into: &mut String) -> Result<(), ConfigError> {
         if let Some(v) = self.raw(name) {
             let t = v.trim();
@@ -611,7 +615,8 @@ impl HostConfig {
     }
 
     /// Reads the process environment (the one place that does) and keeps a copy of it in
-    /// `host_environment` for the spec 5.1 whitelist.
+    /// `host_environment` for the forwarding whitelist
+    /// (docs/COMPATIBILITY.md#forwarding-whitelist).
     pub fn from_process_env() -> Result<Self, ConfigError> {
         let vars: BTreeMap<String, String> = std::env::vars().collect();
         let mut c = Self::from_env(|name| vars.get(name).cloned())?;
@@ -620,7 +625,7 @@ impl HostConfig {
     }
 
     /// Whether the API may listen on `listen`: loopback always, anything else only with an
-    /// API token (DESIGN.md section 9).
+    /// API token (D31 (docs/DECISIONS.md#d31)).
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
         if self.listen.ip().is_loopback() || self.api_token.is_some() {
             Ok(())
@@ -632,7 +637,7 @@ impl HostConfig {
     }
 
     /// Whether the orchestrator may run here: the effective app-id must be `bannou` in
-    /// any case (spec 2.1).
+    /// any case (docs/COMPATIBILITY.md#placement-and-identity).
     pub fn check_app_id(&self) -> Result<(), ConfigError> {
         check_app_id(&self.app_id)
     }
@@ -706,7 +711,8 @@ impl HostConfig {
     }
 }
 
-/// Spec 2.1: the orchestrator runs only on app-id `bannou` (case-insensitive).
+/// docs/COMPATIBILITY.md#placement-and-identity: the orchestrator runs only on app-id
+/// `bannou` (case-insensitive).
 pub fn check_app_id(app_id: &AppId) -> Result<(), ConfigError> {
     if app_id.is_control_plane() {
         Ok(())

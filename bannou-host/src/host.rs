@@ -21,9 +21,10 @@
 //! always leader. On shutdown the loops and the server stop first, then the elector
 //! releases the lease, so the next leader never overlaps with this one's last pass.
 //!
-//! Start refuses (before anything is connected) when the app-id is not `bannou` (spec
-//! 2.1), when the API would listen beyond loopback without a token (DESIGN.md section 9),
-//! and when the store does not answer (spec 2.3 step 2).
+//! Start refuses (before anything is connected) when the app-id is not `bannou`
+//! (docs/COMPATIBILITY.md#placement-and-identity), when the API would listen beyond
+//! loopback without a token (D31 (docs/DECISIONS.md#d31)), and when the store does not
+//! answer (docs/COMPATIBILITY.md#startup-sequence step 2).
 //!
 //! [`OrchestratorPlugin`] wraps the same assembly as a [`Plugin`], so a node can host the
 //! orchestrator like any other service.
@@ -87,7 +88,7 @@ pub enum HostError {
         /// What failed.
         message: String,
     },
-    /// The store did not answer its first ping (spec 2.3 step 2).
+    /// The store did not answer its first ping (docs/COMPATIBILITY.md#startup-sequence step 2).
     #[error("the state store does not answer: {0}")]
     StoreUnavailable(String),
     /// No container backend was given.
@@ -756,7 +757,8 @@ impl RunningControlPlane {
 /// bus when the node starts, serves the API routes and `/health`,
 /// reports the store's health, and shuts everything down on stop.
 ///
-/// Refuses to start unless the node's app-id is `bannou` (spec 2.1).
+/// Refuses to start unless the node's app-id is `bannou`
+/// (docs/COMPATIBILITY.md#placement-and-identity).
 pub struct OrchestratorPlugin {
     config: HostConfig,
     backends: Vec<Arc<dyn ContainerBackend>>,

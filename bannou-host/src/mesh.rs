@@ -1,6 +1,7 @@
 //! The node side of routing: every Bannou node follows `bannou.full-service-mappings`,
-//! resolves services through the lock-free [`MeshReader`] (spec 6.5), finds the node
-//! behind an app-id in an [`EndpointDirectory`] and calls it with a [`MeshClient`].
+//! resolves services through the lock-free [`MeshReader`]
+//! (docs/COMPATIBILITY.md#mappings-consumers), finds the node behind an app-id in an
+//! [`EndpointDirectory`] and calls it with a [`MeshClient`].
 //!
 //! [`follow_mappings`] applies each snapshot only if its version is newer than the one
 //! applied (the writer enforces it), so late or duplicated broadcasts never roll a node

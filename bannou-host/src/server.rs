@@ -5,10 +5,11 @@
 //! What [`Server::start`] builds, from a [`HostConfig`]:
 //! - the adapters (in-memory store, bus and lease store by default; Redis when a Redis
 //!   URL is configured), shared by the orchestrator and every node it starts in-process;
-//! - on the control plane (app-id `bannou`, orchestrator enabled per spec 3.3): the
-//!   candidate backends (spec 18.1, see [`candidate_backends`]) and the
-//!   [`OrchestratorPlugin`], whose API the node serves on the listen address, next to
-//!   every enabled service's ping;
+//! - on the control plane (app-id `bannou`, orchestrator enabled per
+//!   docs/COMPATIBILITY.md#enablement-rule): the candidate backends
+//!   (docs/COMPATIBILITY.md#backend-detection, see [`candidate_backends`]) and the
+//!   [`OrchestratorPlugin`], whose API the node serves on the listen address, next to every
+//!   enabled service's ping;
 //! - on any other app-id: a plain node whose mesh reaches other nodes by app-id as a host
 //!   name (containers).
 //!
@@ -90,7 +91,8 @@ impl Server {
             .is_some_and(|def| is_service_enabled(def, &environment));
         let control_plane = config.app_id.is_control_plane() && orchestrator_enabled;
         if orchestrator_enabled && !control_plane {
-            // Spec 2.1: the orchestrator lives on app-id `bannou` only.
+            // docs/COMPATIBILITY.md#placement-and-identity: the orchestrator lives on
+            // app-id `bannou` only.
             tracing::warn!(
                 app_id = %config.app_id,
                 "the orchestrator runs only on app-id `bannou`; this node does not host it"
@@ -200,7 +202,8 @@ impl Server {
     }
 }
 
-/// The backends a control plane registers, in spec 18.1's priority order (with D6):
+/// The backends a control plane registers, in the priority order of
+/// docs/COMPATIBILITY.md#backend-detection (with D6):
 /// 1. Kubernetes when credentials are present (in cluster, or a kubeconfig at
 ///    `ORCHESTRATOR_KUBECONFIG_PATH`, else `~/.kube/config`);
 /// 2. Portainer when `ORCHESTRATOR_PORTAINER_URL` is set: the Docker backend through

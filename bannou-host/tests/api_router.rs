@@ -143,7 +143,7 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
         post(&router, "/orchestrator/nope", "{}").await.status,
         StatusCode::NOT_FOUND
     );
-    // Endpoints are POST only (spec 7).
+    // Endpoints are POST only (docs/COMPATIBILITY.md#api-conventions).
     assert_eq!(
         send(&router, "GET", "/orchestrator/status", "", None)
             .await
@@ -236,7 +236,8 @@ async fn every_answer_has_a_json_body_of_the_documented_type_for_its_status() {
     let w = world(None).await;
     let router = w.cp.router();
     // Valid requests: whatever the service answers, a 2xx carries the response type and
-    // anything else an ApiError (or, where spec 8 says so, the response type).
+    // anything else an ApiError (or, where docs/COMPATIBILITY.md#endpoints says so, the
+    // response type).
     let cases: &[(&str, &str)] = &[
         ("/orchestrator/config/version", "{}"),
         ("/orchestrator/service-routing", ""),

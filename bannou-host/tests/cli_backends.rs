@@ -1,7 +1,8 @@
-//! Backend detection (spec 18.1) as `bannou-host backends` shows it, with real probes:
-//! a kubeconfig pointing at a fake Kubernetes API server started here (it answers
-//! `/version`), and a Portainer stand-in (`containers::testing::PortainerProxy`) in front
-//! of the local Docker engine, with Redis so that containers could heartbeat.
+//! Backend detection (docs/COMPATIBILITY.md#backend-detection) as `bannou-host backends`
+//! shows it, with real probes: a kubeconfig pointing at a fake Kubernetes API server
+//! started here (it answers `/version`), and a Portainer stand-in
+//! (`containers::testing::PortainerProxy`) in front of the local Docker engine, with Redis
+//! so that containers could heartbeat.
 //!
 //! - Kubernetes and Portainer both answer: Kubernetes is picked (priority 1), Portainer is
 //!   available at priority 2, each with its endpoint.

@@ -1,6 +1,7 @@
-//! The plugin host as a scenario: which services a node runs (spec 3.3), the order they
-//! start in, ping served locally and forwarded through the mesh, heartbeats (first,
-//! periodic, on change, final) under paused time, and a stop that leaves nothing behind.
+//! The plugin host as a scenario: which services a node runs
+//! (docs/COMPATIBILITY.md#enablement-rule), the order they start in, ping served locally
+//! and forwarded through the mesh, heartbeats (first, periodic, on change, final) under
+//! paused time, and a stop that leaves nothing behind.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

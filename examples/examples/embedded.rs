@@ -64,8 +64,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     if preset == "npc-brains" {
-        // Workers become Available when their first heartbeat arrives (decision D9); wait
-        // up to 5 s for one instead of failing at once.
+        // Workers become Available when their first heartbeat arrives (D9
+        // (docs/DECISIONS.md#d9)); wait up to 5 s for one instead of failing at once.
         let lease = service
             .acquire(AcquireProcessorRequest {
                 wait_ms: 5_000,

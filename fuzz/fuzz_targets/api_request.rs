@@ -98,7 +98,8 @@ where
 }
 
 /// What `POST /orchestrator/deploy` does with a request topology before touching
-/// anything: resolve it (spec 5.2) and plan it against an empty deployment.
+/// anything: resolve it (docs/COMPATIBILITY.md#environment-layering) and plan it against an
+/// empty deployment.
 fn resolve_and_plan(request: &DeployRequest) {
     let catalog = Catalog::builtin();
     let nodes: Vec<NodeInput> = request

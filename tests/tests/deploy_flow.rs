@@ -1,4 +1,4 @@
-//! The domain crates together, as the deploy pipeline of DESIGN.md section 3 will use
+//! The domain crates together, as the deploy pipeline (D27, docs/DECISIONS.md#d27) uses
 //! them: preset -> resolver -> planner -> routing table -> versioned mappings -> the
 //! mesh resolver every node runs, with each deployed configuration recorded in the store
 //! and rolled back. No runtime pieces: this is the logic a deploy executes, end to end.

@@ -1,4 +1,4 @@
-//! Bearer-token authentication of the API (DESIGN.md section 9): when a token is
+//! Bearer-token authentication of the API (D31 (docs/DECISIONS.md#d31)): when a token is
 //! configured, every route except `GET /health` requires `Authorization: Bearer <token>`
 //! and answers 401 (with `WWW-Authenticate: Bearer` and an `ApiError` body) otherwise.
 //! The token is compared in constant time.

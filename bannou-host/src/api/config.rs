@@ -1,4 +1,5 @@
-//! Routes of the `config` group: rollback and version (spec 8.16, 8.17).
+//! Routes of the `config` group: rollback and version
+//! (docs/COMPATIBILITY.md#config-rollback, docs/COMPATIBILITY.md#config-version).
 
 use super::{Endpoint, endpoint};
 

@@ -1,5 +1,7 @@
 //! Routes of the `containers` group: backends, clean, logs, container restart and
-//! status (spec 8.5, 8.11, 8.12, 8.14, 8.15).
+//! status (docs/COMPATIBILITY.md#backends-list, docs/COMPATIBILITY.md#clean,
+//! docs/COMPATIBILITY.md#logs, docs/COMPATIBILITY.md#request-container-restart,
+//! docs/COMPATIBILITY.md#container-status).
 
 use super::{Endpoint, endpoint};
 

@@ -1,5 +1,5 @@
 //! Routes of the `deploy` group: presets, deploy, service routing, status, teardown
-//! (spec 8.6-8.10).
+//! (docs/COMPATIBILITY.md#endpoints).
 
 use super::{Endpoint, endpoint};
 

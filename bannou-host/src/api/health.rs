@@ -1,5 +1,5 @@
 //! Routes of the `health` group: infrastructure and services health, restart,
-//! should-restart (spec 8.1-8.4).
+//! should-restart (docs/COMPATIBILITY.md#endpoints).
 
 use super::{Endpoint, endpoint};
 

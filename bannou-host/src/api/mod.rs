@@ -1,5 +1,5 @@
-//! The orchestrator's HTTP API (axum): the 22 `POST /orchestrator/...` endpoints of spec
-//! section 8, `GET /health`, and the OpenAPI document (`GET /openapi.json`,
+//! The orchestrator's HTTP API (axum): the 22 `POST /orchestrator/...` endpoints of 
+//! docs/COMPATIBILITY.md#endpoints, `GET /health`, and the OpenAPI document (`GET /openapi.json`,
 //! `GET /openapi.yaml`).
 //!
 //! Where to start: [`router`] builds everything. Each endpoint group has its own file,

@@ -1,5 +1,5 @@
-//! Routes of the `pools` group: acquire, release, status, scale, cleanup (spec
-//! 8.18-8.22).
+//! Routes of the `pools` group: acquire, release, status, scale, cleanup
+//! (docs/COMPATIBILITY.md#acquire-processor to docs/COMPATIBILITY.md#cleanup-pool).
 
 use super::{Endpoint, endpoint};
 

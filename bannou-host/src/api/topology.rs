@@ -1,4 +1,4 @@
-//! Routes of the `topology` group: live topology edits (spec 8.13).
+//! Routes of the `topology` group: live topology edits (docs/COMPATIBILITY.md#topology).
 
 use super::{Endpoint, endpoint};
 

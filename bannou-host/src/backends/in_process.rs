@@ -3,11 +3,11 @@
 //! as tasks in this process, one per replica, sharing the host's event bus and
 //! registering its address in the host's [`InProcessDirectory`].
 //!
-//! Environment (spec 5.4, what applies in-process): `BANNOU_APP_ID={appId}` and
-//! `BANNOU_HEARTBEAT_ENABLED=true` come first, the node's own environment on top (it
-//! wins). `DAEMON_MODE` and `SSL_CERT_DIR` mean nothing here, and the mapping-source
-//! variables are left out (as on Swarm and Kubernetes): in-process nodes get their
-//! routing from the shared bus, the table being rebroadcast on every change.
+//! Environment (docs/COMPATIBILITY.md#backend-injected-variables, what applies in-process):
+//! `BANNOU_APP_ID={appId}` and `BANNOU_HEARTBEAT_ENABLED=true` come first, the node's own
+//! environment on top (it wins). `DAEMON_MODE` and `SSL_CERT_DIR` mean nothing here, and
+//! the mapping-source variables are left out (as on Swarm and Kubernetes): in-process nodes
+//! get their routing from the shared bus, the table being rebroadcast on every change.
 //!
 //! The image is recorded but not used (every node runs this binary's plugin host).
 //! Nothing outlives a node, so `prune` has nothing to remove and there is no

@@ -1,5 +1,5 @@
 //! Container backends as the host registers them: [`in_process`], the embedded default
-//! (DESIGN.md section 4), where a deployed node is a set of tasks in this process running
+//! (D15 (docs/DECISIONS.md#d15)), where a deployed node is a set of tasks in this process running
 //! the same plugin host as a container would, and [`docker`], the Docker adapter of
 //! `orchestrator-backends` with the rule that containers need a bus they can reach
 //! (Redis) (also the Portainer backend: the Docker backend through Portainer's proxy),

@@ -7,8 +7,8 @@
 //! The overlay network's gateway is not this host (tasks reach the host through
 //! `docker_gwbridge`), so no address is derived: the nodes' Redis URL must be configured
 //! (`ORCHESTRATOR_NODE_REDIS_URL`), or the orchestrator's own URL is used when its host is
-//! not loopback. Detection (spec 18.1) lists Swarm whenever the engine answers; it is
-//! available when the engine is an active Swarm manager.
+//! not loopback. Detection (docs/COMPATIBILITY.md#backend-detection) lists Swarm whenever
+//! the engine answers; it is available when the engine is an active Swarm manager.
 
 use async_trait::async_trait;
 use orchestrator_backends::containers::swarm::{SwarmBackend, SwarmConfig};

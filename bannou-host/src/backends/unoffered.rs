@@ -1,7 +1,8 @@
 //! [`Unoffered`]: a backend detection found unusable on this host (no credentials, no URL,
 //! no engine client), registered in its priority place so that the backends list shows
-//! why (spec 18.1's reasons, such as `No Kubernetes credentials found`), and a request
-//! naming it is refused with that reason instead of "not configured".
+//! why (the reasons of docs/COMPATIBILITY.md#backend-detection, such as `No Kubernetes
+//! credentials found`), and a request naming it is refused with that reason instead of "not
+//! configured".
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! `bannou-host bench ...`: end-to-end benchmarks, each run side by side with its baseline
-//! on one machine (DESIGN.md section 8). Numbers come from here, never from timed tests.
+//! on one machine (D32 (docs/DECISIONS.md#d32)). Numbers come from here, never from timed tests.
 
 use std::io::Write;
 

@@ -1,4 +1,5 @@
-//! Configuration versions over HTTP: `rollback` (spec 8.16) and `config-version` (8.17).
+//! Configuration versions over HTTP: `rollback` (docs/COMPATIBILITY.md#config-rollback) and
+//! `config-version` (docs/COMPATIBILITY.md#config-version).
 
 use std::io::Write;
 

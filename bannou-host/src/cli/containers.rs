@@ -1,5 +1,6 @@
-//! Containers over HTTP: `containers status APP` (spec 8.15) and `containers restart APP`
-//! (8.14). A container the backend cannot find is printed and exits non-zero.
+//! Containers over HTTP: `containers status APP` (docs/COMPATIBILITY.md#container-status)
+//! and `containers restart APP` (docs/COMPATIBILITY.md#request-container-restart). A
+//! container the backend cannot find is printed and exits non-zero.
 
 use std::io::Write;
 

@@ -1,5 +1,6 @@
-//! Environment lifecycle over HTTP: `deploy` (spec 8.7), `teardown` (8.10) and `clean`
-//! (8.11). A failed deploy prints its warnings and exits non-zero.
+//! Environment lifecycle over HTTP: `deploy` (docs/COMPATIBILITY.md#deploy), `teardown`
+//! (docs/COMPATIBILITY.md#teardown) and `clean` (docs/COMPATIBILITY.md#clean). A failed
+//! deploy prints its warnings and exits non-zero.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,5 +1,8 @@
-//! Health and restarts over HTTP: `health` (services, spec 8.2; `--infrastructure`, 8.1)
-//! and `restart SERVICE` (8.3; `--check` asks should-restart, 8.4).
+//! Health and restarts over HTTP: `health` (services,
+//! docs/COMPATIBILITY.md#services-health; `--infrastructure`,
+//! docs/COMPATIBILITY.md#infrastructure-health) and `restart SERVICE`
+//! (docs/COMPATIBILITY.md#restart-service; `--check` asks should-restart,
+//! docs/COMPATIBILITY.md#should-restart).
 
 use std::collections::BTreeMap;
 use std::io::Write;

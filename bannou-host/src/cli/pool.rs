@@ -1,5 +1,5 @@
-//! Processing pools over HTTP: `pool acquire|release|status|scale|cleanup` (spec
-//! 8.18-8.22).
+//! Processing pools over HTTP: `pool acquire|release|status|scale|cleanup`
+//! (docs/COMPATIBILITY.md#acquire-processor to docs/COMPATIBILITY.md#cleanup-pool).
 
 use std::io::Write;
 

@@ -1,5 +1,7 @@
-//! Read-only views over HTTP: `status` (spec 8.9), `routing` (8.8), `presets` (8.6),
-//! `backends` (8.5) and `logs` (8.12).
+//! Read-only views over HTTP: `status` (docs/COMPATIBILITY.md#status), `routing`
+//! (docs/COMPATIBILITY.md#service-routing), `presets` (docs/COMPATIBILITY.md#presets-list),
+//! `backends` (docs/COMPATIBILITY.md#backends-list) and `logs`
+//! (docs/COMPATIBILITY.md#logs).
 
 use std::io::Write;
 

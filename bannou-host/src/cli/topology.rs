@@ -1,5 +1,6 @@
-//! Live topology changes over HTTP: `topology FILE` (spec 8.13 and 14). The file holds a
-//! `TopologyUpdateRequest` (`changes: [...]`) or a bare list of changes, in YAML or JSON.
+//! Live topology changes over HTTP: `topology FILE` (docs/COMPATIBILITY.md#topology and
+//! docs/COMPATIBILITY.md#topology-updates). The file holds a `TopologyUpdateRequest`
+//! (`changes: [...]`) or a bare list of changes, in YAML or JSON.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

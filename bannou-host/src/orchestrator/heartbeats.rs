@@ -1,5 +1,5 @@
 //! Heartbeat ingestion: `bannou.service-heartbeat` -> aggregator -> routing refresh ->
-//! pool worker promotion (DESIGN.md section 3, "Health").
+//! pool worker promotion (D4 and D9 (docs/DECISIONS.md#d9)).
 //!
 //! [`HeartbeatPipeline::run`] consumes the bus; [`HeartbeatPipeline::ingest`] is the
 //! synchronous step per heartbeat (short critical sections, no `.await` inside), so one
@@ -70,7 +70,7 @@ pub struct PipelineStats {
 pub struct PipelineCounts {
     /// Heartbeats applied to the aggregator.
     pub ingested: u64,
-    /// Control-plane heartbeats ignored (spec 6.4).
+    /// Control-plane heartbeats ignored (docs/COMPATIBILITY.md#heartbeat-consumption).
     pub ignored: u64,
     /// Messages that were not valid heartbeats.
     pub malformed: u64,
@@ -133,8 +133,9 @@ impl HeartbeatPipeline {
         self
     }
 
-    /// Pool workers are promoted (Pending -> Available, decision D9) in `leases` by a task
-    /// this spawns; it ends when the pipeline is dropped. Needs a tokio runtime.
+    /// Pool workers are promoted (Pending -> Available, D9 (docs/DECISIONS.md#d9)) in
+    /// `leases` by a task this spawns; it ends when the pipeline is dropped. Needs a tokio
+    /// runtime.
     pub fn with_worker_promotion(mut self, leases: Arc<dyn LeaseStore>) -> Self {
         let (tx, mut rx) = mpsc::channel::<(PoolType, AppId)>(PROMOTION_QUEUE);
         let clock = self.clock.clone();

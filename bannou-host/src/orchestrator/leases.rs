@@ -1,6 +1,6 @@
 //! Expired-lease reclamation: the background loop that takes workers back from holders
-//! whose lease ran out (spec 13.6), publishing a `ProcessorReleasedEvent` (success false)
-//! for each and waking the pool scaler.
+//! whose lease ran out (docs/COMPATIBILITY.md#processing-pools-reclamation), publishing a
+//! `ProcessorReleasedEvent` (success false) for each and waking the pool scaler.
 //!
 //! Like mini-redis's purge task, it sleeps until the *next* expiry rather than polling on
 //! a fixed interval: after each pass it reads the earliest `expiresAt` of every pool and

@@ -1,6 +1,6 @@
 //! The mappings broadcaster: publishes `bannou.full-service-mappings` at once when the
-//! routing table changes (decision D11), coalescing bursts within a short window, plus the
-//! periodic rebroadcast (`FullMappingsIntervalSeconds`).
+//! routing table changes (D11 (docs/DECISIONS.md#d11)), coalescing bursts within a short
+//! window, plus the periodic rebroadcast (`FullMappingsIntervalSeconds`).
 //!
 //! With several replicas ([`MappingsBroadcaster::with_leadership`]) only the leader
 //! rebroadcasts periodically; every replica still publishes its own table changes (a

@@ -1,5 +1,5 @@
 //! Orchestrator use cases and background loops over the domain's ports, one module per
-//! group (DESIGN.md section 1): [`heartbeats`] (ingestion pipeline), [`mappings`] (routing
+//! group (D29 (docs/DECISIONS.md#d29)): [`heartbeats`] (ingestion pipeline), [`mappings`] (routing
 //! broadcast), [`pools`] (worker scaling) and [`leases`] (expired-lease reclamation);
 //! [`leader`] elects the one replica that runs the loops that must not run twice.
 

@@ -11,8 +11,8 @@
 //!
 //! A worker is registered (Pending) before its container is deployed, which reserves
 //! capacity so `maxInstances` holds under concurrency; it becomes Available only when its
-//! heartbeat arrives (decision D9, `LeaseStore::mark_ready`). Draining only ever picks
-//! unleased workers; a worker leased in between finishes its lease first.
+//! heartbeat arrives (D9 (docs/DECISIONS.md#d9), `LeaseStore::mark_ready`). Draining only
+//! ever picks unleased workers; a worker leased in between finishes its lease first.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

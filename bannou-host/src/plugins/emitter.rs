@@ -1,12 +1,14 @@
-//! The heartbeat emitter: publishes a node's `ServiceHeartbeatEvent` (spec 2.4, 9.2) on
+//! The heartbeat emitter: publishes a node's `ServiceHeartbeatEvent`
+//! (docs/COMPATIBILITY.md#deployed-node-startup, docs/COMPATIBILITY.md#consumed-events) on
 //! `bannou.service-heartbeat`: once when its plugins have started, then every interval
 //! (`BANNOU_HEARTBEAT_INTERVAL_SECONDS`, default 30), at once when a plugin's health
 //! changes, and a final `shutting_down` beat on stop.
 //!
 //! A change is noticed through the node's [`HealthSignal`] (placeholders' handles and
 //! plugins that notify it) and, for plugins that never notify, by comparing health every
-//! [`STATUS_POLL`]. Any beat restarts the interval. Following spec 6.5, a service the
-//! mappings route to another app-id is left out of the beat until routed back.
+//! [`STATUS_POLL`]. Any beat restarts the interval. Following
+//! docs/COMPATIBILITY.md#mappings-consumers, a service the mappings route to another app-id
+//! is left out of the beat until routed back.
 //!
 //! A beat that cannot be published (the bus, i.e. Redis, is unreachable) is not queued: a
 //! heartbeat is a snapshot that the next one supersedes. It is counted instead: every beat
@@ -190,7 +192,8 @@ impl HeartbeatEmitter {
     }
 
     /// Whether a beat reports `service` now: unless the mappings route it to another
-    /// node (spec 6.5: reported when local, routed here or to the control plane).
+    /// node (docs/COMPATIBILITY.md#mappings-consumers: reported when local, routed here or
+    /// to the control plane).
     fn reports(&self, service: &str) -> bool {
         match self.reader.resolve(service) {
             Resolution::Local => true,

@@ -1,8 +1,8 @@
 //! The plugin host: what every Bannou node (a container, or a set of tasks in the
 //! in-process backend) runs. A node enables a subset of the catalog's services, decided
-//! from its environment exactly as spec 3.3 says, starts their plugins in layer order,
-//! serves their routes, follows routing broadcasts (the mesh-side resolver) and publishes
-//! heartbeats.
+//! from its environment exactly as docs/COMPATIBILITY.md#enablement-rule says, starts their
+//! plugins in layer order, serves their routes, follows routing broadcasts (the mesh-side
+//! resolver) and publishes heartbeats.
 //!
 //! Where to start: [`Plugin`] is what a service implements; [`node::Node`] hosts a set of
 //! them.
@@ -61,7 +61,8 @@ pub struct PluginError {
 pub struct PluginContext {
     /// The node's app-id (`BANNOU_APP_ID`, default `bannou`).
     pub app_id: AppId,
-    /// The node's environment (what spec 3.3 enablement was decided from).
+    /// The node's environment (what docs/COMPATIBILITY.md#enablement-rule enablement was
+    /// decided from).
     pub environment: BTreeMap<String, String>,
     /// The bus heartbeats and events go through.
     pub bus: Arc<dyn EventBus>,

@@ -1,7 +1,8 @@
 //! The plugin host: one Bannou node. From its environment it decides which catalog
-//! services it runs (spec 3.3), creates a placeholder for each (the orchestrator comes
-//! from the caller as an extra plugin), starts them in layer order (spec 3.2), serves
-//! their routes over HTTP, follows the routing broadcasts and publishes heartbeats.
+//! services it runs (docs/COMPATIBILITY.md#enablement-rule), creates a placeholder for each
+//! (the orchestrator comes from the caller as an extra plugin), starts them in layer order
+//! (docs/COMPATIBILITY.md#layer-rules), serves their routes over HTTP, follows the routing
+//! broadcasts and publishes heartbeats.
 //!
 //! `GET /{service}/ping` for a service the node does not host is forwarded through the
 //! mesh ([`MeshClient`]) once; the hop header stops a second forward. [`Node::stop`] is
@@ -57,8 +58,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct NodeConfig {
     /// The node's app-id (`BANNOU_APP_ID`, default `bannou`).
     pub app_id: AppId,
-    /// The node's whole environment: enablement (spec 3.3), fault knobs, heartbeat
-    /// settings. Passed explicitly, never read from the process.
+    /// The node's whole environment: enablement (docs/COMPATIBILITY.md#enablement-rule),
+    /// fault knobs, heartbeat settings. Passed explicitly, never read from the process.
     pub environment: BTreeMap<String, String>,
     /// Time between heartbeats; `None` turns heartbeats off.
     pub heartbeat_interval: Option<Duration>,
@@ -205,7 +206,7 @@ impl TaskCounter {
 
 // === start order ===
 
-/// Start order inside L0 (spec 3.2); other layers start alphabetically.
+/// Start order inside L0 (docs/COMPATIBILITY.md#layer-rules); other layers start alphabetically.
 const INFRASTRUCTURE_ORDER: [&str; 4] = ["telemetry", "state", "messaging", "mesh"];
 
 /// The key plugins start by: layer, then (L0) telemetry, state, messaging, mesh, then name.
@@ -359,8 +360,9 @@ impl Node {
         let log = log.unwrap_or_else(|| NodeLog::new(clock.clone()));
         let signal = HealthSignal::new();
 
-        // Enablement (spec 3.3) and the plugins: placeholders for every enabled service
-        // but the orchestrator, extras replacing placeholders of the same name.
+        // Enablement (docs/COMPATIBILITY.md#enablement-rule) and the plugins: placeholders
+        // for every enabled service but the orchestrator, extras replacing placeholders of
+        // the same name.
         let enabled = enabled_services(&config.environment, catalog);
         let mut placeholders = BTreeMap::new();
         let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
@@ -512,7 +514,8 @@ impl Node {
         format!("http://{}", self.addr)
     }
 
-    /// The catalog services the environment enables (spec 3.3), sorted.
+    /// The catalog services the environment enables
+    /// (docs/COMPATIBILITY.md#enablement-rule), sorted.
     pub fn enabled_services(&self) -> &[String] {
         &self.enabled
     }

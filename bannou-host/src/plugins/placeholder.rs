@@ -1,5 +1,5 @@
 //! The placeholder plugin: what every service other than the orchestrator runs in this
-//! project (DESIGN.md section 4). It answers `GET /{service}/ping` with its service and
+//! project (D15 (docs/DECISIONS.md#d15)). It answers `GET /{service}/ping` with its service and
 //! app-id, reports health in heartbeats, and can be told to fail for tests.
 //!
 //! Fault knob, read from the node's environment at start:

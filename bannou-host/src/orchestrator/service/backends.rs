@@ -1,5 +1,5 @@
 //! The container backends a host can drive, in detection priority order, and the active
-//! one (decision D6: the backend of the last deploy is used by every endpoint).
+//! one (D6 (docs/DECISIONS.md#d6): the backend of the last deploy is used by every endpoint).
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -1,5 +1,6 @@
-//! Endpoint group `config`: rollback (spec 11.2; unlike upstream it redeploys the
-//! restored version, DESIGN.md section 5) and version info (spec 11.3).
+//! Endpoint group `config`: rollback (docs/COMPATIBILITY.md#rollback; unlike upstream it
+//! redeploys the restored version, D20 (docs/DECISIONS.md#d20)) and version info
+//! (docs/COMPATIBILITY.md#version-info).
 
 use orchestrator_core::Catalog;
 use orchestrator_core::api::*;
@@ -12,7 +13,8 @@ use super::deploy_support::{config_nodes, store_error};
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {
-    /// POST /orchestrator/config/rollback (spec 8.16, 11.2); redeploys the restored version.
+    /// POST /orchestrator/config/rollback (docs/COMPATIBILITY.md#config-rollback,
+    /// docs/COMPATIBILITY.md#rollback); redeploys the restored version.
     ///
     /// Creates exactly one new version (a copy of the target), then plans from what runs
     /// to that version's nodes and runs the waves; routes and mappings follow. The new
@@ -121,12 +123,14 @@ impl OrchestratorService {
         Ok(Answer::ok(answer))
     }
 
-    /// POST /orchestrator/config/version (spec 8.17, 11.3).
+    /// POST /orchestrator/config/version (docs/COMPATIBILITY.md#config-version,
+    /// docs/COMPATIBILITY.md#version-info).
     pub async fn config_version(
         &self,
         request: GetConfigVersionRequest,
     ) -> ServiceResult<ConfigVersionResponse> {
-        // `includeKeyPrefixes` is ignored: prefixes are always computed (spec 8.17).
+        // `includeKeyPrefixes` is ignored: prefixes are always computed
+        // (docs/COMPATIBILITY.md#config-version).
         let _ = request;
         let info = self
             .deps
@@ -179,7 +183,8 @@ mod tests {
             (answer.body.previous_version, answer.body.current_version),
             (2, 3)
         );
-        // One direction only (spec 11.2): account and auth are enabled in both versions.
+        // One direction only (docs/COMPATIBILITY.md#rollback): account and auth are enabled
+        // in both versions.
         assert_eq!(answer.body.changed_keys, Some(Vec::new()));
         assert_eq!(world.store.latest_config_version().await.unwrap(), 3);
         let cfg = world.store.current_config().await.unwrap().unwrap();

@@ -1,6 +1,9 @@
 //! Endpoint group `containers` (see the parent module for the conventions): the backends
-//! list (spec 8.5, 18.1, D6), container status (8.15) and restart (8.14, D5), logs (8.12,
-//! D13) and clean (8.11, 17, D12). Every call goes to the active backend (D6).
+//! list (docs/COMPATIBILITY.md#backends-list, docs/COMPATIBILITY.md#backend-detection, D6),
+//! container status (docs/COMPATIBILITY.md#container-status) and restart
+//! (docs/COMPATIBILITY.md#request-container-restart, D5), logs (docs/COMPATIBILITY.md#logs,
+//! D13) and clean (docs/COMPATIBILITY.md#clean, docs/COMPATIBILITY.md#clean-and-orphans,
+//! D12). Every call goes to the active backend (D6).
 
 use std::collections::BTreeSet;
 
@@ -14,8 +17,9 @@ use orchestrator_core::ports::backend::{
 use super::ops_support::{backend_error, parse_age, validated};
 use super::{Answer, OrchestratorService, ServiceResult};
 
-/// The backends upstream detects, in its priority order (spec 18.1); each is listed even
-/// when this host has not registered it.
+/// The backends upstream detects, in its priority order
+/// (docs/COMPATIBILITY.md#backend-detection); each is listed even when this host has not
+/// registered it.
 const UPSTREAM_BACKENDS: [BackendType; 4] = [
     BackendType::Kubernetes,
     BackendType::Portainer,
@@ -27,7 +31,8 @@ const UPSTREAM_BACKENDS: [BackendType; 4] = [
 pub(super) const NOT_CONFIGURED: &str = "not configured on this host";
 
 impl OrchestratorService {
-    /// POST /orchestrator/backends/list (spec 8.5, 18.1, D6).
+    /// POST /orchestrator/backends/list (docs/COMPATIBILITY.md#backends-list,
+    /// docs/COMPATIBILITY.md#backend-detection, D6).
     ///
     /// Every registered backend, best first, with what its availability check said
     /// (`error` = why it is unusable; for a usable one a note goes to `endpoint`); then
@@ -94,7 +99,7 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/containers/status (spec 8.15).
+    /// POST /orchestrator/containers/status (docs/COMPATIBILITY.md#container-status).
     ///
     /// 404 *with the status object* (`stopped`, 0 instances) when the node is unknown or
     /// stopped with nothing running, as upstream. `plugins` and `healthChecks` come from
@@ -141,7 +146,8 @@ impl OrchestratorService {
         Ok(Answer::ok(status))
     }
 
-    /// POST /orchestrator/containers/request-restart (spec 8.14, D5).
+    /// POST /orchestrator/containers/request-restart
+    /// (docs/COMPATIBILITY.md#request-container-restart, D5).
     ///
     /// Really restarts the node through the active backend, honouring `priority` and
     /// `shutdownGracePeriod` (upstream always waits 30 s). An unknown node is 404 (the
@@ -173,7 +179,7 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/logs (spec 8.12, D13).
+    /// POST /orchestrator/logs (docs/COMPATIBILITY.md#logs, D13).
     ///
     /// Structured lines from the backend, each with its real stream and timestamp (no
     /// text parsing). Honours `since` and `until` when they are absolute timestamps;
@@ -215,7 +221,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/clean (spec 8.11, 17, D12).
+    /// POST /orchestrator/clean (docs/COMPATIBILITY.md#clean,
+    /// docs/COMPATIBILITY.md#clean-and-orphans, D12).
     ///
     /// Containers: our stopped nodes (label `bannou.orchestrator-managed=true`, never the
     /// control plane) that are orphaned, i.e. stopped for longer than `olderThan` when it

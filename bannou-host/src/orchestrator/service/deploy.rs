@@ -1,5 +1,7 @@
-//! Endpoint group `deploy`: deploy (spec 8.7 with DESIGN.md section 3), teardown (8.10),
-//! presets (8.6), service routing (8.8) and status (8.9).
+//! Endpoint group `deploy`: deploy (docs/COMPATIBILITY.md#deploy with D27
+//! (docs/DECISIONS.md#d27)), teardown (docs/COMPATIBILITY.md#teardown), presets
+//! (docs/COMPATIBILITY.md#presets-list), service routing
+//! (docs/COMPATIBILITY.md#service-routing) and status (docs/COMPATIBILITY.md#status).
 //!
 //! A deploy validates everything before it touches anything (D7): preset, topology,
 //! hierarchy, the control plane's own service, pools and backend. Then it plans against
@@ -42,7 +44,7 @@ struct Prepared {
 }
 
 impl OrchestratorService {
-    /// POST /orchestrator/deploy (spec 8.7, DESIGN.md 3).
+    /// POST /orchestrator/deploy (docs/COMPATIBILITY.md#deploy, D27).
     ///
     /// 200 on success; 500 with the body when a wave failed (the body's `warnings` name
     /// each node's failure and what the revert did); 400/404 when the request is refused,
@@ -381,10 +383,11 @@ impl OrchestratorService {
         })
     }
 
-    /// ResetToDefault (spec 5.5, 8.7): every route back to the control plane, every node
-    /// the current configuration deployed torn down, an empty configuration recorded
-    /// (marked stable: "nothing but the control plane" is healthy by definition, and a
-    /// later failed deploy must revert to it, not to what was reset away).
+    /// ResetToDefault (docs/COMPATIBILITY.md#reset-to-default,
+    /// docs/COMPATIBILITY.md#deploy): every route back to the control plane, every node the
+    /// current configuration deployed torn down, an empty configuration recorded (marked
+    /// stable: "nothing but the control plane" is healthy by definition, and a later failed
+    /// deploy must revert to it, not to what was reset away).
     async fn reset_to_default(
         &self,
         request: &DeployRequest,
@@ -477,7 +480,8 @@ impl OrchestratorService {
                     }
                 }
                 Err(e) => {
-                    // Spec 5.5 step 5: a failure answers success=false, still 200.
+                    // docs/COMPATIBILITY.md#reset-to-default step 5: a failure answers
+                    // success=false, still 200.
                     success = false;
                     warnings.push(format!("configuration not cleared: {e}"));
                 }
@@ -500,10 +504,10 @@ impl OrchestratorService {
         Ok(Answer::ok(answer(success, &torn, warnings)))
     }
 
-    /// POST /orchestrator/teardown (spec 8.10): every node of ours on the active backend
-    /// except the control plane (D8), optionally infrastructure too; routes of torn-down
-    /// nodes return to the default. Afterwards the current configuration is cleared, as
-    /// nothing it describes runs any more.
+    /// POST /orchestrator/teardown (docs/COMPATIBILITY.md#teardown): every node of ours on
+    /// the active backend except the control plane (D8), optionally infrastructure too;
+    /// routes of torn-down nodes return to the default. Afterwards the current
+    /// configuration is cleared, as nothing it describes runs any more.
     pub async fn teardown(&self, request: TeardownRequest) -> ServiceResult<TeardownResponse> {
         let deps = &self.deps;
         let begun = deps.clock.now();
@@ -627,10 +631,11 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/presets/list (spec 8.6 with its recommendation): every loadable
-    /// preset with its converted topology, environment, category, backends and file;
-    /// `activePreset` from the current configuration (`bannou` when nothing was ever
-    /// deployed). Invalid files are skipped with a warning in the log.
+    /// POST /orchestrator/presets/list (docs/COMPATIBILITY.md#presets-list with its
+    /// recommendation): every loadable preset with its converted topology, environment,
+    /// category, backends and file; `activePreset` from the current configuration (`bannou`
+    /// when nothing was ever deployed). Invalid files are skipped with a warning in the
+    /// log.
     pub async fn presets(&self, request: ListPresetsRequest) -> ServiceResult<PresetsResponse> {
         // The category filter is ignored, as upstream (clients expect the full list).
         let _ = request;
@@ -701,8 +706,9 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/service-routing (spec 8.8): the live routing table (services
-    /// routed away from the default), filtered by a case-insensitive name prefix.
+    /// POST /orchestrator/service-routing (docs/COMPATIBILITY.md#service-routing): the live
+    /// routing table (services routed away from the default), filtered by a
+    /// case-insensitive name prefix.
     pub async fn service_routing(
         &self,
         request: GetServiceRoutingRequest,
@@ -728,8 +734,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/status (spec 8.9): the active backend's containers, one topology
-    /// node per app, plus the current deployment id and preset.
+    /// POST /orchestrator/status (docs/COMPATIBILITY.md#status): the active backend's
+    /// containers, one topology node per app, plus the current deployment id and preset.
     pub async fn status(&self, request: GetStatusRequest) -> ServiceResult<EnvironmentStatus> {
         let _ = request;
         let backend = self.deps.backends.select(None).await?;
@@ -810,8 +816,8 @@ impl OrchestratorService {
     }
 }
 
-/// A request topology node as resolver input (spec 5.2: its `layers` are informational,
-/// only environment keys decide).
+/// A request topology node as resolver input (docs/COMPATIBILITY.md#environment-layering:
+/// its `layers` are informational, only environment keys decide).
 fn node_input(node: &TopologyNode) -> NodeInput {
     NodeInput {
         name: node.name.clone(),
@@ -824,9 +830,9 @@ fn node_input(node: &TopologyNode) -> NodeInput {
     }
 }
 
-/// Spec 8.7 step 8b, for the whole request (D7): no node may run the orchestrator; its
-/// route always points at the control plane, and a second orchestrator would fight the
-/// first over the same state.
+/// docs/COMPATIBILITY.md#deploy step 8b, for the whole request (D7): no node may run the
+/// orchestrator; its route always points at the control plane, and a second orchestrator
+/// would fight the first over the same state.
 fn refuse_orchestrator_nodes(nodes: &[ResolvedNode]) -> Result<(), ServiceError> {
     let bad: Vec<String> = nodes
         .iter()

@@ -1,6 +1,7 @@
 //! Steps the deploy-group use cases share (deploy, teardown, topology, rollback): one
 //! place for routing changes (table, broadcast, store), deployment events, the
-//! configuration record of spec 11.1, what currently runs, and the lifecycle lock.
+//! configuration record of docs/COMPATIBILITY.md#saving-a-version, what currently runs, and
+//! the lifecycle lock.
 
 use orchestrator_core::events::{BackendType, DeploymentAction, DeploymentEvent};
 use orchestrator_core::ports::backend::{
@@ -132,10 +133,10 @@ impl OrchestratorService {
 
 // === routing ===
 
-/// Routes `services` to `app_id` (authoritative, spec 6.2 SetServiceRouting); returns
-/// the services written, changed or not, so their store records are refreshed too. A
-/// service that cannot be routed (infrastructure, `orchestrator`) is skipped: validation
-/// refused such nodes before anything was deployed.
+/// Routes `services` to `app_id` (authoritative, docs/COMPATIBILITY.md#routing-operations
+/// SetServiceRouting); returns the services written, changed or not, so their store records
+/// are refreshed too. A service that cannot be routed (infrastructure, `orchestrator`) is
+/// skipped: validation refused such nodes before anything was deployed.
 pub(super) fn route_to(
     table: &mut RoutingTable,
     services: &[String],
@@ -201,7 +202,8 @@ impl OrchestratorService {
         warnings
     }
 
-    /// Best-effort OpenResty route-cache invalidation (spec 6.6): never fails the caller.
+    /// Best-effort OpenResty route-cache invalidation
+    /// (docs/COMPATIBILITY.md#openresty-invalidation): never fails the caller.
     pub(super) async fn invalidate_openresty(&self) {
         let Some(config) = &self.deps.settings.openresty else {
             return;
@@ -346,8 +348,8 @@ pub(super) fn config_nodes(config: &DeploymentConfiguration) -> Vec<ResolvedNode
         .collect()
 }
 
-/// App-ids the configuration deployed (spec 5.5 "tracked"): enabled services' app-ids
-/// and stored nodes, without blanks and the control plane.
+/// App-ids the configuration deployed (docs/COMPATIBILITY.md#reset-to-default "tracked"):
+/// enabled services' app-ids and stored nodes, without blanks and the control plane.
 pub(super) fn tracked_app_ids(config: &DeploymentConfiguration) -> Vec<AppId> {
     let mut ids: BTreeMap<String, AppId> = BTreeMap::new();
     for node in config_nodes(config) {
@@ -359,9 +361,9 @@ pub(super) fn tracked_app_ids(config: &DeploymentConfiguration) -> Vec<AppId> {
         .collect()
 }
 
-/// Whether an environment variable name looks secret (spec 8.7 step 11: `PASSWORD`,
-/// `SECRET` or `KEY` anywhere in the name, any case; this also drops e.g. `MONKEY`, as
-/// upstream does).
+/// Whether an environment variable name looks secret (docs/COMPATIBILITY.md#deploy step 11:
+/// `PASSWORD`, `SECRET` or `KEY` anywhere in the name, any case; this also drops e.g.
+/// `MONKEY`, as upstream does).
 pub(super) fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();
     ["PASSWORD", "SECRET", "KEY"]
@@ -369,7 +371,7 @@ pub(super) fn is_secret_key(key: &str) -> bool {
         .any(|p| upper.contains(p))
 }
 
-/// What a deployment saves as its configuration version (spec 11.1).
+/// What a deployment saves as its configuration version (docs/COMPATIBILITY.md#saving-a-version).
 pub(super) struct ConfigRecord<'a> {
     /// The deployment's id.
     pub deployment_id: &'a str,

@@ -1,6 +1,10 @@
 //! Endpoint group `health` (see the parent module for the conventions): infrastructure
-//! health (spec 8.1), the per-service health report (8.2, 12, D4), should-restart (8.4,
-//! 12.3) and the smart restart (8.3, 15, D5) that really restarts through the backend.
+//! health (docs/COMPATIBILITY.md#infrastructure-health), the per-service health report
+//! (docs/COMPATIBILITY.md#services-health, docs/COMPATIBILITY.md#health-evaluation, D4),
+//! should-restart (docs/COMPATIBILITY.md#should-restart,
+//! docs/COMPATIBILITY.md#should-restart-rule) and the smart restart
+//! (docs/COMPATIBILITY.md#restart-service, docs/COMPATIBILITY.md#restart-manager, D5) that
+//! really restarts through the backend.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,7 +25,7 @@ use super::ops_support::validated;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {
-    /// POST /orchestrator/health/infrastructure (spec 8.1).
+    /// POST /orchestrator/health/infrastructure (docs/COMPATIBILITY.md#infrastructure-health).
     ///
     /// Three components in order: `statestore` (a store ping, timed), `pubsub` (a health
     /// ping published on `orchestrator.health-ping`) and `messaging`, which (beyond
@@ -48,11 +52,12 @@ impl OrchestratorService {
         Ok(Answer::with_status(if healthy { 200 } else { 500 }, body))
     }
 
-    /// POST /orchestrator/health/services (spec 8.2, 12).
+    /// POST /orchestrator/health/services (docs/COMPATIBILITY.md#services-health,
+    /// docs/COMPATIBILITY.md#health-evaluation).
     ///
     /// Deployed entries are per service and instance (D4), from the heartbeat
     /// aggregator; control-plane entries are the services this process's environment
-    /// enables (spec 3.3), always healthy. Always 200.
+    /// enables (docs/COMPATIBILITY.md#enablement-rule), always healthy. Always 200.
     pub async fn services_health(
         &self,
         request: ServiceHealthRequest,
@@ -72,7 +77,8 @@ impl OrchestratorService {
         Ok(Answer::ok(report))
     }
 
-    /// POST /orchestrator/services/restart (spec 8.3, 15).
+    /// POST /orchestrator/services/restart (docs/COMPATIBILITY.md#restart-service,
+    /// docs/COMPATIBILITY.md#restart-manager).
     ///
     /// The smart restart: unless `force`, declined with 409 (`Restart not needed: ...`)
     /// when should-restart says no; otherwise every node running the service is restarted
@@ -154,8 +160,9 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/services/should-restart (spec 8.4, 12.3): per service (D4), with
-    /// real degradation time. Always 200.
+    /// POST /orchestrator/services/should-restart (docs/COMPATIBILITY.md#should-restart,
+    /// docs/COMPATIBILITY.md#should-restart-rule): per service (D4), with real degradation
+    /// time. Always 200.
     pub async fn should_restart(
         &self,
         request: ShouldRestartServiceRequest,

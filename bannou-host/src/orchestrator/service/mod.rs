@@ -1,7 +1,7 @@
-//! The orchestrator service: one method per endpoint of spec section 8, written as use
-//! cases over the ports (store, bus, lease store, container backends) and the shared
-//! health state the heartbeat pipeline feeds. The HTTP layer (`crate::api`) only decodes,
-//! calls one method, and turns the [`Answer`] or [`ServiceError`] into a response.
+//! The orchestrator service: one method per endpoint of docs/COMPATIBILITY.md#endpoints,
+//! written as use cases over the ports (store, bus, lease store, container backends) and
+//! the shared health state the heartbeat pipeline feeds. The HTTP layer (`crate::api`) only
+//! decodes, calls one method, and turns the [`Answer`] or [`ServiceError`] into a response.
 //!
 //! Where to start: [`OrchestratorService::new`] takes [`ServiceDeps`]; each endpoint group
 //! lives in its own file (`deploy.rs`: deploy, teardown, presets, routing, status;
@@ -46,8 +46,9 @@ pub use backends::BackendRegistry;
 pub use reconcile::{ReconcileReport, ReconcileSweep};
 
 /// A successful (or body-carrying) answer: the HTTP status and the response object.
-/// Most answers are 200; a few endpoints answer 500 or 404 *with* a body (spec 8.1, 8.7,
-/// 8.15).
+/// Most answers are 200; a few endpoints answer 500 or 404 *with* a body
+/// (docs/COMPATIBILITY.md#infrastructure-health, docs/COMPATIBILITY.md#deploy,
+/// docs/COMPATIBILITY.md#container-status).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer<T> {
     /// HTTP status code.
@@ -68,8 +69,8 @@ impl<T> Answer<T> {
     }
 }
 
-/// A refused or failed request: the HTTP status and the small error body of DESIGN.md
-/// section 5 (`{"error": "...", "field": "..."}`).
+/// A refused or failed request: the HTTP status and the small error body of D18
+/// (docs/DECISIONS.md#d18) (`{"error": "...", "field": "..."}`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {}", body.error)]
 pub struct ServiceError {
@@ -127,13 +128,13 @@ pub type ServiceResult<T> = Result<Answer<T>, ServiceError>;
 
 /// The settings the use cases read (a subset of the host configuration, `crate::config`,
 /// which builds this from `ORCHESTRATOR_*` variables and flags). Defaults are upstream's
-/// (spec 19) plus ours where noted.
+/// (docs/COMPATIBILITY.md#configuration-variables) plus ours where noted.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     /// The control plane's app-id (`bannou`).
     pub control_plane_app_id: AppId,
-    /// `DefaultBackend` (spec 19): the backend a deploy uses when the request names none
-    /// and no deploy has happened yet.
+    /// `DefaultBackend` (docs/COMPATIBILITY.md#configuration-variables): the backend a
+    /// deploy uses when the request names none and no deploy has happened yet.
     pub default_backend: orchestrator_core::events::BackendType,
     /// `HeartbeatTimeoutSeconds` (90 s): health expiry.
     pub heartbeat_timeout: Duration,
@@ -163,10 +164,11 @@ pub struct ServiceSettings {
     pub orphan_threshold: Duration,
     /// `PresetsHostPath`: where presets are looked up by name.
     pub presets_dir: PathBuf,
-    /// The orchestrator's own environment, filtered by the whitelist of spec 5.1 when a
-    /// node's environment is built.
+    /// The orchestrator's own environment, filtered by the whitelist of
+    /// docs/COMPATIBILITY.md#forwarding-whitelist when a node's environment is built.
     pub host_environment: BTreeMap<String, String>,
-    /// OpenResty cache invalidation (spec 6.6); `None` disables it.
+    /// OpenResty cache invalidation (docs/COMPATIBILITY.md#openresty-invalidation); `None`
+    /// disables it.
     pub openresty: Option<orchestrator_routing::OpenRestyConfig>,
 }
 

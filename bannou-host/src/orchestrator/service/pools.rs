@@ -1,7 +1,7 @@
 //! Endpoint group `pools` (see the parent module for the conventions): the five
-//! processing-pool endpoints (spec 8.18-8.22, 13) over the atomic lease store, with our
-//! extensions: priority and bounded waiting on acquire, fencing tokens, 429 for an empty
-//! pool (D3), scaling that starts and drains real workers within [min, max].
+//! processing-pool endpoints (docs/COMPATIBILITY.md#processing-pools) over the atomic lease
+//! store, with our extensions: priority and bounded waiting on acquire, fencing tokens, 429
+//! for an empty pool (D3), scaling that starts and drains real workers within [min, max].
 
 use std::sync::Arc;
 
@@ -20,13 +20,14 @@ use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 /// Holder recorded on a lease when the request's metadata names none.
 const DEFAULT_HOLDER: &str = "api";
 
-/// 429: no worker could be leased (decision D3; upstream answered 500).
+/// 429: no worker could be leased (D3 (docs/DECISIONS.md#d3); upstream answered 500).
 fn no_processor(message: impl Into<String>) -> ServiceError {
     ServiceError::new(429, message)
 }
 
 impl OrchestratorService {
-    /// POST /orchestrator/processing-pool/acquire (spec 8.18, 13.4).
+    /// POST /orchestrator/processing-pool/acquire (docs/COMPATIBILITY.md#acquire-processor,
+    /// docs/COMPATIBILITY.md#processing-pools-acquire).
     ///
     /// One atomic store step leases an available worker (expired leases are reclaimed
     /// first). With nothing free, the caller waits up to `waitMs` in the pool's queue
@@ -90,7 +91,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/processing-pool/release (spec 8.19, 13.5).
+    /// POST /orchestrator/processing-pool/release (docs/COMPATIBILITY.md#release-processor,
+    /// docs/COMPATIBILITY.md#processing-pools-release).
     ///
     /// Ends the lease in whichever pool holds it (the request names none) and counts the
     /// job as completed or failed; the worker goes to the head of the wait queue or back
@@ -144,7 +146,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/processing-pool/status (spec 8.20, 13.7).
+    /// POST /orchestrator/processing-pool/status (docs/COMPATIBILITY.md#pool-status,
+    /// docs/COMPATIBILITY.md#processing-pools-status).
     ///
     /// Counts from one consistent snapshot: `totalInstances` every worker (starting and
     /// leaving ones included), `busyInstances` live leases, `queueDepth` callers waiting,
@@ -207,7 +210,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/processing-pool/scale (spec 8.21, 13.8).
+    /// POST /orchestrator/processing-pool/scale (docs/COMPATIBILITY.md#scale-pool,
+    /// docs/COMPATIBILITY.md#processing-pools-scale).
     ///
     /// Sets the number of workers (those not already leaving) to `targetInstances` at
     /// once: new workers are registered and deployed (Pending until their first
@@ -282,7 +286,8 @@ impl OrchestratorService {
         }))
     }
 
-    /// POST /orchestrator/processing-pool/cleanup (spec 8.22, 13.9).
+    /// POST /orchestrator/processing-pool/cleanup (docs/COMPATIBILITY.md#cleanup-pool,
+    /// docs/COMPATIBILITY.md#processing-pools-cleanup).
     ///
     /// Tears down idle (Available) workers, idle longest first, keeping `minInstances`
     /// idle ones when `preserveMinimum` (none otherwise), as upstream counts. A worker

@@ -150,8 +150,9 @@ impl Drop for Sweeping<'_> {
 
 impl OrchestratorService {
     /// The backend a record names, made the active one when none is yet (after a restart
-    /// the registry starts with none; decision D6 says the nodes' backend is used). Falls
-    /// back to the usual choice when the record names none or it cannot be used.
+    /// the registry starts with none; D6 (docs/DECISIONS.md#d6) says the nodes' backend is
+    /// used). Falls back to the usual choice when the record names none or it cannot be
+    /// used.
     async fn recorded_backend(
         &self,
         recorded: Option<orchestrator_core::events::BackendType>,

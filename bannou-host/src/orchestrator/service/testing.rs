@@ -189,8 +189,9 @@ impl World {
     }
 
     /// Plays every node the fake backend runs: each `every`, a heartbeat per running
-    /// node for the services its environment enables (spec 3.3), healthy unless
-    /// `overrides` says otherwise, none for app-ids in `silenced`. Ends with the world.
+    /// node for the services its environment enables
+    /// (docs/COMPATIBILITY.md#enablement-rule), healthy unless `overrides` says otherwise,
+    /// none for app-ids in `silenced`. Ends with the world.
     pub fn auto_heartbeats(&self, every: Duration) {
         let (backend, bus, clock) = (self.backend.clone(), self.bus.clone(), self.clock.clone());
         let (overrides, silenced) = (self.overrides.clone(), self.silenced.clone());
@@ -315,8 +316,8 @@ impl World {
         status.workers_in(state).cloned().collect()
     }
 
-    /// Promotes every Pending worker of `pool` by one healthy heartbeat each (decision D9,
-    /// the path a worker's first heartbeat takes), then settles.
+    /// Promotes every Pending worker of `pool` by one healthy heartbeat each (D9
+    /// (docs/DECISIONS.md#d9), the path a worker's first heartbeat takes), then settles.
     pub async fn promote_workers(&self, pool: &orchestrator_pools::PoolType) {
         for w in self
             .workers(pool, orchestrator_pools::WorkerState::Pending)

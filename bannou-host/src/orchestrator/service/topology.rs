@@ -1,7 +1,7 @@
-//! Endpoint group `topology`: live topology changes (spec 8.13, 14), each applied on its
-//! own in request order and reported in `appliedChanges`; nothing already applied is
-//! undone. Routes changed here are published at once (D11) rather than on the next
-//! periodic broadcast, as upstream does.
+//! Endpoint group `topology`: live topology changes (docs/COMPATIBILITY.md#topology,
+//! docs/COMPATIBILITY.md#topology-updates), each applied on its own in request order and
+//! reported in `appliedChanges`; nothing already applied is undone. Routes changed here are
+//! published at once (D11) rather than on the next periodic broadcast, as upstream does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +24,9 @@ struct Tally {
 }
 
 impl Tally {
-    /// Spec 14's partial-result rule: success only when something succeeded and nothing
-    /// failed; the error names the counts (`verb` is `deployed`, `removed`, ...).
+    /// The partial-result rule of docs/COMPATIBILITY.md#topology-updates: success only when
+    /// something succeeded and nothing failed; the error names the counts (`verb` is
+    /// `deployed`, `removed`, ...).
     fn result(&self, verb: &str, all_failed: &str) -> (bool, Option<String>) {
         match (self.succeeded, self.failed) {
             (s, 0) => (s > 0, None),
@@ -39,7 +40,8 @@ impl Tally {
 }
 
 impl OrchestratorService {
-    /// POST /orchestrator/topology (spec 8.13, 14).
+    /// POST /orchestrator/topology (docs/COMPATIBILITY.md#topology,
+    /// docs/COMPATIBILITY.md#topology-updates).
     pub async fn update_topology(
         &self,
         request: TopologyUpdateRequest,
@@ -233,8 +235,9 @@ impl OrchestratorService {
     }
 }
 
-/// Spec 14 add-node environment: the change's environment; services mode unless it sets
-/// a layer flag or the master switch; every listed service enabled unless set.
+/// docs/COMPATIBILITY.md#topology-updates add-node environment: the change's environment;
+/// services mode unless it sets a layer flag or the master switch; every listed service
+/// enabled unless set.
 fn node_environment(
     environment: Option<&BTreeMap<String, String>>,
     services: &[String],
@@ -254,8 +257,8 @@ fn node_environment(
     env
 }
 
-/// Spec 5.3 for scale and update-env: `bannou-{service}-{node}`, or `bannou-{service}`
-/// without a node name.
+/// docs/COMPATIBILITY.md#names-and-app-ids for scale and update-env:
+/// `bannou-{service}-{node}`, or `bannou-{service}` without a node name.
 fn scaled_app_id(service: &str, node: &str) -> AppId {
     if node.is_empty() {
         AppId::new(format!("bannou-{service}"))

@@ -1,4 +1,4 @@
-//! The wave executor (DESIGN.md section 3): runs a [`Plan`]'s waves in order. A deploy
+//! The wave executor (D27 (docs/DECISIONS.md#d27)): runs a [`Plan`]'s waves in order. A deploy
 //! wave starts its nodes in parallel (bounded by `deploy_parallelism`), waits until the
 //! heartbeats show every service of those nodes healthy or `wave_timeout` passes, then
 //! routes the wave's services (published at once, D11). Teardown waves move routes back
@@ -256,7 +256,8 @@ impl OrchestratorService {
 
         // Healthy: route the wave. A redeployed node stops routing what its previous
         // version routed and this one does not; routes that heartbeats created for
-        // services a node merely hosts are left to the heartbeat rules (spec 6.4).
+        // services a node merely hosts are left to the heartbeat rules
+        // (docs/COMPATIBILITY.md#heartbeat-consumption).
         let warnings = self
             .change_routes(|table, now, port| {
                 let mut changed = Vec::new();
@@ -426,8 +427,8 @@ impl OrchestratorService {
             let mut missing = Vec::new();
             for service in &t.services {
                 // A node stops heartbeating a service the mappings route to another node
-                // (spec 6.5): an earlier wave's node owns it, so it is not this node's to
-                // report.
+                // (docs/COMPATIBILITY.md#mappings-consumers): an earlier wave's node owns
+                // it, so it is not this node's to report.
                 if state
                     .routing
                     .route(service)

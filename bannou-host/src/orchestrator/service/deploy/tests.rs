@@ -122,7 +122,7 @@ async fn a_three_wave_preset_comes_up_healthy_routed_and_recorded() {
     assert_eq!(stored.app_id, "stack-auth");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(world.store.mappings_version().await.unwrap() > version_before);
-    // One configuration version, stable, with the spec 11.1 fields.
+    // One configuration version, stable, with the docs/COMPATIBILITY.md#saving-a-version fields.
     let cfg = world.store.current_config().await.unwrap().unwrap();
     assert_eq!((cfg.version, cfg.stable), (1, true));
     assert_eq!(cfg.preset_name.as_deref(), Some("game-stack"));
