@@ -27,7 +27,7 @@ target_dir=target/static
 bin="$target_dir/$target/release/bannou-host"
 
 # +crt-static links glibc (and mimalloc, a C library built by the cc crate) statically;
-# the explicit --target keeps proc-macros and build scripts dynamic (BUILD-NOTES.md 4).
+# the explicit --target keeps proc-macros and build scripts dynamic (docs/IMAGE.md).
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build --release --locked --target "$target" --target-dir "$target_dir" -p bannou-host >&2
 
