@@ -1,15 +1,18 @@
-//! `bannou-host plan` end to end: the real binary on every shared and own preset, the JSON
-//! shape other tools rely on, and clear non-zero exits on bad input.
+//! `bannou-host plan` end to end: the real binary on every preset of ours (examples and
+//! test fixtures) and, when `BANNOU_UPSTREAM_DATA` names them, upstream's; the JSON shape
+//! other tools rely on, and clear non-zero exits on bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use orchestrator_core::testkit::require::{fixtures_dir, upstream_data};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn shared_presets() -> PathBuf {
-    repo().join("../shared/presets")
+fn fixture_presets() -> PathBuf {
+    fixtures_dir().join("presets")
 }
 
 /// Runs the binary with a clean environment (plus `env`), so the orchestrator
@@ -46,15 +49,9 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
-#[test]
-fn plans_every_shared_and_own_preset() {
-    let mut files = yaml_files(&shared_presets());
-    files.extend(yaml_files(&shared_presets().join("fixtures")));
-    files.extend(yaml_files(&repo().join("presets")));
-    assert!(
-        files.len() >= 16,
-        "expected the shared presets, fixtures and ours: {files:?}"
-    );
+/// Plans each file in text and JSON: both succeed, and a preset plans waves exactly when
+/// it has nodes.
+fn plans_each(files: &[PathBuf]) {
     for f in files {
         let path = f.to_string_lossy().into_owned();
         let out = plan(&[&path], &[]);
@@ -76,12 +73,38 @@ fn plans_every_shared_and_own_preset() {
 }
 
 #[test]
+fn plans_every_fixture_and_example_preset() {
+    let mut files = yaml_files(&fixture_presets());
+    files.extend(yaml_files(&repo().join("presets")));
+    assert!(
+        files.len() >= 16,
+        "expected our fixtures and example presets: {files:?}"
+    );
+    plans_each(&files);
+}
+
+/// The extra comparison: upstream's own presets and fixtures plan too.
+#[test]
+fn plans_every_upstream_preset() {
+    let Some(dir) = upstream_data("plans_every_upstream_preset") else {
+        return;
+    };
+    let mut files = yaml_files(&dir.join("presets"));
+    files.extend(yaml_files(&dir.join("presets/fixtures")));
+    assert!(
+        files.len() >= 12,
+        "upstream presets and fixtures: {files:?}"
+    );
+    plans_each(&files);
+}
+
+#[test]
 fn json_form_has_the_documented_fields() {
-    let path = shared_presets().join("asset-processing.yaml");
+    let path = fixture_presets().join("media-pipeline.yaml");
     let r = json(&plan(&[path.to_str().unwrap(), "--format", "json"], &[]));
     let node = &r["nodes"][0];
-    assert_eq!(node["name"], "bannou-asset-pool");
-    assert_eq!(node["appId"], "bannou-asset-pool");
+    assert_eq!(node["name"], "media-coordinator");
+    assert_eq!(node["appId"], "bannou-media");
     assert!(
         node["services"]
             .as_array()
@@ -89,24 +112,24 @@ fn json_form_has_the_documented_fields() {
             .iter()
             .any(|s| s == "asset")
     );
-    assert_eq!(node["environment"]["ASSET_LARGE_FILE_THRESHOLD_MB"], "50");
+    assert_eq!(node["environment"]["ASSET_LARGE_FILE_THRESHOLD_MB"], "64");
     assert_eq!(
         node["environment"]["BANNOU_SERVICES_ENABLED"], "false",
         "services-mode node"
     );
     assert_eq!(r["waves"][0]["layer"], "AppFeatures");
     assert_eq!(r["waves"][0]["actions"][0]["kind"], "Deploy");
-    assert_eq!(r["waves"][0]["actions"][0]["appId"], "bannou-asset-pool");
-    // snake_case pool keys (D2 (docs/DECISIONS.md#d2)): all four pools with their bounds.
+    assert_eq!(r["waves"][0]["actions"][0]["appId"], "bannou-media");
+    // snake_case pool keys (decision D2): all four pools with their bounds.
     let pools = r["pools"].as_array().unwrap();
     assert_eq!(pools.len(), 4);
-    assert_eq!(pools[1]["poolType"], "texture-processor");
+    assert_eq!(pools[1]["poolType"], "image-resizer");
     assert_eq!(
         (
             pools[1]["minInstances"].as_u64(),
             pools[1]["maxInstances"].as_u64()
         ),
-        (Some(1), Some(3))
+        (Some(1), Some(4))
     );
 }
 

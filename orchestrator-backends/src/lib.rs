@@ -12,4 +12,5 @@
 pub mod containers;
 pub mod http;
 pub mod redis;
+#[cfg(feature = "testkit")]
 pub mod require;

@@ -451,21 +451,36 @@ impl Event for ServiceErrorEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::{Path, PathBuf};
 
-    fn shared_event(file: &str) -> serde_json::Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/spec/events")
-            .join(file);
+    use super::*;
+    use crate::testkit::require::{fixtures_dir, upstream_data};
+
+    fn read_json(path: &Path) -> serde_json::Value {
         let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap()
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
-    /// Parses the upstream example into `E` and writes it back: the JSON must be identical
-    /// (same fields, same enum spelling, same timestamp text, nulls omitted).
-    fn round_trip<E: Event + std::fmt::Debug + PartialEq>(file: &str) -> E {
-        let original = shared_event(file);
+    /// The `*.json` file names in `dir`, sorted.
+    fn json_files(dir: &Path) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".json"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn our_events() -> PathBuf {
+        fixtures_dir().join("events")
+    }
+
+    /// Parses the example `dir/file` into `E` and writes it back: the JSON must be
+    /// identical (same fields, same enum spelling, same timestamp text, nulls omitted).
+    fn round_trip<E: Event + std::fmt::Debug + PartialEq>(dir: &Path, file: &str) -> E {
+        let original = read_json(&dir.join(file));
         let typed: E =
             serde_json::from_value(original.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
         let written = serde_json::to_value(&typed).unwrap();
@@ -476,49 +491,76 @@ mod tests {
     }
 
     #[test]
-    fn every_upstream_event_example_round_trips() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/events");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|f| f.ends_with(".json"))
-            .collect();
-        files.sort();
+    fn every_event_fixture_round_trips() {
+        let dir = our_events();
         assert_eq!(
-            files.len(),
-            7,
-            "a new example appeared: give it a round-trip below"
+            json_files(&dir),
+            [
+                "ConfigurationChangedEvent.json",
+                "DeploymentEvent.json",
+                "FullServiceMappingsEvent.json",
+                "OrchestratorHealthPingEvent.json",
+                "ProcessorReleasedEvent.json",
+                "ServiceErrorEvent.json",
+                "ServiceHeartbeatEvent.json",
+                "ServiceRestartEvent.json",
+            ],
+            "one fixture per event type, each round-tripped below"
         );
 
-        let hb: ServiceHeartbeatEvent = round_trip("ServiceHeartbeatEvent.json");
+        let hb: ServiceHeartbeatEvent = round_trip(&dir, "ServiceHeartbeatEvent.json");
         assert_eq!(
-            (hb.services.len(), hb.services[2].status),
-            (3, ServiceHealthStatus::Degraded)
+            (hb.status, hb.services.len(), hb.services[2].status),
+            (
+                InstanceHealthStatus::Degraded,
+                3,
+                ServiceHealthStatus::Degraded
+            )
         );
-        assert_eq!(hb.capacity.unwrap().memory_usage, Some(0.21));
-        let m: FullServiceMappingsEvent = round_trip("FullServiceMappingsEvent.json");
+        assert_eq!(hb.services[2].version, None, "absent members stay absent");
+        let cap = hb.capacity.unwrap();
         assert_eq!(
-            (m.version, m.mappings["auth"].as_str()),
-            (1842, "bannou-auth")
+            (cap.max_connections, cap.current_connections),
+            (Some(2000), Some(148))
         );
-        let d: DeploymentEvent = round_trip("DeploymentEvent.json");
+        assert_eq!((cap.cpu_usage, cap.memory_usage), (Some(0.37), Some(0.58)));
+        assert_eq!(hb.issues.unwrap().len(), 1);
+        assert_eq!(hb.metadata.unwrap()["routingVersion"], 31);
+
+        let m: FullServiceMappingsEvent = round_trip(&dir, "FullServiceMappingsEvent.json");
+        assert_eq!(
+            (m.version, m.mappings["connect"].as_str(), m.total_services),
+            (311, "bannou-relay", 5)
+        );
+        let d: DeploymentEvent = round_trip(&dir, "DeploymentEvent.json");
         assert_eq!(
             (d.action, d.backend),
-            (DeploymentAction::Completed, Some(BackendType::Compose))
+            (DeploymentAction::Failed, Some(BackendType::Swarm))
         );
-        let r: ProcessorReleasedEvent = round_trip("ProcessorReleasedEvent.json");
-        assert_eq!(r.lease_duration_ms, 48213);
-        let s: ServiceRestartEvent = round_trip("ServiceRestartEvent.json");
-        assert!(!s.forced);
-        let c: ConfigurationChangedEvent = round_trip("ConfigurationChangedEvent.json");
-        assert_eq!(c.changed_keys.len(), 3);
-        let p: OrchestratorHealthPingEvent = round_trip("OrchestratorHealthPingEvent.json");
-        assert_eq!(p.status, HealthPingStatus::Ok);
+        assert_eq!(d.error.unwrap().split("; ").count(), 2);
+        let r: ProcessorReleasedEvent = round_trip(&dir, "ProcessorReleasedEvent.json");
+        assert_eq!((r.success, r.lease_duration_ms), (false, 1250));
+        assert!(r.processor_id.starts_with(&format!("{}-", r.pool_type)));
+        let s: ServiceRestartEvent = round_trip(&dir, "ServiceRestartEvent.json");
+        assert!(s.forced);
+        assert_eq!(
+            s.new_environment.unwrap()["LEADERBOARD_CACHE_SECONDS"],
+            "15"
+        );
+        let c: ConfigurationChangedEvent = round_trip(&dir, "ConfigurationChangedEvent.json");
+        assert_eq!((c.config_version, c.changed_keys.len()), (12, 2));
+        let p: OrchestratorHealthPingEvent = round_trip(&dir, "OrchestratorHealthPingEvent.json");
+        assert_eq!(p.status, HealthPingStatus::Degraded);
+        let e: ServiceErrorEvent = round_trip(&dir, "ServiceErrorEvent.json");
+        assert_eq!(
+            (e.severity, e.dependency.as_deref(), e.event_name.as_str()),
+            (ErrorSeverity::Critical, Some("redis"), "service.error")
+        );
     }
 
     #[test]
     fn schema_spelling_input_is_written_back_in_runtime_spelling() {
-        let mut v = shared_event("DeploymentEvent.json");
+        let mut v = read_json(&our_events().join("DeploymentEvent.json"));
         v["action"] = "topology-changed".into();
         v["backend"] = "compose".into();
         let d: DeploymentEvent = serde_json::from_value(v).unwrap();
@@ -527,6 +569,55 @@ mod tests {
             (out["action"].as_str(), out["backend"].as_str()),
             (Some("TopologyChanged"), Some("Compose"))
         );
+
+        let mut v = read_json(&our_events().join("ServiceErrorEvent.json"));
+        v["severity"] = "warning".into();
+        v.as_object_mut().unwrap().remove("eventName");
+        let e: ServiceErrorEvent = serde_json::from_value(v).unwrap();
+        let out = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (out["severity"].as_str(), out["eventName"].as_str()),
+            (Some("Warning"), Some("service.error"))
+        );
+    }
+
+    /// The extra check against upstream's own examples (`BANNOU_UPSTREAM_DATA`).
+    #[test]
+    fn every_upstream_event_example_round_trips() {
+        let Some(upstream) = upstream_data("every_upstream_event_example_round_trips") else {
+            return;
+        };
+        let dir = upstream.join("spec/events");
+        assert_eq!(
+            json_files(&dir).len(),
+            7,
+            "a new example appeared: give it a round-trip below"
+        );
+
+        let hb: ServiceHeartbeatEvent = round_trip(&dir, "ServiceHeartbeatEvent.json");
+        assert_eq!(
+            (hb.services.len(), hb.services[2].status),
+            (3, ServiceHealthStatus::Degraded)
+        );
+        assert_eq!(hb.capacity.unwrap().memory_usage, Some(0.21));
+        let m: FullServiceMappingsEvent = round_trip(&dir, "FullServiceMappingsEvent.json");
+        assert_eq!(
+            (m.version, m.mappings["auth"].as_str()),
+            (1842, "bannou-auth")
+        );
+        let d: DeploymentEvent = round_trip(&dir, "DeploymentEvent.json");
+        assert_eq!(
+            (d.action, d.backend),
+            (DeploymentAction::Completed, Some(BackendType::Compose))
+        );
+        let r: ProcessorReleasedEvent = round_trip(&dir, "ProcessorReleasedEvent.json");
+        assert_eq!(r.lease_duration_ms, 48213);
+        let s: ServiceRestartEvent = round_trip(&dir, "ServiceRestartEvent.json");
+        assert!(!s.forced);
+        let c: ConfigurationChangedEvent = round_trip(&dir, "ConfigurationChangedEvent.json");
+        assert_eq!(c.changed_keys.len(), 3);
+        let p: OrchestratorHealthPingEvent = round_trip(&dir, "OrchestratorHealthPingEvent.json");
+        assert_eq!(p.status, HealthPingStatus::Ok);
     }
 
     #[test]

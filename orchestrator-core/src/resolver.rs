@@ -325,7 +325,7 @@ pub enum ResolveError {
 /// Stops at the first problem.
 pub fn resolve(input: &ResolveInput<'_>) -> Result<Resolved, ResolveError> {
     let forwarded = forwarded_environment(input.orchestrator_environment, input.catalog);
-    let mut app_ids: HashMap<String, String> = HashMap::new();
+    let mut app_ids: HashMap<AppId, String> = HashMap::new();
     let mut routed_to: HashMap<String, String> = HashMap::new();
     let mut nodes = Vec::with_capacity(input.nodes.len());
 
@@ -334,8 +334,7 @@ pub fn resolve(input: &ResolveInput<'_>) -> Result<Resolved, ResolveError> {
             return Err(ResolveError::MissingNodeName { index });
         }
         let app_id = node.effective_app_id();
-        if let Some(first) = app_ids.insert(app_id.as_str().to_ascii_lowercase(), node.name.clone())
-        {
+        if let Some(first) = app_ids.insert(app_id.clone(), node.name.clone()) {
             return Err(ResolveError::DuplicateAppId {
                 app_id,
                 first,
@@ -453,9 +452,10 @@ mod tests {
             .collect()
     }
 
-    fn shared(name: &str) -> ParsedPreset {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/presets")
+    /// A preset of our own test data (`tests/fixtures/presets/`).
+    fn fixture(name: &str) -> ParsedPreset {
+        let path = crate::testkit::require::fixtures_dir()
+            .join("presets")
             .join(name);
         Preset::parse(name, &std::fs::read_to_string(path).unwrap()).unwrap()
     }
@@ -497,22 +497,22 @@ mod tests {
     }
 
     #[test]
-    fn split_auth_routing_test_resolves_to_layer_mode_node() {
-        let parsed = shared("split-auth-routing-test.yaml");
+    fn a_layer_mode_node_gets_layer_flags_and_routes_only_its_services() {
+        let parsed = fixture("identity-split.yaml");
         let request = map(&[("BANNOU_APP_LOGGING_LEVEL", "Trace")]);
         let r = Resolved::from_preset(&parsed, &orchestrator_env(), &request, Catalog::builtin())
             .unwrap();
         assert_eq!(r.nodes.len(), 1);
         assert!(r.pools.is_empty());
         let n = &r.nodes[0];
-        assert_eq!(n.app_id.as_str(), "bannou-auth");
+        assert_eq!(n.app_id.as_str(), "bannou-identity");
         assert_eq!(
             n.environment,
             map(&[
                 ("ACCOUNT_SERVICE_ENABLED", "true"),
                 ("AUTH_JWT_SECRET", "s3cret"),
                 ("AUTH_SERVICE_ENABLED", "true"),
-                ("BANNOU_APP_ID", "bannou-auth"),
+                ("BANNOU_APP_ID", "bannou-identity"),
                 ("BANNOU_APP_LOGGING_LEVEL", "Trace"),
                 ("BANNOU_ENABLE_APP_FEATURES", "false"),
                 ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
@@ -520,11 +520,12 @@ mod tests {
                 ("BANNOU_ENABLE_GAME_FEATURES", "false"),
                 ("BANNOU_ENABLE_GAME_FOUNDATION", "false"),
                 ("BANNOU_HTTP_ENDPOINT", "http://bannou"),
-                ("BANNOU_IS_AUTH_NODE", "true"),
                 ("GAME_SESSION_SERVICE_ENABLED", "true"),
-                ("GAME_SESSION_SUPPORTED_GAME_SERVICES", "test-game"),
+                ("GAME_SESSION_SUPPORTED_GAME_SERVICES", "demo-game"),
+                ("IDENTITY_NODE_MARKER", "true"),
             ])
         );
+        // Routed services come out sorted, whatever the file order.
         assert_eq!(n.routed_services, svc(&["account", "auth", "game-session"]));
         assert_eq!(
             n.services,
@@ -547,8 +548,41 @@ mod tests {
     }
 
     #[test]
-    fn auth_only_resolves_to_services_mode_node() {
-        let parsed = shared("auth-only.yaml");
+    fn the_relayed_connect_node_writes_every_layer_flag() {
+        let parsed = fixture("relay-edge.yaml");
+        let r = Resolved::from_preset(
+            &parsed,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Catalog::builtin(),
+        )
+        .unwrap();
+        let n = &r.nodes[0];
+        assert_eq!(
+            n.environment,
+            map(&[
+                ("BANNOU_APP_ID", "bannou-relay"),
+                ("BANNOU_APP_LOGGING_LEVEL", "Trace"),
+                ("BANNOU_ENABLE_APP_FEATURES", "false"),
+                ("BANNOU_ENABLE_APP_FOUNDATION", "true"),
+                ("BANNOU_ENABLE_EXTENSIONS", "false"),
+                ("BANNOU_ENABLE_GAME_FEATURES", "false"),
+                ("BANNOU_ENABLE_GAME_FOUNDATION", "false"),
+                ("CONNECT_CONNECTION_MODE", "relayed"),
+                ("CONNECT_SERVICE_ENABLED", "true"),
+                ("RELAY_NODE_MARKER", "on"),
+            ]),
+            "layer mode: no BANNOU_SERVICES_ENABLED"
+        );
+        assert_eq!(n.routed_services, svc(&["connect"]));
+        let hosts = |s: &str| n.services.iter().any(|x| x == s);
+        assert!(hosts("connect") && hosts("permission") && hosts("state"));
+        assert!(!hosts("realm") && !hosts("asset") && !hosts("matchmaking"));
+    }
+
+    #[test]
+    fn a_services_mode_node_runs_only_its_services() {
+        let parsed = fixture("login-solo.yaml");
         let r = Resolved::from_preset(
             &parsed,
             &orchestrator_env(),
@@ -561,14 +595,14 @@ mod tests {
             n.environment,
             map(&[
                 ("ACCOUNT_SERVICE_ENABLED", "true"),
-                ("ASPNETCORE_ENVIRONMENT", "Development"),
+                ("ASPNETCORE_ENVIRONMENT", "Staging"),
                 ("AUTH_JWT_SECRET", "s3cret"),
                 ("AUTH_SERVICE_ENABLED", "true"),
-                ("BANNOU_APP_ID", "bannou-auth"),
-                ("BANNOU_APP_LOGGING_LEVEL", "Debug"),
+                ("BANNOU_APP_ID", "bannou-login"),
+                ("BANNOU_APP_LOGGING_LEVEL", "Warning"),
                 ("BANNOU_HTTP_ENDPOINT", "http://bannou"),
                 ("BANNOU_SERVICES_ENABLED", "false"),
-                ("BANNOU_WEB_HOST_LOGGING_LEVEL", "Warning"),
+                ("BANNOU_WEB_HOST_LOGGING_LEVEL", "Error"),
                 ("TESTING_SERVICE_ENABLED", "true"),
             ])
         );
@@ -701,7 +735,7 @@ mod tests {
 
     #[test]
     fn pools_get_worker_env_and_camel_case_json() {
-        let parsed = shared("actor-pools.yaml");
+        let parsed = fixture("npc-crowds.yaml");
         let r = Resolved::from_preset(
             &parsed,
             &BTreeMap::new(),
@@ -714,13 +748,22 @@ mod tests {
         let p = &r.pools[0];
         assert_eq!(p.environment["BANNOU_SERVICES_ENABLED"], "false");
         assert_eq!(p.environment["ACTOR_SERVICE_ENABLED"], "true");
-        assert_eq!(p.environment["ACTOR_POOL_NODE_CAPACITY"], "50");
+        assert_eq!(p.environment["ACTOR_POOL_NODE_CAPACITY"], "40");
         let json = serde_json::to_value(p).unwrap();
-        assert_eq!(json["poolType"], "actor-shared");
+        assert_eq!(json["poolType"], "crowd-shared");
+        assert_eq!(json["minInstances"], 2);
+        assert_eq!(json["maxInstances"], 8);
+        assert_eq!(json["scaleUpThreshold"], 0.9);
+        assert_eq!(json["idleTimeoutMinutes"], 4);
+        // The pool that leaves bounds out gets the documented defaults.
+        let json = serde_json::to_value(&r.pools[2]).unwrap();
+        assert_eq!(json["poolType"], "crowd-director");
         assert_eq!(json["minInstances"], 1);
-        assert_eq!(json["maxInstances"], 10);
+        assert_eq!(json["maxInstances"], 4);
         assert_eq!(json["scaleUpThreshold"], 0.8);
+        assert_eq!(json["scaleDownThreshold"], 0.2);
         assert_eq!(json["idleTimeoutMinutes"], 5);
+        assert_eq!(json["environment"]["CROWD_VERBOSE"], "true");
     }
 
     #[test]

@@ -71,8 +71,9 @@ impl RedisServer {
         })
     }
 
-    /// For tests: a server, or `None` after printing why the test skips. Panics instead
-    /// when `BANNOU_TEST_REQUIRE` names `redis`.
+    /// For tests (feature `testkit`): a server, or `None` after printing why the test
+    /// skips. Panics instead when `BANNOU_TEST_REQUIRE` names `redis`.
+    #[cfg(feature = "testkit")]
     pub fn for_test(test: &str) -> Option<RedisServer> {
         match RedisServer::start() {
             Ok(s) => Some(s),

@@ -3,9 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::testkit::require::{fixtures_dir, upstream_data};
 
-fn shared_presets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/presets")
+/// Our valid preset fixtures (`tests/fixtures/presets/`).
+fn fixture_presets() -> PathBuf {
+    fixtures_dir().join("presets")
+}
+
+/// Our invalid preset fixtures, one per error kind (`tests/fixtures/presets-bad/`).
+fn bad_presets() -> PathBuf {
+    fixtures_dir().join("presets-bad")
 }
 
 fn repo_presets() -> PathBuf {
@@ -18,8 +25,8 @@ fn parse_file(path: &Path) -> ParsedPreset {
     Preset::parse(&label, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn shared(name: &str) -> ParsedPreset {
-    parse_file(&shared_presets().join(name))
+fn fixture(name: &str) -> ParsedPreset {
+    parse_file(&fixture_presets().join(name))
 }
 
 fn errors(yaml: &str) -> Vec<PresetError> {
@@ -28,71 +35,93 @@ fn errors(yaml: &str) -> Vec<PresetError> {
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.is_file())
         .collect();
     v.sort();
     v
 }
 
-// === upstream presets and fixtures ===
+// === our fixtures ===
 
 #[test]
-fn every_upstream_preset_and_fixture_parses_without_errors() {
+fn every_fixture_preset_parses_and_is_named_after_its_file() {
     let mut names = Vec::new();
-    for dir in [shared_presets(), shared_presets().join("fixtures")] {
-        for f in yaml_files(&dir) {
-            let parsed = parse_file(&f);
-            // Every shipped file names itself after its file stem.
-            assert_eq!(
-                parsed.preset.name,
-                f.file_stem().unwrap().to_string_lossy(),
-                "{}",
-                f.display()
-            );
-            names.push(parsed.preset.name);
-        }
+    for f in yaml_files(&fixture_presets()) {
+        let parsed = parse_file(&f);
+        assert_eq!(
+            parsed.preset.name,
+            f.file_stem().unwrap().to_string_lossy(),
+            "{}",
+            f.display()
+        );
+        // Only the unknown pool plugin of pool-minimal is worth a warning.
+        let expected_warnings = usize::from(parsed.preset.name == "pool-minimal");
+        assert_eq!(
+            parsed.warnings.len(),
+            expected_warnings,
+            "{}: {:?}",
+            f.display(),
+            parsed.warnings
+        );
+        names.push(parsed.preset.name);
     }
-    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(
+        names,
+        [
+            "identity-split",
+            "listing-alpha",
+            "listing-beta",
+            "login-solo",
+            "media-pipeline",
+            "npc-crowds",
+            "pool-custom-image",
+            "pool-minimal",
+            "pools-empty",
+            "relay-edge",
+            "single-node",
+            "stem-named",
+        ]
+    );
 }
 
 #[test]
-fn actor_pools_has_three_camel_case_pools_with_string_env() {
-    let p = shared("actor-pools.yaml").preset;
-    assert!(p.nodes.is_empty());
+fn camel_case_pools_keep_order_bounds_and_string_env() {
+    let p = fixture("npc-crowds.yaml").preset;
+    assert!(p.nodes.is_empty() && p.infrastructure.is_none());
     assert_eq!(p.category.as_deref(), Some("processing"));
     let types: Vec<_> = p
         .processing_pools
         .iter()
         .map(|p| p.pool_type.as_str())
         .collect();
-    assert_eq!(
-        types,
-        ["actor-shared", "actor-npc-brain", "actor-event-coordinator"]
-    );
+    assert_eq!(types, ["crowd-shared", "crowd-brain", "crowd-director"]);
     let brain = &p.processing_pools[1];
     assert_eq!(brain.plugin, "actor");
-    assert_eq!((brain.min_instances, brain.max_instances), (1, 20));
+    assert_eq!((brain.min_instances, brain.max_instances), (3, 30));
     assert_eq!(
         (brain.scale_up_threshold, brain.scale_down_threshold),
-        (0.7, 0.3)
+        (0.65, 0.35)
     );
-    assert_eq!(brain.idle_timeout_minutes, 10);
+    assert_eq!(brain.idle_timeout_minutes, 12);
+    // Unquoted number, quoted number and boolean all become their text.
     assert_eq!(
         p.processing_pools[0].environment["ACTOR_POOL_NODE_CAPACITY"],
-        "50"
+        "40"
     );
+    assert_eq!(brain.environment["ACTOR_POOL_NODE_CAPACITY"], "120");
+    assert_eq!(p.processing_pools[2].environment["CROWD_VERBOSE"], "true");
     assert_eq!(p.environment["ACTOR_CONTROL_PLANE_APP_ID"], "bannou");
     assert_eq!(
         p.required_backends,
-        ["docker-compose", "docker-swarm", "kubernetes"]
+        ["docker-compose", "kubernetes", "docker-swarm"]
     );
 }
 
 #[test]
-fn snake_case_asset_processing_yields_its_four_pools() {
-    let parsed = shared("asset-processing.yaml");
+fn snake_case_keys_are_read_like_camel_case() {
+    let parsed = fixture("media-pipeline.yaml");
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     let p = parsed.preset;
     let types: Vec<_> = p
@@ -103,50 +132,86 @@ fn snake_case_asset_processing_yields_its_four_pools() {
     assert_eq!(
         types,
         [
-            "asset-processor",
-            "texture-processor",
-            "model-processor",
-            "audio-processor"
+            "media-ingest",
+            "image-resizer",
+            "geometry-baker",
+            "sound-encoder"
         ]
     );
-    let audio = &p.processing_pools[3];
-    assert_eq!((audio.min_instances, audio.max_instances), (1, 2));
-    assert_eq!(audio.idle_timeout_minutes, 20);
-    assert_eq!(audio.scale_down_threshold, 0.25);
-    assert_eq!(p.nodes.len(), 1);
-    assert_eq!(p.nodes[0].services, ["asset"]);
+    let encoder = &p.processing_pools[3];
+    assert_eq!((encoder.min_instances, encoder.max_instances), (2, 2));
+    assert_eq!(encoder.idle_timeout_minutes, 30);
     assert_eq!(
-        p.nodes[0].environment["ASSET_LARGE_FILE_THRESHOLD_MB"],
-        "50"
+        (encoder.scale_up_threshold, encoder.scale_down_threshold),
+        (0.7, 0.3)
     );
+    let baker = &p.processing_pools[2];
+    assert_eq!(
+        (baker.scale_up_threshold, baker.idle_timeout_minutes),
+        (0.8, 5),
+        "left-out keys take the defaults"
+    );
+    assert_eq!(p.nodes.len(), 1);
+    let n = &p.nodes[0];
+    assert_eq!(n.services, ["asset"]);
+    assert_eq!(
+        (n.replicas, n.mesh_enabled, n.app_id.as_deref()),
+        (2, false, Some("bannou-media"))
+    );
+    assert_eq!(n.effective_app_id().as_str(), "bannou-media");
+    assert_eq!(n.environment["ASSET_LARGE_FILE_THRESHOLD_MB"], "64");
+    assert_eq!(p.environment["ASSET_MAX_UPLOAD_SIZE_MB"], "256");
+    assert_eq!(p.required_backends, ["kubernetes"]);
     let infra = p.infrastructure.as_ref().unwrap();
-    assert_eq!(infra["minio"]["bucket"], "bannou-assets");
+    assert_eq!(infra["minio"]["bucket"], "media-objects");
+    assert_eq!(infra["redis"]["version"], "7.2");
 }
 
 #[test]
 fn node_fields_and_defaults() {
-    let p = shared("split-auth-routing-test.yaml").preset;
+    let p = fixture("identity-split.yaml").preset;
     let n = &p.nodes[0];
-    assert_eq!(n.name, "bannou-auth");
+    assert_eq!(n.name, "bannou-identity");
     assert_eq!(n.layers, [Layer::AppFoundation]);
-    assert_eq!(n.services, ["account", "auth", "game-session"]);
+    assert_eq!(
+        n.services,
+        ["auth", "account", "game-session"],
+        "file order"
+    );
     assert_eq!(
         (n.replicas, n.mesh_enabled, n.app_id.as_deref()),
         (1, true, None)
     );
-    assert_eq!(n.effective_app_id().as_str(), "bannou-auth");
-    assert_eq!(n.environment["BANNOU_IS_AUTH_NODE"], "true");
+    assert_eq!(n.effective_app_id().as_str(), "bannou-identity");
+    assert_eq!(n.environment["IDENTITY_NODE_MARKER"], "true");
 
-    let auth = shared("auth-only.yaml").preset;
-    assert_eq!(auth.nodes[0].services, ["account", "auth", "testing"]);
-    assert!(auth.nodes[0].layers.is_empty());
+    let solo = fixture("login-solo.yaml").preset;
+    assert_eq!(solo.nodes[0].services, ["auth", "account", "testing"]);
+    assert!(solo.nodes[0].layers.is_empty(), "services mode");
+
+    // The relayed-connect shape: the layer in UPPER_SNAKE spelling, Connect routed here.
+    let relay = fixture("relay-edge.yaml").preset;
+    let n = &relay.nodes[0];
+    assert_eq!(n.layers, [Layer::AppFoundation]);
+    assert_eq!(n.services, ["connect"]);
+    assert_eq!(n.environment["CONNECT_CONNECTION_MODE"], "relayed");
+
+    let stem = fixture("stem-named.yaml").preset;
+    assert_eq!(
+        (stem.name.as_str(), stem.nodes[0].name.as_str()),
+        ("stem-named", "stem-node")
+    );
 }
 
 #[test]
-fn fixtures_custom_image_and_minimal_pool() {
-    let p = parse_file(&shared_presets().join("fixtures/custom-image-pool.yaml")).preset;
+fn pool_fixtures_custom_image_minimal_and_empty() {
+    let p = fixture("pool-custom-image.yaml").preset;
     let pool = &p.processing_pools[0];
-    assert_eq!(pool.image.as_deref(), Some("myregistry/asset-processor:v2"));
+    assert_eq!(
+        pool.image.as_deref(),
+        Some("registry.example.test/thumbnailer:3.1")
+    );
+    assert_eq!((pool.min_instances, pool.max_instances), (2, 4));
     // Defaults for the keys the fixture leaves out.
     assert_eq!(
         (pool.scale_up_threshold, pool.scale_down_threshold),
@@ -154,24 +219,34 @@ fn fixtures_custom_image_and_minimal_pool() {
     );
     assert_eq!(pool.idle_timeout(), std::time::Duration::from_secs(300));
 
-    let minimal = parse_file(&shared_presets().join("fixtures/minimal-pool.yaml"));
+    let minimal = fixture("pool-minimal.yaml");
     let pool = &minimal.preset.processing_pools[0];
     assert_eq!(
-        (pool.pool_type.as_str(), pool.plugin.as_str()),
-        ("test-pool", "test")
+        (
+            pool.pool_type.as_str(),
+            pool.plugin.as_str(),
+            pool.image.as_deref()
+        ),
+        ("scratch-pool", "homebrew", None)
     );
     assert_eq!((pool.min_instances, pool.max_instances), (1, 5));
     assert_eq!(minimal.warnings.len(), 1, "{:?}", minimal.warnings);
     let w = &minimal.warnings[0];
     assert!(matches!(w.kind, PresetWarningKind::UnknownPlugin(_)));
     assert_eq!(w.position.field, "processingPools[0].plugin");
-    assert_eq!((w.position.line, w.position.column), (6, 13));
+    assert_eq!((w.position.line, w.position.column), (8, 13));
+    assert!(
+        w.to_string()
+            .starts_with("pool-minimal.yaml:8:13: processingPools[0].plugin: warning: pool plugin `homebrew` is not in the service catalog"),
+        "{w}"
+    );
 
-    let empty = parse_file(&shared_presets().join("fixtures/empty-pools.yaml")).preset;
+    let empty = fixture("pools-empty.yaml").preset;
     assert!(empty.processing_pools.is_empty() && empty.nodes.is_empty());
-    let two = parse_file(&shared_presets().join("fixtures/preset-two.yaml")).preset;
-    assert_eq!(two.required_backends, ["kubernetes", "docker-swarm"]);
-    assert_eq!(two.category.as_deref(), Some("production"));
+    assert!(empty.required_backends.is_empty() && empty.category.is_none());
+    let beta = fixture("listing-beta.yaml").preset;
+    assert_eq!(beta.required_backends, ["kubernetes", "docker-swarm"]);
+    assert_eq!(beta.category.as_deref(), Some("production"));
 }
 
 #[test]
@@ -495,19 +570,355 @@ fn library_load_by_name_not_found_and_invalid_names() {
 }
 
 #[test]
-fn library_lists_the_shared_presets() {
-    let listing = PresetLibrary::new(shared_presets()).list().unwrap();
+fn library_lists_the_fixture_presets() {
+    let listing = PresetLibrary::new(fixture_presets()).list().unwrap();
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
     let names: Vec<_> = listing.presets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    let find = |name: &str| {
+        listing
+            .presets
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {names:?}"))
+    };
+    let summary = |name: &str| {
+        let s = find(name);
+        (
+            s.description.as_deref(),
+            s.category.as_deref(),
+            s.node_count,
+            s.pool_count,
+        )
+    };
     assert_eq!(
-        names,
-        [
-            "actor-pools",
-            "asset-processing",
-            "auth-only",
-            "relayed-connect",
-            "split-auth-routing-test"
-        ]
+        summary("listing-alpha"),
+        (
+            Some("First of the two listing presets"),
+            Some("development"),
+            0,
+            0
+        )
     );
-    assert!(listing.skipped.is_empty());
-    assert_eq!(listing.presets[1].pool_count, 4);
+    assert_eq!(
+        summary("listing-beta"),
+        (
+            Some("Second of the two listing presets"),
+            Some("production"),
+            0,
+            0
+        )
+    );
+    assert_eq!(
+        summary("media-pipeline").2..=summary("media-pipeline").3,
+        1..=4
+    );
+    assert_eq!(summary("npc-crowds").3, 3);
+    assert_eq!(summary("pools-empty").3, 0);
+    assert_eq!(summary("stem-named").0, Some("Named by its file"));
+    assert_eq!(
+        find("relay-edge").file,
+        fixture_presets().join("relay-edge.yaml")
+    );
+}
+
+// === bad presets: one fixture per error kind ===
+
+/// One bad fixture: its file stem, where the error is, and a check of its kind.
+type BadCase = (
+    &'static str,
+    u32,
+    u32,
+    &'static str,
+    fn(&PresetErrorKind) -> bool,
+);
+
+const BAD_CASES: [BadCase; 14] = [
+    ("duplicate-app-id", 8, 14, "topology.nodes[1].appId", |k| {
+        matches!(k, PresetErrorKind::DuplicateAppId { app_id, first_node }
+            if app_id == "bannou-lobby" && first_node == "bannou-lobby")
+    }),
+    (
+        "duplicate-node-name",
+        7,
+        13,
+        "topology.nodes[1].name",
+        |k| {
+            *k == PresetErrorKind::DuplicateNodeName {
+                name: "twin".into(),
+                first_index: 0,
+            }
+        },
+    ),
+    (
+        "duplicate-pool-type",
+        6,
+        16,
+        "processingPools[1].poolType",
+        |k| *k == PresetErrorKind::DuplicatePoolType("renderer".into()),
+    ),
+    ("empty", 1, 1, "", |k| *k == PresetErrorKind::Empty),
+    ("invalid-name", 2, 7, "name", |k| {
+        *k == PresetErrorKind::InvalidName("teams/blue".into())
+    }),
+    (
+        "min-above-max",
+        7,
+        19,
+        "processingPools[0].maxInstances",
+        |k| *k == PresetErrorKind::MinAboveMax { min: 9, max: 3 },
+    ),
+    ("missing-node-name", 5, 7, "topology.nodes[0]", |k| {
+        *k == PresetErrorKind::MissingNodeName
+    }),
+    (
+        "service-routed-twice",
+        8,
+        18,
+        "topology.nodes[1].services[0]",
+        |k| {
+            *k == PresetErrorKind::ServiceRoutedTwice {
+                service: "voice".into(),
+                first_node: "left".into(),
+            }
+        },
+    ),
+    (
+        "threshold-out-of-range",
+        6,
+        25,
+        "processingPools[0].scaleDownThreshold",
+        |k| *k == PresetErrorKind::ThresholdOutOfRange { value: -0.25 },
+    ),
+    (
+        "thresholds-inverted",
+        7,
+        25,
+        "processingPools[0].scaleDownThreshold",
+        |k| *k == PresetErrorKind::ThresholdsInverted { down: 0.6, up: 0.4 },
+    ),
+    (
+        "unknown-layer",
+        6,
+        16,
+        "topology.nodes[0].layers[0]",
+        |k| matches!(k, PresetErrorKind::UnknownLayer { name } if name == "GameFundation"),
+    ),
+    (
+        "unknown-service",
+        7,
+        11,
+        "topology.nodes[0].services[0]",
+        |k| {
+            matches!(k, PresetErrorKind::UnknownService(u)
+            if u.name == "permision" && u.suggestions.first().is_some_and(|s| s == "permission"))
+        },
+    ),
+    (
+        "yaml-syntax",
+        4,
+        10,
+        "",
+        |k| matches!(k, PresetErrorKind::Yaml(m) if m.contains("unclosed bracket")),
+    ),
+    ("yaml-type", 5, 19, "processingPools[0].minInstances", |k| {
+        matches!(k, PresetErrorKind::Yaml(_))
+    }),
+];
+
+#[test]
+fn every_bad_preset_fixture_gives_its_error_with_file_position_and_field() {
+    let dir = bad_presets();
+    let stems: Vec<String> = yaml_files(&dir)
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let cased: Vec<&str> = BAD_CASES.iter().map(|c| c.0).collect();
+    assert_eq!(stems, cased, "one case per bad fixture file");
+
+    let lib = PresetLibrary::new(&dir);
+    let mut kinds = std::collections::HashSet::new();
+    for (stem, line, column, field, is_kind) in BAD_CASES {
+        let errs = match lib.load(stem) {
+            Err(LibraryError::Invalid(errs)) => errs,
+            other => panic!("{stem}: expected an invalid preset, got {other:?}"),
+        };
+        assert_eq!(errs.errors().len(), 1, "{stem}: {errs}");
+        let e = &errs.errors()[0];
+        assert!(is_kind(&e.kind), "{stem}: {:?}", e.kind);
+        assert_eq!(
+            (e.line, e.column, e.field.as_str()),
+            (line, column, field),
+            "{stem}: {e}"
+        );
+        // The message names the file (as given to the library), the position and the field.
+        let path = dir.join(format!("{stem}.yaml"));
+        let mut prefix = format!("{}:{line}:{column}: ", path.display());
+        if !field.is_empty() {
+            prefix.push_str(&format!("{field}: "));
+        }
+        let shown = e.to_string();
+        assert!(shown.starts_with(&prefix), "{stem}: {shown}");
+        assert_eq!(errs.to_string(), shown);
+        kinds.insert(std::mem::discriminant(&e.kind));
+    }
+    // Every PresetErrorKind variant has its fixture (13 variants; Yaml has two).
+    assert_eq!(kinds.len(), 13);
+}
+
+#[test]
+fn library_errors_from_the_bad_fixtures_folder() {
+    let dir = bad_presets();
+    let lib = PresetLibrary::new(&dir);
+    // A folder named like a preset cannot be read: the I/O error keeps its cause and path.
+    match lib.load("folder") {
+        Err(e @ LibraryError::Io { .. }) => {
+            let LibraryError::Io { path, source } = &e else {
+                unreachable!()
+            };
+            assert_eq!(path, &dir.join("folder.yaml"));
+            assert!(std::error::Error::source(&e).is_some(), "{source}");
+            assert_eq!(e.to_string(), format!("cannot read {}", path.display()));
+        }
+        other => panic!("{other:?}"),
+    }
+    match lib.load("absent") {
+        Err(e @ LibraryError::NotFound { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!("preset `absent` not found in {}", dir.display())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match lib.load("../presets/npc-crowds") {
+        Err(e @ LibraryError::InvalidName { .. }) => {
+            assert!(e.to_string().contains("`../presets/npc-crowds`"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Listing skips every bad file with its error, and ignores the folder.
+    let listing = lib.list().unwrap();
+    assert!(listing.presets.is_empty());
+    let skipped: Vec<_> = listing
+        .skipped
+        .iter()
+        .map(|s| s.file.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(skipped, BAD_CASES.map(|c| c.0));
+    assert!(
+        listing
+            .skipped
+            .iter()
+            .all(|s| matches!(s.error, LibraryError::Invalid(_)))
+    );
+}
+
+// === upstream's own files (BANNOU_UPSTREAM_DATA): the extra comparison ===
+
+mod upstream {
+    use super::*;
+
+    /// Upstream's `presets/` folder, or `None` when the comparison is skipped.
+    fn presets(test: &str) -> Option<PathBuf> {
+        upstream_data(test).map(|d| d.join("presets"))
+    }
+
+    fn parse(dir: &Path, name: &str) -> ParsedPreset {
+        parse_file(&dir.join(name))
+    }
+
+    #[test]
+    fn every_upstream_preset_and_fixture_parses_without_errors() {
+        let Some(dir) = presets("every_upstream_preset_and_fixture_parses_without_errors") else {
+            return;
+        };
+        let mut names = Vec::new();
+        for d in [dir.clone(), dir.join("fixtures")] {
+            for f in yaml_files(&d) {
+                let parsed = parse_file(&f);
+                // Every shipped file names itself after its file stem.
+                assert_eq!(
+                    parsed.preset.name,
+                    f.file_stem().unwrap().to_string_lossy(),
+                    "{}",
+                    f.display()
+                );
+                names.push(parsed.preset.name);
+            }
+        }
+        assert_eq!(names.len(), 12, "{names:?}");
+    }
+
+    #[test]
+    fn upstream_pools_nodes_and_fixtures_read_as_documented() {
+        let Some(dir) = presets("upstream_pools_nodes_and_fixtures_read_as_documented") else {
+            return;
+        };
+        let p = parse(&dir, "actor-pools.yaml").preset;
+        let types: Vec<_> = p
+            .processing_pools
+            .iter()
+            .map(|p| p.pool_type.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            ["actor-shared", "actor-npc-brain", "actor-event-coordinator"]
+        );
+        assert_eq!(
+            p.processing_pools[0].environment["ACTOR_POOL_NODE_CAPACITY"],
+            "50"
+        );
+
+        let parsed = parse(&dir, "asset-processing.yaml");
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        assert_eq!(parsed.preset.processing_pools.len(), 4, "snake_case pools");
+        assert_eq!(
+            parsed.preset.infrastructure.as_ref().unwrap()["minio"]["bucket"],
+            "bannou-assets"
+        );
+
+        let split = parse(&dir, "split-auth-routing-test.yaml").preset;
+        assert_eq!(split.nodes[0].layers, [Layer::AppFoundation]);
+        assert_eq!(split.nodes[0].services, ["account", "auth", "game-session"]);
+        let auth = parse(&dir, "auth-only.yaml").preset;
+        assert!(auth.nodes[0].layers.is_empty());
+
+        let custom = parse(&dir, "fixtures/custom-image-pool.yaml").preset;
+        assert_eq!(
+            custom.processing_pools[0].image.as_deref(),
+            Some("myregistry/asset-processor:v2")
+        );
+        let minimal = parse(&dir, "fixtures/minimal-pool.yaml");
+        assert_eq!(minimal.warnings.len(), 1, "{:?}", minimal.warnings);
+        assert!(matches!(
+            minimal.warnings[0].kind,
+            PresetWarningKind::UnknownPlugin(_)
+        ));
+        let empty = parse(&dir, "fixtures/empty-pools.yaml").preset;
+        assert!(empty.processing_pools.is_empty() && empty.nodes.is_empty());
+        let two = parse(&dir, "fixtures/preset-two.yaml").preset;
+        assert_eq!(two.required_backends, ["kubernetes", "docker-swarm"]);
+    }
+
+    #[test]
+    fn library_lists_the_upstream_presets() {
+        let Some(dir) = presets("library_lists_the_upstream_presets") else {
+            return;
+        };
+        let listing = PresetLibrary::new(dir).list().unwrap();
+        let names: Vec<_> = listing.presets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "actor-pools",
+                "asset-processing",
+                "auth-only",
+                "relayed-connect",
+                "split-auth-routing-test"
+            ]
+        );
+        assert!(listing.skipped.is_empty());
+        assert_eq!(listing.presets[1].pool_count, 4);
+    }
 }

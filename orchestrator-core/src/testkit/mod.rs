@@ -1,8 +1,10 @@
 //! Conformance suites for the ports (feature `testkit`): write once, run against every
 //! implementation. Each suite is an async function that takes a factory for fresh
-//! instances and panics with a descriptive message on the first violation.
+//! instances and panics with a descriptive message on the first violation. [`require`]
+//! says when a test may skip and where its data lives (own fixtures, upstream's files).
 
 pub mod backend;
 pub mod bus;
 pub mod leader;
+pub mod require;
 pub mod store;
