@@ -458,11 +458,21 @@ impl NameFilter {
 /// updated in place; a secondary index maps service names to instances and changes only
 /// when an instance's service set changes. The steady-state path (same services and
 /// issues as last time) allocates nothing and clones no string.
+///
+/// A node (app-id) may have several instances: replicas, or a restarted process that
+/// came back under a new GUID. An instance is *retired* while it has said it is shutting
+/// down or has been silent past the heartbeat timeout, and another instance of the same
+/// app-id is live (heard within the timeout, not shutting down): a stopped or replaced
+/// instance's last report never outvotes a live instance of its node. Retired instances
+/// count in no status, recommendation or report; a new instance's first heartbeat forgets
+/// the ones it retires, [`Self::evict_stale`] the others.
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatAggregator {
     config: HealthConfig,
     instances: FxHashMap<u128, InstanceState>,
     index: ServiceIndex,
+    /// The instances of each node (app-id), for the retirement rule.
+    nodes: FxHashMap<AppId, Vec<u128>>,
 }
 
 impl HeartbeatAggregator {
@@ -472,6 +482,7 @@ impl HeartbeatAggregator {
             config,
             instances: FxHashMap::default(),
             index: ServiceIndex::default(),
+            nodes: FxHashMap::default(),
         }
     }
 
@@ -504,8 +515,12 @@ impl HeartbeatAggregator {
         let routing_version = routing_version_of(hb);
         let dropped_heartbeats = dropped_heartbeats_of(hb);
         let key = hb.service_id.as_u128();
+        let timeout = self.config.heartbeat_timeout;
         let Self {
-            instances, index, ..
+            instances,
+            index,
+            nodes,
+            ..
         } = self;
 
         let Some(inst) = instances.get_mut(&key) else {
@@ -515,6 +530,7 @@ impl HeartbeatAggregator {
                 index.insert(slot.name, key);
             }
             let tracked = services.len();
+            nodes.entry(hb.app_id.clone()).or_default().push(key);
             instances.insert(
                 key,
                 InstanceState {
@@ -530,15 +546,23 @@ impl HeartbeatAggregator {
                     services,
                 },
             );
+            let retired = if hb.status == InstanceHealthStatus::ShuttingDown {
+                0
+            } else {
+                forget_retired_siblings(instances, index, nodes, key, &hb.app_id, now, timeout)
+            };
             return IngestOutcome::Recorded(IngestChanges {
                 new_instance: true,
-                services_changed: tracked > 0,
-                health_changed: tracked > 0,
+                services_changed: tracked > 0 || retired > 0,
+                health_changed: tracked > 0 || retired > 0,
                 tracked_services: tracked,
             });
         };
 
         if inst.app_id.as_str() != hb.app_id.as_str() {
+            if inst.app_id != hb.app_id {
+                move_node(nodes, key, &inst.app_id, &hb.app_id);
+            }
             inst.app_id = hb.app_id.clone();
         }
         if inst.issues.as_slice() != issues {
@@ -626,25 +650,44 @@ impl HeartbeatAggregator {
         })
     }
 
-    /// Every instance running `service`, sorted by app-id then instance GUID.
+    /// Every tracked instance running `service`, sorted by app-id then instance GUID,
+    /// retired ones included (see [`HeartbeatAggregator`]; [`Self::is_retired`] tells
+    /// them apart at a given `now`).
     pub fn instances_of(&self, service: &str) -> Vec<ServiceInstance<'_>> {
-        let mut out = self.instances_unsorted(service);
+        let mut out = self.instances_unsorted(service, None);
         out.sort_unstable_by(|a, b| (a.app_id, a.instance_id).cmp(&(b.app_id, b.instance_id)));
         out
     }
 
-    /// Worst derived status of `service` over its instances at `now`, or `None` when no
-    /// instance runs it.
+    /// True when instance `instance_id` is tracked and retired at `now`: it said it is
+    /// shutting down or fell silent, and another instance of its app-id is live.
+    pub fn is_retired(&self, instance_id: Uuid, now: Timestamp) -> bool {
+        let key = instance_id.as_u128();
+        self.instances.get(&key).is_some_and(|inst| {
+            is_retired(
+                &self.instances,
+                &self.nodes,
+                key,
+                inst,
+                now,
+                self.config.heartbeat_timeout,
+            )
+        })
+    }
+
+    /// Worst derived status of `service` over its instances at `now` (retired ones left
+    /// out), or `None` when no instance runs it.
     pub fn service_status(&self, service: &str, now: Timestamp) -> Option<InstanceHealthStatus> {
         let timeout = self.config.heartbeat_timeout;
-        self.instances_unsorted(service)
+        self.instances_unsorted(service, Some(now))
             .iter()
             .map(|si| si.status_at(now, timeout))
             .max()
     }
 
     /// Worst derived status of `service` over the instances with app-id `app_id` (ASCII
-    /// case-insensitive) at `now`, or `None` when that node has not reported the service.
+    /// case-insensitive) at `now`, retired ones left out, or `None` when that node has
+    /// not reported the service.
     /// What a deploy waits on: "is `auth` healthy on `bannou-auth` yet?".
     pub fn status_on(
         &self,
@@ -653,23 +696,34 @@ impl HeartbeatAggregator {
         now: Timestamp,
     ) -> Option<InstanceHealthStatus> {
         let timeout = self.config.heartbeat_timeout;
-        self.instances_unsorted(service)
+        self.instances_unsorted(service, Some(now))
             .iter()
             .filter(|si| si.app_id.as_str().eq_ignore_ascii_case(app_id))
             .map(|si| si.status_at(now, timeout))
             .max()
     }
 
-    /// Like [`Self::instances_of`] without the sort (for policies that only aggregate).
-    pub(crate) fn instances_unsorted(&self, service: &str) -> Vec<ServiceInstance<'_>> {
+    /// Like [`Self::instances_of`] without the sort (for policies that only aggregate);
+    /// with `live_at`, the instances retired at that time are left out.
+    pub(crate) fn instances_unsorted(
+        &self,
+        service: &str,
+        live_at: Option<Timestamp>,
+    ) -> Vec<ServiceInstance<'_>> {
         let Some(name_id) = self.index.id(service) else {
             return Vec::new();
         };
         let name = self.index.name(name_id);
+        let timeout = self.config.heartbeat_timeout;
         self.index
             .members(name_id)
             .filter_map(|id| {
                 let inst = self.instances.get(&id)?;
+                if let Some(now) = live_at
+                    && is_retired(&self.instances, &self.nodes, id, inst, now, timeout)
+                {
+                    return None;
+                }
                 let slot = inst.services.iter().find(|s| s.name == name_id)?;
                 Some(view(name, id, inst, slot))
             })
@@ -678,38 +732,24 @@ impl HeartbeatAggregator {
 
     /// Forgets instances that are gone; returns how many were dropped.
     ///
-    /// An instance is gone when it has been silent for longer than the retention, or when it
-    /// was *superseded*: another instance with the same app-id has been heard from since its
-    /// last heartbeat, and it either said it was shutting down or has been silent for longer
-    /// than the heartbeat timeout (a restarted container comes back with a new GUID under the
-    /// same app-id; without this its ghost would read as an unavailable instance for the whole
-    /// retention).
+    /// An instance is gone when it has been silent for longer than the retention, or when
+    /// it is retired (see [`HeartbeatAggregator`]): it said it is shutting down or has been
+    /// silent past the heartbeat timeout, and another instance of its app-id is live (a
+    /// restarted container comes back with a new GUID under the same app-id).
     pub fn evict_stale(&mut self, now: Timestamp) -> usize {
         let retention = self.config.retention;
         let timeout = self.config.heartbeat_timeout;
-        let mut latest: FxHashMap<&str, Timestamp> = FxHashMap::default();
-        for inst in self.instances.values() {
-            let t = latest.entry(inst.app_id.as_str()).or_insert(inst.last_seen);
-            *t = (*t).max(inst.last_seen);
-        }
         let gone: Vec<u128> = self
             .instances
             .iter()
-            .filter(|(_, inst)| {
-                if is_stale(inst.last_seen, now, retention) {
-                    return true;
-                }
-                let superseded = latest
-                    .get(inst.app_id.as_str())
-                    .is_some_and(|t| *t > inst.last_seen);
-                superseded
-                    && (inst.status == InstanceHealthStatus::ShuttingDown
-                        || is_stale(inst.last_seen, now, timeout))
+            .filter(|(id, inst)| {
+                is_stale(inst.last_seen, now, retention)
+                    || is_retired(&self.instances, &self.nodes, **id, inst, now, timeout)
             })
             .map(|(id, _)| *id)
             .collect();
         for id in &gone {
-            self.remove_instance(Uuid::from_u128(*id));
+            forget(&mut self.instances, &mut self.index, &mut self.nodes, *id);
         }
         gone.len()
     }
@@ -729,14 +769,12 @@ impl HeartbeatAggregator {
 
     /// Forgets one instance at once (e.g. after tearing its node down); true if it was tracked.
     pub fn remove_instance(&mut self, instance_id: Uuid) -> bool {
-        let key = instance_id.as_u128();
-        let Some(inst) = self.instances.remove(&key) else {
-            return false;
-        };
-        for slot in &inst.services {
-            self.index.remove(slot.name, key);
-        }
-        true
+        forget(
+            &mut self.instances,
+            &mut self.index,
+            &mut self.nodes,
+            instance_id.as_u128(),
+        )
     }
 
     /// Instances (not shutting down) whose reported routing version is below `current_version`,
@@ -783,6 +821,9 @@ impl HeartbeatAggregator {
                     continue;
                 }
                 for si in self.instances_of(name) {
+                    if self.is_retired(si.instance_id, now) {
+                        continue;
+                    }
                     let status = si.status_at(now, timeout);
                     let entry = deployed_entry(&si, status);
                     if status == InstanceHealthStatus::Unavailable {
@@ -825,6 +866,98 @@ impl HeartbeatAggregator {
             unhealthy_services: unhealthy,
         }
     }
+}
+
+/// Drops instance `key` from every map; true if it was tracked.
+fn forget(
+    instances: &mut FxHashMap<u128, InstanceState>,
+    index: &mut ServiceIndex,
+    nodes: &mut FxHashMap<AppId, Vec<u128>>,
+    key: u128,
+) -> bool {
+    let Some(inst) = instances.remove(&key) else {
+        return false;
+    };
+    for slot in &inst.services {
+        index.remove(slot.name, key);
+    }
+    if let Some(ids) = nodes.get_mut(&inst.app_id) {
+        ids.retain(|id| *id != key);
+        if ids.is_empty() {
+            nodes.remove(&inst.app_id);
+        }
+    }
+    true
+}
+
+/// Moves instance `key` from node `from` to node `to` in the per-node index.
+fn move_node(nodes: &mut FxHashMap<AppId, Vec<u128>>, key: u128, from: &AppId, to: &AppId) {
+    if let Some(ids) = nodes.get_mut(from) {
+        ids.retain(|id| *id != key);
+        if ids.is_empty() {
+            nodes.remove(from);
+        }
+    }
+    nodes.entry(to.clone()).or_default().push(key);
+}
+
+/// True while `inst` neither said it is shutting down nor has been silent past `timeout`.
+fn is_live(inst: &InstanceState, now: Timestamp, timeout: Duration) -> bool {
+    inst.status != InstanceHealthStatus::ShuttingDown && !is_stale(inst.last_seen, now, timeout)
+}
+
+/// The retirement rule (see [`HeartbeatAggregator`]): `inst` (instance `key`) is not live
+/// and another instance of its app-id is.
+fn is_retired(
+    instances: &FxHashMap<u128, InstanceState>,
+    nodes: &FxHashMap<AppId, Vec<u128>>,
+    key: u128,
+    inst: &InstanceState,
+    now: Timestamp,
+    timeout: Duration,
+) -> bool {
+    !is_live(inst, now, timeout)
+        && nodes.get(&inst.app_id).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                *id != key
+                    && instances
+                        .get(id)
+                        .is_some_and(|other| is_live(other, now, timeout))
+            })
+        })
+}
+
+/// Forgets the instances of `app_id` other than the live instance `key` that are not
+/// live themselves (so retired by it); returns how many.
+fn forget_retired_siblings(
+    instances: &mut FxHashMap<u128, InstanceState>,
+    index: &mut ServiceIndex,
+    nodes: &mut FxHashMap<AppId, Vec<u128>>,
+    key: u128,
+    app_id: &AppId,
+    now: Timestamp,
+    timeout: Duration,
+) -> usize {
+    let Some(ids) = nodes.get(app_id) else {
+        return 0;
+    };
+    if ids.len() < 2 {
+        return 0;
+    }
+    let gone: Vec<u128> = ids
+        .iter()
+        .copied()
+        .filter(|id| *id != key)
+        .filter(|id| {
+            instances
+                .get(id)
+                .is_some_and(|inst| !is_live(inst, now, timeout))
+        })
+        .collect();
+    for id in &gone {
+        forget(instances, index, nodes, *id);
+    }
+    gone.len()
 }
 
 fn view<'a>(
@@ -1444,26 +1577,151 @@ mod tests {
         feed(&mut a, hb(2, "node-a").healthy(&["auth"]), t(10));
         assert_eq!(a.evict_stale(t(60)), 0, "not silent past the timeout yet");
         feed(&mut a, hb(2, "node-a").healthy(&["auth"]), t(70));
-        assert_eq!(a.service_status("auth", t(91)), Some(I::Unavailable));
+        assert!(a.is_retired(Uuid::from_u128(1), t(91)));
+        assert!(!a.is_retired(Uuid::from_u128(2), t(91)));
+        assert_eq!(
+            a.service_status("auth", t(91)),
+            Some(I::Healthy),
+            "the silent ghost does not outvote its live replacement"
+        );
+        assert_eq!(a.instances_of("auth").len(), 2, "kept until evicted");
         assert_eq!(a.evict_stale(t(91)), 1);
         assert_eq!(a.service_status("auth", t(91)), Some(I::Healthy));
         assert_eq!(a.instances_of("auth")[0].instance_id, Uuid::from_u128(2));
 
-        // Graceful restart: the goodbye heartbeat lets the old one go as soon as the new one speaks.
+        // Graceful restart: the goodbye heartbeat is reported until the new one speaks,
+        // whose first heartbeat forgets it.
         feed(
             &mut a,
             hb(2, "node-a").healthy(&["auth"]).status(I::ShuttingDown),
             t(100),
         );
         assert_eq!(a.evict_stale(t(101)), 0, "nobody replaced it yet");
-        feed(&mut a, hb(3, "node-a").healthy(&["auth"]), t(105));
-        assert_eq!(a.evict_stale(t(105)), 1);
+        assert_eq!(a.service_status("auth", t(101)), Some(I::Unavailable));
+        let c = feed(&mut a, hb(3, "node-a").healthy(&["auth"]), t(105));
+        assert!(c.new_instance && c.health_changed);
         assert_eq!(a.instance_count(), 1);
+        assert_eq!(a.service_status("auth", t(105)), Some(I::Healthy));
 
         // Other app-ids are independent: a silent node-b stays (unavailable) until the retention.
         feed(&mut a, hb(4, "node-b").healthy(&["auth"]), t(105));
         assert_eq!(a.evict_stale(t(300)), 0);
         assert_eq!(a.service_status("auth", t(300)), Some(I::Unavailable));
+    }
+
+    /// Issue 17, bug 1: a node hosting `account` and `auth` is restarted; its old instance's
+    /// goodbye heartbeat (or, after a crash, its last report going stale) kept `account`
+    /// unavailable although the new instance of the same node reported it healthy.
+    #[test]
+    fn a_stopped_or_replaced_instance_never_outvotes_a_live_one_of_its_node() {
+        let report_of = |a: &HeartbeatAggregator, now| {
+            let r = a.report(&deployed(Some("account")), "bannou", &NO_PLUGINS, now);
+            (r.healthy_services.len(), r.unhealthy_services.len())
+        };
+        // Clean restart: goodbye beat of instance 1, then instance 2's first beat.
+        let mut a = agg();
+        feed(
+            &mut a,
+            hb(1, "bannou-auth").healthy(&["account", "auth"]),
+            t(0),
+        );
+        feed(
+            &mut a,
+            hb(1, "bannou-auth")
+                .healthy(&["account", "auth"])
+                .status(I::ShuttingDown),
+            t(5),
+        );
+        feed(
+            &mut a,
+            hb(2, "bannou-auth").healthy(&["account", "auth"]),
+            t(6),
+        );
+        for now in [t(6), t(60), t(95)] {
+            assert_eq!(a.service_status("account", now), Some(I::Healthy));
+            assert_eq!(a.status_on("account", "BANNOU-AUTH", now), Some(I::Healthy));
+            assert_eq!(report_of(&a, now), (1, 0));
+            feed(
+                &mut a,
+                hb(2, "bannou-auth").healthy(&["account", "auth"]),
+                now,
+            );
+        }
+
+        // The goodbye arrives after the new instance's first beat (start-then-stop order):
+        // hidden as long as the new instance is live, without waiting for a sweep.
+        let mut a = agg();
+        feed(
+            &mut a,
+            hb(1, "bannou-auth").healthy(&["account", "auth"]),
+            t(0),
+        );
+        feed(
+            &mut a,
+            hb(2, "bannou-auth").healthy(&["account", "auth"]),
+            t(1),
+        );
+        feed(
+            &mut a,
+            hb(1, "bannou-auth")
+                .service("account", S::Unavailable)
+                .service("auth", S::Healthy)
+                .status(I::ShuttingDown),
+            t(2),
+        );
+        assert_eq!(a.service_status("account", t(2)), Some(I::Healthy));
+        assert_eq!(report_of(&a, t(2)), (1, 0));
+        assert_eq!(a.evict_stale(t(2)), 1);
+        assert_eq!(a.instance_count(), 1);
+
+        // Crash while degraded: the old report counts until it goes silent past the
+        // timeout, then the live replacement alone decides, before any sweep.
+        let mut a = agg();
+        feed(
+            &mut a,
+            hb(1, "bannou-auth").service("account", S::Degraded),
+            t(0),
+        );
+        feed(&mut a, hb(2, "bannou-auth").healthy(&["account"]), t(10));
+        assert_eq!(a.service_status("account", t(10)), Some(I::Degraded));
+        feed(&mut a, hb(2, "bannou-auth").healthy(&["account"]), t(80));
+        assert_eq!(a.service_status("account", t(91)), Some(I::Healthy));
+        assert_eq!(report_of(&a, t(91)), (1, 0));
+
+        // Once the replacement is silent too, nothing is live: the node is unavailable.
+        assert_eq!(a.service_status("account", t(171)), Some(I::Unavailable));
+        assert!(!a.is_retired(Uuid::from_u128(1), t(171)));
+    }
+
+    #[test]
+    fn live_replicas_of_one_node_all_count() {
+        let mut a = agg();
+        feed(&mut a, hb(1, "node-a").healthy(&["auth"]), t(0));
+        feed(&mut a, hb(2, "node-a").service("auth", S::Degraded), t(1));
+        assert_eq!(a.service_status("auth", t(2)), Some(I::Degraded));
+        // A third replica starting forgets no live one.
+        feed(&mut a, hb(3, "node-a").healthy(&["auth"]), t(3));
+        assert_eq!(a.instance_count(), 3);
+        assert_eq!(a.service_status("auth", t(3)), Some(I::Degraded));
+        // A replica stopping cleanly while the others live is left out at once.
+        feed(
+            &mut a,
+            hb(2, "node-a")
+                .service("auth", S::Degraded)
+                .status(I::ShuttingDown),
+            t(4),
+        );
+        assert_eq!(a.service_status("auth", t(4)), Some(I::Healthy));
+        // Every replica gone: the last goodbyes are the node's status.
+        for n in [1, 3] {
+            feed(
+                &mut a,
+                hb(n, "node-a").healthy(&["auth"]).status(I::ShuttingDown),
+                t(5),
+            );
+        }
+        assert_eq!(a.service_status("auth", t(5)), Some(I::Unavailable));
+        assert_eq!(a.evict_stale(t(5)), 0);
     }
 
     #[test]

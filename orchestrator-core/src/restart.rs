@@ -52,9 +52,11 @@ fn minutes(threshold: Duration) -> String {
 /// Decides whether `service` should be restarted at `now`
 /// (docs/COMPATIBILITY.md#should-restart-rule, D4 (docs/DECISIONS.md#d4)).
 ///
-/// Entries are the service's instances; the worst derived status decides. A degraded
-/// service is measured by how long it has really been non-healthy (the longest-degraded
-/// instance's `degraded_since`), and restarted when that exceeds `threshold` strictly.
+/// Entries are the service's instances that are not retired (a stopped or replaced
+/// instance of a node that has a live one; see [`HeartbeatAggregator`]); the worst
+/// derived status decides. A degraded service is measured by how long it has really
+/// been non-healthy (the longest-degraded instance's `degraded_since`), and restarted
+/// when that exceeds `threshold` strictly.
 pub fn should_restart(
     agg: &HeartbeatAggregator,
     service: &str,
@@ -62,7 +64,7 @@ pub fn should_restart(
     threshold: Duration,
 ) -> RestartRecommendation {
     let timeout = agg.config().heartbeat_timeout;
-    let instances = agg.instances_unsorted(service);
+    let instances = agg.instances_unsorted(service, Some(now));
     let Some(last_seen) = instances.iter().map(|i| i.last_seen).max() else {
         return RestartRecommendation {
             should_restart: true,

@@ -11,6 +11,7 @@
 use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHeartbeatEvent};
@@ -102,6 +103,12 @@ pub const BATCH_MAX: usize = 128;
 
 /// Bound of the worker-promotion queue.
 pub const PROMOTION_QUEUE: usize = 4096;
+
+/// How often [`HeartbeatPipeline::run`] lets the aggregator forget instances that are
+/// gone (`HeartbeatAggregator::evict_stale`: silent past the retention, or retired by a
+/// live instance of their node). Status queries leave retired instances out at once;
+/// this sweep only bounds the memory they hold.
+pub const EVICT_EVERY: Duration = Duration::from_secs(10);
 
 /// Consumes heartbeats and keeps health, routing and pool workers up to date.
 pub struct HeartbeatPipeline {
@@ -222,7 +229,8 @@ impl HeartbeatPipeline {
     }
 
     /// Subscribes to heartbeats on `bus` and ingests them until `shutdown` turns true (or
-    /// its sender is dropped). Returns an error only when the subscription cannot be made.
+    /// its sender is dropped), evicting gone instances every [`EVICT_EVERY`]. Returns an
+    /// error only when the subscription cannot be made.
     pub async fn run(
         &self,
         bus: &dyn EventBus,
@@ -233,8 +241,14 @@ impl HeartbeatPipeline {
             .await?
             .into_shared();
         let mut batch = Vec::with_capacity(BATCH_MAX);
+        let mut sweep = tokio::time::interval(EVICT_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep.tick().await;
         loop {
             tokio::select! {
+                _ = sweep.tick() => {
+                    self.evict_stale();
+                }
                 item = events.next() => {
                     let mut next = Some(item);
                     // The first item waited; take whatever else is already there.
@@ -259,6 +273,16 @@ impl HeartbeatPipeline {
                 _ = super::stopped(&mut shutdown) => return Ok(()),
             }
         }
+    }
+
+    /// Forgets the instances that are gone now (see [`EVICT_EVERY`]); returns how many.
+    pub fn evict_stale(&self) -> usize {
+        let now = self.clock.now();
+        let gone = self.health.lock().aggregator.evict_stale(now);
+        if gone > 0 {
+            tracing::debug!(gone, "forgot instances that are gone");
+        }
+        gone
     }
 
     /// Counts and logs a non-heartbeat item of the subscription (neither ends it).

@@ -1,0 +1,159 @@
+//! A node restarted through `POST /orchestrator/services/restart` is healthy again for
+//! every service it hosts (issue 17, bug 1): its old instance's goodbye heartbeat (or,
+//! after a crash, its last report going silent) must not outvote the new instance of the
+//! same node. Driven over HTTP on the in-process backend (in memory), and on Docker with
+//! our FROM-scratch image (skipped without Docker and redis-server unless
+//! `BANNOU_TEST_REQUIRE` names them).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bannou_host::client::ApiClient;
+use common::{Host, config};
+use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
+use orchestrator_core::api::{
+    DeployRequest, ServiceHealthRequest, ServiceRestartRequest, ShouldRestartServiceRequest,
+    TeardownRequest,
+};
+use orchestrator_core::events::{BackendType, InstanceHealthStatus};
+
+/// One node hosting `account` and `auth`.
+fn preset(node: &str) -> String {
+    format!(
+        "name: restart\ndescription: one node with account and auth\ntopology:\n  nodes:\n    \
+         - name: {node}\n      services: [account, auth]\n"
+    )
+}
+
+/// Deploys `restart`, with heartbeats every second so that several beats of the new
+/// instance arrive within the test.
+fn deploy(backend: Option<BackendType>) -> DeployRequest {
+    DeployRequest {
+        preset: Some("restart".to_owned()),
+        backend,
+        environment: Some(BTreeMap::from([(
+            "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+            "1".to_owned(),
+        )])),
+        ..DeployRequest::default()
+    }
+}
+
+/// How long the services are watched after the restart: a few beats of the new instance.
+const WATCH: Duration = Duration::from_secs(3);
+
+/// Restarts `auth` (forced), then checks for [`WATCH`] that `account` and `auth` stay
+/// healthy, not due for a restart, with no unhealthy entry for `node`.
+async fn restart_and_watch(api: &ApiClient, node: &str) {
+    let restarted = api
+        .restart_service(&ServiceRestartRequest {
+            service_name: "auth".to_owned(),
+            environment: None,
+            force: true,
+            timeout: 60,
+        })
+        .await
+        .expect("the restart succeeds");
+    assert_eq!(
+        restarted.current_status,
+        Some(InstanceHealthStatus::Healthy)
+    );
+
+    let until = tokio::time::Instant::now() + WATCH;
+    loop {
+        for service in ["account", "auth"] {
+            let rec = api
+                .should_restart_service(&ShouldRestartServiceRequest {
+                    service_name: service.to_owned(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                rec.current_status,
+                Some(InstanceHealthStatus::Healthy),
+                "{service} after the restart of its node: {rec:?}"
+            );
+            assert!(!rec.should_restart, "{service}: {rec:?}");
+        }
+        let report = api
+            .services_health(&ServiceHealthRequest::default())
+            .await
+            .unwrap();
+        assert!(
+            !report.unhealthy_services.iter().any(|e| e.app_id == node),
+            "no unhealthy entry for {node}: {report:?}"
+        );
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_is_healthy_again_in_process() {
+    let presets = tempfile::tempdir().unwrap();
+    std::fs::write(presets.path().join("restart.yaml"), preset("bannou-auth")).unwrap();
+    let host = Host::start(config(presets.path())).await;
+
+    let reply = host.api.deploy(&deploy(None)).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    restart_and_watch(&host.api, "bannou-auth").await;
+
+    host.api
+        .teardown(&TeardownRequest::default())
+        .await
+        .unwrap();
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_is_healthy_again_on_docker() {
+    let test = "a_restarted_node_is_healthy_again_on_docker";
+    let Some((docker, image)) = docker_and_image(test).await else {
+        return;
+    };
+    let network = unique("bannou-restart-net");
+    let prefix = unique("restart");
+    let (cleanup_docker, cleanup_prefix, cleanup_network) =
+        (docker.clone(), prefix.clone(), network.clone());
+    with_cleanup(
+        &cleanup_docker,
+        &cleanup_prefix,
+        Some(&cleanup_network),
+        async move {
+            let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
+                return;
+            };
+            let node = format!("{prefix}-auth");
+            let presets = tempfile::tempdir().unwrap();
+            std::fs::write(presets.path().join("restart.yaml"), preset(&node)).unwrap();
+            let mut cfg = config(presets.path());
+            cfg.redis_url = Some(redis.url());
+            cfg.docker_network = network.clone();
+            cfg.docker_image_name = image.clone();
+            cfg.wave_timeout = Duration::from_secs(60);
+            let host = Host::start(cfg).await;
+
+            let reply = host
+                .api
+                .deploy(&deploy(Some(BackendType::Compose)))
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+            restart_and_watch(&host.api, &node).await;
+
+            let done = host
+                .api
+                .teardown(&TeardownRequest::default())
+                .await
+                .unwrap();
+            assert!(done.errors.is_none(), "{:?}", done.errors);
+            host.shutdown().await;
+            drop(redis);
+        },
+    )
+    .await;
+}
