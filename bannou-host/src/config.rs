@@ -1,4 +1,4 @@
-//! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of 
+//! The host's configuration in one typed place: every `ORCHESTRATOR_*` property of
 //! docs/COMPATIBILITY.md#configuration-variables (upstream names, defaults and ranges), the
 //! `BANNOU_*` host settings the control plane reads, and our own settings (listen address,
 //! API token, deploy wave timeout and parallelism, pool autoscaling, leader election).
@@ -22,14 +22,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orchestrator_backends::containers::mounts::NodeMounts;
 use orchestrator_backends::containers::portainer::check_base_url;
 use orchestrator_core::AppId;
 use orchestrator_core::events::BackendType;
 use orchestrator_core::health::HealthConfig;
 use orchestrator_routing::broadcast::DEFAULT_COALESCE_WINDOW;
+use orchestrator_routing::invalidation::InvalidationConfigError;
 use orchestrator_routing::{BroadcastPolicy, OpenRestyConfig};
 
 use crate::orchestrator::leader::{DEFAULT_LEADER_LEASE, ElectorConfig, MIN_LEADER_LEASE};
@@ -38,6 +40,66 @@ use crate::orchestrator::service::ServiceSettings;
 
 /// Default listen address: loopback only (D31 (docs/DECISIONS.md#d31)).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Upstream's certificates directory, mounted into nodes when it exists here and
+/// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` is unset.
+pub const DEFAULT_CERTIFICATES_HOST_PATH: &str = "/app/provisioning/certificates";
+
+/// A variable accepted (and range-checked) for compatibility with upstream that changes
+/// nothing in this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoEffect {
+    /// The variable.
+    pub name: &'static str,
+    /// Why it changes nothing.
+    pub why: &'static str,
+}
+
+/// Every variable of [`NoEffect`] kind. The host logs the ones that are set, once at
+/// start ([`HostConfig::log_no_effect`]).
+pub const NO_EFFECT: &[NoEffect] = &[
+    NoEffect {
+        name: "ORCHESTRATOR_SECURE_WEBSOCKET",
+        why: "this host serves no WebSocket API and registers no WebSocket permissions",
+    },
+    NoEffect {
+        name: "ORCHESTRATOR_HEARTBEAT_TTL_SECONDS",
+        why: "heartbeats are held by the in-memory health aggregator, never stored as \
+              records; ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS expires them",
+    },
+    NoEffect {
+        name: "ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES",
+        why: "the store updates a record and its index in one atomic step, with no \
+              compare-and-swap to retry (upstream does not read it either)",
+    },
+    NoEffect {
+        name: "ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS",
+        why: "upstream falls back to it only for a timeoutSeconds below 1, which \
+              validation refuses; an omitted timeoutSeconds is 300",
+    },
+    NoEffect {
+        name: "ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS",
+        why: "every pool change is one atomic script (D10): there is no lock to expire",
+    },
+];
+
+/// The one log line naming `set` variables that have no effect, or `None` when `set` is
+/// empty.
+pub fn no_effect_line(set: &[NoEffect]) -> Option<String> {
+    if set.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = set.iter().map(|v| v.name).collect();
+    let reasons: Vec<String> = set
+        .iter()
+        .map(|v| format!("{}: {}", v.name, v.why))
+        .collect();
+    Some(format!(
+        "accepted for compatibility with upstream, no effect here: {} ({})",
+        names.join(", "),
+        reasons.join("; ")
+    ))
+}
 
 /// A configuration value that is missing, malformed or out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,8 +174,7 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     // === upstream properties (docs/COMPATIBILITY.md#configuration-variables) ===
-    /// `ORCHESTRATOR_SECURE_WEBSOCKET` (true): empty permission registration. Kept for
-    /// compatibility; this host registers no WebSocket permissions either way.
+    /// `ORCHESTRATOR_SECURE_WEBSOCKET` (true): no effect ([`NO_EFFECT`] says why).
     pub secure_websocket: bool,
     /// `ORCHESTRATOR_DEFAULT_BACKEND` (ours: `in-process`, the embedded default; upstream
     /// `compose`): the backend of a deploy that names none before any deploy happened.
@@ -139,14 +200,20 @@ pub struct HostConfig {
     pub docker_host: String,
     /// `ORCHESTRATOR_DOCKER_NETWORK` (`bannou_default`): the Compose network.
     pub docker_network: String,
-    /// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` (`/app/provisioning/certificates`).
-    pub certificates_host_path: PathBuf,
+    /// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` (none: upstream's
+    /// `/app/provisioning/certificates` when that directory exists here): the host
+    /// directory every Docker and Swarm node mounts read-only at `/certificates`, with
+    /// `SSL_CERT_DIR=/certificates` in its environment. A relative path is taken from the
+    /// working directory. See [`HostConfig::node_mounts`].
+    pub certificates_host_path: Option<PathBuf>,
     /// `ORCHESTRATOR_PRESETS_HOST_PATH` (ours: `presets`; upstream
     /// `/app/provisioning/orchestrator/presets`): where presets are looked up by name.
     pub presets_host_path: PathBuf,
-    /// `ORCHESTRATOR_LOGS_VOLUME` (`logs-data`).
+    /// `ORCHESTRATOR_LOGS_VOLUME` (`logs-data`): the named volume every Docker and Swarm
+    /// node mounts writable at `/app/logs` (created with our label when missing).
     pub logs_volume_name: String,
-    /// `ORCHESTRATOR_OPENRESTY_HOST` (`openresty`); invalidation runs only when set.
+    /// `ORCHESTRATOR_OPENRESTY_HOST` (`openresty`); invalidation runs only when set, and
+    /// a value that is not a host name is a start-up error.
     pub openresty_host: String,
     /// Whether `ORCHESTRATOR_OPENRESTY_HOST` was given (cache invalidation on).
     pub openresty_enabled: bool,
@@ -158,7 +225,7 @@ pub struct HostConfig {
     pub kubernetes_namespace: String,
     /// `ORCHESTRATOR_KUBECONFIG_PATH` (none: `~/.kube/config`).
     pub kubeconfig_path: Option<PathBuf>,
-    /// `ORCHESTRATOR_HEARTBEAT_TTL_SECONDS` (90, >= 1).
+    /// `ORCHESTRATOR_HEARTBEAT_TTL_SECONDS` (90, >= 1): no effect ([`NO_EFFECT`]).
     pub heartbeat_ttl: Duration,
     /// `ORCHESTRATOR_ROUTING_TTL_SECONDS` (300, >= 1).
     pub routing_ttl: Duration,
@@ -170,21 +237,20 @@ pub struct HostConfig {
     pub health_check_interval: Duration,
     /// `ORCHESTRATOR_DEFAULT_WAIT_BEFORE_KILL_SECONDS` (30, >= 1).
     pub default_wait_before_kill: Duration,
-    /// `ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS` (2, >= 1).
+    /// `ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS` (2, >= 1): while a deploy
+    /// waits for a wave's heartbeats, how often it asks the backend whether a pending
+    /// node's container still runs.
     pub container_status_poll_interval: Duration,
     /// `ORCHESTRATOR_FULL_MAPPINGS_INTERVAL_SECONDS` (30, >= 1): periodic rebroadcast.
     pub full_mappings_interval: Duration,
     /// `ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS` (24, >= 1), honoured (D12).
     pub orphan_container_threshold: Duration,
-    /// `ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES` (3, >= 1); unused upstream and here.
+    /// `ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES` (3, >= 1): no effect ([`NO_EFFECT`]).
     pub index_update_max_retries: u32,
-    /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1); unused, as upstream
-    /// for valid requests: upstream falls back to it only for a non-positive
-    /// `timeoutSeconds`, which the schema (minimum 1) and our validation refuse, and an
-    /// omitted one defaults to 300 (docs/COMPATIBILITY.md#processing-pools-lease-timing).
+    /// `ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS` (300, >= 1): no effect
+    /// ([`NO_EFFECT`]), as upstream for every valid request.
     pub default_pool_lease_timeout: Duration,
-    /// `ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS` (15, >= 1); unused (pool mutations are
-    /// atomic scripts, D10).
+    /// `ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS` (15, >= 1): no effect ([`NO_EFFECT`]).
     pub pool_lock_timeout: Duration,
     /// `ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS` (60, >= 10): longest sleep of the
     /// lease reaper.
@@ -241,6 +307,9 @@ pub struct HostConfig {
     /// Filled by [`HostConfig::from_process_env`]; empty otherwise. Not masked by `Debug`:
     /// clear it before logging a configuration.
     pub host_environment: BTreeMap<String, String>,
+    /// The variables of [`NO_EFFECT`] the environment sets (filled by
+    /// [`HostConfig::from_env`]).
+    pub no_effect: Vec<NoEffect>,
 }
 
 impl Default for HostConfig {
@@ -258,7 +327,7 @@ impl Default for HostConfig {
             docker_image_name: "bannou:latest".to_owned(),
             docker_host: "unix:///var/run/docker.sock".to_owned(),
             docker_network: "bannou_default".to_owned(),
-            certificates_host_path: PathBuf::from("/app/provisioning/certificates"),
+            certificates_host_path: None,
             presets_host_path: PathBuf::from("presets"),
             logs_volume_name: "logs-data".to_owned(),
             openresty_host: "openresty".to_owned(),
@@ -298,6 +367,7 @@ impl Default for HostConfig {
             reconcile_interval: Duration::from_secs(30),
             reconcile_grace: Duration::from_secs(60),
             host_environment: BTreeMap::new(),
+            no_effect: Vec::new(),
         }
     }
 }
@@ -466,7 +536,7 @@ impl HostConfig {
         let mut path = String::new();
         env.string("ORCHESTRATOR_CERTIFICATES_HOST_PATH", &mut path)?;
         if !path.is_empty() {
-            c.certificates_host_path = PathBuf::from(std::mem::take(&mut path));
+            c.certificates_host_path = Some(PathBuf::from(std::mem::take(&mut path)));
         }
         env.string("ORCHESTRATOR_PRESETS_HOST_PATH", &mut path)?;
         if !path.is_empty() {
@@ -611,6 +681,12 @@ impl HostConfig {
             0,
             &mut c.reconcile_grace,
         )?;
+        c.checked_openresty()?;
+        c.no_effect = NO_EFFECT
+            .iter()
+            .filter(|v| env.raw(v.name).is_some())
+            .copied()
+            .collect();
         Ok(c)
     }
 
@@ -652,11 +728,11 @@ impl HostConfig {
             deploy_parallelism: self.deploy_parallelism,
             degradation_threshold: self.degradation_threshold,
             routing_ttl: self.routing_ttl,
-            heartbeat_ttl: self.heartbeat_ttl,
             config_history_ttl: self.config_history_ttl,
             restart_timeout: self.restart_timeout,
             health_check_interval: self.health_check_interval,
             default_wait_before_kill: self.default_wait_before_kill,
+            container_status_poll_interval: self.container_status_poll_interval,
             default_service_port: self.default_service_port,
             image: self.docker_image_name.clone(),
             orphan_threshold: self.orphan_container_threshold,
@@ -666,17 +742,74 @@ impl HostConfig {
         }
     }
 
-    /// OpenResty cache invalidation settings, when enabled and valid.
-    pub fn openresty(&self) -> Option<OpenRestyConfig> {
+    /// OpenResty cache invalidation settings when enabled, or the error naming the variable
+    /// and value the invalidation client refuses ([`HostConfig::from_env`] fails with it).
+    pub fn checked_openresty(&self) -> Result<Option<OpenRestyConfig>, ConfigError> {
         if !self.openresty_enabled {
-            return None;
+            return Ok(None);
         }
         OpenRestyConfig::new(
             self.openresty_host.clone(),
             self.openresty_port,
             self.openresty_request_timeout,
         )
-        .ok()
+        .map(Some)
+        .map_err(|e| {
+            let (name, value) = match &e {
+                InvalidationConfigError::BadHost(h) => ("ORCHESTRATOR_OPENRESTY_HOST", h.clone()),
+                InvalidationConfigError::ZeroPort => (
+                    "ORCHESTRATOR_OPENRESTY_PORT",
+                    self.openresty_port.to_string(),
+                ),
+                InvalidationConfigError::TimeoutTooShort(t) => (
+                    "ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS",
+                    t.as_secs().to_string(),
+                ),
+            };
+            ConfigError::invalid(name, &value, e.to_string())
+        })
+    }
+
+    /// OpenResty cache invalidation settings, when enabled. A configuration read by
+    /// [`HostConfig::from_env`] is valid; one whose OpenResty fields were changed afterwards
+    /// to invalid values gets `None` and a logged error.
+    pub fn openresty(&self) -> Option<OpenRestyConfig> {
+        self.checked_openresty()
+            .inspect_err(|e| tracing::error!("OpenResty cache invalidation is off: {e}"))
+            .ok()
+            .flatten()
+    }
+
+    /// What every Docker and Swarm node mounts: the logs volume, and the certificates
+    /// directory when one is configured or, unset, when upstream's default directory
+    /// exists on this machine (otherwise none, and no `SSL_CERT_DIR`). Presets are not
+    /// mounted: only the control plane reads them.
+    pub fn node_mounts(&self) -> NodeMounts {
+        self.node_mounts_with(|p| p.is_dir())
+    }
+
+    /// [`HostConfig::node_mounts`] with `is_dir` telling whether a directory exists here.
+    fn node_mounts_with(&self, is_dir: impl Fn(&Path) -> bool) -> NodeMounts {
+        let certificates = match &self.certificates_host_path {
+            Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            None => {
+                let default = Path::new(DEFAULT_CERTIFICATES_HOST_PATH);
+                is_dir(default).then(|| default.to_path_buf())
+            }
+        };
+        NodeMounts {
+            logs_volume: Some(self.logs_volume_name.clone()),
+            certificates_host_path: certificates,
+            presets_host_path: None,
+        }
+    }
+
+    /// Logs once, as a warning, the variables of [`NO_EFFECT`] that were set (see
+    /// [`HostConfig::no_effect`]); nothing when none was.
+    pub fn log_no_effect(&self) {
+        if let Some(line) = no_effect_line(&self.no_effect) {
+            tracing::warn!("{line}");
+        }
     }
 
     /// The health aggregator's timing rules.
@@ -953,6 +1086,145 @@ mod tests {
         let c = config(&[("BANNOU_APP_ID", "orchestrator")]).unwrap();
         let e = c.check_app_id().unwrap_err();
         assert!(e.to_string().contains("`orchestrator`"), "{e}");
+    }
+
+    #[test]
+    fn an_openresty_host_that_is_no_host_name_is_a_start_up_error() {
+        for bad in ["http://edge", "edge host", "edge/cache"] {
+            let e = error_of("ORCHESTRATOR_OPENRESTY_HOST", bad);
+            assert!(
+                matches!(&e, ConfigError::Invalid { name, value, .. }
+                    if name == "ORCHESTRATOR_OPENRESTY_HOST" && value == bad),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(bad) && text.contains("not a host name"),
+                "{text}"
+            );
+        }
+        let c = config(&[("ORCHESTRATOR_OPENRESTY_HOST", "edge.internal")]).unwrap();
+        assert_eq!(c.openresty().unwrap().host(), "edge.internal");
+        // A configuration changed after reading is checked again.
+        let mut changed = c.clone();
+        changed.openresty_host = "a b".to_owned();
+        assert!(changed.checked_openresty().is_err());
+        assert!(changed.openresty().is_none());
+    }
+
+    #[test]
+    fn nodes_mount_the_logs_volume_and_the_certificates_directory() {
+        let c = config(&[]).unwrap();
+        let none = c.node_mounts_with(|_| false);
+        assert_eq!(none.logs_volume.as_deref(), Some("logs-data"));
+        assert_eq!(
+            none.certificates_host_path, None,
+            "upstream's default directory is absent here: nothing mounted"
+        );
+        assert!(!none.certificates_mounted());
+        let default = c.node_mounts_with(|p| p == Path::new(DEFAULT_CERTIFICATES_HOST_PATH));
+        assert_eq!(
+            default.certificates_host_path.as_deref(),
+            Some(Path::new(DEFAULT_CERTIFICATES_HOST_PATH)),
+            "upstream's default directory is mounted when it exists"
+        );
+        assert_eq!(default.presets_host_path, None, "presets are not mounted");
+
+        let c = config(&[
+            ("ORCHESTRATOR_LOGS_VOLUME", "game-logs"),
+            ("ORCHESTRATOR_CERTIFICATES_HOST_PATH", "/srv/certs"),
+        ])
+        .unwrap();
+        let set = c.node_mounts_with(|_| false);
+        assert_eq!(set.logs_volume.as_deref(), Some("game-logs"));
+        assert_eq!(
+            set.certificates_host_path.as_deref(),
+            Some(Path::new("/srv/certs")),
+            "a configured path is used as given"
+        );
+        let relative = config(&[("ORCHESTRATOR_CERTIFICATES_HOST_PATH", "certs")])
+            .unwrap()
+            .node_mounts_with(|_| false);
+        let path = relative.certificates_host_path.unwrap();
+        assert!(path.is_absolute() && path.ends_with("certs"), "{path:?}");
+        assert!(
+            error_of("ORCHESTRATOR_LOGS_VOLUME", " ")
+                .to_string()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn set_variables_without_effect_are_listed_and_unset_ones_are_not() {
+        assert!(config(&[]).unwrap().no_effect.is_empty());
+        assert_eq!(no_effect_line(&[]), None);
+        let c = config(&[
+            ("ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS", "20"),
+            ("ORCHESTRATOR_SECURE_WEBSOCKET", "false"),
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "30"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = c.no_effect.iter().map(|v| v.name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "ORCHESTRATOR_SECURE_WEBSOCKET",
+                "ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS"
+            ],
+            "in table order, only those set and without effect"
+        );
+        let every: Vec<(&str, &str)> = NO_EFFECT.iter().map(|v| (v.name, "1")).collect();
+        assert_eq!(config(&every).unwrap().no_effect, NO_EFFECT.to_vec());
+        let line = no_effect_line(&c.no_effect).unwrap();
+        assert!(line.contains("no effect"), "{line}");
+        for v in &c.no_effect {
+            assert!(line.contains(v.name) && line.contains(v.why), "{line}");
+        }
+    }
+
+    /// What `log_no_effect` writes under a subscriber capturing the output.
+    fn logged_at_start(c: &HostConfig) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || c.log_no_effect());
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_host_logs_one_line_for_variables_without_effect_only_when_set() {
+        let c = config(&[
+            ("ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES", "5"),
+            ("ORCHESTRATOR_HEARTBEAT_TTL_SECONDS", "60"),
+        ])
+        .unwrap();
+        let logged = logged_at_start(&c);
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(
+            logged.contains("ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES")
+                && logged.contains("ORCHESTRATOR_HEARTBEAT_TTL_SECONDS")
+                && logged.contains("accepted for compatibility"),
+            "{logged}"
+        );
+        let quiet = config(&[("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "30")]).unwrap();
+        assert_eq!(logged_at_start(&quiet), "", "nothing set without effect");
     }
 
     #[test]

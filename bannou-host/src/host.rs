@@ -263,6 +263,7 @@ impl ControlPlaneBuilder {
         let config = self.config;
         config.check_app_id()?;
         config.check_exposure()?;
+        config.log_no_effect();
         let clock = self.clock.unwrap_or_else(|| Arc::new(TokioClock::system()));
         let mut adapters = match self.adapters {
             Some(a) => a,

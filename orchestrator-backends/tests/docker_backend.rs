@@ -1,8 +1,9 @@
 //! The Docker backend against the local engine with our own image (skips without an
 //! engine unless `BANNOU_TEST_REQUIRE=docker`): the shared conformance suite; a node's life
 //! with replicas, restarts and both log streams, after which no container, network or
-//! volume of ours is left; prune that never touches an unlabelled container; and a node
-//! that exits at start reporting its state and last log lines.
+//! volume of ours is left; prune that never touches an unlabelled container; a node
+//! that exits at start reporting its state and last log lines; and a node mounting the logs
+//! volume (writable) and the certificates directory (read-only), as inspected.
 //!
 //! Every test uses its own network and app-id prefix and removes its objects even when it
 //! fails. Tests that prune (which is engine-wide by design) hold the lock exclusively.
@@ -19,6 +20,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
+use orchestrator_backends::containers::mounts::{CERTIFICATES_MOUNT, LOGS_MOUNT, NodeMounts};
 use orchestrator_backends::containers::testing::{
     docker_and_image, eventually, our_container_names, unique, with_cleanup,
 };
@@ -90,7 +92,7 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
     let volume = unique("bannou-logs");
     with_cleanup(&docker, &prefix, Some(&network), async {
         let mut cfg = config(&network);
-        cfg.logs_volume = Some(volume.clone());
+        cfg.mounts.logs_volume = Some(volume.clone());
         let b = DockerBackend::new(docker.clone(), cfg);
         let app = AppId::new(format!("{prefix}-node"));
         let mut node = NodeDeployment::new(app.clone(), "life", image.clone());
@@ -279,6 +281,108 @@ async fn a_node_lives_scales_restarts_logs_and_leaves_nothing_behind() {
     })
     .await;
     // The volume if an assertion failed before the prune.
+    let _ = docker
+        .remove_volume(
+            &volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_mounts_the_logs_volume_writable_and_the_certificates_read_only() {
+    let test = "a_node_mounts_the_logs_volume_writable_and_the_certificates_read_only";
+    let Some((docker, image)) = docker_and_image(test).await else {
+        return;
+    };
+    let _shared = PRUNE_LOCK.read().await;
+    let prefix = unique("mounts");
+    let network = unique("bannou_mounts");
+    let volume = unique("bannou-logs");
+    let certs = tempfile::tempdir().expect("a certificates directory");
+    std::fs::write(certs.path().join("ca.pem"), "not a real certificate\n").unwrap();
+    let certs_path = certs.path().canonicalize().unwrap();
+    with_cleanup(&docker, &prefix, Some(&network), async {
+        let mut cfg = config(&network);
+        cfg.mounts = NodeMounts {
+            logs_volume: Some(volume.clone()),
+            certificates_host_path: Some(certs_path.clone()),
+            presets_host_path: None,
+        };
+        let b = DockerBackend::new(docker.clone(), cfg.clone());
+        let app = AppId::new(format!("{prefix}-node"));
+        let mut node = NodeDeployment::new(app.clone(), "mounts", image.clone());
+        node.environment =
+            BTreeMap::from([("BANNOU_SERVICES_ENABLED".to_owned(), "false".to_owned())]);
+        let deployed = b.deploy_node(&node).await.expect("deploy");
+        let inspected = docker
+            .inspect_container(&deployed.backend_id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let mounts = inspected.mounts.clone().unwrap_or_default();
+        let at = |target: &str| {
+            mounts
+                .iter()
+                .find(|m| m.destination.as_deref() == Some(target))
+                .unwrap_or_else(|| panic!("a mount at {target} in {mounts:?}"))
+                .clone()
+        };
+        let logs = at(LOGS_MOUNT);
+        assert_eq!(logs.typ.as_deref(), Some("volume"), "{logs:?}");
+        assert_eq!(logs.name.as_deref(), Some(volume.as_str()), "{logs:?}");
+        assert_eq!(logs.rw, Some(true), "the logs volume is writable");
+        let certificates = at(CERTIFICATES_MOUNT);
+        assert_eq!(certificates.typ.as_deref(), Some("bind"), "{certificates:?}");
+        assert_eq!(
+            certificates.source.as_deref().map(std::path::PathBuf::from),
+            Some(certs_path.clone()),
+            "{certificates:?}"
+        );
+        assert_eq!(certificates.rw, Some(false), "certificates are read-only");
+        assert_eq!(mounts.len(), 2, "nothing else is mounted: {mounts:?}");
+        let env = inspected.config.unwrap().env.unwrap();
+        assert!(
+            env.contains(&"SSL_CERT_DIR=/certificates".to_owned()),
+            "{env:?}"
+        );
+        let labels = docker.inspect_volume(&volume).await.unwrap().labels;
+        assert_eq!(
+            labels.get("bannou.orchestrator-managed").map(String::as_str),
+            Some("true"),
+            "the logs volume we created is ours"
+        );
+        eventually("node running with its mounts", 100, || async {
+            b.status(&app).await.unwrap().status == ContainerStatusType::Running
+        })
+        .await;
+
+        // A certificates directory missing on the engine's machine is refused at deploy,
+        // with the engine's reason, instead of an empty directory created for it.
+        let missing = certs_path.join("missing");
+        let mut bad_cfg = cfg.clone();
+        bad_cfg.mounts.certificates_host_path = Some(missing.clone());
+        let bad = DockerBackend::new(docker.clone(), bad_cfg);
+        let mut other = node.clone();
+        other.app_id = AppId::new(format!("{prefix}-missing"));
+        let err = bad.deploy_node(&other).await.expect_err("missing bind source");
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "the error names the path: {err}"
+        );
+        assert!(!missing.exists(), "no directory was created for it");
+        b.teardown(
+            &app,
+            &TeardownOptions {
+                mode: TeardownMode::Force,
+                remove_volumes: false,
+                grace: Duration::ZERO,
+            },
+        )
+        .await
+        .expect("teardown");
+        println!("checked: {LOGS_MOUNT} <- volume {volume} (rw), {CERTIFICATES_MOUNT} <- {certs_path:?} (ro)");
+    })
+    .await;
     let _ = docker
         .remove_volume(
             &volume,

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
+use orchestrator_backends::containers::mounts::NodeMounts;
 use orchestrator_backends::containers::portainer::PortainerConfig;
 use orchestrator_core::AppId;
 use orchestrator_core::api::enums::CleanTarget;
@@ -190,12 +191,14 @@ impl DockerNodes {
         }
     }
 
-    /// The Docker settings of a host configuration: its network, image port and engine.
+    /// The Docker settings of a host configuration: its network, image port, engine and
+    /// the nodes' mounts ([`HostConfig::node_mounts`]: logs volume, certificates).
     pub fn docker_config(config: &HostConfig) -> DockerConfig {
         DockerConfig {
             docker_host: Some(config.docker_host.clone()).filter(|h| !h.trim().is_empty()),
             network: config.docker_network.clone(),
             node_port: config.default_service_port,
+            mounts: config.node_mounts(),
             ..DockerConfig::default()
         }
     }
@@ -213,7 +216,9 @@ impl DockerNodes {
     /// that is not `http(s)://host` fails here.
     ///
     /// The loopback-Redis rewrite to our network's gateway assumes Portainer drives this
-    /// machine's engine; for a remote engine set `ORCHESTRATOR_NODE_REDIS_URL`.
+    /// machine's engine; for a remote engine set `ORCHESTRATOR_NODE_REDIS_URL`. Nodes
+    /// mount nothing, as upstream's Portainer backend: the engine's machine is not known to
+    /// hold this host's paths.
     pub async fn connect_portainer(config: &HostConfig) -> Option<Result<Self, BackendError>> {
         let url = config.portainer_url.clone()?;
         let portainer = PortainerConfig {
@@ -224,7 +229,10 @@ impl DockerNodes {
                 .map(|k| k.expose().to_owned()),
             endpoint_id: config.portainer_endpoint_id,
             request_timeout: config.portainer_request_timeout,
-            docker: Self::docker_config(config),
+            docker: DockerConfig {
+                mounts: NodeMounts::default(),
+                ..Self::docker_config(config)
+            },
         };
         Some(
             DockerBackend::connect_portainer(portainer)
@@ -447,6 +455,32 @@ mod tests {
             Some("172.18.0.1:6455".parse().unwrap())
         );
         assert_eq!(ip_address("redis://bannou-redis:6379"), None);
+    }
+
+    #[tokio::test]
+    async fn docker_nodes_mount_the_configured_logs_volume_and_certificates_portainer_none() {
+        let config = HostConfig {
+            logs_volume_name: "game-logs".to_owned(),
+            certificates_host_path: Some("/srv/certs".into()),
+            portainer_url: Some("http://127.0.0.1:1".to_owned()),
+            ..HostConfig::default()
+        };
+        let docker = DockerNodes::docker_config(&config);
+        assert_eq!(docker.mounts, config.node_mounts());
+        assert_eq!(docker.mounts.logs_volume.as_deref(), Some("game-logs"));
+        assert_eq!(
+            docker.mounts.certificates_host_path.as_deref(),
+            Some(std::path::Path::new("/srv/certs"))
+        );
+        let portainer = DockerNodes::connect_portainer(&config)
+            .await
+            .expect("a Portainer URL is set")
+            .expect("a client");
+        assert_eq!(
+            portainer.inner().config().mounts,
+            NodeMounts::default(),
+            "Portainer nodes mount nothing, as upstream"
+        );
     }
 
     #[tokio::test]

@@ -46,11 +46,13 @@ impl std::fmt::Debug for SwarmNodes {
 }
 
 impl SwarmNodes {
-    /// A client of the engine `config` names; fails only when no client can be made.
+    /// A client of the engine `config` names, its tasks mounting what
+    /// [`HostConfig::node_mounts`] says; fails only when no client can be made.
     pub async fn connect(config: &HostConfig) -> Result<Self, BackendError> {
         let inner = SwarmBackend::connect(SwarmConfig {
             docker_host: Some(config.docker_host.clone()).filter(|h| !h.trim().is_empty()),
             node_port: config.default_service_port,
+            mounts: config.node_mounts(),
             ..SwarmConfig::default()
         })
         .await?;

@@ -31,7 +31,6 @@ pub mod model;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,11 +50,11 @@ use orchestrator_core::api::enums::{CleanTarget, ContainerStatusType};
 use orchestrator_core::events::BackendType;
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
-    Availability, BackendError, BackendOperation, CERTIFICATES_MOUNT, ContainerBackend,
-    ContainerInfo, ContainerStatusReport, DeployedNode, InfrastructureInfo, LogLine, LogQuery,
-    NodeDeployment, PruneFailure, PruneReport, PrunedItem, RestartOptions, RestartOutcome,
-    ScaleResult, TeardownOptions, TeardownResult, docker_injected_environment,
-    expand_clean_targets, is_infrastructure, labels,
+    Availability, BackendError, BackendOperation, ContainerBackend, ContainerInfo,
+    ContainerStatusReport, DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment,
+    PruneFailure, PruneReport, PrunedItem, RestartOptions, RestartOutcome, ScaleResult,
+    TeardownOptions, TeardownResult, docker_injected_environment, expand_clean_targets,
+    is_infrastructure, labels,
 };
 use orchestrator_core::time::Clock;
 use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
@@ -66,12 +65,9 @@ use self::model::{
     map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
 };
 use super::image::IMAGE_MANAGED_LABEL;
+use super::mounts::NodeMounts;
 use super::portainer::PortainerApi;
 
-/// Where presets are mounted in a node (docs/COMPATIBILITY.md#docker-compose-backend).
-pub const PRESETS_MOUNT: &str = "/app/provisioning/orchestrator/presets";
-/// Where the logs volume is mounted in a node (docs/COMPATIBILITY.md#docker-compose-backend).
-pub const LOGS_MOUNT: &str = "/app/logs";
 /// The variable that sets a node's listen address (`bannou-host serve` reads it; a plain
 /// node needs no API token to listen beyond loopback); we set `0.0.0.0:{node_port}`.
 pub const LISTEN_VARIABLE: &str = "ORCHESTRATOR_LISTEN";
@@ -95,14 +91,9 @@ pub struct DockerConfig {
     /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`;
     /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`, default 80).
     pub node_port: u16,
-    /// Named volume mounted at `/app/logs` (docs/COMPATIBILITY.md#docker-compose-backend
-    /// `logs-data`); created with our labels when missing. `None` mounts nothing (our nodes
-    /// write no log files).
-    pub logs_volume: Option<String>,
-    /// Host directory mounted read-only at `/certificates` (sets `SSL_CERT_DIR`).
-    pub certificates_host_path: Option<PathBuf>,
-    /// Host directory mounted read-only at [`PRESETS_MOUNT`].
-    pub presets_host_path: Option<PathBuf>,
+    /// What every node's container mounts (logs volume, certificates, presets; see
+    /// [`NodeMounts`]). A logs volume is created with our label when missing.
+    pub mounts: NodeMounts,
     /// Extra `/etc/hosts` entries, Docker syntax `name:ip` (e.g. `bannou:172.18.0.1` when
     /// the control plane runs on the host, reachable at our network's gateway).
     pub extra_hosts: Vec<String>,
@@ -124,9 +115,7 @@ impl Default for DockerConfig {
             compose_project: "bannou".to_owned(),
             orchestrator_app_id: AppId::control_plane(),
             node_port: 80,
-            logs_volume: None,
-            certificates_host_path: None,
-            presets_host_path: None,
+            mounts: NodeMounts::default(),
             extra_hosts: Vec::new(),
             extra_environment: BTreeMap::new(),
             replace_grace: Duration::from_secs(10),
@@ -346,7 +335,7 @@ impl DockerBackend {
             node,
             &self.config.orchestrator_app_id,
             self.config.node_port,
-            self.config.certificates_host_path.is_some(),
+            self.config.mounts.certificates_mounted(),
             &self.config.extra_environment,
         )
     }
@@ -414,7 +403,7 @@ impl DockerBackend {
     }
 
     async fn ensure_logs_volume(&self) -> Result<(), BackendError> {
-        let Some(name) = &self.config.logs_volume else {
+        let Some(name) = &self.config.mounts.logs_volume else {
             return Ok(());
         };
         match self.docker.inspect_volume(name).await {
@@ -533,21 +522,12 @@ impl DockerBackend {
 
     /// The create body of replica `replica` of `node`.
     fn create_body(&self, node: &NodeDeployment, replica: u32) -> ContainerCreateBody {
-        let mut binds = Vec::new();
-        if let Some(p) = &self.config.certificates_host_path {
-            binds.push(format!("{}:{CERTIFICATES_MOUNT}:ro", p.display()));
-        }
-        if let Some(p) = &self.config.presets_host_path {
-            binds.push(format!("{}:{PRESETS_MOUNT}:ro", p.display()));
-        }
-        if let Some(v) = &self.config.logs_volume {
-            binds.push(format!("{v}:{LOGS_MOUNT}"));
-        }
+        let mounts = self.config.mounts.mounts();
         let limits = node.resources.unwrap_or_default();
         let host_config = HostConfig {
             restart_policy: Some(docker_restart_policy(node.restart_policy)),
             network_mode: Some(self.config.network.clone()),
-            binds: (!binds.is_empty()).then_some(binds),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             extra_hosts: (!self.config.extra_hosts.is_empty())
                 .then(|| self.config.extra_hosts.clone()),
             nano_cpus: limits.cpu_millis.map(|m| i64::from(m) * 1_000_000),
@@ -1308,8 +1288,11 @@ mod tests {
     fn create_body_names_labels_network_and_limits() {
         let config = DockerConfig {
             network: "bannou_test".into(),
-            logs_volume: Some("logs-data".into()),
-            certificates_host_path: Some("/certs".into()),
+            mounts: NodeMounts {
+                logs_volume: Some("logs-data".into()),
+                certificates_host_path: Some("/certs".into()),
+                presets_host_path: None,
+            },
             extra_hosts: vec!["bannou:172.18.0.1".into()],
             ..DockerConfig::default()
         };
@@ -1335,12 +1318,12 @@ mod tests {
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(
-            host.binds.as_ref().unwrap(),
-            &vec![
-                "/certs:/certificates:ro".to_owned(),
-                "logs-data:/app/logs".to_owned()
-            ]
+            host.mounts.as_ref().unwrap(),
+            &b.config().mounts.mounts(),
+            "the shared mount list"
         );
+        assert_eq!(host.mounts.as_ref().unwrap().len(), 2);
+        assert!(host.binds.is_none(), "no legacy binds");
         assert_eq!(host.extra_hosts.as_ref().unwrap()[0], "bannou:172.18.0.1");
         let endpoints = body
             .networking_config

@@ -11,6 +11,8 @@
 //!   scale, rolling restart, service logs, and prune limited to our label. It shares the
 //!   standalone backend's naming, environment layering, log reader and label-limited engine
 //!   prune.
+//! - [`mounts`]: the mounts of a node's container on both Docker-engine backends (logs
+//!   volume, certificates, presets), built once for both.
 //! - `testing` (feature `testkit`): the test image built once per process, unique names
 //!   and cleanup for tests against the local engine.
 //!
@@ -27,6 +29,7 @@
 pub mod docker;
 pub mod image;
 pub mod kubernetes;
+pub mod mounts;
 pub mod portainer;
 pub mod swarm;
 #[cfg(feature = "testkit")]

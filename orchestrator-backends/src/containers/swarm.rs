@@ -24,6 +24,8 @@
 //!   docs/COMPATIBILITY.md#backend-injected-variables, so nodes on Swarm also import the
 //!   control plane's mappings; upstream's junk `{SERVICENAME}_SERVICE_ENABLED` is not
 //!   added).
+//! - **Mounts**: the standalone backend's ([`NodeMounts`]: logs volume, certificates
+//!   read-only); upstream's Swarm backend mounts nothing.
 //! - **Local images**: with [`SwarmConfig::pin_local_image`] (the default) the image must
 //!   exist on this engine and the service runs it by id (`sha256:…`): Swarm then neither
 //!   asks a registry nor tries to pull (our engines cannot). The name the caller gave is kept
@@ -86,6 +88,7 @@ use super::docker::{
     NetworkInfo, SystemClock, is_status, layered_environment, map_err, prune_engine_target,
     shared_labels,
 };
+use super::mounts::NodeMounts;
 
 /// Settings of the Swarm backend. `Default` gives network `bannou_swarm`, port 80, a 10 s
 /// stop grace (upstream's stop timeout) and pinned local images.
@@ -102,6 +105,10 @@ pub struct SwarmConfig {
     pub orchestrator_app_id: AppId,
     /// Port nodes listen on inside their container (`ORCHESTRATOR_LISTEN=0.0.0.0:{port}`).
     pub node_port: u16,
+    /// What every task's container mounts, as on standalone Docker ([`NodeMounts`]): bind
+    /// sources must exist on every Swarm node; a logs volume is created on each node, with
+    /// our label, when missing.
+    pub mounts: NodeMounts,
     /// Extra `/etc/hosts` entries, Docker syntax `name:ip` (written in Swarm's `ip name`).
     pub extra_hosts: Vec<String>,
     /// Variables every node gets above the injected ones and below its own (e.g. the Redis
@@ -125,6 +132,7 @@ impl Default for SwarmConfig {
             network: "bannou_swarm".to_owned(),
             orchestrator_app_id: AppId::control_plane(),
             node_port: 80,
+            mounts: NodeMounts::default(),
             extra_hosts: Vec::new(),
             extra_environment: BTreeMap::new(),
             stop_grace: Duration::from_secs(10),
@@ -203,7 +211,7 @@ impl SwarmBackend {
             node,
             &self.config.orchestrator_app_id,
             self.config.node_port,
-            false,
+            self.config.mounts.certificates_mounted(),
             &self.config.extra_environment,
         )
     }
@@ -677,6 +685,7 @@ impl ContainerBackend for SwarmBackend {
 
         let environment = self.node_environment(node);
         let hosts = swarm_hosts(&self.config.extra_hosts);
+        let mounts = self.config.mounts.mounts();
         let spec_with = |force_update: u64| {
             service_spec(
                 node,
@@ -686,6 +695,7 @@ impl ContainerBackend for SwarmBackend {
                     environment: &environment,
                     network: &network.id,
                     hosts: &hosts,
+                    mounts: &mounts,
                     stop_grace: self.config.stop_grace,
                     replicas,
                     force_update,
@@ -967,6 +977,19 @@ mod tests {
         assert!(
             !env.keys().any(|k| k.contains('-')),
             "no upstream junk keys"
+        );
+        assert!(!env.contains_key("SSL_CERT_DIR"), "no certificates mounted");
+        let with_certs = backend(SwarmConfig {
+            mounts: NodeMounts {
+                certificates_host_path: Some("/srv/certs".into()),
+                ..NodeMounts::default()
+            },
+            ..SwarmConfig::default()
+        });
+        assert_eq!(
+            with_certs.node_environment(&node)["SSL_CERT_DIR"],
+            "/certificates",
+            "the variable points at the mounted certificates"
         );
     }
 

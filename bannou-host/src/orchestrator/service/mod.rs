@@ -146,8 +146,6 @@ pub struct ServiceSettings {
     pub degradation_threshold: Duration,
     /// `RoutingTtlSeconds` (300 s).
     pub routing_ttl: Duration,
-    /// `HeartbeatTtlSeconds` (90 s).
-    pub heartbeat_ttl: Duration,
     /// `ConfigHistoryTtlDays` (30 days).
     pub config_history_ttl: Duration,
     /// `RestartTimeoutSeconds` (120 s).
@@ -156,6 +154,10 @@ pub struct ServiceSettings {
     pub health_check_interval: Duration,
     /// `DefaultWaitBeforeKillSeconds` (30 s).
     pub default_wait_before_kill: Duration,
+    /// `ContainerStatusPollIntervalSeconds` (2 s): while a deploy waits for a wave's
+    /// heartbeats, how often it asks the backend whether a pending node's container is
+    /// still there (a node that exits at start fails its wave at the next look).
+    pub container_status_poll_interval: Duration,
     /// `DefaultServicePort` (80).
     pub default_service_port: u16,
     /// `DockerImageName` (`bannou:latest`): the image of every node.
@@ -182,11 +184,11 @@ impl Default for ServiceSettings {
             deploy_parallelism: 8,
             degradation_threshold: Duration::from_secs(5 * 60),
             routing_ttl: Duration::from_secs(300),
-            heartbeat_ttl: Duration::from_secs(90),
             config_history_ttl: Duration::from_secs(30 * 86_400),
             restart_timeout: Duration::from_secs(120),
             health_check_interval: Duration::from_millis(2000),
             default_wait_before_kill: Duration::from_secs(30),
+            container_status_poll_interval: Duration::from_secs(2),
             default_service_port: 80,
             image: "bannou:latest".to_owned(),
             orphan_threshold: Duration::from_secs(24 * 3600),

@@ -28,10 +28,6 @@ use super::deploy_support::{config_nodes, route_to};
 /// few heartbeats.
 const HEALTH_POLL: Duration = Duration::from_millis(20);
 
-/// How often the health wait asks the backend whether a pending node's process is still
-/// there: a node that exits at start fails its wave at once instead of at the timeout.
-const EXIT_CHECK: Duration = Duration::from_secs(1);
-
 /// How many of a failed node's last log lines its failure message carries.
 pub(super) const FAILURE_LOG_LINES: u32 = 20;
 
@@ -369,7 +365,10 @@ impl OrchestratorService {
         let timeout = self.deps.settings.wave_timeout;
         let started = tokio::time::Instant::now();
         let deadline = started + timeout;
-        let mut next_exit_check = started + EXIT_CHECK;
+        // How often the backend is asked whether a pending node's process is still there:
+        // a node that exits at start fails its wave then instead of at the timeout.
+        let exit_check = self.deps.settings.container_status_poll_interval;
+        let mut next_exit_check = started + exit_check;
         let by_name = |name: &str| targets.iter().find(|t| t.name == name);
         loop {
             let pending = self.unhealthy(targets);
@@ -378,7 +377,7 @@ impl OrchestratorService {
             }
             let now = tokio::time::Instant::now();
             if now >= next_exit_check {
-                next_exit_check = now + EXIT_CHECK;
+                next_exit_check = now + exit_check;
                 let mut exited = Vec::new();
                 for (name, _) in &pending {
                     let Some(target) = by_name(name) else {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
-    Limit, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    Limit, Mount, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
@@ -275,7 +275,7 @@ fn limits(resources: Option<ResourceLimits>) -> Option<TaskSpecResources> {
 }
 
 /// Everything [`service_spec`] needs besides the node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpecInputs<'a> {
     /// Service name (`bannou-{serviceName}-{appId}`).
     pub name: &'a str,
@@ -287,6 +287,8 @@ pub struct SpecInputs<'a> {
     pub network: &'a str,
     /// `/etc/hosts` entries in Swarm syntax.
     pub hosts: &'a [String],
+    /// The container's mounts (`NodeMounts::mounts` of the `mounts` module).
+    pub mounts: &'a [Mount],
     /// Stop grace period of the tasks.
     pub stop_grace: Duration,
     /// Replicas.
@@ -319,6 +321,7 @@ pub fn service_spec(node: &NodeDeployment, inputs: &SpecInputs<'_>) -> ServiceSp
             inputs.environment,
         )),
         hosts: (!inputs.hosts.is_empty()).then(|| inputs.hosts.to_vec()),
+        mounts: (!inputs.mounts.is_empty()).then(|| inputs.mounts.to_vec()),
         stop_grace_period: Some(nanos(inputs.stop_grace)),
         ..Default::default()
     };
@@ -420,7 +423,7 @@ pub fn shown_image(spec: &ServiceSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ObjectVersion, TaskStatus};
+    use bollard::models::{MountType, ObjectVersion, TaskStatus};
 
     fn task(id: &str, slot: i64, created: &str, state: TaskState, desired: TaskState) -> Task {
         Task {
@@ -539,6 +542,12 @@ mod tests {
         });
         let env = BTreeMap::from([("A".to_owned(), "1".to_owned())]);
         let hosts = swarm_hosts(&["bannou:10.0.0.1".to_owned()]);
+        let mounts = crate::containers::mounts::NodeMounts {
+            logs_volume: Some("logs-data".into()),
+            certificates_host_path: Some("/srv/certs".into()),
+            presets_host_path: None,
+        }
+        .mounts();
         let spec = service_spec(
             &node,
             &SpecInputs {
@@ -547,6 +556,7 @@ mod tests {
                 environment: &env,
                 network: "netid",
                 hosts: &hosts,
+                mounts: &mounts,
                 stop_grace: Duration::from_secs(2),
                 replicas: 3,
                 force_update: 7,
@@ -574,6 +584,28 @@ mod tests {
             &vec!["10.0.0.1 bannou".to_owned()]
         );
         assert_eq!(c.stop_grace_period, Some(2_000_000_000));
+        let got: Vec<_> = c
+            .mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m.typ.unwrap(),
+                    m.source.as_deref().unwrap(),
+                    m.target.as_deref().unwrap(),
+                    m.read_only,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (MountType::BIND, "/srv/certs", "/certificates", Some(true)),
+                (MountType::VOLUME, "logs-data", "/app/logs", Some(false)),
+            ],
+            "the task mounts the certificates read-only and the logs volume writable"
+        );
         let net = &t.networks.as_ref().unwrap()[0];
         assert_eq!(net.target.as_deref(), Some("netid"));
         assert_eq!(
@@ -603,6 +635,7 @@ mod tests {
                 environment: &env,
                 network: "n",
                 hosts: &[],
+                mounts: &[],
                 stop_grace: Duration::ZERO,
                 replicas: 1,
                 force_update: 4,
@@ -613,6 +646,8 @@ mod tests {
         spec.labels.as_mut().unwrap().remove(IMAGE_LABEL);
         assert_eq!(shown_image(&spec), "img");
         assert!(spec.task_template.as_ref().unwrap().resources.is_none());
+        let container = spec.task_template.as_ref().unwrap().container_spec.as_ref();
+        assert!(container.unwrap().mounts.is_none(), "no mounts asked, none");
     }
 
     #[test]

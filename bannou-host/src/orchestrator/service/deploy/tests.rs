@@ -925,3 +925,34 @@ async fn a_deploy_cut_off_mid_wave_is_reverted_by_reconciliation() {
         None
     );
 }
+
+/// `ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS` paces the wave wait's look at the
+/// backend: a node that never heartbeats is asked about every interval until the timeout.
+#[tokio::test(start_paused = true)]
+async fn the_wave_wait_asks_the_backend_once_per_container_status_poll_interval() {
+    let mut counts = Vec::new();
+    for every in [Duration::from_secs(1), Duration::from_secs(3)] {
+        let world = World::with_settings(|s| {
+            s.wave_timeout = Duration::from_secs(12);
+            s.container_status_poll_interval = every;
+        })
+        .await;
+        world.auto_heartbeats(Duration::from_millis(100));
+        world.silenced.lock().unwrap().insert("quiet".to_owned());
+        let reply = world
+            .service
+            .deploy(topology(vec![node("quiet", &["auth"])]))
+            .await
+            .unwrap();
+        assert_ne!(reply.status, 200, "the silent node fails its wave");
+        let asked = world
+            .backend
+            .calls_of(BackendOperation::Status)
+            .iter()
+            .filter(|c| c.app_id().is_some_and(|a| a.as_str() == "quiet"))
+            .count();
+        counts.push(asked);
+    }
+    assert!((10..=13).contains(&counts[0]), "every second: {counts:?}");
+    assert!((3..=5).contains(&counts[1]), "every 3 s: {counts:?}");
+}
