@@ -56,6 +56,7 @@ use tower::ServiceExt;
 use crate::api::{self, ApiAuth};
 use crate::clock::TokioClock;
 use crate::config::{ConfigError, HostConfig, check_app_id};
+use crate::metrics::Metrics;
 use crate::orchestrator::heartbeats::{
     HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
 };
@@ -219,6 +220,7 @@ impl ControlPlane {
             adapters: None,
             bus: None,
             clock: None,
+            metrics: None,
         }
     }
 }
@@ -230,6 +232,7 @@ pub struct ControlPlaneBuilder {
     adapters: Option<Adapters>,
     bus: Option<Arc<dyn EventBus>>,
     clock: Option<Arc<dyn Clock>>,
+    metrics: Option<Metrics>,
 }
 
 impl ControlPlaneBuilder {
@@ -255,6 +258,12 @@ impl ControlPlaneBuilder {
     /// Use this clock (default: [`TokioClock::system`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Count into `metrics` (default: a registry of its own, served at `GET /metrics`).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -323,12 +332,18 @@ impl ControlPlaneBuilder {
             )
             .with_leadership(leader.subscribe()),
         );
-        let scaler = Arc::new(PoolScaler::new(
-            adapters.leases.clone(),
-            pool_backend,
-            clock.clone(),
-            config.scaler_config(),
-        ));
+        let metrics = self.metrics.unwrap_or_else(Metrics::control_plane);
+        metrics.observe_health(health.clone(), clock.clone());
+        metrics.observe_leadership(leader.subscribe());
+        let scaler = Arc::new(
+            PoolScaler::new(
+                adapters.leases.clone(),
+                pool_backend,
+                clock.clone(),
+                config.scaler_config(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let reaper = Arc::new(
             LeaseReaper::new(
                 adapters.leases.clone(),
@@ -336,12 +351,14 @@ impl ControlPlaneBuilder {
                 clock.clone(),
                 config.lease_cleanup_interval,
             )
-            .with_scaler(scaler.clone()),
+            .with_scaler(scaler.clone())
+            .with_metrics(metrics.clone()),
         );
         let pipeline = Arc::new(
             HeartbeatPipeline::new(health.clone(), clock.clone(), config.default_service_port)
                 .with_broadcaster(broadcaster.clone())
-                .with_worker_promotion(adapters.leases.clone()),
+                .with_worker_promotion(adapters.leases.clone())
+                .with_metrics(metrics.clone()),
         );
         let service = OrchestratorService::new(ServiceDeps {
             store: adapters.store.clone(),
@@ -355,7 +372,8 @@ impl ControlPlaneBuilder {
             reaper: reaper.clone(),
             leader: leader.clone(),
             settings: config.service_settings(),
-        });
+        })
+        .with_metrics(metrics.clone());
         let router = api::router(service.clone(), ApiAuth::from_config(&config));
 
         let (shutdown, _) = watch::channel(false);
@@ -418,9 +436,19 @@ impl ControlPlaneBuilder {
                 store_status.clone(),
                 shutdown.subscribe(),
             );
-            let every = config.heartbeat_interval;
+            let (every, metrics) = (config.heartbeat_interval, metrics.clone());
             tokio::spawn(async move {
-                monitor_store(store, status, every, rx).await;
+                monitor_store(store, status, every, metrics, rx).await;
+                Ok(())
+            })
+        }));
+        tasks.push(("metrics", {
+            // What has no hook of its own: leadership changes, mappings published, restarts.
+            let (bus, leads) = (adapters.bus.clone(), leader.subscribe());
+            let (rx1, rx2) = (shutdown.subscribe(), shutdown.subscribe());
+            let (m1, m2) = (metrics.clone(), metrics.clone());
+            tokio::spawn(async move {
+                tokio::join!(m1.follow_leadership(leads, rx1), m2.follow_bus(bus, rx2));
                 Ok(())
             })
         }));
@@ -508,7 +536,7 @@ async fn reconcile_while(
     loop {
         let swept = tokio::select! {
             _ = stopped(&mut pause) => return,
-            outcome = service.reconcile(first, grace) => match outcome {
+            outcome = service.reconcile(first, grace) => match service.metrics().reconcile_swept(outcome, |e| e.status) {
                 Ok(sweep) if sweep.is_quiet() => {
                     tracing::debug!(adopted = sweep.adopted.len(), "reconciled: nothing to do");
                     true
@@ -558,6 +586,7 @@ async fn monitor_store(
     status: Arc<StoreStatus>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
+    metrics: Metrics,
 ) {
     loop {
         tokio::select! {
@@ -572,6 +601,7 @@ async fn monitor_store(
             };
         if let Some(e) = &result {
             tracing::warn!(error = %e, "state store does not answer");
+            metrics.store_error();
         }
         status.record(result);
     }
@@ -868,7 +898,11 @@ impl Plugin for OrchestratorPlugin {
 
     fn routes(&self) -> Router {
         let cell = self.router.clone();
-        let delegate = move |request: Request| {
+        let delegate = move |mut request: Request| {
+            // The API's own router names the route (its metrics label), not the node's.
+            request
+                .extensions_mut()
+                .remove::<axum::extract::MatchedPath>();
             let cell = cell.clone();
             async move {
                 let router = cell.read().unwrap_or_else(PoisonError::into_inner).clone();

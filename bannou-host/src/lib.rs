@@ -11,6 +11,7 @@
 //! - [`host`]: the control plane assembled from [`config`] (adapters, loops, the
 //!   orchestrator plugin); [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`backends`]: the in-process container backend (the embedded default).
+//! - [`metrics`]: the Prometheus registry behind every node's `GET /metrics`.
 //! - [`client`]: the typed HTTP client; [`cli`]: the command line.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod host;
 pub mod mesh;
+pub mod metrics;
 pub mod orchestrator;
 pub mod plugins;
 pub mod server;

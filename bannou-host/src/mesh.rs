@@ -261,6 +261,7 @@ pub struct MeshClient {
     directory: Arc<dyn EndpointDirectory>,
     http: reqwest::Client,
     timeout: Duration,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for MeshClient {
@@ -294,7 +295,14 @@ impl MeshClient {
             directory,
             http,
             timeout: Self::DEFAULT_TIMEOUT,
+            metrics: None,
         })
+    }
+
+    /// Counts every call by outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sets the per-call timeout.
@@ -343,6 +351,18 @@ impl MeshClient {
     /// `path` starts with `/` and may carry a query. Any HTTP status is an answer; only
     /// transport failures are errors.
     pub async fn get(&self, service: &str, path: &str) -> Result<MeshResponse, MeshError> {
+        let answer = self.get_uncounted(service, path).await;
+        if let Some(m) = &self.metrics {
+            m.mesh_call(match &answer {
+                Ok(_) => "ok",
+                Err(MeshError::SelfRoute { .. } | MeshError::NoEndpoint { .. }) => "unroutable",
+                Err(_) => "failed",
+            });
+        }
+        answer
+    }
+
+    async fn get_uncounted(&self, service: &str, path: &str) -> Result<MeshResponse, MeshError> {
         let (app_id, base) = self.endpoint(service)?;
         let url = format!("{base}{path}");
         let http_error = |source| MeshError::Http {

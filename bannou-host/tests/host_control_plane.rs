@@ -35,13 +35,14 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 8] = [
+const ALL_TASKS: [&str; 9] = [
     "heartbeat-pipeline",
     "mappings-broadcaster",
     "pool-scaler",
     "lease-reaper",
     "reconciler",
     "store-monitor",
+    "metrics",
     "http",
     "leader-elector",
 ];

@@ -1,4 +1,4 @@
-//! The orchestrator's HTTP API (axum): the 22 `POST /orchestrator/...` endpoints of 
+//! The orchestrator's HTTP API (axum): the 22 `POST /orchestrator/...` endpoints of
 //! docs/COMPATIBILITY.md#endpoints, `GET /health`, and the OpenAPI document (`GET /openapi.json`,
 //! `GET /openapi.yaml`).
 //!
@@ -80,16 +80,19 @@ pub fn endpoint_paths() -> Vec<&'static str> {
     endpoints().into_iter().map(|(path, _)| path).collect()
 }
 
-/// Every path the bearer token protects: the endpoints and the OpenAPI document.
+/// Every path the bearer token protects: the endpoints, the OpenAPI document and the
+/// metrics.
 pub fn protected_paths() -> Vec<&'static str> {
     let mut paths = endpoint_paths();
-    paths.extend([openapi::JSON_PATH, openapi::YAML_PATH]);
+    paths.extend([openapi::JSON_PATH, openapi::YAML_PATH, crate::metrics::PATH]);
     paths
 }
 
-/// The API over `service`: the endpoints and the OpenAPI document behind `auth`, plus
-/// the unauthenticated `GET /health`, with request tracing.
+/// The API over `service`: the endpoints, the OpenAPI document and `GET /metrics`
+/// (the service's registry) behind `auth`, plus the unauthenticated `GET /health`, with
+/// request tracing and every request counted in the metrics.
 pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
+    let metrics = service.metrics().clone();
     let mut protected = Router::new();
     for (path, handler) in endpoints() {
         protected = protected.route(path, handler);
@@ -97,6 +100,10 @@ pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
     let protected = protected
         .route(openapi::JSON_PATH, get(openapi::serve_json))
         .route(openapi::YAML_PATH, get(openapi::serve_yaml))
+        .route(
+            crate::metrics::PATH,
+            get(crate::metrics::serve).with_state(metrics.clone()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_bearer,
@@ -105,6 +112,10 @@ pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
         .merge(protected)
         .route(liveness::PATH, get(liveness::health))
         .with_state(service)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 

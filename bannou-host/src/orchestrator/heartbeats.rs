@@ -118,6 +118,7 @@ pub struct HeartbeatPipeline {
     broadcaster: Option<Arc<MappingsBroadcaster>>,
     promotions: Option<mpsc::Sender<(PoolType, AppId)>>,
     stats: PipelineStats,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl HeartbeatPipeline {
@@ -131,7 +132,14 @@ impl HeartbeatPipeline {
             broadcaster: None,
             promotions: None,
             stats: PipelineStats::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts ingested heartbeats (and their lag, and each node's last beat) in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Routes created by heartbeats are broadcast at once through `broadcaster` (D11).
@@ -197,6 +205,10 @@ impl HeartbeatPipeline {
                     .created
                     .len() as u64;
             }
+        }
+        if let Some(m) = &self.metrics {
+            let nodes = batch.iter().map(Borrow::borrow);
+            m.heartbeats_ingested(nodes.filter(|hb| !hb.app_id.is_control_plane()), now);
         }
         if ignored > 0 {
             self.stats.ignored.fetch_add(ignored, Ordering::Relaxed);
@@ -287,6 +299,9 @@ impl HeartbeatPipeline {
 
     /// Counts and logs a non-heartbeat item of the subscription (neither ends it).
     pub fn note_stream_error(&self, error: EventStreamError) {
+        if let Some(m) = &self.metrics {
+            m.stream_error(&error);
+        }
         match error {
             EventStreamError::Malformed(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);

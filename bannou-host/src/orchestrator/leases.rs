@@ -33,6 +33,7 @@ pub struct LeaseReaper {
     next_pass: AtomicI64,
     passes: AtomicU64,
     reclaimed: AtomicU64,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// What a reaper has done since it was built.
@@ -62,7 +63,14 @@ impl LeaseReaper {
             next_pass: AtomicI64::new(0),
             passes: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            metrics: None,
         }
+    }
+
+    /// Counts reclaimed leases into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Wakes `scaler` after reclaiming, so freed capacity is re-evaluated at once.
@@ -109,6 +117,9 @@ impl LeaseReaper {
                 if let Err(e) = self.bus.publish_event(&event).await {
                     tracing::warn!(error = %e, lease = %lease.lease_id, "could not publish the release of an expired lease");
                 }
+            }
+            if let Some(m) = &self.metrics {
+                m.leases_reclaimed(pool.as_str(), leases.len());
             }
             reclaimed.extend(leases);
             if let Some(earliest) = self.store.next_expiry(&pool).await? {

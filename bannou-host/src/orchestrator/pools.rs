@@ -181,6 +181,7 @@ pub struct PoolScaler {
     wake: Notify,
     /// Periodic passes over every pool so far.
     periodic_passes: AtomicU64,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl PoolScaler {
@@ -199,7 +200,14 @@ impl PoolScaler {
             policies: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             periodic_passes: AtomicU64::new(0),
+            metrics: None,
         }
+    }
+
+    /// Records each pool's load (as its passes read it) and each scaling step in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Stores a pool's configuration and starts its `minInstances` workers.
@@ -245,6 +253,9 @@ impl PoolScaler {
     pub async fn evaluate(&self, pool: &PoolType) -> Result<ScaleReport, ScaleError> {
         let now = self.clock.now();
         let status = self.store.status(pool, now).await?;
+        if let Some(m) = &self.metrics {
+            m.pool_load(pool.as_str(), &status.load);
+        }
         let decision = if self.config.autoscale {
             self.policy(pool, |p| p.evaluate(&status, now))
         } else {
@@ -327,6 +338,14 @@ impl PoolScaler {
         }
         for id in &decision.drain {
             self.drain_worker(config.pool_type(), id, &mut report).await;
+        }
+        if let Some(m) = &self.metrics {
+            m.pool_scaled(
+                config.pool_type().as_str(),
+                report.reason,
+                report.started.len(),
+                report.removed.len() + report.draining.len(),
+            );
         }
         report
     }

@@ -117,6 +117,7 @@ pub struct HeartbeatEmitter {
     dropped: AtomicU64,
     /// Whether the last beat could not be published.
     failing: AtomicBool,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for HeartbeatEmitter {
@@ -158,6 +159,7 @@ impl HeartbeatEmitter {
             log: None,
             dropped: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            metrics: None,
         }
     }
 
@@ -188,6 +190,12 @@ impl HeartbeatEmitter {
     /// Writes publish failures to `log`.
     pub fn with_log(mut self, log: NodeLog) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// Counts published and failed beats in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -288,7 +296,11 @@ impl HeartbeatEmitter {
     pub async fn beat(&self, shutting_down: bool) -> HealthSnapshot {
         let snapshot = self.snapshot();
         let event = self.compose(&snapshot, shutting_down);
-        match self.bus.publish_event(&event).await {
+        let published = self.bus.publish_event(&event).await;
+        if let Some(m) = &self.metrics {
+            m.heartbeat_sent(published.is_ok());
+        }
+        match published {
             Err(e) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if !self.failing.swap(true, Ordering::Relaxed) {

@@ -392,7 +392,10 @@ impl Node {
         // Routing: subscribe before anything else so no broadcast is missed.
         let (writer, reader) = MeshResolver::new();
         let mappings = bus.subscribe_events::<FullServiceMappingsEvent>().await?;
-        let mesh = MeshClient::new(app_id.clone(), reader.clone(), directory)?;
+        let metrics = crate::metrics::Metrics::node();
+        metrics.observe_mesh(reader.clone());
+        let mesh = MeshClient::new(app_id.clone(), reader.clone(), directory)?
+            .with_metrics(metrics.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| NodeError::Bind {
@@ -431,7 +434,7 @@ impl Node {
         let (stop_server, server_rx) = watch::channel(false);
         let follower = tasks.spawn(follow_subscription(mappings, writer, server_rx.clone()));
         let capacity = CapacityGauge::new(config.max_connections);
-        let router = build_router(&plugins, extra_routes, &mesh, &log, &capacity);
+        let router = build_router(&plugins, extra_routes, &mesh, &log, &capacity, &metrics);
         let server = {
             let mut rx = server_rx;
             let log = log.clone();
@@ -461,7 +464,8 @@ impl Node {
                 .with_interval(interval)
                 .with_signal(signal.clone())
                 .with_capacity(capacity.clone())
-                .with_log(log.clone());
+                .with_log(log.clone())
+                .with_metrics(metrics.clone());
                 let first = emitter.beat(false).await;
                 Some(tasks.spawn(emitter.run(first, emitter_rx)))
             }
@@ -649,10 +653,21 @@ fn build_router(
     mesh: &MeshClient,
     log: &NodeLog,
     capacity: &CapacityGauge,
+    metrics: &crate::metrics::Metrics,
 ) -> axum::Router {
     let mut router = axum::Router::new();
     for plugin in plugins {
         router = router.merge(plugin.routes());
+    }
+    // The control plane serves its own registry (behind the API token) at the same path.
+    if !plugins
+        .iter()
+        .any(|p| p.name() == crate::host::OrchestratorPlugin::NAME)
+    {
+        router = router.route(
+            crate::metrics::PATH,
+            get(crate::metrics::serve).with_state(metrics.clone()),
+        );
     }
     if let Some(extra) = extra_routes {
         router = router.merge(extra);

@@ -51,6 +51,7 @@ impl OrchestratorService {
     /// before anything was touched; 409 while another deployment runs; 503 on a replica
     /// that does not lead (lifecycle operations run on the leader).
     pub async fn deploy(&self, request: DeployRequest) -> ServiceResult<DeployResponse> {
+        let begun = tokio::time::Instant::now();
         let deployment_id = Uuid::new_v4().to_string();
         let announced = request
             .backend
@@ -62,6 +63,8 @@ impl OrchestratorService {
         self.publish_deployment(started).await;
 
         let result = self.deploy_checked(&request, &deployment_id).await;
+        self.metrics
+            .deploy_answered(&request, &result, announced, begun);
         if let Err(refused) = &result {
             // Unlike upstream, a refused request does not leave its `started` event
             // without an end.

@@ -237,6 +237,8 @@ pub struct OrchestratorService {
     sweeping: Arc<std::sync::atomic::AtomicBool>,
 }
 
+    /// Where deploys, waves, acquires and releases are counted (`crate::metrics`).
+    metrics: crate::metrics::Metrics,
 impl OrchestratorService {
     /// A service over `deps`.
     pub fn new(deps: ServiceDeps) -> Self {
@@ -246,9 +248,21 @@ impl OrchestratorService {
             sweeping: Arc::default(),
         }
     }
+            metrics: crate::metrics::Metrics::control_plane(),
 
     /// The dependencies (for the host's background loops and for tests).
     pub fn deps(&self) -> &ServiceDeps {
+    /// Counts into `metrics` (the host's registry) instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this service counts into.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
         &self.deps
     }
 }

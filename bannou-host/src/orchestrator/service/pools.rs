@@ -69,7 +69,11 @@ impl OrchestratorService {
         let (mut tx, rx) = tokio::sync::oneshot::channel();
         let service = self.clone();
         tokio::spawn(async move {
+            let (begun, name, wait) = (tokio::time::Instant::now(), pool.to_string(), req.wait);
             let got = service.acquire_until(pool, req, now, tx.closed()).await;
+            service
+                .metrics
+                .acquire_answered(&name, &got, wait, tx.is_closed(), begun);
             let _ = tx.send(got.map(|lease| Handed::new(&service, lease)));
         });
         let lease = match rx.await {
@@ -394,6 +398,7 @@ impl OrchestratorService {
             }
             Err(e) => return Err(lease_error(e)),
         };
+        self.metrics.pool_load(pool.as_str(), &acquired.load);
         self.scale_after_acquire(&pool, &acquired);
         match acquired.outcome {
             AcquireOutcome::Leased(lease) => Ok(lease),
@@ -449,6 +454,8 @@ impl OrchestratorService {
     /// and a woken pass reads every worker of every pool, so waking it on each release
     /// kept the scaler running back to back under load.
     async fn after_release(&self, released: &Released, now: Timestamp) {
+        self.metrics
+            .lease_released(released.lease.pool_type.as_str(), released.success);
         if let Err(e) = self.deps.bus.publish_event(&released.event(now)).await {
             // The release is done; a lost notification must not undo or fail it.
             tracing::warn!(lease = %released.lease.lease_id, error = %e, "could not publish the processor release");

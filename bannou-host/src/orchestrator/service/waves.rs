@@ -122,6 +122,9 @@ impl OrchestratorService {
                 );
                 break;
             }
+            let _wave = self
+                .metrics
+                .wave_started(backend.backend_type(), wave.index);
             match wave.phase {
                 WavePhase::Deploy => {
                     self.deploy_wave(backend, wave, &desired, &mut running, &mut exec)
