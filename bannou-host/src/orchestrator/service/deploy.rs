@@ -252,8 +252,9 @@ impl OrchestratorService {
         })
     }
 
-    /// Runs a prepared deploy: waves, pools, configuration version, events; reverts on a
-    /// failed wave.
+    /// Runs a prepared deploy: the health of the nodes it adopts, waves, pools,
+    /// configuration version, events; reverts on a failed wave (an adopted node that is
+    /// not healthy in time fails the deploy before anything is touched).
     async fn run_deploy(
         &self,
         request: &DeployRequest,
@@ -272,6 +273,37 @@ impl OrchestratorService {
             pools,
             mut warnings,
         } = prepared;
+        // Nodes that already run are adopted, and confirmed healthy first, as a wave
+        // would: the answer's "Healthy" and its duration must not skip them.
+        let unconfirmed = self.confirm_adopted(&running, &plan).await;
+        if !unconfirmed.is_empty() {
+            let mut notes = unconfirmed.clone();
+            notes.push(
+                "Nothing was changed: the deployment stopped before its first wave".to_owned(),
+            );
+            notes.extend(warnings);
+            self.publish_outcome(
+                deployment_id,
+                preset.clone(),
+                Some(backend_type),
+                Vec::new(),
+                &unconfirmed,
+            )
+            .await;
+            return Answer::with_status(
+                500,
+                DeployResponse {
+                    success: false,
+                    deployment_id: deployment_id.to_owned(),
+                    backend: backend_type,
+                    preset,
+                    duration: self.elapsed(begun),
+                    topology: None,
+                    services: None,
+                    warnings: Some(notes),
+                },
+            );
+        }
         let exec = self.execute_plan(backend, &running, &plan).await;
         // Whatever happened, nodes now run on this backend (D6).
         deps.backends.set_active(backend_type);

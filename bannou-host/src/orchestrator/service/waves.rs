@@ -417,6 +417,71 @@ impl OrchestratorService {
         }
     }
 
+    /// Waits until every node of `plan` that already runs and that no wave starts (an
+    /// adopted node, `current` per the backend) reports every service healthy, or
+    /// `wave_timeout` passes; returns one failure per node still unhealthy then.
+    ///
+    /// A deploy that adopts what runs must not call it healthy unheard: a control plane
+    /// that has just started (after a crash, or `up` again over running containers) has
+    /// no heartbeat of these nodes yet, and its answer (and its `duration`) must cover
+    /// the wait for them as a wave would. Nodes heard from within the heartbeat timeout
+    /// pass at once. Any instance of the node counts, and a container restarted earlier
+    /// by its runtime is not a failure here (it was not started by this deploy).
+    pub(super) async fn confirm_adopted(
+        &self,
+        current: &[ResolvedNode],
+        plan: &Plan,
+    ) -> Vec<String> {
+        let started: BTreeSet<&AppId> = plan
+            .waves
+            .iter()
+            .flat_map(|w| &w.actions)
+            .filter(|a| matches!(a.kind, ActionKind::Deploy | ActionKind::Redeploy))
+            .map(|a| &a.app_id)
+            .collect();
+        let now = self.deps.clock.now();
+        let targets: Vec<WaitTarget> = plan
+            .nodes
+            .iter()
+            .filter(|n| !started.contains(&n.app_id))
+            .filter(|n| current.iter().any(|c| c.app_id == n.app_id))
+            .map(|n| WaitTarget {
+                name: n.name.clone(),
+                app_id: n.app_id.clone(),
+                services: n
+                    .services
+                    .iter()
+                    .filter(|s| !is_infrastructure_service(s))
+                    .cloned()
+                    .collect(),
+                known: BTreeSet::new(),
+                deployed_at: now,
+            })
+            .collect();
+        let timeout = self.deps.settings.wave_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = self.unhealthy(&targets);
+            if pending.is_empty() {
+                return Vec::new();
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return pending
+                    .into_iter()
+                    .map(|(name, missing)| {
+                        format!(
+                            "{name}: runs (adopted) but not healthy within {}s: {}",
+                            timeout.as_secs_f64(),
+                            missing.join(", ")
+                        )
+                    })
+                    .collect();
+            }
+            tokio::time::sleep(HEALTH_POLL.min(left)).await;
+        }
+    }
+
     /// Per target not yet healthy: `service (status)` for each service that is not.
     /// Only heartbeats from the new container count: an instance unknown before the
     /// deploy, or a known one heard from since (a node that keeps its instance id).

@@ -956,3 +956,87 @@ async fn the_wave_wait_asks_the_backend_once_per_container_status_poll_interval(
     assert!((10..=13).contains(&counts[0]), "every second: {counts:?}");
     assert!((3..=5).contains(&counts[1]), "every 3 s: {counts:?}");
 }
+
+/// What a control plane that has just started knows of the nodes running before it: no
+/// heartbeat at all (the aggregator lives in its process).
+fn forget_every_heartbeat(world: &World) {
+    let mut health = world.service.deps().health.lock();
+    let config = *health.aggregator.config();
+    health.aggregator = orchestrator_core::health::HeartbeatAggregator::new(config);
+}
+
+fn seconds(duration: &str) -> f64 {
+    duration
+        .strip_suffix('s')
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("duration {duration:?} is not N.Ns"))
+}
+
+/// Issue 17, bug 4: a deploy that adopts running nodes (a new control plane over what a
+/// previous one left, as `up` after a crash) answered at once, every node "Healthy" in
+/// "0.0s", before hearing from any of them. It now waits for their heartbeats as a wave
+/// would, and its duration is that wait.
+#[tokio::test(start_paused = true)]
+async fn an_adopting_deploy_waits_for_the_adopted_nodes_and_its_duration_says_so() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+
+    // A new process: nothing heard yet, and the node's next beat comes in 3 s.
+    forget_every_heartbeat(&world);
+    world.silenced.lock().unwrap().insert("bannou-auth".into());
+    let silenced = world.silenced.clone();
+    let quiet = Duration::from_secs(3);
+    tokio::spawn(async move {
+        tokio::time::sleep(quiet).await;
+        silenced.lock().unwrap().clear();
+    });
+
+    let begun = world.clock.now();
+    let answer = world.deploy_preset("split-auth").await;
+    let took = world.clock.now().saturating_since(begun);
+    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert!(
+        deployed_apps(&world.backend.calls()).is_empty(),
+        "adopted, not started"
+    );
+    assert!(
+        took >= quiet,
+        "answered before the node was heard: {took:?}"
+    );
+    let reported = seconds(&answer.body.duration);
+    assert!(
+        reported >= quiet.as_secs_f64() && reported <= took.as_secs_f64() + 0.05,
+        "duration {} for a deploy that took {took:?}",
+        answer.body.duration
+    );
+}
+
+/// An adopted node that stays silent fails the deploy after the wave timeout, naming it,
+/// and nothing is started or torn down.
+#[tokio::test(start_paused = true)]
+async fn an_adopted_node_that_stays_silent_fails_the_deploy_untouched() {
+    let world = world().await;
+    assert!(world.deploy_preset("split-auth").await.body.success);
+    world.backend.take_calls();
+    forget_every_heartbeat(&world);
+    world.silenced.lock().unwrap().insert("bannou-auth".into());
+
+    let answer = world.deploy_preset("split-auth").await;
+    assert_eq!(answer.status, 500);
+    assert!(!answer.body.success);
+    let notes = answer.body.warnings.clone().unwrap_or_default().join("\n");
+    assert!(
+        notes.contains("bannou-auth: runs (adopted) but not healthy within 5s"),
+        "{notes}"
+    );
+    assert!(
+        seconds(&answer.body.duration) >= 5.0,
+        "{}",
+        answer.body.duration
+    );
+    let calls = world.backend.calls();
+    assert!(deployed_apps(&calls).is_empty(), "{calls:?}");
+    assert!(torn_down_apps(&calls).is_empty(), "{calls:?}");
+    assert_eq!(world.running(), ["bannou-auth"]);
+}
