@@ -371,6 +371,7 @@ impl ControlPlaneBuilder {
             scaler: scaler.clone(),
             reaper: reaper.clone(),
             leader: leader.clone(),
+            logs: crate::log_buffer::LogBuffer::global().clone(),
             settings: config.service_settings(),
         })
         .with_metrics(metrics.clone());

@@ -11,6 +11,7 @@
 //! - [`host`]: the control plane assembled from [`config`] (adapters, loops, the
 //!   orchestrator plugin); [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`backends`]: the in-process container backend (the embedded default).
+//! - [`log_buffer`]: the control plane's own recent log lines (its logs endpoint).
 //! - [`metrics`]: the Prometheus registry behind every node's `GET /metrics`.
 //! - [`client`]: the typed HTTP client; [`cli`]: the command line.
 
@@ -21,6 +22,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod host;
+pub mod log_buffer;
 pub mod mesh;
 pub mod metrics;
 pub mod orchestrator;

@@ -68,7 +68,7 @@ pub enum Command {
     Presets(status::PresetsArgs),
     /// List the container backends and their availability.
     Backends(status::BackendsArgs),
-    /// Print a container's logs.
+    /// Print a container's logs, or without an app-id the control plane's own recent lines.
     Logs(status::LogsArgs),
     /// Report service health (or `--infrastructure` health).
     Health(health::HealthArgs),

@@ -111,17 +111,32 @@ pub struct UpArgs {
     pub exit: bool,
 }
 
-/// Installs a `tracing` subscriber for long-running commands: `RUST_LOG` or `info`, to
-/// stderr so that tables on stdout stay clean.
+/// Installs a `tracing` subscriber for long-running commands: to stderr (so that tables
+/// on stdout stay clean) at `RUST_LOG` or `default`, and into the process's
+/// [`LogBuffer::global`](crate::log_buffer::LogBuffer::global) at `RUST_LOG` or `info`
+/// (what `POST /orchestrator/logs` answers for the control plane, even when `up` keeps
+/// its console at `warn`).
 pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
     // Colours only on a terminal: `docker logs` and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
+        .with_filter(filter(default));
+    let buffer = crate::log_buffer::LogBuffer::global()
+        .layer()
+        .with_filter(filter("info"));
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(buffer)
         .try_init();
 }
 

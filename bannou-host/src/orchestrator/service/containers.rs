@@ -185,11 +185,14 @@ impl OrchestratorService {
     /// text parsing). Honours `since` and `until` when they are absolute timestamps;
     /// `truncated` says that older lines exist beyond `tail`. An unknown node is 404 (the
     /// schema's code; upstream answered 200 with the error text as a log line).
+    ///
+    /// The control plane's app-id (the default target) answers this process's own recent
+    /// lines from its in-memory buffer (`crate::log_buffer`), never the backend: always
+    /// 200, possibly empty when no subscriber feeds the buffer.
     pub async fn logs(&self, request: GetLogsRequest) -> ServiceResult<LogsResponse> {
         validated(&request)?;
         let target = request.target().trim().to_owned();
         let app = AppId::new(target.as_str());
-        let backend = self.deps.backends.select(None).await?;
         let tail = u32::try_from(request.tail).unwrap_or(u32::MAX);
         let query = LogQuery {
             // One line more than asked shows whether anything was cut.
@@ -200,7 +203,12 @@ impl OrchestratorService {
                 .as_deref()
                 .and_then(|u| orchestrator_core::Timestamp::parse(u).ok()),
         };
-        let mut lines = backend.logs(&app, &query).await.map_err(backend_error)?;
+        let mut lines = if app == self.deps.settings.control_plane_app_id {
+            self.deps.logs.read(&query)
+        } else {
+            let backend = self.deps.backends.select(None).await?;
+            backend.logs(&app, &query).await.map_err(backend_error)?
+        };
         let keep = usize::try_from(tail).unwrap_or(usize::MAX);
         let truncated = lines.len() > keep;
         if truncated {
@@ -584,10 +592,70 @@ mod tests {
 
         let missing = world
             .service
-            .logs(GetLogsRequest::default())
+            .logs(GetLogsRequest {
+                service: Some("bannou-nope".into()),
+                ..GetLogsRequest::default()
+            })
             .await
             .unwrap_err();
-        assert_eq!(missing.status, 404, "no node `bannou` on the backend");
+        assert_eq!(missing.status, 404, "no node `bannou-nope` on the backend");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_control_plane_answers_its_own_lines_not_the_backend() {
+        let world = World::new().await;
+        // No node `bannou` runs on the backend and no subscriber feeds the buffer yet.
+        let empty = world.service.logs(GetLogsRequest::default()).await.unwrap();
+        assert_eq!(empty.status, 200);
+        assert!(empty.body.logs.is_empty() && !empty.body.truncated);
+
+        let buffer = &world.service.deps().logs;
+        let start = world.clock.now();
+        for i in 0..4u64 {
+            let at = start + Duration::from_secs(i);
+            buffer.push(at, LogStreamType::Stderr, format!("INFO x: line {i}"));
+        }
+        let all = world
+            .service
+            .logs(GetLogsRequest::default())
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(all.service.as_deref(), Some("bannou"));
+        assert_eq!(all.container.as_deref(), Some("bannou"));
+        assert_eq!(all.logs.len(), 4);
+        assert!(!all.truncated);
+        assert_eq!(all.logs[0].stream, Some(LogStreamType::Stderr));
+
+        let last = |body: &LogsResponse| -> Vec<String> {
+            body.logs.iter().map(|l| l.message.clone()).collect()
+        };
+        let tail = world
+            .service
+            .logs(GetLogsRequest {
+                tail: 2,
+                ..GetLogsRequest::default()
+            })
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(last(&tail), ["INFO x: line 2", "INFO x: line 3"]);
+        assert!(tail.truncated);
+
+        let since = world
+            .service
+            .logs(GetLogsRequest {
+                service: Some("bannou".into()),
+                since: Some((start + Duration::from_secs(1)).to_string()),
+                ..GetLogsRequest::default()
+            })
+            .await
+            .unwrap()
+            .body;
+        assert_eq!(
+            last(&since),
+            ["INFO x: line 1", "INFO x: line 2", "INFO x: line 3"]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -222,6 +222,8 @@ pub struct ServiceDeps {
     pub reaper: Arc<LeaseReaper>,
     /// Whether this replica leads (reported by `/health`).
     pub leader: LeaderHandle,
+    /// This process's own recent log lines: the logs of the control plane's app-id.
+    pub logs: crate::log_buffer::LogBuffer,
     /// The settings.
     pub settings: ServiceSettings,
 }

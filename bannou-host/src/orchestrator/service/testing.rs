@@ -149,6 +149,7 @@ impl World {
             scaler,
             reaper,
             leader,
+            logs: crate::log_buffer::LogBuffer::new(),
             settings,
         });
         World {
