@@ -23,6 +23,7 @@ use orchestrator_core::{AppId, Catalog};
 
 use crate::client::Reply;
 use crate::config::{HostConfig, Secret};
+use crate::orchestrator::leader::{LeaderState, TAKEOVER_SLACK};
 use crate::orchestrator::service::OrchestratorService;
 use crate::server::Server;
 
@@ -253,6 +254,7 @@ pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let (name, dir) = preset_location(&args.preset, &config.presets_host_path)?;
     config.presets_host_path = dir;
     let waves = planned_waves(&config, &name)?;
+    let takeover = config.elector_config().takeover_bound() + TAKEOVER_SLACK;
 
     let server = Server::start(config).await?;
     let service = server
@@ -260,6 +262,10 @@ pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .await
         .context("this process is not the control plane (BANNOU_APP_ID must be `bannou`)")?;
     writeln!(out, "control plane on {}", server.base_url())?;
+    if let Err(e) = wait_to_lead(&server, &service, takeover, out).await {
+        server.shutdown().await;
+        return Err(e);
+    }
     writeln!(out, "deploying `{name}` in {} wave(s)", waves.len())?;
 
     let result = deploy_with_progress(&server, &service, &name, &waves, out).await;
@@ -315,6 +321,73 @@ pub async fn run_up(args: UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("the deployment of `{name}` did not become healthy")
+    }
+}
+
+/// Waits until this replica leads the control plane, for at most `limit`: with Redis, a
+/// replica that died (`kill -9`) without releasing the leader lease holds it until it
+/// runs out, and deploys and teardowns run on the leader only. Prints who holds the lease
+/// and for how long; an error (nothing deployed) when it is still held after `limit`.
+async fn wait_to_lead(
+    server: &Server,
+    service: &OrchestratorService,
+    limit: Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let deps = service.deps();
+    let started = tokio::time::Instant::now();
+    let mut waited = false;
+    let mut write_error: Option<std::io::Error> = None;
+    let led = deps
+        .leader
+        .wait_until_leader(
+            limit,
+            server.adapters().leader.as_deref(),
+            deps.clock.as_ref(),
+            |other| {
+                waited = true;
+                let left = other
+                    .remaining
+                    .map_or_else(|| "an unknown time".to_owned(), |d| format!("{d:.1?}"));
+                let written = writeln!(
+                    out,
+                    "waiting for the leader lease held by {} ({left} left; a replica that \
+                     died keeps it until it runs out), at most {limit:.1?}",
+                    other.holder
+                )
+                .and_then(|()| out.flush());
+                if let Err(e) = written {
+                    write_error.get_or_insert(e);
+                }
+            },
+        )
+        .await;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    match led {
+        Ok(token) if waited => {
+            writeln!(
+                out,
+                "leading the control plane (term {token}) after {:.1?}",
+                started.elapsed()
+            )?;
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(state) => {
+            let holder = match state {
+                LeaderState::Follower {
+                    holder: Some(h), ..
+                } => h,
+                _ => "no replica known".to_owned(),
+            };
+            bail!(
+                "this replica ({}) did not become the leader of the control plane within \
+                 {limit:.1?} (leader lease held by {holder}): nothing deployed",
+                deps.leader.candidate_id()
+            )
+        }
     }
 }
 

@@ -118,6 +118,28 @@ impl ElectorConfig {
     pub fn pause_grace(&self) -> Duration {
         self.step_down_margin() / 2
     }
+
+    /// The longest a replica waits for the lease that a dead leader left: the lease
+    /// (the most it can still run) plus one renew interval (the follower's next attempt).
+    /// See [`LeaderHandle::wait_until_leader`].
+    pub fn takeover_bound(&self) -> Duration {
+        self.lease + self.renew_interval()
+    }
+}
+
+/// Slack beyond [`ElectorConfig::takeover_bound`] for the round trips of the attempts.
+pub const TAKEOVER_SLACK: Duration = Duration::from_secs(1);
+
+/// Another replica holding the leader lease, as [`LeaderHandle::wait_until_leader`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherLeader {
+    /// The holder's candidate id.
+    pub holder: String,
+    /// The holder's fencing token, when known.
+    pub token: Option<u64>,
+    /// How long its lease still runs unless renewed; `None` when the store did not say.
+    pub remaining: Option<Duration>,
 }
 
 // === LeaderHandle ===
@@ -177,6 +199,60 @@ impl LeaderHandle {
         let mut rx = self.state.clone();
         rx.mark_unchanged();
         rx
+    }
+
+    /// Waits until this replica leads, for at most `limit` (a caller waiting out a dead
+    /// leader's lease passes [`ElectorConfig::takeover_bound`] plus
+    /// [`TAKEOVER_SLACK`]); returns the fencing token of its term. Each time another
+    /// candidate is seen holding the lease (a new holder or term), `waiting` is told who,
+    /// and, read from `port` when given, how long that lease still runs. When `limit`
+    /// passes first, or the elector is gone, returns the last state seen.
+    pub async fn wait_until_leader(
+        &self,
+        limit: Duration,
+        port: Option<&dyn LeaderElection>,
+        clock: &dyn Clock,
+        mut waiting: impl FnMut(&OtherLeader),
+    ) -> Result<u64, LeaderState> {
+        let deadline = Instant::now() + limit;
+        let mut rx = self.state.clone();
+        let mut reported: Option<(String, Option<u64>)> = None;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match &state {
+                LeaderState::Leader { token } => return Ok(*token),
+                LeaderState::Follower {
+                    holder: Some(holder),
+                    token,
+                } if *holder != *self.candidate_id
+                    && reported.as_ref() != Some(&(holder.clone(), *token)) =>
+                {
+                    let remaining = match port {
+                        Some(port) => {
+                            let now = clock.now();
+                            match timeout_at(deadline, port.current(now)).await {
+                                Ok(Ok(Some(lease))) if lease.holder == *holder => {
+                                    Some(lease.expires_at.saturating_since(now))
+                                }
+                                _ => None,
+                            }
+                        }
+                        None => None,
+                    };
+                    waiting(&OtherLeader {
+                        holder: holder.clone(),
+                        token: *token,
+                        remaining,
+                    });
+                    reported = Some((holder.clone(), *token));
+                }
+                LeaderState::Follower { .. } => {}
+            }
+            match timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(rx.borrow().clone()),
+            }
+        }
     }
 }
 
@@ -592,6 +668,72 @@ mod tests {
             "checked: takeover {took:?} after the leader died (bound lease + lease/3 = {bound:?}), token {token_a} -> {token_b}"
         );
         task_b.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_lease_names_the_dead_holder_then_leads_within_the_bound() {
+        let clock = clock();
+        let port = Arc::new(InMemoryLeaderElection::new());
+        // A replica that took the lease and died: never renewed, never released.
+        let dead = port
+            .try_acquire_or_renew("dead", LEASE, clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(LEASE / 4).await;
+        let b = elector(port.clone(), &clock, "b");
+        let bound = b.config().takeover_bound();
+        let hb = b.handle();
+        let (_stop_b, task_b) = spawn(b);
+        let started = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        let token = hb
+            .wait_until_leader(
+                bound,
+                Some(port.as_ref() as &dyn LeaderElection),
+                clock.as_ref(),
+                |o| seen.push(o.clone()),
+            )
+            .await
+            .expect("b leads once the dead lease ran out");
+        let took = started.elapsed();
+        assert!(token > dead.fencing_token, "a new term");
+        assert_eq!(seen.len(), 1, "reported once: {seen:?}");
+        assert_eq!(seen[0].holder, "dead");
+        assert_eq!(seen[0].token, Some(dead.fencing_token));
+        let remaining = seen[0].remaining.expect("the store names the expiry");
+        assert!(
+            remaining <= LEASE - LEASE / 4 && remaining > LEASE / 2,
+            "{remaining:?}"
+        );
+        assert!(
+            took >= remaining && took <= bound,
+            "took {took:?}, lease left {remaining:?}, bound {bound:?}"
+        );
+
+        // A live leader is not waited out: the wait ends at its limit, naming it.
+        let c = elector(port.clone(), &clock, "c");
+        let hc = c.handle();
+        let (_stop_c, task_c) = spawn(c);
+        let mut seen = Vec::new();
+        let last = hc
+            .wait_until_leader(LEASE * 2, None, clock.as_ref(), |o| seen.push(o.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            last,
+            LeaderState::Follower {
+                holder: Some(hb.candidate_id().to_owned()),
+                token: Some(token)
+            }
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].remaining, None, "no store to ask");
+        println!(
+            "checked: waited {took:?} for the dead holder's lease ({remaining:?} left, bound {bound:?}); a live leader ends the wait at its limit"
+        );
+        task_b.abort();
+        task_c.abort();
     }
 
     #[tokio::test(start_paused = true)]
