@@ -264,6 +264,39 @@ async fn metrics_count_deploys_and_pool_traffic_behind_the_token() {
         "{text}"
     );
     assert!(!text.contains(TOKEN));
+
+    // A plain node serves its own families, without the token; a ping of a service it
+    // does not host goes through the mesh and is counted.
+    let node = host.endpoints("npc-coordinator").remove(0);
+    let (status, body) = common::get_json(&format!("{node}/leaderboard/ping")).await;
+    assert_eq!((status, &body["appId"]), (200, &"bannou".into()), "{body}");
+    let (status, _, text) = scrape(&node, None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(sample(&text, "bannou_orchestrator_node_heartbeats_sent_total", &[]) >= Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "bannou_orchestrator_node_heartbeats_failed_total",
+            &[]
+        ),
+        Some(0.0)
+    );
+    let mesh_ok = [("outcome", "ok")];
+    assert_eq!(
+        sample(&text, "bannou_orchestrator_node_mesh_calls_total", &mesh_ok),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, "bannou_orchestrator_node_mappings_version", &[]).is_some());
+    assert_eq!(
+        sample(
+            &text,
+            "bannou_orchestrator_deploys_total",
+            &[("outcome", "succeeded")]
+        ),
+        None,
+        "{text}"
+    );
     host.shutdown().await;
 }
 

@@ -1,0 +1,493 @@
+//! The one-call hooks: what the places where things happen tell [`Metrics`] (deploys,
+//! waves, acquires, releases, scaling, heartbeats, reconciliation, HTTP requests, plain
+//! nodes' beats and mesh calls), and the tasks following leadership and the bus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestrator_core::Timestamp;
+use orchestrator_core::api::{DeployRequest, DeployResponse};
+use orchestrator_core::events::{
+    BackendType, FullServiceMappingsEvent, InstanceHealthStatus, ServiceHeartbeatEvent,
+    ServiceRestartEvent,
+};
+use orchestrator_core::ports::bus::{EventBus, EventBusExt};
+use orchestrator_pools::autoscale::ScaleReason;
+use orchestrator_pools::model::{PoolLoad, pool_of_worker_app_id};
+use orchestrator_routing::resolver::ROUTING_VERSION_METADATA_KEY;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Metrics, NodeSeen, lock};
+use crate::orchestrator::leader::LeaderState;
+use crate::orchestrator::service::{ServiceError, ServiceResult};
+
+/// A label value from a fixed set or a bounded name.
+pub(super) fn l(v: impl Into<String>) -> String {
+    v.into()
+}
+
+fn backend_label(b: BackendType) -> String {
+    b.as_str().to_ascii_lowercase()
+}
+
+fn reason_label(r: ScaleReason) -> &'static str {
+    match r {
+        ScaleReason::Steady => "steady",
+        ScaleReason::BelowMinimum => "below_minimum",
+        ScaleReason::AboveMaximum => "above_maximum",
+        ScaleReason::Queued => "queued",
+        ScaleReason::OverThreshold => "over_threshold",
+        ScaleReason::WarmBuffer => "warm_buffer",
+        ScaleReason::Underutilised => "underutilised",
+        ScaleReason::IdleTimeout => "idle_timeout",
+    }
+}
+
+pub(super) fn status_label(s: InstanceHealthStatus) -> &'static str {
+    match s {
+        InstanceHealthStatus::Healthy => "healthy",
+        InstanceHealthStatus::Degraded => "degraded",
+        InstanceHealthStatus::Overloaded => "overloaded",
+        InstanceHealthStatus::ShuttingDown => "shutting_down",
+        InstanceHealthStatus::Unavailable => "unavailable",
+    }
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// Every wave succeeded.
+    Succeeded,
+    /// A wave failed and nothing was reverted (`autoRevert: false`).
+    Failed,
+    /// A wave failed and the previous version was restored.
+    Reverted,
+    /// Refused before anything was touched (invalid, conflicting, not leader, ...).
+    Refused,
+}
+
+impl DeployOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            DeployOutcome::Succeeded => "succeeded",
+            DeployOutcome::Failed => "failed",
+            DeployOutcome::Reverted => "reverted",
+            DeployOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// How an acquire was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireOutcome {
+    /// A lease was granted.
+    Granted,
+    /// Nothing free and the caller would not wait.
+    Exhausted,
+    /// The caller's wait ended empty.
+    Timeout,
+    /// The caller went away first.
+    Cancelled,
+    /// The store failed.
+    Error,
+}
+
+impl AcquireOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            AcquireOutcome::Granted => "granted",
+            AcquireOutcome::Exhausted => "exhausted",
+            AcquireOutcome::Timeout => "timeout",
+            AcquireOutcome::Cancelled => "cancelled",
+            AcquireOutcome::Error => "error",
+        }
+    }
+}
+
+/// Ends a wave's measurement when dropped (see [`Metrics::wave_started`]).
+#[must_use = "the wave is measured until this guard is dropped"]
+pub struct WaveTimer {
+    metrics: Metrics,
+    backend: String,
+    begun: Instant,
+}
+
+impl Drop for WaveTimer {
+    fn drop(&mut self) {
+        let f = &self.metrics.0.families;
+        f.wave_duration
+            .get_or_create(&[("backend", std::mem::take(&mut self.backend))])
+            .observe(self.begun.elapsed().as_secs_f64());
+        f.wave_in_progress.set(0);
+    }
+}
+
+impl Metrics {
+    // === deploys ===
+
+    /// A deploy that began at `begun` ended with `outcome` on `backend`.
+    pub fn deploy_finished(&self, outcome: DeployOutcome, backend: BackendType, begun: Instant) {
+        let f = &self.0.families;
+        f.deploys
+            .get_or_create(&[("outcome", l(outcome.label()))])
+            .inc();
+        if outcome != DeployOutcome::Refused {
+            f.deploy_duration
+                .get_or_create(&[("backend", backend_label(backend))])
+                .observe(begun.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The deploy `request` begun at `begun` was answered with `result` (dry runs are
+    /// not deploys and are not counted).
+    pub fn deploy_answered(
+        &self,
+        request: &DeployRequest,
+        result: &ServiceResult<DeployResponse>,
+        announced: BackendType,
+        begun: Instant,
+    ) {
+        if request.dry_run {
+            return;
+        }
+        let (outcome, backend) = match result {
+            Err(_) => (DeployOutcome::Refused, announced),
+            Ok(answer) if answer.body.success => (DeployOutcome::Succeeded, answer.body.backend),
+            Ok(answer) if request.auto_revert => (DeployOutcome::Reverted, answer.body.backend),
+            Ok(answer) => (DeployOutcome::Failed, answer.body.backend),
+        };
+        self.deploy_finished(outcome, backend, begun);
+    }
+
+    /// Wave `index` (1-based) starts on `backend`; measured until the guard drops.
+    pub fn wave_started(&self, backend: BackendType, index: usize) -> WaveTimer {
+        self.0
+            .families
+            .wave_in_progress
+            .set(i64::try_from(index).unwrap_or(i64::MAX));
+        WaveTimer {
+            metrics: self.clone(),
+            backend: backend_label(backend),
+            begun: Instant::now(),
+        }
+    }
+
+    // === pools ===
+
+    /// The load of `pool` right after an acquire or a scaler pass read it.
+    pub fn pool_load(&self, pool: &str, load: &PoolLoad) {
+        let f = &self.0.families;
+        {
+            let mut pools = lock(&self.0.pools);
+            if !pools.contains(pool) {
+                pools.insert(pool.to_owned());
+            }
+        }
+        for (state, n) in [
+            ("pending", load.pending),
+            ("available", load.available),
+            ("leased", load.leased),
+            ("draining", load.draining),
+        ] {
+            f.pool_workers
+                .get_or_create(&[("pool", l(pool)), ("state", l(state))])
+                .set(i64::from(n));
+        }
+        f.pool_active_leases
+            .get_or_create(&[("pool", l(pool))])
+            .set(i64::from(load.leased));
+        f.pool_queue_depth
+            .get_or_create(&[("pool", l(pool))])
+            .set(i64::from(load.queue_depth));
+    }
+
+    /// An acquire on `pool` begun at `begun` was answered with `outcome`. Pools never
+    /// seen configured are labelled `unconfigured` (the name comes from the caller).
+    pub fn acquire_finished(&self, pool: &str, outcome: AcquireOutcome, begun: Instant) {
+        let pool = if lock(&self.0.pools).contains(pool) {
+            l(pool)
+        } else {
+            l("unconfigured")
+        };
+        self.0
+            .families
+            .pool_acquire_duration
+            .get_or_create(&[("pool", pool), ("outcome", l(outcome.label()))])
+            .observe(begun.elapsed().as_secs_f64());
+    }
+
+    /// An acquire on `pool` begun at `begun` (waiting up to `wait`) ended with `got`;
+    /// `gone`: its caller had gone away.
+    pub fn acquire_answered<T>(
+        &self,
+        pool: &str,
+        got: &Result<T, ServiceError>,
+        wait: Duration,
+        gone: bool,
+        begun: Instant,
+    ) {
+        let outcome = match got {
+            _ if gone => AcquireOutcome::Cancelled,
+            Ok(_) => AcquireOutcome::Granted,
+            Err(e) if e.status == 429 && wait.is_zero() => AcquireOutcome::Exhausted,
+            Err(e) if e.status == 429 => AcquireOutcome::Timeout,
+            Err(_) => AcquireOutcome::Error,
+        };
+        self.acquire_finished(pool, outcome, begun);
+    }
+
+    /// A lease of `pool` was released (job `success` or not).
+    pub fn lease_released(&self, pool: &str, success: bool) {
+        self.0
+            .families
+            .pool_releases
+            .get_or_create(&[("pool", l(pool)), ("success", success.to_string())])
+            .inc();
+    }
+
+    /// The reaper reclaimed `count` expired leases of `pool`.
+    pub fn leases_reclaimed(&self, pool: &str, count: usize) {
+        if count > 0 {
+            self.0
+                .families
+                .pool_reclaimed
+                .get_or_create(&[("pool", l(pool))])
+                .inc_by(count as u64);
+        }
+    }
+
+    /// The scaler started `started` and drained `drained` workers of `pool` for `reason`.
+    pub fn pool_scaled(
+        &self,
+        pool: &str,
+        reason: Option<ScaleReason>,
+        started: usize,
+        drained: usize,
+    ) {
+        let reason = reason_label(reason.unwrap_or(ScaleReason::Steady));
+        for (direction, n) in [("up", started), ("down", drained)] {
+            if n > 0 {
+                self.0
+                    .families
+                    .pool_scale_decisions
+                    .get_or_create(&[
+                        ("pool", l(pool)),
+                        ("direction", l(direction)),
+                        ("reason", l(reason)),
+                    ])
+                    .inc();
+            }
+        }
+    }
+
+    // === health and routing ===
+
+    /// A batch of heartbeats (control-plane ones already left out) ingested at `now`.
+    pub fn heartbeats_ingested<'a>(
+        &self,
+        batch: impl IntoIterator<Item = &'a ServiceHeartbeatEvent>,
+        now: Timestamp,
+    ) {
+        let f = &self.0.families;
+        let at = Instant::now();
+        let mut nodes = lock(&self.0.nodes);
+        for hb in batch {
+            f.heartbeats_received.inc();
+            let lag = now.saturating_since(hb.timestamp);
+            f.heartbeat_lag.observe(lag.as_secs_f64());
+            let app = hb.app_id.as_str();
+            if pool_of_worker_app_id(app).is_some() {
+                continue;
+            }
+            let routing_version = hb
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(ROUTING_VERSION_METADATA_KEY))
+                .and_then(serde_json::Value::as_i64);
+            match nodes.get_mut(app) {
+                Some(seen) => {
+                    seen.at = at;
+                    seen.routing_version = routing_version.or(seen.routing_version);
+                }
+                None => {
+                    nodes.insert(
+                        app.to_owned(),
+                        NodeSeen {
+                            at,
+                            routing_version,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The mappings at `version` were published.
+    pub fn mappings_published(&self, version: i64) {
+        self.0.families.mappings_version.set(version);
+    }
+
+    /// A smart restart of `service` finished.
+    pub fn service_restarted(&self, service: &str) {
+        self.0
+            .families
+            .service_restarts
+            .get_or_create(&[("service", l(service))])
+            .inc();
+    }
+
+    // === control plane ===
+
+    /// A reconciliation sweep ended; returns `result` unchanged.
+    pub fn reconcile_swept<E>(
+        &self,
+        result: Result<crate::orchestrator::service::ReconcileSweep, E>,
+        status_of: impl Fn(&E) -> u16,
+    ) -> Result<crate::orchestrator::service::ReconcileSweep, E> {
+        let f = &self.0.families;
+        let outcome = match &result {
+            Ok(sweep) if sweep.is_quiet() => "quiet",
+            Ok(sweep) => {
+                for (kind, n) in [
+                    (
+                        "interrupted_deploy",
+                        usize::from(sweep.interrupted.is_some()),
+                    ),
+                    ("redeployed", sweep.redeployed.len()),
+                    ("worker_restarted", sweep.workers_restarted.len()),
+                    ("removed", sweep.removed.len()),
+                ] {
+                    if n > 0 {
+                        f.reconcile_repairs
+                            .get_or_create(&[("kind", l(kind))])
+                            .inc_by(n as u64);
+                    }
+                }
+                "repaired"
+            }
+            Err(e) if status_of(e) == 409 => "skipped",
+            Err(_) => "failed",
+        };
+        f.reconcile_sweeps
+            .get_or_create(&[("outcome", l(outcome))])
+            .inc();
+        result
+    }
+
+    /// A store ping failed.
+    pub fn store_error(&self) {
+        self.0.families.store_errors.inc();
+    }
+
+    /// A bus subscription problem of `kind` (`malformed`, `lagged`, `subscribe`).
+    pub fn bus_error(&self, kind: &'static str, count: u64) {
+        self.0
+            .families
+            .bus_errors
+            .get_or_create(&[("kind", l(kind))])
+            .inc_by(count);
+    }
+
+    /// Counts leadership changes seen on `leader` until `shutdown`.
+    pub async fn follow_leadership(
+        self,
+        mut leader: watch::Receiver<LeaderState>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut leading = leader.borrow_and_update().is_leader();
+        loop {
+            tokio::select! {
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = leader.borrow_and_update().is_leader();
+                    if now != leading {
+                        leading = now;
+                        self.0.families.leadership_changes.inc();
+                    }
+                }
+                _ = crate::orchestrator::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// Follows the bus events that have no hook of their own (mappings published, smart
+    /// restarts) until `shutdown`.
+    pub async fn follow_bus(self, bus: Arc<dyn EventBus>, mut shutdown: watch::Receiver<bool>) {
+        let (mappings, restarts) = match (
+            bus.subscribe_events::<FullServiceMappingsEvent>().await,
+            bus.subscribe_events::<ServiceRestartEvent>().await,
+        ) {
+            (Ok(m), Ok(r)) => (m, r),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "metrics cannot follow the bus");
+                self.bus_error("subscribe", 1);
+                return;
+            }
+        };
+        let (mut mappings, mut restarts) = (mappings.into_shared(), restarts.into_shared());
+        loop {
+            tokio::select! {
+                Some(item) = mappings.next() => match item {
+                    Ok(m) => self.mappings_published(m.version),
+                    Err(e) => self.stream_error(&e),
+                },
+                Some(item) = restarts.next() => match item {
+                    Ok(r) => self.service_restarted(&r.service_name),
+                    Err(e) => self.stream_error(&e),
+                },
+                _ = crate::orchestrator::stopped(&mut shutdown) => return,
+                else => return,
+            }
+        }
+    }
+
+    /// A subscription item that was not an event (malformed, or messages missed).
+    pub fn stream_error(&self, e: &orchestrator_core::ports::bus::EventStreamError) {
+        use orchestrator_core::ports::bus::EventStreamError;
+        match e {
+            EventStreamError::Malformed(_) => self.bus_error("malformed", 1),
+            EventStreamError::Lagged { skipped, .. } => self.bus_error("lagged", *skipped),
+        }
+    }
+
+    /// An API request on `route` (as declared; `unmatched` when none matched) answered
+    /// `status` after `elapsed`.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let f = &self.0.families;
+        f.http_requests
+            .get_or_create(&[
+                ("route", l(route)),
+                ("method", l(method)),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        f.http_duration
+            .get_or_create(&[("route", l(route)), ("method", l(method))])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    // === plain nodes ===
+
+    /// This node published a heartbeat (`ok`) or failed to.
+    pub fn heartbeat_sent(&self, ok: bool) {
+        let f = &self.0.families;
+        if ok {
+            f.node_heartbeats_sent.inc();
+        } else {
+            f.node_heartbeats_failed.inc();
+        }
+    }
+
+    /// A mesh call ended with `outcome` (`ok`, `unroutable`, `failed`).
+    pub fn mesh_call(&self, outcome: &'static str) {
+        self.0
+            .families
+            .node_mesh_calls
+            .get_or_create(&[("outcome", l(outcome))])
+            .inc();
+    }
+}
