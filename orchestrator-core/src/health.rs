@@ -1928,5 +1928,61 @@ mod tests {
                 }
             }
         }
+
+        /// One heartbeat of an instance of `node-a` (all report `auth`), after a pause.
+        fn node_beat() -> impl Strategy<Value = (u64, u8, u8, u8, bool)> {
+            (0u64..30, 0u8..4, 0u8..3, 0u8..5, prop::bool::weighted(0.2))
+        }
+
+        proptest! {
+            /// The retirement rule against a model: while an instance of the node is live
+            /// (heard within the timeout, not shutting down), the service's status is the
+            /// worst over the live instances alone; with none live it is unavailable.
+            #[test]
+            fn only_live_instances_of_a_node_count_while_there_are_any(
+                steps in prop::collection::vec(node_beat(), 1..25),
+            ) {
+                // At most 25 x 30 s: nothing reaches the retention, so nothing is forgotten
+                // that the model would still need.
+                let config = HealthConfig::default();
+                let timeout = config.heartbeat_timeout;
+                let mut a = HeartbeatAggregator::new(config);
+                // Model: instance -> (last seen, instance status, reported status).
+                let mut model: BTreeMap<u8, (Timestamp, I, I)> = BTreeMap::new();
+                let mut secs = 0;
+                for (advance, instance, service_status, instance_status, evict) in steps {
+                    secs += advance;
+                    let now = t(secs);
+                    let status = I::ALL[usize::from(instance_status)];
+                    let service = S::ALL[usize::from(service_status)];
+                    feed(
+                        &mut a,
+                        hb(u128::from(instance) + 1, "node-a")
+                            .service("auth", service)
+                            .status(status),
+                        now,
+                    );
+                    model.insert(
+                        instance,
+                        (now, status, reported(service, instance_floor(status, false))),
+                    );
+                    if evict {
+                        a.evict_stale(now);
+                    }
+                    for later in [now, now + timeout, now + timeout + Duration::from_secs(1)] {
+                        let live: Vec<I> = model
+                            .values()
+                            .filter(|(seen, st, _)| {
+                                *st != I::ShuttingDown && !is_stale(*seen, later, timeout)
+                            })
+                            .map(|(_, _, reported)| *reported)
+                            .collect();
+                        let expected = live.into_iter().max().unwrap_or(I::Unavailable);
+                        prop_assert_eq!(a.service_status("auth", later), Some(expected));
+                        prop_assert_eq!(a.status_on("auth", "NODE-A", later), Some(expected));
+                    }
+                }
+            }
+        }
     }
 }
