@@ -13,7 +13,8 @@
 //! status Running from real tasks, scale to 2 running tasks, a rolling restart that
 //! replaces every task, logs with both streams, scale down, teardown and prune leaving no
 //! service or network of ours); a node that exits at start (Unhealthy, its error in the
-//! logs, pruned) next to a service without our label that prune and list leave alone.
+//! logs, pruned) next to a service without our label that prune and list leave alone; a
+//! task mounting the logs volume (writable) and the certificates directory (read-only).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use bollard::query_parameters::{
     ListServicesOptions, ListTasksOptions,
 };
 use futures::FutureExt;
+use orchestrator_backends::containers::mounts::{CERTIFICATES_MOUNT, LOGS_MOUNT, NodeMounts};
 use orchestrator_backends::containers::swarm::model::IMAGE_LABEL;
 use orchestrator_backends::containers::swarm::{SwarmBackend, SwarmConfig};
 use orchestrator_backends::containers::testing::{docker_and_image, unique};
@@ -323,6 +325,10 @@ async fn swarm_backend_on_the_local_engine() {
         )
         .await;
         a_node_that_exits_at_start_is_unhealthy_and_pruned_but_never_a_foreign_service(
+            &docker, &image, &prefix, &network,
+        )
+        .await;
+        a_task_mounts_the_logs_volume_writable_and_the_certificates_read_only(
             &docker, &image, &prefix, &network,
         )
         .await;
@@ -683,5 +689,122 @@ async fn a_node_that_exits_at_start_is_unhealthy_and_pruned_but_never_a_foreign_
     println!(
         "checked: a failing node is Unhealthy with its error on stderr and pruned; a foreign \
          service is left alone"
+    );
+}
+
+async fn a_task_mounts_the_logs_volume_writable_and_the_certificates_read_only(
+    docker: &Docker,
+    image: &str,
+    prefix: &str,
+    network: &str,
+) {
+    let volume = unique("bannou-swarm-logs");
+    let certs = tempfile::tempdir().expect("a certificates directory");
+    let certs_path = certs.path().canonicalize().unwrap();
+    let mut cfg = config(network);
+    cfg.mounts = NodeMounts {
+        logs_volume: Some(volume.clone()),
+        certificates_host_path: Some(certs_path.clone()),
+        presets_host_path: None,
+    };
+    let b = SwarmBackend::new(docker.clone(), cfg);
+    let app = AppId::new(format!("{prefix}-mounts"));
+    let mut node = NodeDeployment::new(app.clone(), "mounts", image.to_owned());
+    node.environment = BTreeMap::from([("BANNOU_SERVICES_ENABLED".to_owned(), "false".to_owned())]);
+    let deployed = b.deploy_node(&node).await.expect("deploy");
+
+    // The task's container, as the engine runs it (a task's first container may be
+    // replaced while the service settles: look until one is running).
+    let mut running = None;
+    for _ in 0..150 {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!(
+                    "com.docker.swarm.service.id={}",
+                    deployed.backend_id
+                )],
+            )])),
+            ..Default::default()
+        };
+        for id in docker
+            .list_containers(Some(options))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+        {
+            if let Ok(i) = docker
+                .inspect_container(
+                    &id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                && i.state.as_ref().and_then(|s| s.running) == Some(true)
+            {
+                running = Some(i);
+            }
+        }
+        if running.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let inspected = running.expect("a running container of the service's task");
+    let mounts = inspected.mounts.clone().unwrap_or_default();
+    let at = |target: &str| {
+        mounts
+            .iter()
+            .find(|m| m.destination.as_deref() == Some(target))
+            .unwrap_or_else(|| panic!("a mount at {target} in {mounts:?}"))
+            .clone()
+    };
+    let logs = at(LOGS_MOUNT);
+    assert_eq!(logs.typ.as_deref(), Some("volume"), "{logs:?}");
+    assert_eq!(logs.name.as_deref(), Some(volume.as_str()), "{logs:?}");
+    assert_eq!(logs.rw, Some(true), "the logs volume is writable");
+    let certificates = at(CERTIFICATES_MOUNT);
+    assert_eq!(
+        certificates.typ.as_deref(),
+        Some("bind"),
+        "{certificates:?}"
+    );
+    assert_eq!(
+        certificates.source.as_deref().map(std::path::PathBuf::from),
+        Some(certs_path.clone()),
+        "{certificates:?}"
+    );
+    assert_eq!(certificates.rw, Some(false), "certificates are read-only");
+    let env = inspected.config.unwrap().env.unwrap();
+    assert!(
+        env.contains(&"SSL_CERT_DIR=/certificates".to_owned()),
+        "{env:?}"
+    );
+    let volume_labels = docker.inspect_volume(&volume).await.unwrap().labels;
+    assert_eq!(
+        volume_labels.get(labels::MANAGED).map(String::as_str),
+        Some(labels::MANAGED_VALUE),
+        "the volume the engine created for the task is ours"
+    );
+
+    b.teardown(
+        &app,
+        &TeardownOptions {
+            mode: TeardownMode::Force,
+            remove_volumes: false,
+            grace: Duration::ZERO,
+        },
+    )
+    .await
+    .expect("teardown");
+    let _ = docker
+        .remove_volume(
+            &volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
+    println!(
+        "checked: a swarm task mounts {LOGS_MOUNT} <- {volume} (rw), {CERTIFICATES_MOUNT} <- {certs_path:?} (ro)"
     );
 }

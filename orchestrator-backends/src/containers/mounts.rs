@@ -2,7 +2,7 @@
 //! Swarm: one builder, [`NodeMounts::mounts`], whose list both backends put in their
 //! create request (the container's `HostConfig.Mounts`, the task's `ContainerSpec.Mounts`).
 //!
-//! As upstream's Compose backend does (`docs/COMPATIBILITY.md`, Docker Compose backend):
+//! As upstream's Compose backend does (docs/COMPATIBILITY.md#docker-compose-backend):
 //! - the named volume `ORCHESTRATOR_LOGS_VOLUME` (`logs-data`) at [`LOGS_MOUNT`],
 //!   writable;
 //! - the host directory `ORCHESTRATOR_CERTIFICATES_HOST_PATH` at [`CERTIFICATES_MOUNT`],
