@@ -264,6 +264,12 @@ async fn metrics_count_deploys_and_pool_traffic_behind_the_token() {
         "{text}"
     );
     assert!(!text.contains(TOKEN));
+    // Every sample of the scrape is one the registry says it exports.
+    let exported = exported_names();
+    let samples_only: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let scraped = names_in(&samples_only.join("\n"));
+    let unlisted: Vec<_> = scraped.difference(&exported).collect();
+    assert!(unlisted.is_empty(), "{unlisted:?}");
 
     // A plain node serves its own families, without the token; a ping of a service it
     // does not host goes through the mesh and is counted.
@@ -464,4 +470,127 @@ async fn a_real_prometheus_scrapes_the_pool_workers_and_the_deploy_counter() {
     );
     drop(prom);
     host.shutdown().await;
+}
+
+// === the dashboard and the alert rules ===
+
+fn deploy_file(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every PromQL expression of the dashboard, Grafana's variables replaced by values
+/// Prometheus accepts.
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&deploy_file("grafana/bannou-orchestrator.json")).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("every target has an expr");
+            queries.push(
+                expr.replace("$__rate_interval", "5m")
+                    .replace("$__range", "1h")
+                    .replace("$job", ".*"),
+            );
+        }
+    }
+    queries
+}
+
+/// Every `bannou_orchestrator_*` name in `text`.
+fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("bannou_orchestrator_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every sample name the host can export (the control plane's and a plain node's
+/// registries).
+fn exported_names() -> std::collections::BTreeSet<String> {
+    [
+        bannou_host::metrics::Metrics::control_plane(),
+        bannou_host::metrics::Metrics::node(),
+    ]
+    .iter()
+    .flat_map(|m| m.sample_names().to_vec())
+    .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_name_only_metrics_the_host_exports() {
+    let exported = exported_names();
+    assert!(
+        exported.contains("bannou_orchestrator_deploys_total")
+            && exported.contains("bannou_orchestrator_pool_acquire_duration_seconds_bucket")
+            && exported.contains("bannou_orchestrator_node_mesh_calls_total"),
+        "{exported:?}"
+    );
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 20, "{queries:?}");
+    for (file, used) in [
+        ("dashboard", names_in(&queries.join("\n"))),
+        (
+            "alert rules",
+            names_in(&deploy_file("prometheus/alerts.yaml")),
+        ),
+    ] {
+        assert!(!used.is_empty(), "{file} names no metric");
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the {file} name metrics the host does not export: {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn promtool_accepts_the_alert_rules_and_every_dashboard_query() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/alerts.yaml");
+    // The dashboard's queries as recording rules: promtool parses each one.
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("dashboard-queries.yaml");
+    let mut doc = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in dashboard_queries().iter().enumerate() {
+        let quoted = serde_json::to_string(q).unwrap();
+        doc.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    std::fs::write(&recorded, doc).unwrap();
+    for file in [rules.as_path(), recorded.as_path()] {
+        let out = match Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .arg(file)
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                skip_or_fail(
+                    "prometheus",
+                    "promtool check rules",
+                    &format!("promtool: {e}"),
+                );
+                return;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "promtool check rules {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

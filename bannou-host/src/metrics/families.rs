@@ -1,11 +1,45 @@
 //! Every family: its type, name, help text and buckets, and which registry (control
 //! plane or plain node) exports it. Counter names get `_total` from the encoder.
 
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+
+use super::PREFIX;
+
+/// Registers families and remembers the sample names each one exports.
+pub(super) struct Registrar<'a> {
+    registry: &'a mut Registry,
+    /// Every sample name registered so far (`_total` on counters; histograms with their
+    /// `_bucket`, `_sum` and `_count`).
+    pub(super) names: Vec<String>,
+}
+
+impl<'a> Registrar<'a> {
+    pub(super) fn new(registry: &'a mut Registry) -> Self {
+        Registrar {
+            registry,
+            names: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, name: &str, help: &str, metric: impl Metric) {
+        let full = format!("{PREFIX}_{name}");
+        match metric.metric_type() {
+            MetricType::Counter => self.names.push(format!("{full}_total")),
+            MetricType::Histogram => self.names.extend(
+                ["_bucket", "_sum", "_count"]
+                    .into_iter()
+                    .map(|suffix| format!("{full}{suffix}")),
+            ),
+            _ => self.names.push(full),
+        }
+        self.registry.register(name, help, metric);
+    }
+}
 
 pub(super) type L1 = [(&'static str, String); 1];
 pub(super) type L2 = [(&'static str, String); 2];
@@ -110,131 +144,131 @@ impl Families {
     }
 
     /// The control plane's families. Counter names get `_total` from the encoder.
-    pub(super) fn register_control_plane(&self, r: &mut Registry) {
-        r.register(
+    pub(super) fn register_control_plane(&self, r: &mut Registrar<'_>) {
+        r.add(
             "deploys",
             "Deploys ended, by outcome (succeeded, failed, reverted, refused)",
             self.deploys.clone(),
         );
-        r.register(
+        r.add(
             "deploy_duration_seconds",
             "Duration of deploys that ran (not refused), by backend",
             self.deploy_duration.clone(),
         );
-        r.register(
+        r.add(
             "deploy_wave_duration_seconds",
             "Duration of each deploy or teardown wave, by backend",
             self.wave_duration.clone(),
         );
-        r.register(
+        r.add(
             "deploy_wave_in_progress",
             "Index of the wave running now (0: none)",
             self.wave_in_progress.clone(),
         );
-        r.register(
+        r.add(
             "pool_workers",
             "Pool workers by pool type and state, as of the pool's last acquire or scaler pass",
             self.pool_workers.clone(),
         );
-        r.register(
+        r.add(
             "pool_active_leases",
             "Leased workers per pool type, as of the pool's last acquire or scaler pass",
             self.pool_active_leases.clone(),
         );
-        r.register("pool_queue_depth", "Callers waiting for a worker per pool type, as of the pool's last acquire or scaler pass", self.pool_queue_depth.clone());
-        r.register("pool_acquire_duration_seconds", "Time to answer an acquire, by pool type and outcome (granted, exhausted, timeout, cancelled, error)", self.pool_acquire_duration.clone());
-        r.register(
+        r.add("pool_queue_depth", "Callers waiting for a worker per pool type, as of the pool's last acquire or scaler pass", self.pool_queue_depth.clone());
+        r.add("pool_acquire_duration_seconds", "Time to answer an acquire, by pool type and outcome (granted, exhausted, timeout, cancelled, error)", self.pool_acquire_duration.clone());
+        r.add(
             "pool_releases",
             "Leases released, by pool type and job success",
             self.pool_releases.clone(),
         );
-        r.register(
+        r.add(
             "pool_expired_leases_reclaimed",
             "Expired leases the reaper reclaimed, by pool type",
             self.pool_reclaimed.clone(),
         );
-        r.register(
+        r.add(
             "pool_scale_decisions",
             "Scaling steps carried out, by pool type, direction (up, down) and reason",
             self.pool_scale_decisions.clone(),
         );
-        r.register(
+        r.add(
             "service_instances",
             "Live instances of each service, by derived status",
             self.service_instances.clone(),
         );
-        r.register(
+        r.add(
             "services",
             "Services by their worst derived status over their instances",
             self.services.clone(),
         );
-        r.register(
+        r.add(
             "heartbeats_received",
             "Heartbeats ingested from nodes (control-plane beats excluded)",
             self.heartbeats_received.clone(),
         );
-        r.register(
+        r.add(
             "heartbeat_lag_seconds",
             "Time from a heartbeat's timestamp to its ingestion",
             self.heartbeat_lag.clone(),
         );
-        r.register(
+        r.add(
             "node_last_heartbeat_age_seconds",
             "Seconds since each node's last heartbeat (pool workers excluded)",
             self.node_last_heartbeat_age.clone(),
         );
-        r.register(
+        r.add(
             "service_restarts",
             "Smart restarts finished, by service",
             self.service_restarts.clone(),
         );
-        r.register(
+        r.add(
             "routing_mappings_version",
             "Version of the last service mappings published",
             self.mappings_version.clone(),
         );
-        r.register(
+        r.add(
             "routing_node_applied_version",
             "Mappings version each node last reported applying (pool workers excluded)",
             self.node_routing_version.clone(),
         );
-        r.register(
+        r.add(
             "routing_nodes_lagging",
             "Nodes whose applied mappings version is behind the published one",
             self.nodes_lagging.clone(),
         );
-        r.register(
+        r.add(
             "leader",
             "1 while this replica leads the control plane, else 0",
             self.leader.clone(),
         );
-        r.register(
+        r.add(
             "leadership_changes",
             "Times this replica gained or lost the leadership",
             self.leadership_changes.clone(),
         );
-        r.register(
+        r.add(
             "reconcile_sweeps",
             "Reconciliation sweeps, by outcome (quiet, repaired, skipped, failed)",
             self.reconcile_sweeps.clone(),
         );
-        r.register("reconcile_repairs", "What reconciliation repaired, by kind (interrupted_deploy, redeployed, worker_restarted, removed)", self.reconcile_repairs.clone());
-        r.register(
+        r.add("reconcile_repairs", "What reconciliation repaired, by kind (interrupted_deploy, redeployed, worker_restarted, removed)", self.reconcile_repairs.clone());
+        r.add(
             "http_requests",
             "API requests answered, by route, method and status",
             self.http_requests.clone(),
         );
-        r.register(
+        r.add(
             "http_request_duration_seconds",
             "API request latency, by route and method",
             self.http_duration.clone(),
         );
-        r.register(
+        r.add(
             "store_errors",
             "State store pings that failed",
             self.store_errors.clone(),
         );
-        r.register(
+        r.add(
             "bus_errors",
             "Event bus subscription problems, by kind (malformed, lagged, subscribe)",
             self.bus_errors.clone(),
@@ -242,23 +276,23 @@ impl Families {
     }
 
     /// A plain node's families.
-    pub(super) fn register_node(&self, r: &mut Registry) {
-        r.register(
+    pub(super) fn register_node(&self, r: &mut Registrar<'_>) {
+        r.add(
             "node_heartbeats_sent",
             "Heartbeats this node published",
             self.node_heartbeats_sent.clone(),
         );
-        r.register(
+        r.add(
             "node_heartbeats_failed",
             "Heartbeats this node could not publish",
             self.node_heartbeats_failed.clone(),
         );
-        r.register(
+        r.add(
             "node_mappings_version",
             "Mappings version this node applied last (0: none yet)",
             self.node_mappings_version.clone(),
         );
-        r.register(
+        r.add(
             "node_mesh_calls",
             "Service calls through the mesh, by outcome (ok, unroutable, failed)",
             self.node_mesh_calls.clone(),

@@ -35,7 +35,7 @@ use crate::orchestrator::leader::LeaderState;
 mod families;
 mod hooks;
 
-use families::Families;
+use families::{Families, Registrar};
 pub use hooks::{AcquireOutcome, DeployOutcome, WaveTimer};
 use hooks::{l, status_label};
 
@@ -71,6 +71,8 @@ struct ScrapeState {
 struct Inner {
     registry: Registry,
     families: Families,
+    /// What [`Metrics::sample_names`] answers.
+    sample_names: Vec<String>,
     /// Per node app-id: last beat (bounded by the deployment; forgotten after
     /// [`NODE_FORGET_AFTER`]).
     nodes: Mutex<HashMap<String, NodeSeen>>,
@@ -102,13 +104,17 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    fn build(register: impl FnOnce(&Families, &mut Registry)) -> Self {
+    fn build(register: impl FnOnce(&Families, &mut Registrar<'_>)) -> Self {
         let families = Families::new();
         let mut registry = Registry::with_prefix(PREFIX);
-        register(&families, &mut registry);
+        let mut registrar = Registrar::new(&mut registry);
+        register(&families, &mut registrar);
+        let mut sample_names = registrar.names;
+        sample_names.sort();
         Metrics(Arc::new(Inner {
             registry,
             families,
+            sample_names,
             nodes: Mutex::default(),
             pools: Mutex::default(),
             scrape: Mutex::default(),
@@ -123,6 +129,12 @@ impl Metrics {
     /// A plain node's registry (heartbeats sent, mappings applied, mesh calls).
     pub fn node() -> Self {
         Self::build(Families::register_node)
+    }
+
+    /// Every sample name this registry can export, sorted (a family with labels shows in
+    /// a scrape only once it has a series; this lists it anyway).
+    pub fn sample_names(&self) -> &[String] {
+        &self.0.sample_names
     }
 
     /// Scrape-time health gauges read `health` (instances and services by status).
