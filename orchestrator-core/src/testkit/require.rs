@@ -62,7 +62,8 @@ pub fn fixtures_dir() -> PathBuf {
 /// Upstream's example files for the comparison test `test`, or `None` when it skips.
 ///
 /// `BANNOU_UPSTREAM_DATA=DIR` names a folder laid out like upstream's (`presets/`,
-/// `presets/fixtures/`, `spec/events/`); a relative `DIR` is taken from the workspace
+/// `presets/fixtures/`, `spec/events/`; the catalog comparison also reads
+/// `spec/service-catalog.yaml`); a relative `DIR` is taken from the workspace
 /// root. Unset or empty: prints `SKIPPED <test>: upstream data not given (set
 /// BANNOU_UPSTREAM_DATA=DIR)` and returns `None`, unless `BANNOU_TEST_REQUIRE` names
 /// `upstream`, which makes it a failure.
