@@ -292,12 +292,19 @@ impl ControlPlaneBuilder {
         }
 
         let registry = Arc::new(BackendRegistry::new(
-            self.backends.clone(),
+        // Every backend call of this control plane is counted (`metrics::InstrumentedBackend`).
+        let metrics = self.metrics.unwrap_or_else(Metrics::control_plane);
+        let backends: Vec<_> = self
+            .backends
+            .iter()
+            .map(|b| metrics.instrument(b.clone()))
+            .collect();
+            backends.clone(),
             config.default_backend,
         ));
         let pool_backend = registry
             .get(config.default_backend)
-            .or_else(|| self.backends.first().cloned())
+            .or_else(|| backends.first().cloned())
             .ok_or(HostError::NoBackend)?;
 
         // Leadership first: one attempt before the loops start, so a lone replica leads
@@ -332,7 +339,6 @@ impl ControlPlaneBuilder {
             )
             .with_leadership(leader.subscribe()),
         );
-        let metrics = self.metrics.unwrap_or_else(Metrics::control_plane);
         metrics.observe_health(health.clone(), clock.clone());
         metrics.observe_leadership(leader.subscribe());
         let scaler = Arc::new(
@@ -586,7 +592,6 @@ async fn monitor_store(
     store: Arc<dyn OrchestratorStore>,
     status: Arc<StoreStatus>,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
     loop {
@@ -601,7 +606,7 @@ async fn monitor_store(
                 Err(_) => Some("no answer to ping".to_owned()),
             };
         if let Some(e) = &result {
-            tracing::warn!(error = %e, "state store does not answer");
+    mut shutdown: watch::Receiver<bool>,
             metrics.store_error();
         }
         status.record(result);
@@ -616,6 +621,7 @@ pub struct ShutdownReport {
     /// Tasks that ended cleanly.
     pub stopped: Vec<&'static str>,
     /// Tasks that ended with an error (or panicked), and why.
+            tracing::warn!(error = %e, "state store does not answer");
     pub failed: Vec<(&'static str, String)>,
     /// Tasks still running after [`SHUTDOWN_GRACE`], aborted.
     pub aborted: Vec<&'static str>,

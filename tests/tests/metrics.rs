@@ -224,6 +224,18 @@ async fn metrics_count_deploys_and_pool_traffic_behind_the_token() {
         "the deploy started the minimum: {text}"
     );
 
+    // Every node the deploy started went through the counted backend.
+    let backend_calls = "bannou_orchestrator_backend_calls_total";
+    let deployed = [
+        ("backend", "inprocess"),
+        ("operation", "deploy"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        sample(&text, backend_calls, &deployed) >= Some(4.0),
+        "{text}"
+    );
+
     // Health, routing, control plane.
     assert!(sample(&text, "bannou_orchestrator_heartbeats_received_total", &[]) > Some(0.0));
     assert_eq!(

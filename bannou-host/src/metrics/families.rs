@@ -97,6 +97,8 @@ pub(super) struct Families {
     pub(super) http_requests: Family<L3, Counter>,
     pub(super) http_duration: Hist<L2>,
     pub(super) store_errors: Counter,
+    pub(super) backend_calls: Family<L3, Counter>,
+    pub(super) backend_duration: Hist<L2>,
     pub(super) bus_errors: Family<L1, Counter>,
     // plain nodes
     pub(super) node_heartbeats_sent: Counter,
@@ -135,6 +137,8 @@ impl Families {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             store_errors: Counter::default(),
+            backend_calls: Family::default(),
+            backend_duration: Family::new_with_constructor(latency_histogram),
             bus_errors: Family::default(),
             node_heartbeats_sent: Counter::default(),
             node_heartbeats_failed: Counter::default(),
@@ -267,6 +271,16 @@ impl Families {
             "store_errors",
             "State store pings that failed",
             self.store_errors.clone(),
+        );
+        r.add(
+            "backend_calls",
+            "Container backend calls, by backend, operation and outcome (ok, error)",
+            self.backend_calls.clone(),
+        );
+        r.add(
+            "backend_call_duration_seconds",
+            "Container backend call latency, by backend and operation",
+            self.backend_duration.clone(),
         );
         r.add(
             "bus_errors",

@@ -376,6 +376,40 @@ impl Metrics {
         result
     }
 
+    /// A call of `operation` on `backend` ended (`ok` or not) after `elapsed`.
+    pub fn backend_call(
+        &self,
+        backend: BackendType,
+        operation: &'static str,
+        ok: bool,
+        elapsed: Duration,
+    ) {
+        let f = &self.0.families;
+        let (backend, operation) = (backend_label(backend), l(operation));
+        let outcome = l(if ok { "ok" } else { "error" });
+        f.backend_calls
+            .get_or_create(&[
+                ("backend", backend.clone()),
+                ("operation", operation.clone()),
+                ("outcome", outcome),
+            ])
+            .inc();
+        f.backend_duration
+            .get_or_create(&[("backend", backend), ("operation", operation)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// `backend`, with every call counted here.
+    pub fn instrument(
+        &self,
+        backend: Arc<dyn orchestrator_core::ports::backend::ContainerBackend>,
+    ) -> Arc<dyn orchestrator_core::ports::backend::ContainerBackend> {
+        Arc::new(super::backend::InstrumentedBackend::new(
+            backend,
+            self.clone(),
+        ))
+    }
+
     /// A store ping failed.
     pub fn store_error(&self) {
         self.0.families.store_errors.inc();

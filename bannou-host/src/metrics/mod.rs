@@ -32,9 +32,13 @@ use tokio::time::Instant;
 use crate::orchestrator::heartbeats::SharedHealth;
 use crate::orchestrator::leader::LeaderState;
 
+mod backend;
 mod families;
 mod hooks;
+#[cfg(test)]
+mod tests;
 
+pub use backend::InstrumentedBackend;
 use families::{Families, Registrar};
 pub use hooks::{AcquireOutcome, DeployOutcome, WaveTimer};
 use hooks::{l, status_label};
