@@ -120,7 +120,8 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
     let w = world(None).await;
     let router = w.cp.router();
     let documented = api::openapi::document_paths();
-    assert_eq!(documented.len(), 22 + 3, "{documented:?}");
+    // The 22 endpoints, /health, the two OpenAPI documents and /metrics.
+    assert_eq!(documented.len(), 22 + 4, "{documented:?}");
     for path in &documented {
         let reply = if path.starts_with("/orchestrator/") {
             post(&router, path, "{}").await
@@ -309,6 +310,8 @@ async fn the_bearer_token_guards_every_route_but_health() {
         ("/openapi.json", None),
         ("/openapi.yaml", Some("wrong")),
         ("/openapi.json", Some("s3cre")),
+        ("/metrics", None),
+        ("/metrics", Some("wrong")),
     ] {
         let reply = send(&router, "GET", path, "", token).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
