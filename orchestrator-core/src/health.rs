@@ -698,7 +698,7 @@ impl HeartbeatAggregator {
         let timeout = self.config.heartbeat_timeout;
         self.instances_unsorted(service, Some(now))
             .iter()
-            .filter(|si| si.app_id.as_str().eq_ignore_ascii_case(app_id))
+            .filter(|si| si.app_id.matches(app_id))
             .map(|si| si.status_at(now, timeout))
             .max()
     }
@@ -760,7 +760,7 @@ impl HeartbeatAggregator {
         let mut ids: Vec<Uuid> = self
             .instances
             .iter()
-            .filter(|(_, i)| i.app_id.as_str().eq_ignore_ascii_case(app_id.as_str()))
+            .filter(|(_, i)| i.app_id == *app_id)
             .map(|(k, _)| Uuid::from_u128(*k))
             .collect();
         ids.sort_unstable();

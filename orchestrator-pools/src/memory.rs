@@ -243,11 +243,13 @@ impl PoolState {
         }
     }
 
-    /// The slot of the worker whose processor id or app-id is `key`.
+    /// The slot of the worker whose processor id or app-id is `key` (an app-id in any
+    /// case: `AppId` compares without case; the lookup wraps `key` only when the
+    /// processor id misses).
     fn find_worker(&self, key: &str) -> Option<Slot> {
         self.by_id
             .get(key)
-            .or_else(|| self.app_ids.get(key))
+            .or_else(|| self.app_ids.get(&AppId::from(key)))
             .copied()
     }
 

@@ -86,7 +86,7 @@ impl MappingsSnapshot {
                 || key.starts_with('_')
                 || is_infrastructure(&key)
                 || is_orchestrator(&key)
-                || value == default_app_id.as_str()
+                || default_app_id.matches(value)
             {
                 continue;
             }

@@ -421,7 +421,7 @@ impl RoutingTable {
     /// Returns every service routed to `app_id` (case-insensitive) to the default, as when
     /// its node is torn down. Returns the services, sorted.
     pub fn release_app(&mut self, app_id: &AppId) -> Vec<String> {
-        let owned = |r: &Route| r.app_id.as_str().eq_ignore_ascii_case(app_id.as_str());
+        let owned = |r: &Route| r.app_id == *app_id;
         let mut released: Vec<String> = self
             .routes
             .iter()
@@ -560,8 +560,7 @@ impl RoutingTable {
                     let owned = match last_owner {
                         Some((prev, verdict)) if std::ptr::eq(prev, owner) => verdict,
                         _ => {
-                            let name = route.app_id.as_str();
-                            let verdict = name == sender || name.eq_ignore_ascii_case(sender);
+                            let verdict = route.app_id.matches(sender);
                             last_owner = Some((owner, verdict));
                             verdict
                         }

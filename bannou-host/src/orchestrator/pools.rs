@@ -49,14 +49,14 @@ pub struct ScaleReport {
     pub errors: Vec<String>,
 }
 
-/// The app-ids (lower-cased) that reconciliation must leave alone: listed and not
+/// The app-ids that reconciliation must leave alone: listed and not
 /// stopped, or stopped less than `grace` ago (a restart in progress looks stopped for a
 /// moment). A stopped container with no known stop time counts as down.
 pub fn running_or_restarting(
     listed: &[ContainerInfo],
     now: Timestamp,
     grace: Duration,
-) -> std::collections::BTreeSet<String> {
+) -> std::collections::BTreeSet<AppId> {
     listed
         .iter()
         .filter(|c| {
@@ -64,15 +64,15 @@ pub fn running_or_restarting(
                 || c.stopped_at
                     .is_some_and(|at| now.saturating_since(at) < grace)
         })
-        .map(|c| c.app_id.as_str().to_ascii_lowercase())
+        .map(|c| c.app_id.clone())
         .collect()
 }
 
 /// What [`PoolScaler::repair_workers`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerRepair {
-    /// Every registered worker's app-id, lower-cased (any state, any pool).
-    pub workers: std::collections::BTreeSet<String>,
+    /// Every registered worker's app-id (any state, any pool).
+    pub workers: std::collections::BTreeSet<AppId>,
     /// Every configured pool (the values of [`POOL_LABEL`] that are ours).
     pub pools: std::collections::BTreeSet<String>,
     /// Workers whose container was gone or stopped, started again.
@@ -409,15 +409,10 @@ impl PoolScaler {
             let status = self.store.status(&pool, now).await?;
             repair.pools.insert(pool.to_string());
             for w in &status.workers {
-                repair
-                    .workers
-                    .insert(w.app_id.as_str().to_ascii_lowercase());
+                repair.workers.insert(w.app_id.clone());
                 let young = w.state == WorkerState::Pending
                     && now.saturating_since(w.created_at) < pending_grace;
-                if w.state == WorkerState::Draining
-                    || young
-                    || running.contains(&w.app_id.as_str().to_ascii_lowercase())
-                {
+                if w.state == WorkerState::Draining || young || running.contains(&w.app_id) {
                     continue;
                 }
                 let identity = WorkerIdentity {

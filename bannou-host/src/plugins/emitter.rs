@@ -26,7 +26,7 @@ use orchestrator_core::AppId;
 use orchestrator_core::events::{
     InstanceCapacity, InstanceHealthStatus, ServiceHealthStatus, ServiceHeartbeatEvent,
 };
-use orchestrator_core::names::CONTROL_PLANE_APP_ID;
+use orchestrator_core::names::{CONTROL_PLANE_APP_ID, same_app_id};
 use orchestrator_core::ports::bus::{EventBus, EventBusExt};
 use orchestrator_core::time::Clock;
 use orchestrator_routing::MeshReader;
@@ -205,9 +205,7 @@ impl HeartbeatEmitter {
     fn reports(&self, service: &str) -> bool {
         match self.reader.resolve(service) {
             Resolution::Local => true,
-            Resolution::App(a) => {
-                *a == *self.app_id.as_str() || a.eq_ignore_ascii_case(CONTROL_PLANE_APP_ID)
-            }
+            Resolution::App(a) => self.app_id.matches(&a) || same_app_id(&a, CONTROL_PLANE_APP_ID),
         }
     }
 

@@ -439,14 +439,24 @@ impl DockerBackend {
         Ok(listed.into_iter().map(Replica::from_summary).collect())
     }
 
-    /// Our containers of `app_id`, primary first.
+    /// Our containers of `app_id`, primary first. App-ids compare without case and the
+    /// label keeps the spelling a node was deployed with, so the app-id filter is ours,
+    /// not Docker's (an exact match).
     async fn find(&self, app_id: &AppId) -> Result<Vec<Replica>, BackendError> {
-        let mut found = self
-            .list_labelled(vec![
-                format!("{}={}", labels::APP_ID, app_id),
-                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
-            ])
-            .await?;
+        let mut found: Vec<Replica> = self
+            .list_labelled(vec![format!(
+                "{}={}",
+                labels::MANAGED,
+                labels::MANAGED_VALUE
+            )])
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.labels
+                    .get(labels::APP_ID)
+                    .is_some_and(|a| app_id.matches(a))
+            })
+            .collect();
         found.sort_by_key(|r| (r.replica, r.name.clone()));
         Ok(found)
     }
@@ -589,7 +599,10 @@ impl DockerBackend {
         if let Some(other) = self.by_name(name).await? {
             let ours = other.labels.get(labels::MANAGED).map(String::as_str)
                 == Some(labels::MANAGED_VALUE)
-                && other.labels.get(labels::APP_ID).map(String::as_str) == Some(app_id.as_str());
+                && other
+                    .labels
+                    .get(labels::APP_ID)
+                    .is_some_and(|a| app_id.matches(a));
             if !ours {
                 return Err(BackendError::Conflict {
                     app_id: app_id.clone(),

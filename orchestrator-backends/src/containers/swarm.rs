@@ -315,16 +315,19 @@ impl SwarmBackend {
         Ok(listed.into_iter().filter(is_ours).collect())
     }
 
-    /// Our services of `app_id`, by name.
+    /// Our services of `app_id`, by name. App-ids compare without case and the label
+    /// keeps the spelling a node was deployed with, so the app-id filter is ours, not the
+    /// engine's (an exact match).
     async fn find(&self, app_id: &AppId) -> Result<Vec<Service>, BackendError> {
         let mut found: Vec<Service> = self
-            .list_labelled(vec![
-                format!("{}={}", labels::APP_ID, app_id),
-                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
-            ])
+            .list_labelled(vec![format!(
+                "{}={}",
+                labels::MANAGED,
+                labels::MANAGED_VALUE
+            )])
             .await?
             .into_iter()
-            .filter(|s| label(s, labels::APP_ID) == Some(app_id.as_str()))
+            .filter(|s| label(s, labels::APP_ID).is_some_and(|a| app_id.matches(a)))
             .collect();
         found.sort_by_key(|s| service_name(s).to_owned());
         Ok(found)
@@ -664,7 +667,8 @@ impl ContainerBackend for SwarmBackend {
         // A name held by anything but our service for this app-id is left alone.
         let same_name = self.by_name(&name).await?;
         if let Some(other) = &same_name
-            && !(is_ours(other) && label(other, labels::APP_ID) == Some(node.app_id.as_str()))
+            && !(is_ours(other)
+                && label(other, labels::APP_ID).is_some_and(|a| node.app_id.matches(a)))
         {
             return Err(BackendError::Conflict {
                 app_id: node.app_id.clone(),

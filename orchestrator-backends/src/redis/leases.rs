@@ -61,7 +61,7 @@
 //! |---|---|---|
 //! | `state` | hash | config: `json` (the [`PoolConfig`]), `max` (maxInstances), `dur` (default lease ms); `ctr` = `P A L D TOK SEQ COMPLETED FAILED RECLAIMED XH QH` as eleven little-endian doubles (workers per state, last fencing token, queue order, lifetime totals, the two scan hints below; Lua's `struct` unpacks that far cheaper than matching text); metrics buckets `b:{minute % 60}` = `MINUTE COMPLETED FAILED LEASE_MS` as four little-endian doubles (`status` returns them as text); `ls` = last scale event ms |
 //! | `workers` | hash | processor id -> worker record `S LEASE UPDATED IDLE CREATED APPID` |
-//! | `appids` | hash | app-id -> processor id (`mark_ready` by either name) |
+//! | `appids` | hash | app-id, lower-cased (app-ids compare without case; entries written before that are under their spelling and still found) -> processor id (`mark_ready` by either name) |
 //! | `avail` | list | Available workers, idle longest at the head (`RPUSH` free, `RPOP` acquire) |
 //! | `leases` | hash | lease id -> lease record `TOKEN ACQ EXP TICKET #PID PID #APP APP REQ` |
 //! | `exp` | sorted set | lease id by expiry ms: reclaiming is `ZRANGEBYSCORE -inf (now`, O(expired) |
@@ -859,10 +859,7 @@ impl RedisLeaseStore {
                 }
                 _ => {}
             }
-            if !appids
-                .iter()
-                .any(|(a, p)| a == w.app_id.as_str() && p == pid)
-            {
+            if !appids.iter().any(|(a, p)| w.app_id.matches(a) && p == pid) {
                 return Err(format!("app-id index misses {pid}"));
             }
             by_pid.insert(pid.clone(), w);

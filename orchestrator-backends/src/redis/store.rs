@@ -293,6 +293,11 @@ impl Keys {
         }
     }
 
+    /// `{prefix}:hb:{appId}` in the app-id's spelling, not a folded form, although app-ids
+    /// compare without case: upstream and earlier versions of ours wrote these keys from
+    /// the spelling, a node always beats with its own spelling, and every reader lists
+    /// them through the index (compare the app-ids it returns with `AppId`), so folding
+    /// would only rename the keys existing state lives under.
     fn heartbeat(&self, app_id: &str) -> String {
         format!("{}{app_id}", self.hb)
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::names::same_app_id;
 use crate::ports::store::{OrchestratorStore, StoreError, check_ttl};
 use crate::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use crate::time::{Clock, Timestamp};
@@ -209,7 +210,7 @@ impl OrchestratorStore for InMemoryStore {
         let (mut s, now) = self.lock();
         let matches = match (live_entry(&mut s.routes, service, now), expected_app_id) {
             (None, None) => true,
-            (Some(existing), Some(expected)) => existing.app_id.eq_ignore_ascii_case(expected),
+            (Some(existing), Some(expected)) => same_app_id(&existing.app_id, expected),
             _ => false,
         };
         if matches {

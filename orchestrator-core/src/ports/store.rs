@@ -45,6 +45,7 @@ use crate::config_history::{
     ConfigVersionInfo, RollbackError, RollbackOutcome, RollbackPlan, cleared_configuration,
     version_info,
 };
+use crate::names::same_app_id;
 use crate::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use crate::time::Timestamp;
 
@@ -182,7 +183,9 @@ pub trait OrchestratorStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
-    /// The live record of `app_id` (exact match), if any.
+    /// The live record of `app_id` (exact match: records are keyed by the spelling a node
+    /// beats with, so that keys written before app-ids compared without case stay
+    /// readable; compare listed app-ids with [`crate::AppId`]), if any.
     async fn get_heartbeat(&self, app_id: &str) -> Result<Option<HeartbeatRecord>, StoreError>;
 
     /// Every live record, ordered by app-id.
@@ -242,7 +245,7 @@ pub trait OrchestratorStore: Send + Sync + 'static {
                         return Ok(RouteClaim::Created);
                     }
                 }
-                Some(existing) if existing.app_id.eq_ignore_ascii_case(&record.app_id) => {
+                Some(existing) if same_app_id(&existing.app_id, &record.app_id) => {
                     if self
                         .set_route_if(service, Some(&existing.app_id), record, ttl)
                         .await?

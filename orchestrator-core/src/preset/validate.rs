@@ -12,6 +12,7 @@ use super::{
 };
 use crate::catalog::Catalog;
 use crate::layer::Layer;
+use crate::names::AppId;
 
 /// Collects errors and warnings while converting.
 struct Checker<'a> {
@@ -104,7 +105,7 @@ fn validate_nodes(
 ) -> Vec<PresetNode> {
     let mut nodes = Vec::with_capacity(raw.len());
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut app_ids: HashMap<String, String> = HashMap::new();
+    let mut app_ids: HashMap<AppId, String> = HashMap::new();
     let mut routed: HashMap<String, String> = HashMap::new();
 
     for (i, spanned) in raw.into_iter().enumerate() {
@@ -148,7 +149,7 @@ fn validate_nodes(
             .filter(|s| !s.is_empty());
         let effective = app_id.clone().unwrap_or_else(|| name.clone());
         if !effective.is_empty() && !name_is_duplicate {
-            let key = effective.to_ascii_lowercase();
+            let key = AppId::new(effective.as_str());
             if let Some(first) = app_ids.get(&key) {
                 let pos = match &n.app_id {
                     Some(s) => c.pos(s, format!("{base}.appId")),

@@ -43,6 +43,8 @@ where
     metrics_add_up(&make().await).await;
     pool_config_is_the_configured_one(&make().await).await;
     next_expiry_is_the_earliest_live_lease(&make().await).await;
+    acquire_hands_out_the_most_recently_freed_worker(&make().await).await;
+    app_ids_are_matched_without_case(&make().await).await;
 }
 
 /// Configures a pool `conformance` with `max` workers and registers `ready` of them,
@@ -217,6 +219,105 @@ async fn register_ready_acquire_release_cycle(store: &dyn LeaseStore) {
         ),
         "{why}: unknown pools are refused"
     );
+}
+
+/// The pool order (docs/COMPATIBILITY.md#pool-worker-order): acquire takes the most
+/// recently freed worker (LIFO; upstream is FIFO), so under light load one warm worker
+/// stays busy and the others stay idle long enough for the autoscaler to reap them.
+async fn acquire_hands_out_the_most_recently_freed_worker(store: &dyn LeaseStore) {
+    let why = "LIFO order";
+    let (pool, ids) = pool_with_workers(store, 3, 3).await;
+    let holder_of = |l: &Lease| {
+        ids.iter()
+            .position(|id| id.processor_id == l.processor_id)
+            .map(|i| i + 1)
+    };
+    // Ready in the order 1, 2, 3: the last one ready goes first.
+    let a = lease(store, &pool, AcquireRequest::new("a"), t(1), why).await;
+    let b = lease(store, &pool, AcquireRequest::new("b"), t(2), why).await;
+    assert_eq!((holder_of(&a), holder_of(&b)), (Some(3), Some(2)), "{why}");
+    // Freed 3 then 2: 2 (freed last) is handed out first, then 3, then 1 (idle longest).
+    for (l, at) in [(&a, 3), (&b, 4)] {
+        store
+            .release(&pool, l.lease_id, l.fencing_token, true, t(at))
+            .await
+            .expect("release");
+    }
+    let mut order = Vec::new();
+    for (n, holder) in ["c", "d", "e"].into_iter().enumerate() {
+        let l = lease(
+            store,
+            &pool,
+            AcquireRequest::new(holder),
+            t(5 + n as u64),
+            why,
+        )
+        .await;
+        order.push(holder_of(&l));
+    }
+    assert_eq!(order, [Some(2), Some(3), Some(1)], "{why}");
+}
+
+/// App-ids compare without ASCII case (docs/COMPATIBILITY.md#heartbeat-consumption): a
+/// worker is found by its app-id in any case, and a second worker cannot take another
+/// spelling of an app-id in use.
+async fn app_ids_are_matched_without_case(store: &dyn LeaseStore) {
+    let why = "app-id case";
+    let (pool, _) = pool_with_workers(store, 3, 0).await;
+    let first = WorkerIdentity::from_value(&pool, 1);
+    let second = WorkerIdentity::from_value(&pool, 2);
+    let spelled = orchestrator_core::AppId::new("Case-Worker");
+    store
+        .register_worker(&pool, &first.processor_id, &spelled, t(0))
+        .await
+        .expect("register");
+    let again = store
+        .register_worker(
+            &pool,
+            &first.processor_id,
+            &orchestrator_core::AppId::new("case-worker"),
+            t(0),
+        )
+        .await
+        .expect("registering the same worker again, app-id in another case");
+    assert_eq!(
+        again.app_id.as_str(),
+        "Case-Worker",
+        "{why}: the spelling is kept"
+    );
+    assert!(
+        matches!(
+            store
+                .register_worker(
+                    &pool,
+                    &second.processor_id,
+                    &orchestrator_core::AppId::new("CASE-WORKER"),
+                    t(0),
+                )
+                .await,
+            Err(LeaseError::WorkerConflict { .. })
+        ),
+        "{why}: another worker with the same app-id in another case"
+    );
+    let ready = store
+        .mark_ready(&pool, "case-WORKER", t(1))
+        .await
+        .expect("mark_ready by the app-id in another case");
+    assert_eq!(ready.processor_id, first.processor_id, "{why}");
+    assert_eq!(ready.state, WorkerState::Available, "{why}");
+    store
+        .remove_worker(&pool, &first.processor_id, t(2))
+        .await
+        .expect("remove");
+    store
+        .register_worker(
+            &pool,
+            &second.processor_id,
+            &orchestrator_core::AppId::new("case-worker"),
+            t(3),
+        )
+        .await
+        .expect("the app-id is free again once its worker is removed");
 }
 
 async fn pool_config_is_the_configured_one(store: &dyn LeaseStore) {

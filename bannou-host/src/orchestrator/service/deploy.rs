@@ -779,35 +779,40 @@ impl OrchestratorService {
             .await
             .map_err(|e| ServiceError::unavailable(e.to_string()))?;
         let config = self.current_config().await?;
-        let routed: BTreeMap<String, Vec<String>> = config
+        // Keyed by `AppId`: a container labelled `auth-main` is the configuration's node
+        // `Auth-Main`; a node is named in its first container's spelling.
+        let routed: BTreeMap<AppId, Vec<String>> = config
             .as_ref()
             .map(super::deploy_support::config_nodes)
             .unwrap_or_default()
             .into_iter()
-            .map(|n| (n.app_id.as_str().to_owned(), n.routed_services))
+            .map(|n| (n.app_id, n.routed_services))
             .collect();
-        let mut by_app: BTreeMap<String, i64> = BTreeMap::new();
+        let mut by_app: BTreeMap<AppId, i64> = BTreeMap::new();
         for c in &containers {
             let app = if c.app_id.as_str().trim().is_empty() {
-                "unknown".to_owned()
+                AppId::from("unknown")
             } else {
-                c.app_id.to_string()
+                c.app_id.clone()
             };
             *by_app.entry(app).or_default() += 1;
         }
         let nodes = by_app
             .into_iter()
-            .map(|(app, count)| TopologyNode {
-                services: Some(
-                    routed
-                        .get(&app)
-                        .filter(|s| !s.is_empty())
-                        .cloned()
-                        .unwrap_or_else(|| vec![app.clone()]),
-                ),
-                replicas: count,
-                app_id: Some(app.clone()),
-                ..TopologyNode::new(app)
+            .map(|(id, count)| {
+                let app = id.to_string();
+                TopologyNode {
+                    services: Some(
+                        routed
+                            .get(&id)
+                            .filter(|s| !s.is_empty())
+                            .cloned()
+                            .unwrap_or_else(|| vec![app.clone()]),
+                    ),
+                    replicas: count,
+                    app_id: Some(app.clone()),
+                    ..TopologyNode::new(app)
+                }
             })
             .collect();
         let services = containers

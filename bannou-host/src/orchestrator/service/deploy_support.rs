@@ -13,7 +13,7 @@ use orchestrator_core::records::{DeploymentConfiguration, RoutingRecord, Service
 use orchestrator_core::{AppId, ResolvedNode, Timestamp};
 use orchestrator_routing::RoutingTable;
 use orchestrator_routing::table::canonical_service;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::{OrchestratorService, ServiceError};
@@ -254,10 +254,7 @@ impl OrchestratorService {
 
     /// True for the control plane's app-id (configured or the literal `bannou`).
     pub(super) fn is_control_plane(&self, app_id: &AppId) -> bool {
-        app_id.is_control_plane()
-            || app_id
-                .as_str()
-                .eq_ignore_ascii_case(self.deps.settings.control_plane_app_id.as_str())
+        app_id.is_control_plane() || *app_id == self.deps.settings.control_plane_app_id
     }
 }
 
@@ -300,7 +297,7 @@ impl OrchestratorService {
                 let live = running_or_restarting(&list, self.deps.clock.now(), Duration::ZERO);
                 nodes
                     .into_iter()
-                    .filter(|n| live.contains(&n.app_id.as_str().to_ascii_lowercase()))
+                    .filter(|n| live.contains(&n.app_id))
                     .collect()
             }
             Err(e) => {
@@ -318,7 +315,9 @@ pub(super) fn config_nodes(config: &DeploymentConfiguration) -> Vec<ResolvedNode
     if !config.nodes.is_empty() {
         return config.nodes.clone();
     }
-    let mut by_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Keyed by `AppId`: services naming one app-id in different cases share one node, named
+    // in the first spelling met (services are visited in name order).
+    let mut by_app: BTreeMap<AppId, Vec<String>> = BTreeMap::new();
     for (service, svc) in &config.services {
         if let Some(app) = svc.app_id.as_deref().map(str::trim)
             && svc.enabled
@@ -326,7 +325,7 @@ pub(super) fn config_nodes(config: &DeploymentConfiguration) -> Vec<ResolvedNode
             && !AppId::new(app).is_control_plane()
         {
             by_app
-                .entry(app.to_owned())
+                .entry(AppId::new(app))
                 .or_default()
                 .push(service.clone());
         }
@@ -336,8 +335,8 @@ pub(super) fn config_nodes(config: &DeploymentConfiguration) -> Vec<ResolvedNode
         .map(|(app, mut services)| {
             services.sort();
             ResolvedNode {
-                name: app.clone(),
-                app_id: AppId::new(app),
+                name: app.to_string(),
+                app_id: app,
                 services: services.clone(),
                 routed_services: services,
                 environment: BTreeMap::new(),
@@ -351,12 +350,8 @@ pub(super) fn config_nodes(config: &DeploymentConfiguration) -> Vec<ResolvedNode
 /// App-ids the configuration deployed (docs/COMPATIBILITY.md#reset-to-default "tracked"):
 /// enabled services' app-ids and stored nodes, without blanks and the control plane.
 pub(super) fn tracked_app_ids(config: &DeploymentConfiguration) -> Vec<AppId> {
-    let mut ids: BTreeMap<String, AppId> = BTreeMap::new();
-    for node in config_nodes(config) {
-        ids.entry(node.app_id.as_str().to_ascii_lowercase())
-            .or_insert(node.app_id);
-    }
-    ids.into_values()
+    let ids: BTreeSet<AppId> = config_nodes(config).into_iter().map(|n| n.app_id).collect();
+    ids.into_iter()
         .filter(|a| !a.as_str().trim().is_empty() && !a.is_control_plane())
         .collect()
 }

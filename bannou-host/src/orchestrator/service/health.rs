@@ -216,8 +216,8 @@ impl OrchestratorService {
                 .iter()
                 .filter(|c| {
                     c.service_name.eq_ignore_ascii_case(service)
-                        || c.app_id.as_str().eq_ignore_ascii_case(service)
-                        || c.app_id.as_str().eq_ignore_ascii_case(&default_app)
+                        || c.app_id.matches(service)
+                        || c.app_id.matches(&default_app)
                 })
                 .map(|c| c.app_id.clone())
                 .collect();

@@ -89,12 +89,9 @@ impl OrchestratorService {
 
         // Everything either side may have started, then what of it still runs.
         let mut candidates: Vec<ResolvedNode> = cut.nodes.clone();
-        let mut seen: BTreeSet<String> = candidates
-            .iter()
-            .map(|n| n.app_id.as_str().to_ascii_lowercase())
-            .collect();
+        let mut seen: BTreeSet<AppId> = candidates.iter().map(|n| n.app_id.clone()).collect();
         for n in current.as_ref().map(config_nodes).unwrap_or_default() {
-            if seen.insert(n.app_id.as_str().to_ascii_lowercase()) {
+            if seen.insert(n.app_id.clone()) {
                 candidates.push(n);
             }
         }
@@ -178,12 +175,12 @@ impl OrchestratorService {
 const HISTORY_SCANNED: usize = 10_000;
 
 impl OrchestratorService {
-    /// App-ids this control plane can prove it started (lower-cased): named by any
+    /// App-ids this control plane can prove it started: named by any
     /// configuration version it still records or by the cut-off deploy `cut`. With its
     /// pools (`PoolScaler::repair_workers`) that is what it may remove. An engine may be
     /// shared with another control plane (a second environment, a test
     /// run), whose containers carry the same labels: those are never touched.
-    async fn ever_named(&self, cut: &[ResolvedNode]) -> Result<BTreeSet<String>, ServiceError> {
+    async fn ever_named(&self, cut: &[ResolvedNode]) -> Result<BTreeSet<AppId>, ServiceError> {
         let history = self
             .deps
             .store
@@ -194,7 +191,7 @@ impl OrchestratorService {
             .iter()
             .flat_map(config_nodes)
             .chain(cut.iter().cloned())
-            .map(|n| n.app_id.as_str().to_ascii_lowercase())
+            .map(|n| n.app_id)
             .collect())
     }
 }
@@ -270,7 +267,7 @@ impl OrchestratorService {
         let startable = current.as_ref().is_some_and(|c| !c.nodes.is_empty());
         let mut routed: Vec<&ResolvedNode> = Vec::new();
         for node in nodes.iter().filter(|n| !self.is_control_plane(&n.app_id)) {
-            if running.contains(&node.app_id.as_str().to_ascii_lowercase()) {
+            if running.contains(&node.app_id) {
                 sweep.adopted.push(node.app_id.clone());
                 routed.push(node);
                 continue;
@@ -328,19 +325,16 @@ impl OrchestratorService {
             sweep.errors.push(format!("orphans not checked: {err}"));
         }
         if let (Some((workers, pools)), Ok(ever_named)) = (workers, ours) {
-            let named: BTreeSet<String> = nodes
-                .iter()
-                .map(|n| n.app_id.as_str().to_ascii_lowercase())
-                .collect();
+            let named: BTreeSet<&AppId> = nodes.iter().map(|n| &n.app_id).collect();
             let now = deps.clock.now();
             let mut orphans: Vec<AppId> = listed
                 .iter()
                 .filter(|c| is_managed(&c.labels) && !self.is_control_plane(&c.app_id))
                 .filter(|c| {
-                    let app = c.app_id.as_str().to_ascii_lowercase();
-                    let ours = ever_named.contains(&app)
+                    let app = &c.app_id;
+                    let ours = ever_named.contains(app)
                         || c.labels.get(POOL_LABEL).is_some_and(|p| pools.contains(p));
-                    ours && !named.contains(&app) && !workers.contains(&app)
+                    ours && !named.contains(app) && !workers.contains(app)
                 })
                 .filter(|c| {
                     c.created_at

@@ -499,7 +499,7 @@ impl OrchestratorService {
                 if state
                     .routing
                     .route(service)
-                    .is_some_and(|r| !r.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
+                    .is_some_and(|r| r.app_id != t.app_id)
                 {
                     continue;
                 }
@@ -512,7 +512,7 @@ impl OrchestratorService {
                         .aggregator
                         .instances_of(service)
                         .iter()
-                        .filter(|i| i.app_id.as_str().eq_ignore_ascii_case(t.app_id.as_str()))
+                        .filter(|i| *i.app_id == t.app_id)
                         .filter(|i| {
                             !t.known.contains(&i.instance_id) || i.last_seen >= t.deployed_at
                         })

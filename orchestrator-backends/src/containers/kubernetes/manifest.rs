@@ -179,7 +179,10 @@ pub fn selector_labels(app_id: &AppId) -> BTreeMap<String, String> {
     ])
 }
 
-/// The label selector (`k=v,k=v`) finding every object of ours with `app_id`.
+/// The label selector (`k=v,k=v`) finding every object of ours with `app_id`. The API
+/// server matches label values exactly, so this finds a node under the spelling it was
+/// deployed with only (app-ids otherwise compare without case; the Docker and Swarm
+/// backends filter the app-id themselves).
 pub fn app_selector(app_id: &AppId) -> String {
     format!(
         "{}={},{}={}",

@@ -104,6 +104,14 @@ local CTR9 = '<ddddddddd'
 local BUCKET = '<dddd'
 local NONE = 1 / 0
 
+-- The `appids` field of app-id `app`: lower-cased, because app-ids compare without ASCII
+-- case (`string.lower` folds ASCII only in Redis's C locale). The worker record keeps the
+-- spelling. Entries written before the fold are under their spelling: lookups try that
+-- too, removals delete both, so existing pools keep working.
+local function appid_field(app)
+  return string.lower(app)
+end
+
 -- Per-call state: the keys of the pool `keys[1]`, fresh counters. As a library the keys
 -- outlive the call, so a pool called again reuses them (nine concatenations were a
 -- tenth of an acquire); strings compare by identity, so the check is free.

@@ -6,7 +6,7 @@ local key, now = ARGV[1], ARGV[2]
 local pid = key
 local wrec = call('HGET', K_WORKERS, pid)
 if not wrec then
-  pid = call('HGET', K_APPIDS, key)
+  pid = call('HGET', K_APPIDS, appid_field(key)) or call('HGET', K_APPIDS, key)
   wrec = pid and call('HGET', K_WORKERS, pid)
 end
 if not wrec then

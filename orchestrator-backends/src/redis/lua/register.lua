@@ -4,14 +4,15 @@ if not load_state('max') then
 end
 local pid, app, now = ARGV[1], ARGV[2], ARGV[3]
 local wrec = call('HGET', K_WORKERS, pid)
+local field = appid_field(app)
 if wrec then
   local w = wparse(wrec)
-  if w and w.app == app then
+  if w and appid_field(w.app) == field then
     return { 'ok', wrec }
   end
   return { 'conflict' }
 end
-if call('HEXISTS', K_APPIDS, app) == 1 then
+if call('HEXISTS', K_APPIDS, field) == 1 or call('HEXISTS', K_APPIDS, app) == 1 then
   return { 'conflict' }
 end
 if C.P + C.A + C.L + C.D >= (tonumber(C.max) or 0) then
@@ -19,7 +20,7 @@ if C.P + C.A + C.L + C.D >= (tonumber(C.max) or 0) then
 end
 wrec = 'P - ' .. now .. ' ' .. now .. ' ' .. now .. ' ' .. app
 call('HSET', K_WORKERS, pid, wrec)
-call('HSET', K_APPIDS, app, pid)
+call('HSET', K_APPIDS, field, pid)
 C.P = C.P + 1
 dirty = true
 flush('ls', now)

@@ -10,7 +10,7 @@ end
 call('HDEL', K_WORKERS, pid)
 C[w.st] = (C[w.st] or 0) - 1
 dirty = true
-call('HDEL', K_APPIDS, w.app)
+call('HDEL', K_APPIDS, appid_field(w.app), w.app)
 if w.st == 'A' then
   call('LREM', K_AVAIL, 0, pid)
 end

@@ -957,6 +957,115 @@ async fn the_wave_wait_asks_the_backend_once_per_container_status_poll_interval(
     assert!((3..=5).contains(&counts[1]), "every 3 s: {counts:?}");
 }
 
+/// App-ids compare without case (docs/COMPATIBILITY.md#heartbeat-consumption): a node
+/// deployed as `Auth-Main` is `auth-main` for status, routing and a later deploy, which
+/// updates it in place instead of starting a second node and tearing the first down.
+#[tokio::test(start_paused = true)]
+async fn an_app_id_in_another_case_names_the_same_node() {
+    let world = world().await;
+    let mut auth = node("auth", &["auth", "account"]);
+    auth.app_id = Some("Auth-Main".into());
+    let first = world
+        .service
+        .deploy(topology(vec![auth.clone()]))
+        .await
+        .unwrap();
+    assert!(first.body.success, "{:?}", first.body.warnings);
+    assert_eq!(world.route("auth"), "Auth-Main");
+
+    let status = world
+        .service
+        .container_status(GetContainerStatusRequest {
+            app_name: "auth-main".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(status.status, 200, "{:?}", status.body);
+    assert_eq!(status.body.instances, 1);
+
+    // The same topology, the app-id spelled in lower case: the same node.
+    world.backend.take_calls();
+    auth.app_id = Some("auth-main".into());
+    let again = world.service.deploy(topology(vec![auth])).await.unwrap();
+    assert!(again.body.success, "{:?}", again.body.warnings);
+    let calls = world.backend.calls();
+    assert!(torn_down_apps(&calls).is_empty(), "{calls:?}");
+    assert!(
+        deployed_apps(&calls)
+            .iter()
+            .all(|a| a.eq_ignore_ascii_case("auth-main")),
+        "{calls:?}"
+    );
+    assert_eq!(world.running().len(), 1, "{:?}", world.running());
+    assert!(world.route("auth").eq_ignore_ascii_case("auth-main"));
+
+    let routing = world
+        .service
+        .service_routing(GetServiceRoutingRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert!(routing.mappings["account"].eq_ignore_ascii_case("auth-main"));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let advice = world
+        .service
+        .should_restart(ShouldRestartServiceRequest {
+            service_name: "account".into(),
+        })
+        .await
+        .unwrap()
+        .body;
+    assert!(!advice.should_restart, "{advice:?}");
+    assert_eq!(advice.current_status, Some(InstanceHealthStatus::Healthy));
+
+    let env = world
+        .service
+        .status(GetStatusRequest::default())
+        .await
+        .unwrap()
+        .body;
+    let nodes = env.topology.unwrap().nodes;
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(
+        nodes[0].services.as_deref(),
+        Some(&["account".to_owned(), "auth".to_owned()][..])
+    );
+}
+
+/// The wave runner matches a redeployed node with the one running by app-id in any case:
+/// respelled and routing less, the node keeps the routes it still routes (a teardown of
+/// the "old" spelling would release them) and gives up only the others.
+#[tokio::test(start_paused = true)]
+async fn a_respelled_node_routing_less_keeps_its_routes_and_drops_the_rest() {
+    let world = world().await;
+    let mut auth = node("auth", &["auth", "account"]);
+    auth.app_id = Some("Auth-Main".into());
+    let first = world
+        .service
+        .deploy(topology(vec![auth.clone()]))
+        .await
+        .unwrap();
+    assert!(first.body.success, "{:?}", first.body.warnings);
+    assert_eq!(world.route("account"), "Auth-Main");
+
+    world.backend.take_calls();
+    let mut respelled = node("auth", &["auth"]);
+    respelled.app_id = Some("AUTH-MAIN".into());
+    let second = world
+        .service
+        .deploy(topology(vec![respelled]))
+        .await
+        .unwrap();
+    assert!(second.body.success, "{:?}", second.body.warnings);
+    let calls = world.backend.calls();
+    assert!(torn_down_apps(&calls).is_empty(), "{calls:?}");
+    assert_eq!(deployed_apps(&calls).len(), 1, "{calls:?}");
+    assert!(world.route("auth").eq_ignore_ascii_case("auth-main"));
+    assert_eq!(world.route("account"), "bannou");
+    assert_eq!(world.running().len(), 1, "{:?}", world.running());
+}
+
 /// What a control plane that has just started knows of the nodes running before it: no
 /// heartbeat at all (the aggregator lives in its process).
 fn forget_every_heartbeat(world: &World) {
