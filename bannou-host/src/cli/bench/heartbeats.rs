@@ -180,7 +180,8 @@ fn template(i: usize) -> ServiceHeartbeatEvent {
     )
 }
 
-/// The real ingestion pipeline over fresh state, as the orchestrator builds it.
+/// The real ingestion pipeline over fresh state, as the orchestrator builds it (counting
+/// into a metrics registry, as the control plane's does).
 fn pipeline(config: HealthConfig) -> (SharedHealth, Arc<HeartbeatPipeline>, Arc<dyn Clock>) {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let health = SharedHealth::new(HealthState {
@@ -189,7 +190,10 @@ fn pipeline(config: HealthConfig) -> (SharedHealth, Arc<HeartbeatPipeline>, Arc<
     });
     (
         health.clone(),
-        Arc::new(HeartbeatPipeline::new(health, clock.clone(), 80)),
+        Arc::new(
+            HeartbeatPipeline::new(health, clock.clone(), 80)
+                .with_metrics(crate::metrics::Metrics::control_plane()),
+        ),
         clock,
     )
 }
