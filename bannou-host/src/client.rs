@@ -92,6 +92,11 @@ pub mod paths {
 
 // === errors ===
 
+/// The events of [`ApiClient::events`], as parsed Server-Sent Events.
+pub type EventStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<eventsource_stream::Event, ClientError>> + Send>,
+>;
+
 /// Why a call failed. Every variant names the URL it was sent to.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -412,6 +417,64 @@ impl ApiClient {
             Ok(resp) => Ok(Reply { status, body: resp }),
             Err(_) => Err(status_error(url, status, &body)),
         }
+    }
+
+    /// `GET /orchestrator/events`: the live event stream, filtered by `types` (comma-separated
+    /// names or prefixes) and `deployment`, resuming after `last_event_id`. Returns once the
+    /// server answered (so the subscription is in place); the stream has no overall timeout
+    /// and ends when the server closes it. A non-2xx answer is a [`ClientError::Status`].
+    pub async fn events(
+        &self,
+        types: Option<&str>,
+        deployment: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<EventStream, ClientError> {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+
+        let url = self.url("/orchestrator/events");
+        let mut target = reqwest::Url::parse(&url).map_err(|e| ClientError::InvalidUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut query = target.query_pairs_mut();
+            query.extend_pairs(types.map(|t| ("types", t)));
+            query.extend_pairs(deployment.map(|d| ("deployment", d)));
+        }
+        if target.query() == Some("") {
+            target.set_query(None);
+        }
+        let mut request = self
+            .http
+            .get(target)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        // No `timeout` here: it would bound the whole stream, not the answer.
+        let answer = tokio::time::timeout(self.timeout, request.send())
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.clone(),
+                timeout: self.timeout,
+            })?
+            .map_err(|e| self.transport_error(url.clone(), e))?;
+        let status = answer.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = answer.bytes().await.unwrap_or_default();
+            return Err(status_error(url, status, &body));
+        }
+        let stream = answer.bytes_stream().eventsource().map(move |item| {
+            item.map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })
+        });
+        Ok(Box::pin(stream))
     }
 
     // === endpoints (docs/COMPATIBILITY.md#endpoints) ===

@@ -56,6 +56,7 @@ use tower::ServiceExt;
 use crate::api::{self, ApiAuth};
 use crate::clock::TokioClock;
 use crate::config::{ConfigError, HostConfig, check_app_id};
+use crate::event_stream::EventHub;
 use crate::metrics::Metrics;
 use crate::orchestrator::heartbeats::{
     HealthState, HeartbeatPipeline, PipelineStats, SharedHealth,
@@ -386,6 +387,18 @@ impl ControlPlaneBuilder {
         let (shutdown, _) = watch::channel(false);
         let store_status = Arc::new(StoreStatus::default());
         let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
+        // `GET /orchestrator/events`: the hub subscribes now, so nothing published from
+        // here on is missed; without it the route answers 503.
+        let router = match EventHub::start(adapters.bus.clone(), shutdown.subscribe()).await {
+            Ok((hub, task)) => {
+                tasks.push(("event-stream", task));
+                router.layer(axum::Extension(hub))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "event stream unavailable: cannot subscribe to the bus");
+                router
+            }
+        };
         tasks.push(("heartbeat-pipeline", {
             let (pipeline, bus, rx) =
                 (pipeline.clone(), adapters.bus.clone(), shutdown.subscribe());

@@ -31,6 +31,7 @@ pub mod auth;
 mod config;
 mod containers;
 mod deploy;
+pub mod events;
 mod health;
 pub mod liveness;
 pub mod openapi;
@@ -80,11 +81,12 @@ pub fn endpoint_paths() -> Vec<&'static str> {
     endpoints().into_iter().map(|(path, _)| path).collect()
 }
 
-/// Every path the bearer token protects: the endpoints, the OpenAPI document and the
+/// Every path the bearer token protects: the endpoints, the OpenAPI document, the event stream and the
 /// metrics.
 pub fn protected_paths() -> Vec<&'static str> {
     let mut paths = endpoint_paths();
     paths.extend([openapi::JSON_PATH, openapi::YAML_PATH, crate::metrics::PATH]);
+    paths.push(events::PATH);
     paths
 }
 
@@ -100,6 +102,8 @@ pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
     let protected = protected
         .route(openapi::JSON_PATH, get(openapi::serve_json))
         .route(openapi::YAML_PATH, get(openapi::serve_yaml))
+        // The host adds its `EventHub` as an extension; without one the route answers 503.
+        .route(events::PATH, get(events::stream))
         .route(
             crate::metrics::PATH,
             get(crate::metrics::serve).with_state(metrics.clone()),

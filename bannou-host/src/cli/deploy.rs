@@ -46,6 +46,10 @@ pub struct DeployArgs {
     /// Environment for every node (`KEY=VALUE`, repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// Print each wave as it happens (from the event stream, opened before the deploy is
+    /// sent); exits non-zero when the deploy fails, as without it.
+    #[arg(long)]
+    pub follow: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -93,7 +97,11 @@ fn read_topology(path: &std::path::Path) -> anyhow::Result<ServiceTopology> {
 pub async fn run_deploy(args: DeployArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let request = args.request()?;
     let client = args.api.client()?;
-    let reply = client.deploy(&request).await?;
+    let reply = if args.follow && !args.api.json {
+        super::events::follow_deploy(&client, &request, out).await?
+    } else {
+        client.deploy(&request).await?
+    };
     if args.api.json {
         print_json(out, &reply.body)?;
     } else {

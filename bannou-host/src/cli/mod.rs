@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod containers;
 pub mod deploy;
+pub mod events;
 pub mod health;
 pub mod image;
 pub mod k8s;
@@ -58,6 +59,8 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Stop the deployed containers (`--dry-run` lists them).
     Teardown(deploy::TeardownArgs),
+    /// Print the control plane's events live (`GET /orchestrator/events`).
+    Events(events::EventsArgs),
     /// Remove stopped containers and prune networks, volumes, images.
     Clean(deploy::CleanArgs),
     /// Show what is deployed: nodes and containers.
@@ -131,6 +134,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Teardown(a) => {
             remote::block_on(deploy::run_teardown(a, &mut std::io::stdout().lock()))
+        }
+        Command::Events(a) => {
+            remote::block_on(events::run_events(a, &mut std::io::stdout().lock()))
         }
         Command::Clean(a) => remote::block_on(deploy::run_clean(a, &mut std::io::stdout().lock())),
         Command::Status(a) => {

@@ -62,7 +62,12 @@ impl OrchestratorService {
         started.backend = Some(announced);
         self.publish_deployment(started).await;
 
-        let result = self.deploy_checked(&request, &deployment_id).await;
+        // Its waves' progress events carry its id (`crate::event_stream`).
+        let result = crate::event_stream::within_deployment(
+            &deployment_id,
+            self.deploy_checked(&request, &deployment_id),
+        )
+        .await;
         self.metrics
             .deploy_answered(&request, &result, announced, begun);
         if let Err(refused) = &result {

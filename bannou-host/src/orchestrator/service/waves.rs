@@ -125,6 +125,12 @@ impl OrchestratorService {
             let _wave = self
                 .metrics
                 .wave_started(backend.backend_type(), wave.index);
+            let progress = crate::event_stream::WaveProgress::start(
+                self.deps.bus.as_ref(),
+                wave,
+                plan.waves.len(),
+            )
+            .await;
             match wave.phase {
                 WavePhase::Deploy => {
                     self.deploy_wave(backend, wave, &desired, &mut running, &mut exec)
@@ -135,6 +141,9 @@ impl OrchestratorService {
                         .await;
                 }
             }
+            progress
+                .finish(self.deps.bus.as_ref(), &exec.failures)
+                .await;
             if !exec.failures.is_empty() {
                 tracing::warn!(wave = wave.index, failures = ?exec.failures, "deployment wave failed");
                 break;

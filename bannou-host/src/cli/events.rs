@@ -1,0 +1,201 @@
+//! The event stream from the command line: `events` prints `GET /orchestrator/events`
+//! live, and `deploy --follow` ([`follow_deploy`]) shows a remote deploy wave by wave.
+//! Both read the stream through [`crate::client::ApiClient::events`].
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use clap::Args;
+use futures::StreamExt;
+use orchestrator_core::api::{DeployRequest, DeployResponse};
+
+use super::remote::ApiArgs;
+use crate::client::{ApiClient, Reply};
+use crate::event_stream::{WaveEvent, WaveState};
+
+/// How long `deploy --follow` keeps reading after the deploy answered, for the outcome
+/// event still on its way.
+const OUTCOME_DRAIN: Duration = Duration::from_secs(5);
+
+/// Arguments of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only these event types (comma-separated names or prefixes: `wave,deployment`);
+    /// raw heartbeats only when `service.heartbeat` is named.
+    #[arg(long, value_name = "TYPES")]
+    pub types: Option<String>,
+    /// Only the events of this deployment.
+    #[arg(long, value_name = "ID")]
+    pub deployment: Option<String>,
+    /// Resume after this event id (`Last-Event-ID`).
+    #[arg(long, value_name = "ID")]
+    pub since: Option<String>,
+    /// Connection and output options (`--json`: one JSON object per line).
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Runs `events`: prints every event until the server closes the stream.
+pub async fn run_events(args: EventsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let client = args.api.client()?;
+    let mut stream = client
+        .events(
+            args.types.as_deref(),
+            args.deployment.as_deref(),
+            args.since.as_deref(),
+        )
+        .await?;
+    while let Some(item) = stream.next().await {
+        let event = item?;
+        if args.api.json {
+            let data: serde_json::Value = serde_json::from_str(&event.data)
+                .unwrap_or(serde_json::Value::String(event.data.clone()));
+            let line = serde_json::json!({"id": event.id, "event": event.event, "data": data});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "{}", describe(&event.event, &event.id, &event.data))?;
+        }
+        out.flush()?;
+        if event.event == "lagged" {
+            anyhow::bail!(
+                "the server dropped this client for falling behind: {}",
+                event.data
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One event as a line of text: `[id] type: summary`.
+pub fn describe(kind: &str, id: &str, data: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    let summary = if let Ok(wave) = serde_json::from_value::<WaveEvent>(value.clone()) {
+        wave_line(&wave)
+    } else {
+        data.to_owned()
+    };
+    if id.is_empty() {
+        format!("{kind}: {summary}")
+    } else {
+        format!("[{id}] {kind}: {summary}")
+    }
+}
+
+/// A wave event as `up` prints its waves.
+fn wave_line(w: &WaveEvent) -> String {
+    let nodes = w.nodes.join(", ");
+    match w.state {
+        WaveState::Started => format!("wave {}/{} ({}) started: {nodes}", w.wave, w.waves, w.phase),
+        WaveState::Healthy => format!("wave {} healthy +{} ms: {nodes}", w.wave, w.elapsed_ms),
+        WaveState::TornDown => format!("wave {} torn down +{} ms: {nodes}", w.wave, w.elapsed_ms),
+        WaveState::Failed => format!(
+            "wave {} FAILED +{} ms: {}",
+            w.wave,
+            w.elapsed_ms,
+            w.failures.join("; ")
+        ),
+    }
+}
+
+/// Sends `request` with the event stream already open, printing the deploy's waves as
+/// they happen, then returns the deploy's answer. The deploy followed is the first one
+/// whose `deployment.started` arrives after the stream opened.
+pub async fn follow_deploy(
+    client: &ApiClient,
+    request: &DeployRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<Reply<DeployResponse>> {
+    let mut stream = client.events(Some("deployment,wave"), None, None).await?;
+    let begun = Instant::now();
+    let mut followed: Option<String> = None;
+    let mut ended = false;
+    let deploy = client.deploy(request);
+    tokio::pin!(deploy);
+    let reply = loop {
+        tokio::select! {
+            reply = &mut deploy => break reply?,
+            item = stream.next() => {
+                match item {
+                    Some(Ok(event)) => {
+                        ended |= print_followed(&event, &mut followed, begun, out)?;
+                    }
+                    Some(Err(e)) => {
+                        writeln!(out, "event stream interrupted: {e}")?;
+                        return Ok(deploy.await?);
+                    }
+                    None => {
+                        writeln!(out, "event stream closed by the server")?;
+                        return Ok(deploy.await?);
+                    }
+                }
+            }
+        }
+    };
+    if followed.is_none() {
+        followed = Some(reply.body.deployment_id.clone());
+    }
+    // The outcome event may still be on its way (a bounded wait).
+    let drain = async {
+        while !ended {
+            match stream.next().await {
+                Some(Ok(event)) => ended |= print_followed(&event, &mut followed, begun, out)?,
+                _ => break,
+            }
+        }
+        anyhow::Ok(())
+    };
+    if let Ok(done) = tokio::time::timeout(OUTCOME_DRAIN, drain).await {
+        done?;
+    }
+    drop(stream);
+    Ok(reply)
+}
+
+/// Prints `event` when it belongs to the followed deployment (adopting the first
+/// deployment that starts); true when it is that deployment's outcome.
+fn print_followed(
+    event: &eventsource_stream::Event,
+    followed: &mut Option<String>,
+    begun: Instant,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let value: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+    let id = value
+        .get("deploymentId")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    if followed.is_none() && event.event == "deployment.started" {
+        followed.clone_from(&id);
+    }
+    if followed.is_none() || id != *followed {
+        return Ok(false);
+    }
+    let elapsed = begun.elapsed().as_millis();
+    let mut ended = false;
+    match event.event.as_str() {
+        "deployment.started" => {
+            let preset = value.get("preset").and_then(serde_json::Value::as_str);
+            let what = preset.map_or_else(|| "topology".to_owned(), |p| format!("preset `{p}`"));
+            writeln!(
+                out,
+                "deployment {} of {what} started",
+                id.as_deref().unwrap_or("?")
+            )?;
+        }
+        "deployment.completed" | "deployment.failed" => {
+            ended = true;
+            let verb = event.event.trim_start_matches("deployment.");
+            writeln!(out, "deployment {verb} +{elapsed} ms")?;
+        }
+        kind if kind.starts_with("wave.") => {
+            if let Ok(wave) = serde_json::from_value::<WaveEvent>(value) {
+                writeln!(out, "{}", wave_line(&wave))?;
+            }
+        }
+        _ => {}
+    }
+    out.flush()?;
+    Ok(ended)
+}

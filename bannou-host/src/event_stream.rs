@@ -1,0 +1,661 @@
+//! The event stream hub behind `GET /orchestrator/events`: one task per replica subscribes
+//! to every topic the control plane publishes on its bus (on Redis the bus is shared, so
+//! every replica's events arrive here), numbers each event, keeps the last
+//! [`BUFFER_CAPACITY`] in memory for `Last-Event-ID` resumes and fans them out to clients.
+//!
+//! Invariants: ids grow strictly within a replica's life and start at the replica's start
+//! time in microseconds, so an id from an earlier life of the replica is older than its
+//! buffer (the client gets a `reset`); publishing never waits for a client (the fan-out
+//! is a bounded [`broadcast`] channel; a client that falls [`CLIENT_CAPACITY`] events
+//! behind gets a `lagged` item and its stream ends); raw heartbeats are never buffered
+//! nor numbered and reach only clients that name `service.heartbeat` in their filter.
+//! When the host shuts down, every client stream ends.
+//!
+//! Wave progress travels on the bus as [`WaveEvent`]s (our topic
+//! [`WAVE_TOPIC`]), published by the wave executor, so a remote `deploy --follow` sees
+//! each wave of whichever replica leads.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use orchestrator_core::events::{Event, topics};
+use orchestrator_core::planner::{Wave, WavePhase};
+use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, EventBusExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// How many numbered events the hub keeps for `Last-Event-ID` resumes.
+pub const BUFFER_CAPACITY: usize = 10_000;
+
+/// How many events a client may fall behind before it is told (`lagged`) and dropped.
+pub const CLIENT_CAPACITY: usize = 1_024;
+
+/// Our bus topic for wave progress (not an upstream topic).
+pub const WAVE_TOPIC: &str = "bannou.orchestrator-waves";
+
+/// The stream's name for a raw heartbeat (sent only when a filter names it).
+pub const HEARTBEAT_TYPE: &str = "service.heartbeat";
+
+/// Every event type a client may name in `?types=` (a prefix before a `.` also matches,
+/// e.g. `wave` or `deployment`).
+pub const EVENT_TYPES: &[&str] = &[
+    "deployment.started",
+    "deployment.completed",
+    "deployment.failed",
+    "deployment.topology-changed",
+    "wave.started",
+    "wave.healthy",
+    "wave.failed",
+    "wave.torn-down",
+    "routing.published",
+    "pool.processor-released",
+    "service.restarted",
+    "service.error",
+    "health.ping",
+    "configuration.changed",
+    HEARTBEAT_TYPE,
+];
+
+/// Topics the hub follows, with the stream's name for each (deployment events and waves
+/// are refined by their `action` / `state` field).
+const FOLLOWED: &[(&str, &str)] = &[
+    (topics::DEPLOYMENT_EVENTS, "deployment"),
+    (WAVE_TOPIC, "wave"),
+    (topics::FULL_SERVICE_MAPPINGS, "routing.published"),
+    (topics::PROCESSOR_RELEASED, "pool.processor-released"),
+    (topics::SERVICE_LIFECYCLE, "service.restarted"),
+    (topics::SERVICE_ERROR, "service.error"),
+    (topics::HEALTH_PING, "health.ping"),
+    (topics::CONFIGURATION_EVENTS, "configuration.changed"),
+    (topics::SERVICE_HEARTBEAT, HEARTBEAT_TYPE),
+];
+
+/// What a wave of a deploy or teardown is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaveState {
+    /// Its nodes are being started (or stopped, for a teardown wave).
+    Started,
+    /// Every node of a deploy wave answered healthy and the wave is routed.
+    Healthy,
+    /// The wave failed; `failures` says why.
+    Failed,
+    /// A teardown wave's nodes are stopped.
+    TornDown,
+}
+
+impl WaveState {
+    fn type_name(self) -> &'static str {
+        match self {
+            WaveState::Started => "wave.started",
+            WaveState::Healthy => "wave.healthy",
+            WaveState::Failed => "wave.failed",
+            WaveState::TornDown => "wave.torn-down",
+        }
+    }
+}
+
+/// Progress of one wave, published on [`WAVE_TOPIC`] by the wave executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveEvent {
+    /// The deploy or teardown this wave belongs to, when the executor runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    /// 1-based position of the wave in its plan.
+    pub wave: usize,
+    /// How many waves the plan has.
+    pub waves: usize,
+    /// `deploy` or `teardown`.
+    pub phase: String,
+    /// What the wave is doing.
+    pub state: WaveState,
+    /// The app-ids the wave acts on.
+    pub nodes: Vec<String>,
+    /// Per-node failures (`Failed` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// Milliseconds since the wave started (0 for `Started`).
+    pub elapsed_ms: u64,
+}
+
+impl Event for WaveEvent {
+    const TOPIC: &'static str = WAVE_TOPIC;
+}
+
+tokio::task_local! {
+    static DEPLOYMENT: String;
+}
+
+/// Runs `f` with `deployment_id` as the deployment the waves it runs belong to (the id
+/// their [`WaveEvent`]s carry).
+pub async fn within_deployment<F: Future>(deployment_id: &str, f: F) -> F::Output {
+    DEPLOYMENT.scope(deployment_id.to_owned(), f).await
+}
+
+/// Publishes `event` on `bus` with the current deployment's id (see
+/// [`within_deployment`]); a bus error is logged, never returned: progress reports must
+/// not fail a deploy.
+pub async fn publish_wave(bus: &dyn EventBus, mut event: WaveEvent) {
+    if event.deployment_id.is_none() {
+        event.deployment_id = DEPLOYMENT.try_with(Clone::clone).ok();
+    }
+    if let Err(e) = bus.publish_owned(event).await {
+        tracing::debug!(error = %e, "wave progress not published");
+    }
+}
+
+/// A wave being run: publishes its `Started` event, then its outcome.
+#[derive(Debug)]
+pub struct WaveProgress {
+    event: WaveEvent,
+    begun: tokio::time::Instant,
+}
+
+impl WaveProgress {
+    /// Publishes `Started` for `wave` (of a plan of `waves` waves) on `bus`.
+    pub async fn start(bus: &dyn EventBus, wave: &Wave, waves: usize) -> WaveProgress {
+        let event = WaveEvent {
+            deployment_id: None,
+            wave: wave.index,
+            waves,
+            phase: match wave.phase {
+                WavePhase::Deploy => "deploy",
+                WavePhase::Teardown => "teardown",
+            }
+            .to_owned(),
+            state: WaveState::Started,
+            nodes: wave
+                .actions
+                .iter()
+                .map(|a| a.app_id.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            failures: Vec::new(),
+            elapsed_ms: 0,
+        };
+        publish_wave(bus, event.clone()).await;
+        WaveProgress {
+            event,
+            begun: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Publishes the wave's outcome: `Failed` with `failures` when there are any, else
+    /// `Healthy` (deploy) or `TornDown` (teardown).
+    pub async fn finish(self, bus: &dyn EventBus, failures: &[String]) {
+        let WaveProgress { mut event, begun } = self;
+        event.state = if !failures.is_empty() {
+            WaveState::Failed
+        } else if event.phase == "teardown" {
+            WaveState::TornDown
+        } else {
+            WaveState::Healthy
+        };
+        event.failures = failures.to_vec();
+        event.elapsed_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        publish_wave(bus, event).await;
+    }
+}
+
+/// One event as clients receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    /// Its number on this replica (`None` for raw heartbeats, which are not buffered).
+    pub id: Option<u64>,
+    /// The event type (one of [`EVENT_TYPES`]).
+    pub kind: &'static str,
+    /// The deployment it belongs to, when it names one.
+    pub deployment: Option<String>,
+    /// The event's JSON as published on the bus.
+    pub data: Arc<str>,
+}
+
+/// What a client's stream yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamItem {
+    /// An event.
+    Event(Arc<StreamEvent>),
+    /// The requested `Last-Event-ID` is no longer (or never was) in the buffer: the client
+    /// must re-read the state; live events follow.
+    Reset {
+        /// The id the client asked to resume after.
+        requested: u64,
+        /// The oldest id still buffered, if any.
+        oldest: Option<u64>,
+    },
+    /// The client fell behind by `skipped` events; its stream ends after this.
+    Lagged {
+        /// How many events it missed.
+        skipped: u64,
+    },
+}
+
+/// Which events a client wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Type names or prefixes (`wave`, `deployment.failed`); empty means every type but
+    /// raw heartbeats.
+    pub types: Vec<String>,
+    /// Only events of this deployment.
+    pub deployment: Option<String>,
+}
+
+impl Filter {
+    /// Parses a `types` list (comma-separated); an unknown name is an error naming it.
+    pub fn parse_types(list: &str) -> Result<Vec<String>, String> {
+        let mut types = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let known = EVENT_TYPES
+                .iter()
+                .any(|t| *t == name || t.split('.').next() == Some(name));
+            if !known {
+                return Err(format!(
+                    "unknown event type `{name}` (known: {})",
+                    EVENT_TYPES.join(", ")
+                ));
+            }
+            types.push(name.to_owned());
+        }
+        Ok(types)
+    }
+
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &StreamEvent) -> bool {
+        let typed = if self.types.is_empty() {
+            event.kind != HEARTBEAT_TYPE
+        } else {
+            self.types.iter().any(|t| {
+                event.kind == t
+                    || (event.kind.split('.').next() == Some(t.as_str())
+                        && event.kind != HEARTBEAT_TYPE)
+            })
+        };
+        typed
+            && self
+                .deployment
+                .as_ref()
+                .is_none_or(|d| event.deployment.as_ref() == Some(d))
+    }
+
+    fn wants_heartbeats(&self) -> bool {
+        self.types.iter().any(|t| t == HEARTBEAT_TYPE)
+    }
+}
+
+struct Buffer {
+    next_id: u64,
+    events: VecDeque<Arc<StreamEvent>>,
+    /// `None` once the hub stopped: no new client, and live streams end.
+    live: Option<broadcast::Sender<Arc<StreamEvent>>>,
+    beats: Option<broadcast::Sender<Arc<StreamEvent>>>,
+}
+
+/// The hub: cheap to clone, shared by the route and the task that feeds it.
+#[derive(Clone)]
+pub struct EventHub {
+    buffer: Arc<Mutex<Buffer>>,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub").finish_non_exhaustive()
+    }
+}
+
+impl EventHub {
+    /// Subscribes to every followed topic of `bus` (before returning, so nothing published
+    /// afterwards is missed) and spawns the task that feeds the hub until `shutdown` turns
+    /// true or the bus closes.
+    pub async fn start(
+        bus: Arc<dyn EventBus>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(EventHub, JoinHandle<Result<(), String>>), BusError> {
+        let mut subscriptions = Vec::with_capacity(FOLLOWED.len());
+        for (topic, kind) in FOLLOWED {
+            let sub = bus.subscribe(topic).await?;
+            subscriptions.push(sub.map(move |item| (*kind, item)).boxed());
+        }
+        let mut merged: BoxStream<'static, (&'static str, BusItem)> =
+            stream::select_all(subscriptions).boxed();
+        let hub = EventHub::new(first_id());
+        let feeder = hub.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    item = merged.next() => match item {
+                        Some((kind, BusItem::Message(payload))) => {
+                            feeder.publish(kind, payload.as_bytes());
+                        }
+                        Some((kind, BusItem::Lagged { skipped })) => {
+                            tracing::warn!(kind, skipped, "event stream missed bus messages");
+                        }
+                        None => break,
+                    },
+                }
+            }
+            feeder.close();
+            Ok(())
+        });
+        Ok((hub, task))
+    }
+
+    /// An empty hub whose first event gets `first_id` (tests; [`EventHub::start`] feeds one
+    /// from the bus).
+    pub fn new(first_id: u64) -> EventHub {
+        let (live, _) = broadcast::channel(CLIENT_CAPACITY);
+        let (beats, _) = broadcast::channel(CLIENT_CAPACITY);
+        EventHub {
+            buffer: Arc::new(Mutex::new(Buffer {
+                next_id: first_id.max(1),
+                events: VecDeque::new(),
+                live: Some(live),
+                beats: Some(beats),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Numbers, buffers and fans out one message of topic kind `kind` (a [`FOLLOWED`]
+    /// name) with JSON body `json`.
+    pub fn publish(&self, kind: &'static str, json: &[u8]) {
+        let value: Option<serde_json::Value> = serde_json::from_slice(json).ok();
+        let field = |name: &str| {
+            value
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let kind = match kind {
+            "deployment" => match field("action").as_deref() {
+                Some("Started") => "deployment.started",
+                Some("Completed") => "deployment.completed",
+                Some("Failed") => "deployment.failed",
+                _ => "deployment.topology-changed",
+            },
+            "wave" => value
+                .as_ref()
+                .and_then(|v| v.get("state").cloned())
+                .and_then(|s| serde_json::from_value::<WaveState>(s).ok())
+                .map_or("wave.started", WaveState::type_name),
+            other => other,
+        };
+        let data: Arc<str> = String::from_utf8_lossy(json).into();
+        let deployment = field("deploymentId");
+        let mut buffer = self.lock();
+        if kind == HEARTBEAT_TYPE {
+            if let Some(beats) = &buffer.beats {
+                let _ = beats.send(Arc::new(StreamEvent {
+                    id: None,
+                    kind,
+                    deployment,
+                    data,
+                }));
+            }
+            return;
+        }
+        let id = buffer.next_id;
+        buffer.next_id += 1;
+        let event = Arc::new(StreamEvent {
+            id: Some(id),
+            kind,
+            deployment,
+            data,
+        });
+        if buffer.events.len() == BUFFER_CAPACITY {
+            buffer.events.pop_front();
+        }
+        buffer.events.push_back(event.clone());
+        if let Some(live) = &buffer.live {
+            // No receiver is not an error: nobody listens right now.
+            let _ = live.send(event);
+        }
+    }
+
+    /// Ends every client stream and refuses new ones.
+    pub fn close(&self) {
+        let mut buffer = self.lock();
+        buffer.live = None;
+        buffer.beats = None;
+    }
+
+    /// A client's stream: the buffered events after `last_event_id` (or a
+    /// [`StreamItem::Reset`] when they are gone), then live ones, all through `filter`.
+    /// `None` when the hub has stopped.
+    pub fn subscribe(
+        &self,
+        filter: Filter,
+        last_event_id: Option<u64>,
+    ) -> Option<impl Stream<Item = StreamItem> + Send + 'static> {
+        let buffer = self.lock();
+        // Subscribed under the lock: nothing can be published between the replay and the
+        // first live event.
+        let live = buffer.live.as_ref()?.subscribe();
+        let beats = filter
+            .wants_heartbeats()
+            .then(|| buffer.beats.as_ref().map(broadcast::Sender::subscribe))
+            .flatten();
+        let mut first: Vec<StreamItem> = Vec::new();
+        let mut replayed_to = 0;
+        if let Some(last) = last_event_id {
+            let oldest = buffer.events.front().and_then(|e| e.id);
+            let newest = buffer.next_id - 1;
+            // Resumable when every event after `last` is still here: `last` is at least
+            // the one before the oldest kept (or, with nothing kept, the newest issued).
+            let resumable = match oldest {
+                Some(o) => last + 1 >= o && last <= newest,
+                None => last == newest,
+            };
+            if resumable {
+                first.extend(
+                    buffer
+                        .events
+                        .iter()
+                        .filter(|e| e.id.is_some_and(|id| id > last) && filter.matches(e))
+                        .cloned()
+                        .map(StreamItem::Event),
+                );
+            } else {
+                first.push(StreamItem::Reset {
+                    requested: last,
+                    oldest,
+                });
+            }
+            replayed_to = newest;
+        }
+        drop(buffer);
+        let filter = Arc::new(filter);
+        let live = live_items(live, filter.clone(), replayed_to);
+        let items: BoxStream<'static, StreamItem> = match beats {
+            Some(beats) => stream::select(live, live_items(beats, filter, 0)).boxed(),
+            None => live.boxed(),
+        };
+        Some(stream::iter(first).chain(items))
+    }
+}
+
+/// Items of one broadcast receiver through `filter`, skipping ids up to `replayed_to`;
+/// ends after a `Lagged` item or when the hub closes.
+fn live_items(
+    rx: broadcast::Receiver<Arc<StreamEvent>>,
+    filter: Arc<Filter>,
+    replayed_to: u64,
+) -> impl Stream<Item = StreamItem> + Send + 'static {
+    stream::unfold(Some(rx), move |rx| {
+        let filter = filter.clone();
+        async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.id.is_some_and(|id| id <= replayed_to) => {}
+                    Ok(e) if filter.matches(&e) => return Some((StreamItem::Event(e), Some(rx))),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        return Some((StreamItem::Lagged { skipped }, None));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+/// The first id of a replica's life: its start time in microseconds since the Unix epoch
+/// (larger than any id of its earlier lives while it publishes fewer than a million
+/// events a second; below 2^53, so JavaScript reads it exactly).
+fn first_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(action: &str, id: &str) -> Vec<u8> {
+        format!(r#"{{"action":"{action}","deploymentId":"{id}"}}"#).into_bytes()
+    }
+
+    async fn take(s: impl Stream<Item = StreamItem> + Unpin, n: usize) -> Vec<StreamItem> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.take(n).collect())
+            .await
+            .expect("items in time")
+    }
+
+    fn kinds(items: &[StreamItem]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                StreamItem::Event(e) => format!("{}#{}", e.kind, e.id.unwrap_or(0)),
+                StreamItem::Reset { .. } => "reset".to_owned(),
+                StreamItem::Lagged { .. } => "lagged".to_owned(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn resumes_after_an_id_and_resets_when_it_left_the_buffer() {
+        let hub = EventHub::new(1);
+        for i in 0..3 {
+            hub.publish("deployment", &deployment("Started", &i.to_string()));
+        }
+        let resumed = hub.subscribe(Filter::default(), Some(1)).unwrap();
+        hub.publish("deployment", &deployment("Completed", "x"));
+        let items = take(Box::pin(resumed), 3).await;
+        assert_eq!(
+            kinds(&items),
+            [
+                "deployment.started#2",
+                "deployment.started#3",
+                "deployment.completed#4"
+            ]
+        );
+        for _ in 0..BUFFER_CAPACITY {
+            hub.publish("health.ping", b"{}");
+        }
+        let old = hub.subscribe(Filter::default(), Some(2)).unwrap();
+        hub.publish("health.ping", b"{}");
+        let items = take(Box::pin(old), 2).await;
+        assert_eq!(
+            items[0],
+            StreamItem::Reset {
+                requested: 2,
+                oldest: Some(5)
+            }
+        );
+        assert_eq!(
+            kinds(&items[1..]),
+            [format!("health.ping#{}", BUFFER_CAPACITY + 5)]
+        );
+        // An id this replica never issued (another replica's, or a later life's) resets too.
+        let future = hub
+            .subscribe(Filter::default(), Some(u64::MAX - 1))
+            .unwrap();
+        hub.publish("health.ping", b"{}");
+        assert!(matches!(
+            take(Box::pin(future), 1).await[0],
+            StreamItem::Reset { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn filters_by_type_prefix_and_deployment_and_keeps_heartbeats_out_by_default() {
+        let hub = EventHub::new(1);
+        let all = hub.subscribe(Filter::default(), None).unwrap();
+        let waves = hub
+            .subscribe(
+                Filter {
+                    types: Filter::parse_types("wave,deployment.failed").unwrap(),
+                    deployment: Some("d1".to_owned()),
+                },
+                None,
+            )
+            .unwrap();
+        let beats = hub
+            .subscribe(
+                Filter {
+                    types: vec![HEARTBEAT_TYPE.to_owned()],
+                    deployment: None,
+                },
+                None,
+            )
+            .unwrap();
+        hub.publish(HEARTBEAT_TYPE, b"{}");
+        hub.publish("deployment", &deployment("Started", "d1"));
+        hub.publish("wave", br#"{"state":"healthy","deploymentId":"d2"}"#);
+        hub.publish("wave", br#"{"state":"failed","deploymentId":"d1"}"#);
+        hub.publish("deployment", &deployment("Failed", "d1"));
+        assert_eq!(
+            kinds(&take(Box::pin(all), 4).await),
+            [
+                "deployment.started#1",
+                "wave.healthy#2",
+                "wave.failed#3",
+                "deployment.failed#4"
+            ]
+        );
+        assert_eq!(
+            kinds(&take(Box::pin(waves), 2).await),
+            ["wave.failed#3", "deployment.failed#4"]
+        );
+        assert_eq!(
+            kinds(&take(Box::pin(beats), 1).await),
+            ["service.heartbeat#0"]
+        );
+        assert!(Filter::parse_types("wave,nonsense").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_told_and_dropped_without_slowing_publishers() {
+        let hub = EventHub::new(1);
+        let slow = hub.subscribe(Filter::default(), None).unwrap();
+        for _ in 0..CLIENT_CAPACITY * 3 {
+            hub.publish("health.ping", b"{}");
+        }
+        let items: Vec<StreamItem> =
+            tokio::time::timeout(std::time::Duration::from_secs(5), Box::pin(slow).collect())
+                .await
+                .unwrap();
+        assert_eq!(items.len(), 1, "only the lagged notice, then the end");
+        assert!(matches!(items[0], StreamItem::Lagged { skipped } if skipped > 0));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream_and_refuses_new_ones() {
+        let hub = EventHub::new(1);
+        let s = hub.subscribe(Filter::default(), None).unwrap();
+        hub.close();
+        assert!(Box::pin(s).next().await.is_none());
+        assert!(hub.subscribe(Filter::default(), None).is_none());
+    }
+}

@@ -1,0 +1,409 @@
+//! `GET /orchestrator/events` over HTTP against the whole host in process (issue 19, part
+//! 1): a follower connected before a deploy sees every wave in order and the outcome; a
+//! reconnect with `Last-Event-ID` misses nothing, and one with an id the replica no longer
+//! holds gets `reset`; idle subscribers and one that never reads do not hold up a deploy;
+//! `?types=` filters; the bearer token guards the stream; a failing wave shows as
+//! `wave.failed` and `deployment.failed`; `deploy --follow` prints the waves and fails
+//! with the deploy. With Redis, two replicas on one server: the follower's stream shows
+//! the leader's deploy.
+//!
+//! Loopback only; every wait is bounded by [`PATIENCE`] and nothing is asserted about
+//! speed.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bannou_host::client::{ApiClient, ClientError, EventStream};
+use bannou_host::config::Secret;
+use common::{Host, PATIENCE, config, http, our_presets};
+use futures::StreamExt;
+use orchestrator_backends::redis::server::RedisServer;
+use orchestrator_core::api::DeployRequest;
+use serde_json::Value;
+
+/// One L1 node hosting `auth`.
+const BASE: &str = "\
+name: base
+description: One auth node
+category: testing
+topology:
+  nodes:
+    - name: base-auth
+      services: [auth]
+";
+
+/// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
+const FAULTY: &str = "\
+name: faulty
+description: Two waves, the second never healthy
+category: testing
+topology:
+  nodes:
+    - name: faulty-account
+      services: [account]
+    - name: faulty-realm
+      services: [realm]
+      environment:
+        BANNOU_FAULT_REALM: unavailable
+";
+
+fn deploy(preset: &str) -> DeployRequest {
+    DeployRequest {
+        preset: Some(preset.to_owned()),
+        ..DeployRequest::default()
+    }
+}
+
+/// One received event: id, type, data.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: String,
+    kind: String,
+    data: Value,
+}
+
+/// Reads `stream` until `last` says stop (bounded by [`PATIENCE`]).
+async fn read_until(stream: &mut EventStream, mut last: impl FnMut(&Seen) -> bool) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(item) = stream.next().await {
+            let e = item.expect("a well-formed event");
+            let s = Seen {
+                id: e.id,
+                kind: e.event,
+                data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+            };
+            let stop = last(&s);
+            seen.push(s);
+            if stop {
+                return;
+            }
+        }
+        panic!("the stream ended early");
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the events arrive in time");
+    seen
+}
+
+fn is_outcome(s: &Seen) -> bool {
+    matches!(
+        s.kind.as_str(),
+        "deployment.completed" | "deployment.failed"
+    )
+}
+
+fn kinds(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .map(|s| match s.data["wave"].as_u64() {
+            Some(w) => format!("{} {w}", s.kind),
+            None => s.kind.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_every_wave_in_order_and_a_reconnect_misses_nothing() {
+    let host = Host::start(config(&our_presets())).await;
+    let mut stream = host
+        .api
+        .events(Some("deployment,wave"), None, None)
+        .await
+        .unwrap();
+    let reply = host.api.deploy(&deploy("local-ten")).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    let seen = read_until(&mut stream, is_outcome).await;
+    println!("seen: {:?}", kinds(&seen));
+
+    let waves = seen[1].data["waves"].as_u64().expect("a wave event second");
+    assert!(waves >= 2, "local-ten deploys in two waves or more");
+    let mut expected = vec!["deployment.started".to_owned()];
+    for w in 1..=waves {
+        expected.push(format!("wave.started {w}"));
+        expected.push(format!("wave.healthy {w}"));
+    }
+    expected.push("deployment.completed".to_owned());
+    assert_eq!(
+        kinds(&seen),
+        expected,
+        "every wave, in order, then the outcome"
+    );
+    for s in &seen {
+        assert_eq!(
+            s.data["deploymentId"], reply.body.deployment_id,
+            "{s:?} belongs to the deploy"
+        );
+    }
+    let ids: Vec<u64> = seen.iter().map(|s| s.id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+    let healthy_1 = &seen[2];
+    assert!(
+        healthy_1.data["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == "local-01")),
+        "wave 1 names its nodes: {healthy_1:?}"
+    );
+
+    // Reconnecting after the second event replays the rest, exactly.
+    let mut resumed = host
+        .api
+        .events(Some("deployment,wave"), None, Some(&seen[1].id))
+        .await
+        .unwrap();
+    let replay = read_until(&mut resumed, is_outcome).await;
+    assert_eq!(kinds(&replay), kinds(&seen[2..]), "nothing missed");
+    assert_eq!(
+        replay.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        seen[2..].iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
+
+    // An id the replica never held (an earlier life's) gets `reset`, then live events.
+    let mut stale = host
+        .api
+        .events(Some("deployment,wave"), None, Some("1"))
+        .await
+        .unwrap();
+    let first = read_until(&mut stale, |_| true).await;
+    assert_eq!(first[0].kind, "reset", "{first:?}");
+    assert_eq!(first[0].data["requested"], 1);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscribers_and_one_that_never_reads_do_not_hold_up_a_deploy() {
+    let host = Host::start(config(&our_presets())).await;
+    let url = format!("{}/orchestrator/events", host.server.base_url());
+    // One that never reads, with raw heartbeats too (the most it could be sent).
+    let never_reads = http()
+        .get(format!(
+            "{url}?types=service.heartbeat,deployment,wave,routing"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(never_reads.status(), 200);
+    // Idle subscribers: connected, read by nobody until the deploy is over.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(host.api.events(None, None, None).await.unwrap());
+    }
+    let reply = tokio::time::timeout(PATIENCE, host.api.deploy(&deploy("local-ten")))
+        .await
+        .expect("the deploy ends within its usual bound")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    // The idle ones still hold every event of the deploy.
+    let seen = read_until(&mut idle[49], |s| s.kind == "deployment.completed").await;
+    assert_eq!(seen[0].kind, "deployment.started");
+    drop(never_reads);
+    drop(idle);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_filter_and_the_token_guards_the_stream() {
+    let mut cfg = config(&our_presets());
+    cfg.api_token = Some(Secret::new("s3cret"));
+    let host = Host::start(cfg).await;
+    let base = host.server.base_url();
+
+    let anonymous = ApiClient::new(&base).unwrap();
+    let err = anonymous.events(None, None, None).await.err().unwrap();
+    assert_eq!(err.status(), Some(401), "{err}");
+    let wrong = ApiClient::new(&base)
+        .unwrap()
+        .with_token(Some("nope".to_owned()));
+    assert_eq!(
+        wrong.events(None, None, None).await.err().unwrap().status(),
+        Some(401)
+    );
+
+    let api = ApiClient::new(&base)
+        .unwrap()
+        .with_token(Some("s3cret".to_owned()));
+    let err = api
+        .events(Some("wave,nonsense"), None, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ClientError::Status { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.api_error().unwrap().field.as_deref(), Some("types"));
+
+    let mut outcomes = api
+        .events(Some("deployment.completed"), None, None)
+        .await
+        .unwrap();
+    let mut routing = api.events(Some("routing"), None, None).await.unwrap();
+    let reply = api.deploy(&deploy("local-ten")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let seen = read_until(&mut outcomes, |_| true).await;
+    assert_eq!(
+        kinds(&seen),
+        ["deployment.completed"],
+        "only what was asked"
+    );
+    let seen = read_until(&mut routing, |_| true).await;
+    assert_eq!(seen[0].kind, "routing.published");
+    assert!(seen[0].data["version"].as_i64().is_some(), "{seen:?}");
+
+    // `?deployment=` keeps one deployment's events.
+    let mut other = api
+        .events(None, Some("no-such-deployment"), None)
+        .await
+        .unwrap();
+    let mut this = api
+        .events(None, Some(&reply.body.deployment_id), Some(&seen[0].id))
+        .await
+        .unwrap();
+    let replayed = read_until(&mut this, is_outcome).await;
+    assert!(
+        replayed
+            .iter()
+            .all(|s| s.data["deploymentId"] == reply.body.deployment_id),
+        "{replayed:?}"
+    );
+    let nothing = tokio::time::timeout(Duration::from_millis(300), other.next()).await;
+    assert!(
+        nothing.is_err(),
+        "no event of another deployment: {nothing:?}"
+    );
+    host.shutdown().await;
+}
+
+fn presets() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
+    std::fs::write(dir.path().join("faulty.yaml"), FAULTY).unwrap();
+    dir
+}
+
+async fn host_with_wave_deadline(dir: &Path) -> Host {
+    let mut cfg = config(dir);
+    cfg.wave_timeout = Duration::from_secs(2);
+    Host::start(cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_wave_shows_as_wave_failed_then_deployment_failed() {
+    let dir = presets();
+    let host = host_with_wave_deadline(dir.path()).await;
+    let mut stream = host
+        .api
+        .events(Some("deployment,wave"), None, None)
+        .await
+        .unwrap();
+    let reply = host.api.deploy(&deploy("faulty")).await.unwrap();
+    assert_eq!(reply.status, 500);
+    let seen = read_until(&mut stream, |s| s.kind == "deployment.failed").await;
+    println!("seen: {:?}", kinds(&seen));
+    let failed = seen
+        .iter()
+        .find(|s| s.kind == "wave.failed")
+        .expect("a failed wave");
+    assert!(
+        failed.data["failures"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("faulty-realm"))),
+        "{failed:?}"
+    );
+    host.shutdown().await;
+}
+
+/// `deploy --follow` through the CLI's own code against the host: the waves, then the
+/// summary; an error (non-zero exit) when the deploy fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_follow_prints_the_waves_and_fails_with_the_deploy() {
+    use bannou_host::cli::{Cli, Command, deploy};
+    use clap::Parser;
+
+    let dir = presets();
+    std::fs::copy(
+        our_presets().join("local-ten.yaml"),
+        dir.path().join("local-ten.yaml"),
+    )
+    .unwrap();
+    let host = host_with_wave_deadline(dir.path()).await;
+    let base = host.server.base_url();
+    // The failing deploy first, on an empty host (the case `a_failing_wave...` checks).
+    let run = |preset: &str| {
+        let cli =
+            Cli::try_parse_from(["bannou-host", "deploy", preset, "--follow", "--api", &base])
+                .unwrap();
+        let Command::Deploy(args) = cli.command else {
+            panic!("not a deploy")
+        };
+        async move {
+            let mut out = Vec::new();
+            let result = deploy::run_deploy(args, &mut out).await;
+            (result, String::from_utf8(out).unwrap())
+        }
+    };
+
+    let (result, text) = run("faulty").await;
+    println!("{text}");
+    assert!(result.is_err(), "a failed deploy fails the command: {text}");
+    assert!(text.contains("wave 2 FAILED"), "{text}");
+    assert!(text.contains("faulty-realm"), "{text}");
+    assert!(text.contains("deployment failed"), "{text}");
+
+    let (result, text) = run("local-ten").await;
+    println!("{text}");
+    result.expect("a healthy deploy exits 0");
+    let started = text.find("started").expect("the deployment start");
+    let wave1 = text.find("wave 1 healthy").expect("wave 1");
+    let wave2 = text.find("wave 2 healthy").expect("wave 2");
+    let done = text.find("deployment completed").expect("the outcome");
+    let summary = text
+        .find("Deployed preset `local-ten`")
+        .expect("the summary");
+    assert!(
+        started < wave1 && wave1 < wave2 && wave2 < done && done < summary,
+        "{text}"
+    );
+
+    host.shutdown().await;
+}
+
+/// Two replicas on one Redis: the follower's stream shows the leader's deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_streams_every_replicas_events_over_redis() {
+    let Some(redis) = RedisServer::for_test("every_replica_streams_every_replicas_events") else {
+        return;
+    };
+    let mut cfg = config(&our_presets());
+    cfg.redis_url = Some(redis.url());
+    let first = Host::start(cfg.clone()).await;
+    let second = Host::start(cfg).await;
+    let mut on_first = first
+        .api
+        .events(Some("deployment"), None, None)
+        .await
+        .unwrap();
+    let mut on_second = second
+        .api
+        .events(Some("deployment"), None, None)
+        .await
+        .unwrap();
+    // Whichever leads runs the deploy; the event reaches both streams.
+    let leader = if first.api.health().await.unwrap()["leader"] == true {
+        &first
+    } else {
+        &second
+    };
+    let reply = leader.api.deploy(&deploy("split-auth")).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    for stream in [&mut on_first, &mut on_second] {
+        let seen = read_until(stream, is_outcome).await;
+        assert_eq!(
+            seen.last().unwrap().data["deploymentId"],
+            reply.body.deployment_id
+        );
+    }
+    second.shutdown().await;
+    first.shutdown().await;
+    drop(redis);
+}
