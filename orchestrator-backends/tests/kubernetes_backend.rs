@@ -1738,3 +1738,19 @@ mod fake {
         (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
     }
 }
+
+/// App-ids compare without case (docs/COMPATIBILITY.md#heartbeat-consumption): a node
+/// deployed as `auth-main` (this backend admits lower-case app-ids only) is found, and
+/// torn down, under any spelling.
+#[tokio::test]
+async fn a_node_is_found_by_its_app_id_in_any_case() {
+    let (_fake, backend) = setup(false).await;
+    backend.deploy_node(&node("auth-main")).await.unwrap();
+    let s = backend.status(&app("Auth-Main")).await.unwrap();
+    assert_eq!(s.labels[labels::APP_ID], "auth-main");
+    let torn = backend
+        .teardown(&app("AUTH-MAIN"), &TeardownOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(torn.stopped, vec![deployment_name("auth-main")]);
+}

@@ -425,12 +425,13 @@ impl KubernetesBackend {
             })
     }
 
-    /// The pods of `app_id`'s node.
+    /// The pods of `app_id`'s node, in any case (app-id labels are lower case here, see
+    /// [`app_selector`]).
     async fn node_pods(&self, app_id: &AppId) -> Result<Vec<Pod>, BackendError> {
         self.list_pods(&format!(
             "{}={},{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}",
             labels::APP_ID,
-            app_id
+            app_id.as_str().to_ascii_lowercase()
         ))
         .await
     }
@@ -443,7 +444,9 @@ impl KubernetesBackend {
         object_labels: &BTreeMap<String, String>,
     ) -> Result<(), BackendError> {
         let ours = is_managed(object_labels)
-            && object_labels.get(labels::APP_ID).map(String::as_str) == Some(app_id.as_str());
+            && object_labels
+                .get(labels::APP_ID)
+                .is_some_and(|a| app_id.matches(a));
         if ours {
             Ok(())
         } else {

@@ -179,15 +179,15 @@ pub fn selector_labels(app_id: &AppId) -> BTreeMap<String, String> {
     ])
 }
 
-/// The label selector (`k=v,k=v`) finding every object of ours with `app_id`. The API
-/// server matches label values exactly, so this finds a node under the spelling it was
-/// deployed with only (app-ids otherwise compare without case; the Docker and Swarm
-/// backends filter the app-id themselves).
+/// The label selector (`k=v,k=v`) finding every object of ours with `app_id`, in any
+/// case: [`validate`] admits only lower-case app-ids (a DNS label), so every app-id label
+/// on this backend is lower case and the selector names the lower-cased app-id (the API
+/// server matches label values exactly; app-ids compare without case).
 pub fn app_selector(app_id: &AppId) -> String {
     format!(
         "{}={},{}={}",
         labels::APP_ID,
-        app_id,
+        app_id.as_str().to_ascii_lowercase(),
         labels::MANAGED,
         labels::MANAGED_VALUE
     )
