@@ -124,7 +124,41 @@ impl Drop for WaveTimer {
     }
 }
 
+const ALL_ACQUIRE_OUTCOMES: [AcquireOutcome; 5] = [
+    AcquireOutcome::Granted,
+    AcquireOutcome::Exhausted,
+    AcquireOutcome::Timeout,
+    AcquireOutcome::Cancelled,
+    AcquireOutcome::Error,
+];
+
 impl Metrics {
+    /// Zero series for every label set known in advance (outcomes and kinds from fixed
+    /// sets), so a family shows from the first scrape and `rate()` starts from zero.
+    pub(super) fn init_known_series(&self) {
+        let f = &self.0.families;
+        for o in ["succeeded", "failed", "reverted", "refused"] {
+            f.deploys.get_or_create_owned(&[("outcome", l(o))]);
+        }
+        for o in ["quiet", "repaired", "skipped", "failed"] {
+            f.reconcile_sweeps.get_or_create_owned(&[("outcome", l(o))]);
+        }
+        for k in [
+            "interrupted_deploy",
+            "redeployed",
+            "worker_restarted",
+            "removed",
+        ] {
+            f.reconcile_repairs.get_or_create_owned(&[("kind", l(k))]);
+        }
+        for k in ["malformed", "lagged", "subscribe"] {
+            f.bus_errors.get_or_create_owned(&[("kind", l(k))]);
+        }
+        for o in ["ok", "unroutable", "failed"] {
+            f.node_mesh_calls.get_or_create_owned(&[("outcome", l(o))]);
+        }
+    }
+
     // === deploys ===
 
     /// A deploy that began at `begun` ended with `outcome` on `backend`.
@@ -179,10 +213,21 @@ impl Metrics {
     /// The load of `pool` right after an acquire or a scaler pass read it.
     pub fn pool_load(&self, pool: &str, load: &PoolLoad) {
         let f = &self.0.families;
-        {
+        let first_seen = {
             let mut pools = lock(&self.0.pools);
-            if !pools.contains(pool) {
-                pools.insert(pool.to_owned());
+            !pools.contains(pool) && pools.insert(pool.to_owned())
+        };
+        if first_seen {
+            // Zero series for the pool's bounded label sets, so rates and alerts see them
+            // from the start.
+            for success in ["true", "false"] {
+                f.pool_releases
+                    .get_or_create_owned(&[("pool", l(pool)), ("success", l(success))]);
+            }
+            f.pool_reclaimed.get_or_create_owned(&[("pool", l(pool))]);
+            for outcome in ALL_ACQUIRE_OUTCOMES {
+                f.pool_acquire_duration
+                    .get_or_create_owned(&[("pool", l(pool)), ("outcome", l(outcome.label()))]);
             }
         }
         for (state, n) in [

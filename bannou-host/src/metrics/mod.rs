@@ -127,12 +127,16 @@ impl Metrics {
 
     /// The control plane's registry (every control-plane family).
     pub fn control_plane() -> Self {
-        Self::build(Families::register_control_plane)
+        let m = Self::build(Families::register_control_plane);
+        m.init_known_series();
+        m
     }
 
     /// A plain node's registry (heartbeats sent, mappings applied, mesh calls).
     pub fn node() -> Self {
-        Self::build(Families::register_node)
+        let m = Self::build(Families::register_node);
+        m.init_known_series();
+        m
     }
 
     /// Every sample name this registry can export, sorted (a family with labels shows in
