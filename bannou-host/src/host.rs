@@ -940,7 +940,8 @@ impl Plugin for OrchestratorPlugin {
         // control plane wants the store's answer.
         let paths = api::protected_paths()
             .into_iter()
-            .chain([api::liveness::PATH]);
+            .chain([api::liveness::PATH])
+            .chain(api::status_page::PATHS);
         for path in paths {
             router = router.route(path, axum::routing::any(delegate.clone()));
         }

@@ -9,7 +9,8 @@
 //! is not called), call the one service method, and turn its [`Answer`] or
 //! [`ServiceError`] into a response with that status and a JSON body.
 //!
-//! Every route except `/health` requires `Authorization: Bearer <token>` when an
+//! Every route except `/health` and the status page (`GET /` and its static assets,
+//! [`status_page`]) requires `Authorization: Bearer <token>` when an
 //! [`ApiAuth`] token is configured ([`auth`]). Requests are logged by `tower-http`'s
 //! `TraceLayer` (target `tower_http::trace`, debug level).
 
@@ -36,6 +37,7 @@ mod health;
 pub mod liveness;
 pub mod openapi;
 mod pools;
+pub mod status_page;
 mod topology;
 
 pub use auth::ApiAuth;
@@ -115,6 +117,7 @@ pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
     Router::new()
         .merge(protected)
         .route(liveness::PATH, get(liveness::health))
+        .merge(status_page::routes())
         .with_state(service)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
