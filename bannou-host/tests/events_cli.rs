@@ -1,0 +1,169 @@
+//! `deploy --follow` through the real binary against a running `serve` (issue 19, part 1):
+//! a failing deploy prints its waves, the failed one with its node, and exits non-zero; a
+//! healthy one prints every wave in order, then the summary, and exits 0.
+//!
+//! Real processes and loopback sockets; every wait is bounded and nothing is asserted
+//! about speed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use bannou_host::client::ApiClient;
+
+/// Upper bound of every wait (never an assertion about speed).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
+const FAULTY: &str = "\
+name: faulty
+description: Two waves, the second never healthy
+category: testing
+topology:
+  nodes:
+    - name: faulty-account
+      services: [account]
+    - name: faulty-realm
+      services: [realm]
+      environment:
+        BANNOU_FAULT_REALM: unavailable
+";
+
+/// A child process, killed if the test ends before it exits.
+struct Running {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts the binary with `args` and only `env`, its output in files.
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let stdout = dir.path().join("stdout");
+        let stderr = dir.path().join("stderr");
+        let child = Command::new(env!("CARGO_BIN_EXE_bannou-host"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("bannou-host starts");
+        Running {
+            child,
+            stdout,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (up to [`PATIENCE`]) for the process to exit.
+    async fn wait(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bannou-host did not exit; stdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn presets() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets/local-ten.yaml");
+    std::fs::copy(ours, dir.path().join("local-ten.yaml")).unwrap();
+    std::fs::write(dir.path().join("faulty.yaml"), FAULTY).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_follow_against_serve_prints_the_waves_and_exits_with_the_outcome() {
+    let dir = presets();
+    let presets_path = dir.path().to_str().unwrap().to_owned();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("ORCHESTRATOR_PRESETS_HOST_PATH", presets_path.as_str()),
+        ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "2"),
+    ];
+    let mut serve = Running::spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")], &env);
+    let api = ApiClient::new(&url)
+        .unwrap()
+        .with_timeout(Duration::from_secs(10));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while api.health().await.is_err() {
+        assert!(
+            serve.child.try_wait().unwrap().is_none(),
+            "serve exited:\n{}",
+            serve.stderr()
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut failing = Running::spawn(&["deploy", "faulty", "--follow", "--api", &url], &[]);
+    let exit = failing.wait().await;
+    let text = failing.stdout();
+    println!("{text}\n{}", failing.stderr());
+    assert!(!exit.success(), "a failed deploy exits non-zero: {text}");
+    assert!(text.contains("wave 1 healthy"), "{text}");
+    assert!(text.contains("wave 2 FAILED"), "{text}");
+    assert!(text.contains("faulty-realm"), "{text}");
+    assert!(text.contains("deployment failed"), "{text}");
+
+    let mut healthy = Running::spawn(&["deploy", "local-ten", "--follow", "--api", &url], &[]);
+    let exit = healthy.wait().await;
+    let text = healthy.stdout();
+    println!("{text}\n{}", healthy.stderr());
+    assert!(exit.success(), "{exit}: {text}\n{}", healthy.stderr());
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing:\n{text}"))
+    };
+    let order = [
+        at("of preset `local-ten` started"),
+        at("wave 1/2 (deploy) started"),
+        at("wave 1 healthy"),
+        at("wave 2/2 (deploy) started"),
+        at("wave 2 healthy"),
+        at("deployment completed"),
+        at("Deployed preset `local-ten`"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
