@@ -1,26 +1,19 @@
 //! The one-call hooks: what the places where things happen tell [`Metrics`] (deploys,
 //! waves, acquires, releases, scaling, heartbeats, reconciliation, HTTP requests, plain
-//! nodes' beats and mesh calls), and the tasks following leadership and the bus.
+//! nodes' beats and mesh calls, backend calls).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::{DeployRequest, DeployResponse};
-use orchestrator_core::events::{
-    BackendType, FullServiceMappingsEvent, InstanceHealthStatus, ServiceHeartbeatEvent,
-    ServiceRestartEvent,
-};
-use orchestrator_core::ports::bus::{EventBus, EventBusExt};
+use orchestrator_core::events::{BackendType, InstanceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_pools::autoscale::ScaleReason;
 use orchestrator_pools::model::{PoolLoad, pool_of_worker_app_id};
 use orchestrator_routing::resolver::ROUTING_VERSION_METADATA_KEY;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Metrics, NodeSeen, lock};
-use crate::orchestrator::leader::LeaderState;
 use crate::orchestrator::service::{ServiceError, ServiceResult};
 
 /// A label value from a fixed set or a bounded name.
@@ -467,70 +460,6 @@ impl Metrics {
             .bus_errors
             .get_or_create(&[("kind", l(kind))])
             .inc_by(count);
-    }
-
-    /// Counts leadership changes seen on `leader` until `shutdown`.
-    pub async fn follow_leadership(
-        self,
-        mut leader: watch::Receiver<LeaderState>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut leading = leader.borrow_and_update().is_leader();
-        loop {
-            tokio::select! {
-                changed = leader.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let now = leader.borrow_and_update().is_leader();
-                    if now != leading {
-                        leading = now;
-                        self.0.families.leadership_changes.inc();
-                    }
-                }
-                _ = crate::orchestrator::stopped(&mut shutdown) => return,
-            }
-        }
-    }
-
-    /// Follows the bus events that have no hook of their own (mappings published, smart
-    /// restarts) until `shutdown`.
-    pub async fn follow_bus(self, bus: Arc<dyn EventBus>, mut shutdown: watch::Receiver<bool>) {
-        let (mappings, restarts) = match (
-            bus.subscribe_events::<FullServiceMappingsEvent>().await,
-            bus.subscribe_events::<ServiceRestartEvent>().await,
-        ) {
-            (Ok(m), Ok(r)) => (m, r),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "metrics cannot follow the bus");
-                self.bus_error("subscribe", 1);
-                return;
-            }
-        };
-        let (mut mappings, mut restarts) = (mappings.into_shared(), restarts.into_shared());
-        loop {
-            tokio::select! {
-                Some(item) = mappings.next() => match item {
-                    Ok(m) => self.mappings_published(m.version),
-                    Err(e) => self.stream_error(&e),
-                },
-                Some(item) = restarts.next() => match item {
-                    Ok(r) => self.service_restarted(&r.service_name),
-                    Err(e) => self.stream_error(&e),
-                },
-                _ = crate::orchestrator::stopped(&mut shutdown) => return,
-                else => return,
-            }
-        }
-    }
-
-    /// A subscription item that was not an event (malformed, or messages missed).
-    pub fn stream_error(&self, e: &orchestrator_core::ports::bus::EventStreamError) {
-        use orchestrator_core::ports::bus::EventStreamError;
-        match e {
-            EventStreamError::Malformed(_) => self.bus_error("malformed", 1),
-            EventStreamError::Lagged { skipped, .. } => self.bus_error("lagged", *skipped),
-        }
     }
 
     /// An API request on `route` (as declared; `unmatched` when none matched) answered

@@ -34,6 +34,7 @@ use crate::orchestrator::leader::LeaderState;
 
 mod backend;
 mod families;
+mod follow;
 mod hooks;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,77 @@
+//! The control plane's `metrics` task: leadership changes, and the bus events that have
+//! no hook of their own (mappings published, smart restarts).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use orchestrator_core::events::{FullServiceMappingsEvent, ServiceRestartEvent};
+use orchestrator_core::ports::bus::{EventBus, EventBusExt, EventStreamError};
+use tokio::sync::watch;
+
+use super::Metrics;
+use crate::orchestrator::leader::LeaderState;
+
+impl Metrics {
+    /// Counts leadership changes seen on `leader` until `shutdown`.
+    pub async fn follow_leadership(
+        self,
+        mut leader: watch::Receiver<LeaderState>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut leading = leader.borrow_and_update().is_leader();
+        loop {
+            tokio::select! {
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = leader.borrow_and_update().is_leader();
+                    if now != leading {
+                        leading = now;
+                        self.0.families.leadership_changes.inc();
+                    }
+                }
+                _ = crate::orchestrator::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// Follows the bus events that have no hook of their own (mappings published, smart
+    /// restarts) until `shutdown`.
+    pub async fn follow_bus(self, bus: Arc<dyn EventBus>, mut shutdown: watch::Receiver<bool>) {
+        let (mappings, restarts) = match (
+            bus.subscribe_events::<FullServiceMappingsEvent>().await,
+            bus.subscribe_events::<ServiceRestartEvent>().await,
+        ) {
+            (Ok(m), Ok(r)) => (m, r),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "metrics cannot follow the bus");
+                self.bus_error("subscribe", 1);
+                return;
+            }
+        };
+        let (mut mappings, mut restarts) = (mappings.into_shared(), restarts.into_shared());
+        loop {
+            tokio::select! {
+                Some(item) = mappings.next() => match item {
+                    Ok(m) => self.mappings_published(m.version),
+                    Err(e) => self.stream_error(&e),
+                },
+                Some(item) = restarts.next() => match item {
+                    Ok(r) => self.service_restarted(&r.service_name),
+                    Err(e) => self.stream_error(&e),
+                },
+                _ = crate::orchestrator::stopped(&mut shutdown) => return,
+                else => return,
+            }
+        }
+    }
+
+    /// A subscription item that was not an event (malformed, or messages missed).
+    pub fn stream_error(&self, e: &EventStreamError) {
+        match e {
+            EventStreamError::Malformed(_) => self.bus_error("malformed", 1),
+            EventStreamError::Lagged { skipped, .. } => self.bus_error("lagged", *skipped),
+        }
+    }
+}
