@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
-use orchestrator_core::events::{Event, topics};
+use orchestrator_core::events::{Event, ServiceHeartbeatEvent, topics};
 use orchestrator_core::planner::{Wave, WavePhase};
 use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, EventBusExt};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ pub const WAVE_TOPIC: &str = "bannou.orchestrator-waves";
 /// The stream's name for a raw heartbeat (sent only when a filter names it).
 pub const HEARTBEAT_TYPE: &str = "service.heartbeat";
 
+/// The stream's name for a health change seen by the heartbeat consumer.
+pub const HEALTH_CHANGED_TYPE: &str = "health.changed";
+
 /// Every event type a client may name in `?types=` (a prefix before a `.` also matches,
 /// e.g. `wave` or `deployment`).
 pub const EVENT_TYPES: &[&str] = &[
@@ -55,6 +58,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "service.restarted",
     "service.error",
     "health.ping",
+    HEALTH_CHANGED_TYPE,
     "configuration.changed",
     HEARTBEAT_TYPE,
 ];
@@ -313,8 +317,27 @@ impl EventHub {
     /// true or the bus closes.
     pub async fn start(
         bus: Arc<dyn EventBus>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(EventHub, JoinHandle<Result<(), String>>), BusError> {
+        let hub = EventHub::for_replica();
+        let task = hub.follow(bus, shutdown).await?;
+        Ok((hub, task))
+    }
+
+    /// An empty hub numbering from this replica's start time (see the module docs); it
+    /// gets events from [`EventHub::follow`] and [`EventHub::health_changed`].
+    pub fn for_replica() -> EventHub {
+        EventHub::new(first_id())
+    }
+
+    /// Subscribes to every followed topic of `bus` (before returning) and spawns the task
+    /// that feeds this hub until `shutdown` turns true or the bus closes; then every
+    /// client stream ends.
+    pub async fn follow(
+        &self,
+        bus: Arc<dyn EventBus>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<Result<(), String>>, BusError> {
         let mut subscriptions = Vec::with_capacity(FOLLOWED.len());
         for (topic, kind) in FOLLOWED {
             let sub = bus.subscribe(topic).await?;
@@ -322,8 +345,7 @@ impl EventHub {
         }
         let mut merged: BoxStream<'static, (&'static str, BusItem)> =
             stream::select_all(subscriptions).boxed();
-        let hub = EventHub::new(first_id());
-        let feeder = hub.clone();
+        let feeder = self.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -342,7 +364,27 @@ impl EventHub {
             feeder.close();
             Ok(())
         });
-        Ok((hub, task))
+        Ok(task)
+    }
+
+    /// A node's health as this replica's heartbeat consumer saw it change (a new
+    /// instance, a service's status, its service set): `health.changed`, with the
+    /// heartbeat's node, instance, statuses and issues. Every replica consumes every
+    /// heartbeat, so each reports the changes it sees to its own clients only.
+    pub fn health_changed(&self, hb: &ServiceHeartbeatEvent, new_instance: bool) {
+        let data = serde_json::json!({
+            "appId": hb.app_id,
+            "instanceId": hb.service_id,
+            "status": hb.status,
+            "services": hb.services.iter().map(|s| serde_json::json!({
+                "serviceName": s.service_name,
+                "status": s.status,
+            })).collect::<Vec<_>>(),
+            "issues": hb.issues,
+            "newInstance": new_instance,
+            "timestamp": hb.timestamp,
+        });
+        self.publish(HEALTH_CHANGED_TYPE, data.to_string().as_bytes());
     }
 
     /// An empty hub whose first event gets `first_id` (tests; [`EventHub::start`] feeds one

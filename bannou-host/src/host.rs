@@ -361,11 +361,14 @@ impl ControlPlaneBuilder {
             .with_scaler(scaler.clone())
             .with_metrics(metrics.clone()),
         );
+        // What `GET /orchestrator/events` streams: the bus (below) and health changes.
+        let events = EventHub::for_replica();
         let pipeline = Arc::new(
             HeartbeatPipeline::new(health.clone(), clock.clone(), config.default_service_port)
                 .with_broadcaster(broadcaster.clone())
                 .with_worker_promotion(adapters.leases.clone())
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_event_hub(events.clone()),
         );
         let service = OrchestratorService::new(ServiceDeps {
             store: adapters.store.clone(),
@@ -389,10 +392,13 @@ impl ControlPlaneBuilder {
         let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
         // `GET /orchestrator/events`: the hub subscribes now, so nothing published from
         // here on is missed; without it the route answers 503.
-        let router = match EventHub::start(adapters.bus.clone(), shutdown.subscribe()).await {
-            Ok((hub, task)) => {
+        let router = match events
+            .follow(adapters.bus.clone(), shutdown.subscribe())
+            .await
+        {
+            Ok(task) => {
                 tasks.push(("event-stream", task));
-                router.layer(axum::Extension(hub))
+                router.layer(axum::Extension(events))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "event stream unavailable: cannot subscribe to the bus");

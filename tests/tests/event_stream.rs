@@ -173,6 +173,59 @@ async fn a_follower_sees_every_wave_in_order_and_a_reconnect_misses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_changes_seen_by_the_heartbeat_consumer_are_streamed_not_every_beat() {
+    let host = Host::start(config(&our_presets())).await;
+    let mut changes = host
+        .api
+        .events(Some("health.changed"), None, None)
+        .await
+        .unwrap();
+    // Nodes that beat every second.
+    let request = DeployRequest {
+        environment: Some(
+            [(
+                "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+                "1".to_owned(),
+            )]
+            .into(),
+        ),
+        ..deploy("local-ten")
+    };
+    let reply = host.api.deploy(&request).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    let seen = read_until(&mut changes, |s| s.data["appId"] == "local-10").await;
+    let first = seen
+        .iter()
+        .find(|s| s.data["appId"] == "local-01")
+        .expect("local-01 came up");
+    assert_eq!(first.data["newInstance"], true, "{first:?}");
+    assert!(
+        first.id.parse::<u64>().is_ok(),
+        "health changes are numbered"
+    );
+    // A steady node beats again and again (raw beats, asked for by name, show it); only
+    // its changes are streamed.
+    let mut beats = host
+        .api
+        .events(Some("service.heartbeat"), None, None)
+        .await
+        .unwrap();
+    let mut from_local_01 = 0;
+    let beat = read_until(&mut beats, |s| {
+        from_local_01 += usize::from(s.data["appId"] == "local-01");
+        from_local_01 == 2
+    })
+    .await;
+    assert!(beat.iter().all(|s| s.id.is_empty()), "raw beats have no id");
+    let more = tokio::time::timeout(Duration::from_millis(200), changes.next()).await;
+    assert!(
+        more.is_err(),
+        "no event for a steady node's beats: {more:?}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_subscribers_and_one_that_never_reads_do_not_hold_up_a_deploy() {
     let host = Host::start(config(&our_presets())).await;
     let url = format!("{}/orchestrator/events", host.server.base_url());

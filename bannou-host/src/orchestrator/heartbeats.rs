@@ -119,6 +119,7 @@ pub struct HeartbeatPipeline {
     promotions: Option<mpsc::Sender<(PoolType, AppId)>>,
     stats: PipelineStats,
     metrics: Option<crate::metrics::Metrics>,
+    events: Option<crate::event_stream::EventHub>,
 }
 
 impl HeartbeatPipeline {
@@ -133,7 +134,15 @@ impl HeartbeatPipeline {
             promotions: None,
             stats: PipelineStats::default(),
             metrics: None,
+            events: None,
         }
+    }
+
+    /// Reports each health change a heartbeat causes (new instance, status, service set)
+    /// to `hub` as a `health.changed` event.
+    pub fn with_event_hub(mut self, hub: crate::event_stream::EventHub) -> Self {
+        self.events = Some(hub);
+        self
     }
 
     /// Counts ingested heartbeats (and their lag, and each node's last beat) in `metrics`.
@@ -186,17 +195,22 @@ impl HeartbeatPipeline {
     /// heartbeat). Same effect as [`ingest`](Self::ingest) on each.
     pub fn ingest_batch<H: Borrow<ServiceHeartbeatEvent>>(&self, batch: &[H], now: Timestamp) {
         let (mut ingested, mut ignored, mut created) = (0u64, 0u64, 0u64);
+        // Heartbeats that changed health (index, new instance), reported after the lock.
+        let mut changes: Vec<(usize, bool)> = Vec::new();
         {
             let mut state = self.health.lock();
             let state = &mut *state;
-            for hb in batch {
+            for (i, hb) in batch.iter().enumerate() {
                 let hb = hb.borrow();
-                if matches!(
-                    state.aggregator.ingest(hb, now),
-                    IngestOutcome::IgnoredControlPlane
-                ) {
-                    ignored += 1;
-                    continue;
+                match state.aggregator.ingest(hb, now) {
+                    IngestOutcome::IgnoredControlPlane => {
+                        ignored += 1;
+                        continue;
+                    }
+                    IngestOutcome::Recorded(c) if self.events.is_some() && c.health_changed => {
+                        changes.push((i, c.new_instance));
+                    }
+                    IngestOutcome::Recorded(_) => {}
                 }
                 ingested += 1;
                 created += state
@@ -204,6 +218,11 @@ impl HeartbeatPipeline {
                     .apply_heartbeat(hb, now, self.service_port)
                     .created
                     .len() as u64;
+            }
+        }
+        if let Some(hub) = &self.events {
+            for (i, new_instance) in changes {
+                hub.health_changed(batch[i].borrow(), new_instance);
             }
         }
         if let Some(m) = &self.metrics {
