@@ -120,10 +120,14 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
     let w = world(None).await;
     let router = w.cp.router();
     let documented = api::openapi::document_paths();
-    // The 22 endpoints, /health, the two OpenAPI documents and /metrics.
-    assert_eq!(documented.len(), 22 + 4, "{documented:?}");
+    // The 22 endpoints, /health, the two OpenAPI documents, /metrics and the event stream.
+    assert_eq!(documented.len(), 22 + 5, "{documented:?}");
     for path in &documented {
-        let reply = if path.starts_with("/orchestrator/") {
+        let reply = if *path == api::events::PATH {
+            // A GET; an unknown type gets a 400 at once (a stream would never end).
+            let path = format!("{path}?types=nonsense");
+            send(&router, "GET", &path, "", None).await
+        } else if path.starts_with("/orchestrator/") {
             post(&router, path, "{}").await
         } else {
             send(&router, "GET", path, "", None).await
@@ -312,6 +316,8 @@ async fn the_bearer_token_guards_every_route_but_health() {
         ("/openapi.json", Some("s3cre")),
         ("/metrics", None),
         ("/metrics", Some("wrong")),
+        ("/orchestrator/events", None),
+        ("/orchestrator/events", Some("wrong")),
     ] {
         let reply = send(&router, "GET", path, "", token).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");

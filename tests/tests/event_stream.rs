@@ -240,7 +240,7 @@ async fn idle_subscribers_and_one_that_never_reads_do_not_hold_up_a_deploy() {
     assert_eq!(never_reads.status(), 200);
     // Idle subscribers: connected, read by nobody until the deploy is over.
     let mut idle = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         idle.push(host.api.events(None, None, None).await.unwrap());
     }
     let reply = tokio::time::timeout(PATIENCE, host.api.deploy(&deploy("local-ten")))
@@ -249,7 +249,7 @@ async fn idle_subscribers_and_one_that_never_reads_do_not_hold_up_a_deploy() {
         .unwrap();
     assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
     // The idle ones still hold every event of the deploy.
-    let seen = read_until(&mut idle[49], |s| s.kind == "deployment.completed").await;
+    let seen = read_until(&mut idle[199], |s| s.kind == "deployment.completed").await;
     assert_eq!(seen[0].kind, "deployment.started");
     drop(never_reads);
     drop(idle);
