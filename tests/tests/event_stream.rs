@@ -460,3 +460,42 @@ async fn every_replica_streams_every_replicas_events_over_redis() {
     first.shutdown().await;
     drop(redis);
 }
+
+/// `rollback --follow`: the redeploy of the earlier version, wave by wave, then the
+/// usual answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_follow_prints_the_redeploys_waves() {
+    use bannou_host::cli::{Cli, Command, config as config_cli};
+    use clap::Parser;
+
+    let host = Host::start(config(&our_presets())).await;
+    for preset in ["split-auth", "local-ten"] {
+        let reply = host.api.deploy(&deploy(preset)).await.unwrap();
+        assert_eq!(reply.status, 200, "{preset}: {:?}", reply.body.warnings);
+    }
+    let base = host.server.base_url();
+    let cli = Cli::try_parse_from([
+        "bannou-host",
+        "rollback",
+        "--reason",
+        "event stream test",
+        "--follow",
+        "--api",
+        &base,
+    ])
+    .unwrap();
+    let Command::Rollback(args) = cli.command else {
+        panic!("not a rollback")
+    };
+    let mut out = Vec::new();
+    let result = config_cli::run_rollback(args, &mut out).await;
+    let text = String::from_utf8(out).unwrap();
+    println!("{text}");
+    result.expect("the rollback succeeds");
+    let started = text.find("started").expect("the rollback's start");
+    let wave = text.find("wave 1 healthy").expect("a redeploy wave");
+    let done = text.find("deployment completed").expect("the outcome");
+    let answer = text.find("Rolled back").expect("the answer");
+    assert!(started < wave && wave < done && done < answer, "{text}");
+    host.shutdown().await;
+}

@@ -19,6 +19,10 @@ pub struct RollbackArgs {
     /// Why (kept for the audit trail).
     #[arg(long)]
     pub reason: String,
+    /// Print each wave of the redeploy as it happens (from the event stream, opened
+    /// before the rollback is sent).
+    #[arg(long)]
+    pub follow: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -30,7 +34,13 @@ pub async fn run_rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Re
         reason: args.reason.clone(),
         target_version: args.to,
     };
-    let resp = args.api.client()?.rollback_config(&request).await?;
+    let client = args.api.client()?;
+    let resp = if args.follow && !args.api.json {
+        let stream = client.events(Some("deployment,wave"), None, None).await?;
+        super::events::follow(stream, client.rollback_config(&request), out).await?
+    } else {
+        client.rollback_config(&request).await?
+    };
     if args.api.json {
         print_json(out, &resp)
     } else {

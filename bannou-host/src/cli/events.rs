@@ -1,7 +1,9 @@
 //! The event stream from the command line: `events` prints `GET /orchestrator/events`
-//! live, and `deploy --follow` ([`follow_deploy`]) shows a remote deploy wave by wave.
+//! live; `deploy --follow` ([`follow_deploy`]) and `rollback --follow` ([`follow`]) show
+//! the remote operation wave by wave.
 //! Both read the stream through [`crate::client::ApiClient::events`].
 
+use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use futures::StreamExt;
 use orchestrator_core::api::{DeployRequest, DeployResponse};
 
 use super::remote::ApiArgs;
-use crate::client::{ApiClient, Reply};
+use crate::client::{ApiClient, ClientError, EventStream, Reply};
 use crate::event_stream::{WaveEvent, WaveState};
 
 /// How long `deploy --follow` keeps reading after the deploy answered, for the outcome
@@ -100,22 +102,32 @@ fn wave_line(w: &WaveEvent) -> String {
 }
 
 /// Sends `request` with the event stream already open, printing the deploy's waves as
-/// they happen, then returns the deploy's answer. The deploy followed is the first one
-/// whose `deployment.started` arrives after the stream opened.
+/// they happen, then returns the deploy's answer (see [`follow`]).
 pub async fn follow_deploy(
     client: &ApiClient,
     request: &DeployRequest,
     out: &mut dyn Write,
 ) -> anyhow::Result<Reply<DeployResponse>> {
-    let mut stream = client.events(Some("deployment,wave"), None, None).await?;
+    let stream = client.events(Some("deployment,wave"), None, None).await?;
+    follow(stream, client.deploy(request), out).await
+}
+
+/// Runs `operation` (a deploy, a rollback: anything that runs waves) while `stream`, opened
+/// before it was sent, prints the waves of the first deployment that starts; then reads on
+/// (at most [`OUTCOME_DRAIN`]) until that deployment's outcome, and returns the
+/// operation's answer.
+pub async fn follow<T>(
+    mut stream: EventStream,
+    operation: impl Future<Output = Result<T, ClientError>>,
+    out: &mut dyn Write,
+) -> anyhow::Result<T> {
     let begun = Instant::now();
     let mut followed: Option<String> = None;
     let mut ended = false;
-    let deploy = client.deploy(request);
-    tokio::pin!(deploy);
+    tokio::pin!(operation);
     let reply = loop {
         tokio::select! {
-            reply = &mut deploy => break reply?,
+            reply = &mut operation => break reply?,
             item = stream.next() => {
                 match item {
                     Some(Ok(event)) => {
@@ -123,19 +135,16 @@ pub async fn follow_deploy(
                     }
                     Some(Err(e)) => {
                         writeln!(out, "event stream interrupted: {e}")?;
-                        return Ok(deploy.await?);
+                        return Ok(operation.await?);
                     }
                     None => {
                         writeln!(out, "event stream closed by the server")?;
-                        return Ok(deploy.await?);
+                        return Ok(operation.await?);
                     }
                 }
             }
         }
     };
-    if followed.is_none() {
-        followed = Some(reply.body.deployment_id.clone());
-    }
     // The outcome event may still be on its way (a bounded wait).
     let drain = async {
         while !ended {
@@ -149,7 +158,6 @@ pub async fn follow_deploy(
     if let Ok(done) = tokio::time::timeout(OUTCOME_DRAIN, drain).await {
         done?;
     }
-    drop(stream);
     Ok(reply)
 }
 

@@ -87,7 +87,12 @@ impl OrchestratorService {
                 return Err(ServiceError::internal(message));
             }
         };
-        let exec = self.execute_plan(&backend, &running, &plan).await;
+        // Its waves' progress events carry the rollback's id (`crate::event_stream`).
+        let exec = crate::event_stream::within_deployment(
+            &deployment_id,
+            self.execute_plan(&backend, &running, &plan),
+        )
+        .await;
         deps.backends.set_active(backend.backend_type());
         if !plan.is_empty() {
             self.invalidate_openresty().await;
