@@ -292,7 +292,6 @@ impl ControlPlaneBuilder {
             }
         }
 
-        let registry = Arc::new(BackendRegistry::new(
         // Every backend call of this control plane is counted (`metrics::InstrumentedBackend`).
         let metrics = self.metrics.unwrap_or_else(Metrics::control_plane);
         let backends: Vec<_> = self
@@ -300,6 +299,7 @@ impl ControlPlaneBuilder {
             .iter()
             .map(|b| metrics.instrument(b.clone()))
             .collect();
+        let registry = Arc::new(BackendRegistry::new(
             backends.clone(),
             config.default_backend,
         ));
@@ -612,6 +612,7 @@ async fn monitor_store(
     status: Arc<StoreStatus>,
     every: Duration,
     metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
@@ -625,8 +626,8 @@ async fn monitor_store(
                 Err(_) => Some("no answer to ping".to_owned()),
             };
         if let Some(e) = &result {
-    mut shutdown: watch::Receiver<bool>,
             metrics.store_error();
+            tracing::warn!(error = %e, "state store does not answer");
         }
         status.record(result);
     }
@@ -640,7 +641,6 @@ pub struct ShutdownReport {
     /// Tasks that ended cleanly.
     pub stopped: Vec<&'static str>,
     /// Tasks that ended with an error (or panicked), and why.
-            tracing::warn!(error = %e, "state store does not answer");
     pub failed: Vec<(&'static str, String)>,
     /// Tasks still running after [`SHUTDOWN_GRACE`], aborted.
     pub aborted: Vec<&'static str>,
@@ -888,7 +888,9 @@ impl Plugin for OrchestratorPlugin {
         if config.host_environment.is_empty() {
             config.host_environment = ctx.environment.clone();
         }
-        let mut builder = ControlPlane::builder(&config).backends(self.backends.clone());
+        let mut builder = ControlPlane::builder(&config)
+            .backends(self.backends.clone())
+            .metrics(ctx.metrics.clone());
         if let Some(adapters) = &self.adapters {
             builder = builder.adapters(adapters.clone());
         }

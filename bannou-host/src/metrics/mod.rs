@@ -133,6 +133,17 @@ impl Metrics {
         m
     }
 
+    /// The registry of a node hosting the control plane: the control plane's families
+    /// and the node's own.
+    pub fn control_plane_node() -> Self {
+        let m = Self::build(|f, r| {
+            f.register_control_plane(r);
+            f.register_node(r);
+        });
+        m.init_known_series();
+        m
+    }
+
     /// A plain node's registry (heartbeats sent, mappings applied, mesh calls).
     pub fn node() -> Self {
         let m = Self::build(Families::register_node);

@@ -69,6 +69,9 @@ pub struct PluginContext {
     /// Notify it when [`Plugin::health`] changes: the node's heartbeat emitter then
     /// beats at once instead of at its next tick or status poll.
     pub health_changed: HealthSignal,
+    /// The node's metrics registry (the orchestrator plugin counts into it too, so the
+    /// control plane's `GET /metrics` also shows its node's own families).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl PluginContext {
@@ -84,6 +87,7 @@ impl PluginContext {
             environment,
             bus,
             health_changed: HealthSignal::new(),
+            metrics: crate::metrics::Metrics::node(),
         }
     }
 }

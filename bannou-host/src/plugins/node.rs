@@ -392,7 +392,15 @@ impl Node {
         // Routing: subscribe before anything else so no broadcast is missed.
         let (writer, reader) = MeshResolver::new();
         let mappings = bus.subscribe_events::<FullServiceMappingsEvent>().await?;
-        let metrics = crate::metrics::Metrics::node();
+        // A node hosting the orchestrator serves one registry with both sets of families.
+        let hosts_orchestrator = plugins
+            .iter()
+            .any(|p| p.name() == crate::host::OrchestratorPlugin::NAME);
+        let metrics = if hosts_orchestrator {
+            crate::metrics::Metrics::control_plane_node()
+        } else {
+            crate::metrics::Metrics::node()
+        };
         metrics.observe_mesh(reader.clone());
         let mesh = MeshClient::new(app_id.clone(), reader.clone(), directory)?
             .with_metrics(metrics.clone());
@@ -413,6 +421,7 @@ impl Node {
             environment: config.environment.clone(),
             bus: bus.clone(),
             health_changed: signal.clone(),
+            metrics: metrics.clone(),
         };
         for (i, plugin) in plugins.iter().enumerate() {
             if let Err(e) = plugin.start(&ctx).await {
