@@ -499,3 +499,63 @@ async fn rollback_follow_prints_the_redeploys_waves() {
     assert!(started < wave && wave < done && done < answer, "{text}");
     host.shutdown().await;
 }
+
+/// `events --since ID`: the buffered events after that id, one line each, then live ones
+/// until the host stops (the command then ends without error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_command_replays_after_an_id_and_ends_with_the_host() {
+    use bannou_host::cli::{Cli, Command, events};
+    use clap::Parser;
+
+    let host = Host::start(config(&our_presets())).await;
+    let mut stream = host
+        .api
+        .events(Some("deployment"), None, None)
+        .await
+        .unwrap();
+    let reply = host.api.deploy(&deploy("local-ten")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let started = read_until(&mut stream, |_| true).await;
+    let base = host.server.base_url();
+    let cli = Cli::try_parse_from([
+        "bannou-host",
+        "events",
+        "--types",
+        "wave,deployment",
+        "--since",
+        &started[0].id,
+        "--api",
+        &base,
+    ])
+    .unwrap();
+    let Command::Events(args) = cli.command else {
+        panic!("not events")
+    };
+    let mut out = Vec::new();
+    // Every replayed line is printed before the host stops.
+    let (result, ()) = tokio::time::timeout(PATIENCE, async {
+        tokio::join!(events::run_events(args, &mut out), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            host.shutdown().await;
+        })
+    })
+    .await
+    .expect("the command ends with the stream");
+    let text = String::from_utf8(out).unwrap();
+    println!("{text}");
+    result.expect("a stream the server closes ends the command without error");
+    assert!(
+        !text.contains("deployment.started"),
+        "after the id only: {text}"
+    );
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("wave.started: wave 1/2 (deploy) started"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployment.completed: deployment ")
+            && text.contains("of preset `local-ten`"),
+        "{text}"
+    );
+}

@@ -73,8 +73,29 @@ pub async fn run_events(args: EventsArgs, out: &mut dyn Write) -> anyhow::Result
 /// One event as a line of text: `[id] type: summary`.
 pub fn describe(kind: &str, id: &str, data: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let summary = if let Ok(wave) = serde_json::from_value::<WaveEvent>(value.clone()) {
         wave_line(&wave)
+    } else if kind.starts_with("deployment.") {
+        let mut line = format!("deployment {}", text("deploymentId").unwrap_or("?"));
+        if let Some(preset) = text("preset") {
+            line.push_str(&format!(" of preset `{preset}`"));
+        }
+        if let Some(error) = text("error") {
+            line.push_str(&format!(": {error}"));
+        }
+        line
+    } else if kind == crate::event_stream::HEALTH_CHANGED_TYPE {
+        let new = if value["newInstance"] == true {
+            " (new instance)"
+        } else {
+            ""
+        };
+        format!(
+            "{} {}{new}",
+            text("appId").unwrap_or("?"),
+            text("status").unwrap_or("?")
+        )
     } else {
         data.to_owned()
     };
