@@ -35,7 +35,8 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 9] = [
+const ALL_TASKS: [&str; 10] = [
+    "event-stream",
     "heartbeat-pipeline",
     "mappings-broadcaster",
     "pool-scaler",
