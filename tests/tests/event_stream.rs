@@ -462,9 +462,9 @@ async fn every_replica_streams_every_replicas_events_over_redis() {
 }
 
 /// `rollback --follow`: the redeploy of the earlier version, wave by wave, then the
-/// usual answer.
+/// usual answer; `teardown --follow`: its start and outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_follow_prints_the_redeploys_waves() {
+async fn rollback_and_teardown_follow_print_what_happens() {
     use bannou_host::cli::{Cli, Command, config as config_cli};
     use clap::Parser;
 
@@ -497,6 +497,20 @@ async fn rollback_follow_prints_the_redeploys_waves() {
     let done = text.find("deployment completed").expect("the outcome");
     let answer = text.find("Rolled back").expect("the answer");
     assert!(started < wave && wave < done && done < answer, "{text}");
+
+    // `teardown --follow`: its start and outcome, then the usual answer.
+    let cli = Cli::try_parse_from(["bannou-host", "teardown", "--follow", "--api", &base]).unwrap();
+    let Command::Teardown(args) = cli.command else {
+        panic!("not a teardown")
+    };
+    let mut out = Vec::new();
+    let result = bannou_host::cli::deploy::run_teardown(args, &mut out).await;
+    let text = String::from_utf8(out).unwrap();
+    println!("{text}");
+    result.expect("the teardown succeeds");
+    let started = text.find("teardown ").expect("the teardown's start");
+    let done = text.find("deployment completed").expect("the outcome");
+    assert!(started < done, "{text}");
     host.shutdown().await;
 }
 

@@ -176,6 +176,10 @@ pub struct TeardownArgs {
     /// Also remove infrastructure containers (Redis, RabbitMQ, MySQL, ...).
     #[arg(long)]
     pub include_infrastructure: bool,
+    /// Print the teardown's start and outcome as they happen (from the event stream,
+    /// opened before the teardown is sent).
+    #[arg(long)]
+    pub follow: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -189,7 +193,13 @@ pub async fn run_teardown(args: TeardownArgs, out: &mut dyn Write) -> anyhow::Re
         include_infrastructure: args.include_infrastructure,
         ..TeardownRequest::default()
     };
-    let resp = args.api.client()?.teardown(&request).await?;
+    let client = args.api.client()?;
+    let resp = if args.follow && !args.api.json && !args.dry_run {
+        let stream = client.events(Some("deployment,wave"), None, None).await?;
+        super::events::follow(stream, client.teardown(&request), out).await?
+    } else {
+        client.teardown(&request).await?
+    };
     if args.api.json {
         print_json(out, &resp)?;
     } else {

@@ -1,6 +1,6 @@
 //! The event stream from the command line: `events` prints `GET /orchestrator/events`
-//! live; `deploy --follow` ([`follow_deploy`]) and `rollback --follow` ([`follow`]) show
-//! the remote operation wave by wave.
+//! live; `deploy --follow` ([`follow_deploy`]), `rollback --follow` and `teardown
+//! --follow` ([`follow`]) show the remote operation as it happens.
 //! Both read the stream through [`crate::client::ApiClient::events`].
 
 use std::future::Future;
@@ -20,6 +20,10 @@ use crate::event_stream::{WaveEvent, WaveState};
 /// How long `deploy --follow` keeps reading after the deploy answered, for the outcome
 /// event still on its way.
 const OUTCOME_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long `--follow` waits for a start it has not seen when the operation already
+/// answered.
+const NOTHING_STARTED_DRAIN: Duration = Duration::from_millis(500);
 
 /// Arguments of `events`.
 #[derive(Debug, Args)]
@@ -166,7 +170,13 @@ pub async fn follow<T>(
             }
         }
     };
-    // The outcome event may still be on its way (a bounded wait).
+    // The outcome event may still be on its way (a bounded wait; short when nothing
+    // started: a teardown with nothing to stop publishes nothing).
+    let limit = if followed.is_some() {
+        OUTCOME_DRAIN
+    } else {
+        NOTHING_STARTED_DRAIN
+    };
     let drain = async {
         while !ended {
             match stream.next().await {
@@ -176,7 +186,7 @@ pub async fn follow<T>(
         }
         anyhow::Ok(())
     };
-    if let Ok(done) = tokio::time::timeout(OUTCOME_DRAIN, drain).await {
+    if let Ok(done) = tokio::time::timeout(limit, drain).await {
         done?;
     }
     Ok(reply)
@@ -195,7 +205,11 @@ fn print_followed(
         .get("deploymentId")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    if followed.is_none() && event.event == "deployment.started" {
+    let starts = matches!(
+        event.event.as_str(),
+        "deployment.started" | "deployment.topology-changed"
+    );
+    if followed.is_none() && starts {
         followed.clone_from(&id);
     }
     if followed.is_none() || id != *followed {
@@ -212,6 +226,9 @@ fn print_followed(
                 "deployment {} of {what} started",
                 id.as_deref().unwrap_or("?")
             )?;
+        }
+        "deployment.topology-changed" => {
+            writeln!(out, "teardown {} started", id.as_deref().unwrap_or("?"))?;
         }
         "deployment.completed" | "deployment.failed" => {
             ended = true;
