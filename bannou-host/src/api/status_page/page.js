@@ -319,17 +319,17 @@ function renderServices(health, nodes, byApp) {
     for (const svc of poolOf(n.name) ? [] : n.services || []) {
       const e = (byApp.get(app) || new Map()).get(svc);
       shown.add(app + "/" + svc);
-      rows.push({ svc, app, e });
+      rows.push({ svc, app, e, deployed: true });
     }
   }
   // Unhealthy registrations of services no node routes still deserve a line.
   for (const e of health.unhealthyServices || []) {
-    if (!shown.has(e.appId + "/" + e.serviceId)) rows.push({ svc: e.serviceId, app: e.appId, e });
+    if (!shown.has(e.appId + "/" + e.serviceId)) rows.push({ svc: e.serviceId, app: e.appId, e, deployed: false });
   }
-  body.replaceChildren(...rows.map(({ svc, app, e }) => {
+  body.replaceChildren(...rows.map(({ svc, app, e, deployed }) => {
     const st = e ? e.status : "missing";
-    return el("tr", { "data-service": svc, "data-app": app, "data-health": st },
-      el("td", {}, svc), el("td", { class: "mono" }, app),
+    return el("tr", { "data-service": svc, "data-app": app, "data-health": st, "data-deployed": deployed },
+      el("td", {}, svc), el("td", { class: "mono" }, app, deployed ? "" : " (not deployed)"),
       el("td", {}, el("span", { class: "pill " + (st === "Healthy" ? "ok" : "bad") }, st)),
       el("td", { title: e ? e.lastSeen : "" }, e ? ago(e.lastSeen) : "–"),
       el("td", { class: "mono" }, e && e.metadata ? short(e.metadata.instanceId) : "–"),
