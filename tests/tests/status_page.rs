@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,7 +27,9 @@ use orchestrator_core::api::{
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
 
-/// A `chromedriver` on a free loopback port, killed on drop.
+/// A `chromedriver` on a free loopback port, in a process group of its own that holds the
+/// browsers it starts: the whole group is killed on drop, so a failed test (which never
+/// closes its session) leaves no Chromium behind.
 struct Driver {
     child: Child,
     url: String,
@@ -34,7 +37,14 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let killed = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        if !killed.is_ok_and(|s| s.success()) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -66,6 +76,7 @@ async fn start_driver() -> Driver {
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -100,7 +111,9 @@ async fn open_browser(driver: &Driver) -> Client {
         serde_json::json!({
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--window-size=1280,800", "--disable-dev-shm-usage"],
+                     "--window-size=1280,800", "--disable-dev-shm-usage",
+                     // No crash handler: it would leave the process group.
+                     "--disable-breakpad", "--disable-crash-reporter"],
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
