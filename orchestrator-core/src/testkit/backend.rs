@@ -60,6 +60,7 @@ where
     node_lifecycle(suite, make().await).await;
     redeploy_replaces_the_node(suite, make().await).await;
     unknown_app_id_is_not_found(suite, make().await).await;
+    app_ids_match_in_any_case(suite, make().await).await;
 }
 
 fn fail(step: &str, detail: impl std::fmt::Display) -> ! {
@@ -246,6 +247,38 @@ async fn redeploy_replaces_the_node(suite: &BackendSuite, backend: Arc<dyn Conta
         .teardown(&app, &TeardownOptions::default())
         .await
         .unwrap_or_else(|e| fail("teardown after redeploy", e));
+}
+
+/// App-ids compare without ASCII case (docs/COMPATIBILITY.md#heartbeat-consumption): a
+/// node deployed under a (lower-case) app-id is found and torn down under any spelling.
+async fn app_ids_match_in_any_case(suite: &BackendSuite, backend: Arc<dyn ContainerBackend>) {
+    let node = suite.node("case");
+    let app = node.app_id.clone();
+    let shouted = AppId::new(app.as_str().to_ascii_uppercase());
+    backend
+        .deploy_node(&node)
+        .await
+        .unwrap_or_else(|e| fail("deploy", e));
+    let status = backend
+        .status(&shouted)
+        .await
+        .unwrap_or_else(|e| fail("status under the app-id in upper case", e));
+    assert_eq!(
+        status.labels.get(labels::APP_ID).map(String::as_str),
+        Some(app.as_str()),
+        "the node keeps the spelling it was deployed with"
+    );
+    backend
+        .teardown(&shouted, &TeardownOptions::default())
+        .await
+        .unwrap_or_else(|e| fail("teardown under the app-id in upper case", e));
+    match backend.status(&app).await {
+        Err(BackendError::NotFound { .. }) => {}
+        other => fail(
+            "status after an upper-case teardown",
+            format!("want NotFound, got {other:?}"),
+        ),
+    }
 }
 
 async fn unknown_app_id_is_not_found(suite: &BackendSuite, backend: Arc<dyn ContainerBackend>) {
