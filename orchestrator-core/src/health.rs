@@ -144,6 +144,10 @@ pub enum IngestOutcome {
     /// The heartbeat came from the control plane (`bannou`, any case) and was ignored
     /// (docs/COMPATIBILITY.md#heartbeat-consumption).
     IgnoredControlPlane,
+    /// The heartbeat came from a node the control plane tore down (see
+    /// [`HeartbeatAggregator::forget_node`]) and was ignored: a late beat of a forgotten
+    /// instance, or a "shutting down" beat of a new instance of that node.
+    IgnoredTornDown,
     /// The heartbeat was recorded.
     Recorded(IngestChanges),
 }
@@ -466,6 +470,13 @@ impl NameFilter {
 /// instance's last report never outvotes a live instance of its node. Retired instances
 /// count in no status, recommendation or report; a new instance's first heartbeat forgets
 /// the ones it retires, [`Self::evict_stale`] the others.
+///
+/// A node the control plane tears down has no successor to retire its instances, so
+/// [`Self::forget_node`] drops them at once and remembers the node for the retention
+/// period: until then a late beat of a forgotten instance, or a "shutting down" beat of
+/// an instance of that node not tracked yet (its final beat racing the teardown), is
+/// ignored instead of bringing the node back as a ghost. A live beat of a new instance
+/// (the node deployed again) is recorded as usual.
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatAggregator {
     config: HealthConfig,
@@ -473,6 +484,15 @@ pub struct HeartbeatAggregator {
     index: ServiceIndex,
     /// The instances of each node (app-id), for the retirement rule.
     nodes: FxHashMap<AppId, Vec<u128>>,
+    /// Nodes forgotten by [`Self::forget_node`], for the retention period.
+    torn_down: FxHashMap<AppId, TornDown>,
+}
+
+/// A node forgotten by [`HeartbeatAggregator::forget_node`]: when, and its instances then.
+#[derive(Debug, Clone)]
+struct TornDown {
+    at: Timestamp,
+    instances: Vec<u128>,
 }
 
 impl HeartbeatAggregator {
@@ -483,6 +503,7 @@ impl HeartbeatAggregator {
             instances: FxHashMap::default(),
             index: ServiceIndex::default(),
             nodes: FxHashMap::default(),
+            torn_down: FxHashMap::default(),
         }
     }
 
@@ -515,6 +536,9 @@ impl HeartbeatAggregator {
         let routing_version = routing_version_of(hb);
         let dropped_heartbeats = dropped_heartbeats_of(hb);
         let key = hb.service_id.as_u128();
+        if self.is_torn_down_beat(hb, key, now) {
+            return IngestOutcome::IgnoredTornDown;
+        }
         let timeout = self.config.heartbeat_timeout;
         let Self {
             instances,
@@ -650,6 +674,45 @@ impl HeartbeatAggregator {
         })
     }
 
+    /// True when `hb` (instance `key`) is a beat of a node torn down within the retention
+    /// that must not be recorded (see [`HeartbeatAggregator`]).
+    fn is_torn_down_beat(&self, hb: &ServiceHeartbeatEvent, key: u128, now: Timestamp) -> bool {
+        if self.torn_down.is_empty() || self.instances.contains_key(&key) {
+            return false;
+        }
+        self.torn_down.get(&hb.app_id).is_some_and(|t| {
+            !is_stale(t.at, now, self.config.retention)
+                && (t.instances.contains(&key)
+                    || (hb.status == InstanceHealthStatus::ShuttingDown
+                        && !self.nodes.contains_key(&hb.app_id)))
+        })
+    }
+
+    /// Forgets every instance of node `app_id` (compared case-insensitively) because the
+    /// control plane tore it down at `now`, and ignores its late beats for the retention
+    /// period (see [`HeartbeatAggregator`]); returns how many instances were dropped.
+    pub fn forget_node(&mut self, app_id: &AppId, now: Timestamp) -> usize {
+        let ids = self.instances_on(app_id);
+        let entry = self
+            .torn_down
+            .entry(app_id.clone())
+            .or_insert_with(|| TornDown {
+                at: now,
+                instances: Vec::new(),
+            });
+        entry.at = now;
+        entry.instances.extend(ids.iter().map(|id| id.as_u128()));
+        for id in &ids {
+            forget(
+                &mut self.instances,
+                &mut self.index,
+                &mut self.nodes,
+                id.as_u128(),
+            );
+        }
+        ids.len()
+    }
+
     /// Every tracked instance running `service`, sorted by app-id then instance GUID,
     /// retired ones included (see [`HeartbeatAggregator`]; [`Self::is_retired`] tells
     /// them apart at a given `now`).
@@ -751,6 +814,8 @@ impl HeartbeatAggregator {
         for id in &gone {
             forget(&mut self.instances, &mut self.index, &mut self.nodes, *id);
         }
+        self.torn_down
+            .retain(|_, t| !is_stale(t.at, now, retention));
         gone.len()
     }
 
@@ -1134,7 +1199,7 @@ pub(crate) mod test_support {
     ) -> IngestChanges {
         match agg.ingest(&hb.build(), now) {
             IngestOutcome::Recorded(c) => c,
-            IngestOutcome::IgnoredControlPlane => panic!("heartbeat unexpectedly ignored"),
+            other => panic!("heartbeat unexpectedly ignored: {other:?}"),
         }
     }
 }
@@ -1722,6 +1787,72 @@ mod tests {
         }
         assert_eq!(a.service_status("auth", t(5)), Some(I::Unavailable));
         assert_eq!(a.evict_stale(t(5)), 0);
+    }
+
+    #[test]
+    fn a_torn_down_node_leaves_the_report_and_its_late_beats_do_not_bring_it_back() {
+        let mut a = agg();
+        feed(&mut a, hb(1, "stack-world").healthy(&["actor"]), t(0));
+        feed(&mut a, hb(2, "npc-brains").healthy(&["actor"]), t(0));
+        assert_eq!(a.forget_node(&AppId::from("Stack-World"), t(1)), 1);
+        let report = |a: &HeartbeatAggregator, now| {
+            let r = a.report(&deployed(None), "bannou", &[] as &[&str], now);
+            let apps = |v: &[ServiceHealthEntry]| -> Vec<String> {
+                v.iter().map(|e| e.app_id.clone()).collect()
+            };
+            (apps(&r.healthy_services), apps(&r.unhealthy_services))
+        };
+        assert_eq!(report(&a, t(1)), (vec!["npc-brains".to_owned()], vec![]));
+        // The forgotten instance's final "shutting down" beat arrives after the teardown,
+        // and so does the goodbye of an instance not heard from before.
+        for n in [1, 3] {
+            let late = hb(n, "stack-world")
+                .healthy(&["actor"])
+                .status(I::ShuttingDown);
+            assert_eq!(
+                a.ingest(&late.build(), t(2)),
+                IngestOutcome::IgnoredTornDown
+            );
+        }
+        // So does a delayed live beat of the forgotten instance.
+        let delayed = hb(1, "stack-world").healthy(&["actor"]).build();
+        assert_eq!(a.ingest(&delayed, t(2)), IngestOutcome::IgnoredTornDown);
+        assert_eq!(report(&a, t(2)), (vec!["npc-brains".to_owned()], vec![]));
+        assert_eq!(
+            a.instances_on(&AppId::from("stack-world")),
+            Vec::<Uuid>::new()
+        );
+        // Deployed again: a new instance's live beat is recorded, its goodbye too.
+        feed(&mut a, hb(4, "stack-world").healthy(&["actor"]), t(3));
+        assert_eq!(a.service_status("actor", t(3)), Some(I::Healthy));
+        feed(
+            &mut a,
+            hb(4, "stack-world")
+                .healthy(&["actor"])
+                .status(I::ShuttingDown),
+            t(4),
+        );
+        assert_eq!(
+            a.status_on("actor", "stack-world", t(4)),
+            Some(I::Unavailable)
+        );
+        // The memory of the teardown lapses with the retention.
+        let later = t(1) + a.config().retention + Duration::from_secs(1);
+        a.evict_stale(later);
+        feed(
+            &mut a,
+            hb(5, "gone").healthy(&["auth"]).status(I::ShuttingDown),
+            later,
+        );
+        assert_eq!(a.forget_node(&AppId::from("gone"), later), 1);
+        let after = later + a.config().retention + Duration::from_secs(1);
+        a.evict_stale(after);
+        assert!(a.torn_down.is_empty());
+        let back = hb(5, "gone").healthy(&["auth"]).status(I::ShuttingDown);
+        assert!(matches!(
+            a.ingest(&back.build(), after),
+            IngestOutcome::Recorded(_)
+        ));
     }
 
     #[test]

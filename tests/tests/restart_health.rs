@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bannou_host::client::ApiClient;
-use common::{Host, config};
+use common::{Host, config, our_presets};
 use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
 use orchestrator_core::api::{
     DeployRequest, ServiceHealthRequest, ServiceRestartRequest, ShouldRestartServiceRequest,
@@ -101,6 +101,70 @@ async fn a_restarted_node_is_healthy_again_in_process() {
     let reply = host.api.deploy(&deploy(None)).await.unwrap();
     assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
     restart_and_watch(&host.api, "bannou-auth").await;
+
+    host.api
+        .teardown(&TeardownRequest::default())
+        .await
+        .unwrap();
+    host.shutdown().await;
+}
+
+/// Deploying `npc-brains` over a running `game-stack` tears `game-stack`'s nodes down:
+/// they leave the health report, their final "shutting down" beats (which may arrive after
+/// the teardown) do not bring them back as Unavailable, and so a forced restart of
+/// `actor` targets only the node that runs it now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_torn_down_by_a_replacing_deploy_leave_the_health_report() {
+    let host = Host::start(config(&our_presets())).await;
+    let preset = |name: &str| DeployRequest {
+        preset: Some(name.to_owned()),
+        environment: Some(BTreeMap::from([(
+            "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+            "1".to_owned(),
+        )])),
+        ..DeployRequest::default()
+    };
+    let torn_down = ["stack-auth", "stack-world", "stack-features"];
+    for round in 0..3 {
+        for name in ["game-stack", "npc-brains"] {
+            let reply = host.api.deploy(&preset(name)).await.unwrap();
+            assert_eq!(reply.status, 200, "round {round}, {name}: {:?}", reply.body);
+        }
+        // Watch long enough for late beats of the torn-down nodes to arrive.
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < until {
+            let report = host
+                .api
+                .services_health(&ServiceHealthRequest::default())
+                .await
+                .unwrap();
+            let ghosts: Vec<_> = report
+                .healthy_services
+                .iter()
+                .chain(&report.unhealthy_services)
+                .filter(|e| torn_down.iter().any(|n| e.app_id.eq_ignore_ascii_case(n)))
+                .collect();
+            assert!(
+                ghosts.is_empty(),
+                "round {round}: torn-down nodes reported: {ghosts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let restarted = host
+        .api
+        .restart_service(&ServiceRestartRequest {
+            service_name: "actor".to_owned(),
+            environment: None,
+            force: true,
+            timeout: 60,
+        })
+        .await
+        .expect("the restart of actor succeeds");
+    assert_eq!(
+        restarted.current_status,
+        Some(InstanceHealthStatus::Healthy)
+    );
 
     host.api
         .teardown(&TeardownRequest::default())

@@ -71,7 +71,8 @@ pub struct PipelineStats {
 pub struct PipelineCounts {
     /// Heartbeats applied to the aggregator.
     pub ingested: u64,
-    /// Control-plane heartbeats ignored (docs/COMPATIBILITY.md#heartbeat-consumption).
+    /// Heartbeats ignored: the control plane's (docs/COMPATIBILITY.md#heartbeat-consumption)
+    /// and late beats of nodes the control plane tore down.
     pub ignored: u64,
     /// Messages that were not valid heartbeats.
     pub malformed: u64,
@@ -203,7 +204,7 @@ impl HeartbeatPipeline {
             for (i, hb) in batch.iter().enumerate() {
                 let hb = hb.borrow();
                 match state.aggregator.ingest(hb, now) {
-                    IngestOutcome::IgnoredControlPlane => {
+                    IngestOutcome::IgnoredControlPlane | IngestOutcome::IgnoredTornDown => {
                         ignored += 1;
                         continue;
                     }

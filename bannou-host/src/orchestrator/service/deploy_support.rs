@@ -243,13 +243,13 @@ impl OrchestratorService {
         (result, warnings)
     }
 
-    /// Removes every aggregator instance reporting as `app_id`.
+    /// Removes every aggregator instance reporting as `app_id` and keeps the node's late
+    /// beats (its final "shutting down" one) from bringing it back
+    /// (`HeartbeatAggregator::forget_node`). Only this replica's aggregator forgets: the
+    /// other replicas drop the node's last report after the retention period.
     pub(super) fn forget_instances(&self, app_id: &AppId) {
-        let mut state = self.deps.health.lock();
-        let ids = state.aggregator.instances_on(app_id);
-        for id in ids {
-            state.aggregator.remove_instance(id);
-        }
+        let now = self.deps.clock.now();
+        self.deps.health.lock().aggregator.forget_node(app_id, now);
     }
 
     /// True for the control plane's app-id (configured or the literal `bannou`).

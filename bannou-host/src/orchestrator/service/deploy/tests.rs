@@ -1149,3 +1149,40 @@ async fn an_adopted_node_that_stays_silent_fails_the_deploy_untouched() {
     assert!(torn_down_apps(&calls).is_empty(), "{calls:?}");
     assert_eq!(world.running(), ["bannou-auth"]);
 }
+
+/// The nodes a replacing deploy tears down leave the health report, and their final
+/// "shutting down" beats, arriving after the teardown, do not bring them back as
+/// Unavailable (they made `actor`'s forced restart target a node that is gone).
+#[tokio::test(start_paused = true)]
+async fn torn_down_nodes_leave_the_health_report_despite_late_goodbyes() {
+    use orchestrator_core::ports::bus::EventBusExt;
+
+    let world = world().await;
+    assert!(world.deploy_preset("game-stack").await.body.success);
+    assert!(world.deploy_preset("npc-brains").await.body.success);
+    let torn_down = ["stack-auth", "stack-world", "stack-features"];
+    for app in torn_down {
+        let mut goodbye = orchestrator_core::events::ServiceHeartbeatEvent::new(
+            uuid::Uuid::new_v4(),
+            AppId::new(app),
+            world.clock.now(),
+            [("actor", ServiceHealthStatus::Healthy)],
+        );
+        goodbye.status = InstanceHealthStatus::ShuttingDown;
+        world.bus.publish_event(&goodbye).await.unwrap();
+    }
+    world.settle().await;
+    let report = world
+        .service
+        .services_health(ServiceHealthRequest::default())
+        .await
+        .unwrap()
+        .body;
+    let ghosts: Vec<_> = report
+        .healthy_services
+        .iter()
+        .chain(&report.unhealthy_services)
+        .filter(|e| torn_down.iter().any(|n| e.app_id.eq_ignore_ascii_case(n)))
+        .collect();
+    assert!(ghosts.is_empty(), "torn-down nodes reported: {ghosts:?}");
+}
