@@ -120,7 +120,7 @@ fn json_form_has_the_documented_fields() {
     assert_eq!(r["waves"][0]["layer"], "AppFeatures");
     assert_eq!(r["waves"][0]["actions"][0]["kind"], "Deploy");
     assert_eq!(r["waves"][0]["actions"][0]["appId"], "bannou-media");
-    // snake_case pool keys (decision D2): all four pools with their bounds.
+    // snake_case pool keys (D2 (docs/DECISIONS.md#d2)): all four pools with their bounds.
     let pools = r["pools"].as_array().unwrap();
     assert_eq!(pools.len(), 4);
     assert_eq!(pools[1]["poolType"], "image-resizer");

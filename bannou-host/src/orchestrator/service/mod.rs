@@ -237,10 +237,10 @@ pub struct OrchestratorService {
     /// True while a reconciliation sweep holds `lifecycle`: a deploy then waits for it
     /// rather than answering 409.
     sweeping: Arc<std::sync::atomic::AtomicBool>,
-}
-
     /// Where deploys, waves, acquires and releases are counted (`crate::metrics`).
     metrics: crate::metrics::Metrics,
+}
+
 impl OrchestratorService {
     /// A service over `deps`.
     pub fn new(deps: ServiceDeps) -> Self {
@@ -248,12 +248,10 @@ impl OrchestratorService {
             deps: Arc::new(deps),
             lifecycle: Arc::default(),
             sweeping: Arc::default(),
+            metrics: crate::metrics::Metrics::control_plane(),
         }
     }
-            metrics: crate::metrics::Metrics::control_plane(),
 
-    /// The dependencies (for the host's background loops and for tests).
-    pub fn deps(&self) -> &ServiceDeps {
     /// Counts into `metrics` (the host's registry) instead of a registry of its own.
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
         self.metrics = metrics;
@@ -265,6 +263,8 @@ impl OrchestratorService {
         &self.metrics
     }
 
+    /// The dependencies (for the host's background loops and for tests).
+    pub fn deps(&self) -> &ServiceDeps {
         &self.deps
     }
 }
