@@ -36,6 +36,10 @@ pub const CLIENT_CAPACITY: usize = 1_024;
 /// Our bus topic for wave progress (not an upstream topic).
 pub const WAVE_TOPIC: &str = "bannou.orchestrator-waves";
 
+/// [`WaveEvent::phase`] of a topology update's changes: each change is one wave, applied
+/// in request order.
+pub const TOPOLOGY_PHASE: &str = "topology";
+
 /// The stream's name for a raw heartbeat (sent only when a filter names it).
 pub const HEARTBEAT_TYPE: &str = "service.heartbeat";
 
@@ -113,7 +117,8 @@ pub struct WaveEvent {
     pub wave: usize,
     /// How many waves the plan has.
     pub waves: usize,
-    /// `deploy` or `teardown`.
+    /// `deploy` or `teardown` (the wave executor), or [`TOPOLOGY_PHASE`] (one change of a
+    /// topology update).
     pub phase: String,
     /// What the wave is doing.
     pub state: WaveState,

@@ -573,3 +573,117 @@ async fn the_events_command_replays_after_an_id_and_ends_with_the_host() {
         "{text}"
     );
 }
+
+/// A topology update changes: one with a good change then one missing its services.
+const TOPOLOGY_CHANGES: &str = r#"[
+  {"action": "add-node", "nodeName": "extra", "services": ["auth"],
+   "nodeConfig": {"name": "extra", "services": ["auth"]}},
+  {"action": "remove-node", "nodeName": "gone"}
+]"#;
+
+/// A topology update is followed like a deploy: its start, one `topology` wave per change
+/// in request order (the failing one `wave.failed`), then `deployment.failed`, all under
+/// one id; `topology --follow` prints them and fails with the update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topology_update_is_followed_change_by_change() {
+    use bannou_host::cli::{Cli, Command, topology};
+    use clap::Parser;
+
+    let host = Host::start(config(&our_presets())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("changes.json");
+    std::fs::write(&file, TOPOLOGY_CHANGES).unwrap();
+    let request = topology::read_changes(&file).unwrap();
+
+    // Over HTTP: a follower connected before the update.
+    let mut stream = host
+        .api
+        .events(Some("deployment,wave"), None, None)
+        .await
+        .unwrap();
+    let reply = host.api.update_topology(&request).await.unwrap();
+    assert!(reply.applied_changes[0].success, "{reply:?}");
+    assert!(!reply.applied_changes[1].success, "{reply:?}");
+    // Wave and deployment events travel on different topics: each topic's events arrive
+    // in order, the two topics' interleaving is not guaranteed.
+    let (mut ended, mut last_wave) = (false, false);
+    let seen = read_until(&mut stream, |s| {
+        ended |= is_outcome(s);
+        last_wave |= s.kind == "wave.failed" && s.data["wave"] == 2;
+        ended && last_wave
+    })
+    .await;
+    println!("seen: {:?}", kinds(&seen));
+    let (waves, deployment): (Vec<Seen>, Vec<Seen>) = seen
+        .iter()
+        .cloned()
+        .partition(|s| s.kind.starts_with("wave."));
+    assert_eq!(
+        kinds(&waves),
+        [
+            "wave.started 1",
+            "wave.healthy 1",
+            "wave.started 2",
+            "wave.failed 2",
+        ]
+    );
+    assert_eq!(
+        kinds(&deployment),
+        ["deployment.started", "deployment.failed"]
+    );
+    let seen: Vec<Seen> = [&deployment[..1], &waves[..], &deployment[1..]].concat();
+    let id = &seen[0].data["deploymentId"];
+    assert!(id.is_string(), "{:?}", seen[0]);
+    for s in &seen {
+        assert_eq!(&s.data["deploymentId"], id, "{s:?} belongs to the update");
+    }
+    assert_eq!(seen[1].data["phase"], "topology");
+    assert_eq!(seen[1].data["waves"], 2);
+    assert_eq!(
+        seen[1].data["nodes"],
+        serde_json::json!(["bannou-auth-extra"])
+    );
+    let failure = seen[4].data["failures"][0].as_str().unwrap();
+    assert!(failure.contains("Services list is required"), "{failure}");
+    assert!(
+        seen[5].data["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Services list is required")),
+        "{:?}",
+        seen[5]
+    );
+
+    // The CLI: the changes live, then the table; a failed change fails the command.
+    let base = host.server.base_url();
+    let cli = Cli::try_parse_from([
+        "bannou-host",
+        "topology",
+        file.to_str().unwrap(),
+        "--follow",
+        "--api",
+        &base,
+    ])
+    .unwrap();
+    let Command::Topology(args) = cli.command else {
+        panic!("not a topology update")
+    };
+    let mut out = Vec::new();
+    let result = topology::run(args, &mut out).await;
+    let text = String::from_utf8(out).unwrap();
+    println!("{text}");
+    assert!(result.is_err(), "a failed change fails the command: {text}");
+    let started = text.find("of topology started").expect("the start");
+    let first = text
+        .find("wave 1 healthy")
+        .expect("the first change applied");
+    let second = text
+        .find("wave 2 FAILED")
+        .expect("the second change failed");
+    let done = text.find("deployment failed").expect("the outcome");
+    let table = text.find("ACTION").expect("the usual table");
+    assert!(
+        started < first && first < second && second < done && done < table,
+        "{text}"
+    );
+    host.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! The event stream from the command line: `events` prints `GET /orchestrator/events`
-//! live; `deploy --follow` ([`follow_deploy`]), `rollback --follow` and `teardown
-//! --follow` ([`follow`]) show the remote operation as it happens.
+//! live; `deploy --follow` ([`follow_deploy`]), `rollback --follow`, `teardown --follow`
+//! and `topology --follow` ([`follow`]) show the remote operation as it happens.
 //! Both read the stream through [`crate::client::ApiClient::events`].
 
 use std::future::Future;
@@ -140,7 +140,9 @@ pub async fn follow_deploy(
 /// Runs `operation` (a deploy, a rollback: anything that runs waves) while `stream`, opened
 /// before it was sent, prints the waves of the first deployment that starts; then reads on
 /// (at most [`OUTCOME_DRAIN`]) until that deployment's outcome, and returns the
-/// operation's answer.
+/// operation's answer. Wave and deployment events travel on different topics, so their
+/// order on the stream is not guaranteed: the outcome line is printed after the events
+/// that arrive within [`STRAGGLERS`] of it.
 pub async fn follow<T>(
     mut stream: EventStream,
     operation: impl Future<Output = Result<T, ClientError>>,
@@ -148,7 +150,7 @@ pub async fn follow<T>(
 ) -> anyhow::Result<T> {
     let begun = Instant::now();
     let mut followed: Option<String> = None;
-    let mut ended = false;
+    let mut outcome: Option<String> = None;
     tokio::pin!(operation);
     let reply = loop {
         tokio::select! {
@@ -156,13 +158,15 @@ pub async fn follow<T>(
             item = stream.next() => {
                 match item {
                     Some(Ok(event)) => {
-                        ended |= print_followed(&event, &mut followed, begun, out)?;
+                        note(print_followed(&event, &mut followed, begun, out)?, &mut outcome);
                     }
                     Some(Err(e)) => {
+                        flush_outcome(&mut outcome, out)?;
                         writeln!(out, "event stream interrupted: {e}")?;
                         return Ok(operation.await?);
                     }
                     None => {
+                        flush_outcome(&mut outcome, out)?;
                         writeln!(out, "event stream closed by the server")?;
                         return Ok(operation.await?);
                     }
@@ -178,28 +182,62 @@ pub async fn follow<T>(
         NOTHING_STARTED_DRAIN
     };
     let drain = async {
-        while !ended {
+        while outcome.is_none() {
             match stream.next().await {
-                Some(Ok(event)) => ended |= print_followed(&event, &mut followed, begun, out)?,
+                Some(Ok(event)) => {
+                    note(
+                        print_followed(&event, &mut followed, begun, out)?,
+                        &mut outcome,
+                    );
+                }
                 _ => break,
             }
+        }
+        // Late events of the followed deployment (other topics) before its outcome line.
+        while let Ok(Some(Ok(event))) = tokio::time::timeout(STRAGGLERS, stream.next()).await {
+            note(
+                print_followed(&event, &mut followed, begun, out)?,
+                &mut outcome,
+            );
         }
         anyhow::Ok(())
     };
     if let Ok(done) = tokio::time::timeout(limit, drain).await {
         done?;
     }
+    flush_outcome(&mut outcome, out)?;
     Ok(reply)
 }
 
+/// How long [`follow`] waits, after the outcome arrived, for the followed deployment's
+/// events still on their way on other topics.
+const STRAGGLERS: Duration = Duration::from_millis(300);
+
+/// Keeps the first outcome line.
+fn note(line: Option<String>, outcome: &mut Option<String>) {
+    if outcome.is_none() {
+        *outcome = line;
+    }
+}
+
+/// Prints the held outcome line, if any.
+fn flush_outcome(outcome: &mut Option<String>, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Some(line) = outcome.take() {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
 /// Prints `event` when it belongs to the followed deployment (adopting the first
-/// deployment that starts); true when it is that deployment's outcome.
+/// deployment that starts); when it is that deployment's outcome, returns its line
+/// instead of printing it.
 fn print_followed(
     event: &eventsource_stream::Event,
     followed: &mut Option<String>,
     begun: Instant,
     out: &mut dyn Write,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<String>> {
     let value: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
     let id = value
         .get("deploymentId")
@@ -213,10 +251,10 @@ fn print_followed(
         followed.clone_from(&id);
     }
     if followed.is_none() || id != *followed {
-        return Ok(false);
+        return Ok(None);
     }
     let elapsed = begun.elapsed().as_millis();
-    let mut ended = false;
+    let mut ended = None;
     match event.event.as_str() {
         "deployment.started" => {
             let preset = value.get("preset").and_then(serde_json::Value::as_str);
@@ -231,9 +269,8 @@ fn print_followed(
             writeln!(out, "teardown {} started", id.as_deref().unwrap_or("?"))?;
         }
         "deployment.completed" | "deployment.failed" => {
-            ended = true;
             let verb = event.event.trim_start_matches("deployment.");
-            writeln!(out, "deployment {verb} +{elapsed} ms")?;
+            ended = Some(format!("deployment {verb} +{elapsed} ms"));
         }
         kind if kind.starts_with("wave.") => {
             if let Ok(wave) = serde_json::from_value::<WaveEvent>(value) {

@@ -19,6 +19,10 @@ use super::table::Table;
 pub struct TopologyArgs {
     /// YAML or JSON file of changes (`changes: [{action: add-node, ...}]` or a bare list).
     pub file: PathBuf,
+    /// Print each change as it is applied, and the update's outcome (from the event stream,
+    /// opened before the update is sent).
+    #[arg(long)]
+    pub follow: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -45,7 +49,13 @@ pub fn read_changes(path: &Path) -> anyhow::Result<TopologyUpdateRequest> {
 /// Runs `topology`; any failed change makes the exit code non-zero.
 pub async fn run(args: TopologyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let request = read_changes(&args.file)?;
-    let resp = args.api.client()?.update_topology(&request).await?;
+    let client = args.api.client()?;
+    let resp = if args.follow && !args.api.json {
+        let stream = client.events(Some("deployment,wave"), None, None).await?;
+        super::events::follow(stream, client.update_topology(&request), out).await?
+    } else {
+        client.update_topology(&request).await?
+    };
     if args.api.json {
         print_json(out, &resp)?;
     } else {

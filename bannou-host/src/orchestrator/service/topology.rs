@@ -7,14 +7,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use orchestrator_core::api::*;
+use orchestrator_core::events::DeploymentAction;
 use orchestrator_core::names::service_enable_flag;
 use orchestrator_core::ports::backend::{ContainerBackend, NodeDeployment, TeardownOptions};
 use orchestrator_core::resolver::{APP_ID, LAYER_FLAG_PREFIX, SERVICES_ENABLED};
 use orchestrator_core::{AppId, Catalog};
 use orchestrator_routing::table::is_orchestrator;
 
+use uuid::Uuid;
+
 use super::deploy_support::route_to;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use crate::event_stream::{TOPOLOGY_PHASE, WaveEvent, WaveState, publish_wave};
 
 /// Successes and failures of one change's per-service steps.
 #[derive(Default)]
@@ -50,25 +54,51 @@ impl OrchestratorService {
         let begun = self.deps.clock.now();
         let _lifecycle = self.begin_lifecycle("update the topology").await?;
         let backend = self.deps.backends.select(None).await?;
+        // Progress on the event stream (docs/COMPATIBILITY.md, "Event stream"): the update
+        // is a deployment of its own (started, then completed or failed), each change one
+        // `topology`-phase wave, so `topology --follow` shows it as it happens.
+        let deployment_id = Uuid::new_v4().to_string();
+        let mut started = self.deployment_event(DeploymentAction::Started, &deployment_id);
+        started.backend = Some(backend.backend_type());
+        started.changes = Some(request.changes.iter().map(describe_change).collect());
+        self.publish_deployment(started).await;
         let mut applied = Vec::with_capacity(request.changes.len());
         let mut warnings = Vec::new();
-        for change in &request.changes {
+        let mut failures = Vec::new();
+        for (i, change) in request.changes.iter().enumerate() {
             let mut entry = AppliedChange {
                 success: false,
                 action: change.action,
                 target: change.target(),
                 error: None,
             };
+            let wave = ChangeWave::start(self, &deployment_id, i, &request.changes).await;
             if let Some(missing) = change.missing_requirement() {
                 entry.error = Some(missing.to_owned());
-                applied.push(entry);
-                continue;
+            } else {
+                let (success, error) = self.apply_change(&backend, change, &mut warnings).await;
+                entry.success = success;
+                entry.error = error;
             }
-            let (success, error) = self.apply_change(&backend, change, &mut warnings).await;
-            entry.success = success;
-            entry.error = error;
+            let failure = (!entry.success).then(|| {
+                format!(
+                    "{}: {}",
+                    describe_change(change),
+                    entry.error.as_deref().unwrap_or("nothing applied")
+                )
+            });
+            wave.finish(self, failure.as_deref()).await;
+            failures.extend(failure);
             applied.push(entry);
         }
+        self.publish_outcome(
+            &deployment_id,
+            None,
+            Some(backend.backend_type()),
+            request.changes.iter().map(describe_change).collect(),
+            &failures,
+        )
+        .await;
         Ok(Answer::ok(TopologyUpdateResponse {
             applied_changes: applied,
             topology: None,
@@ -232,6 +262,88 @@ impl OrchestratorService {
                 route_to(table, std::slice::from_ref(&name), app, now, port)
             })
             .await)
+    }
+}
+
+/// `action target` of a change, as progress events and failures name it.
+fn describe_change(change: &TopologyChange) -> String {
+    match change.target() {
+        Some(target) => format!("{} {target}", change.action),
+        None => change.action.to_string(),
+    }
+}
+
+/// The app-ids a change acts on (the names `apply_change` gives them).
+fn change_nodes(change: &TopologyChange) -> Vec<String> {
+    let node = change.node_name.clone().unwrap_or_default();
+    let mut nodes: Vec<String> = change
+        .services
+        .iter()
+        .flatten()
+        .map(|svc| match change.action {
+            TopologyChangeAction::Scale | TopologyChangeAction::UpdateEnv => {
+                scaled_app_id(svc, &node).to_string()
+            }
+            _ => format!("bannou-{svc}-{node}"),
+        })
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// One change of a topology update reported as a wave of phase `topology`: `Started`,
+/// then `Failed` with the change's error, `TornDown` (remove-node) or `Healthy`.
+struct ChangeWave {
+    event: WaveEvent,
+    begun: tokio::time::Instant,
+    /// A remove-node change: its success is `TornDown`.
+    removes: bool,
+}
+
+impl ChangeWave {
+    /// Publishes `Started` for change `index` of `changes`.
+    async fn start(
+        service: &OrchestratorService,
+        deployment_id: &str,
+        index: usize,
+        changes: &[TopologyChange],
+    ) -> ChangeWave {
+        let event = WaveEvent {
+            deployment_id: Some(deployment_id.to_owned()),
+            wave: index + 1,
+            waves: changes.len(),
+            phase: TOPOLOGY_PHASE.to_owned(),
+            state: WaveState::Started,
+            nodes: change_nodes(&changes[index]),
+            failures: Vec::new(),
+            elapsed_ms: 0,
+        };
+        publish_wave(service.deps.bus.as_ref(), event.clone()).await;
+        ChangeWave {
+            event,
+            begun: tokio::time::Instant::now(),
+            removes: changes[index].action == TopologyChangeAction::RemoveNode,
+        }
+    }
+
+    /// Publishes the change's outcome.
+    async fn finish(self, service: &OrchestratorService, failure: Option<&str>) {
+        let ChangeWave {
+            mut event,
+            begun,
+            removes,
+        } = self;
+        event.state = match failure {
+            Some(f) => {
+                event.failures = vec![f.to_owned()];
+                WaveState::Failed
+            }
+            None if removes => WaveState::TornDown,
+            None => WaveState::Healthy,
+        };
+        event.elapsed_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        publish_wave(service.deps.bus.as_ref(), event).await;
     }
 }
 
