@@ -476,7 +476,8 @@ impl NameFilter {
 /// period: until then a late beat of a forgotten instance, or a "shutting down" beat of
 /// an instance of that node not tracked yet (its final beat racing the teardown), is
 /// ignored instead of bringing the node back as a ghost. A live beat of a new instance
-/// (the node deployed again) is recorded as usual.
+/// (the node deployed again) is recorded as usual, and [`Self::node_deployed`] (the
+/// control plane starting the node again) lifts the memory at once.
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatAggregator {
     config: HealthConfig,
@@ -713,6 +714,12 @@ impl HeartbeatAggregator {
         ids.len()
     }
 
+    /// The control plane is starting node `app_id` again: its beats count from now on,
+    /// whatever instance id they carry (lifts what [`Self::forget_node`] remembered).
+    pub fn node_deployed(&mut self, app_id: &AppId) {
+        self.torn_down.remove(app_id);
+    }
+
     /// Every tracked instance running `service`, sorted by app-id then instance GUID,
     /// retired ones included (see [`HeartbeatAggregator`]; [`Self::is_retired`] tells
     /// them apart at a given `now`).
@@ -830,6 +837,13 @@ impl HeartbeatAggregator {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// When instance `instance_id` was last heard from, if it is tracked.
+    pub fn last_seen_of(&self, instance_id: Uuid) -> Option<Timestamp> {
+        self.instances
+            .get(&instance_id.as_u128())
+            .map(|inst| inst.last_seen)
     }
 
     /// Forgets one instance at once (e.g. after tearing its node down); true if it was tracked.
@@ -1787,6 +1801,21 @@ mod tests {
         }
         assert_eq!(a.service_status("auth", t(5)), Some(I::Unavailable));
         assert_eq!(a.evict_stale(t(5)), 0);
+    }
+
+    #[test]
+    fn a_torn_down_node_deployed_again_counts_whatever_instance_id_it_beats_with() {
+        let mut a = agg();
+        feed(&mut a, hb(1, "bannou-auth").healthy(&["auth"]), t(0));
+        a.forget_node(&AppId::from("bannou-auth"), t(1));
+        let same_id = hb(1, "bannou-auth").healthy(&["auth"]).build();
+        assert_eq!(a.ingest(&same_id, t(2)), IngestOutcome::IgnoredTornDown);
+        a.node_deployed(&AppId::from("BANNOU-AUTH"));
+        assert!(matches!(
+            a.ingest(&same_id, t(3)),
+            IngestOutcome::Recorded(_)
+        ));
+        assert_eq!(a.status_on("auth", "bannou-auth", t(3)), Some(I::Healthy));
     }
 
     #[test]

@@ -252,6 +252,12 @@ impl OrchestratorService {
         self.deps.health.lock().aggregator.forget_node(app_id, now);
     }
 
+    /// Called before the backend starts node `app_id`: its heartbeats count again even if
+    /// the node was torn down moments ago (`HeartbeatAggregator::node_deployed`).
+    pub(super) fn expect_node(&self, app_id: &AppId) {
+        self.deps.health.lock().aggregator.node_deployed(app_id);
+    }
+
     /// True for the control plane's app-id (configured or the literal `bannou`).
     pub(super) fn is_control_plane(&self, app_id: &AppId) -> bool {
         app_id.is_control_plane() || *app_id == self.deps.settings.control_plane_app_id

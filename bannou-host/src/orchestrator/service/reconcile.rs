@@ -279,6 +279,7 @@ impl OrchestratorService {
                 ));
                 continue;
             }
+            self.expect_node(&node.app_id);
             match backend.deploy_node(&self.node_deployment(node)).await {
                 Ok(_) => {
                     tracing::warn!(app_id = %node.app_id, "a node of the current configuration was not running: deployed it again");

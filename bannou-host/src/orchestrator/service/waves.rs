@@ -6,7 +6,7 @@
 //! decides whether to revert ([`OrchestratorService::revert_after_failure`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -86,6 +86,9 @@ struct WaitTarget {
     known: BTreeSet<Uuid>,
     /// When the backend reported the node deployed.
     deployed_at: Timestamp,
+    /// The last status the node reported for each service during the wait: a service
+    /// it reported unhealthy and then left out of its beats is still not healthy.
+    last_word: Mutex<BTreeMap<String, InstanceHealthStatus>>,
 }
 
 impl OrchestratorService {
@@ -196,6 +199,7 @@ impl OrchestratorService {
                 let backend = backend.clone();
                 let clock = clock.clone();
                 let deployment = self.node_deployment(&node);
+                self.expect_node(&node.app_id);
                 let known = self.known_instances(&node.app_id);
                 async move {
                     let result = backend.deploy_node(&deployment).await;
@@ -236,6 +240,7 @@ impl OrchestratorService {
                             .collect(),
                         known,
                         deployed_at,
+                        last_word: Mutex::default(),
                     });
                     exec.started.push(StartedNode {
                         node: node.clone(),
@@ -465,6 +470,7 @@ impl OrchestratorService {
                     .collect(),
                 known: BTreeSet::new(),
                 deployed_at: now,
+                last_word: Mutex::default(),
             })
             .collect();
         let timeout = self.deps.settings.wave_timeout;
@@ -492,8 +498,10 @@ impl OrchestratorService {
     }
 
     /// Per target not yet healthy: `service (status)` for each service that is not.
-    /// Only heartbeats from the new container count: an instance unknown before the
-    /// deploy, or a known one heard from since (a node that keeps its instance id).
+    /// Each service a target hosts is judged by that node's own reports, wherever it is
+    /// routed now. Only heartbeats from the new container count: an instance unknown
+    /// before the deploy, or a known one heard from since (a node that keeps its instance
+    /// id); retired instances (the aggregator's rule) never count.
     fn unhealthy(&self, targets: &[WaitTarget]) -> Vec<(String, Vec<String>)> {
         let state = self.deps.health.lock();
         let now = self.deps.clock.now();
@@ -501,19 +509,26 @@ impl OrchestratorService {
         let mut out = Vec::new();
         for t in targets {
             let mut missing = Vec::new();
+            let counts = |id: Uuid, last_seen: Timestamp| {
+                !state.aggregator.is_retired(id, now)
+                    && (!t.known.contains(&id) || last_seen >= t.deployed_at)
+            };
+            // Heard from since the deploy (whatever services the beat listed).
+            let heard = state
+                .aggregator
+                .instances_on(&t.app_id)
+                .into_iter()
+                .any(|id| {
+                    state
+                        .aggregator
+                        .last_seen_of(id)
+                        .is_some_and(|seen| counts(id, seen))
+                });
+            let mut last_word = t.last_word.lock().unwrap_or_else(PoisonError::into_inner);
             for service in &t.services {
-                // A node stops heartbeating a service the mappings route to another node
-                // (docs/COMPATIBILITY.md#mappings-consumers): an earlier wave's node owns
-                // it, so it is not this node's to report.
-                if state
-                    .routing
-                    .route(service)
-                    .is_some_and(|r| r.app_id != t.app_id)
-                {
-                    continue;
-                }
                 // A fresh node (the usual case) has no old instances to tell apart: the
-                // aggregator's unsorted per-node lookup answers directly.
+                // aggregator's unsorted per-node lookup answers directly (retired
+                // instances left out).
                 let worst = if t.known.is_empty() {
                     state.aggregator.status_on(service, t.app_id.as_str(), now)
                 } else {
@@ -522,16 +537,30 @@ impl OrchestratorService {
                         .instances_of(service)
                         .iter()
                         .filter(|i| *i.app_id == t.app_id)
-                        .filter(|i| {
-                            !t.known.contains(&i.instance_id) || i.last_seen >= t.deployed_at
-                        })
+                        .filter(|i| counts(i.instance_id, i.last_seen))
                         .map(|i| i.status_at(now, timeout))
                         .max()
                 };
-                match worst {
-                    Some(InstanceHealthStatus::Healthy) => {}
-                    Some(status) => missing.push(format!("{service} ({status})")),
-                    None => missing.push(format!("{service} (no heartbeat)")),
+                if let Some(status) = worst {
+                    last_word.insert(service.clone(), status);
+                }
+                match (worst, last_word.get(service)) {
+                    (Some(InstanceHealthStatus::Healthy), _) => {}
+                    (Some(status), _) => missing.push(format!("{service} ({status})")),
+                    // A node stops heartbeating a service the mappings route to another
+                    // node (docs/COMPATIBILITY.md#mappings-consumers), so once the node is
+                    // heard from, silence about a service routed elsewhere is no failure,
+                    // unless the last thing the node said about it was not healthy.
+                    (None, Some(status)) if *status != InstanceHealthStatus::Healthy => {
+                        missing.push(format!("{service} ({status}, then no longer reported)"));
+                    }
+                    (None, _)
+                        if heard
+                            && state
+                                .routing
+                                .route(service)
+                                .is_some_and(|r| r.app_id != t.app_id) => {}
+                    (None, _) => missing.push(format!("{service} (no heartbeat)")),
                 }
             }
             if !missing.is_empty() {
