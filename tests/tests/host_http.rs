@@ -142,6 +142,24 @@ async fn main_flow(host: &Host, label: &str) {
         );
     }
     assert_eq!(routing.default_app_id, "bannou");
+    // Ours only: the current mappings version (as the routing metrics saw it published)
+    // and, once it is known, the nodes behind it.
+    let lag = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = host
+                .api
+                .service_routing(&GetServiceRoutingRequest::default())
+                .await
+                .unwrap();
+            if r.mappings_version >= Some(event.version) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the published mappings version shows in service-routing");
+    assert!(lag.nodes_behind.is_some(), "{lag:?}");
     println!("[{label}] service-routing: 10 services moved, default bannou");
 
     // 5. Pings routed by the mesh resolver: node -> node in both waves' directions, node

@@ -221,6 +221,16 @@ async fn the_status_page_follows_a_deployment_live() {
            && document.getElementById('stream-state').dataset.state === 'live';",
     )
     .await;
+    // Routing lag: the current mappings version and the nodes behind it (a count).
+    wait_until(
+        &client,
+        "the mappings version and the nodes behind it",
+        "const v = document.getElementById('mappings-version');
+         const b = document.getElementById('nodes-behind');
+         return !!v && Number(v.dataset.mappingsVersion) > 0
+           && !!b && b.dataset.nodesBehind !== undefined;",
+    )
+    .await;
     screenshot(&client, "status-page.png").await;
 
     host.api

@@ -73,6 +73,9 @@ mod tests {
             ("AcquireProcessorResponse", "fencingToken"),
             ("ApiError", "error"),
             ("ApiError", "field"),
+            ("ServiceRoutingResponse", "mappingsVersion"),
+            ("ServiceRoutingResponse", "nodeVersions"),
+            ("ServiceRoutingResponse", "nodesBehind"),
         ] {
             assert!(
                 s[schema]["properties"][field].is_object(),

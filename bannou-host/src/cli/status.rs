@@ -387,6 +387,9 @@ mod tests {
             generated_at: Timestamp::UNIX_EPOCH,
             total_services: 2,
             deployment_id: Some("d-1".into()),
+            mappings_version: None,
+            node_versions: None,
+            nodes_behind: None,
         };
         let t = text(|b| write_routing(b, &resp));
         assert!(t.contains("auth          bannou-auth\n"), "{t}");

@@ -174,6 +174,21 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Routing lag from the state the `routing_*` gauges are computed from at scrape time:
+    /// the current mappings version (`None` until this replica saw one published) and, per
+    /// node that reported one in its heartbeats, the version it applied, by app-id.
+    pub fn routing_lag(&self) -> (Option<i64>, Vec<(String, i64)>) {
+        let current = self.0.families.mappings_version.get();
+        let nodes = lock(&self.0.nodes);
+        let mut applied: Vec<(String, i64)> = nodes
+            .iter()
+            .filter(|(_, seen)| seen.at.elapsed() < NODE_FORGET_AFTER)
+            .filter_map(|(app, seen)| Some((app.clone(), seen.routing_version?)))
+            .collect();
+        applied.sort();
+        ((current > 0).then_some(current), applied)
+    }
+
     // === scrape ===
 
     /// The exposition: scrape-time gauges refreshed, then every registered family.

@@ -50,6 +50,28 @@ pub struct ServiceRoutingResponse {
     /// Current deployment id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// Ours only: the current mappings version, as this replica last saw it published
+    /// (absent until it saw one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mappings_version: Option<i64>,
+    /// Ours only: per node that reports it in its heartbeats, the mappings version it
+    /// applied, by app-id (absent when nothing is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_versions: Option<Vec<NodeMappingsVersion>>,
+    /// Ours only: the nodes of `nodeVersions` behind `mappingsVersion` (absent when the
+    /// current version is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_behind: Option<Vec<NodeMappingsVersion>>,
+}
+
+/// A node's applied mappings version, as its last heartbeat reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMappingsVersion {
+    /// The node's app-id.
+    pub app_id: String,
+    /// The mappings version it applied.
+    pub applied_version: i64,
 }
 
 #[cfg(test)]
@@ -87,5 +109,26 @@ mod tests {
                    "deploymentId": "d-1"}),
         );
         assert_eq!(resp.mappings["behavior"], "npc-processing-01");
+        assert_eq!(resp.mappings_version, None);
+        assert_eq!(resp.nodes_behind, None);
+    }
+
+    #[test]
+    fn routing_lag_fields_are_camel_case_and_additive() {
+        let lag = json!({"mappings": {}, "defaultAppId": "bannou",
+               "generatedAt": "2026-03-02T14:05:31.512+00:00", "totalServices": 0,
+               "mappingsVersion": 7,
+               "nodeVersions": [{"appId": "a", "appliedVersion": 7},
+                                {"appId": "b", "appliedVersion": 5}],
+               "nodesBehind": [{"appId": "b", "appliedVersion": 5}]});
+        let resp: ServiceRoutingResponse = round_trip(lag.clone(), lag);
+        assert_eq!(resp.mappings_version, Some(7));
+        assert_eq!(
+            resp.nodes_behind,
+            Some(vec![NodeMappingsVersion {
+                app_id: "b".into(),
+                applied_version: 5
+            }])
+        );
     }
 }

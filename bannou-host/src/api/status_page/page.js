@@ -296,14 +296,31 @@ function renderRouting(routing, config) {
   const box = $("routing");
   if (!routing) { box.replaceChildren(el("p", { class: "muted" }, "–")); return; }
   const mappings = Object.entries(routing.mappings || {}).sort();
+  // Routing lag: each node's applied version (from its heartbeats) against the current one.
+  const current = routing.mappingsVersion ?? state.mappingsVersion;
+  const nodes = routing.nodeVersions || [];
+  const behind = new Set((routing.nodesBehind || []).map((n) => n.appId));
+  const lag = nodes.length === 0
+    ? el("p", { class: "muted" }, "No node has reported an applied mappings version yet.")
+    : el("table", { id: "node-versions" }, el("thead", {}, el("tr", {},
+        el("th", {}, "Node"), el("th", {}, "Applied version"), el("th", {}, "Status"))),
+      el("tbody", {}, nodes.map((n) => el("tr", {
+        "data-node-version": n.appId,
+        "data-applied-version": n.appliedVersion,
+        "data-behind": behind.has(n.appId) ? "true" : "false",
+      }, el("td", { class: "mono" }, n.appId), el("td", {}, n.appliedVersion),
+        el("td", { class: behind.has(n.appId) ? "bad" : "" },
+          behind.has(n.appId) ? "behind " + current : (current == null ? "–" : "current"))))));
   box.replaceChildren(
     el("table", {}, el("tbody", {},
-      el("tr", {}, el("th", {}, "Mappings version"), el("td", { id: "mappings-version" }, state.mappingsVersion ?? "not seen yet")),
+      el("tr", {}, el("th", {}, "Mappings version"), el("td", { id: "mappings-version", "data-mappings-version": current }, current ?? "not seen yet")),
+      el("tr", {}, el("th", {}, "Nodes behind"), el("td", { id: "nodes-behind", "data-nodes-behind": routing.nodesBehind ? behind.size : undefined },
+        routing.nodesBehind ? (behind.size === 0 ? "none" : [...behind].sort().join(", ")) : "–")),
       el("tr", {}, el("th", {}, "Config version"), el("td", {}, config ? config.version : "–")),
       el("tr", {}, el("th", {}, "Routed services"), el("td", { id: "routed-count" }, mappings.length)),
       el("tr", {}, el("th", {}, "Default app-id"), el("td", {}, routing.defaultAppId || "–")),
       el("tr", {}, el("th", {}, "Generated"), el("td", {}, ago(routing.generatedAt))))),
-    el("p", { class: "muted" }, "Per-node applied versions are not reported by the API."),
+    lag,
     el("details", {}, el("summary", {}, "Service → app-id"),
       el("div", { class: "scroll" }, el("table", {}, el("tbody", {},
         mappings.map(([svc, app]) => el("tr", { "data-route": svc }, el("td", {}, svc), el("td", { class: "mono" }, app))))))));

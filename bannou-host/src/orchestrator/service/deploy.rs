@@ -765,12 +765,31 @@ impl OrchestratorService {
             (mappings, state.routing.default_app_id().to_string())
         };
         let deployment_id = self.current_config().await?.and_then(|c| c.deployment_id);
+        // Routing lag (ours only): what the routing metrics read at scrape time.
+        let (mappings_version, applied) = self.metrics.routing_lag();
+        let node_versions: Vec<NodeMappingsVersion> = applied
+            .into_iter()
+            .map(|(app_id, applied_version)| NodeMappingsVersion {
+                app_id,
+                applied_version,
+            })
+            .collect();
+        let nodes_behind = mappings_version.map(|current| {
+            node_versions
+                .iter()
+                .filter(|n| n.applied_version < current)
+                .cloned()
+                .collect()
+        });
         Ok(Answer::ok(ServiceRoutingResponse {
             total_services: mappings.len() as i64,
             mappings,
             default_app_id,
             generated_at: self.deps.clock.now(),
             deployment_id,
+            mappings_version,
+            node_versions: (!node_versions.is_empty()).then_some(node_versions),
+            nodes_behind,
         }))
     }
 

@@ -645,6 +645,65 @@ async fn presets_are_listed_with_their_files_and_the_active_one() {
     assert_eq!(listed.body.active_preset.as_deref(), Some("split-auth"));
 }
 
+/// The routing answer's lag fields (ours only) come from what the routing metrics read:
+/// absent until a version is published and a node reports one, then every reporting node's
+/// applied version and the nodes behind the current one.
+#[tokio::test(start_paused = true)]
+async fn service_routing_reports_the_nodes_behind_the_current_mappings_version() {
+    let world = world().await;
+    let routing = || async {
+        world
+            .service
+            .service_routing(GetServiceRoutingRequest::default())
+            .await
+            .unwrap()
+            .body
+    };
+    let none = routing().await;
+    assert_eq!(
+        (none.mappings_version, none.node_versions, none.nodes_behind),
+        (None, None, None)
+    );
+    let beat = |app: &str, version: Option<i64>| {
+        let mut hb = orchestrator_core::events::ServiceHeartbeatEvent::new(
+            uuid::Uuid::new_v4(),
+            AppId::new(app),
+            world.clock.now(),
+            [("auth", ServiceHealthStatus::Healthy)],
+        );
+        hb.metadata = version.map(|v| {
+            serde_json::json!({ orchestrator_routing::resolver::ROUTING_VERSION_METADATA_KEY: v })
+        });
+        hb
+    };
+    let beats = [
+        beat("node-b", Some(5)),
+        beat("node-a", Some(7)),
+        beat("node-c", None),
+    ];
+    let metrics = world.service.metrics();
+    metrics.heartbeats_ingested(&beats, world.clock.now());
+    let unknown = routing().await;
+    assert_eq!(unknown.mappings_version, None);
+    assert_eq!(unknown.nodes_behind, None, "behind what is not known");
+    assert_eq!(unknown.node_versions.map(|n| n.len()), Some(2));
+
+    metrics.mappings_published(7);
+    let lag = routing().await;
+    let node = |app: &str, v| NodeMappingsVersion {
+        app_id: app.into(),
+        applied_version: v,
+    };
+    assert_eq!(lag.mappings_version, Some(7));
+    assert_eq!(
+        lag.node_versions,
+        Some(vec![node("node-a", 7), node("node-b", 5)])
+    );
+    assert_eq!(lag.nodes_behind, Some(vec![node("node-b", 5)]));
+    let json = serde_json::to_value(&lag).unwrap();
+    assert_eq!(json["nodesBehind"][0]["appliedVersion"], 5, "{json}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn service_routing_accepts_an_empty_request_and_filters_by_prefix() {
     let world = world().await;
