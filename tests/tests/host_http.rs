@@ -205,6 +205,14 @@ async fn main_flow(host: &Host, label: &str) {
     };
     let busy = host.api.pool_status(&pool("npc-brain")).await.unwrap();
     assert_eq!(busy.busy_instances, 1, "{busy:?}");
+    // Ours only: the recent acquire latency, the grant above in its window.
+    eventually("the acquire in the pool's recent latency", || async {
+        let s = host.api.pool_status(&pool("npc-brain")).await.unwrap();
+        (s.recent_acquire_p50_ms.is_some_and(|p50| p50 >= 0.0)
+            && s.recent_acquire_p99_ms >= s.recent_acquire_p50_ms)
+            .then_some(())
+    })
+    .await;
     assert!(busy.total_instances >= 2, "minInstances 2: {busy:?}");
     let released = host
         .api

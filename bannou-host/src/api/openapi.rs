@@ -76,6 +76,8 @@ mod tests {
             ("ServiceRoutingResponse", "mappingsVersion"),
             ("ServiceRoutingResponse", "nodeVersions"),
             ("ServiceRoutingResponse", "nodesBehind"),
+            ("PoolStatusResponse", "recentAcquireP50Ms"),
+            ("PoolStatusResponse", "recentAcquireP99Ms"),
         ] {
             assert!(
                 s[schema]["properties"][field].is_object(),

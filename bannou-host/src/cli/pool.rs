@@ -371,6 +371,8 @@ mod tests {
                 avg_processing_time_ms: 1200,
                 last_scale_event: None,
             }),
+            recent_acquire_p50_ms: None,
+            recent_acquire_p99_ms: None,
         };
         let mut buf = Vec::new();
         write_pool_status(&mut buf, "asset-processor", &resp).unwrap();

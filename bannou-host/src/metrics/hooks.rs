@@ -244,7 +244,17 @@ impl Metrics {
     /// An acquire on `pool` begun at `begun` was answered with `outcome`. Pools never
     /// seen configured are labelled `unconfigured` (the name comes from the caller).
     pub fn acquire_finished(&self, pool: &str, outcome: AcquireOutcome, begun: Instant) {
-        let pool = if lock(&self.0.pools).contains(pool) {
+        let configured = lock(&self.0.pools).contains(pool);
+        if configured && matches!(outcome, AcquireOutcome::Granted) {
+            let ms = begun.elapsed().as_secs_f64() * 1000.0;
+            let mut recent = lock(&self.0.recent_acquires);
+            let window = recent.entry(pool.to_owned()).or_default();
+            if window.len() == super::RECENT_ACQUIRES {
+                window.pop_front();
+            }
+            window.push_back(ms);
+        }
+        let pool = if configured {
             l(pool)
         } else {
             l("unconfigured")

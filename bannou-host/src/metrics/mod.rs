@@ -13,7 +13,7 @@
 //! app-ids churn), backends, routes as declared (never the raw path), outcomes from fixed
 //! sets; never a lease id or an instance GUID.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -54,6 +54,9 @@ pub const PREFIX: &str = "bannou_orchestrator";
 /// (it was torn down).
 pub const NODE_FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// How many granted acquires per pool [`Metrics::recent_acquire_ms`] looks back over.
+pub const RECENT_ACQUIRES: usize = 256;
+
 /// What a node reported last (for the per-node gauges).
 struct NodeSeen {
     pub(super) at: Instant,
@@ -83,6 +86,9 @@ struct Inner {
     nodes: Mutex<HashMap<String, NodeSeen>>,
     /// Pool types seen configured (acquire labels of unknown pools collapse to `unconfigured`).
     pools: Mutex<BTreeSet<String>>,
+    /// Per configured pool: the last [`RECENT_ACQUIRES`] granted acquires' durations (ms),
+    /// oldest first.
+    recent_acquires: Mutex<HashMap<String, VecDeque<f64>>>,
     /// Held for the whole scrape: refresh then encode.
     scrape: Mutex<ScrapeState>,
 }
@@ -122,6 +128,7 @@ impl Metrics {
             sample_names,
             nodes: Mutex::default(),
             pools: Mutex::default(),
+            recent_acquires: Mutex::default(),
             scrape: Mutex::default(),
         }))
     }
@@ -187,6 +194,22 @@ impl Metrics {
             .collect();
         applied.sort();
         ((current > 0).then_some(current), applied)
+    }
+
+    /// The median and 99th percentile (nearest rank, ms) of the last [`RECENT_ACQUIRES`]
+    /// acquires of `pool` this replica granted; `None` before the first.
+    pub fn recent_acquire_ms(&self, pool: &str) -> Option<(f64, f64)> {
+        let recent = lock(&self.0.recent_acquires);
+        let mut ms: Vec<f64> = recent.get(pool)?.iter().copied().collect();
+        if ms.is_empty() {
+            return None;
+        }
+        ms.sort_by(f64::total_cmp);
+        let rank = |q: f64| {
+            let i = (q * ms.len() as f64).ceil() as usize;
+            ms[i.clamp(1, ms.len()) - 1]
+        };
+        Some((rank(0.5), rank(0.99)))
     }
 
     // === scrape ===

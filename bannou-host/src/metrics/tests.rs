@@ -155,3 +155,28 @@ fn a_plain_node_exports_only_its_own_families() {
     );
     assert!(!text.contains("deploys_total"), "{text}");
 }
+
+#[test]
+fn recent_acquire_latency_is_a_bounded_window_of_granted_acquires_per_configured_pool() {
+    let m = Metrics::control_plane();
+    m.pool_load("known", &orchestrator_pools::model::PoolLoad::default());
+    assert_eq!(m.recent_acquire_ms("known"), None, "nothing granted yet");
+    let busy: Result<(), ServiceError> = Err(ServiceError::new(429, "none free"));
+    let long_ago = Instant::now() - Duration::from_secs(10);
+    // A refusal and an unknown pool's grant are not in the window.
+    m.acquire_answered("known", &busy, Duration::from_secs(1), false, long_ago);
+    m.acquire_answered("other", &Ok(()), Duration::ZERO, false, long_ago);
+    assert_eq!(m.recent_acquire_ms("known"), None);
+    assert_eq!(m.recent_acquire_ms("other"), None);
+    // Slow grants, then a full window of fast ones pushes them all out.
+    for _ in 0..200 {
+        m.acquire_answered("known", &Ok(()), Duration::ZERO, false, long_ago);
+    }
+    let (p50, p99) = m.recent_acquire_ms("known").unwrap();
+    assert!(p50 >= 10_000.0 && p99 >= 10_000.0, "{p50} {p99}");
+    for _ in 0..super::RECENT_ACQUIRES {
+        m.acquire_answered("known", &Ok(()), Duration::ZERO, false, Instant::now());
+    }
+    let (p50, p99) = m.recent_acquire_ms("known").unwrap();
+    assert!(p50 < 1_000.0 && p99 < 1_000.0, "{p50} {p99}");
+}

@@ -196,6 +196,13 @@ pub struct PoolStatusResponse {
     /// Recent figures, when requested and recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent_metrics: Option<PoolMetrics>,
+    /// Ours only: median duration (ms) of the recent acquires this replica granted for the
+    /// pool (a bounded window); absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_acquire_p50_ms: Option<f64>,
+    /// Ours only: 99th percentile of the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_acquire_p99_ms: Option<f64>,
 }
 
 /// Recent pool figures (`PoolMetrics`).

@@ -262,6 +262,9 @@ function renderWaves(status, nodes, byApp, containers) {
   box.replaceChildren(...parts);
 }
 
+// A duration in ms, short: sub-millisecond ones with two decimals.
+function ms(v) { return v == null ? "–" : (v < 1 ? v.toFixed(2) : String(Math.round(v))) + " ms"; }
+
 function renderPools(pools, nodes, byApp, containers) {
   const box = $("pools");
   if (!pools || pools.length === 0) {
@@ -282,7 +285,11 @@ function renderPools(pools, nodes, byApp, containers) {
       el("div", { class: "bar" }, el("progress", { max: 1, value: p.utilization || 0, title: "utilization" })),
       el("div", { class: "meta muted" }, "utilization " + Math.round((p.utilization || 0) * 100) + "%",
         m.lastScaleEvent ? " · scaled " + ago(m.lastScaleEvent) : "",
-        m.avgProcessingTimeMs ? " · avg job " + m.avgProcessingTimeMs + " ms" : ""),
+        m.avgProcessingTimeMs ? " · avg job " + m.avgProcessingTimeMs + " ms" : "",
+        p.recentAcquireP50Ms != null
+          ? el("span", { "data-field": "acquire", "data-p50-ms": p.recentAcquireP50Ms, "data-p99-ms": p.recentAcquireP99Ms },
+              " · acquire p50 " + ms(p.recentAcquireP50Ms) + " / p99 " + ms(p.recentAcquireP99Ms))
+          : ""),
       el("ul", { class: "workers" }, workers.map((n) => {
         const v = nodeView(n, byApp, containers);
         return el("li", { "data-node": n.name, "data-health": v.health, "data-instance": v.instances.join(",") },

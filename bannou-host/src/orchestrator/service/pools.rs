@@ -178,6 +178,8 @@ impl OrchestratorService {
                     max_instances: 5,
                     scale_up_threshold: 0.0,
                     recent_metrics: None,
+                    recent_acquire_p50_ms: None,
+                    recent_acquire_p99_ms: None,
                 }));
             }
             Err(e) => return Err(lease_error(e)),
@@ -201,6 +203,8 @@ impl OrchestratorService {
         };
         let total = status.workers.len() as i64;
         let busy = status.leases.len() as i64;
+        // Ours only: recent acquire latency from the metrics' bounded window.
+        let recent = self.metrics.recent_acquire_ms(pool.as_str());
         Ok(Answer::ok(PoolStatusResponse {
             total_instances: total,
             available_instances: i64::from(status.load.available),
@@ -211,6 +215,8 @@ impl OrchestratorService {
             max_instances: i64::from(status.config.max_instances()),
             scale_up_threshold: status.config.scale_up_threshold(),
             recent_metrics,
+            recent_acquire_p50_ms: recent.map(|(p50, _)| p50),
+            recent_acquire_p99_ms: recent.map(|(_, p99)| p99),
         }))
     }
 
