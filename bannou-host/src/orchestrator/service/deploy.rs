@@ -278,6 +278,13 @@ impl OrchestratorService {
             pools,
             mut warnings,
         } = prepared;
+        // What a failed ending names (each failure path below returns with it).
+        let failed = Failed {
+            deployment_id,
+            backend: backend_type,
+            preset: preset.clone(),
+            begun,
+        };
         // Nodes that already run are adopted, and confirmed healthy first, as a wave
         // would: the answer's "Healthy" and its duration must not skip them.
         let unconfirmed = self.confirm_adopted(&running, &plan).await;
@@ -287,27 +294,7 @@ impl OrchestratorService {
                 "Nothing was changed: the deployment stopped before its first wave".to_owned(),
             );
             notes.extend(warnings);
-            self.publish_outcome(
-                deployment_id,
-                preset.clone(),
-                Some(backend_type),
-                Vec::new(),
-                &unconfirmed,
-            )
-            .await;
-            return Answer::with_status(
-                500,
-                DeployResponse {
-                    success: false,
-                    deployment_id: deployment_id.to_owned(),
-                    backend: backend_type,
-                    preset,
-                    duration: self.elapsed(begun),
-                    topology: None,
-                    services: None,
-                    warnings: Some(notes),
-                },
-            );
+            return self.failed(failed, Vec::new(), &unconfirmed, notes).await;
         }
         let exec = self.execute_plan(backend, &running, &plan).await;
         // Whatever happened, nodes now run on this backend (D6).
@@ -337,27 +324,9 @@ impl OrchestratorService {
                 );
             }
             notes.extend(warnings);
-            self.publish_outcome(
-                deployment_id,
-                preset.clone(),
-                Some(backend_type),
-                exec.started_names(),
-                &exec.failures,
-            )
-            .await;
-            return Answer::with_status(
-                500,
-                DeployResponse {
-                    success: false,
-                    deployment_id: deployment_id.to_owned(),
-                    backend: backend_type,
-                    preset,
-                    duration: self.elapsed(begun),
-                    topology: None,
-                    services: None,
-                    warnings: Some(notes),
-                },
-            );
+            return self
+                .failed(failed, exec.started_names(), &exec.failures, notes)
+                .await;
         }
 
         for pool in pools {
@@ -878,6 +847,47 @@ impl OrchestratorService {
     pub(super) fn elapsed(&self, begun: Timestamp) -> String {
         format_duration_secs(self.deps.clock.now().saturating_since(begun))
     }
+
+    /// Ends a failed deploy: publishes its `failed` outcome (`started` nodes, `failures`)
+    /// and answers 500 with `notes` as the warnings.
+    async fn failed(
+        &self,
+        failed: Failed<'_>,
+        started: Vec<String>,
+        failures: &[String],
+        notes: Vec<String>,
+    ) -> Answer<DeployResponse> {
+        self.publish_outcome(
+            failed.deployment_id,
+            failed.preset.clone(),
+            Some(failed.backend),
+            started,
+            failures,
+        )
+        .await;
+        Answer::with_status(
+            500,
+            DeployResponse {
+                success: false,
+                deployment_id: failed.deployment_id.to_owned(),
+                backend: failed.backend,
+                preset: failed.preset,
+                duration: self.elapsed(failed.begun),
+                topology: None,
+                services: None,
+                warnings: Some(notes),
+            },
+        )
+    }
+}
+
+/// What a failed deploy's answer names: the deployment, its backend and preset, and when
+/// it began (for the duration).
+struct Failed<'a> {
+    deployment_id: &'a str,
+    backend: BackendType,
+    preset: Option<String>,
+    begun: Timestamp,
 }
 
 /// A request topology node as resolver input (docs/COMPATIBILITY.md#environment-layering:
