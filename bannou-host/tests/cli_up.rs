@@ -4,91 +4,22 @@
 //! (`status --api ... --json`) and stops cleanly on SIGTERM. Real processes, real
 //! sockets; every wait is bounded and nothing is asserted about speed.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bannou_host::client::ApiClient;
 
-/// Upper bound of every wait (never an assertion about speed).
-const PATIENCE: Duration = Duration::from_secs(60);
+mod common;
+use common::{PATIENCE, Running, repo};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A child process that is killed if the test ends before it exits.
-struct Running {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    /// Starts the binary with `args` in the repository root, a clean environment and its
-    /// output captured in files (no pipe can fill up and block it).
-    fn spawn(args: &[&str]) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let stdout = dir.path().join("stdout");
-        let stderr = dir.path().join("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_bannou-host"))
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .current_dir(repo())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .expect("bannou-host starts");
-        Running {
-            child,
-            stdout,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    /// Waits (up to [`PATIENCE`]) for the process to exit.
-    async fn wait(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "bannou-host did not exit; stdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The binary with `args`, run from the repository root with logs at `info`.
+fn spawn(args: &[&str]) -> Running {
+    Running::spawn_in(&repo(), args, &[("RUST_LOG", "info")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_deploys_local_ten_shows_every_node_and_wave_and_tears_down() {
-    let mut up = Running::spawn(&[
+    let mut up = spawn(&[
         "up",
         "presets/local-ten.yaml",
         "--listen",
@@ -128,7 +59,7 @@ async fn serve_answers_a_client_command_and_stops_on_sigterm() {
         l.local_addr().unwrap().port()
     };
     let api = format!("http://127.0.0.1:{port}");
-    let mut serve = Running::spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    let mut serve = spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
 
     let client = ApiClient::new(&api)
         .unwrap()
@@ -139,7 +70,7 @@ async fn serve_answers_a_client_command_and_stops_on_sigterm() {
             break;
         }
         assert!(
-            serve.child.try_wait().unwrap().is_none(),
+            serve.is_running(),
             "serve exited early:\n{}",
             serve.stderr()
         );
@@ -151,7 +82,7 @@ async fn serve_answers_a_client_command_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut status = Running::spawn(&["status", "--api", &api, "--json"]);
+    let mut status = spawn(&["status", "--api", &api, "--json"]);
     let exit = status.wait().await;
     assert!(exit.success(), "{exit}\n{}", status.stderr());
     let json: serde_json::Value = serde_json::from_str(&status.stdout())
@@ -159,7 +90,7 @@ async fn serve_answers_a_client_command_and_stops_on_sigterm() {
     assert_eq!(json["deployed"], false, "{json}");
 
     let killed = Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
+        .args(["-TERM", &serve.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());

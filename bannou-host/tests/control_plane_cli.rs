@@ -12,9 +12,6 @@
 //! Real processes and loopback sockets; every wait is bounded and nothing is asserted
 //! about speed.
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use bannou_host::client::ApiClient;
@@ -23,100 +20,8 @@ use bannou_host::server::Server;
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::api::GetLogsRequest;
 
-/// Upper bound of every wait (never an assertion about speed).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A child process, killed if the test ends before it exits.
-struct Running {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    /// Starts the binary with `args`, only `env` in its environment, and its output in
-    /// files (no pipe can fill up and block it).
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let stdout = dir.path().join("stdout");
-        let stderr = dir.path().join("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_bannou-host"))
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .expect("bannou-host starts");
-        Running {
-            child,
-            stdout,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    /// Waits (up to [`PATIENCE`]) for the process to exit.
-    async fn wait(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "bannou-host did not exit; stdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits (up to [`PATIENCE`]) until stdout contains `text`, the process still running.
-    async fn wait_for_stdout(&mut self, text: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !self.stdout().contains(text) {
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "exited before printing {text:?}; stdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never printed {text:?}; stdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+mod common;
+use common::{PATIENCE, Running, free_port};
 
 /// Polls `/health` of `api` until it answers, `process` still running.
 async fn answering(api: &ApiClient, process: &mut Running) -> serde_json::Value {
@@ -125,11 +30,7 @@ async fn answering(api: &ApiClient, process: &mut Running) -> serde_json::Value 
         if let Ok(health) = api.health().await {
             return health;
         }
-        assert!(
-            process.child.try_wait().unwrap().is_none(),
-            "exited early:\n{}",
-            process.stderr()
-        );
+        assert!(process.is_running(), "exited early:\n{}", process.stderr());
         assert!(
             tokio::time::Instant::now() < deadline,
             "never answered /health:\n{}",
@@ -151,7 +52,8 @@ async fn the_control_plane_answers_its_own_logs_over_http_and_the_cli() {
     answering(&api, &mut serve).await;
 
     // The default target is the control plane: 200 with its own lines, oldest first.
-    // (The API answers a moment before `serve` logs that it started: poll for that line.)
+    // (The API answers a moment before `serve` logs that it started and where it serves:
+    // poll until the start line and at least one more are in.)
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let all = loop {
         let all = api.logs(&GetLogsRequest::default()).await.unwrap();
@@ -160,13 +62,12 @@ async fn the_control_plane_answers_its_own_logs_over_http_and_the_cli() {
             .logs
             .iter()
             .any(|l| l.message.contains("INFO") && l.message.contains("control plane started"));
-        if started {
+        if started && all.logs.len() >= 2 {
             break all;
         }
         assert!(tokio::time::Instant::now() < deadline, "{all:#?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(all.logs.len() >= 2, "{all:#?}");
     assert!(
         all.logs
             .windows(2)
@@ -304,8 +205,7 @@ async fn up_after_a_kill_9_waits_for_the_dead_leaders_lease_then_deploys() {
         .expect("candidate id")
         .to_owned();
     // kill -9: no teardown, no release of the lease.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
 
     let mut second = up(&format!("127.0.0.1:{}", free_port()), true);
     let exit = second.wait().await;

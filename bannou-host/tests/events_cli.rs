@@ -5,15 +5,13 @@
 //! Real processes and loopback sockets; every wait is bounded and nothing is asserted
 //! about speed.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use bannou_host::client::ApiClient;
 
-/// Upper bound of every wait (never an assertion about speed).
-const PATIENCE: Duration = Duration::from_secs(60);
+mod common;
+use common::{PATIENCE, Running, free_port};
 
 /// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
 const FAULTY: &str = "\
@@ -29,77 +27,6 @@ topology:
       environment:
         BANNOU_FAULT_REALM: unavailable
 ";
-
-/// A child process, killed if the test ends before it exits.
-struct Running {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    /// Starts the binary with `args` and only `env`, its output in files.
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let stdout = dir.path().join("stdout");
-        let stderr = dir.path().join("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_bannou-host"))
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .expect("bannou-host starts");
-        Running {
-            child,
-            stdout,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    /// Waits (up to [`PATIENCE`]) for the process to exit.
-    async fn wait(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "bannou-host did not exit; stdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn presets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -125,11 +52,7 @@ async fn deploy_follow_against_serve_prints_the_waves_and_exits_with_the_outcome
         .with_timeout(Duration::from_secs(10));
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while api.health().await.is_err() {
-        assert!(
-            serve.child.try_wait().unwrap().is_none(),
-            "serve exited:\n{}",
-            serve.stderr()
-        );
+        assert!(serve.is_running(), "serve exited:\n{}", serve.stderr());
         assert!(
             tokio::time::Instant::now() < deadline,
             "serve never answered"
