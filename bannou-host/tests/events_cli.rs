@@ -13,20 +13,8 @@ use bannou_host::client::ApiClient;
 mod common;
 use common::{PATIENCE, Running, free_port};
 
-/// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
-const FAULTY: &str = "\
-name: faulty
-description: Two waves, the second never healthy
-category: testing
-topology:
-  nodes:
-    - name: faulty-account
-      services: [account]
-    - name: faulty-realm
-      services: [realm]
-      environment:
-        BANNOU_FAULT_REALM: unavailable
-";
+/// Two waves whose second never turns healthy (`tests/fixtures/faults/`).
+const FAULTY: &str = include_str!("../../tests/fixtures/faults/faulty.yaml");
 
 fn presets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

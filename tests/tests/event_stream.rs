@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bannou_host::client::{ApiClient, ClientError, EventStream};
 use bannou_host::config::Secret;
-use common::{Host, PATIENCE, config, http, our_presets};
+use common::{FAULTY, Host, PATIENCE, config, deploy, http, our_presets};
 use futures::StreamExt;
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::api::DeployRequest;
@@ -33,28 +33,6 @@ topology:
     - name: base-auth
       services: [auth]
 ";
-
-/// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
-const FAULTY: &str = "\
-name: faulty
-description: Two waves, the second never healthy
-category: testing
-topology:
-  nodes:
-    - name: faulty-account
-      services: [account]
-    - name: faulty-realm
-      services: [realm]
-      environment:
-        BANNOU_FAULT_REALM: unavailable
-";
-
-fn deploy(preset: &str) -> DeployRequest {
-    DeployRequest {
-        preset: Some(preset.to_owned()),
-        ..DeployRequest::default()
-    }
-}
 
 /// One received event: id, type, data.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bannou_host::client::{ApiClient, ClientError, paths};
 use bannou_host::config::Secret;
-use common::{Host, PATIENCE, config, get_json, http};
-use orchestrator_core::api::{DeployRequest, GetStatusRequest};
+use common::{FAULTY, Host, PATIENCE, config, deploy, get_json, http};
+use orchestrator_core::api::GetStatusRequest;
 use serde_json::{Value, json};
 
 /// One L1 node hosting `auth`: the stable deployment every test starts from.
@@ -27,34 +27,11 @@ topology:
       services: [auth]
 ";
 
-/// Two waves (an L1 node, then an L2 node); the wave-2 node's `realm` reports
-/// unavailable through the fault variable.
-const FAULTY: &str = "\
-name: faulty
-description: Two waves, the second never healthy
-category: testing
-topology:
-  nodes:
-    - name: faulty-account
-      services: [account]
-    - name: faulty-realm
-      services: [realm]
-      environment:
-        BANNOU_FAULT_REALM: unavailable
-";
-
 fn presets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
     std::fs::write(dir.path().join("faulty.yaml"), FAULTY).unwrap();
     dir
-}
-
-fn deploy(preset: &str) -> DeployRequest {
-    DeployRequest {
-        preset: Some(preset.to_owned()),
-        ..DeployRequest::default()
-    }
 }
 
 /// Starts a host on `dir` (wave deadline 2 s) and deploys `base` on it.

@@ -8,30 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Host, config, our_presets};
-use orchestrator_core::api::DeployRequest;
-
-/// Two waves; the wave-2 node's `realm` reports unavailable through the fault variable.
-const FAULTY: &str = "\
-name: faulty
-description: Two waves, the second never healthy
-category: testing
-topology:
-  nodes:
-    - name: faulty-account
-      services: [account]
-    - name: faulty-realm
-      services: [realm]
-      environment:
-        BANNOU_FAULT_REALM: unavailable
-";
-
-fn deploy(preset: &str) -> DeployRequest {
-    DeployRequest {
-        preset: Some(preset.to_owned()),
-        ..DeployRequest::default()
-    }
-}
+use common::{FAULTY, Host, config, deploy, our_presets};
 
 /// The wave's health wait judges each service by the new node's own reports, wherever it
 /// is routed: over `local-ten`, `realm` still routes to `local-09` while `faulty-realm`

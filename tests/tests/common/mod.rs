@@ -10,8 +10,19 @@ use bannou_host::client::ApiClient;
 use bannou_host::config::HostConfig;
 use bannou_host::server::Server;
 use orchestrator_core::AppId;
-use orchestrator_core::api::{GetConfigVersionRequest, GetServiceRoutingRequest};
+use orchestrator_core::api::{DeployRequest, GetConfigVersionRequest, GetServiceRoutingRequest};
 use orchestrator_core::ports::backend::ContainerBackend;
+
+/// A preset of two waves whose second never turns healthy (`tests/fixtures/faults/`).
+pub const FAULTY: &str = include_str!("../../fixtures/faults/faulty.yaml");
+
+/// A deploy request for `preset`, everything else defaulted.
+pub fn deploy(preset: &str) -> DeployRequest {
+    DeployRequest {
+        preset: Some(preset.to_owned()),
+        ..DeployRequest::default()
+    }
+}
 
 /// Upper bound of every wait (never an assertion about speed).
 pub const PATIENCE: Duration = Duration::from_secs(30);
