@@ -244,15 +244,20 @@ impl Metrics {
     /// An acquire on `pool` begun at `begun` was answered with `outcome`. Pools never
     /// seen configured are labelled `unconfigured` (the name comes from the caller).
     pub fn acquire_finished(&self, pool: &str, outcome: AcquireOutcome, begun: Instant) {
+        let elapsed = begun.elapsed().as_secs_f64();
         let configured = lock(&self.0.pools).contains(pool);
         if configured && matches!(outcome, AcquireOutcome::Granted) {
-            let ms = begun.elapsed().as_secs_f64() * 1000.0;
             let mut recent = lock(&self.0.recent_acquires);
-            let window = recent.entry(pool.to_owned()).or_default();
-            if window.len() == super::RECENT_ACQUIRES {
-                window.pop_front();
+            // The pool's name is copied only for its first window.
+            if !recent.contains_key(pool) {
+                recent.insert(pool.to_owned(), Default::default());
             }
-            window.push_back(ms);
+            if let Some(window) = recent.get_mut(pool) {
+                if window.len() == super::RECENT_ACQUIRES {
+                    window.pop_front();
+                }
+                window.push_back(elapsed * 1000.0);
+            }
         }
         let pool = if configured {
             l(pool)
@@ -263,7 +268,7 @@ impl Metrics {
             .families
             .pool_acquire_duration
             .get_or_create(&[("pool", pool), ("outcome", l(outcome.label()))])
-            .observe(begun.elapsed().as_secs_f64());
+            .observe(elapsed);
     }
 
     /// An acquire on `pool` begun at `begun` (waiting up to `wait`) ended with `got`;
