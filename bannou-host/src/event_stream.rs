@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::control_events::{CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE};
+
 /// How many numbered events the hub keeps for `Last-Event-ID` resumes.
 pub const BUFFER_CAPACITY: usize = 10_000;
 
@@ -46,6 +48,10 @@ pub const HEARTBEAT_TYPE: &str = "service.heartbeat";
 /// The stream's name for a health change seen by the heartbeat consumer.
 pub const HEALTH_CHANGED_TYPE: &str = "health.changed";
 
+/// The stream's name for a node reporting, in its heartbeat, a mappings version it had
+/// not reported before (seen by the heartbeat consumer).
+pub const ROUTING_APPLIED_TYPE: &str = "routing.applied";
+
 /// Every event type a client may name in `?types=` (a prefix before a `.` also matches,
 /// e.g. `wave` or `deployment`).
 pub const EVENT_TYPES: &[&str] = &[
@@ -58,12 +64,15 @@ pub const EVENT_TYPES: &[&str] = &[
     "wave.failed",
     "wave.torn-down",
     "routing.published",
+    ROUTING_APPLIED_TYPE,
     "pool.processor-released",
     "service.restarted",
     "service.error",
     "health.ping",
     HEALTH_CHANGED_TYPE,
     "configuration.changed",
+    LEADER_CHANGED_TYPE,
+    RECONCILE_REPAIRED_TYPE,
     HEARTBEAT_TYPE,
 ];
 
@@ -79,6 +88,7 @@ const FOLLOWED: &[(&str, &str)] = &[
     (topics::HEALTH_PING, "health.ping"),
     (topics::CONFIGURATION_EVENTS, "configuration.changed"),
     (topics::SERVICE_HEARTBEAT, HEARTBEAT_TYPE),
+    (CONTROL_TOPIC, "control"),
 ];
 
 /// What a wave of a deploy or teardown is doing.
@@ -392,6 +402,20 @@ impl EventHub {
         self.publish(HEALTH_CHANGED_TYPE, data.to_string().as_bytes());
     }
 
+    /// A node reported applying a mappings version it had not reported before:
+    /// `routing.applied`, with its node, instance and version. Like
+    /// [`health_changed`](Self::health_changed), each replica reports what its own
+    /// heartbeat consumer sees.
+    pub fn routing_applied(&self, hb: &ServiceHeartbeatEvent, version: i64) {
+        let data = serde_json::json!({
+            "appId": hb.app_id,
+            "instanceId": hb.service_id,
+            "version": version,
+            "timestamp": hb.timestamp,
+        });
+        self.publish(ROUTING_APPLIED_TYPE, data.to_string().as_bytes());
+    }
+
     /// An empty hub whose first event gets `first_id` (tests; [`EventHub::start`] feeds one
     /// from the bus).
     pub fn new(first_id: u64) -> EventHub {
@@ -434,6 +458,10 @@ impl EventHub {
                 .and_then(|v| v.get("state").cloned())
                 .and_then(|s| serde_json::from_value::<WaveState>(s).ok())
                 .map_or("wave.started", WaveState::type_name),
+            "control" => match field("kind").as_deref() {
+                Some(LEADER_CHANGED_TYPE) => LEADER_CHANGED_TYPE,
+                _ => RECONCILE_REPAIRED_TYPE,
+            },
             other => other,
         };
         let data: Arc<str> = String::from_utf8_lossy(json).into();

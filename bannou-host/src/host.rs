@@ -56,6 +56,7 @@ use tower::ServiceExt;
 use crate::api::{self, ApiAuth};
 use crate::clock::TokioClock;
 use crate::config::{ConfigError, HostConfig, check_app_id};
+use crate::control_events::{self, ControlEvent};
 use crate::event_stream::EventHub;
 use crate::metrics::Metrics;
 use crate::orchestrator::heartbeats::{
@@ -448,9 +449,10 @@ impl ControlPlaneBuilder {
             // leads, then one every `reconcile_interval` (`service/reconcile.rs`).
             let (service, leads, rx) = (service.clone(), leader.subscribe(), shutdown.subscribe());
             let (every, grace_of_new) = (config.reconcile_interval, config.reconcile_grace);
+            let replica = leader.candidate_id().to_owned();
             tokio::spawn(async move {
                 while_leader("reconciler", leads, rx, grace, |pause| {
-                    reconcile_while(service.clone(), every, grace_of_new, pause)
+                    reconcile_while(service.clone(), replica.clone(), every, grace_of_new, pause)
                 })
                 .await;
                 Ok(())
@@ -475,6 +477,19 @@ impl ControlPlaneBuilder {
             let (m1, m2) = (metrics.clone(), metrics.clone());
             tokio::spawn(async move {
                 tokio::join!(m1.follow_leadership(leads, rx1), m2.follow_bus(bus, rx2));
+                Ok(())
+            })
+        }));
+        tasks.push(("control-events", {
+            // This replica's leadership changes, for every replica's event stream.
+            let (bus, leads, rx) = (
+                adapters.bus.clone(),
+                leader.subscribe(),
+                shutdown.subscribe(),
+            );
+            let replica = leader.candidate_id().to_owned();
+            tokio::spawn(async move {
+                control_events::follow_leadership(bus, replica, leads, rx).await;
                 Ok(())
             })
         }));
@@ -550,10 +565,12 @@ const RECONCILE_RETRY: Duration = Duration::from_secs(5);
 
 /// The leader's reconciliation loop: a sweep at once (the first re-publishes the
 /// mappings), then one every `every` (never again when zero) until `pause` turns true.
+/// A sweep that repaired something is published as a [`ControlEvent`] of `replica`.
 /// A sweep that could not run (a deploy of this replica held the lock, the store or the
 /// backend failed) is tried again after [`RECONCILE_RETRY`] at most.
 async fn reconcile_while(
     service: OrchestratorService,
+    replica: String,
     every: Duration,
     grace: Duration,
     mut pause: watch::Receiver<bool>,
@@ -568,6 +585,9 @@ async fn reconcile_while(
                     true
                 }
                 Ok(sweep) => {
+                    if let Some(event) = ControlEvent::reconciled(&replica, &sweep) {
+                        control_events::publish(service.deps().bus.as_ref(), event).await;
+                    }
                     tracing::warn!(
                         interrupted = ?sweep.interrupted.as_ref().map(|r| &r.deployment_id),
                         redeployed = ?sweep.redeployed,
@@ -1014,6 +1034,7 @@ mod tests {
         let (pause, paused) = watch::channel(false);
         let task = tokio::spawn(reconcile_while(
             world.service.clone(),
+            "replica-test".to_owned(),
             Duration::ZERO,
             Duration::ZERO,
             paused,

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod control_events;
 pub mod event_stream;
 pub mod host;
 pub mod log_buffer;

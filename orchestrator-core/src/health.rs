@@ -161,6 +161,10 @@ pub struct IngestChanges {
     pub services_changed: bool,
     /// The reported status of at least one (service, instance) changed, or a service was added or removed.
     pub health_changed: bool,
+    /// The mappings version the heartbeat reports applying (`metadata.routingVersion`), when
+    /// the instance had not reported it before (a new instance's first reported version
+    /// counts).
+    pub routing_applied: Option<i64>,
     /// Number of services now tracked for the instance (infrastructure excluded); zero means the
     /// heartbeat listed none (docs/COMPATIBILITY.md#heartbeat-consumption step b warns about that).
     pub tracked_services: usize,
@@ -580,6 +584,7 @@ impl HeartbeatAggregator {
                 new_instance: true,
                 services_changed: tracked > 0 || retired > 0,
                 health_changed: tracked > 0 || retired > 0,
+                routing_applied: routing_version,
                 tracked_services: tracked,
             });
         };
@@ -597,6 +602,7 @@ impl HeartbeatAggregator {
         inst.status = hb.status;
         inst.capacity.clone_from(&hb.capacity);
         inst.last_seen = now;
+        let routing_applied = routing_version.filter(|v| inst.routing_version != Some(*v));
         inst.routing_version = routing_version;
         inst.dropped_heartbeats = dropped_heartbeats;
         let old_floor = inst.floor;
@@ -632,6 +638,7 @@ impl HeartbeatAggregator {
                 new_instance: false,
                 services_changed: false,
                 health_changed,
+                routing_applied,
                 tracked_services: matched,
             });
         }
@@ -671,6 +678,7 @@ impl HeartbeatAggregator {
             new_instance: false,
             services_changed,
             health_changed,
+            routing_applied,
             tracked_services: tracked,
         })
     }
@@ -1935,6 +1943,30 @@ mod tests {
             t(1),
         );
         assert_eq!(a.lagging_instances(5).len(), 1);
+    }
+
+    #[test]
+    fn a_routing_version_is_reported_applied_once_per_new_value() {
+        let mut a = agg();
+        let beat = |v: Option<i64>| {
+            let b = hb(1, "b-node").healthy(&["auth"]);
+            match v {
+                Some(v) => b.routing_version(v),
+                None => b,
+            }
+        };
+        assert_eq!(feed(&mut a, beat(None), t(0)).routing_applied, None);
+        assert_eq!(feed(&mut a, beat(Some(3)), t(1)).routing_applied, Some(3));
+        // The same version again (fast path) and after a service-set change (slow path).
+        assert_eq!(feed(&mut a, beat(Some(3)), t(2)).routing_applied, None);
+        let more = hb(1, "b-node")
+            .healthy(&["auth", "account"])
+            .routing_version(3);
+        assert_eq!(feed(&mut a, more, t(3)).routing_applied, None);
+        assert_eq!(feed(&mut a, beat(Some(4)), t(4)).routing_applied, Some(4));
+        // A new instance's first reported version counts.
+        let other = hb(2, "c-node").healthy(&["auth"]).routing_version(4);
+        assert_eq!(feed(&mut a, other, t(5)).routing_applied, Some(4));
     }
 
     #[test]

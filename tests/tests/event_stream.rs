@@ -665,3 +665,125 @@ async fn a_topology_update_is_followed_change_by_change() {
     );
     host.shutdown().await;
 }
+
+/// A replica that takes over the leadership says so on every replica's stream (the
+/// event travels on the bus), naming itself and its fencing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leadership_change_is_streamed_by_the_replica_that_takes_over() {
+    let Some(redis) = RedisServer::for_test("a_leadership_change_is_streamed") else {
+        return;
+    };
+    let mut cfg = config(&our_presets());
+    cfg.redis_url = Some(redis.url());
+    let first = Host::start(cfg.clone()).await;
+    let second = Host::start(cfg).await;
+    let (leader, follower) = if first.api.health().await.unwrap()["leader"] == true {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let health = follower.api.health().await.unwrap();
+    assert_eq!(health["leader"], false, "one leader: {health}");
+    let heir = health["leadership"]["candidate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = follower
+        .api
+        .events(Some("leader"), None, None)
+        .await
+        .unwrap();
+    // A clean shutdown releases the lease: the follower takes it at its next attempt.
+    leader.shutdown().await;
+    let seen = read_until(&mut stream, |s| s.data["leader"] == true).await;
+    let gained = seen.last().unwrap();
+    assert_eq!(gained.kind, "leader.changed");
+    assert_eq!(gained.data["replica"], heir.as_str(), "{gained:?}");
+    assert!(gained.data["token"].as_u64().is_some(), "{gained:?}");
+    assert!(gained.id.parse::<u64>().is_ok(), "numbered: {gained:?}");
+    follower.shutdown().await;
+    drop(redis);
+}
+
+/// Each node that applies a mappings version is streamed once as `routing.applied`, with
+/// the version the control plane published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_applying_the_published_mappings_is_streamed() {
+    let dir = presets();
+    let host = Host::start(config(dir.path())).await;
+    let mut stream = host.api.events(Some("routing"), None, None).await.unwrap();
+    let request = DeployRequest {
+        environment: Some(
+            [(
+                "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+                "1".to_owned(),
+            )]
+            .into(),
+        ),
+        ..deploy("base")
+    };
+    let reply = host.api.deploy(&request).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    // The node applies the version published last (each publication is streamed first).
+    let mut latest = None;
+    let seen = read_until(&mut stream, |s| {
+        if s.kind == "routing.published" {
+            latest = s.data["version"].as_i64();
+        }
+        s.kind == "routing.applied" && latest.is_some() && s.data["version"].as_i64() == latest
+    })
+    .await;
+    let version = latest.expect("a version was published");
+    let applied = seen.last().unwrap();
+    assert_eq!(applied.data["appId"], "base-auth", "{applied:?}");
+    assert!(applied.id.parse::<u64>().is_ok(), "numbered: {applied:?}");
+    // Steady beats (one a second) of the same version are not streamed again.
+    let more = tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            let e = stream.next().await.unwrap().unwrap();
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            if e.event == "routing.applied" && data["version"] == version {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(more.is_err(), "the same version twice: {more:?}");
+    host.shutdown().await;
+}
+
+/// A node the backend lost is deployed again by the leader's sweep, which streams what
+/// it repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_repair_is_streamed() {
+    let dir = presets();
+    let mut cfg = config(dir.path());
+    cfg.reconcile_interval = Duration::from_secs(1);
+    cfg.reconcile_grace = Duration::ZERO;
+    let host = Host::start(cfg).await;
+    let reply = host.api.deploy(&deploy("base")).await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    let mut stream = host
+        .api
+        .events(Some("reconcile"), None, None)
+        .await
+        .unwrap();
+    use orchestrator_core::ports::backend::ContainerBackend;
+    let backend = host.server.in_process_backend().expect("control plane");
+    backend
+        .teardown(
+            &orchestrator_core::AppId::from("base-auth"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let seen = read_until(&mut stream, |s| s.kind == "reconcile.repaired").await;
+    let repaired = seen.last().unwrap();
+    assert_eq!(
+        repaired.data["redeployed"],
+        serde_json::json!(["base-auth"]),
+        "{repaired:?}"
+    );
+    assert!(repaired.data["replica"].is_string(), "{repaired:?}");
+    host.shutdown().await;
+}

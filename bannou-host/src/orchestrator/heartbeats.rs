@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use orchestrator_core::events::{InstanceHealthStatus, ServiceHeartbeatEvent};
-use orchestrator_core::health::{HeartbeatAggregator, IngestOutcome};
+use orchestrator_core::health::{HeartbeatAggregator, IngestChanges, IngestOutcome};
 use orchestrator_core::ports::bus::{BusError, EventBus, EventBusExt, EventStreamError};
 use orchestrator_core::time::Clock;
 use orchestrator_core::{AppId, Timestamp};
@@ -196,8 +196,9 @@ impl HeartbeatPipeline {
     /// heartbeat). Same effect as [`ingest`](Self::ingest) on each.
     pub fn ingest_batch<H: Borrow<ServiceHeartbeatEvent>>(&self, batch: &[H], now: Timestamp) {
         let (mut ingested, mut ignored, mut created) = (0u64, 0u64, 0u64);
-        // Heartbeats that changed health (index, new instance), reported after the lock.
-        let mut changes: Vec<(usize, bool)> = Vec::new();
+        // Heartbeats that changed health or the applied mappings version (index, changes),
+        // reported after the lock.
+        let mut changes: Vec<(usize, IngestChanges)> = Vec::new();
         {
             let mut state = self.health.lock();
             let state = &mut *state;
@@ -208,8 +209,11 @@ impl HeartbeatPipeline {
                         ignored += 1;
                         continue;
                     }
-                    IngestOutcome::Recorded(c) if self.events.is_some() && c.health_changed => {
-                        changes.push((i, c.new_instance));
+                    IngestOutcome::Recorded(c)
+                        if self.events.is_some()
+                            && (c.health_changed || c.routing_applied.is_some()) =>
+                    {
+                        changes.push((i, c));
                     }
                     IngestOutcome::Recorded(_) => {}
                 }
@@ -222,8 +226,13 @@ impl HeartbeatPipeline {
             }
         }
         if let Some(hub) = &self.events {
-            for (i, new_instance) in changes {
-                hub.health_changed(batch[i].borrow(), new_instance);
+            for (i, c) in changes {
+                if c.health_changed {
+                    hub.health_changed(batch[i].borrow(), c.new_instance);
+                }
+                if let Some(version) = c.routing_applied {
+                    hub.routing_applied(batch[i].borrow(), version);
+                }
             }
         }
         if let Some(m) = &self.metrics {

@@ -10,7 +10,7 @@ const POLL_MS = 2000;
 const DEBOUNCE_MS = 250;
 const MAX_EVENTS = 40;
 // Event types the page follows (prefixes); raw heartbeats are left out.
-const STREAM_TYPES = "deployment,wave,routing,pool,service,configuration";
+const STREAM_TYPES = "deployment,wave,routing,pool,service,configuration,leader,reconcile";
 
 const state = {
   refreshing: false, pending: false, lastRefresh: 0, timer: null, count: 0,
@@ -496,6 +496,11 @@ function summary(e) {
   if (d.poolType) parts.push(d.poolType);
   if (d.serviceName || d.serviceId) parts.push(d.serviceName || d.serviceId);
   if (d.appId) parts.push(d.appId);
+  if (d.replica) parts.push(d.replica + (d.leader === true ? " leads" : d.leader === false ? " follows" : ""));
+  for (const k of ["redeployed", "workersRestarted", "removed"]) {
+    if (d[k] && d[k].length) parts.push(k + " " + d[k].join(", "));
+  }
+  if (d.errors && d.errors.length) parts.push(d.errors.join("; "));
   if (d.skipped !== undefined) parts.push(d.skipped + " skipped");
   return parts.join(" · ");
 }
