@@ -734,8 +734,12 @@ impl OrchestratorService {
             (mappings, state.routing.default_app_id().to_string())
         };
         let deployment_id = self.current_config().await?.and_then(|c| c.deployment_id);
-        // Routing lag (ours only): what the routing metrics read at scrape time.
-        let (mappings_version, applied) = self.metrics.routing_lag();
+        // Routing lag (ours only): the nodes' applied versions as the routing metrics
+        // read them; the current version is the store's (the metrics learn it from the
+        // bus a moment after it is published), or the metrics' when the store is away.
+        let (seen_version, applied) = self.metrics.routing_lag();
+        let stored = self.deps.store.mappings_version().await.ok();
+        let mappings_version = stored.filter(|v| *v > 0).max(seen_version);
         let node_versions: Vec<NodeMappingsVersion> = applied
             .into_iter()
             .map(|(app_id, applied_version)| NodeMappingsVersion {

@@ -659,10 +659,14 @@ async fn service_routing_reports_the_nodes_behind_the_current_mappings_version()
             .unwrap()
             .body
     };
+    // What the store published when the world started (nothing runs yet).
+    let stored = world.store.mappings_version().await.unwrap();
+    let stored = (stored > 0).then_some(stored);
+    assert!(stored.is_none_or(|v| v < 5), "{stored:?}");
     let none = routing().await;
     assert_eq!(
         (none.mappings_version, none.node_versions, none.nodes_behind),
-        (None, None, None)
+        (stored, None, stored.map(|_| vec![]))
     );
     let beat = |app: &str, version: Option<i64>| {
         let mut hb = orchestrator_core::events::ServiceHeartbeatEvent::new(
@@ -684,8 +688,10 @@ async fn service_routing_reports_the_nodes_behind_the_current_mappings_version()
     let metrics = world.service.metrics();
     metrics.heartbeats_ingested(&beats, world.clock.now());
     let unknown = routing().await;
-    assert_eq!(unknown.mappings_version, None);
-    assert_eq!(unknown.nodes_behind, None, "behind what is not known");
+    assert_eq!(unknown.mappings_version, stored);
+    if stored.is_none() {
+        assert_eq!(unknown.nodes_behind, None, "behind what is not known");
+    }
     assert_eq!(unknown.node_versions.map(|n| n.len()), Some(2));
 
     metrics.mappings_published(7);
@@ -702,6 +708,25 @@ async fn service_routing_reports_the_nodes_behind_the_current_mappings_version()
     assert_eq!(lag.nodes_behind, Some(vec![node("node-b", 5)]));
     let json = serde_json::to_value(&lag).unwrap();
     assert_eq!(json["nodesBehind"][0]["appliedVersion"], 5, "{json}");
+}
+
+/// The current mappings version `service-routing` reports is the store's, even before
+/// the bus has carried the publication to whoever reads it.
+#[tokio::test(start_paused = true)]
+async fn service_routing_reports_the_version_the_store_published() {
+    let world = world().await;
+    world.service.metrics().mappings_published(1);
+    let reply = world.deploy_preset("game-stack").await;
+    assert!(reply.body.success, "{:?}", reply.body.warnings);
+    let stored = world.store.mappings_version().await.unwrap();
+    assert!(stored > 1, "the deploy published mappings");
+    let routing = world
+        .service
+        .service_routing(GetServiceRoutingRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(routing.mappings_version, Some(stored));
 }
 
 #[tokio::test(start_paused = true)]
