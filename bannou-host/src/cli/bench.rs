@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 pub mod deploy;
 pub mod docker;
+pub mod events;
 pub mod heartbeats;
 pub mod pools;
 
@@ -31,6 +32,9 @@ pub enum BenchCommand {
     /// spread over repeated fresh deployments), or with `--backend docker` an N-node
     /// topology on Docker against `docker-compose up` of the same nodes.
     Deploy(deploy::DeployBenchArgs),
+    /// Deploys with nobody subscribed to the event stream against deploys with idle
+    /// subscribers and one that never reads, rounds alternating on one control plane.
+    Events(events::EventsBenchArgs),
 }
 
 /// Runs a benchmark and prints its report to `out`.
@@ -39,6 +43,7 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         BenchCommand::Pools(a) => pools::run(a, out),
         BenchCommand::Heartbeats(a) => heartbeats::run(a, out),
         BenchCommand::Deploy(a) => deploy::run(a, out),
+        BenchCommand::Events(a) => events::run(a, out),
     }
 }
 
