@@ -198,7 +198,18 @@ async fn the_status_page_follows_a_deployment_live() {
     let client = open_browser(&driver).await;
 
     // 1. game-stack: three nodes in three waves, all healthy on the page.
-    let reply = host.api.deploy(&deploy("game-stack")).await.unwrap();
+    // Nodes beat every second, so each reports the mappings version it applied soon.
+    let request = DeployRequest {
+        environment: Some(
+            [(
+                "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+                "1".to_owned(),
+            )]
+            .into(),
+        ),
+        ..deploy("game-stack")
+    };
+    let reply = host.api.deploy(&request).await.unwrap();
     assert!(reply.body.success, "{:?}", reply.body.warnings);
     client.goto(&host.server.base_url()).await.unwrap();
     wait_until(&client, "game-stack healthy", &all_healthy(3)).await;
@@ -229,6 +240,16 @@ async fn the_status_page_follows_a_deployment_live() {
          const b = document.getElementById('nodes-behind');
          return !!v && Number(v.dataset.mappingsVersion) > 0
            && !!b && b.dataset.nodesBehind !== undefined;",
+    )
+    .await;
+    // Each node's applied version follows (`routing.applied` events refresh the page),
+    // until none is behind.
+    wait_until(
+        &client,
+        "every node on the current mappings version",
+        "const rows = document.querySelectorAll('#node-versions tr[data-node-version]');
+         const b = document.getElementById('nodes-behind');
+         return rows.length === 3 && b.dataset.nodesBehind === '0';",
     )
     .await;
     screenshot(&client, "status-page.png").await;
