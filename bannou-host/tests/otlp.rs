@@ -26,7 +26,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message as _;
 
 mod common;
-use common::{PATIENCE, Running, free_port, repo};
+use bannou_host::client::ApiClient;
+use common::{PATIENCE, Running, answering, free_port, repo};
 
 /// One received span, flattened.
 #[derive(Debug, Clone)]
@@ -101,29 +102,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     (url, got)
 }
 
-/// Polls `GET {api}/health` until it answers, `serve` still running.
-async fn answering(http: &reqwest::Client, api: &str, serve: &mut Running) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(r) = http.get(format!("{api}/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            serve.is_running(),
-            "serve exited early:\n{}",
-            serve.stderr()
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never answered /health:\n{}",
-            serve.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// SIGTERM, then the exit status (bounded by [`PATIENCE`]).
 async fn stop(serve: &mut Running) -> std::process::ExitStatus {
     let killed = Command::new("kill")
@@ -173,7 +151,7 @@ async fn a_deploy_is_one_trace_of_waves_backend_calls_and_health_waits_that_node
         ],
     );
     let http = client();
-    answering(&http, &api, &mut serve).await;
+    answering(&ApiClient::new(&api).unwrap(), &mut serve).await;
 
     let deployed = http
         .post(format!("{api}/orchestrator/deploy"))
@@ -383,7 +361,7 @@ async fn a_dead_collector_fails_no_call_and_its_lost_spans_are_counted() {
         ],
     );
     let http = client();
-    answering(&http, &api, &mut serve).await;
+    answering(&ApiClient::new(&api).unwrap(), &mut serve).await;
 
     for i in 0..20 {
         let r = http
