@@ -12,7 +12,8 @@
 //!   orchestrator plugin); [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`backends`]: the in-process container backend (the embedded default).
 //! - [`log_buffer`]: the control plane's own recent log lines (its logs endpoint).
-//! - [`metrics`]: the Prometheus registry behind every node's `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry behind every node's `GET /metrics`;
+//!   [`traces`]: OpenTelemetry trace export and `traceparent` propagation.
 //! - [`client`]: the typed HTTP client; [`cli`]: the command line.
 
 pub mod api;
@@ -30,3 +31,4 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod plugins;
 pub mod server;
+pub mod traces;

@@ -48,6 +48,13 @@ pub async fn follow_subscription(
         tokio::select! {
             item = events.next() => match item {
                 Some(Ok(event)) => {
+                    // A table that a traced change made is applied in that trace.
+                    let span = event.traceparent.as_deref().map(|traceparent| {
+                        let span = tracing::info_span!("mappings.apply", version = event.version);
+                        crate::traces::set_parent(&span, Some(traceparent));
+                        span
+                    });
+                    let _entered = span.as_ref().map(tracing::Span::enter);
                     if let ApplyOutcome::Stale { current, offered } = writer.apply(&MappingsSnapshot::from_event(&event)) {
                         tracing::debug!(current, offered, "ignoring an older mappings version");
                     }
@@ -347,9 +354,10 @@ impl MeshClient {
         }
     }
 
-    /// `GET {endpoint}{path}` on the node serving `service`, with the hop header set.
-    /// `path` starts with `/` and may carry a query. Any HTTP status is an answer; only
-    /// transport failures are errors.
+    /// `GET {endpoint}{path}` on the node serving `service`, with the hop header set (and
+    /// `traceparent`, when traces are exported). `path` starts with `/` and may carry a
+    /// query. Any HTTP status is an answer; only transport failures are errors.
+    #[tracing::instrument(name = "mesh.call", skip(self), fields(node = %self.app_id))]
     pub async fn get(&self, service: &str, path: &str) -> Result<MeshResponse, MeshError> {
         let answer = self.get_uncounted(service, path).await;
         if let Some(m) = &self.metrics {
@@ -370,14 +378,16 @@ impl MeshClient {
             url: url.clone(),
             source,
         };
-        let response = self
+        let mut request = self
             .http
             .get(&url)
             .header(HOP_HEADER, self.app_id.as_str())
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(http_error)?;
+            .timeout(self.timeout);
+        // The callee's work joins this call's trace.
+        if let Some(traceparent) = crate::traces::current_traceparent() {
+            request = request.header(crate::traces::TRACEPARENT, traceparent);
+        }
+        let response = request.send().await.map_err(http_error)?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()

@@ -21,24 +21,7 @@ use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::api::GetLogsRequest;
 
 mod common;
-use common::{PATIENCE, Running, free_port};
-
-/// Polls `/health` of `api` until it answers, `process` still running.
-async fn answering(api: &ApiClient, process: &mut Running) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(health) = api.health().await {
-            return health;
-        }
-        assert!(process.is_running(), "exited early:\n{}", process.stderr());
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never answered /health:\n{}",
-            process.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{PATIENCE, Running, answering, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_answers_its_own_logs_over_http_and_the_cli() {

@@ -283,6 +283,11 @@ pub struct FullServiceMappingsEvent {
     pub source_instance_id: Uuid,
     /// `mappings.len()`.
     pub total_services: i64,
+    /// Ours, additive (consumers that do not know it ignore it): the W3C `traceparent` of
+    /// the change that made this table, so that a node applying it joins that trace.
+    /// Absent when traces are off and on periodic rebroadcasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Event for FullServiceMappingsEvent {

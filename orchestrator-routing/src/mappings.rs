@@ -144,6 +144,7 @@ impl MappingsSnapshot {
             version: self.version,
             source_instance_id,
             total_services: i64::try_from(self.mappings.len()).unwrap_or(i64::MAX),
+            traceparent: None,
         }
     }
 

@@ -12,7 +12,8 @@
 //! Every route except `/health` and the status page (`GET /` and its static assets,
 //! [`status_page`]) requires `Authorization: Bearer <token>` when an
 //! [`ApiAuth`] token is configured ([`auth`]). Requests are logged by `tower-http`'s
-//! `TraceLayer` (target `tower_http::trace`, debug level).
+//! `TraceLayer` (target `tower_http::trace`, debug level), each in the span of
+//! [`crate::traces::http_span`] (the root of its trace, or the caller's `traceparent`).
 
 use std::future::Future;
 
@@ -24,7 +25,6 @@ use axum::routing::{MethodRouter, get};
 use orchestrator_core::api::{ApiError, FieldError, Validate};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tower_http::trace::TraceLayer;
 
 use crate::orchestrator::service::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
@@ -123,7 +123,7 @@ pub fn router(service: OrchestratorService, auth: ApiAuth) -> Router {
             metrics,
             crate::metrics::track_http,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(crate::traces::http_layer())
 }
 
 /// What every endpoint handler does: decode `body` as `Req` (400 naming the field, `f`

@@ -116,12 +116,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs a parsed command line; the returned error is printed by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        // The traces guard outlives the runtime: dropping it flushes the spans.
         Command::Serve(a) => {
-            serve::init_logging("info");
+            let _traces = serve::init_logging("info")?;
             runtime()?.block_on(serve::run_serve(a))
         }
         Command::Up(a) => {
-            serve::init_logging("warn");
+            let _traces = serve::init_logging("warn")?;
             runtime()?.block_on(serve::run_up(a, &mut std::io::stdout()))
         }
         Command::Plan(args) => plan::run(args, &mut std::io::stdout().lock()),

@@ -116,8 +116,10 @@ pub struct UpArgs {
 /// on stdout stay clean) at `RUST_LOG` or `default`, and into the process's
 /// [`LogBuffer::global`](crate::log_buffer::LogBuffer::global) at `RUST_LOG` or `info`
 /// (what `POST /orchestrator/logs` answers for the control plane, even when `up` keeps
-/// its console at `warn`).
-pub fn init_logging(default: &str) {
+/// its console at `warn`). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also
+/// exported as OpenTelemetry traces ([`crate::traces`]); keep the returned guard until the
+/// runtime has stopped: dropping it flushes them.
+pub fn init_logging(default: &str) -> anyhow::Result<crate::traces::TracesGuard> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -135,10 +137,13 @@ pub fn init_logging(default: &str) {
     let buffer = crate::log_buffer::LogBuffer::global()
         .layer()
         .with_filter(filter("info"));
+    let (traces, guard) = crate::traces::init().context("setting up OpenTelemetry traces")?;
     let _ = tracing_subscriber::registry()
         .with(console)
         .with(buffer)
+        .with(traces)
         .try_init();
+    Ok(guard)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM as `docker stop` sends).

@@ -1,7 +1,9 @@
 //! A container backend that counts every call: `backend_calls_total{backend,operation,
-//! outcome}` and `backend_call_duration_seconds{backend,operation}`. The control plane
-//! wraps each of its backends once, so every caller (deploy waves, the pool scaler,
-//! reconciliation, the container endpoints) is measured in one place.
+//! outcome}` and `backend_call_duration_seconds{backend,operation}`, each call in a
+//! `backend.OPERATION` span (attributes `backend`, and `node` where there is one: a child
+//! of the caller's span in its trace). The control plane wraps each of its backends once,
+//! so every caller (deploy waves, the pool scaler, reconciliation, the container
+//! endpoints) is measured in one place.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -54,6 +56,7 @@ impl ContainerBackend for InstrumentedBackend {
         self.inner.backend_type()
     }
 
+    #[tracing::instrument(name = "backend.check_availability", skip_all, fields(backend = self.inner.backend_type().as_str()))]
     async fn check_availability(&self) -> Availability {
         let begun = Instant::now();
         let answer = self.inner.check_availability().await;
@@ -66,12 +69,14 @@ impl ContainerBackend for InstrumentedBackend {
         answer
     }
 
+    #[tracing::instrument(name = "backend.deploy", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %node.app_id))]
     async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
         let begun = Instant::now();
         let r = self.inner.deploy_node(node).await;
         self.record(BackendOperation::Deploy, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.teardown", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %app_id))]
     async fn teardown(
         &self,
         app_id: &AppId,
@@ -82,12 +87,14 @@ impl ContainerBackend for InstrumentedBackend {
         self.record(BackendOperation::Teardown, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.scale", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %app_id))]
     async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError> {
         let begun = Instant::now();
         let r = self.inner.scale(app_id, replicas).await;
         self.record(BackendOperation::Scale, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.restart", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %app_id))]
     async fn restart(
         &self,
         app_id: &AppId,
@@ -98,30 +105,35 @@ impl ContainerBackend for InstrumentedBackend {
         self.record(BackendOperation::Restart, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.status", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %app_id))]
     async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
         let begun = Instant::now();
         let r = self.inner.status(app_id).await;
         self.record(BackendOperation::Status, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.list", skip_all, fields(backend = self.inner.backend_type().as_str()))]
     async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
         let begun = Instant::now();
         let r = self.inner.list().await;
         self.record(BackendOperation::List, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.logs", skip_all, fields(backend = self.inner.backend_type().as_str(), node = %app_id))]
     async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
         let begun = Instant::now();
         let r = self.inner.logs(app_id, query).await;
         self.record(BackendOperation::Logs, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.list_infrastructure", skip_all, fields(backend = self.inner.backend_type().as_str()))]
     async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
         let begun = Instant::now();
         let r = self.inner.list_infrastructure().await;
         self.record(BackendOperation::ListInfrastructure, begun, r)
     }
 
+    #[tracing::instrument(name = "backend.prune", skip_all, fields(backend = self.inner.backend_type().as_str()))]
     async fn prune(
         &self,
         targets: &BTreeSet<CleanTarget>,

@@ -105,6 +105,8 @@ pub(super) struct Families {
     pub(super) node_heartbeats_failed: Counter,
     pub(super) node_mappings_version: Gauge,
     pub(super) node_mesh_calls: Family<L1, Counter>,
+    // every registry
+    pub(super) trace_spans_dropped: Counter,
 }
 
 impl Families {
@@ -144,6 +146,7 @@ impl Families {
             node_heartbeats_failed: Counter::default(),
             node_mappings_version: Gauge::default(),
             node_mesh_calls: Family::default(),
+            trace_spans_dropped: crate::traces::spans_dropped(),
         }
     }
 
@@ -286,6 +289,15 @@ impl Families {
             "bus_errors",
             "Event bus subscription problems, by kind (malformed, lagged, subscribe)",
             self.bus_errors.clone(),
+        );
+    }
+
+    /// The families of every registry: the process's own (one value per process).
+    pub(super) fn register_process(&self, r: &mut Registrar<'_>) {
+        r.add(
+            "trace_spans_dropped",
+            "Trace spans dropped because their OTLP export failed (0 with traces off)",
+            self.trace_spans_dropped.clone(),
         );
     }
 

@@ -120,6 +120,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         let mut registrar = Registrar::new(&mut registry);
         register(&families, &mut registrar);
+        families.register_process(&mut registrar);
         let mut sample_names = registrar.names;
         sample_names.sort();
         Metrics(Arc::new(Inner {

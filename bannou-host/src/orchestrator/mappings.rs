@@ -37,6 +37,24 @@ pub struct MappingsBroadcaster {
     source_instance_id: Uuid,
     /// `None`: always leader (a single replica).
     leader: Option<watch::Receiver<LeaderState>>,
+    /// The `traceparent` of the last change not yet published (traces on only).
+    change_trace: Mutex<Option<String>>,
+    /// The `traceparent` of the deploy in progress, if it is traced: the changes its nodes'
+    /// heartbeats make are published in its trace too.
+    deploy_trace: Arc<Mutex<Option<String>>>,
+}
+
+/// While held, the broadcaster's changes are published in the trace of the span that took
+/// it (see [`MappingsBroadcaster::trace_deploy`]).
+#[derive(Debug)]
+pub struct DeployTrace {
+    slot: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for DeployTrace {
+    fn drop(&mut self) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 impl MappingsBroadcaster {
@@ -57,6 +75,8 @@ impl MappingsBroadcaster {
             changed: Notify::new(),
             source_instance_id: Uuid::new_v4(),
             leader: None,
+            change_trace: Mutex::new(None),
+            deploy_trace: Arc::default(),
         }
     }
 
@@ -75,8 +95,26 @@ impl MappingsBroadcaster {
         self.leader.as_ref().is_none_or(|l| l.borrow().is_leader())
     }
 
-    /// The routing table changed: publish within the coalescing window.
+    /// Until the guard is dropped, every table published because of a change (not the
+    /// periodic rebroadcast) carries the current span's `traceparent`, whoever made the
+    /// change: a deploy's nodes create routes by their heartbeats, and the nodes applying
+    /// those tables join the deploy's trace. No-op with traces off. Deploys run one at a
+    /// time.
+    pub fn trace_deploy(&self) -> DeployTrace {
+        let slot = self.deploy_trace.clone();
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = crate::traces::current_traceparent();
+        DeployTrace { slot }
+    }
+
+    /// The routing table changed: publish within the coalescing window (the event
+    /// carries the current span's `traceparent`, when traces are exported).
     pub fn table_changed(&self) {
+        if let Some(traceparent) = crate::traces::current_traceparent() {
+            *self
+                .change_trace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(traceparent);
+        }
         self.lock().on_change(self.clock.now());
         self.changed.notify_one();
     }
@@ -101,7 +139,7 @@ impl MappingsBroadcaster {
         };
         // Snapshot and mark published together, so a change that lands after the snapshot
         // keeps the table dirty and goes out in the next window.
-        let event = {
+        let mut event = {
             let state = self.health.lock();
             let mut policy = self.lock();
             policy.published(now, version);
@@ -111,6 +149,19 @@ impl MappingsBroadcaster {
                 self.source_instance_id,
             )
         };
+        let change_trace = self
+            .change_trace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        event.traceparent = change_trace.or_else(|| match reason {
+            PublishReason::Changed => self
+                .deploy_trace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            PublishReason::Periodic => None,
+        });
         if let Err(e) = self.bus.publish_event(&event).await {
             tracing::warn!(error = %e, version, "publishing mappings failed");
             return None;

@@ -706,6 +706,7 @@ fn build_router(
                 }
             },
         ))
+        .layer(crate::traces::http_layer())
 }
 
 /// Answers `GET /{service}/ping` for services the node does not host.

@@ -131,6 +131,26 @@ impl Running {
     }
 }
 
+/// Polls `/health` of `api` until it answers, `process` still running (up to [`PATIENCE`]).
+pub async fn answering(
+    api: &bannou_host::client::ApiClient,
+    process: &mut Running,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(health) = api.health().await {
+            return health;
+        }
+        assert!(process.is_running(), "exited early:\n{}", process.stderr());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered /health:\n{}",
+            process.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {

@@ -50,6 +50,7 @@ impl OrchestratorService {
     /// each node's failure and what the revert did); 400/404 when the request is refused,
     /// before anything was touched; 409 while another deployment runs; 503 on a replica
     /// that does not lead (lifecycle operations run on the leader).
+    #[tracing::instrument(name = "deploy", skip_all, fields(preset = request.preset_name(), backend = tracing::field::Empty, deployment_id = tracing::field::Empty))]
     pub async fn deploy(&self, request: DeployRequest) -> ServiceResult<DeployResponse> {
         let begun = tokio::time::Instant::now();
         let deployment_id = Uuid::new_v4().to_string();
@@ -57,6 +58,9 @@ impl OrchestratorService {
             .backend
             .or_else(|| self.deps.backends.active_type())
             .unwrap_or(self.deps.settings.default_backend);
+        tracing::Span::current()
+            .record("backend", announced.as_str())
+            .record("deployment_id", deployment_id.as_str());
         let mut started = self.deployment_event(DeploymentAction::Started, &deployment_id);
         started.preset = request.preset.clone();
         started.backend = Some(announced);
@@ -93,6 +97,8 @@ impl OrchestratorService {
         let begun = self.deps.clock.now();
         request.validate().map_err(ServiceError::field)?;
         let _lifecycle = self.begin_lifecycle("deploy").await?;
+        // The tables published while it runs are in its trace (nodes apply them there).
+        let _traced = self.deps.broadcaster.trace_deploy();
         let backend = self.deps.backends.select(request.backend).await?;
         if request.is_reset() {
             return self
@@ -517,6 +523,7 @@ impl OrchestratorService {
     /// the active backend except the control plane (D8), optionally infrastructure too;
     /// routes of torn-down nodes return to the default. Afterwards the current
     /// configuration is cleared, as nothing it describes runs any more.
+    #[tracing::instrument(name = "teardown", skip_all)]
     pub async fn teardown(&self, request: TeardownRequest) -> ServiceResult<TeardownResponse> {
         let deps = &self.deps;
         let begun = deps.clock.now();

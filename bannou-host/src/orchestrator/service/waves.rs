@@ -175,6 +175,7 @@ impl OrchestratorService {
     }
 
     /// One deploy wave: start, wait, route. Failures land in `exec.failures`.
+    #[tracing::instrument(name = "wave", skip_all, fields(wave = wave.index, phase = "deploy", backend = backend.backend_type().as_str()))]
     async fn deploy_wave(
         &self,
         backend: &Arc<dyn ContainerBackend>,
@@ -324,6 +325,7 @@ impl OrchestratorService {
     /// One teardown wave: routes back to the default, then the nodes stop (in parallel,
     /// bounded). A node that is already gone counts as torn down; any other failure is a
     /// warning: the new deployment is up and healthy, an orphan is cleaned later.
+    #[tracing::instrument(name = "wave", skip_all, fields(wave = wave.index, phase = "teardown", backend = backend.backend_type().as_str()))]
     async fn teardown_wave(
         &self,
         backend: &Arc<dyn ContainerBackend>,
@@ -373,6 +375,7 @@ impl OrchestratorService {
     /// `wave_timeout` passes, or the backend reports a target's process gone (stopped, or
     /// restarted by the runtime since the deploy: it exited); then each failed node is
     /// returned with a message saying what is missing.
+    #[tracing::instrument(name = "health.wait", skip_all, fields(wave = wave, node = ?targets.iter().map(|t| t.app_id.as_str()).collect::<Vec<_>>()))]
     async fn wait_healthy<'t>(
         &self,
         backend: &dyn ContainerBackend,
@@ -441,6 +444,7 @@ impl OrchestratorService {
     /// the wait for them as a wave would. Nodes heard from within the heartbeat timeout
     /// pass at once. Any instance of the node counts, and a container restarted earlier
     /// by its runtime is not a failure here (it was not started by this deploy).
+    #[tracing::instrument(name = "health.confirm_adopted", skip_all)]
     pub(super) async fn confirm_adopted(
         &self,
         current: &[ResolvedNode],
