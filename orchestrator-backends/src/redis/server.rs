@@ -375,8 +375,10 @@ fn spawn_ready(mut cmd: Command, port: u16, what: &str) -> Result<Child, ServerE
 }
 
 /// One `redis-sentinel` on a free loopback port watching the master at
-/// `127.0.0.1:{master_port}` under a name, with a quorum of 1 and short timeouts (a
-/// master silent for `down_after` is down; failover right after). Killed on drop.
+/// `127.0.0.1:{master_port}` under a name, with a quorum of 1 (a master silent for
+/// `down_after` is down; failover right after; a failover that stalls is tried again
+/// after twice `failover_timeout`, which is also how long the Sentinel leaves a replica
+/// following another address alone). Killed on drop.
 #[derive(Debug)]
 pub struct SentinelServer {
     child: Option<Child>,
@@ -390,6 +392,7 @@ impl SentinelServer {
         master_name: &str,
         master_port: u16,
         down_after: Duration,
+        failover_timeout: Duration,
     ) -> Result<SentinelServer, ServerError> {
         let binary =
             std::env::var("REDIS_SENTINEL_BIN").unwrap_or_else(|_| "redis-sentinel".to_owned());
@@ -407,7 +410,7 @@ impl SentinelServer {
                  sentinel failover-timeout {master_name} {failover}\n\
                  sentinel parallel-syncs {master_name} 1\n",
                 dir = dir.path().display(),
-                failover = (down * 4).max(2000),
+                failover = failover_timeout.as_millis().max(1000),
             ),
         )
         .map_err(|e| ServerError::Start(format!("sentinel.conf: {e}")))?;
