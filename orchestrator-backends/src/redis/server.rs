@@ -36,6 +36,8 @@ pub struct RedisServer {
     also_bound: Vec<IpAddr>,
     /// Certificates of a TLS-only server.
     tls: Option<TestCertificates>,
+    /// Its working directory (a replica's RDB files land there, not in the caller's).
+    dir: Option<tempfile::TempDir>,
 }
 
 /// A CA, a server certificate for `127.0.0.1` and `localhost`, and a client certificate,
@@ -177,6 +179,7 @@ impl RedisServer {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             also_bound: Vec::new(),
             tls: None,
+            dir: tempfile::tempdir().ok(),
         })
     }
 
@@ -282,6 +285,9 @@ impl RedisServer {
             "no"
         };
         let mut cmd = Command::new(&self.binary);
+        if let Some(dir) = &self.dir {
+            cmd.arg("--dir").arg(dir.path());
+        }
         cmd.args(&port_args)
             .args(&tls_args)
             .args(["--bind", &bind, "--save", "", "--appendonly", "no"])
@@ -572,6 +578,7 @@ mod tests {
             extra_args: vec![],
             also_bound: vec![],
             tls: None,
+            dir: None,
         };
         let err = s.spawn().unwrap_err();
         assert!(matches!(err, ServerError::NotInstalled(_)), "{err}");
