@@ -1,8 +1,9 @@
-//! The Redis adapters over TLS and with an ACL user, against a real `redis-server` (skips
-//! without one unless `BANNOU_TEST_REQUIRE=redis`): the conformance suites of the store,
-//! lease store, bus and leader on a TLS-only server (certificates made by the test, a
-//! client certificate required), a plain-TCP connection to it failing clearly, and an ACL
-//! user whose password shows in no error.
+//! The Redis adapters over TLS, with an ACL user and on a Redis Cluster, against real
+//! `redis-server`s (skips without one unless `BANNOU_TEST_REQUIRE=redis`): the
+//! conformance suites of the store, lease store, bus and leader on a TLS-only server
+//! (certificates made by the test, a client certificate required) and on a cluster of
+//! three masters, a plain-TCP connection to the TLS server failing clearly, an ACL user
+//! whose password shows in no error, and pools spread over every master.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
 use orchestrator_backends::redis::connection::{ConnectError, RedisConfig, RedisConnection};
 use orchestrator_backends::redis::leader::RedisLeaderElection;
 use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
-use orchestrator_backends::redis::server::RedisServer;
+use orchestrator_backends::redis::server::{RedisCluster, RedisServer};
 use orchestrator_backends::redis::store::RedisStore;
 use orchestrator_backends::redis::url::TlsFiles;
 use orchestrator_core::ports::bus::EventBus;
@@ -21,6 +22,7 @@ use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_core::testkit::bus::bus_conformance;
 use orchestrator_core::testkit::leader::leader_conformance;
 use orchestrator_core::testkit::store::{self, store_conformance};
+use orchestrator_pools::LeaseStore;
 use orchestrator_pools::testkit::lease_store_conformance;
 
 /// Real time: Redis judges TTLs by its own clock.
@@ -250,4 +252,70 @@ async fn an_acl_user_connects_and_its_password_shows_nowhere() {
     }
     assert!(err.to_string().contains("orchestrator:***@"), "{err}");
     println!("refused: {err}");
+}
+
+fn cluster(test: &str) -> Option<RedisCluster> {
+    match RedisCluster::start(3) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            orchestrator_backends::require::skip_or_fail("redis", test, &e.to_string());
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suites_pass_on_a_cluster_of_three_masters() {
+    let Some(cluster) = cluster("the_conformance_suites_pass_on_a_cluster_of_three_masters") else {
+        return;
+    };
+    all_suites(&cluster.url(), &TlsFiles::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_spread_over_every_master_of_a_cluster() {
+    let Some(cluster) = cluster("pools_spread_over_every_master_of_a_cluster") else {
+        return;
+    };
+    let prefix = unique("spread");
+    let store = RedisLeaseStore::connect(
+        &cluster.url(),
+        RedisLeaseStoreConfig::with_prefix(prefix.clone()),
+    )
+    .await
+    .expect("the lease store connects to the cluster");
+    for n in 0..12 {
+        let mut spec = orchestrator_pools::PoolSpec::named(format!("pool-{n}"));
+        spec.min_instances = 0;
+        spec.max_instances = 4;
+        let config = orchestrator_pools::PoolConfig::new(spec).expect("valid config");
+        store.configure_pool(config).await.expect("configure");
+    }
+    let mut per_master = Vec::new();
+    for node in cluster.nodes() {
+        let mut con = redis::Client::open(node.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // The pools' own keys (the pool list is one more key, on one master).
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}pool:{{*"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        per_master.push(keys.len());
+    }
+    assert!(
+        per_master.iter().all(|k| *k > 0),
+        "every master holds pool keys: {per_master:?}"
+    );
+    let listed = store.list_pools().await.expect("list");
+    assert_eq!(listed.len(), 12, "{listed:?}");
+    assert_eq!(
+        per_master.iter().sum::<usize>(),
+        12,
+        "one state key per pool"
+    );
+    println!("checked: 12 pools' keys per master {per_master:?}");
 }
