@@ -265,6 +265,16 @@ pub struct HostConfig {
     /// orchestrator's own URL with a loopback host (`127.0.0.1`, `localhost`, `::1`)
     /// replaced by our Docker network's gateway, where the Redis server must listen too.
     pub node_redis_url: Option<String>,
+    /// `ORCHESTRATOR_REDIS_TLS_CA_FILE`, `_CERT_FILE`, `_KEY_FILE` (ours; none): the CA
+    /// and client certificate of a `rediss://` (or `?tls=true`) Redis URL, PEM files.
+    pub redis_tls: orchestrator_backends::redis::url::TlsFiles,
+    /// `ORCHESTRATOR_REDIS_WAIT_REPLICAS` (ours; 0, at most 16): every lease operation
+    /// waits (`WAIT`) until this many replicas have its writes, so a Sentinel failover
+    /// loses no acknowledged grant (docs/DECISIONS.md#d44).
+    pub redis_wait_replicas: u32,
+    /// `ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS` (ours; 500, 1-60000): how long such a wait
+    /// lasts before the operation answers unavailable.
+    pub redis_wait_timeout: Duration,
 
     // === host settings ===
     /// `BANNOU_APP_ID` (`bannou`): the effective app-id.
@@ -352,6 +362,9 @@ impl Default for HostConfig {
             default_service_port: 80,
             redis_url: None,
             node_redis_url: None,
+            redis_tls: Default::default(),
+            redis_wait_replicas: 0,
+            redis_wait_timeout: Duration::from_millis(500),
             app_id: AppId::control_plane(),
             heartbeat_enabled: true,
             heartbeat_interval: Duration::from_secs(30),
@@ -636,6 +649,24 @@ impl HostConfig {
         c.node_redis_url = env
             .optional("ORCHESTRATOR_NODE_REDIS_URL")
             .map(|v| normalize_redis_url(&v));
+        c.redis_tls =
+            orchestrator_backends::redis::url::TlsFiles::from_env(|name| env.optional(name));
+        if let Some(n) = env.number("ORCHESTRATOR_REDIS_WAIT_REPLICAS", 0, 16)? {
+            c.redis_wait_replicas = n as u32;
+        }
+        if let Some(ms) = env.number("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", 1, 60_000)? {
+            c.redis_wait_timeout = Duration::from_millis(ms);
+        }
+        if let Some(url) = &c.redis_url {
+            orchestrator_backends::redis::url::RedisUrl::parse(url).map_err(|e| {
+                let shown = orchestrator_backends::redis::url::redact(url);
+                ConfigError::invalid(
+                    "ORCHESTRATOR_REDIS_CONNECTION_STRING",
+                    &shown,
+                    e.to_string(),
+                )
+            })?;
+        }
 
         // Host settings.
         if let Some(v) = env.optional("BANNOU_APP_ID") {

@@ -159,21 +159,34 @@ impl Adapters {
 
     /// Redis adapters on `url` (one shared connection for the store, the bus and the
     /// leader election, one for the lease store's scripts), default key prefixes.
-    pub async fn redis(url: &str) -> Result<Self, HostError> {
+    pub async fn redis(url: &str, config: &HostConfig) -> Result<Self, HostError> {
         use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
         use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
         use orchestrator_backends::redis::leader::RedisLeaderElection;
         use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
         use orchestrator_backends::redis::store::RedisStore;
 
+        use orchestrator_backends::redis::leases::Wait;
+        use orchestrator_backends::redis::url::redact;
+
+        let tls_files = &config.redis_tls;
         let failed = |message: String| HostError::Redis {
-            url: url.to_owned(),
+            url: redact(url),
             message,
         };
-        let conn = RedisConnection::connect(RedisConfig::new(url))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let leases = RedisLeaseStore::connect(url, RedisLeaseStoreConfig::default())
+        let conn =
+            RedisConnection::connect(RedisConfig::new(url).with_tls_files(tls_files.clone()))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        let lease_config = RedisLeaseStoreConfig {
+            tls_files: tls_files.clone(),
+            wait: (config.redis_wait_replicas > 0).then_some(Wait {
+                replicas: config.redis_wait_replicas,
+                timeout: config.redis_wait_timeout,
+            }),
+            ..RedisLeaseStoreConfig::default()
+        };
+        let leases = RedisLeaseStore::connect(url, lease_config)
             .await
             .map_err(|e| failed(e.to_string()))?;
         Ok(Adapters {
@@ -181,9 +194,7 @@ impl Adapters {
             bus: Arc::new(RedisBus::new(conn.clone(), RedisBusConfig::default())),
             leases: Arc::new(leases),
             leader: Some(Arc::new(RedisLeaderElection::new(conn))),
-            kind: AdapterKind::Redis {
-                url: url.to_owned(),
-            },
+            kind: AdapterKind::Redis { url: redact(url) },
         })
     }
 
@@ -193,7 +204,7 @@ impl Adapters {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, HostError> {
         match &config.redis_url {
-            Some(url) => Self::redis(url).await,
+            Some(url) => Self::redis(url, config).await,
             None => Ok(Self::in_memory(clock)),
         }
     }

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::containers::mounts::NodeMounts;
 use orchestrator_backends::containers::portainer::PortainerConfig;
+use orchestrator_backends::redis::url::redact;
 use orchestrator_core::AppId;
 use orchestrator_core::api::enums::CleanTarget;
 use orchestrator_core::events::BackendType;
@@ -142,7 +143,11 @@ pub fn node_redis_url(
         return Some(c.to_owned());
     }
     let Some(parts) = parse_redis_url(url) else {
-        return Some(url.to_owned());
+        // Sentinel and Cluster host lists: every loopback host becomes the gateway.
+        return match orchestrator_backends::redis::url::RedisUrl::parse(url) {
+            Ok(u) if u.has_loopback_host() => u.node_url(Some(gateway?)),
+            _ => Some(url.to_owned()),
+        };
     };
     if !is_loopback_host(parts.host) {
         return Some(url.to_owned());
@@ -263,7 +268,10 @@ impl DockerNodes {
         }
         let gateway = match configured {
             Some(_) => None,
-            None if parse_redis_url(url).is_some_and(|p| is_loopback_host(p.host)) => {
+            None if parse_redis_url(url).is_some_and(|p| is_loopback_host(p.host))
+                || orchestrator_backends::redis::url::RedisUrl::parse(url)
+                    .is_ok_and(|u| u.has_loopback_host()) =>
+            {
                 self.inner.ensure_network().await?.gateway
             }
             None => None,
@@ -271,9 +279,10 @@ impl DockerNodes {
         let node_url =
             node_redis_url(url, configured, gateway).ok_or_else(|| BackendError::Runtime {
                 message: format!(
-                    "network {} has no gateway address to reach Redis at {url} from the \
+                    "network {} has no gateway address to reach Redis at {} from the \
                      containers; set ORCHESTRATOR_NODE_REDIS_URL",
-                    self.inner.config().network
+                    self.inner.config().network,
+                    redact(url)
                 ),
             })?;
         if let Some(addr) = ip_address(&node_url) {
@@ -287,16 +296,17 @@ impl DockerNodes {
                 };
                 return Err(BackendError::Runtime {
                     message: format!(
-                        "containers would reach Redis at {addr} ({node_url}), but nothing \
+                        "containers would reach Redis at {addr} ({}), but nothing \
                          answers there ({why}): make redis-server listen on that address \
                          too (e.g. `--bind 127.0.0.1 {}`), or set ORCHESTRATOR_NODE_REDIS_URL \
                          to an address the containers can reach",
+                        redact(&node_url),
                         addr.ip()
                     ),
                 });
             }
         }
-        tracing::info!(url = %node_url, "nodes reach Redis here");
+        tracing::info!(url = %redact(&node_url), "nodes reach Redis here");
         *resolved = Some(node_url.clone());
         Ok(node_url)
     }
@@ -455,6 +465,28 @@ mod tests {
             Some("172.18.0.1:6455".parse().unwrap())
         );
         assert_eq!(ip_address("redis://bannou-redis:6379"), None);
+    }
+
+    #[test]
+    fn sentinel_and_cluster_host_lists_get_the_gateway() {
+        let gw: Option<IpAddr> = Some("172.18.0.1".parse().unwrap());
+        assert_eq!(
+            node_redis_url(
+                "redis+sentinel://u:p@127.0.0.1:26379,10.0.0.2:26379/m",
+                None,
+                gw
+            )
+            .as_deref(),
+            Some("redis+sentinel://u:p@172.18.0.1:26379,10.0.0.2:26379/m")
+        );
+        assert_eq!(
+            node_redis_url("rediss+cluster://localhost:7000,localhost:7001", None, gw).as_deref(),
+            Some("rediss+cluster://172.18.0.1:7000,172.18.0.1:7001")
+        );
+        assert_eq!(
+            node_redis_url("redis+cluster://127.0.0.1:7000", None, None),
+            None
+        );
     }
 
     #[tokio::test]

@@ -32,12 +32,11 @@ use futures::StreamExt;
 use orchestrator_core::ports::bus::{
     BusError, BusItem, EventBus, Payload, Subscription, validate_topic,
 };
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::StreamReadReply;
 use redis::{ErrorKind, ServerErrorKind, Value};
 use tokio::sync::mpsc;
 
-use super::connection::{CallError, RedisConnection};
+use super::connection::{CallError, RedisConn, RedisConnection};
 use super::store::DEFAULT_KEY_PREFIX;
 
 /// Field name of the message body in each stream entry.
@@ -142,9 +141,7 @@ impl EventBus for RedisBus {
             .arg(PAYLOAD_FIELD)
             .arg(payload.as_bytes());
         self.conn
-            .bounded(|mut con: ConnectionManager| async move {
-                cmd.query_async::<Value>(&mut con).await
-            })
+            .bounded(|mut con: RedisConn| async move { cmd.query_async::<Value>(&mut con).await })
             .await
             .map(drop)
             .map_err(unavailable)
@@ -184,12 +181,9 @@ impl EventBus for RedisBus {
 async fn dedicated_connection(
     conn: &RedisConnection,
     block: Duration,
-) -> Result<MultiplexedConnection, String> {
+) -> Result<RedisConn, String> {
     let cfg = conn.config();
-    let settings = cfg.dedicated_config(block);
-    let connecting = conn
-        .client()
-        .get_multiplexed_async_connection_with_config(&settings);
+    let connecting = conn.dedicated(block);
     match tokio::time::timeout(cfg.call_timeout, connecting).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(e.to_string()),
@@ -236,7 +230,7 @@ struct StreamInfo {
 
 /// `XINFO STREAM key`, or `None` when the stream does not exist.
 async fn stream_info(
-    con: &mut MultiplexedConnection,
+    con: &mut RedisConn,
     key: &str,
 ) -> Result<Option<StreamInfo>, redis::RedisError> {
     let reply: Result<HashMap<String, Value>, _> = redis::cmd("XINFO")
@@ -336,7 +330,7 @@ enum Stop {
 }
 
 impl Reader {
-    async fn run(mut self, first: MultiplexedConnection) {
+    async fn run(mut self, first: RedisConn) {
         let mut con = Some(first);
         let mut delay = self.config.reconnect_min_delay;
         loop {
@@ -383,13 +377,13 @@ impl Reader {
         }
     }
 
-    async fn reconnect(&self) -> Result<MultiplexedConnection, String> {
+    async fn reconnect(&self) -> Result<RedisConn, String> {
         dedicated_connection(&self.conn, self.config.block).await
     }
 
     /// Runs the lag check; false when the subscriber left meanwhile. A failed check is
     /// only logged: the next read will fail too and trigger a reconnect.
-    async fn report_gap(&mut self, con: &mut MultiplexedConnection) -> bool {
+    async fn report_gap(&mut self, con: &mut RedisConn) -> bool {
         match stream_info(con, &self.key).await {
             Ok(info) => match check_gap(&mut self.pos, info.as_ref()) {
                 Gap::None => true,
@@ -416,7 +410,7 @@ impl Reader {
         }
     }
 
-    async fn read_until_failure(&mut self, con: &mut MultiplexedConnection) -> Stop {
+    async fn read_until_failure(&mut self, con: &mut RedisConn) -> Stop {
         let block_ms = u64::try_from(self.config.block.as_millis()).unwrap_or(u64::MAX);
         let count = self.config.read_count.max(1);
         // True when entries may have been trimmed before this reader got to them: its

@@ -39,10 +39,9 @@ use orchestrator_core::Timestamp;
 use orchestrator_core::ports::leader::{
     LeaderElection, LeaderError, Leadership, check_candidate, check_request,
 };
-use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 
-use super::connection::{CallError, CallFailure, RedisConnection, ttl_millis};
+use super::connection::{CallError, CallFailure, RedisConn, RedisConnection, ttl_millis};
 use super::store::DEFAULT_KEY_PREFIX;
 
 /// Reads `KEYS[1]` as `"{token} {holder}"`: `tok, holder` (both nil when absent) or
@@ -152,9 +151,7 @@ impl RedisLeaderElection {
 
     async fn run(&self, invocation: ScriptInvocation<'static>) -> Result<Reply, LeaderError> {
         self.conn
-            .bounded(
-                |mut con: ConnectionManager| async move { invocation.invoke_async(&mut con).await },
-            )
+            .bounded(|mut con: RedisConn| async move { invocation.invoke_async(&mut con).await })
             .await
             .map_err(|e| leader_error(&self.keys.lease, e))
     }
@@ -208,7 +205,7 @@ impl LeaderElection for RedisLeaderElection {
             .arg(fencing_token.to_string());
         let deleted: i64 = self
             .conn
-            .bounded(|mut con: ConnectionManager| async move { inv.invoke_async(&mut con).await })
+            .bounded(|mut con: RedisConn| async move { inv.invoke_async(&mut con).await })
             .await
             .map_err(|e| leader_error(&self.keys.lease, e))?;
         Ok(deleted > 0)

@@ -70,10 +70,11 @@
 //! | `tdl` | sorted set | waiting ticket by deadline ms: dropping ended waits is O(ended) |
 //! | `grant:{ticket}` | list | the granted lease id, pushed on a handoff (TTL = rest of the wait + 60 s) |
 //!
-//! The set `{prefix}pools` lists the pools; only `configure_pool` touches it (and so is
-//! the one script that spans two hash slots: run a Redis Cluster only with a single-slot
-//! prefix). Records are compact space-separated strings, not JSON: the scripts never
-//! decode JSON, they only slice the header fields they need. `REQ` is the request's holder,
+//! The set `{prefix}pools` lists the pools; only `configure_pool` touches it, with its
+//! own `SADD` after the script (so no script spans two hash slots, and on a Redis Cluster
+//! the pools spread over the masters by their names, docs/DECISIONS.md#d45). Records are
+//! compact space-separated strings, not JSON: the scripts never decode JSON, they only
+//! slice the header fields they need. `REQ` is the request's holder,
 //! priority and metadata as JSON made by this process and stored opaquely; ids that may
 //! contain spaces are length-prefixed. Timestamps are stored in milliseconds, so
 //! sub-millisecond parts of `now` are dropped.
@@ -129,8 +130,9 @@ use orchestrator_pools::{
     PoolConfig, PoolLoad, PoolMetrics, PoolStatus, PoolType, ProcessorId, Released, RemovedWorker,
     WaitStatus, WaitTicket, Worker, WorkerState,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Script, ScriptInvocation, Value};
+use redis::{Script, ScriptInvocation, Value};
+
+use super::connection::{RedisConfig, RedisConn, RedisConnection, TlsFiles};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -213,6 +215,8 @@ pub enum Scripting {
 #[derive(Debug)]
 struct Library {
     code: String,
+    /// Replicas every write waits for ([`RedisLeaseStoreConfig::replicas`]).
+    wait: Option<Wait>,
     /// `(operation, function name)`, made once rather than on every call.
     functions: Vec<(&'static str, String)>,
 }
@@ -239,7 +243,11 @@ impl Library {
             .chain(["batch", "noop"])
             .map(|op| (op, format!("{name}_{op}")))
             .collect();
-        Library { code, functions }
+        Library {
+            code,
+            wait: None,
+            functions,
+        }
     }
 
     /// The function of operation `op` (one of [`OPERATIONS`] or `noop`).
@@ -272,7 +280,7 @@ impl Call<'_> {
 }
 
 /// Loads (or replaces with the same code) the library.
-async fn load_library(lib: &Library, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+async fn load_library(lib: &Library, conn: &mut RedisConn) -> redis::RedisResult<()> {
     redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
@@ -286,18 +294,53 @@ async fn load_library(lib: &Library, conn: &mut ConnectionManager) -> redis::Red
 /// persistence, flushed) is loaded again and the call repeated once, as `redis::Script`
 /// does for `NOSCRIPT`.
 async fn query_function(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     lib: &Library,
     cmd: &redis::Cmd,
 ) -> Result<Value, LeaseError> {
-    match cmd.query_async::<Value>(conn).await {
+    let reply = match cmd.query_async::<Value>(conn).await {
         Err(e) if function_missing(&e) => {
             load_library(lib, conn).await.map_err(redis_err)?;
             cmd.query_async::<Value>(conn).await
         }
         other => other,
     }
-    .map_err(redis_err)
+    .map_err(redis_err)?;
+    replicated(conn, lib.wait).await?;
+    Ok(reply)
+}
+
+/// `WAIT` for replicas of the writes made so far: how a grant survives a failover to a
+/// replica (docs/DECISIONS.md#d44).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// Replicas that must have the write.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: Duration,
+}
+
+/// Waits for `wait`'s replicas (nothing when `None`); fewer within its timeout is
+/// `Unavailable`: the operation happened on the master but is not known to survive a
+/// failover, so its caller must not rely on it (a grant it did not receive expires).
+async fn replicated(conn: &mut RedisConn, wait: Option<Wait>) -> Result<(), LeaseError> {
+    let Some(w) = wait else { return Ok(()) };
+    let timeout_ms = u64::try_from(w.timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(w.replicas)
+        .arg(timeout_ms)
+        .query_async(conn)
+        .await
+        .map_err(redis_err)?;
+    if acked < i64::from(w.replicas) {
+        return Err(unavailable(format!(
+            "the write reached {acked} of {} replicas within {timeout_ms} ms; not relied on (docs/DECISIONS.md#d44)",
+            w.replicas
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the server does not know a command (`FUNCTION` before Redis 7).
@@ -332,6 +375,12 @@ pub struct RedisLeaseStoreConfig {
     /// At most this many such calls on the wire at a time. Default 2: one runs while
     /// the next fills.
     pub batches_in_flight: usize,
+    /// CA and client certificate of a TLS URL.
+    pub tls_files: TlsFiles,
+    /// Every operation waits (`WAIT`) until this many replicas have its writes before it
+    /// answers, so a failover to a replica loses no acknowledged grant
+    /// (docs/DECISIONS.md#d44). Default `None`: answer on the master's word.
+    pub wait: Option<Wait>,
 }
 
 impl Default for RedisLeaseStoreConfig {
@@ -343,6 +392,8 @@ impl Default for RedisLeaseStoreConfig {
             scripting: Scripting::Auto,
             max_batch: 64,
             batches_in_flight: 2,
+            tls_files: TlsFiles::default(),
+            wait: None,
         }
     }
 }
@@ -385,8 +436,8 @@ impl Scripts {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    redis: RedisConnection,
+    conn: RedisConn,
     config: RedisLeaseStoreConfig,
     scripts: Scripts,
     /// Set when the operations run as Redis Functions.
@@ -394,10 +445,10 @@ struct Inner {
     /// Set when hot operations are batched (Functions, `max_batch` > 1).
     batcher: Option<batch::Batcher>,
     /// Dedicated connections for `BLPOP`, reused once their wait finished.
-    watchers: Mutex<Vec<MultiplexedConnection>>,
+    watchers: Mutex<Vec<RedisConn>>,
 }
 
-/// The Redis lease store. A cheap `Clone` handle: one [`ConnectionManager`] (which
+/// The Redis lease store. A cheap `Clone` handle: one [`RedisConn`] (which
 /// reconnects by itself and pipelines concurrent calls from many tasks) shared by all
 /// clones.
 #[derive(Clone)]
@@ -601,22 +652,26 @@ fn pairs(v: Option<&Value>) -> Vec<(&str, &str)> {
 // === impl RedisLeaseStore ===
 
 impl RedisLeaseStore {
-    /// Connects to `url` (`redis://host:port/db`). Fails with `Unavailable` when Redis
-    /// cannot be reached within the connection timeout.
+    /// Connects to `url` (any form of [`super::url::RedisUrl`]). Fails with
+    /// `Unavailable` when Redis cannot be reached within the connection timeout.
     pub async fn connect(url: &str, config: RedisLeaseStoreConfig) -> Result<Self, LeaseError> {
-        let client = redis::Client::open(url).map_err(redis_err)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-            .await
-            .map_err(redis_err)?;
+        let redis = RedisConnection::connect(RedisConfig {
+            tls_files: config.tls_files.clone(),
+            connection_timeout: config.connection_timeout,
+            response_timeout: config.response_timeout,
+            reconnect_attempts: 1,
+            reconnect_max_delay: Duration::from_millis(500),
+            call_timeout: config.connection_timeout + config.response_timeout,
+            ..RedisConfig::new(url)
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+        let mut conn = redis.manager();
         let library = match config.scripting {
             Scripting::Eval => None,
             Scripting::Auto => {
-                let library = Library::new();
+                let mut library = Library::new();
+                library.wait = config.wait;
                 match load_library(&library, &mut conn).await {
                     Ok(()) => Some(Arc::new(library)),
                     // Redis before 7 (no FUNCTION), or an ACL that forbids it
@@ -639,7 +694,7 @@ impl RedisLeaseStore {
         };
         Ok(RedisLeaseStore {
             inner: Arc::new(Inner {
-                client,
+                redis,
                 conn,
                 config,
                 scripts: Scripts::new(),
@@ -707,10 +762,14 @@ impl RedisLeaseStore {
     async fn run_raw(&self, call: Call<'_>) -> Result<Value, LeaseError> {
         let mut conn = self.inner.conn.clone();
         match call {
-            Call::Eval(inv) => inv
-                .invoke_async::<Value>(&mut conn)
-                .await
-                .map_err(redis_err),
+            Call::Eval(inv) => {
+                let reply = inv
+                    .invoke_async::<Value>(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                replicated(&mut conn, self.inner.config.wait).await?;
+                Ok(reply)
+            }
             Call::Function(cmd, lib) => query_function(&mut conn, lib, &cmd).await,
         }
     }
@@ -967,15 +1026,7 @@ impl RedisLeaseStore {
             .pop();
         let conn = match pooled {
             Some(c) => Ok(c),
-            None => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(inner.config.connection_timeout))
-                    .set_response_timeout(Some(WATCH_BLOCK + inner.config.response_timeout));
-                inner
-                    .client
-                    .get_multiplexed_async_connection_with_config(&cfg)
-                    .await
-            }
+            None => inner.redis.dedicated(WATCH_BLOCK).await,
         };
         let Ok(mut conn) = conn else {
             // Redis is unreachable: wake after a poll interval; the waiter's poll reports it.
@@ -1023,7 +1074,7 @@ impl LeaseStore for RedisLeaseStore {
         let mut call = self.prepare(
             "configure",
             self.inner.scripts.get("configure"),
-            &[self.pool_key_base(&pool), self.pools_key()],
+            &[self.pool_key_base(&pool)],
         );
         call.arg(pool.as_str())
             .arg(json)
@@ -1033,6 +1084,15 @@ impl LeaseStore for RedisLeaseStore {
         if !ok(&reply) {
             return Err(self.refused(&reply, &pool, Refusal::None));
         }
+        // Listed after its state exists: a failure here fails the call, and configuring
+        // again (idempotent) lists it.
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("SADD")
+            .arg(self.pools_key())
+            .arg(pool.as_str())
+            .query_async::<Value>(&mut conn)
+            .await
+            .map_err(redis_err)?;
         if is_nil(reply.get(1)) {
             return Ok(None);
         }

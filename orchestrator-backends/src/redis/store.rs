@@ -47,8 +47,8 @@
 //!   members whose entry has expired.
 //!
 //! Scripts build the history entry keys from a prefix argument (`{n}` is only known
-//! inside the script); that is fine on a single server and would need hash tags on a
-//! cluster.
+//! inside the script); on a Redis Cluster the prefix is a hash tag (`{orch}:...`, see
+//! [`RedisStore::with_prefix`]), so those keys are in the script's slot too.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -57,12 +57,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_core::ports::store::{OrchestratorStore, StoreError, check_ttl};
 use orchestrator_core::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde::de::DeserializeOwned;
 
 use super::connection::{
-    CallError, CallFailure, ConnectError, RedisConfig, RedisConnection, ttl_millis,
+    CallError, CallFailure, ConnectError, RedisConfig, RedisConn, RedisConnection, ttl_millis,
 };
 
 /// Key prefix of docs/COMPATIBILITY.md#stores (`orch:hb:...`, `orch:rt:...`, `orch:cfg:...`).
@@ -338,11 +337,19 @@ impl RedisStore {
     }
 
     /// A store on `conn` with keys under `prefix` (`{prefix}:hb:{appId}`, ...). Stores on
-    /// different prefixes share nothing, so tests can share one server.
+    /// different prefixes share nothing, so tests can share one server. On a Redis
+    /// Cluster a prefix without a hash tag becomes one (`orch` -> `{orch}`), so every key
+    /// of the store, and so every script, is in one slot (docs/DECISIONS.md#d45).
     pub fn with_prefix(conn: RedisConnection, prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into();
+        if conn.url().topology == super::url::Topology::Cluster
+            && !super::url::has_hash_tag(&prefix)
+        {
+            prefix = format!("{{{prefix}}}");
+        }
         RedisStore {
             conn,
-            keys: Arc::new(Keys::new(&prefix.into())),
+            keys: Arc::new(Keys::new(&prefix)),
         }
     }
 
@@ -367,9 +374,7 @@ impl RedisStore {
         invocation: ScriptInvocation<'static>,
     ) -> Result<T, StoreError> {
         self.conn
-            .bounded(
-                |mut con: ConnectionManager| async move { invocation.invoke_async(&mut con).await },
-            )
+            .bounded(|mut con: RedisConn| async move { invocation.invoke_async(&mut con).await })
             .await
             .map_err(|e| store_error(key, e))
     }
@@ -377,7 +382,7 @@ impl RedisStore {
     async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let cmd = redis::cmd("GET").arg(key).to_owned();
         self.conn
-            .bounded(|mut con: ConnectionManager| async move { cmd.query_async(&mut con).await })
+            .bounded(|mut con: RedisConn| async move { cmd.query_async(&mut con).await })
             .await
             .map_err(|e| store_error(key, e))
     }
@@ -453,9 +458,7 @@ impl OrchestratorStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let cmd = redis::cmd("PING");
         self.conn
-            .bounded(|mut con: ConnectionManager| async move {
-                cmd.query_async::<String>(&mut con).await
-            })
+            .bounded(|mut con: RedisConn| async move { cmd.query_async::<String>(&mut con).await })
             .await
             .map(drop)
             .map_err(|e| store_error("PING", e))
@@ -618,7 +621,7 @@ impl OrchestratorStore for RedisStore {
         pipe.atomic().get(&k.cfg_current).get(&history_key);
         let (current, entry): (Option<Vec<u8>>, Option<Vec<u8>>) = self
             .conn
-            .bounded(|mut con: ConnectionManager| async move { pipe.query_async(&mut con).await })
+            .bounded(|mut con: RedisConn| async move { pipe.query_async(&mut con).await })
             .await
             .map_err(|e| store_error(&history_key, e))?;
         if let Some(raw) = current {
@@ -716,7 +719,7 @@ impl OrchestratorStore for RedisStore {
         let cmd = redis::cmd("HGET").arg(&key).arg("config").to_owned();
         let raw: Option<Vec<u8>> = self
             .conn
-            .bounded(|mut con: ConnectionManager| async move { cmd.query_async(&mut con).await })
+            .bounded(|mut con: RedisConn| async move { cmd.query_async(&mut con).await })
             .await
             .map_err(|e| store_error(&key, e))?;
         raw.map(|r| decode(&key, &r)).transpose()

@@ -142,9 +142,17 @@ async fn run_async(args: &HeartbeatsArgs) -> anyhow::Result<HeartbeatsReport> {
     let memory = measure(memory_bus.clone(), args).await?;
     let (redis, silence_bus, silence_name) = match &args.redis {
         Some(url) => {
-            let conn = RedisConnection::connect(RedisConfig::new(url.clone()))
+            let tls = orchestrator_backends::redis::url::TlsFiles::from_env(|name| {
+                std::env::var(name).ok()
+            });
+            let conn = RedisConnection::connect(RedisConfig::new(url.clone()).with_tls_files(tls))
                 .await
-                .with_context(|| format!("connecting to {url}"))?;
+                .with_context(|| {
+                    format!(
+                        "connecting to {}",
+                        orchestrator_backends::redis::url::redact(url)
+                    )
+                })?;
             let prefix = format!("bench:{}", Uuid::new_v4().simple());
             let bus: Arc<dyn EventBus> =
                 Arc::new(RedisBus::new(conn, RedisBusConfig::with_prefix(prefix)));

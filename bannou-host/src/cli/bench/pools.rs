@@ -27,6 +27,7 @@ use anyhow::Context;
 use clap::Args;
 use orchestrator_backends::redis::leases::baseline::{BaselineError, UpstreamBaseline};
 use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig, Scripting};
+use orchestrator_backends::redis::url::{RedisUrl, TlsFiles, Topology, redact};
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::{
     AcquireProcessorRequest, DeployRequest, GetPoolStatusRequest, ReleaseProcessorRequest,
@@ -46,10 +47,16 @@ use crate::server::Server;
 /// Arguments of `bench pools`.
 #[derive(Debug, Args)]
 pub struct PoolsArgs {
-    /// Redis to run the Redis store and the baseline against (`redis://127.0.0.1:6379/`);
-    /// without it only the in-memory store runs and no server is started.
+    /// Redis to run the Redis store and the baseline against (`redis://127.0.0.1:6379/`,
+    /// or any form of the README's Redis URL table; TLS files from
+    /// `ORCHESTRATOR_REDIS_TLS_*_FILE`); without it only the in-memory store runs and no
+    /// server is started. The upstream baseline runs on plain `redis://` only.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Pools the workers are split over (client `i` uses pool `i % pools`); on a Redis
+    /// Cluster each pool lives on the master owning its name's slot.
+    #[arg(long, default_value_t = 1)]
+    pub pools: usize,
     /// Concurrent clients.
     #[arg(long, default_value_t = 50)]
     pub clients: usize,
@@ -253,8 +260,9 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
     let duration = Duration::from_secs_f64(args.seconds);
     let tag = uuid::Uuid::new_v4().simple().to_string();
 
+    anyhow::ensure!(args.pools > 0, "--pools must be at least 1");
     let memory = MemoryLeaseStore::new();
-    let pool = setup_store(&memory, workers).await?;
+    let pool = setup_store(&memory, workers, args.pools).await?;
     let memory_run = drive(
         Arc::new(Target::Store(Arc::new(memory), pool)),
         args.clients,
@@ -275,13 +283,15 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
             },
             max_batch: args.max_batch,
             batches_in_flight: args.batches_in_flight,
+            tls_files: TlsFiles::from_env(|name| std::env::var(name).ok()),
             ..RedisLeaseStoreConfig::with_prefix(format!("bench:{tag}:"))
         };
+        let shown = redact(url);
         let store = RedisLeaseStore::connect(url, config)
             .await
-            .with_context(|| format!("connecting to {url}"))?;
+            .with_context(|| format!("connecting to {shown}"))?;
         scripting = Some(store.scripting());
-        let pool = setup_store(&store, workers).await?;
+        let pool = setup_store(&store, workers, args.pools).await?;
         let before = store.batch_stats();
         redis_run = Some(
             drive(
@@ -294,7 +304,11 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         ops_per_call = before
             .zip(store.batch_stats())
             .map(|(a, b)| (b.operations - a.operations) as f64 / (b.calls - a.calls).max(1) as f64);
-        invariants = Some(match store.check_invariants(&pool).await {
+        let mut checked = Ok(());
+        for p in pool.iter() {
+            checked = checked.and(store.check_invariants(p).await);
+        }
+        invariants = Some(match checked {
             Ok(()) => "ok".to_owned(),
             Err(e) => e,
         });
@@ -303,21 +317,23 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
                 Some(drive(Arc::new(Target::Ceiling(store)), args.clients, duration).await);
         }
 
-        let baseline = UpstreamBaseline::connect(url, format!("bench:{tag}:upstream:"))
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        baseline
-            .setup("bench", workers, now())
-            .await
-            .context("setting up the baseline pool")?;
-        baseline_run = Some(
-            drive(
-                Arc::new(Target::Baseline(baseline, "bench".to_owned())),
-                args.clients,
-                duration,
-            )
-            .await,
-        );
+        if RedisUrl::parse(url).is_ok_and(|u| u.topology == Topology::Single && !u.tls) {
+            let baseline = UpstreamBaseline::connect(url, format!("bench:{tag}:upstream:"))
+                .await
+                .with_context(|| format!("connecting to {shown}"))?;
+            baseline
+                .setup("bench", workers, now())
+                .await
+                .context("setting up the baseline pool")?;
+            baseline_run = Some(
+                drive(
+                    Arc::new(Target::Baseline(baseline, "bench".to_owned())),
+                    args.clients,
+                    duration,
+                )
+                .await,
+            );
+        }
     }
 
     let http_run = if args.http {
@@ -368,21 +384,38 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
 }
 
 /// Configures pool `bench` with `workers` ready workers.
-async fn setup_store(store: &dyn LeaseStore, workers: u32) -> anyhow::Result<PoolType> {
-    let mut spec = PoolSpec::named("bench");
-    spec.min_instances = 0;
-    spec.max_instances = i64::from(workers);
-    let config = PoolConfig::new(spec)?;
-    let pool = config.pool_type().clone();
-    store.configure_pool(config).await?;
-    for i in 0..workers {
-        let id = WorkerIdentity::from_value(&pool, u128::from(i) + 1);
-        store
-            .register_worker(&pool, &id.processor_id, &id.app_id, now())
-            .await?;
-        store.mark_ready(&pool, id.app_id.as_str(), now()).await?;
+/// `pools` pools (`bench`, or `bench-0`, `bench-1`, ...) sharing `workers` workers (each
+/// at least one).
+async fn setup_store(
+    store: &dyn LeaseStore,
+    workers: u32,
+    pools: usize,
+) -> anyhow::Result<Vec<PoolType>> {
+    let count = u32::try_from(pools).unwrap_or(u32::MAX);
+    let mut made = Vec::new();
+    for n in 0..count {
+        let name = if count == 1 {
+            "bench".to_owned()
+        } else {
+            format!("bench-{n}")
+        };
+        let mine = (workers / count + u32::from(n < workers % count)).max(1);
+        let mut spec = PoolSpec::named(name);
+        spec.min_instances = 0;
+        spec.max_instances = i64::from(mine);
+        let config = PoolConfig::new(spec)?;
+        let pool = config.pool_type().clone();
+        store.configure_pool(config).await?;
+        for i in 0..mine {
+            let id = WorkerIdentity::from_value(&pool, u128::from(i) + 1);
+            store
+                .register_worker(&pool, &id.processor_id, &id.app_id, now())
+                .await?;
+            store.mark_ready(&pool, id.app_id.as_str(), now()).await?;
+        }
+        made.push(pool);
     }
-    Ok(pool)
+    Ok(made)
 }
 
 /// The pool (e) leases from.
@@ -457,7 +490,8 @@ async fn http_bench(
 }
 
 enum Target {
-    Store(Arc<dyn LeaseStore>, PoolType),
+    /// A lease store and its pools (client `i` uses pool `i % len`).
+    Store(Arc<dyn LeaseStore>, Vec<PoolType>),
     /// The HTTP API of a control plane (pool [`HTTP_POOL`]).
     Http(ApiClient),
     Baseline(UpstreamBaseline, String),
@@ -565,7 +599,8 @@ impl Target {
         stats: &mut ClientStats,
     ) -> Pair {
         match self {
-            Target::Store(store, pool) => {
+            Target::Store(store, pools) => {
+                let pool = &pools[client % pools.len()];
                 let lease = match store
                     .acquire(pool, AcquireRequest::new(holder), clock.at(start))
                     .await
@@ -828,6 +863,7 @@ mod tests {
     fn report(clients: usize, workers: u32, http: bool) -> serde_json::Value {
         let args = PoolsArgs {
             redis: None,
+            pools: 1,
             clients,
             seconds: 0.2,
             workers: Some(workers),

@@ -31,10 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use orchestrator_pools::LeaseError;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Library, query_function, unavailable};
+use crate::redis::connection::RedisConn;
 
 /// One operation waiting for its call.
 struct Pending {
@@ -81,7 +81,7 @@ pub struct BatchStats {
 /// The handle the store calls through; the dispatcher task ends when it is dropped.
 pub(super) struct Batcher {
     tx: mpsc::UnboundedSender<Pending>,
-    conn: ConnectionManager,
+    conn: RedisConn,
     lib: Arc<Library>,
     counters: Arc<Counters>,
     slots: Arc<Semaphore>,
@@ -90,7 +90,7 @@ pub(super) struct Batcher {
 impl Batcher {
     /// Starts the dispatcher on the current Tokio runtime; `None` outside one.
     pub(super) fn start(
-        conn: ConnectionManager,
+        conn: RedisConn,
         lib: Arc<Library>,
         max_batch: usize,
         in_flight: usize,
@@ -183,7 +183,7 @@ impl Batcher {
 /// most `slots` calls out at a time.
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Pending>,
-    conn: ConnectionManager,
+    conn: RedisConn,
     lib: Arc<Library>,
     max_batch: usize,
     slots: Arc<Semaphore>,
@@ -268,7 +268,7 @@ fn single_cmd<A: AsRef<[u8]>>(lib: &Library, base: &str, op: &str, args: &[A]) -
 /// Runs `ops` (operation and its `ARGV`) on the pool at `base` as one call of `batch`,
 /// in the order given, and returns each operation's reply, not yet checked for `error`.
 pub(super) async fn call_batch<A: AsRef<[u8]>>(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     lib: &Library,
     base: &str,
     ops: &[(&str, &[A])],
@@ -292,7 +292,7 @@ pub(super) async fn call_batch<A: AsRef<[u8]>>(
 }
 
 /// Sends one group (one pool) and answers each of its operations.
-async fn run_group(mut conn: ConnectionManager, lib: &Library, group: Vec<Pending>) {
+async fn run_group(mut conn: RedisConn, lib: &Library, group: Vec<Pending>) {
     let replies = if let [p] = group.as_slice() {
         query_function(&mut conn, lib, &single_cmd(lib, &p.base, p.op, &p.args))
             .await
