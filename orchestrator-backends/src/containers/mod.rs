@@ -11,6 +11,8 @@
 //!   scale, rolling restart, service logs, and prune limited to our label. It shares the
 //!   standalone backend's naming, environment layering, log reader and label-limited engine
 //!   prune.
+//! - [`engine`]: the Docker Engine API pieces the Docker, Swarm and Portainer backends
+//!   share (client, errors, environment, our network, finding, label-limited prune).
 //! - [`mounts`]: the mounts of a node's container on both Docker-engine backends (logs
 //!   volume, certificates, presets), built once for both.
 //! - `testing` (feature `testkit`): the test image built once per process, unique names
@@ -27,6 +29,7 @@
 //!   Docker proxy with `X-API-Key`; only availability (`/api/status`) is Portainer's own.
 
 pub mod docker;
+pub mod engine;
 pub mod image;
 pub mod kubernetes;
 pub mod mounts;
