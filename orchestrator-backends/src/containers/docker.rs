@@ -228,15 +228,7 @@ impl DockerBackend {
     /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
     /// node's environment (later wins).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
-        layered_environment(
-            node,
-            EnvironmentInputs {
-                orchestrator_app_id: &self.config.orchestrator_app_id,
-                node_port: self.config.node_port,
-                mounts: &self.config.mounts,
-                extra: &self.config.extra_environment,
-            },
-        )
+        layered_environment(node, engine::environment_inputs!(self.config))
     }
 
     /// Our network, if it exists.
@@ -273,11 +265,14 @@ impl DockerBackend {
         }
     }
 
-    /// Containers matching every `label=…` filter, in any state.
-    async fn list_labelled(&self, filters: Vec<String>) -> Result<Vec<Replica>, BackendError> {
+    /// Containers matching `filters` (none: every container), in any state.
+    async fn list_filtered(
+        &self,
+        filters: Option<HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<Replica>, BackendError> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".to_owned(), filters)])),
+            filters,
             ..Default::default()
         };
         let listed = self
@@ -286,6 +281,12 @@ impl DockerBackend {
             .await
             .map_err(map_err)?;
         Ok(listed.into_iter().map(Replica::from_summary).collect())
+    }
+
+    /// Containers matching every `label=…` filter, in any state.
+    async fn list_labelled(&self, filters: Vec<String>) -> Result<Vec<Replica>, BackendError> {
+        self.list_filtered(Some(HashMap::from([("label".to_owned(), filters)])))
+            .await
     }
 
     /// Our containers of `app_id`, primary first.
@@ -307,23 +308,9 @@ impl DockerBackend {
 
     /// The container named exactly `name`, if any (ours or not).
     async fn by_name(&self, name: &str) -> Result<Option<Replica>, BackendError> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "name".to_owned(),
-                vec![exact_name_filter(name)],
-            )])),
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
-        Ok(listed
-            .into_iter()
-            .map(Replica::from_summary)
-            .find(|r| r.name == name))
+        let filter = HashMap::from([("name".to_owned(), vec![exact_name_filter(name)])]);
+        let listed = self.list_filtered(Some(filter)).await?;
+        Ok(listed.into_iter().find(|r| r.name == name))
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, BackendError> {
@@ -877,18 +864,10 @@ impl ContainerBackend for DockerBackend {
     }
 
     async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
-        let options = ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
-        Ok(listed
+        Ok(self
+            .list_filtered(None)
+            .await?
             .into_iter()
-            .map(Replica::from_summary)
             .filter(|r| is_infrastructure(&r.name) || is_infrastructure(&r.image))
             .map(|r| InfrastructureInfo {
                 name: app_name(&r.labels, std::slice::from_ref(&r.name), &r.id),
@@ -904,10 +883,9 @@ impl ContainerBackend for DockerBackend {
         targets: &BTreeSet<CleanTarget>,
         older_than: Option<Duration>,
     ) -> Result<PruneReport, BackendError> {
-        engine::prune(&self.docker, targets, async |report: &mut PruneReport| {
-            self.prune_containers(older_than, report).await
-        })
-        .await
+        let containers =
+            async |report: &mut PruneReport| self.prune_containers(older_than, report).await;
+        engine::prune(&self.docker, targets, containers).await
     }
 }
 
@@ -917,42 +895,24 @@ mod tests {
     use orchestrator_core::ports::backend::{ResourceLimits, RestartPolicy};
 
     fn backend(config: DockerConfig) -> DockerBackend {
-        // No request is made by these tests; the client only needs to exist.
-        let docker = connect(Some("tcp://127.0.0.1:9")).unwrap();
-        DockerBackend::new(docker, config)
+        DockerBackend::new(engine::tests::unanswered_client(), config)
     }
 
     #[test]
-    fn environment_layers_injected_listen_extra_then_node() {
+    fn nodes_get_the_configured_port_and_extra_variables_under_their_own() {
         let mut config = DockerConfig {
             node_port: 8081,
             ..DockerConfig::default()
         };
         config
             .extra_environment
-            .insert("ORCHESTRATOR_REDIS_CONNECTION_STRING".into(), "r:1".into());
-        config
-            .extra_environment
             .insert("DAEMON_MODE".into(), "extra".into());
         let b = backend(config);
         let mut node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
-        node.environment
-            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
-        let env = b.node_environment(&node);
-        assert_eq!(env["BANNOU_APP_ID"], "n1");
-        assert_eq!(env["BANNOU_HTTP_ENDPOINT"], "http://bannou");
-        assert_eq!(env[LISTEN_VARIABLE], "0.0.0.0:8081");
-        assert_eq!(env["ORCHESTRATOR_REDIS_CONNECTION_STRING"], "r:1");
-        assert_eq!(env["DAEMON_MODE"], "extra", "extra environment wins");
-        assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
-        node.environment
-            .insert(LISTEN_VARIABLE.into(), "0.0.0.0:9".into());
-        assert_eq!(
-            b.node_environment(&node)[LISTEN_VARIABLE],
-            "0.0.0.0:9",
-            "the node's own environment wins"
-        );
-        assert!(!env.contains_key("SSL_CERT_DIR"));
+        assert_eq!(b.node_environment(&node)[LISTEN_VARIABLE], "0.0.0.0:8081");
+        assert_eq!(b.node_environment(&node)["DAEMON_MODE"], "extra");
+        node.environment.insert("DAEMON_MODE".into(), "node".into());
+        assert_eq!(b.node_environment(&node)["DAEMON_MODE"], "node");
     }
 
     #[test]

@@ -127,6 +127,20 @@ pub struct EnvironmentInputs<'a> {
     pub extra: &'a BTreeMap<String, String>,
 }
 
+/// The [`EnvironmentInputs`] of a backend's settings (`DockerConfig` and `SwarmConfig`
+/// name these fields alike).
+macro_rules! environment_inputs {
+    ($config:expr) => {
+        $crate::containers::engine::EnvironmentInputs {
+            orchestrator_app_id: &$config.orchestrator_app_id,
+            node_port: $config.node_port,
+            mounts: &$config.mounts,
+            extra: &$config.extra_environment,
+        }
+    };
+}
+pub(crate) use environment_inputs;
+
 /// The environment of a node on our Docker-engine backends (standalone and Swarm):
 /// [`docker_injected_environment`] under `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, then
 /// `extra` and the node's own environment on top (later wins).
@@ -515,8 +529,54 @@ async fn prune_engine_target(docker: &Docker, target: CleanTarget, report: &mut 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A client of an address nothing answers on (no request succeeds).
+    pub(crate) fn unanswered_client() -> Docker {
+        connect(Some("tcp://127.0.0.1:9")).unwrap()
+    }
+
+    #[test]
+    fn environment_layers_injected_listen_extra_then_node() {
+        let extra = BTreeMap::from([
+            (
+                "ORCHESTRATOR_REDIS_CONNECTION_STRING".to_owned(),
+                "r:1".to_owned(),
+            ),
+            ("DAEMON_MODE".to_owned(), "extra".to_owned()),
+        ]);
+        let (app, mounts) = (AppId::control_plane(), NodeMounts::default());
+        let inputs = EnvironmentInputs {
+            orchestrator_app_id: &app,
+            node_port: 8081,
+            mounts: &mounts,
+            extra: &extra,
+        };
+        let mut node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
+        node.environment
+            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
+        let env = layered_environment(&node, inputs);
+        assert_eq!(env["BANNOU_APP_ID"], "n1");
+        assert_eq!(env["BANNOU_HTTP_ENDPOINT"], "http://bannou");
+        assert_eq!(env["BANNOU_MAPPING_SOURCE_APP_ID"], "bannou");
+        assert_eq!(env[LISTEN_VARIABLE], "0.0.0.0:8081");
+        assert_eq!(env["ORCHESTRATOR_REDIS_CONNECTION_STRING"], "r:1");
+        assert_eq!(env["DAEMON_MODE"], "extra", "extra environment wins");
+        assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
+        assert!(
+            !env.keys().any(|k| k.contains('-')),
+            "no upstream junk keys"
+        );
+        assert!(!env.contains_key("SSL_CERT_DIR"), "no certificates mounted");
+        node.environment
+            .insert(LISTEN_VARIABLE.into(), "0.0.0.0:9".into());
+        assert_eq!(
+            layered_environment(&node, inputs)[LISTEN_VARIABLE],
+            "0.0.0.0:9",
+            "the node's own environment wins"
+        );
+    }
 
     #[test]
     fn grace_rounds_up_to_whole_seconds() {

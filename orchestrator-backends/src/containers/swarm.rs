@@ -82,8 +82,8 @@ use self::model::{
 use super::docker::logs::{logs_options, read_lines, select};
 use super::docker::model::{parse_docker_time, short_id, valid_app_id};
 use super::engine::{
-    self, EnvironmentInputs, NetworkInfo, OurNetwork, SystemClock, check_max_replicas, is_status,
-    layered_environment, map_err, of_app, some_or_not_found, workload_filters,
+    self, NetworkInfo, OurNetwork, SystemClock, check_max_replicas, is_status, layered_environment,
+    map_err, of_app, some_or_not_found, workload_filters,
 };
 use super::mounts::NodeMounts;
 
@@ -200,15 +200,7 @@ impl SwarmBackend {
 
     /// The environment a node's tasks get (see [`layered_environment`]).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
-        layered_environment(
-            node,
-            EnvironmentInputs {
-                orchestrator_app_id: &self.config.orchestrator_app_id,
-                node_port: self.config.node_port,
-                mounts: &self.config.mounts,
-                extra: &self.config.extra_environment,
-            },
-        )
+        layered_environment(node, engine::environment_inputs!(self.config))
     }
 
     /// The engine's Swarm state (`docker info`).
@@ -623,6 +615,37 @@ impl ContainerBackend for SwarmBackend {
         })
     }
 
+    async fn restart(
+        &self,
+        app_id: &AppId,
+        options: &RestartOptions,
+    ) -> Result<RestartOutcome, BackendError> {
+        let id = self.find_some(app_id).await?[0]
+            .id
+            .clone()
+            .unwrap_or_default();
+        let rolling = options.priority == RestartPriority::Graceful;
+        let grace = nanos(options.effective_grace());
+        let base = self
+            .update_with(&id, |base| {
+                let mut spec = base.clone();
+                let template = spec.task_template.get_or_insert_with(Default::default);
+                template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+                template
+                    .container_spec
+                    .get_or_insert_with(Default::default)
+                    .stop_grace_period = Some(grace);
+                spec.update_config = Some(update_config(if rolling { 1 } else { 0 }));
+                spec
+            })
+            .await?;
+        let replicas = spec_replicas(&base).unwrap_or(1);
+        Ok(RestartOutcome {
+            current_instances: replicas,
+            strategy: engine::restart_strategy(rolling),
+        })
+    }
+
     async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError> {
         let found = self.find_some(app_id).await?;
         self.check_replicas(replicas)?;
@@ -647,35 +670,6 @@ impl ContainerBackend for SwarmBackend {
         Ok(ScaleResult {
             previous_replicas: spec_replicas(&base).unwrap_or(1),
             current_replicas: replicas,
-        })
-    }
-
-    async fn restart(
-        &self,
-        app_id: &AppId,
-        options: &RestartOptions,
-    ) -> Result<RestartOutcome, BackendError> {
-        let found = self.find_some(app_id).await?;
-        let id = found[0].id.clone().unwrap_or_default();
-        let rolling = options.priority == RestartPriority::Graceful;
-        let grace = nanos(options.effective_grace());
-        let base = self
-            .update_with(&id, |base| {
-                let mut spec = base.clone();
-                let template = spec.task_template.get_or_insert_with(Default::default);
-                template.force_update = Some(template.force_update.unwrap_or(0) + 1);
-                template
-                    .container_spec
-                    .get_or_insert_with(Default::default)
-                    .stop_grace_period = Some(grace);
-                spec.update_config = Some(update_config(if rolling { 1 } else { 0 }));
-                spec
-            })
-            .await?;
-        let replicas = spec_replicas(&base).unwrap_or(1);
-        Ok(RestartOutcome {
-            current_instances: replicas,
-            strategy: engine::restart_strategy(rolling),
         })
     }
 
@@ -744,6 +738,16 @@ impl ContainerBackend for SwarmBackend {
         Ok(select(lines, query))
     }
 
+    async fn prune(
+        &self,
+        targets: &BTreeSet<CleanTarget>,
+        older_than: Option<Duration>,
+    ) -> Result<PruneReport, BackendError> {
+        let services =
+            async |report: &mut PruneReport| self.prune_services(older_than, report).await;
+        engine::prune(&self.docker, targets, services).await
+    }
+
     async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
         let all = self
             .docker
@@ -772,17 +776,6 @@ impl ContainerBackend for SwarmBackend {
             })
             .collect())
     }
-
-    async fn prune(
-        &self,
-        targets: &BTreeSet<CleanTarget>,
-        older_than: Option<Duration>,
-    ) -> Result<PruneReport, BackendError> {
-        engine::prune(&self.docker, targets, async |report: &mut PruneReport| {
-            self.prune_services(older_than, report).await
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -790,48 +783,29 @@ mod tests {
     use super::*;
 
     fn backend(config: SwarmConfig) -> SwarmBackend {
-        // No request is made by most of these tests; the client only needs to exist.
-        let docker = super::super::docker::connect(Some("tcp://127.0.0.1:9")).unwrap();
-        SwarmBackend::new(docker, config)
+        SwarmBackend::new(engine::tests::unanswered_client(), config)
     }
 
     #[test]
-    fn environment_is_the_docker_layering() {
-        let mut config = SwarmConfig {
-            node_port: 8081,
-            ..SwarmConfig::default()
-        };
-        config
-            .extra_environment
-            .insert("ORCHESTRATOR_REDIS_CONNECTION_STRING".into(), "r:1".into());
-        let b = backend(config);
-        let mut node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
-        node.environment
-            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
-        let env = b.node_environment(&node);
-        assert_eq!(env["BANNOU_APP_ID"], "n1");
-        assert_eq!(env["BANNOU_MAPPING_SOURCE_APP_ID"], "bannou");
-        assert_eq!(env["ORCHESTRATOR_LISTEN"], "0.0.0.0:8081");
-        assert_eq!(env["ORCHESTRATOR_REDIS_CONNECTION_STRING"], "r:1");
-        assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
-        assert!(!env.contains_key("AUTH_SERVICE_ENABLED_JUNK"));
+    fn mounted_certificates_and_the_port_reach_the_tasks_environment() {
+        let node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
+        let plain = backend(SwarmConfig::default()).node_environment(&node);
         assert!(
-            !env.keys().any(|k| k.contains('-')),
-            "no upstream junk keys"
+            !plain.contains_key("SSL_CERT_DIR"),
+            "no certificates mounted"
         );
-        assert!(!env.contains_key("SSL_CERT_DIR"), "no certificates mounted");
+        assert_eq!(plain["ORCHESTRATOR_LISTEN"], "0.0.0.0:80");
         let with_certs = backend(SwarmConfig {
+            node_port: 8081,
             mounts: NodeMounts {
                 certificates_host_path: Some("/srv/certs".into()),
                 ..NodeMounts::default()
             },
             ..SwarmConfig::default()
         });
-        assert_eq!(
-            with_certs.node_environment(&node)["SSL_CERT_DIR"],
-            "/certificates",
-            "the variable points at the mounted certificates"
-        );
+        let env = with_certs.node_environment(&node);
+        assert_eq!(env["SSL_CERT_DIR"], "/certificates");
+        assert_eq!(env["ORCHESTRATOR_LISTEN"], "0.0.0.0:8081");
     }
 
     #[tokio::test]
