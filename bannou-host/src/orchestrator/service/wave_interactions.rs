@@ -3,61 +3,23 @@
 //! The mock hands each expected call to the scriptable [`FakeBackend`], which keeps the
 //! nodes the waves wait on; an operation with no expectation panics when called.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use mockall::{Sequence, mock};
+use mockall::Sequence;
 use orchestrator_core::AppId;
-use orchestrator_core::api::enums::CleanTarget;
 use orchestrator_core::api::{DeployRequest, DeployResponse};
-use orchestrator_core::events::BackendType;
 use orchestrator_core::memory::backend::FakeBackend;
-use orchestrator_core::ports::backend::{
-    Availability, BackendError, ContainerBackend, ContainerInfo, ContainerStatusReport,
-    DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment, PruneReport,
-    RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
-};
+use orchestrator_core::ports::backend::{BackendError, ContainerBackend, MockContainerBackend};
 
 use super::testing::World;
-
-mock! {
-    Backend {}
-
-    #[async_trait::async_trait]
-    impl ContainerBackend for Backend {
-        fn backend_type(&self) -> BackendType;
-        async fn check_availability(&self) -> Availability;
-        async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError>;
-        async fn teardown(
-            &self,
-            app_id: &AppId,
-            options: &TeardownOptions,
-        ) -> Result<TeardownResult, BackendError>;
-        async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError>;
-        async fn restart(
-            &self,
-            app_id: &AppId,
-            options: &RestartOptions,
-        ) -> Result<RestartOutcome, BackendError>;
-        async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError>;
-        async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError>;
-        async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError>;
-        async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError>;
-        async fn prune(
-            &self,
-            targets: &BTreeSet<CleanTarget>,
-            older_than: Option<Duration>,
-        ) -> Result<PruneReport, BackendError>;
-    }
-}
 
 /// A mock whose reads (type, availability, status, list, logs) go to `fake` as often as
 /// asked; every change (deploy, teardown, scale, restart, prune) must be expected by the
 /// test.
-fn reading(fake: &FakeBackend) -> MockBackend {
-    let mut mock = MockBackend::new();
+fn reading(fake: &FakeBackend) -> MockContainerBackend {
+    let mut mock = MockContainerBackend::new();
     let f = fake.clone();
     mock.expect_backend_type()
         .returning(move || f.backend_type());
@@ -79,7 +41,12 @@ fn reading(fake: &FakeBackend) -> MockBackend {
 }
 
 /// Expects exactly one deploy of `app`, next in `order`, handed to `fake`.
-fn deploys_once(mock: &mut MockBackend, order: &mut Sequence, fake: &FakeBackend, app: &str) {
+fn deploys_once(
+    mock: &mut MockContainerBackend,
+    order: &mut Sequence,
+    fake: &FakeBackend,
+    app: &str,
+) {
     let (f, app) = (fake.clone(), AppId::new(app));
     mock.expect_deploy_node()
         .withf(move |node| node.app_id == app)
@@ -89,7 +56,12 @@ fn deploys_once(mock: &mut MockBackend, order: &mut Sequence, fake: &FakeBackend
 }
 
 /// Expects exactly one teardown of `app`, next in `order`, handed to `fake`.
-fn tears_down_once(mock: &mut MockBackend, order: &mut Sequence, fake: &FakeBackend, app: &str) {
+fn tears_down_once(
+    mock: &mut MockContainerBackend,
+    order: &mut Sequence,
+    fake: &FakeBackend,
+    app: &str,
+) {
     let (f, app) = (fake.clone(), AppId::new(app));
     mock.expect_teardown()
         .withf(move |a, _| *a == app)
@@ -98,9 +70,23 @@ fn tears_down_once(mock: &mut MockBackend, order: &mut Sequence, fake: &FakeBack
         .returning(move |a, options| block_on(f.teardown(a, options)));
 }
 
+/// Expects exactly one deploy of `app`, next in `order`, failing as an image pull would.
+fn fails_to_deploy_once(mock: &mut MockContainerBackend, order: &mut Sequence, app: &str) {
+    let app = AppId::new(app);
+    mock.expect_deploy_node()
+        .withf(move |node| node.app_id == app)
+        .times(1)
+        .in_sequence(order)
+        .returning(|_| {
+            Err(BackendError::Runtime {
+                message: "image pull failed".to_owned(),
+            })
+        });
+}
+
 /// A world whose in-process backend is the mock `script` sets up over the world's fake,
 /// with nodes that heartbeat.
-async fn world(script: impl FnOnce(&FakeBackend) -> MockBackend) -> World {
+async fn world(script: impl FnOnce(&FakeBackend) -> MockContainerBackend) -> World {
     let world = World::wrapping_backend(|fake| Arc::new(script(&fake))).await;
     world.auto_heartbeats(Duration::from_millis(100));
     world
@@ -149,15 +135,7 @@ async fn a_failed_wave_calls_no_later_backend_operation() {
         let mut mock = reading(fake);
         let mut order = Sequence::new();
         deploys_once(&mut mock, &mut order, fake, "stack-auth");
-        mock.expect_deploy_node()
-            .withf(|node| node.app_id.as_str() == "stack-world")
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_| {
-                Err(BackendError::Runtime {
-                    message: "image pull failed".to_owned(),
-                })
-            });
+        fails_to_deploy_once(&mut mock, &mut order, "stack-world");
         // No expectation for stack-features' deploy, nor for any teardown, scale,
         // restart or prune: such a call would panic.
         mock
@@ -187,15 +165,7 @@ async fn a_failed_wave_is_reverted_by_stopping_what_started_once_and_deploying_n
         let mut order = Sequence::new();
         deploys_once(&mut mock, &mut order, fake, "stack-auth");
         deploys_once(&mut mock, &mut order, fake, "stack-world");
-        mock.expect_deploy_node()
-            .withf(|node| node.app_id.as_str() == "stack-features")
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_| {
-                Err(BackendError::Runtime {
-                    message: "image pull failed".to_owned(),
-                })
-            });
+        fails_to_deploy_once(&mut mock, &mut order, "stack-features");
         // No stable version: the revert removes what the deploy started, highest first.
         tears_down_once(&mut mock, &mut order, fake, "stack-world");
         tears_down_once(&mut mock, &mut order, fake, "stack-auth");
