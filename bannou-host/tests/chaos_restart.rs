@@ -1,4 +1,4 @@
-//! Chaos (issue 8): `kill -9` the real `bannou-host serve` process during wave 2 of a
+//! Chaos: `kill -9` the real `bannou-host serve` process during wave 2 of a
 //! 3-wave deploy, start it again on the same Redis, and check that it reconciles by
 //! itself: the cut-off deploy's record is found and cleared, the last stable
 //! configuration (one node) runs again and is current, nothing of the cut-off deploy is

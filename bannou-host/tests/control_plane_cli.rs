@@ -1,4 +1,4 @@
-//! The control plane through the real binary (issue 17, bugs 2 and 3):
+//! The control plane through the real binary:
 //!
 //! - its own logs: `POST /orchestrator/logs {}` (target `bannou`) on a running `serve`
 //!   answers the process's recent lines, honouring `tail` and `since`, and `bannou-host

@@ -1,4 +1,4 @@
-//! `deploy --follow` through the real binary against a running `serve` (issue 19, part 1):
+//! `deploy --follow` through the real binary against a running `serve`:
 //! a failing deploy prints its waves, the failed one with its node, and exits non-zero; a
 //! healthy one prints every wave in order, then the summary, and exits 0.
 //!

@@ -1,4 +1,4 @@
-//! Chaos on the local Docker engine (issue 8, "kill a node container mid-lease"): the
+//! Chaos on the local Docker engine: the
 //! control plane in this process, Redis on our network's gateway as state, bus and lease
 //! store, a pool of two real worker containers. A lease is taken on one worker, then that
 //! worker's container is removed behind the control plane's back (`docker rm -f`: killed

@@ -1,5 +1,5 @@
-//! The control plane in this process deploying real containers on the local Docker engine
-//! (issue 6, "Checked by"): Redis started here on loopback plus our network's gateway is
+//! The control plane in this process deploying real containers on the local Docker engine:
+//! Redis started here on loopback plus our network's gateway is
 //! the state and the bus; a 3-node two-wave preset comes up with every node heartbeating
 //! healthy; the mappings reach every node (each reports the routing version it applied in
 //! its heartbeat metadata); a ping sent to one container for a service another container

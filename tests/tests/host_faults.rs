@@ -1,4 +1,4 @@
-//! Fault handling of the whole host over HTTP (issue 5, "Checked by"): a node whose
+//! Fault handling of the whole host over HTTP: a node whose
 //! service reports `unavailable` fails its wave within the wave deadline and the
 //! deployment reverts to the last stable version; a malformed request body gets 400
 //! naming the field and changes nothing; a preset that does not exist gets 404 and tears

@@ -1,5 +1,5 @@
-//! The whole host in process, driven over HTTP with `ApiClient` on an ephemeral port, as
-//! issue 5 ("Checked by") asks: deploy a two-wave preset (`local-ten`), see every
+//! The whole host in process, driven over HTTP with `ApiClient` on an ephemeral port:
+//! deploy a two-wave preset (`local-ten`), see every
 //! deployed service healthy, mappings published with a higher version, `service-routing`
 //! showing the moved services, a ping from one node to a service on another node routed
 //! by the mesh resolver, a pool acquire/release round trip (`npc-brains`), a rollback

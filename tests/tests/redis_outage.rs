@@ -1,4 +1,4 @@
-//! A Redis outage under the whole host (issue 8, "Redis outage behaviour"): the control
+//! A Redis outage under the whole host: the control
 //! plane and one in-process node on a real `redis-server`, which is then frozen
 //! (`SIGSTOP`: connections stay open, nothing answers, the case where a client that waits
 //! for an answer hangs), and later killed outright.

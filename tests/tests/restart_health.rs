@@ -1,5 +1,5 @@
 //! A node restarted through `POST /orchestrator/services/restart` is healthy again for
-//! every service it hosts (issue 17, bug 1): its old instance's goodbye heartbeat (or,
+//! every service it hosts: its old instance's goodbye heartbeat (or,
 //! after a crash, its last report going silent) must not outvote the new instance of the
 //! same node. Driven over HTTP on the in-process backend (in memory), and on Docker with
 //! our FROM-scratch image (skipped without Docker and redis-server unless

@@ -25,7 +25,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::containers::mounts::NodeMounts;
 use orchestrator_backends::containers::portainer::PortainerConfig;
@@ -34,9 +33,8 @@ use orchestrator_core::AppId;
 use orchestrator_core::api::enums::CleanTarget;
 use orchestrator_core::events::BackendType;
 use orchestrator_core::ports::backend::{
-    Availability, BackendError, ContainerBackend, ContainerInfo, ContainerStatusReport,
-    DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment, PruneReport,
-    RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
+    Availability, BackendError, ContainerBackend, DeployedNode, NodeDeployment, PruneReport,
+    TeardownOptions, TeardownResult,
 };
 
 use crate::config::HostConfig;
@@ -337,86 +335,57 @@ impl DockerNodes {
     }
 }
 
-#[async_trait]
-impl ContainerBackend for DockerNodes {
-    fn backend_type(&self) -> BackendType {
-        self.inner.backend_type()
-    }
+container_backend! {
+    impl for DockerNodes {
+        async fn check_availability(&self) -> Availability {
+            let engine = self.inner.check_availability().await;
+            match (&self.bus, engine.available) {
+                (NodeBus::Memory, true) => Availability::unavailable(format!(
+                    "{} {} answers, but {NO_REDIS_REASON}",
+                    match self.inner.backend_type() {
+                        BackendType::Portainer => "Portainer",
+                        _ => "Docker",
+                    },
+                    engine.version.as_deref().unwrap_or("(version unknown)")
+                )),
+                _ => engine,
+            }
+        }
 
-    async fn check_availability(&self) -> Availability {
-        let engine = self.inner.check_availability().await;
-        match (&self.bus, engine.available) {
-            (NodeBus::Memory, true) => Availability::unavailable(format!(
-                "{} {} answers, but {NO_REDIS_REASON}",
-                match self.inner.backend_type() {
-                    BackendType::Portainer => "Portainer",
-                    _ => "Docker",
-                },
-                engine.version.as_deref().unwrap_or("(version unknown)")
-            )),
-            _ => engine,
+        async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
+            let url = self.resolve_node_redis_url().await?;
+            let mut node = node.clone();
+            node.environment
+                .entry(NODE_REDIS_VARIABLE.to_owned())
+                .or_insert(url);
+            self.inner.deploy_node(&node).await
+        }
+
+        async fn teardown(
+            &self,
+            app_id: &AppId,
+            options: &TeardownOptions,
+        ) -> Result<TeardownResult, BackendError> {
+            let result = self.inner.teardown(app_id, options).await;
+            if result.is_ok() {
+                self.remove_network_if_unused().await;
+            }
+            result
+        }
+
+        async fn prune(
+            &self,
+            targets: &BTreeSet<CleanTarget>,
+            older_than: Option<Duration>,
+        ) -> Result<PruneReport, BackendError> {
+            let report = self.inner.prune(targets, older_than).await;
+            // A pruned network may come back with another gateway.
+            *self.resolved.lock().await = None;
+            report
         }
     }
-
-    async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
-        let url = self.resolve_node_redis_url().await?;
-        let mut node = node.clone();
-        node.environment
-            .entry(NODE_REDIS_VARIABLE.to_owned())
-            .or_insert(url);
-        self.inner.deploy_node(&node).await
-    }
-
-    async fn teardown(
-        &self,
-        app_id: &AppId,
-        options: &TeardownOptions,
-    ) -> Result<TeardownResult, BackendError> {
-        let result = self.inner.teardown(app_id, options).await;
-        if result.is_ok() {
-            self.remove_network_if_unused().await;
-        }
-        result
-    }
-
-    async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError> {
-        self.inner.scale(app_id, replicas).await
-    }
-
-    async fn restart(
-        &self,
-        app_id: &AppId,
-        options: &RestartOptions,
-    ) -> Result<RestartOutcome, BackendError> {
-        self.inner.restart(app_id, options).await
-    }
-
-    async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
-        self.inner.status(app_id).await
-    }
-
-    async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
-        self.inner.list().await
-    }
-
-    async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
-        self.inner.logs(app_id, query).await
-    }
-
-    async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
-        self.inner.list_infrastructure().await
-    }
-
-    async fn prune(
-        &self,
-        targets: &BTreeSet<CleanTarget>,
-        older_than: Option<Duration>,
-    ) -> Result<PruneReport, BackendError> {
-        let report = self.inner.prune(targets, older_than).await;
-        // A pruned network may come back with another gateway.
-        *self.resolved.lock().await = None;
-        report
-    }
+    (to inner)
+    [backend_type, scale, restart, status, list, logs, list_infrastructure]
 }
 
 #[cfg(test)]

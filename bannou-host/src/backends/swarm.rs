@@ -10,18 +10,8 @@
 //! not loopback. Detection (docs/COMPATIBILITY.md#backend-detection) lists Swarm whenever
 //! the engine answers; it is available when the engine is an active Swarm manager.
 
-use async_trait::async_trait;
 use orchestrator_backends::containers::swarm::{SwarmBackend, SwarmConfig};
-use orchestrator_core::AppId;
-use orchestrator_core::api::enums::CleanTarget;
-use orchestrator_core::events::BackendType;
-use orchestrator_core::ports::backend::{
-    Availability, BackendError, ContainerBackend, ContainerInfo, ContainerStatusReport,
-    DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment, PruneReport,
-    RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
-};
-use std::collections::BTreeSet;
-use std::time::Duration;
+use orchestrator_core::ports::backend::{Availability, BackendError, DeployedNode, NodeDeployment};
 
 use super::docker::{NO_REDIS_REASON, NODE_REDIS_VARIABLE, NodeBus, node_redis_url};
 use crate::config::HostConfig;
@@ -66,77 +56,32 @@ impl SwarmNodes {
     }
 }
 
-#[async_trait]
-impl ContainerBackend for SwarmNodes {
-    fn backend_type(&self) -> BackendType {
-        self.inner.backend_type()
-    }
-
-    async fn check_availability(&self) -> Availability {
-        let engine = self.inner.check_availability().await;
-        match (&self.node_redis, engine.available) {
-            (Err(reason), true) => {
-                Availability::unavailable(format!("Swarm is active, but {reason}"))
+container_backend! {
+    impl for SwarmNodes {
+        async fn check_availability(&self) -> Availability {
+            let engine = self.inner.check_availability().await;
+            match (&self.node_redis, engine.available) {
+                (Err(reason), true) => {
+                    Availability::unavailable(format!("Swarm is active, but {reason}"))
+                }
+                _ => engine,
             }
-            _ => engine,
+        }
+
+        async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
+            let url = self
+                .node_redis
+                .clone()
+                .map_err(|reason| BackendError::Unavailable {
+                    reason: reason.to_owned(),
+                })?;
+            let mut node = node.clone();
+            node.environment
+                .entry(NODE_REDIS_VARIABLE.to_owned())
+                .or_insert(url);
+            self.inner.deploy_node(&node).await
         }
     }
-
-    async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
-        let url = self
-            .node_redis
-            .clone()
-            .map_err(|reason| BackendError::Unavailable {
-                reason: reason.to_owned(),
-            })?;
-        let mut node = node.clone();
-        node.environment
-            .entry(NODE_REDIS_VARIABLE.to_owned())
-            .or_insert(url);
-        self.inner.deploy_node(&node).await
-    }
-
-    async fn teardown(
-        &self,
-        app_id: &AppId,
-        options: &TeardownOptions,
-    ) -> Result<TeardownResult, BackendError> {
-        self.inner.teardown(app_id, options).await
-    }
-
-    async fn scale(&self, app_id: &AppId, replicas: u32) -> Result<ScaleResult, BackendError> {
-        self.inner.scale(app_id, replicas).await
-    }
-
-    async fn restart(
-        &self,
-        app_id: &AppId,
-        options: &RestartOptions,
-    ) -> Result<RestartOutcome, BackendError> {
-        self.inner.restart(app_id, options).await
-    }
-
-    async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
-        self.inner.status(app_id).await
-    }
-
-    async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
-        self.inner.list().await
-    }
-
-    async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
-        self.inner.logs(app_id, query).await
-    }
-
-    async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
-        self.inner.list_infrastructure().await
-    }
-
-    async fn prune(
-        &self,
-        targets: &BTreeSet<CleanTarget>,
-        older_than: Option<Duration>,
-    ) -> Result<PruneReport, BackendError> {
-        self.inner.prune(targets, older_than).await
-    }
+    (to inner)
+    [backend_type, teardown, scale, restart, status, list, logs, list_infrastructure, prune]
 }

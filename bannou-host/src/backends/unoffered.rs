@@ -4,18 +4,8 @@
 //! credentials found`), and a request naming it is refused with that reason instead of "not
 //! configured".
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use orchestrator_core::AppId;
-use orchestrator_core::api::enums::CleanTarget;
 use orchestrator_core::events::BackendType;
-use orchestrator_core::ports::backend::{
-    Availability, BackendError, ContainerBackend, ContainerInfo, ContainerStatusReport,
-    DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment, PruneReport,
-    RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
-};
+use orchestrator_core::ports::backend::{Availability, BackendError};
 
 /// A backend of `kind` that is never available, for `reason`. Every operation fails
 /// with [`BackendError::Unavailable`] carrying the reason.
@@ -46,68 +36,25 @@ impl Unoffered {
     }
 }
 
-#[async_trait]
-impl ContainerBackend for Unoffered {
-    fn backend_type(&self) -> BackendType {
-        self.kind
-    }
+container_backend! {
+    impl for Unoffered {
+        fn backend_type(&self) -> BackendType {
+            self.kind
+        }
 
-    async fn check_availability(&self) -> Availability {
-        Availability::unavailable(self.reason.clone())
+        async fn check_availability(&self) -> Availability {
+            Availability::unavailable(self.reason.clone())
+        }
     }
-
-    async fn deploy_node(&self, _node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
-        self.refuse()
-    }
-
-    async fn teardown(
-        &self,
-        _app_id: &AppId,
-        _options: &TeardownOptions,
-    ) -> Result<TeardownResult, BackendError> {
-        self.refuse()
-    }
-
-    async fn scale(&self, _app_id: &AppId, _replicas: u32) -> Result<ScaleResult, BackendError> {
-        self.refuse()
-    }
-
-    async fn restart(
-        &self,
-        _app_id: &AppId,
-        _options: &RestartOptions,
-    ) -> Result<RestartOutcome, BackendError> {
-        self.refuse()
-    }
-
-    async fn status(&self, _app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
-        self.refuse()
-    }
-
-    async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
-        self.refuse()
-    }
-
-    async fn logs(&self, _app_id: &AppId, _query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
-        self.refuse()
-    }
-
-    async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
-        self.refuse()
-    }
-
-    async fn prune(
-        &self,
-        _targets: &BTreeSet<CleanTarget>,
-        _older_than: Option<Duration>,
-    ) -> Result<PruneReport, BackendError> {
-        self.refuse()
-    }
+    (refuse refuse)
+    [deploy_node, teardown, scale, restart, status, list, logs, list_infrastructure, prune]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orchestrator_core::AppId;
+    use orchestrator_core::ports::backend::ContainerBackend;
 
     #[tokio::test]
     async fn every_operation_says_why() {

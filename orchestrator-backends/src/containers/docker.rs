@@ -30,47 +30,47 @@ pub mod logs;
 pub mod model;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
-    NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+    NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    PruneImagesOptions, PruneNetworksOptions, PruneVolumesOptions, RemoveContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     RestartContainerOptions, StartContainerOptions, StopContainerOptions,
 };
+use orchestrator_core::Timestamp;
 use orchestrator_core::api::enums::{CleanTarget, ContainerStatusType};
 use orchestrator_core::events::BackendType;
 use orchestrator_core::names::AppId;
 use orchestrator_core::ports::backend::{
     Availability, BackendError, BackendOperation, ContainerBackend, ContainerInfo,
     ContainerStatusReport, DeployedNode, InfrastructureInfo, LogLine, LogQuery, NodeDeployment,
-    PruneFailure, PruneReport, PrunedItem, RestartOptions, RestartOutcome, ScaleResult,
-    TeardownOptions, TeardownResult, docker_injected_environment, expand_clean_targets,
+    PruneReport, RestartOptions, RestartOutcome, ScaleResult, TeardownOptions, TeardownResult,
     is_infrastructure, labels,
 };
 use orchestrator_core::time::Clock;
-use orchestrator_core::{Timestamp, api::enums::RestartStrategy};
+
+pub use super::engine::{
+    EnvironmentInputs, LISTEN_VARIABLE, NetworkInfo, SystemClock, connect, connect_negotiated,
+    layered_environment, shared_labels,
+};
 
 use self::logs::{logs_options, read_lines, select};
 use self::model::{
-    NETWORK_LABEL, aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter,
-    map_state, parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
+    aggregate_state, app_name, docker_restart_policy, env_list, exact_name_filter, map_state,
+    parse_docker_time, replica_labels, replica_name, replica_of, short_id, valid_app_id,
 };
-use super::image::IMAGE_MANAGED_LABEL;
+use super::engine::{
+    self, OurNetwork, check_max_replicas, is_status, map_err, of_app, seconds, some_or_not_found,
+    workload_filters,
+};
 use super::mounts::NodeMounts;
 use super::portainer::PortainerApi;
-
-/// The variable that sets a node's listen address (`bannou-host serve` reads it; a plain
-/// node needs no API token to listen beyond loopback); we set `0.0.0.0:{node_port}`.
-pub const LISTEN_VARIABLE: &str = "ORCHESTRATOR_LISTEN";
 
 /// Settings of the Docker backend. `Default` gives upstream's defaults where
 /// docs/COMPATIBILITY.md#configuration-variables has one (`bannou_default`, project
@@ -124,105 +124,6 @@ impl Default for DockerConfig {
     }
 }
 
-/// A client for `host` (see [`DockerConfig::docker_host`]); no request is made yet.
-pub fn connect(host: Option<&str>) -> Result<Docker, BackendError> {
-    let result = match host {
-        None => Docker::connect_with_local_defaults(),
-        Some(h) => Docker::connect_with_host(h),
-    };
-    result.map_err(|e| BackendError::Unavailable {
-        reason: format!("cannot create a Docker client: {e}"),
-    })
-}
-
-/// Like [`connect`], then agrees on the API version with the engine (older engines, such as
-/// Debian's 20.10 with API 1.41, reject newer paths). Fails when the engine does not answer.
-pub async fn connect_negotiated(host: Option<&str>) -> Result<Docker, BackendError> {
-    connect(host)?.negotiate_version().await.map_err(map_err)
-}
-
-/// Maps a bollard error: transport failures are `Unavailable`, engine answers `Runtime`.
-pub(crate) fn map_err(e: DockerError) -> BackendError {
-    match e {
-        DockerError::DockerResponseServerError {
-            status_code,
-            message,
-        } => BackendError::Runtime {
-            message: format!("Docker API error ({status_code}): {message}"),
-        },
-        DockerError::JsonDataError { .. }
-        | DockerError::JsonSerdeError { .. }
-        | DockerError::APIVersionParseError {}
-        | DockerError::DockerStreamError { .. }
-        | DockerError::DockerContainerWaitError { .. } => BackendError::Runtime {
-            message: e.to_string(),
-        },
-        other => BackendError::Unavailable {
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// True for an engine answer with `status`.
-pub(crate) fn is_status(e: &DockerError, status: u16) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == status)
-}
-
-/// Whole seconds for Docker's stop timeouts (rounded up, at most `i32::MAX`).
-pub(crate) fn seconds(d: Duration) -> i32 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    i32::try_from(s).unwrap_or(i32::MAX)
-}
-
-/// The environment of a node on our Docker-engine backends (standalone and Swarm):
-/// [`docker_injected_environment`] under `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, then
-/// `extra` and the node's own environment on top (later wins).
-pub fn layered_environment(
-    node: &NodeDeployment,
-    orchestrator_app_id: &AppId,
-    node_port: u16,
-    certificates_mounted: bool,
-    extra: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut caller = BTreeMap::from([(LISTEN_VARIABLE.to_owned(), format!("0.0.0.0:{node_port}"))]);
-    caller.extend(extra.clone());
-    caller.extend(node.environment.clone());
-    docker_injected_environment(
-        &node.app_id,
-        orchestrator_app_id,
-        certificates_mounted,
-        &caller,
-    )
-}
-
-/// What we know about our network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkInfo {
-    /// Its name.
-    pub name: String,
-    /// Its id.
-    pub id: String,
-    /// Gateway address: the host as seen from the containers (where a Redis or control
-    /// plane on the host is reached).
-    pub gateway: Option<IpAddr>,
-    /// Its subnet, e.g. `172.18.0.0/16`.
-    pub subnet: Option<String>,
-    /// True when it carries our managed label (we created it).
-    pub managed: bool,
-    /// True when this call created it.
-    pub created: bool,
-}
-
-/// The wall clock, for orphan detection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_datetime(chrono::Utc::now())
-    }
-}
-
 /// One container of a node, as listed.
 #[derive(Debug, Clone)]
 struct Replica {
@@ -263,7 +164,7 @@ pub struct DockerBackend {
     docker: Docker,
     config: DockerConfig,
     clock: Arc<dyn Clock>,
-    network_lock: tokio::sync::Mutex<()>,
+    network: OurNetwork,
     /// Our restarts per container id (Docker counts only its restart policy's restarts).
     restarts: Mutex<HashMap<String, u32>>,
     /// Set when `docker` talks to Portainer's Docker proxy: the backend is then the
@@ -284,9 +185,9 @@ impl DockerBackend {
     pub fn new(docker: Docker, config: DockerConfig) -> Self {
         DockerBackend {
             docker,
+            network: OurNetwork::bridge(config.network.clone()),
             config,
             clock: Arc::new(SystemClock),
-            network_lock: tokio::sync::Mutex::new(()),
             restarts: Mutex::new(HashMap::new()),
             portainer: None,
         }
@@ -303,11 +204,7 @@ impl DockerBackend {
     /// engine does not answer, the backend is still built (its
     /// [`ContainerBackend::check_availability`] says why it is unusable).
     pub async fn connect(config: DockerConfig) -> Result<Self, BackendError> {
-        let docker = connect(config.docker_host.as_deref())?;
-        let docker = match docker.clone().negotiate_version().await {
-            Ok(d) => d,
-            Err(_) => docker,
-        };
+        let docker = engine::connect_lenient(config.docker_host.as_deref()).await?;
         Ok(DockerBackend::new(docker, config))
     }
 
@@ -331,75 +228,19 @@ impl DockerBackend {
     /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
     /// node's environment (later wins).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {
-        layered_environment(
-            node,
-            &self.config.orchestrator_app_id,
-            self.config.node_port,
-            self.config.mounts.certificates_mounted(),
-            &self.config.extra_environment,
-        )
+        layered_environment(node, engine::environment_inputs!(self.config))
     }
 
     /// Our network, if it exists.
     pub async fn network_info(&self) -> Result<Option<NetworkInfo>, BackendError> {
-        match self
-            .docker
-            .inspect_network(&self.config.network, None::<InspectNetworkOptions>)
-            .await
-        {
-            Ok(n) => {
-                let ipam = n
-                    .ipam
-                    .and_then(|i| i.config)
-                    .and_then(|c| c.into_iter().next());
-                Ok(Some(NetworkInfo {
-                    name: n.name.unwrap_or_else(|| self.config.network.clone()),
-                    id: n.id.unwrap_or_default(),
-                    gateway: ipam
-                        .as_ref()
-                        .and_then(|c| c.gateway.as_deref())
-                        .and_then(|g| g.parse().ok()),
-                    subnet: ipam.and_then(|c| c.subnet),
-                    managed: n
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(labels::MANAGED))
-                        .is_some_and(|v| v.eq_ignore_ascii_case(labels::MANAGED_VALUE)),
-                    created: false,
-                }))
-            }
-            Err(e) if is_status(&e, 404) => Ok(None),
-            Err(e) => Err(map_err(e)),
-        }
+        self.network.info(&self.docker).await
     }
 
     /// Our network, created (a bridge labelled `bannou.orchestrator-managed=true` and
     /// `bannou.network={name}`) when missing. An existing network of that name is used as
     /// it is, whoever created it, and is then never pruned by us.
     pub async fn ensure_network(&self) -> Result<NetworkInfo, BackendError> {
-        let _guard = self.network_lock.lock().await;
-        if let Some(info) = self.network_info().await? {
-            return Ok(info);
-        }
-        let request = NetworkCreateRequest {
-            name: self.config.network.clone(),
-            driver: Some("bridge".to_owned()),
-            labels: Some({
-                let mut l = shared_labels();
-                l.insert(NETWORK_LABEL.to_owned(), self.config.network.clone());
-                l
-            }),
-            ..Default::default()
-        };
-        self.docker.create_network(request).await.map_err(map_err)?;
-        let mut info = self
-            .network_info()
-            .await?
-            .ok_or_else(|| BackendError::Runtime {
-                message: format!("network {} vanished after creation", self.config.network),
-            })?;
-        info.created = true;
-        Ok(info)
+        self.network.ensure(&self.docker).await
     }
 
     async fn ensure_logs_volume(&self) -> Result<(), BackendError> {
@@ -411,7 +252,7 @@ impl DockerBackend {
             Err(e) if is_status(&e, 404) => {
                 let request = VolumeCreateRequest {
                     name: Some(name.clone()),
-                    labels: Some(shared_labels()),
+                    labels: Some(engine::shared_labels()),
                     ..Default::default()
                 };
                 self.docker
@@ -424,11 +265,14 @@ impl DockerBackend {
         }
     }
 
-    /// Containers matching every `label=…` filter, in any state.
-    async fn list_labelled(&self, filters: Vec<String>) -> Result<Vec<Replica>, BackendError> {
+    /// Containers matching `filters` (none: every container), in any state.
+    async fn list_filtered(
+        &self,
+        filters: Option<HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<Replica>, BackendError> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".to_owned(), filters)])),
+            filters,
             ..Default::default()
         };
         let listed = self
@@ -439,58 +283,34 @@ impl DockerBackend {
         Ok(listed.into_iter().map(Replica::from_summary).collect())
     }
 
-    /// Our containers of `app_id`, primary first. App-ids compare without case and the
-    /// label keeps the spelling a node was deployed with, so the app-id filter is ours,
-    /// not Docker's (an exact match).
+    /// Containers matching every `label=…` filter, in any state.
+    async fn list_labelled(&self, filters: Vec<String>) -> Result<Vec<Replica>, BackendError> {
+        self.list_filtered(Some(HashMap::from([("label".to_owned(), filters)])))
+            .await
+    }
+
+    /// Our containers of `app_id`, primary first.
     async fn find(&self, app_id: &AppId) -> Result<Vec<Replica>, BackendError> {
-        let mut found: Vec<Replica> = self
-            .list_labelled(vec![format!(
-                "{}={}",
-                labels::MANAGED,
-                labels::MANAGED_VALUE
-            )])
-            .await?
-            .into_iter()
-            .filter(|r| {
-                r.labels
-                    .get(labels::APP_ID)
-                    .is_some_and(|a| app_id.matches(a))
-            })
-            .collect();
+        let all = self
+            .list_labelled(vec![engine::managed_filter_value()])
+            .await?;
+        let mut found = of_app(all, app_id, |r| {
+            r.labels.get(labels::APP_ID).map(String::as_str)
+        });
         found.sort_by_key(|r| (r.replica, r.name.clone()));
         Ok(found)
     }
 
     /// Our containers of `app_id`, or `NotFound`.
     async fn find_some(&self, app_id: &AppId) -> Result<Vec<Replica>, BackendError> {
-        let found = self.find(app_id).await?;
-        if found.is_empty() {
-            return Err(BackendError::NotFound {
-                app_id: app_id.clone(),
-            });
-        }
-        Ok(found)
+        some_or_not_found(self.find(app_id).await?, app_id)
     }
 
     /// The container named exactly `name`, if any (ours or not).
     async fn by_name(&self, name: &str) -> Result<Option<Replica>, BackendError> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "name".to_owned(),
-                vec![exact_name_filter(name)],
-            )])),
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
-        Ok(listed
-            .into_iter()
-            .map(Replica::from_summary)
-            .find(|r| r.name == name))
+        let filter = HashMap::from([("name".to_owned(), vec![exact_name_filter(name)])]);
+        let listed = self.list_filtered(Some(filter)).await?;
+        Ok(listed.into_iter().find(|r| r.name == name))
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, BackendError> {
@@ -690,16 +510,7 @@ impl DockerBackend {
                     .to_owned(),
             });
         }
-        if replicas > self.config.max_replicas {
-            return Err(BackendError::Unsupported {
-                operation: BackendOperation::Scale,
-                reason: format!(
-                    "{replicas} replicas exceed the limit of {}",
-                    self.config.max_replicas
-                ),
-            });
-        }
-        Ok(())
+        check_max_replicas(replicas, self.config.max_replicas)
     }
 
     fn our_restarts(&self, id: &str) -> u32 {
@@ -726,54 +537,29 @@ impl DockerBackend {
     }
 
     async fn prune_containers(&self, older_than: Option<Duration>, report: &mut PruneReport) {
-        // Ours: the managed label and an app-id (both are on everything deploy creates).
-        let stopped = match self
-            .list_labelled(vec![
-                format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE),
-                labels::APP_ID.to_owned(),
-            ])
-            .await
-        {
-            Ok(all) => all
-                .into_iter()
-                .filter(|r| r.status() == ContainerStatusType::Stopped)
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                report.errors.push(PruneFailure {
-                    target: CleanTarget::Containers,
-                    id: None,
-                    message: e.to_string(),
-                });
-                return;
-            }
+        let listed = self.list_labelled(workload_filters()).await;
+        let Some(all) = engine::listed_or_recorded(report, listed) else {
+            return;
         };
         let now = self.clock.now();
-        for r in stopped {
-            if let Some(threshold) = older_than {
-                let finished = match self.inspect(&r.id).await {
-                    Ok(i) => i
-                        .state
+        for r in all
+            .into_iter()
+            .filter(|r| r.status() == ContainerStatusType::Stopped)
+        {
+            // docs/COMPATIBILITY.md#clean-and-orphans with D12: the real stop time.
+            let finished = match older_than {
+                Some(_) => self.inspect(&r.id).await.ok().and_then(|i| {
+                    i.state
                         .and_then(|s| s.finished_at)
-                        .and_then(|f| parse_docker_time(&f)),
-                    Err(_) => None,
-                };
-                // docs/COMPATIBILITY.md#clean-and-orphans with D12: only a real stop time
-                // older than the threshold.
-                if finished.is_none_or(|at| now.saturating_since(at) <= threshold) {
-                    continue;
-                }
-            }
-            match self.stop_and_remove(&r.id, Duration::ZERO, true).await {
-                Ok(()) => report.removed.push(PrunedItem {
-                    target: CleanTarget::Containers,
-                    id: short_id(&r.id).to_owned(),
+                        .and_then(|f| parse_docker_time(&f))
                 }),
-                Err(e) => report.errors.push(PruneFailure {
-                    target: CleanTarget::Containers,
-                    id: Some(short_id(&r.id).to_owned()),
-                    message: e.to_string(),
-                }),
+                None => None,
+            };
+            if !engine::old_enough(finished, now, older_than) {
+                continue;
             }
+            let removed = self.stop_and_remove(&r.id, Duration::ZERO, true).await;
+            engine::record_removal(report, short_id(&r.id).to_owned(), removed);
         }
     }
 
@@ -798,13 +584,7 @@ impl ContainerBackend for DockerBackend {
             return api.availability(&self.docker).await;
         }
         if let Err(e) = self.docker.ping().await {
-            let reason = match map_err(e) {
-                BackendError::Unavailable { reason } => {
-                    format!("Docker socket not accessible: {reason}")
-                }
-                other => format!("Docker API error: {other}"),
-            };
-            return Availability::unavailable(reason);
+            return engine::unreachable(e);
         }
         match self.docker.version().await {
             Ok(v) => Availability::available(v.version),
@@ -823,19 +603,7 @@ impl ContainerBackend for DockerBackend {
         }
         let replicas = node.replicas.max(1);
         self.check_replicas(replicas)?;
-        match self.docker.inspect_image(&node.image).await {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {
-                return Err(BackendError::Runtime {
-                    message: format!(
-                        "Docker image '{}' not found locally. Build it with \
-                         scripts/build-image.sh (bannou-host image build) before deploying.",
-                        node.image
-                    ),
-                });
-            }
-            Err(e) => return Err(map_err(e)),
-        }
+        engine::local_image(&self.docker, &node.image, "").await?;
         let primary_name = replica_name(&node.app_id, 1);
         self.check_name_free(&node.app_id, &primary_name).await?;
         self.ensure_network().await?;
@@ -968,11 +736,7 @@ impl ContainerBackend for DockerBackend {
         }
         Ok(RestartOutcome {
             current_instances: u32::try_from(found.len()).unwrap_or(u32::MAX),
-            strategy: if rolling {
-                RestartStrategy::Rolling
-            } else {
-                RestartStrategy::Simultaneous
-            },
+            strategy: engine::restart_strategy(rolling),
         })
     }
 
@@ -1037,11 +801,7 @@ impl ContainerBackend for DockerBackend {
 
     async fn list(&self) -> Result<Vec<ContainerInfo>, BackendError> {
         let all = self
-            .list_labelled(vec![format!(
-                "{}={}",
-                labels::MANAGED,
-                labels::MANAGED_VALUE
-            )])
+            .list_labelled(vec![engine::managed_filter_value()])
             .await?;
         let mut groups: BTreeMap<String, Vec<Replica>> = BTreeMap::new();
         for r in all {
@@ -1104,18 +864,10 @@ impl ContainerBackend for DockerBackend {
     }
 
     async fn list_infrastructure(&self) -> Result<Vec<InfrastructureInfo>, BackendError> {
-        let options = ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
-        Ok(listed
+        Ok(self
+            .list_filtered(None)
+            .await?
             .into_iter()
-            .map(Replica::from_summary)
             .filter(|r| is_infrastructure(&r.name) || is_infrastructure(&r.image))
             .map(|r| InfrastructureInfo {
                 name: app_name(&r.labels, std::slice::from_ref(&r.name), &r.id),
@@ -1131,126 +883,10 @@ impl ContainerBackend for DockerBackend {
         targets: &BTreeSet<CleanTarget>,
         older_than: Option<Duration>,
     ) -> Result<PruneReport, BackendError> {
-        self.docker.ping().await.map_err(map_err)?;
-        let targets = expand_clean_targets(&targets.iter().copied().collect::<Vec<_>>());
-        let mut report = PruneReport::default();
-        // Containers first, so networks and volumes they held can go in the same call.
-        if targets.contains(&CleanTarget::Containers) {
-            self.prune_containers(older_than, &mut report).await;
-        }
-        for target in [
-            CleanTarget::Networks,
-            CleanTarget::Volumes,
-            CleanTarget::Images,
-        ] {
-            if targets.contains(&target) {
-                prune_engine_target(&self.docker, target, &mut report).await;
-            }
-        }
-        Ok(report)
+        let containers =
+            async |report: &mut PruneReport| self.prune_containers(older_than, report).await;
+        engine::prune(&self.docker, targets, containers).await
     }
-}
-
-/// Filter on our managed label.
-fn managed_filter() -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={}", labels::MANAGED, labels::MANAGED_VALUE)],
-    )])
-}
-
-/// Prunes one of `Networks`, `Volumes`, `Images` on the engine, limited to our labels
-/// (images: `bannou.orchestrator-image=true` and dangling); failures go into `report`.
-pub(crate) async fn prune_engine_target(
-    docker: &Docker,
-    target: CleanTarget,
-    report: &mut PruneReport,
-) {
-    let fail = |report: &mut PruneReport, e: DockerError| {
-        report.errors.push(PruneFailure {
-            target,
-            id: None,
-            message: map_err(e).to_string(),
-        })
-    };
-    match target {
-        CleanTarget::Networks => {
-            let options = PruneNetworksOptions {
-                filters: Some(managed_filter()),
-            };
-            match docker.prune_networks(Some(options)).await {
-                Ok(r) => report.removed.extend(
-                    r.networks_deleted
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|id| PrunedItem { target, id }),
-                ),
-                Err(e) => fail(report, e),
-            }
-        }
-        CleanTarget::Volumes => {
-            let mut filters = managed_filter();
-            // API 1.42+ prunes only anonymous volumes unless `all=true`.
-            let v = docker.client_version();
-            if (v.major_version, v.minor_version) >= (1, 42) {
-                filters.insert("all".to_owned(), vec!["true".to_owned()]);
-            }
-            let options = PruneVolumesOptions {
-                filters: Some(filters),
-            };
-            match docker.prune_volumes(Some(options)).await {
-                Ok(r) => {
-                    report.reclaimed_bytes += r
-                        .space_reclaimed
-                        .and_then(|b| u64::try_from(b).ok())
-                        .unwrap_or(0);
-                    report.removed.extend(
-                        r.volumes_deleted
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|id| PrunedItem { target, id }),
-                    );
-                }
-                Err(e) => fail(report, e),
-            }
-        }
-        CleanTarget::Images => {
-            // Images carry their own marker (containers inherit image labels).
-            let filters = HashMap::from([
-                (
-                    "label".to_owned(),
-                    vec![format!("{IMAGE_MANAGED_LABEL}=true")],
-                ),
-                ("dangling".to_owned(), vec!["true".to_owned()]),
-            ]);
-            let options = PruneImagesOptions {
-                filters: Some(filters),
-            };
-            match docker.prune_images(Some(options)).await {
-                Ok(r) => {
-                    report.reclaimed_bytes += r
-                        .space_reclaimed
-                        .and_then(|b| u64::try_from(b).ok())
-                        .unwrap_or(0);
-                    report.removed.extend(
-                        r.images_deleted
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|i| i.deleted)
-                            .map(|id| PrunedItem { target, id }),
-                    );
-                }
-                Err(e) => fail(report, e),
-            }
-        }
-        CleanTarget::Containers | CleanTarget::All => {}
-    }
-}
-
-/// The labels of objects we create that belong to no node (the network, the logs
-/// volume): just `bannou.orchestrator-managed=true`.
-pub fn shared_labels() -> HashMap<String, String> {
-    HashMap::from([(labels::MANAGED.to_owned(), labels::MANAGED_VALUE.to_owned())])
 }
 
 #[cfg(test)]
@@ -1259,42 +895,24 @@ mod tests {
     use orchestrator_core::ports::backend::{ResourceLimits, RestartPolicy};
 
     fn backend(config: DockerConfig) -> DockerBackend {
-        // No request is made by these tests; the client only needs to exist.
-        let docker = connect(Some("tcp://127.0.0.1:9")).unwrap();
-        DockerBackend::new(docker, config)
+        DockerBackend::new(engine::tests::unanswered_client(), config)
     }
 
     #[test]
-    fn environment_layers_injected_listen_extra_then_node() {
+    fn nodes_get_the_configured_port_and_extra_variables_under_their_own() {
         let mut config = DockerConfig {
             node_port: 8081,
             ..DockerConfig::default()
         };
         config
             .extra_environment
-            .insert("ORCHESTRATOR_REDIS_CONNECTION_STRING".into(), "r:1".into());
-        config
-            .extra_environment
             .insert("DAEMON_MODE".into(), "extra".into());
         let b = backend(config);
         let mut node = NodeDeployment::new(AppId::from("n1"), "auth", "bannou:test");
-        node.environment
-            .insert("AUTH_SERVICE_ENABLED".into(), "true".into());
-        let env = b.node_environment(&node);
-        assert_eq!(env["BANNOU_APP_ID"], "n1");
-        assert_eq!(env["BANNOU_HTTP_ENDPOINT"], "http://bannou");
-        assert_eq!(env[LISTEN_VARIABLE], "0.0.0.0:8081");
-        assert_eq!(env["ORCHESTRATOR_REDIS_CONNECTION_STRING"], "r:1");
-        assert_eq!(env["DAEMON_MODE"], "extra", "extra environment wins");
-        assert_eq!(env["AUTH_SERVICE_ENABLED"], "true");
-        node.environment
-            .insert(LISTEN_VARIABLE.into(), "0.0.0.0:9".into());
-        assert_eq!(
-            b.node_environment(&node)[LISTEN_VARIABLE],
-            "0.0.0.0:9",
-            "the node's own environment wins"
-        );
-        assert!(!env.contains_key("SSL_CERT_DIR"));
+        assert_eq!(b.node_environment(&node)[LISTEN_VARIABLE], "0.0.0.0:8081");
+        assert_eq!(b.node_environment(&node)["DAEMON_MODE"], "extra");
+        node.environment.insert("DAEMON_MODE".into(), "node".into());
+        assert_eq!(b.node_environment(&node)["DAEMON_MODE"], "node");
     }
 
     #[test]
@@ -1352,32 +970,6 @@ mod tests {
         let env = body.env.unwrap();
         assert!(env.contains(&"SSL_CERT_DIR=/certificates".to_owned()));
         assert!(env.contains(&"ORCHESTRATOR_LISTEN=0.0.0.0:80".to_owned()));
-    }
-
-    #[test]
-    fn grace_rounds_up_to_whole_seconds() {
-        assert_eq!(seconds(Duration::ZERO), 0);
-        assert_eq!(seconds(Duration::from_millis(1)), 1);
-        assert_eq!(seconds(Duration::from_secs(10)), 10);
-        assert_eq!(seconds(Duration::from_secs(u64::MAX)), i32::MAX);
-    }
-
-    #[test]
-    fn errors_map_to_unavailable_or_runtime() {
-        let e = map_err(DockerError::DockerResponseServerError {
-            status_code: 500,
-            message: "boom".into(),
-        });
-        assert!(matches!(e, BackendError::Runtime { message } if message.contains("boom")));
-        let e = map_err(DockerError::SocketNotFoundError("/x".into()));
-        assert!(matches!(e, BackendError::Unavailable { .. }));
-    }
-
-    #[test]
-    fn shared_objects_carry_only_the_managed_label() {
-        let l = shared_labels();
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[labels::MANAGED], "true");
     }
 
     #[tokio::test]

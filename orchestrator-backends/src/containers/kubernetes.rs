@@ -73,8 +73,8 @@ use self::state::{
     desired_replicas, is_rolled_out, log_pod, node_status, pod_started_at, ready_replicas,
     restart_count, timestamp,
 };
-use super::docker::SystemClock;
 use super::docker::logs::{LogAssembler, select};
+use super::engine::SystemClock;
 
 /// Settings of the Kubernetes backend. `Default` gives the defaults of
 /// docs/COMPATIBILITY.md#configuration-variables (namespace `default`, port 80, the default

@@ -1,32 +1,18 @@
-//! Container runtime adapters: Docker, Swarm (bollard) and Kubernetes (kube), and the
-//! image every deployed node runs.
+//! Container runtime adapters of the `ContainerBackend` port, and the image every deployed
+//! node runs. Every backend finds, changes and prunes only objects carrying our managed
+//! label, and reports an unreachable runtime as `BackendError::Unavailable`.
 //!
-//! - [`image`]: builds our `FROM scratch` image of a static `bannou-host` binary through the
-//!   Docker API, with the build context (a tar) made in Rust, so nothing is ever pulled.
-//! - [`docker`]: the standalone Docker backend (docs/COMPATIBILITY.md#docker-compose-backend,
-//!   fixed): our own labelled network, named and labelled containers, replicas,
-//!   structured logs, and prune/orphan cleanup limited to objects carrying our label.
-//! - [`swarm`]: the Docker Swarm backend (docs/COMPATIBILITY.md#swarm-backend, fixed): one
-//!   replicated service per node on an overlay network of ours, status from real tasks,
-//!   scale, rolling restart, service logs, and prune limited to our label. It shares the
-//!   standalone backend's naming, environment layering, log reader and label-limited engine
-//!   prune.
-//! - [`mounts`]: the mounts of a node's container on both Docker-engine backends (logs
-//!   volume, certificates, presets), built once for both.
-//! - `testing` (feature `testkit`): the test image built once per process, unique names
-//!   and cleanup for tests against the local engine.
-//!
-//! - [`kubernetes`]: the Kubernetes backend (kube, k8s-openapi;
-//!   docs/COMPATIBILITY.md#kubernetes-backend fixed): a Deployment and a Service per node
-//!   by server-side apply, status from the Deployment and its pods, the scale subresource,
-//!   rollout restart, logs of the newest ready pod. Tested through kube's real client
-//!   against a fake API server (no cluster here).
-//!
-//! - [`portainer`]: the Portainer backend (docs/COMPATIBILITY.md#portainer-backend fixed):
-//!   the Docker backend itself, its bollard client sending every call through Portainer's
-//!   Docker proxy with `X-API-Key`; only availability (`/api/status`) is Portainer's own.
+//! - [`docker`], [`swarm`] and [`portainer`] (the Docker backend through Portainer's
+//!   proxy) drive the Docker Engine API through the pieces they share in [`engine`];
+//!   [`mounts`] is what their nodes mount.
+//! - [`kubernetes`]: Deployments and Services by server-side apply (kube).
+//! - [`image`]: our `FROM scratch` image of a static `bannou-host`, built through the
+//!   Docker API, so nothing is ever pulled.
+//! - `testing` (feature `testkit`): the test image, unique names and cleanup for tests
+//!   against the local engine.
 
 pub mod docker;
+pub mod engine;
 pub mod image;
 pub mod kubernetes;
 pub mod mounts;

@@ -270,7 +270,7 @@ impl PortainerApi {
                  not: {}",
                 self.url,
                 self.endpoint_id,
-                super::docker::map_err(e)
+                super::engine::map_err(e)
             ));
         }
         Availability {

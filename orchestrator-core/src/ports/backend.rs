@@ -605,6 +605,10 @@ impl PruneReport {
 /// Every operation addressing an app-id returns [`BackendError::NotFound`] when no object
 /// of ours carries it. Only objects with [`labels::MANAGED`] are ever listed, changed or
 /// pruned.
+///
+/// With the `testkit` feature, `MockContainerBackend` (mockall) implements it, for tests
+/// that assert which calls happen, in which order and how often.
+#[cfg_attr(feature = "testkit", mockall::automock)]
 #[async_trait]
 pub trait ContainerBackend: Send + Sync {
     /// Which backend this is.

@@ -40,6 +40,8 @@ mod reconcile;
 #[cfg(test)]
 pub(crate) mod testing;
 mod topology;
+#[cfg(test)]
+mod wave_interactions;
 mod waves;
 
 pub use backends::BackendRegistry;

@@ -1,4 +1,4 @@
-//! Reconciliation (issue 8): the leader's periodic sweep that makes what runs agree with
+//! Reconciliation: the leader's periodic sweep that makes what runs agree with
 //! what the store records. Start at [`OrchestratorService::reconcile`]; the host runs it
 //! once the replica leads and then every `ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS`.
 //!

@@ -72,6 +72,23 @@ impl World {
         tweak: impl FnOnce(&mut ServiceSettings),
         extra: Vec<Arc<dyn ContainerBackend>>,
     ) -> World {
+        Self::build(tweak, extra, |fake| Arc::new(fake)).await
+    }
+
+    /// A default world whose in-process backend is `wrap(fake)`: a spy or mock around the
+    /// fake, which still holds the nodes (the auto heartbeats and the pool scaler use the
+    /// fake itself).
+    pub async fn wrapping_backend(
+        wrap: impl FnOnce(FakeBackend) -> Arc<dyn ContainerBackend>,
+    ) -> World {
+        Self::build(|_| {}, Vec::new(), wrap).await
+    }
+
+    async fn build(
+        tweak: impl FnOnce(&mut ServiceSettings),
+        extra: Vec<Arc<dyn ContainerBackend>>,
+        wrap: impl FnOnce(FakeBackend) -> Arc<dyn ContainerBackend>,
+    ) -> World {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
             1_780_000_000_000,
         )));
@@ -133,7 +150,7 @@ impl World {
         }
         // Let the pipeline subscribe before anything is published.
         tokio::task::yield_now().await;
-        let mut backends = vec![Arc::new(backend.clone()) as Arc<dyn ContainerBackend>];
+        let mut backends = vec![wrap(backend.clone())];
         backends.extend(extra);
         let registry = Arc::new(BackendRegistry::new(backends, settings.default_backend));
         let (leader, leadership) =

@@ -34,7 +34,7 @@ use orchestrator_core::ports::backend::{NodeDeployment, labels, workload_name};
 use orchestrator_core::resolver::enabled_services;
 
 use super::KubernetesConfig;
-use crate::containers::docker::LISTEN_VARIABLE;
+use crate::containers::engine::LISTEN_VARIABLE;
 
 /// The standard label naming the tool that manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
