@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod docker;
 pub mod heartbeats;
 pub mod pools;
+pub mod scale;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -31,6 +32,11 @@ pub enum BenchCommand {
     /// spread over repeated fresh deployments), or with `--backend docker` an N-node
     /// topology on Docker against `docker-compose up` of the same nodes.
     Deploy(deploy::DeployBenchArgs),
+    /// The target load (Redis required): simulated nodes heartbeating through Redis, pool
+    /// workers leased over HTTP by simulated callers, a topology change and a pool
+    /// scale-up mid-run; heartbeat lag, acquire latency, control-plane and Redis CPU and
+    /// memory, double leases; with `--step`, the most nodes held at lag p99 <= 1 s.
+    Scale(scale::ScaleArgs),
 }
 
 /// Runs a benchmark and prints its report to `out`.
@@ -39,6 +45,7 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         BenchCommand::Pools(a) => pools::run(a, out),
         BenchCommand::Heartbeats(a) => heartbeats::run(a, out),
         BenchCommand::Deploy(a) => deploy::run(a, out),
+        BenchCommand::Scale(a) => scale::run(a, out),
     }
 }
 
