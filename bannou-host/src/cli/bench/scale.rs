@@ -812,8 +812,8 @@ fn write_table(out: &mut dyn Write, r: &ScaleReport) -> anyhow::Result<()> {
     for s in &r.headroom {
         writeln!(
             out,
-            "  headroom step {:>7} nodes: lag p99 {:.0} ms (max {:.0} ms, {} unseen), control plane {:.3} CPU s per s",
-            s.nodes, s.lag.p99_ms, s.lag.max_ms, s.lag.unseen, s.cp_cpu_per_s
+            "  headroom step {:>7} nodes: lag p99 {:.0} ms (max {:.0} ms, {} beats, {} unseen), control plane {:.3} CPU s per s",
+            s.nodes, s.lag.p99_ms, s.lag.max_ms, s.lag.published, s.lag.unseen, s.cp_cpu_per_s
         )?;
     }
     if let Some(n) = r.headroom_nodes {
