@@ -18,7 +18,9 @@
 //!   (the first pool by a tenth) go through the HTTP API.
 //! - **Headroom** (`--step N`): after the run, heartbeat-only steps of N, 2N, ... nodes up
 //!   to `--max-nodes`, `--step-seconds` each; the answer is the largest step whose lag
-//!   p99 stayed within 1 s.
+//!   p99 stayed within 1 s with every beat ingested. A step whose beats the bench itself
+//!   could not publish (under [`OFFERED_SHARE`] of those due) ends the search with the
+//!   answer marked a lower bound.
 //!
 //! Resident memory is the whole process's (`VmRSS`: the load is small beside the control
 //! plane); Redis CPU and memory come from `INFO`. Keys are the control plane's own: point
@@ -61,6 +63,11 @@ const HEADROOM_LAG: Duration = Duration::from_secs(1);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// A beat not ingested within this is counted as unseen (its lag so far is recorded).
 const UNSEEN_AFTER: Duration = Duration::from_secs(30);
+/// Share of a step's due beats the bench must publish for the step to judge the control
+/// plane (see [`HeadroomStep::offered_share`]).
+pub const OFFERED_SHARE: f64 = 0.9;
+/// Simulated nodes per publisher task (each publishes its nodes' beats one at a time).
+const NODES_PER_PUBLISHER: usize = 250;
 /// Longest the pools may take to have every worker Available.
 const READY_PATIENCE: Duration = Duration::from_secs(300);
 
@@ -137,6 +144,11 @@ pub struct HeadroomStep {
     pub lag: LagReport,
     /// Control-plane CPU seconds per wall second.
     pub cp_cpu_per_s: f64,
+    /// Beats published per second of the step.
+    pub published_per_s: f64,
+    /// Published / due (nodes x step / interval): below [`OFFERED_SHARE`] the bench could
+    /// not offer the step's load and the search stops without judging the control plane.
+    pub offered_share: f64,
 }
 
 /// The whole report (`--json` prints it as is).
@@ -183,6 +195,9 @@ pub struct ScaleReport {
     /// Largest step whose heartbeat lag p99 stayed within 1 s (`None` without `--step`,
     /// 0 when even the first step did not).
     pub headroom_nodes: Option<usize>,
+    /// The search stopped because the bench could not publish a step's beats, not because
+    /// the lag grew: `headroom_nodes` is then a lower bound.
+    pub headroom_bench_limited: bool,
 }
 
 /// Runs the benchmark and prints its report.
@@ -330,6 +345,7 @@ async fn drive(args: &ScaleArgs, server: &Server) -> anyhow::Result<ScaleReport>
     // Headroom.
     let mut headroom = Vec::new();
     let mut headroom_nodes = None;
+    let mut headroom_bench_limited = false;
     if args.step > 0 {
         let mut best = 0;
         let mut nodes = args.step;
@@ -339,13 +355,23 @@ async fn drive(args: &ScaleArgs, server: &Server) -> anyhow::Result<ScaleReport>
             let beats = Heartbeats::start(bus.clone(), health.clone(), nodes, interval);
             tokio::time::sleep(Duration::from_secs_f64(args.step_seconds)).await;
             let lag = beats.finish().await;
-            let cp_cpu_per_s = (cp_cpu_seconds()? - cpu0) / t0.elapsed().as_secs_f64();
+            let took = t0.elapsed().as_secs_f64();
+            let cp_cpu_per_s = (cp_cpu_seconds()? - cpu0) / took;
+            let due = nodes as f64 * args.step_seconds / args.heartbeat_interval;
+            let offered_share = lag.published as f64 / due;
             let ok = lag.p99_ms <= HEADROOM_LAG.as_secs_f64() * 1e3 && lag.unseen == 0;
+            let published_per_s = lag.published as f64 / args.step_seconds;
             headroom.push(HeadroomStep {
                 nodes,
                 lag,
                 cp_cpu_per_s,
+                published_per_s,
+                offered_share,
             });
+            if offered_share < OFFERED_SHARE {
+                headroom_bench_limited = true;
+                break;
+            }
             if !ok {
                 break;
             }
@@ -376,6 +402,7 @@ async fn drive(args: &ScaleArgs, server: &Server) -> anyhow::Result<ScaleReport>
         redis_used_mib: redis1.used_memory as f64 / (1024.0 * 1024.0),
         headroom,
         headroom_nodes,
+        headroom_bench_limited,
     })
 }
 
@@ -445,8 +472,6 @@ struct Heartbeats {
 /// Beats published and not yet seen ingested: instance, publish time.
 type Pending = Arc<Mutex<Vec<(Uuid, Timestamp)>>>;
 
-const PUBLISHERS: usize = 8;
-
 impl Heartbeats {
     /// `nodes` nodes (app-ids `scale-node-{i}`, fresh instance ids) beating every
     /// `interval`, evenly spread.
@@ -464,7 +489,8 @@ impl Heartbeats {
             Arc::new(AtomicU64::new(0)),
         );
         let start = Instant::now();
-        let publishers = (0..PUBLISHERS)
+        let tasks = nodes.div_ceil(NODES_PER_PUBLISHER).max(1);
+        let publishers = (0..tasks)
             .map(|p| {
                 let (bus, stop, pending, published, errors) = (
                     bus.clone(),
@@ -476,7 +502,7 @@ impl Heartbeats {
                 tokio::spawn(async move {
                     let clock = TokioClock::system();
                     let mine: Vec<ServiceHeartbeatEvent> = (p..nodes)
-                        .step_by(PUBLISHERS)
+                        .step_by(tasks)
                         .map(|i| node_beat(i, &clock))
                         .collect();
                     if mine.is_empty() {
@@ -812,12 +838,26 @@ fn write_table(out: &mut dyn Write, r: &ScaleReport) -> anyhow::Result<()> {
     for s in &r.headroom {
         writeln!(
             out,
-            "  headroom step {:>7} nodes: lag p99 {:.0} ms (max {:.0} ms, {} beats, {} unseen), control plane {:.3} CPU s per s",
-            s.nodes, s.lag.p99_ms, s.lag.max_ms, s.lag.published, s.lag.unseen, s.cp_cpu_per_s
+            "  headroom step {:>7} nodes: lag p99 {:.0} ms (max {:.0} ms, {:.0} beats/s = {:.0}% of due, {} unseen), control plane {:.3} CPU s per s",
+            s.nodes,
+            s.lag.p99_ms,
+            s.lag.max_ms,
+            s.published_per_s,
+            s.offered_share * 100.0,
+            s.lag.unseen,
+            s.cp_cpu_per_s
         )?;
     }
     if let Some(n) = r.headroom_nodes {
-        writeln!(out, "  headroom: {n} nodes with heartbeat lag p99 <= 1 s")?;
+        let bound = if r.headroom_bench_limited {
+            " (at least: the bench could not publish the next step's beats)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  headroom: {n} nodes with heartbeat lag p99 <= 1 s{bound}"
+        )?;
     }
     Ok(())
 }
@@ -871,6 +911,8 @@ mod tests {
         let steps = v["headroom"].as_array().unwrap();
         assert!(!steps.is_empty() && steps.len() <= 2, "{v}");
         assert!(v["headroom_nodes"].is_u64(), "{v}");
+        assert!(v["headroom_bench_limited"].is_boolean(), "{v}");
+        assert!(steps[0]["published_per_s"].as_f64().unwrap() > 0.0, "{v}");
     }
 
     #[test]
