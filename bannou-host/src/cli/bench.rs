@@ -10,6 +10,7 @@ pub mod docker;
 pub mod events;
 pub mod heartbeats;
 pub mod pools;
+pub mod scale;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -35,6 +36,11 @@ pub enum BenchCommand {
     /// Deploys with nobody subscribed to the event stream against deploys with idle
     /// subscribers and one that never reads, rounds alternating on one control plane.
     Events(events::EventsBenchArgs),
+    /// The target load (Redis required): simulated nodes heartbeating through Redis, pool
+    /// workers leased over HTTP by simulated callers, a topology change and a pool
+    /// scale-up mid-run; heartbeat lag, acquire latency, control-plane and Redis CPU and
+    /// memory, double leases; with `--step`, the most nodes held at lag p99 <= 1 s.
+    Scale(scale::ScaleArgs),
 }
 
 /// Runs a benchmark and prints its report to `out`.
@@ -44,6 +50,7 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         BenchCommand::Heartbeats(a) => heartbeats::run(a, out),
         BenchCommand::Deploy(a) => deploy::run(a, out),
         BenchCommand::Events(a) => events::run(a, out),
+        BenchCommand::Scale(a) => scale::run(a, out),
     }
 }
 

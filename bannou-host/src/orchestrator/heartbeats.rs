@@ -39,18 +39,41 @@ pub struct HealthState {
 /// A cheap clonable handle to [`HealthState`] behind a std mutex: every use is a short,
 /// synchronous critical section (no `.await` while locked), so a std mutex is cheaper
 /// than an async one and cannot be held across a suspension point by accident.
+///
+/// It also carries a change signal: [`HeartbeatPipeline`] bumps it after every batch it
+/// applies, so a waiter (a deploy wave's health wait) wakes the moment a node's
+/// heartbeat lands instead of polling. A waiter subscribes with
+/// [`changes`](Self::changes) *before* it looks at the state, so no change between its
+/// look and its wait is missed.
 #[derive(Clone)]
-pub struct SharedHealth(Arc<Mutex<HealthState>>);
+pub struct SharedHealth {
+    state: Arc<Mutex<HealthState>>,
+    changed: Arc<watch::Sender<u64>>,
+}
 
 impl SharedHealth {
     /// Wraps the initial state.
     pub fn new(state: HealthState) -> Self {
-        SharedHealth(Arc::new(Mutex::new(state)))
+        SharedHealth {
+            state: Arc::new(Mutex::new(state)),
+            changed: Arc::new(watch::channel(0).0),
+        }
     }
 
     /// Locks the state (a poisoned lock is recovered: the state stays usable).
     pub fn lock(&self) -> MutexGuard<'_, HealthState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A receiver that sees every [`notify_changed`](Self::notify_changed) from now on
+    /// (`changed().await` returns once one happened since the last look).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Wakes every waiter of [`changes`](Self::changes): heartbeats were applied.
+    pub fn notify_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -244,6 +267,7 @@ impl HeartbeatPipeline {
         }
         if ingested > 0 {
             self.stats.ingested.fetch_add(ingested, Ordering::Relaxed);
+            self.health.notify_changed();
         }
         if created > 0 {
             self.stats

@@ -156,6 +156,8 @@ struct State {
     nodes: BTreeMap<AppId, FakeNode>,
     calls: Vec<BackendCall>,
     failures: Vec<ScriptedFailure>,
+    /// Operations whose calls never answer (see [`FakeBackend::hang`]).
+    hung: Vec<BackendOperation>,
     infrastructure: Vec<InfrastructureInfo>,
     prunable: Vec<(CleanTarget, String, u64)>,
     next_id: u64,
@@ -197,6 +199,7 @@ impl FakeBackend {
                 nodes: BTreeMap::new(),
                 calls: Vec::new(),
                 failures: Vec::new(),
+                hung: Vec::new(),
                 infrastructure: Vec::new(),
                 prunable: Vec::new(),
                 next_id: 0,
@@ -236,6 +239,13 @@ impl FakeBackend {
             app_id: None,
             error,
         });
+    }
+
+    /// Every later `status` or `logs` call (whichever `operation` names; other operations
+    /// are not affected) is recorded and then never answers, as a hung engine call: the
+    /// caller's own timeout has to cut it off.
+    pub fn hang(&self, operation: BackendOperation) {
+        self.lock().hung.push(operation);
     }
 
     /// Sets what `check_availability` reports.
@@ -337,6 +347,16 @@ impl FakeBackend {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation is completed under one guard, so a poisoned lock is consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True (with `call` recorded) when `call`'s operation is hung.
+    fn hangs(&self, call: &BackendCall) -> bool {
+        let mut state = self.lock();
+        let hung = state.hung.contains(&call.operation());
+        if hung {
+            state.calls.push(call.clone());
+        }
+        hung
     }
 
     /// Records `call` and returns the scripted failure for it, if any.
@@ -507,9 +527,13 @@ impl ContainerBackend for FakeBackend {
     }
 
     async fn status(&self, app_id: &AppId) -> Result<ContainerStatusReport, BackendError> {
-        let (state, scripted) = self.begin(BackendCall::Status {
+        let call = BackendCall::Status {
             app_id: app_id.clone(),
-        });
+        };
+        if self.hangs(&call) {
+            return std::future::pending().await;
+        }
+        let (state, scripted) = self.begin(call);
         scripted?;
         let node = state.nodes.get(app_id).ok_or_else(|| not_found(app_id))?;
         Ok(ContainerStatusReport {
@@ -546,10 +570,14 @@ impl ContainerBackend for FakeBackend {
     }
 
     async fn logs(&self, app_id: &AppId, query: &LogQuery) -> Result<Vec<LogLine>, BackendError> {
-        let (state, scripted) = self.begin(BackendCall::Logs {
+        let call = BackendCall::Logs {
             app_id: app_id.clone(),
             query: *query,
-        });
+        };
+        if self.hangs(&call) {
+            return std::future::pending().await;
+        }
+        let (state, scripted) = self.begin(call);
         scripted?;
         let node = state.nodes.get(app_id).ok_or_else(|| not_found(app_id))?;
         let mut lines: Vec<LogLine> = node

@@ -6,7 +6,8 @@
 //!
 //! `--backend docker` runs the container benchmark of [`super::docker`] instead: an
 //! N-node topology (`--nodes`, default 10) on the Docker backend against
-//! `docker-compose up` of the same nodes, `--rounds` times each.
+//! `docker-compose up` of the same nodes and against the engine's own limit (the same
+//! containers started straight through the API), `--rounds` times each.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -202,6 +203,17 @@ async fn docker_bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Res
         report.compose_median_s,
         list(&report.compose_s)
     )?;
+    writeln!(
+        out,
+        "  limit    median {:.2} s  ({})  (plain create+start through the API, ping)",
+        report.limit_median_s,
+        list(&report.limit_s)
+    )?;
     writeln!(out, "  ratio ours / compose: {:.2}", report.ratio)?;
+    writeln!(
+        out,
+        "  ratio_to_limit (ours / limit): {:.2}",
+        report.ratio_to_limit
+    )?;
     Ok(())
 }

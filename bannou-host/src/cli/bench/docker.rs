@@ -19,6 +19,13 @@
 //!   and `depends_on: {condition: service_healthy}` on every node of the previous layer;
 //!   timed from `docker-compose up -d` until every container's healthcheck reports
 //!   healthy (v1 has no `--wait`: `docker inspect` is polled). Then `down -v` (not timed).
+//! - **Limit**: the engine's own limit for the same deploy: the same containers (image,
+//!   environment, network) created and started straight through the Docker API, as
+//!   `docker run -d` would, in parallel within a wave and the waves in sequence, each
+//!   wave done when all its containers answer `GET /{service}/ping` on their bridge
+//!   address (asked every [`LIMIT_POLL`]). Timed from the first create until the last
+//!   wave answers; then the containers are removed (not timed). No orchestration at all,
+//!   so `ratio_to_limit` is what our deploy costs above the engine.
 //!
 //! Only objects with our labels or compose's `com.docker.compose.project=bannou-bench`
 //! are removed.
@@ -31,8 +38,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
-use bollard::models::NetworkCreateRequest;
-use bollard::query_parameters::ListContainersOptions;
+use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions,
+};
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::api::{DeployRequest, TeardownRequest};
@@ -58,6 +68,10 @@ const COMPOSE_POLL: Duration = Duration::from_millis(50);
 const HEALTH_INTERVAL: &str = "250ms";
 /// Longest either side may take to become healthy.
 const PATIENCE: Duration = Duration::from_secs(180);
+/// How often the limit run asks a started container's ping.
+const LIMIT_POLL: Duration = Duration::from_millis(10);
+/// Name prefix of the limit run's containers.
+const LIMIT_PREFIX: &str = "bannou-bench-limit-";
 
 /// What the Docker bench is asked to do.
 #[derive(Debug, Clone)]
@@ -87,12 +101,18 @@ pub struct DockerReport {
     pub ours_s: Vec<f64>,
     /// Each round of compose, seconds.
     pub compose_s: Vec<f64>,
+    /// Each round of the engine's limit (plain create+start, ping), seconds.
+    pub limit_s: Vec<f64>,
     /// Median of ours.
     pub ours_median_s: f64,
     /// Median of compose.
     pub compose_median_s: f64,
+    /// Median of the limit.
+    pub limit_median_s: f64,
     /// `ours_median_s / compose_median_s`.
     pub ratio: f64,
+    /// `ours_median_s / limit_median_s`.
+    pub ratio_to_limit: f64,
 }
 
 /// The generated topology: nodes in layer order, `(name, service, layer)`.
@@ -245,6 +265,151 @@ async fn compose_healthy(docker: &Docker, expected: usize) -> anyhow::Result<()>
     }
 }
 
+/// One container of the limit run: what to start and what to ping.
+struct LimitNode {
+    name: String,
+    service: String,
+    body: ContainerCreateBody,
+}
+
+/// The limit run's containers, wave by wave: each node as [`compose_file`] describes it
+/// (image, environment, network), labelled [`BENCH_LABEL`] so a failed run's leftovers are
+/// recognisable.
+fn limit_waves(
+    plan: &planner::Plan,
+    nodes: &[ResolvedNode],
+    layers: &[(String, String, Layer)],
+    backend: &DockerBackend,
+    image: &str,
+    redis_for_nodes: &str,
+) -> Vec<Vec<LimitNode>> {
+    plan.waves
+        .iter()
+        .map(|wave| {
+            wave.actions
+                .iter()
+                .filter_map(|a| nodes.iter().find(|n| n.app_id == a.app_id))
+                .filter_map(|node| {
+                    let (_, service, _) = layers.iter().find(|(n, _, _)| *n == node.name)?;
+                    let mut deployment =
+                        NodeDeployment::new(node.app_id.clone(), &node.name, image);
+                    deployment.environment = node.environment.clone();
+                    deployment
+                        .environment
+                        .insert(NODE_REDIS_VARIABLE.to_owned(), redis_for_nodes.to_owned());
+                    let env = backend.node_environment(&deployment);
+                    let body = ContainerCreateBody {
+                        image: Some(image.to_owned()),
+                        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                        labels: Some(HashMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())])),
+                        host_config: Some(bollard::models::HostConfig {
+                            network_mode: Some(PROJECT.to_owned()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    Some(LimitNode {
+                        name: format!("{LIMIT_PREFIX}{}", node.app_id),
+                        service: service.clone(),
+                        body,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Creates and starts one container (`docker run -d`), then asks its ping on its bridge
+/// address until it answers 2xx.
+async fn run_and_ping(
+    docker: &Docker,
+    http: &reqwest::Client,
+    node: &LimitNode,
+    port: u16,
+) -> anyhow::Result<()> {
+    let options = CreateContainerOptions {
+        name: Some(node.name.clone()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(Some(options), node.body.clone())
+        .await
+        .with_context(|| format!("limit: creating {}", node.name))?;
+    docker
+        .start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .with_context(|| format!("limit: starting {}", node.name))?;
+    let inspected = docker
+        .inspect_container(&created.id, None::<InspectContainerOptions>)
+        .await?;
+    let ip = inspected
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.get(PROJECT).and_then(|e| e.ip_address.clone()))
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("limit: {} has no address on {PROJECT}", node.name))?;
+    let url = format!("http://{ip}:{port}/{}/ping", node.service);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "limit: {} did not answer {url} within {PATIENCE:?}",
+                node.name
+            );
+        }
+        tokio::time::sleep(LIMIT_POLL).await;
+    }
+}
+
+/// Removes every container of the limit run (by name prefix and bench label).
+async fn remove_limit_containers(docker: &Docker) -> anyhow::Result<()> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([
+            ("label".to_owned(), vec![format!("{BENCH_LABEL}=true")]),
+            ("name".to_owned(), vec![LIMIT_PREFIX.to_owned()]),
+        ])),
+        ..Default::default()
+    };
+    let remove = RemoveContainerOptions {
+        force: true,
+        v: true,
+        link: false,
+    };
+    let listed = docker.list_containers(Some(options)).await?;
+    let removals = listed.iter().filter_map(|c| c.id.as_deref()).map(|id| {
+        let remove = remove.clone();
+        async move { docker.remove_container(id, Some(remove)).await }
+    });
+    for r in futures::future::join_all(removals).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// One timed limit round: the waves in sequence, each wave's containers in parallel.
+async fn limit_round(
+    docker: &Docker,
+    http: &reqwest::Client,
+    waves: &[Vec<LimitNode>],
+    port: u16,
+) -> anyhow::Result<f64> {
+    let start = tokio::time::Instant::now();
+    for wave in waves {
+        let runs = wave.iter().map(|n| run_and_ping(docker, http, n, port));
+        for r in futures::future::join_all(runs).await {
+            r?;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -339,10 +504,26 @@ async fn run_on_network(
         compose_file(&resolved.nodes, &layers, &probe, &bench.image, &node_redis),
     )?;
 
+    let limit = limit_waves(
+        &plan,
+        &resolved.nodes,
+        &layers,
+        &probe,
+        &bench.image,
+        &node_redis,
+    );
+    let port = probe.config().node_port;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    remove_limit_containers(docker).await?;
+
     let server = Server::start(config).await?;
     let service = server.service().await.context("no control plane")?;
     let mut ours = Vec::new();
     let mut compose = Vec::new();
+    let mut limits = Vec::new();
     let result: anyhow::Result<()> = async {
         for round in 1..=bench.rounds {
             let start = tokio::time::Instant::now();
@@ -367,6 +548,10 @@ async fn run_on_network(
                 .map_err(|e| anyhow::anyhow!("round {round}: teardown: {e}"))?;
             ours.push(took);
 
+            let took = limit_round(docker, &http, &limit, port).await;
+            remove_limit_containers(docker).await?;
+            limits.push(took?);
+
             let start = tokio::time::Instant::now();
             docker_compose(&compose_path, &["up", "-d"])?;
             compose_healthy(docker, bench.nodes).await?;
@@ -375,8 +560,9 @@ async fn run_on_network(
             compose.push(took);
             writeln!(
                 out,
-                "round {round}: ours {:.2} s, compose {took:.2} s",
-                ours[ours.len() - 1]
+                "round {round}: ours {:.2} s, limit {:.2} s, compose {took:.2} s",
+                ours[ours.len() - 1],
+                limits[limits.len() - 1]
             )?;
         }
         Ok(())
@@ -384,11 +570,12 @@ async fn run_on_network(
     .await;
     if result.is_err() {
         let _ = service.teardown(TeardownRequest::default()).await;
+        let _ = remove_limit_containers(docker).await;
         let _ = docker_compose(&compose_path, &["down", "-v", "--timeout", "5"]);
     }
     server.shutdown().await;
     result?;
-    let (om, cm) = (median(&ours), median(&compose));
+    let (om, cm, lm) = (median(&ours), median(&compose), median(&limits));
     Ok(DockerReport {
         nodes: bench.nodes,
         waves,
@@ -396,9 +583,12 @@ async fn run_on_network(
         image: bench.image.clone(),
         ours_s: ours,
         compose_s: compose,
+        limit_s: limits,
         ours_median_s: om,
         compose_median_s: cm,
+        limit_median_s: lm,
         ratio: om / cm,
+        ratio_to_limit: om / lm,
     })
 }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use orchestrator_core::events::InstanceHealthStatus;
 use orchestrator_core::health::is_infrastructure_service;
 use orchestrator_core::planner::{self, ActionKind, Plan, PlanOptions, Wave, WavePhase};
@@ -18,15 +19,11 @@ use orchestrator_core::ports::backend::{
 };
 use orchestrator_core::records::DeploymentConfiguration;
 use orchestrator_core::{AppId, Catalog, ResolvedNode, Timestamp};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::OrchestratorService;
 use super::deploy_support::{config_nodes, route_to};
-
-/// How often the health wait looks at the aggregator: a lock and a few map lookups per
-/// look, so this is cheap, and short enough that an in-process wave completes within a
-/// few heartbeats.
-const HEALTH_POLL: Duration = Duration::from_millis(20);
 
 /// How many of a failed node's last log lines its failure message carries.
 pub(super) const FAILURE_LOG_LINES: u32 = 20;
@@ -261,10 +258,13 @@ impl OrchestratorService {
             .wait_healthy(backend.as_ref(), wave.index, &targets)
             .await
         {
-            for (target, message) in unhealthy {
-                let logs = last_log_lines(backend.as_ref(), &target.app_id).await;
-                exec.failures.push(format!("{message}{logs}"));
-            }
+            // Every failed node's logs at once, each read bounded like a status question.
+            let limit = self.deps.settings.container_status_poll_interval;
+            let reads = unhealthy.into_iter().map(|(target, message)| async move {
+                let logs = last_log_lines(backend.as_ref(), &target.app_id, limit).await;
+                format!("{message}{logs}")
+            });
+            exec.failures.extend(futures::future::join_all(reads).await);
             return;
         }
 
@@ -375,10 +375,19 @@ impl OrchestratorService {
     /// `wave_timeout` passes, or the backend reports a target's process gone (stopped, or
     /// restarted by the runtime since the deploy: it exited); then each failed node is
     /// returned with a message saying what is missing.
+    ///
+    /// Event-driven: the wait looks at the aggregator again the moment the heartbeat
+    /// pipeline applies a batch ([`SharedHealth::changes`]), not on a timer. Every
+    /// `container_status_poll_interval` the pending nodes' status is asked of the backend,
+    /// all at once and each question under that interval as its timeout; the questions run
+    /// beside the wait, so neither a slow nor a hung engine call delays a healthy wave or
+    /// pushes a wave past its deadline (an unanswered question means "cannot tell").
+    ///
+    /// [`SharedHealth::changes`]: crate::orchestrator::heartbeats::SharedHealth::changes
     #[tracing::instrument(name = "health.wait", skip_all, fields(wave = wave, node = ?targets.iter().map(|t| t.app_id.as_str()).collect::<Vec<_>>()))]
     async fn wait_healthy<'t>(
         &self,
-        backend: &dyn ContainerBackend,
+        backend: &'t dyn ContainerBackend,
         wave: usize,
         targets: &'t [WaitTarget],
     ) -> Result<(), Vec<(&'t WaitTarget, String)>> {
@@ -387,33 +396,19 @@ impl OrchestratorService {
         let deadline = started + timeout;
         // How often the backend is asked whether a pending node's process is still there:
         // a node that exits at start fails its wave then instead of at the timeout.
-        let exit_check = self.deps.settings.container_status_poll_interval;
-        let mut next_exit_check = started + exit_check;
+        let exit_every = self.deps.settings.container_status_poll_interval;
+        let mut next_exit_check = started + exit_every;
+        let mut exit_check: Option<BoxFuture<'t, Vec<(&'t WaitTarget, String)>>> = None;
+        let mut changes = self.deps.health.changes();
         let by_name = |name: &str| targets.iter().find(|t| t.name == name);
         loop {
+            // Marked seen before the look: a beat applied after it wakes the next wait.
+            changes.borrow_and_update();
             let pending = self.unhealthy(targets);
             if pending.is_empty() {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
-            if now >= next_exit_check {
-                next_exit_check = now + exit_check;
-                let mut exited = Vec::new();
-                for (name, _) in &pending {
-                    let Some(target) = by_name(name) else {
-                        continue;
-                    };
-                    if let Some(why) = exited_at_start(backend, &target.app_id).await {
-                        exited.push((
-                            target,
-                            format!("{name}: exited at start (wave {wave}): {why}"),
-                        ));
-                    }
-                }
-                if !exited.is_empty() {
-                    return Err(exited);
-                }
-            }
             if now >= deadline {
                 return Err(pending
                     .into_iter()
@@ -430,7 +425,32 @@ impl OrchestratorService {
                     })
                     .collect());
             }
-            tokio::time::sleep(HEALTH_POLL.min(deadline - now)).await;
+            if exit_check.is_none() && now >= next_exit_check {
+                next_exit_check = now + exit_every;
+                let asked: Vec<&'t WaitTarget> = pending
+                    .iter()
+                    .filter_map(|(name, _)| by_name(name))
+                    .collect();
+                exit_check = Some(Box::pin(exited_targets(backend, wave, asked, exit_every)));
+            }
+            // The next timer: the deadline, or the next exit check when none is running.
+            let wake_at = if exit_check.is_some() {
+                deadline
+            } else {
+                deadline.min(next_exit_check)
+            };
+            tokio::select! {
+                _ = health_changed(&mut changes) => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+                exited = async { exit_check.as_mut().expect("guarded by the select").await },
+                    if exit_check.is_some() =>
+                {
+                    exit_check = None;
+                    if !exited.is_empty() {
+                        return Err(exited);
+                    }
+                }
+            }
         }
     }
 
@@ -479,7 +499,9 @@ impl OrchestratorService {
             .collect();
         let timeout = self.deps.settings.wave_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.deps.health.changes();
         loop {
+            changes.borrow_and_update();
             let pending = self.unhealthy(&targets);
             if pending.is_empty() {
                 return Vec::new();
@@ -497,7 +519,10 @@ impl OrchestratorService {
                     })
                     .collect();
             }
-            tokio::time::sleep(HEALTH_POLL.min(left)).await;
+            tokio::select! {
+                _ = health_changed(&mut changes) => {}
+                _ = tokio::time::sleep(left) => {}
+            }
         }
     }
 
@@ -513,9 +538,12 @@ impl OrchestratorService {
         let mut out = Vec::new();
         for t in targets {
             let mut missing = Vec::new();
+            // A known instance counts once heard from after the deploy answered; a beat
+            // applied in that very millisecond may still be the old container's, so it
+            // does not (the wait now looks the moment a beat lands, not a poll later).
             let counts = |id: Uuid, last_seen: Timestamp| {
                 !state.aggregator.is_retired(id, now)
-                    && (!t.known.contains(&id) || last_seen >= t.deployed_at)
+                    && (!t.known.contains(&id) || last_seen > t.deployed_at)
             };
             // Heard from since the deploy (whatever services the beat listed).
             let heard = state
@@ -674,6 +702,40 @@ impl OrchestratorService {
     }
 }
 
+/// Resolves once the heartbeat pipeline applied a batch since `changes` last looked (never,
+/// when the signal is gone: the deadline ends the wait then).
+async fn health_changed(changes: &mut watch::Receiver<u64>) {
+    if changes.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Asks the backend about every target at once, each question bounded by `limit` (an
+/// unanswered one counts as "cannot tell"); returns the targets whose process is gone,
+/// with the wave's failure message.
+async fn exited_targets<'t>(
+    backend: &dyn ContainerBackend,
+    wave: usize,
+    targets: Vec<&'t WaitTarget>,
+    limit: Duration,
+) -> Vec<(&'t WaitTarget, String)> {
+    let questions = targets.into_iter().map(|target| async move {
+        let why = tokio::time::timeout(limit, exited_at_start(backend, &target.app_id))
+            .await
+            .ok()
+            .flatten()?;
+        Some((
+            target,
+            format!("{}: exited at start (wave {wave}): {why}", target.name),
+        ))
+    });
+    futures::future::join_all(questions)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Why a node that was just deployed is no longer running, if it is not: its containers
 /// stopped, or the runtime restarted them (a fresh container that restarts has exited).
 /// `None` while it runs or when the backend cannot tell.
@@ -691,14 +753,14 @@ async fn exited_at_start(backend: &dyn ContainerBackend, app_id: &AppId) -> Opti
 }
 
 /// `"; last log lines:\n  ..."` with the node's last [`FAILURE_LOG_LINES`] log lines, or
-/// nothing when there are none or the backend cannot read them.
-async fn last_log_lines(backend: &dyn ContainerBackend, app_id: &AppId) -> String {
+/// nothing when there are none or the backend cannot read them within `limit`.
+async fn last_log_lines(backend: &dyn ContainerBackend, app_id: &AppId, limit: Duration) -> String {
     let query = orchestrator_core::ports::backend::LogQuery {
         tail: Some(FAILURE_LOG_LINES),
         ..Default::default()
     };
-    match backend.logs(app_id, &query).await {
-        Ok(lines) if !lines.is_empty() => {
+    match tokio::time::timeout(limit, backend.logs(app_id, &query)).await {
+        Ok(Ok(lines)) if !lines.is_empty() => {
             let mut out = format!("; last {} log line(s):", lines.len());
             for line in lines {
                 out.push_str("\n  ");

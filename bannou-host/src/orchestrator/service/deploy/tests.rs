@@ -1270,3 +1270,81 @@ async fn torn_down_nodes_leave_the_health_report_despite_late_goodbyes() {
         .collect();
     assert!(ghosts.is_empty(), "torn-down nodes reported: {ghosts:?}");
 }
+
+/// A hung engine call cannot hold a wave: with every `status` and `logs` call of the
+/// backend hanging, a node that never heartbeats still fails its wave at `wave_timeout`.
+/// Each status question is cut off by its timeout and asked again (the wait goes on
+/// beside it), and the failed node's log read is bounded the same way.
+#[tokio::test(start_paused = true)]
+async fn a_hung_backend_status_call_does_not_push_the_wave_past_its_deadline() {
+    let (wave_timeout, poll) = (Duration::from_secs(5), Duration::from_secs(1));
+    let world = World::with_settings(|s| {
+        s.wave_timeout = wave_timeout;
+        s.container_status_poll_interval = poll;
+    })
+    .await;
+    world.auto_heartbeats(Duration::from_millis(100));
+    world.silenced.lock().unwrap().insert("quiet".to_owned());
+    world.backend.hang(BackendOperation::Status);
+    world.backend.hang(BackendOperation::Logs);
+    let begun = tokio::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(600),
+        world
+            .service
+            .deploy(topology(vec![node("quiet", &["auth"])])),
+    )
+    .await
+    .expect("the deploy answers although the engine never does")
+    .unwrap();
+    let took = begun.elapsed();
+    assert_ne!(reply.status, 200, "the silent node fails its wave");
+    let warnings = reply.body.warnings.clone().unwrap_or_default().join("\n");
+    assert!(
+        warnings.contains("quiet: not healthy within 5s"),
+        "{warnings}"
+    );
+    // Time here is tokio's paused clock: the wave ended at its deadline, plus at most the
+    // bounded log read of the failed node.
+    assert!(took <= wave_timeout + poll, "{took:?}");
+    let asked = world.backend.calls_of(BackendOperation::Status).len();
+    assert!(
+        asked >= 3,
+        "a hung question is cut off and asked again: {asked}"
+    );
+}
+
+/// The wave wait is woken by the heartbeat pipeline, not by a timer: the deploy answers
+/// at the very instant (of tokio's paused clock) the node's healthy heartbeat is
+/// published, at an offset no polling period divides.
+#[tokio::test(start_paused = true)]
+async fn a_healthy_heartbeat_ends_the_wave_wait_at_once() {
+    let world = World::new().await;
+    let begun = tokio::time::Instant::now();
+    let deploy = {
+        let service = world.service.clone();
+        tokio::spawn(async move {
+            service
+                .deploy(topology(vec![node("solo", &["auth"])]))
+                .await
+        })
+    };
+    let beat_at = begun + Duration::from_millis(333);
+    tokio::time::sleep_until(beat_at).await;
+    assert_eq!(world.running(), ["solo"]);
+    assert!(
+        !deploy.is_finished(),
+        "the wave waits for the node's heartbeat"
+    );
+
+    world
+        .heartbeat("solo", &["auth"], ServiceHealthStatus::Healthy)
+        .await;
+    let reply = deploy.await.unwrap().unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    assert_eq!(
+        tokio::time::Instant::now(),
+        beat_at,
+        "the wave ended with the heartbeat, without a polling delay"
+    );
+}
