@@ -49,8 +49,8 @@ pub const NODE_REDIS_VARIABLE: &str = "ORCHESTRATOR_REDIS_CONNECTION_STRING";
 /// How long the reachability check of the nodes' Redis address waits.
 pub const REDIS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The bus the containers would use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The bus the containers would use. `Debug` hides the URLs' passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub enum NodeBus {
     /// In-memory state and bus: containers cannot reach it.
     Memory,
@@ -121,6 +121,19 @@ fn parse_redis_url(url: &str) -> Option<RedisUrlParts<'_>> {
         port,
         rest,
     })
+}
+
+impl std::fmt::Debug for NodeBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeBus::Memory => f.write_str("Memory"),
+            NodeBus::Redis { url, node_url } => f
+                .debug_struct("Redis")
+                .field("url", &redact(url))
+                .field("node_url", &node_url.as_deref().map(redact))
+                .finish(),
+        }
+    }
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`.
