@@ -282,7 +282,10 @@ async fn drive(args: &ScaleArgs, server: &Server) -> anyhow::Result<ScaleReport>
     let pools: Vec<String> = (0..args.pools).map(pool_name).collect();
     let per_pool = args.workers / args.pools;
 
+    // Starting a thousand workers can take longer than one call's usual timeout.
     let deployed = api
+        .clone()
+        .with_timeout(READY_PATIENCE)
         .deploy(&DeployRequest {
             preset: Some("scale".to_owned()),
             ..DeployRequest::default()
