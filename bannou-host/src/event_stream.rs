@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::control_events::{CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE};
+use crate::orchestrator::pool_events;
 
 /// How many numbered events the hub keeps for `Last-Event-ID` resumes.
 pub const BUFFER_CAPACITY: usize = 10_000;
@@ -65,7 +66,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "wave.torn-down",
     "routing.published",
     ROUTING_APPLIED_TYPE,
-    "pool.processor-released",
+    "lease.granted",
+    "lease.released",
+    "lease.expired",
+    "pool.scaled",
     "service.restarted",
     "service.error",
     "health.ping",
@@ -82,7 +86,10 @@ const FOLLOWED: &[(&str, &str)] = &[
     (topics::DEPLOYMENT_EVENTS, "deployment"),
     (WAVE_TOPIC, "wave"),
     (topics::FULL_SERVICE_MAPPINGS, "routing.published"),
-    (topics::PROCESSOR_RELEASED, "pool.processor-released"),
+    (topics::PROCESSOR_RELEASED, "lease.released"),
+    (pool_events::LEASE_GRANTED_TOPIC, "lease.granted"),
+    (pool_events::LEASE_EXPIRED_TOPIC, "lease.expired"),
+    (pool_events::POOL_SCALED_TOPIC, "pool.scaled"),
     (topics::SERVICE_LIFECYCLE, "service.restarted"),
     (topics::SERVICE_ERROR, "service.error"),
     (topics::HEALTH_PING, "health.ping"),

@@ -361,7 +361,10 @@ impl ControlPlaneBuilder {
                 clock.clone(),
                 config.scaler_config(),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_outbox(crate::orchestrator::pool_events::Outbox::new(
+                adapters.bus.clone(),
+            )),
         );
         let reaper = Arc::new(
             LeaseReaper::new(

@@ -785,5 +785,104 @@ async fn a_reconcile_repair_is_streamed() {
         "{repaired:?}"
     );
     assert!(repaired.data["replica"].is_string(), "{repaired:?}");
+
+/// A pool of one to three workers on the in-process backend.
+const POOL_PRESET: &str = "\
+name: stream-pool
+description: One pool for the event stream
+processingPools:
+  - poolType: stream-pool
+    plugin: actor
+    minInstances: 1
+    maxInstances: 4
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_leases_granted_and_released_and_the_pool_scaled() {
+    use orchestrator_core::api::{
+        AcquireProcessorRequest, GetPoolStatusRequest, ReleaseProcessorRequest, ScalePoolRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stream-pool.yaml"), POOL_PRESET).unwrap();
+    let host = Host::start(config(dir.path())).await;
+    let mut stream = host
+        .api
+        .events(Some("lease,pool"), None, None)
+        .await
+        .unwrap();
+    let reply = host.api.deploy(&deploy("stream-pool")).await.unwrap();
+    assert!(reply.body.success, "{:?}", reply.body.warnings);
+    // The deploy starts the pool's minimum: one scale-up.
+    let first = read_until(&mut stream, |s| s.kind == "pool.scaled").await;
+    let scaled = first.last().unwrap();
+    assert_eq!(scaled.data["poolType"], "stream-pool", "{scaled:?}");
+    assert_eq!(scaled.data["started"].as_array().map(Vec::len), Some(1));
+
+    // Its worker becomes Available with its first heartbeat.
+    let status = GetPoolStatusRequest {
+        pool_type: "stream-pool".to_owned(),
+        include_metrics: false,
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while host
+            .api
+            .pool_status(&status)
+            .await
+            .unwrap()
+            .available_instances
+            < 1
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker becomes available");
+
+    let lease = host
+        .api
+        .acquire_processor(&AcquireProcessorRequest::new("stream-pool"))
+        .await
+        .unwrap();
+    host.api
+        .release_processor(&ReleaseProcessorRequest {
+            fencing_token: Some(lease.fencing_token),
+            ..ReleaseProcessorRequest::new(lease.lease_id)
+        })
+        .await
+        .unwrap();
+    let seen = read_until(&mut stream, |s| s.kind == "lease.released").await;
+    let granted = seen
+        .iter()
+        .find(|s| s.kind == "lease.granted")
+        .expect("the grant comes before the release");
+    assert_eq!(granted.data["leaseId"], lease.lease_id.to_string());
+    assert_eq!(granted.data["processorId"], lease.processor_id);
+    assert_eq!(granted.data["fencingToken"], lease.fencing_token);
+    let released = seen.last().unwrap();
+    assert_eq!(released.data["processorId"], lease.processor_id);
+    assert_eq!(released.data["success"], true);
+
+    // A manual scale to the maximum (the autoscaler may have added a worker after the
+    // acquire, with an event of its own): reason `steady`, the workers it started.
+    let scaled = host
+        .api
+        .scale_pool(&ScalePoolRequest {
+            pool_type: "stream-pool".to_owned(),
+            target_instances: 4,
+            force: false,
+        })
+        .await
+        .unwrap();
+    assert!(scaled.scaled_up >= 1, "{scaled:?}");
+    let seen = read_until(&mut stream, |s| {
+        s.kind == "pool.scaled" && s.data["reason"] == "steady"
+    })
+    .await;
+    let event = seen.last().unwrap();
+    assert_eq!(event.data["poolType"], "stream-pool", "{event:?}");
+    assert_eq!(
+        event.data["started"].as_array().map(Vec::len),
+        usize::try_from(scaled.scaled_up).ok()
+    );
     host.shutdown().await;
 }

@@ -25,7 +25,8 @@ fn backend_label(b: BackendType) -> String {
     b.as_str().to_ascii_lowercase()
 }
 
-fn reason_label(r: ScaleReason) -> &'static str {
+/// The label (and event) name of a scaling reason.
+pub fn scale_reason_label(r: ScaleReason) -> &'static str {
     match r {
         ScaleReason::Steady => "steady",
         ScaleReason::BelowMinimum => "below_minimum",
@@ -88,7 +89,7 @@ pub enum AcquireOutcome {
 }
 
 impl AcquireOutcome {
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             AcquireOutcome::Granted => "granted",
             AcquireOutcome::Exhausted => "exhausted",
@@ -117,7 +118,7 @@ impl Drop for WaveTimer {
     }
 }
 
-const ALL_ACQUIRE_OUTCOMES: [AcquireOutcome; 5] = [
+pub(super) const ALL_ACQUIRE_OUTCOMES: [AcquireOutcome; 5] = [
     AcquireOutcome::Granted,
     AcquireOutcome::Exhausted,
     AcquireOutcome::Timeout,
@@ -205,70 +206,37 @@ impl Metrics {
 
     /// The load of `pool` right after an acquire or a scaler pass read it.
     pub fn pool_load(&self, pool: &str, load: &PoolLoad) {
-        let f = &self.0.families;
-        let first_seen = {
-            let mut pools = lock(&self.0.pools);
-            !pools.contains(pool) && pools.insert(pool.to_owned())
-        };
-        if first_seen {
-            // Zero series for the pool's bounded label sets, so rates and alerts see them
-            // from the start.
-            for success in ["true", "false"] {
-                f.pool_releases
-                    .get_or_create_owned(&[("pool", l(pool)), ("success", l(success))]);
-            }
-            f.pool_reclaimed.get_or_create_owned(&[("pool", l(pool))]);
-            for outcome in ALL_ACQUIRE_OUTCOMES {
-                f.pool_acquire_duration
-                    .get_or_create_owned(&[("pool", l(pool)), ("outcome", l(outcome.label()))]);
-            }
+        let series = self.configured_pool(pool);
+        for (gauge, n) in
+            series
+                .workers
+                .iter()
+                .zip([load.pending, load.available, load.leased, load.draining])
+        {
+            gauge.set(i64::from(n));
         }
-        for (state, n) in [
-            ("pending", load.pending),
-            ("available", load.available),
-            ("leased", load.leased),
-            ("draining", load.draining),
-        ] {
-            f.pool_workers
-                .get_or_create(&[("pool", l(pool)), ("state", l(state))])
-                .set(i64::from(n));
-        }
-        f.pool_active_leases
-            .get_or_create(&[("pool", l(pool))])
-            .set(i64::from(load.leased));
-        f.pool_queue_depth
-            .get_or_create(&[("pool", l(pool))])
-            .set(i64::from(load.queue_depth));
+        series.active_leases.set(i64::from(load.leased));
+        series.queue_depth.set(i64::from(load.queue_depth));
     }
 
     /// An acquire on `pool` begun at `begun` was answered with `outcome`. Pools never
     /// seen configured are labelled `unconfigured` (the name comes from the caller).
     pub fn acquire_finished(&self, pool: &str, outcome: AcquireOutcome, begun: Instant) {
         let elapsed = begun.elapsed().as_secs_f64();
-        let configured = lock(&self.0.pools).contains(pool);
-        if configured && matches!(outcome, AcquireOutcome::Granted) {
-            let mut recent = lock(&self.0.recent_acquires);
-            // The pool's name is copied only for its first window.
-            if !recent.contains_key(pool) {
-                recent.insert(pool.to_owned(), Default::default());
-            }
-            if let Some(window) = recent.get_mut(pool) {
-                if window.len() == super::RECENT_ACQUIRES {
-                    window.pop_front();
+        match self.pool_series(pool) {
+            Some(series) => {
+                if matches!(outcome, AcquireOutcome::Granted) {
+                    Metrics::recent_acquire(&series, elapsed * 1000.0);
                 }
-                window.push_back(elapsed * 1000.0);
+                series.acquire(outcome).observe(elapsed);
             }
+            None => self
+                .0
+                .families
+                .pool_acquire_duration
+                .get_or_create(&[("pool", l("unconfigured")), ("outcome", l(outcome.label()))])
+                .observe(elapsed),
         }
-        let pool = if configured {
-            l(pool)
-        } else {
-            l("unconfigured")
-        };
-        self.0
-            .families
-            .pool_acquire_duration
-            .get_or_create(&[("pool", pool), ("outcome", l(outcome.label()))])
-            .observe(elapsed);
     }
 
     /// An acquire on `pool` begun at `begun` (waiting up to `wait`) ended with `got`;
@@ -293,11 +261,18 @@ impl Metrics {
 
     /// A lease of `pool` was released (job `success` or not).
     pub fn lease_released(&self, pool: &str, success: bool) {
-        self.0
-            .families
-            .pool_releases
-            .get_or_create(&[("pool", l(pool)), ("success", success.to_string())])
-            .inc();
+        match self.pool_series(pool) {
+            Some(series) => {
+                series.releases[usize::from(success)].inc();
+            }
+            None => {
+                self.0
+                    .families
+                    .pool_releases
+                    .get_or_create(&[("pool", l(pool)), ("success", success.to_string())])
+                    .inc();
+            }
+        }
     }
 
     /// The reaper reclaimed `count` expired leases of `pool`.
@@ -319,7 +294,7 @@ impl Metrics {
         started: usize,
         drained: usize,
     ) {
-        let reason = reason_label(reason.unwrap_or(ScaleReason::Steady));
+        let reason = scale_reason_label(reason.unwrap_or(ScaleReason::Steady));
         for (direction, n) in [("up", started), ("down", drained)] {
             if n > 0 {
                 self.0
@@ -479,18 +454,8 @@ impl Metrics {
 
     /// An API request on `route` (as declared; `unmatched` when none matched) answered
     /// `status` after `elapsed`.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let f = &self.0.families;
-        f.http_requests
-            .get_or_create(&[
-                ("route", l(route)),
-                ("method", l(method)),
-                ("status", status.to_string()),
-            ])
-            .inc();
-        f.http_duration
-            .get_or_create(&[("route", l(route)), ("method", l(method))])
-            .observe(elapsed.as_secs_f64());
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
+        self.route_request(route, method, status, elapsed.as_secs_f64());
     }
 
     // === plain nodes ===

@@ -13,9 +13,9 @@
 //! app-ids churn), backends, routes as declared (never the raw path), outcomes from fixed
 //! sets; never a lease id or an instance GUID.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -36,12 +36,13 @@ mod backend;
 mod families;
 mod follow;
 mod hooks;
+mod series;
 #[cfg(test)]
 mod tests;
 
 pub use backend::InstrumentedBackend;
 use families::{Families, Registrar};
-pub use hooks::{AcquireOutcome, DeployOutcome, WaveTimer};
+pub use hooks::{AcquireOutcome, DeployOutcome, WaveTimer, scale_reason_label};
 use hooks::{l, status_label};
 
 /// The path every node serves its metrics on.
@@ -84,11 +85,11 @@ struct Inner {
     /// Per node app-id: last beat (bounded by the deployment; forgotten after
     /// [`NODE_FORGET_AFTER`]).
     nodes: Mutex<HashMap<String, NodeSeen>>,
-    /// Pool types seen configured (acquire labels of unknown pools collapse to `unconfigured`).
-    pools: Mutex<BTreeSet<String>>,
-    /// Per configured pool: the last [`RECENT_ACQUIRES`] granted acquires' durations (ms),
-    /// oldest first.
-    recent_acquires: Mutex<HashMap<String, VecDeque<f64>>>,
+    /// Per pool type seen configured, its series (acquire labels of unknown pools
+    /// collapse to `unconfigured`).
+    pools: RwLock<HashMap<String, Arc<series::PoolSeries>>>,
+    /// Per declared route, its request series.
+    routes: RwLock<HashMap<String, Arc<series::RouteSeries>>>,
     /// Held for the whole scrape: refresh then encode.
     scrape: Mutex<ScrapeState>,
 }
@@ -128,8 +129,8 @@ impl Metrics {
             families,
             sample_names,
             nodes: Mutex::default(),
-            pools: Mutex::default(),
-            recent_acquires: Mutex::default(),
+            pools: RwLock::default(),
+            routes: RwLock::default(),
             scrape: Mutex::default(),
         }))
     }
@@ -200,8 +201,8 @@ impl Metrics {
     /// The median and 99th percentile (nearest rank, ms) of the last [`RECENT_ACQUIRES`]
     /// acquires of `pool` this replica granted; `None` before the first.
     pub fn recent_acquire_ms(&self, pool: &str) -> Option<(f64, f64)> {
-        let recent = lock(&self.0.recent_acquires);
-        let mut ms: Vec<f64> = recent.get(pool)?.iter().copied().collect();
+        let series = self.pool_series(pool)?;
+        let mut ms: Vec<f64> = lock(&series.recent).iter().copied().collect();
         if ms.is_empty() {
             return None;
         }
@@ -329,13 +330,16 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// Middleware counting every request by its declared route, method and status, with its
 /// latency (`Router::layer`, so the matched route is known).
 pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = method_label(request.method()).to_owned();
+    // The matched path is shared (an `Arc`), not copied.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(request.method());
     let begun = Instant::now();
     let response = next.run(request).await;
-    metrics.http_request(&route, &method, response.status().as_u16(), begun.elapsed());
+    metrics.http_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        begun.elapsed(),
+    );
     response
 }

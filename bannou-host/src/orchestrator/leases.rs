@@ -1,6 +1,7 @@
 //! Expired-lease reclamation: the background loop that takes workers back from holders
 //! whose lease ran out (docs/COMPATIBILITY.md#processing-pools-reclamation), publishing a
-//! `ProcessorReleasedEvent` (success false) for each and waking the pool scaler.
+//! `ProcessorReleasedEvent` (success false) and a `LeaseExpiredEvent` for each and waking
+//! the pool scaler.
 //!
 //! Like mini-redis's purge task, it sleeps until the *next* expiry rather than polling on
 //! a fixed interval: after each pass it reads the earliest `expiresAt` of every pool and
@@ -18,6 +19,7 @@ use orchestrator_core::time::Clock;
 use orchestrator_pools::{Lease, LeaseError, LeaseStore};
 use tokio::sync::{Notify, watch};
 
+use super::pool_events::LeaseExpiredEvent;
 use super::pools::PoolScaler;
 
 /// Reclaims expired leases.
@@ -116,6 +118,15 @@ impl LeaseReaper {
                     lease.released_event(false, now.saturating_since(lease.acquired_at), now);
                 if let Err(e) = self.bus.publish_event(&event).await {
                     tracing::warn!(error = %e, lease = %lease.lease_id, "could not publish the release of an expired lease");
+                }
+                let expired = LeaseExpiredEvent::of(lease, now);
+                match self.scaler.as_ref().and_then(|s| s.outbox()) {
+                    Some(outbox) => outbox.publish(expired),
+                    None => {
+                        if let Err(e) = self.bus.publish_owned(expired).await {
+                            tracing::warn!(error = %e, lease = %lease.lease_id, "could not publish the expiry of a lease");
+                        }
+                    }
                 }
             }
             if let Some(m) = &self.metrics {

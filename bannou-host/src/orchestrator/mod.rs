@@ -7,6 +7,7 @@ pub mod heartbeats;
 pub mod leader;
 pub mod leases;
 pub mod mappings;
+pub mod pool_events;
 pub mod pools;
 pub mod service;
 

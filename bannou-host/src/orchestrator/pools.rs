@@ -169,6 +169,13 @@ impl Default for ScalerConfig {
     }
 }
 
+/// How long the acquire path decides with a pool configuration it read before reading
+/// it again. A pool's limits change only when it is deployed (this replica's copy is
+/// replaced then) and the store enforces `maxInstances` when a worker registers, so a
+/// copy up to this old (another replica redeployed the pool) can at most start a
+/// scale-up the new limits would not have, never exceed them.
+pub const CONFIG_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Starts and stops pool workers on a backend, following the autoscale policy.
 pub struct PoolScaler {
     store: Arc<dyn LeaseStore>,
@@ -178,10 +185,14 @@ pub struct PoolScaler {
     /// Per-pool policy memory (how long utilisation has been low). A std mutex: held only
     /// to compute a decision, never across an `.await`.
     policies: Mutex<HashMap<PoolType, Autoscaler>>,
+    /// Per pool, its configuration and when it was read: what the acquire path decides
+    /// with, so an acquire costs no store read (see [`CONFIG_MAX_AGE`]).
+    configs: Mutex<HashMap<PoolType, (Arc<PoolConfig>, tokio::time::Instant)>>,
     wake: Notify,
     /// Periodic passes over every pool so far.
     periodic_passes: AtomicU64,
     metrics: Option<crate::metrics::Metrics>,
+    outbox: Option<super::pool_events::Outbox>,
 }
 
 impl PoolScaler {
@@ -198,9 +209,11 @@ impl PoolScaler {
             clock,
             config,
             policies: Mutex::new(HashMap::new()),
+            configs: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             periodic_passes: AtomicU64::new(0),
             metrics: None,
+            outbox: None,
         }
     }
 
@@ -210,9 +223,22 @@ impl PoolScaler {
         self
     }
 
+    /// Publishes a `PoolScaledEvent` for each step that started or drained workers, and
+    /// lends `outbox` to the acquire, release and reclaim paths ([`PoolScaler::outbox`]).
+    pub fn with_outbox(mut self, outbox: super::pool_events::Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Where the pool paths publish their events without waiting (`None`: publish inline).
+    pub fn outbox(&self) -> Option<&super::pool_events::Outbox> {
+        self.outbox.as_ref()
+    }
+
     /// Stores a pool's configuration and starts its `minInstances` workers.
     pub async fn deploy_pool(&self, config: PoolConfig) -> Result<ScaleReport, ScaleError> {
         self.store.configure_pool(config.clone()).await?;
+        self.remember_config(&config);
         let decision = Autoscaler::initial(&config);
         let pool = config.pool_type().clone();
         // Count what already runs (a redeployed preset must not double the pool).
@@ -241,11 +267,89 @@ impl PoolScaler {
         // Only the limits and thresholds: the load came with the acquire, and a full
         // status reads every worker and lease of the pool (0.4 ms of Redis for 1,000
         // workers, on every acquire).
-        let config = self.store.pool_config(pool).await?;
-        let decision = self.policy(pool, |p| {
-            p.on_acquire(&config, &acquired.outcome, &acquired.load, self.clock.now())
-        });
+        let config = match self.recent_config(pool) {
+            Some(c) => c,
+            None => {
+                let c = self.store.pool_config(pool).await?;
+                self.remember_config(&c)
+            }
+        };
+        let decision = self.decide_after_acquire(pool, &config, acquired);
         Ok(self.apply(&config, &decision).await)
+    }
+
+    /// [`PoolScaler::after_acquire`] without making the acquire wait: the decision is
+    /// taken here from the pool's recent configuration, and a task is spawned only when
+    /// there is something to start (or the configuration must be read first). Failures
+    /// are logged.
+    pub fn after_acquire_in_background(self: &Arc<Self>, pool: &PoolType, acquired: &Acquired) {
+        if !self.config.autoscale {
+            return;
+        }
+        let scaler = Arc::clone(self);
+        let pool = pool.clone();
+        let Some(config) = self.recent_config(&pool) else {
+            let acquired = acquired.clone();
+            tokio::spawn(async move {
+                match scaler.after_acquire(&pool, &acquired).await {
+                    Ok(report) => log_after_acquire(&pool, &report),
+                    Err(e) => {
+                        tracing::warn!(pool = %pool, error = %e, "scale-up after acquire failed")
+                    }
+                }
+            });
+            return;
+        };
+        let decision = self.decide_after_acquire(&pool, &config, acquired);
+        if decision.is_noop() {
+            return;
+        }
+        tokio::spawn(async move {
+            let report = scaler.apply(&config, &decision).await;
+            log_after_acquire(&pool, &report);
+        });
+    }
+
+    fn decide_after_acquire(
+        &self,
+        pool: &PoolType,
+        config: &PoolConfig,
+        acquired: &Acquired,
+    ) -> ScaleDecision {
+        self.policy(pool, |p| {
+            p.on_acquire(config, &acquired.outcome, &acquired.load, self.clock.now())
+        })
+    }
+
+    /// The pools this replica has read a configuration of (deployed, scaled or acquired
+    /// from here), sorted: where a lease is most likely to be.
+    pub fn known_pools(&self) -> Vec<PoolType> {
+        let configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pools: Vec<PoolType> = configs.keys().cloned().collect();
+        pools.sort();
+        pools
+    }
+
+    /// The configuration of `pool` read less than [`CONFIG_MAX_AGE`] ago.
+    fn recent_config(&self, pool: &PoolType) -> Option<Arc<PoolConfig>> {
+        let configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+        configs
+            .get(pool)
+            .filter(|(_, read)| read.elapsed() < CONFIG_MAX_AGE)
+            .map(|(c, _)| Arc::clone(c))
+    }
+
+    /// Keeps `config` as its pool's recent configuration.
+    fn remember_config(&self, config: &PoolConfig) -> Arc<PoolConfig> {
+        let config = Arc::new(config.clone());
+        self.configs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                config.pool_type().clone(),
+                (Arc::clone(&config), tokio::time::Instant::now()),
+            );
+        config
     }
 
     /// The periodic path for one pool: the whole policy, then finishing drained workers
@@ -253,6 +357,7 @@ impl PoolScaler {
     pub async fn evaluate(&self, pool: &PoolType) -> Result<ScaleReport, ScaleError> {
         let now = self.clock.now();
         let status = self.store.status(pool, now).await?;
+        self.remember_config(&status.config);
         if let Some(m) = &self.metrics {
             m.pool_load(pool.as_str(), &status.load);
         }
@@ -313,6 +418,9 @@ impl PoolScaler {
         f: impl FnOnce(&mut Autoscaler) -> ScaleDecision,
     ) -> ScaleDecision {
         let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = policies.get_mut(pool) {
+            return f(p);
+        }
         f(policies.entry(pool.clone()).or_default())
     }
 
@@ -346,6 +454,15 @@ impl PoolScaler {
                 report.started.len(),
                 report.removed.len() + report.draining.len(),
             );
+        }
+        if let Some(outbox) = &self.outbox
+            && let Some(event) = super::pool_events::PoolScaledEvent::of(
+                config.pool_type().as_str(),
+                &report,
+                self.clock.now(),
+            )
+        {
+            outbox.publish(event);
         }
         report
     }
@@ -494,6 +611,13 @@ impl PoolScaler {
     /// The current time as the scaler sees it.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+}
+
+/// Logs the failures of a scale-up an acquire started.
+fn log_after_acquire(pool: &PoolType, report: &ScaleReport) {
+    if !report.errors.is_empty() {
+        tracing::warn!(pool = %pool, errors = ?report.errors, "scale-up after acquire had failures");
     }
 }
 

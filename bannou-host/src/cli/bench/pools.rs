@@ -10,7 +10,10 @@
 //! as the store runs them) on the same connection, what any one-script-per-operation store
 //! could reach on this machine at this moment. `--http` adds (e): the whole path a caller
 //! takes, through the HTTP API of a control plane started in this process, with its
-//! workers on the in-process backend (state on `--redis` when given). Without `--redis`
+//! workers on the in-process backend (state on `--redis` when given), reported beside
+//! (a) and (b) as `http_ratio_vs_memory` and `http_ratio_vs_redis`; with `--ceiling`
+//! too, the HTTP ceiling: pairs of two requests that server answers without work (404).
+//! Without `--redis`
 //! only (a), and (e) if asked, run. The clients run on `--threads` runtime threads
 //! (default 1: a current-thread runtime), and the store uses Redis Functions where it can
 //! (`--eval` forces `EVALSHA`), batching operations that wait at the same time
@@ -167,6 +170,17 @@ pub struct PoolsReport {
     pub http_p99_ms: Option<f64>,
     /// (e) the state store behind the control plane: `redis` or `memory`.
     pub http_state: Option<&'static str>,
+    /// (e) / (b): the HTTP path's pairs/s over the Redis store's, same run (`null`
+    /// without `--http` and `--redis`).
+    pub http_ratio_vs_redis: Option<f64>,
+    /// (e) / (a): the HTTP path's pairs/s over the in-memory store's, same run.
+    pub http_ratio_vs_memory: Option<f64>,
+    /// `--http --ceiling`: pairs/s of two requests the same server answers without
+    /// work (404 for an unknown path) on the same client: what any two-request pair
+    /// costs over this HTTP stack at this moment.
+    pub http_ceiling_pairs_per_sec: Option<f64>,
+    /// (e) / the HTTP ceiling.
+    pub http_ratio_vs_http_ceiling: Option<f64>,
     /// Every run in full.
     pub memory: RunReport,
     /// (b) in full.
@@ -177,6 +191,8 @@ pub struct PoolsReport {
     pub ceiling: Option<RunReport>,
     /// (e) in full.
     pub http: Option<RunReport>,
+    /// The HTTP ceiling in full.
+    pub http_ceiling: Option<RunReport>,
 }
 
 /// Runs the benchmark on a multi-thread runtime built here and prints the report.
@@ -336,10 +352,15 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         }
     }
 
-    let http_run = if args.http {
-        Some(http_bench(args, workers, duration).await?)
+    let (http_run, http_ceiling_run) = if args.http {
+        let (run, ceiling) = http_bench(args, workers, duration).await?;
+        (Some(run), ceiling)
     } else {
-        None
+        (None, None)
+    };
+    let over = |a: Option<&RunReport>, b: Option<&RunReport>| match (a, b) {
+        (Some(a), Some(b)) if b.pairs_per_sec > 0.0 => Some(a.pairs_per_sec / b.pairs_per_sec),
+        _ => None,
     };
 
     let double_leases = memory_run.double_leases
@@ -375,7 +396,12 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         } else {
             "memory"
         }),
+        http_ratio_vs_redis: over(http_run.as_ref(), redis_run.as_ref()),
+        http_ratio_vs_memory: over(http_run.as_ref(), Some(&memory_run)),
+        http_ceiling_pairs_per_sec: http_ceiling_run.as_ref().map(|r| r.pairs_per_sec),
+        http_ratio_vs_http_ceiling: over(http_run.as_ref(), http_ceiling_run.as_ref()),
         http: http_run,
+        http_ceiling: http_ceiling_run,
         memory: memory_run,
         redis: redis_run,
         baseline: baseline_run,
@@ -422,12 +448,12 @@ async fn setup_store(
 const HTTP_POOL: &str = "bench-http";
 
 /// (e): a control plane in this process with a pool of `workers` in-process workers,
-/// driven over HTTP.
+/// driven over HTTP; with `--ceiling`, then the HTTP ceiling on the same server.
 async fn http_bench(
     args: &PoolsArgs,
     workers: u32,
     duration: Duration,
-) -> anyhow::Result<RunReport> {
+) -> anyhow::Result<(RunReport, Option<RunReport>)> {
     orchestrator_backends::http::install_crypto_provider();
     let presets = tempfile::tempdir().context("a directory for the bench preset")?;
     std::fs::write(
@@ -482,7 +508,20 @@ async fn http_bench(
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(drive(Arc::new(Target::Http(api.clone())), args.clients, duration).await)
+        let run = drive(Arc::new(Target::Http(api.clone())), args.clients, duration).await;
+        let ceiling = if args.ceiling {
+            Some(
+                drive(
+                    Arc::new(Target::HttpCeiling(api.clone())),
+                    args.clients,
+                    duration,
+                )
+                .await,
+            )
+        } else {
+            None
+        };
+        Ok((run, ceiling))
     }
     .await;
     server.shutdown().await;
@@ -497,7 +536,13 @@ enum Target {
     Baseline(UpstreamBaseline, String),
     /// Two empty script calls: what a pair costs at least on this Redis now.
     Ceiling(RedisLeaseStore),
+    /// Two requests the server answers without work: what a pair costs at least over
+    /// this HTTP stack now.
+    HttpCeiling(ApiClient),
 }
+
+/// A path no route serves: the server answers 404 through its whole middleware stack.
+const NO_ROUTE: &str = "/orchestrator/bench-no-such-route";
 
 /// Who holds which processor, as the clients saw it. Sharded by processor id: one map
 /// behind one mutex became the bottleneck of the in-memory run (two threads parking on it).
@@ -638,6 +683,17 @@ impl Target {
                 match api.release_processor(&release).await {
                     Ok(_) => Pair::Done,
                     Err(_) => Pair::Failed,
+                }
+            }
+            Target::HttpCeiling(api) => {
+                let nothing =
+                    || api.post::<_, serde_json::Value>(NO_ROUTE, &serde_json::Value::Null);
+                match (nothing().await, nothing().await) {
+                    (
+                        Err(ClientError::Status { status: 404, .. }),
+                        Err(ClientError::Status { status: 404, .. }),
+                    ) => Pair::Done,
+                    _ => Pair::Failed,
                 }
             }
             Target::Ceiling(store) => match (store.noop().await, store.noop().await) {
@@ -800,6 +856,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
         ("baseline", r.baseline.as_ref()),
         ("ceiling", r.ceiling.as_ref()),
         ("http", r.http.as_ref()),
+        ("http ceil", r.http_ceiling.as_ref()),
     ];
     for (name, run) in runs {
         match run {
@@ -816,7 +873,7 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
                 x.errors,
                 x.busy_retries
             )?,
-            None if name == "ceiling" || name == "http" => {}
+            None if matches!(name, "ceiling" | "http" | "http ceil") => {}
             None => writeln!(out, "{name:<10} (skipped: no --redis)")?,
         }
     }
@@ -831,6 +888,15 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
             out,
             "http: a control plane in this process, state in {state}, over loopback HTTP"
         )?;
+    }
+    for (name, ratio) in [
+        ("http / redis", r.http_ratio_vs_redis),
+        ("http / memory", r.http_ratio_vs_memory),
+        ("http / http ceiling", r.http_ratio_vs_http_ceiling),
+    ] {
+        if let Some(ratio) = ratio {
+            writeln!(out, "{name}: {ratio:.3}")?;
+        }
     }
     writeln!(out, "double leases: {}", r.double_leases)
 }
@@ -889,6 +955,8 @@ mod tests {
             "redis_p99_ms",
             "ratio_redis_vs_baseline",
             "http_pairs_per_sec",
+            "http_ratio_vs_redis",
+            "http_ratio_vs_memory",
         ] {
             assert!(v[key].is_null(), "{key}: {v}");
         }
@@ -902,6 +970,11 @@ mod tests {
         let v = report(3, 3, true);
         assert_eq!(v["http_state"], "memory", "{v}");
         assert!(v["http"]["pairs"].as_u64().unwrap() > 0, "{v}");
+        let ratio = v["http_ratio_vs_memory"].as_f64().unwrap();
+        let expected =
+            v["http_pairs_per_sec"].as_f64().unwrap() / v["memory_pairs_per_sec"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 1e-9, "{v}");
+        assert!(v["http_ratio_vs_redis"].is_null(), "no Redis run: {v}");
         assert_eq!(v["http"]["errors"], 0, "{v}");
         assert_eq!(
             v["http"]["exhausted"], 0,

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use orchestrator_core::Timestamp;
 use orchestrator_core::api::*;
+use orchestrator_core::events::Event;
 use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_pools::waiting::{DEFAULT_POLL_INTERVAL, wait_for_ticket};
 use orchestrator_pools::{
-    AcquireOutcome, AcquireRequest, Acquired, FencingToken, Lease, LeaseError, LeaseId, PoolStatus,
-    PoolType, Released, ScaleDecision, ScaleReason, Worker, WorkerState,
+    AcquireOutcome, AcquireRequest, FencingToken, Lease, LeaseError, LeaseId, PoolStatus, PoolType,
+    Released, ScaleDecision, ScaleReason, Worker, WorkerState,
 };
 
 use super::ops_support::{lease_error, pool_type, validated};
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use crate::orchestrator::pool_events::LeaseGrantedEvent;
 
 /// Holder recorded on a lease when the request's metadata names none.
 const DEFAULT_HOLDER: &str = "api";
@@ -74,6 +76,9 @@ impl OrchestratorService {
             service
                 .metrics
                 .acquire_answered(&name, &got, wait, tx.is_closed(), begun);
+            if let Ok(lease) = &got {
+                service.publish(LeaseGrantedEvent::of(lease, service.deps.clock.now()));
+            }
             let _ = tx.send(got.map(|lease| Handed::new(&service, lease)));
         });
         let lease = match rx.await {
@@ -110,34 +115,19 @@ impl OrchestratorService {
         validated(&request)?;
         let lease_id = LeaseId(request.lease_id);
         let now = self.deps.clock.now();
-        let store = &self.deps.leases;
-        let pools = store.list_pools().await.map_err(lease_error)?;
-        // Each attempt is one atomic step that changes nothing when refused, so trying the
-        // pools in turn is safe and costs no read of a whole pool. An unfenced (upstream)
-        // request learns the lease's token from the refusal and retries with it once.
+        // The pools this replica knows first (no store read); the others only when the
+        // lease is in none of them.
         let given = request.fencing_token.map(FencingToken);
-        let mut released = None;
-        for pool in &pools {
-            let token = given.unwrap_or(FencingToken(0));
-            let attempt = match store
-                .release(pool, lease_id, token, request.success, now)
-                .await
-            {
-                Err(LeaseError::StaleFencingToken { current, .. }) if given.is_none() => {
-                    store
-                        .release(pool, lease_id, current, request.success, now)
-                        .await
-                }
-                other => other,
-            };
-            match attempt {
-                Ok(r) => {
-                    released = Some(r);
-                    break;
-                }
-                Err(LeaseError::UnknownLease { .. } | LeaseError::UnknownPool { .. }) => {}
-                Err(e) => return Err(lease_error(e)),
-            }
+        let known = self.deps.scaler.known_pools();
+        let mut released = self
+            .release_in(&known, lease_id, given, request.success, now)
+            .await?;
+        if released.is_none() {
+            let mut others = self.deps.leases.list_pools().await.map_err(lease_error)?;
+            others.retain(|p| !known.contains(p));
+            released = self
+                .release_in(&others, lease_id, given, request.success, now)
+                .await?;
         }
         let released = released.ok_or_else(|| {
             ServiceError::not_found(format!(
@@ -363,26 +353,6 @@ impl OrchestratorService {
         }
     }
 
-    /// Hands the acquire to the scaler in the background: starting workers takes a
-    /// backend call per worker, which neither a granted acquire nor a waiting one should
-    /// sit behind (a waiter is served by the new worker's first heartbeat).
-    fn scale_after_acquire(&self, pool: &PoolType, acquired: &Acquired) {
-        let (scaler, pool, acquired) = (
-            Arc::clone(&self.deps.scaler),
-            pool.clone(),
-            acquired.clone(),
-        );
-        tokio::spawn(async move {
-            match scaler.after_acquire(&pool, &acquired).await {
-                Ok(report) if !report.errors.is_empty() => {
-                    tracing::warn!(pool = %pool, errors = ?report.errors, "scale-up after acquire had failures");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(pool = %pool, error = %e, "scale-up after acquire failed"),
-            }
-        });
-    }
-
     /// The acquire proper: one store step, the scaler told, and for a queued caller the
     /// wait, which ends early when `gone` completes (the caller went away): the ticket then
     /// leaves the queue at once instead of keeping its place until its deadline, and a
@@ -405,7 +375,12 @@ impl OrchestratorService {
             Err(e) => return Err(lease_error(e)),
         };
         self.metrics.pool_load(pool.as_str(), &acquired.load);
-        self.scale_after_acquire(&pool, &acquired);
+        // Starting workers takes a backend call per worker, which neither a granted
+        // acquire nor a waiting one should sit behind (a waiter is served by the new
+        // worker's first heartbeat).
+        self.deps
+            .scaler
+            .after_acquire_in_background(&pool, &acquired);
         match acquired.outcome {
             AcquireOutcome::Leased(lease) => Ok(lease),
             AcquireOutcome::Exhausted => Err(no_processor(format!(
@@ -434,6 +409,52 @@ impl OrchestratorService {
         }
     }
 
+    /// Ends lease `lease_id` in whichever of `pools` holds it; `None` when none does.
+    /// Each attempt is one atomic step that changes nothing when refused, so trying the
+    /// pools in turn is safe and costs no read of a whole pool. An unfenced (upstream)
+    /// request learns the lease's token from the refusal and retries with it once.
+    async fn release_in(
+        &self,
+        pools: &[PoolType],
+        lease_id: LeaseId,
+        given: Option<FencingToken>,
+        success: bool,
+        now: Timestamp,
+    ) -> Result<Option<Released>, ServiceError> {
+        let store = &self.deps.leases;
+        for pool in pools {
+            let token = given.unwrap_or(FencingToken(0));
+            let attempt = match store.release(pool, lease_id, token, success, now).await {
+                Err(LeaseError::StaleFencingToken { current, .. }) if given.is_none() => {
+                    store.release(pool, lease_id, current, success, now).await
+                }
+                other => other,
+            };
+            match attempt {
+                Ok(r) => return Ok(Some(r)),
+                Err(LeaseError::UnknownLease { .. } | LeaseError::UnknownPool { .. }) => {}
+                Err(e) => return Err(lease_error(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Publishes `event` through the scaler's outbox, without waiting (see
+    /// `crate::orchestrator::pool_events`); inline when there is none.
+    fn publish<E: Event>(&self, event: E) {
+        match self.deps.scaler.outbox() {
+            Some(outbox) => outbox.publish(event),
+            None => {
+                let bus = Arc::clone(&self.deps.bus);
+                tokio::spawn(async move {
+                    if let Err(e) = bus.publish_owned(event).await {
+                        tracing::warn!(topic = E::TOPIC, error = %e, "could not publish an event");
+                    }
+                });
+            }
+        }
+    }
+
     /// Releases, as failed, a lease whose caller had gone.
     async fn release_abandoned(&self, lease: Lease) {
         let now = self.deps.clock.now();
@@ -454,18 +475,17 @@ impl OrchestratorService {
         }
     }
 
-    /// What follows every release: the `ProcessorReleasedEvent`, and the scaler woken
-    /// when the worker was draining (it can be torn down now). Lower utilisation alone
-    /// waits for the scaler's timer: scale-down waits out a stabilisation window anyway,
-    /// and a woken pass reads every worker of every pool, so waking it on each release
-    /// kept the scaler running back to back under load.
+    /// What follows every release: the `ProcessorReleasedEvent` (handed to the outbox:
+    /// the answer does not wait for the bus, and a lost notification must not undo or
+    /// fail the release), and the scaler woken when the worker was draining (it can be
+    /// torn down now). Lower utilisation alone waits for the scaler's timer: scale-down
+    /// waits out a stabilisation window anyway, and a woken pass reads every worker of
+    /// every pool, so waking it on each release kept the scaler running back to back
+    /// under load.
     async fn after_release(&self, released: &Released, now: Timestamp) {
         self.metrics
             .lease_released(released.lease.pool_type.as_str(), released.success);
-        if let Err(e) = self.deps.bus.publish_event(&released.event(now)).await {
-            // The release is done; a lost notification must not undo or fail it.
-            tracing::warn!(lease = %released.lease.lease_id, error = %e, "could not publish the processor release");
-        }
+        self.publish(released.event(now));
         if released.worker.state == WorkerState::Draining {
             self.deps.scaler.wake();
         }

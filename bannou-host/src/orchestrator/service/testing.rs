@@ -119,12 +119,15 @@ impl World {
             clock.clone(),
             BroadcastPolicy::default(),
         ));
-        let scaler = Arc::new(PoolScaler::new(
-            Arc::new(leases.clone()),
-            Arc::new(backend.clone()),
-            clock.clone(),
-            ScalerConfig::default(),
-        ));
+        let scaler = Arc::new(
+            PoolScaler::new(
+                Arc::new(leases.clone()),
+                Arc::new(backend.clone()),
+                clock.clone(),
+                ScalerConfig::default(),
+            )
+            .with_outbox(crate::orchestrator::pool_events::Outbox::new(bus.clone())),
+        );
         let reaper = Arc::new(
             LeaseReaper::new(
                 Arc::new(leases.clone()),
