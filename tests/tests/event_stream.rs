@@ -785,6 +785,8 @@ async fn a_reconcile_repair_is_streamed() {
         "{repaired:?}"
     );
     assert!(repaired.data["replica"].is_string(), "{repaired:?}");
+    host.shutdown().await;
+}
 
 /// A pool of one to three workers on the in-process backend.
 const POOL_PRESET: &str = "\
