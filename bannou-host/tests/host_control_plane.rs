@@ -35,7 +35,7 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 10] = [
+const ALL_TASKS: [&str; 11] = [
     "event-stream",
     "heartbeat-pipeline",
     "mappings-broadcaster",
@@ -44,6 +44,7 @@ const ALL_TASKS: [&str; 10] = [
     "reconciler",
     "store-monitor",
     "metrics",
+    "control-events",
     "http",
     "leader-elector",
 ];
