@@ -648,6 +648,8 @@ async fn monitor_store(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Whether the last ping failed (a success after it counts as a reconnect).
+    let mut down = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -659,10 +661,18 @@ async fn monitor_store(
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(_) => Some("no answer to ping".to_owned()),
             };
-        if let Some(e) = &result {
-            metrics.store_error();
-            tracing::warn!(error = %e, "state store does not answer");
+        match &result {
+            Some(e) => {
+                metrics.store_error();
+                tracing::warn!(error = %e, "state store does not answer");
+            }
+            None if down => {
+                metrics.store_reconnected();
+                tracing::info!("state store answers again");
+            }
+            None => {}
         }
+        down = result.is_some();
         status.record(result);
     }
 }

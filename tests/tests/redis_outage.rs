@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bannou_host::client::ClientError;
-use common::{Host, config, eventually, get_json};
+use common::{Host, config, eventually, get_json, http};
 use orchestrator_backends::redis::server::RedisServer;
 use orchestrator_core::api::{
     DeployRequest, GetConfigVersionRequest, GetPoolStatusRequest, ServiceHealthRequest,
@@ -70,6 +70,8 @@ async fn a_redis_outage_fails_fast_counts_dropped_heartbeats_and_recovers_by_its
     std::fs::write(presets.path().join("outage.yaml"), PRESET).unwrap();
     let mut cfg = config(presets.path());
     cfg.redis_url = Some(redis.url());
+    // The store monitor pings every heartbeat interval: every second, within the outage.
+    cfg.heartbeat_interval = Duration::from_secs(1);
     let host = Host::start(cfg).await;
     let health_url = format!("{}/health", host.server.base_url());
 
@@ -128,6 +130,28 @@ async fn a_redis_outage_fails_fast_counts_dropped_heartbeats_and_recovers_by_its
         (get_json(&health_url).await.0 == 200).then_some(())
     })
     .await;
+    // The store monitor counted the failed pings and the store's return.
+    let metrics_url = format!("{}/metrics", host.server.base_url());
+    let (errors, reconnects) = eventually("the store's return is counted", || async {
+        let text = http()
+            .get(&metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.split(' ').next() == Some(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        let reconnects = value("bannou_orchestrator_store_reconnects_total")?;
+        (reconnects >= 1.0).then(|| (value("bannou_orchestrator_store_errors_total"), reconnects))
+    })
+    .await;
+    assert!(errors.is_some_and(|e| e >= 1.0), "{errors:?}");
+    assert!(reconnects >= 1.0);
     let after = host
         .api
         .config_version(&GetConfigVersionRequest::default())

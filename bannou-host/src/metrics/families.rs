@@ -97,6 +97,7 @@ pub(super) struct Families {
     pub(super) http_requests: Family<L3, Counter>,
     pub(super) http_duration: Hist<L2>,
     pub(super) store_errors: Counter,
+    pub(super) store_reconnects: Counter,
     pub(super) backend_calls: Family<L3, Counter>,
     pub(super) backend_duration: Hist<L2>,
     pub(super) bus_errors: Family<L1, Counter>,
@@ -139,6 +140,7 @@ impl Families {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             store_errors: Counter::default(),
+            store_reconnects: Counter::default(),
             backend_calls: Family::default(),
             backend_duration: Family::new_with_constructor(latency_histogram),
             bus_errors: Family::default(),
@@ -274,6 +276,11 @@ impl Families {
             "store_errors",
             "State store pings that failed",
             self.store_errors.clone(),
+        );
+        r.add(
+            "store_reconnects",
+            "State store pings that succeeded after one or more failed (the store came back)",
+            self.store_reconnects.clone(),
         );
         r.add(
             "backend_calls",

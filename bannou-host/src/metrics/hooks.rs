@@ -443,6 +443,11 @@ impl Metrics {
         self.0.families.store_errors.inc();
     }
 
+    /// A store ping succeeded after one or more failed.
+    pub fn store_reconnected(&self) {
+        self.0.families.store_reconnects.inc();
+    }
+
     /// A bus subscription problem of `kind` (`malformed`, `lagged`, `subscribe`).
     pub fn bus_error(&self, kind: &'static str, count: u64) {
         self.0
