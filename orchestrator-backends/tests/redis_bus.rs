@@ -268,6 +268,7 @@ async fn subscriber_resumes_by_itself_after_redis_is_killed_and_restarted() {
         after.windows(2).all(|w| w[0] < w[1]),
         "events after the restart arrive in order"
     );
+    assert_eq!(bus.reconnects(), 1, "the one subscriber reconnected once");
     println!(
         "checked: {} publishes failed Unavailable during the outage (slowest {slowest:?}, bound {bound:?}); \
          subscriber resumed and received the first 20 events published after the restart within {resume_time:?}; \

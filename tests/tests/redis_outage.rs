@@ -152,6 +152,22 @@ async fn a_redis_outage_fails_fast_counts_dropped_heartbeats_and_recovers_by_its
     .await;
     assert!(errors.is_some_and(|e| e >= 1.0), "{errors:?}");
     assert!(reconnects >= 1.0);
+    // Every bus subscriber of the host lost Redis and got it back.
+    eventually("the bus's reconnects are counted", || async {
+        let text = http()
+            .get(&metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("bannou_orchestrator_bus_reconnects_total "))?;
+        (line.rsplit(' ').next()?.parse::<f64>().ok()? >= 1.0).then_some(())
+    })
+    .await;
     let after = host
         .api
         .config_version(&GetConfigVersionRequest::default())

@@ -101,6 +101,7 @@ pub(super) struct Families {
     pub(super) backend_calls: Family<L3, Counter>,
     pub(super) backend_duration: Hist<L2>,
     pub(super) bus_errors: Family<L1, Counter>,
+    pub(super) bus_reconnects: Counter,
     // plain nodes
     pub(super) node_heartbeats_sent: Counter,
     pub(super) node_heartbeats_failed: Counter,
@@ -144,6 +145,7 @@ impl Families {
             backend_calls: Family::default(),
             backend_duration: Family::new_with_constructor(latency_histogram),
             bus_errors: Family::default(),
+            bus_reconnects: Counter::default(),
             node_heartbeats_sent: Counter::default(),
             node_heartbeats_failed: Counter::default(),
             node_mappings_version: Gauge::default(),
@@ -296,6 +298,11 @@ impl Families {
             "bus_errors",
             "Event bus subscription problems, by kind (malformed, lagged, subscribe)",
             self.bus_errors.clone(),
+        );
+        r.add(
+            "bus_reconnects",
+            "Bus subscriptions that got their connection back after losing it",
+            self.bus_reconnects.clone(),
         );
     }
 

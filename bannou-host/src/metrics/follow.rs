@@ -1,7 +1,8 @@
-//! The control plane's `metrics` task: leadership changes, and the bus events that have
-//! no hook of their own (mappings published, smart restarts).
+//! The control plane's `metrics` task: leadership changes, the bus events that have no
+//! hook of their own (mappings published, smart restarts), and the bus's reconnects.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::events::{FullServiceMappingsEvent, ServiceRestartEvent};
@@ -10,6 +11,9 @@ use tokio::sync::watch;
 
 use super::Metrics;
 use crate::orchestrator::leader::LeaderState;
+
+/// How often the bus's own reconnect count is carried into `bus_reconnects_total`.
+const BUS_RECONNECTS_EVERY: Duration = Duration::from_secs(2);
 
 impl Metrics {
     /// Counts leadership changes seen on `leader` until `shutdown`.
@@ -37,7 +41,7 @@ impl Metrics {
     }
 
     /// Follows the bus events that have no hook of their own (mappings published, smart
-    /// restarts) until `shutdown`.
+    /// restarts) and carries the bus's reconnect count over, until `shutdown`.
     pub async fn follow_bus(self, bus: Arc<dyn EventBus>, mut shutdown: watch::Receiver<bool>) {
         let (mappings, restarts) = match (
             bus.subscribe_events::<FullServiceMappingsEvent>().await,
@@ -51,8 +55,16 @@ impl Metrics {
             }
         };
         let (mut mappings, mut restarts) = (mappings.into_shared(), restarts.into_shared());
+        // The bus counts its own reconnects; they are carried over every few seconds.
+        let mut reconnects_seen = bus.reconnects();
+        let mut carry = tokio::time::interval(BUS_RECONNECTS_EVERY);
         loop {
             tokio::select! {
+                _ = carry.tick() => {
+                    let now = bus.reconnects();
+                    self.0.families.bus_reconnects.inc_by(now.saturating_sub(reconnects_seen));
+                    reconnects_seen = now;
+                }
                 Some(item) = mappings.next() => match item {
                     Ok(m) => self.mappings_published(m.version),
                     Err(e) => self.stream_error(&e),

@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,6 +93,8 @@ impl RedisBusConfig {
 pub struct RedisBus {
     conn: RedisConnection,
     config: Arc<RedisBusConfig>,
+    /// Reconnects of every subscriber of this bus and its clones.
+    reconnects: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -108,6 +111,7 @@ impl RedisBus {
         RedisBus {
             conn,
             config: Arc::new(config),
+            reconnects: Arc::default(),
         }
     }
 
@@ -169,10 +173,15 @@ impl EventBus for RedisBus {
             key,
             tx,
             pos: start,
+            reconnects: Arc::clone(&self.reconnects),
         };
         tokio::spawn(reader.run(con));
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
         Ok(Subscription::new(topic, stream))
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 }
 
@@ -319,6 +328,7 @@ struct Reader {
     key: String,
     tx: mpsc::Sender<BusItem>,
     pos: Position,
+    reconnects: Arc<AtomicU64>,
 }
 
 /// Why a read loop stopped.
@@ -357,6 +367,7 @@ impl Reader {
                 delay = (delay * 2).min(self.config.reconnect_max_delay);
                 match self.reconnect().await {
                     Ok(mut c) => {
+                        self.reconnects.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(
                             topic = %self.topic,
                             last_id = %self.pos.last_id,

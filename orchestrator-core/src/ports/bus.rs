@@ -280,6 +280,12 @@ pub trait EventBus: Send + Sync {
     /// Subscribes to `topic`. Messages published after this returns are delivered; older
     /// ones are not.
     async fn subscribe(&self, topic: &str) -> Result<Subscription, BusError>;
+
+    /// How many times this bus's subscriptions got their connection back after losing it,
+    /// since the bus was made (0 for a bus that cannot lose one).
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }
 
 // Written out rather than with `#[async_trait]`: the inner bus's future is returned as it
@@ -308,6 +314,10 @@ impl<T: EventBus + ?Sized> EventBus for Arc<T> {
         Self: 'async_trait,
     {
         (**self).subscribe(topic)
+    }
+
+    fn reconnects(&self) -> u64 {
+        (**self).reconnects()
     }
 }
 
