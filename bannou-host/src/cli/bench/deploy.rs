@@ -18,6 +18,7 @@ use orchestrator_core::api::{DeployRequest, TeardownRequest};
 use serde::Serialize;
 
 use crate::config::HostConfig;
+use crate::orchestrator::service::OrchestratorService;
 use crate::server::Server;
 
 use super::nearest_rank;
@@ -70,6 +71,40 @@ struct Report {
     max_ms: f64,
 }
 
+/// Deploys `preset` (round `run`, for messages) and returns the milliseconds until the
+/// answer; a refused or failed deploy is an error.
+pub(super) async fn deploy_timed(
+    service: &OrchestratorService,
+    preset: &str,
+    run: usize,
+) -> anyhow::Result<f64> {
+    let start = tokio::time::Instant::now();
+    let answer = service
+        .deploy(DeployRequest {
+            preset: Some(preset.to_owned()),
+            ..DeployRequest::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("run {run}: deploy refused: {e}"))?;
+    let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+    if !answer.body.success {
+        bail!(
+            "run {run}: deploy failed: {:?}",
+            answer.body.warnings.unwrap_or_default()
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Tears down everything deployed (round `run`, for messages).
+pub(super) async fn teardown(service: &OrchestratorService, run: usize) -> anyhow::Result<()> {
+    service
+        .teardown(TeardownRequest::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("run {run}: teardown: {e}"))?;
+    Ok(())
+}
+
 /// Runs the benchmark.
 pub fn run(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.runs == 0 {
@@ -95,33 +130,14 @@ async fn bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()>
 
     let mut samples = Vec::with_capacity(args.runs);
     let mut shape = (0, 0);
-    for run in 0..args.runs {
-        let start = tokio::time::Instant::now();
-        let answer = service
-            .deploy(DeployRequest {
-                preset: Some(args.preset.clone()),
-                ..DeployRequest::default()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("run {}: deploy refused: {e}", run + 1))?;
-        let elapsed = start.elapsed();
-        if !answer.body.success {
-            bail!(
-                "run {}: deploy failed: {:?}",
-                run + 1,
-                answer.body.warnings.unwrap_or_default()
-            );
-        }
-        samples.push(elapsed.as_secs_f64() * 1000.0);
+    for run in 1..=args.runs {
+        samples.push(deploy_timed(&service, &args.preset, run).await?);
         let status = service
             .status(orchestrator_core::api::GetStatusRequest::default())
             .await
             .map_err(|e| anyhow::anyhow!("status: {e}"))?;
         shape.0 = status.body.services.as_ref().map_or(0, Vec::len);
-        service
-            .teardown(TeardownRequest::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("run {}: teardown: {e}", run + 1))?;
+        teardown(&service, run).await?;
     }
     shape.1 = super::super::serve::planned_wave_count(&args.presets, &args.preset)?;
     server.shutdown().await;

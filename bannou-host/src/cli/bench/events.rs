@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use orchestrator_core::api::{DeployRequest, TeardownRequest};
 use serde::Serialize;
 
 use crate::config::HostConfig;
 use crate::orchestrator::service::OrchestratorService;
 use crate::server::Server;
 
-use super::nearest_rank;
+use super::{deploy, nearest_rank};
 
 /// Arguments of `bench events`.
 #[derive(Debug, Args)]
@@ -154,25 +153,8 @@ async fn timed_deploy(
     preset: &str,
     run: usize,
 ) -> anyhow::Result<f64> {
-    let start = tokio::time::Instant::now();
-    let answer = service
-        .deploy(DeployRequest {
-            preset: Some(preset.to_owned()),
-            ..DeployRequest::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("run {run}: deploy refused: {e}"))?;
-    let elapsed = start.elapsed().as_secs_f64() * 1000.0;
-    if !answer.body.success {
-        bail!(
-            "run {run}: deploy failed: {:?}",
-            answer.body.warnings.unwrap_or_default()
-        );
-    }
-    service
-        .teardown(TeardownRequest::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("run {run}: teardown: {e}"))?;
+    let elapsed = deploy::deploy_timed(service, preset, run).await?;
+    deploy::teardown(service, run).await?;
     Ok(elapsed)
 }
 
