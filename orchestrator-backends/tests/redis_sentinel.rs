@@ -433,31 +433,43 @@ async fn failover_under_load(test: &str, wait: Option<Wait>) -> Option<Figures> 
     }
     node.await.unwrap();
 
-    // The store, the leader lease and the bus work on the new master.
-    let beat = kv.get_heartbeat("node").await.expect("heartbeats resume");
+    // The store, the leader lease and the bus work on the new master. Each is asked until
+    // it answers (at most 10 s): the first call on a connection the Sentinel cut when it
+    // promoted the replica fails once, and callers retry as the host's loops do.
+    let beat = eventually("heartbeats resume", || kv.get_heartbeat("node")).await;
     assert!(beat.is_some(), "a heartbeat written after the failover");
-    let renewed = leader
-        .try_acquire_or_renew("replica-a", Duration::from_secs(30), now())
-        .await
-        .expect("the leader lease answers after the failover");
+    let renewed = eventually("the leader lease answers after the failover", || {
+        leader.try_acquire_or_renew("replica-a", Duration::from_secs(30), now())
+    })
+    .await;
     if let Some(l) = &renewed {
         assert!(
             l.fencing_token >= term.fencing_token,
             "tokens never go back"
         );
     }
-    bus.publish("failover", Payload::from(b"after".to_vec()))
-        .await
-        .expect("publish after the failover");
+    // Published until the subscription, which resubscribes by itself, hears one.
     let got = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(item) = events.next().await {
-            if let BusItem::Message(p) = item
-                && p.as_bytes() == b"after"
-            {
-                return true;
+        loop {
+            if let Err(e) = bus.publish("failover", Payload::from(b"after".to_vec())).await {
+                eprintln!("publish after the failover: {e} (retried)");
+            }
+            let heard = tokio::time::timeout(Duration::from_millis(300), async {
+                while let Some(item) = events.next().await {
+                    if let BusItem::Message(p) = item
+                        && p.as_bytes() == b"after"
+                    {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            match heard {
+                Ok(found) => return found,
+                Err(_) => continue,
             }
         }
-        false
     })
     .await;
     assert_eq!(got, Ok(true), "the subscription resumed on the new master");
@@ -503,6 +515,24 @@ async fn failover_under_load(test: &str, wait: Option<Wait>) -> Option<Figures> 
         beats_failed.load(Ordering::Relaxed),
     );
     Some(figures)
+}
+
+/// Calls `op` until it succeeds, for at most 10 s; panics with `what` and the last error.
+async fn eventually<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{what}: {e} (retried)");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: still failing after 10 s: {e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
