@@ -499,6 +499,22 @@ pub fn normalize_redis_url(value: &str) -> String {
 // === impl HostConfig ===
 
 impl HostConfig {
+    /// A copy fit for a log line: Redis URLs with their password as `***` and the copied
+    /// process environment (which may hold other services' secrets) left out. The API
+    /// token and other [`Secret`]s mask themselves.
+    pub fn for_log(&self) -> HostConfig {
+        let redact = |url: &Option<String>| {
+            url.as_deref()
+                .map(orchestrator_backends::redis::url::redact)
+        };
+        HostConfig {
+            redis_url: redact(&self.redis_url),
+            node_redis_url: redact(&self.node_redis_url),
+            host_environment: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
     /// Reads the configuration through `get` (a variable name to its value). Absent
     /// variables keep their defaults; the first bad value is an error naming it.
     /// `host_environment` stays empty (see [`HostConfig::from_process_env`]).
@@ -889,6 +905,27 @@ pub fn check_app_id(app_id: &AppId) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_logged_copy_shows_no_redis_password_nor_the_process_environment() {
+        let mut cfg = HostConfig::from_env(|name| match name {
+            "ORCHESTRATOR_REDIS_CONNECTION_STRING" => {
+                Some("rediss://app:s3cret-pw@redis.internal:6380/2".into())
+            }
+            _ => None,
+        })
+        .unwrap();
+        cfg.node_redis_url = Some("redis://node:n0de-pw@10.0.0.5:6379/".into());
+        cfg.host_environment
+            .insert("OTHER_SERVICE_KEY".into(), "env-secret".into());
+        let raw = format!("{cfg:?}");
+        assert!(raw.contains("s3cret-pw"), "the check below can fail");
+        let shown = format!("{:?}", cfg.for_log());
+        for secret in ["s3cret-pw", "n0de-pw", "env-secret", "OTHER_SERVICE_KEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redis.internal:6380"), "{shown}");
+    }
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<HostConfig, ConfigError> {

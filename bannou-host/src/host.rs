@@ -529,9 +529,8 @@ impl ControlPlaneBuilder {
             "control plane started"
         );
         // The copied process environment may hold secrets of other services: log its size.
-        let mut shown = config.clone();
-        let env_vars = std::mem::take(&mut shown.host_environment).len();
-        tracing::debug!(config = ?shown, env_vars, "control plane configuration");
+        let env_vars = config.host_environment.len();
+        tracing::debug!(config = ?config.for_log(), env_vars, "control plane configuration");
         Ok(RunningControlPlane {
             config,
             service,

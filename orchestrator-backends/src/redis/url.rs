@@ -160,7 +160,7 @@ const USERINFO: &AsciiSet = &CONTROLS
     .add(b']');
 
 /// `text` with the password of its `user:pass@` part replaced by `***`, for messages
-/// about a URL that did not parse.
+/// about a URL that did not parse and for configuration logged as it was given.
 pub fn redact(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_owned();
