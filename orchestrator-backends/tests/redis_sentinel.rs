@@ -451,7 +451,10 @@ async fn failover_under_load(test: &str, wait: Option<Wait>) -> Option<Figures> 
     // Published until the subscription, which resubscribes by itself, hears one.
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Err(e) = bus.publish("failover", Payload::from(b"after".to_vec())).await {
+            if let Err(e) = bus
+                .publish("failover", Payload::from(b"after".to_vec()))
+                .await
+            {
                 eprintln!("publish after the failover: {e} (retried)");
             }
             let heard = tokio::time::timeout(Duration::from_millis(300), async {
