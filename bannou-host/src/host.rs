@@ -787,7 +787,7 @@ impl RunningControlPlane {
         let router = self.router.clone();
         let mut rx = self.shutdown.subscribe();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
+            axum::serve(crate::listener::no_delay(listener), router)
                 .with_graceful_shutdown(async move { stopped(&mut rx).await })
                 .await
                 .map_err(|e| e.to_string())

@@ -11,7 +11,8 @@
 //! - [`host`]: the control plane assembled from [`config`] (adapters, loops, the
 //!   orchestrator plugin); [`api`]: the HTTP API (axum) and its OpenAPI document.
 //! - [`backends`]: the in-process container backend (the embedded default).
-//! - [`log_buffer`]: the control plane's own recent log lines (its logs endpoint).
+//! - [`log_buffer`]: the control plane's own recent log lines (its logs endpoint);
+//!   [`listener`]: the TCP listener every HTTP server accepts on (`TCP_NODELAY`).
 //! - [`metrics`]: the Prometheus registry behind every node's `GET /metrics`;
 //!   [`traces`]: OpenTelemetry trace export and `traceparent` propagation.
 //! - [`client`]: the typed HTTP client; [`cli`]: the command line.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod control_events;
 pub mod event_stream;
 pub mod host;
+pub mod listener;
 pub mod log_buffer;
 pub mod mesh;
 pub mod metrics;

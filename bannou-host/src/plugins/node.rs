@@ -449,7 +449,7 @@ impl Node {
             let log = log.clone();
             tasks.spawn(async move {
                 let shutdown = async move { crate::orchestrator::stopped(&mut rx).await };
-                if let Err(e) = axum::serve(listener, router)
+                if let Err(e) = axum::serve(crate::listener::no_delay(listener), router)
                     .with_graceful_shutdown(shutdown)
                     .await
                 {
