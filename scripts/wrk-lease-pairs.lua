@@ -24,9 +24,10 @@ function setup(thread)
 end
 
 local pending = {}   -- leases acquired, not yet released: {id, fencing}
-local pairs_done = 0
-local acquired = 0
-local failures = 0
+-- Globals, not locals: done() reads them from each thread with thread:get().
+pairs_done = 0
+acquired = 0
+failures = 0
 
 function init(args)
   pairs_done = 0
