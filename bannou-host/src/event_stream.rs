@@ -241,6 +241,29 @@ pub struct StreamEvent {
     pub data: Arc<str>,
 }
 
+/// The fields of an event's JSON the hub reads to name and filter it; every other field
+/// is skipped unread (no JSON tree is built) and travels only in the raw text. A field of
+/// an unexpected type reads as absent, as a body that is not a JSON object reads as none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields {
+    #[serde(default)]
+    action: Option<serde_json::Value>,
+    #[serde(default)]
+    state: Option<serde_json::Value>,
+    #[serde(default)]
+    kind: Option<serde_json::Value>,
+    #[serde(default)]
+    deployment_id: Option<serde_json::Value>,
+}
+
+impl Fields {
+    /// `field` when it is a string.
+    fn text(field: &Option<serde_json::Value>) -> Option<&str> {
+        field.as_ref().and_then(serde_json::Value::as_str)
+    }
+}
+
 /// What a client's stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamItem {
@@ -445,34 +468,40 @@ impl EventHub {
     /// Numbers, buffers and fans out one message of topic kind `kind` (a [`FOLLOWED`]
     /// name) with JSON body `json`.
     pub fn publish(&self, kind: &'static str, json: &[u8]) {
-        let value: Option<serde_json::Value> = serde_json::from_slice(json).ok();
-        let field = |name: &str| {
-            value
+        // A raw heartbeat reaches only clients that asked for heartbeats: with none, it
+        // costs nothing more here (every replica ingests every beat).
+        if kind == HEARTBEAT_TYPE
+            && self
+                .lock()
+                .beats
                 .as_ref()
-                .and_then(|v| v.get(name))
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-        };
+                .is_none_or(|b| b.receiver_count() == 0)
+        {
+            return;
+        }
+        let fields: Fields = serde_json::from_slice(json).unwrap_or_default();
         let kind = match kind {
-            "deployment" => match field("action").as_deref() {
+            "deployment" => match Fields::text(&fields.action) {
                 Some("Started") => "deployment.started",
                 Some("Completed") => "deployment.completed",
                 Some("Failed") => "deployment.failed",
                 _ => "deployment.topology-changed",
             },
-            "wave" => value
-                .as_ref()
-                .and_then(|v| v.get("state").cloned())
+            "wave" => fields
+                .state
                 .and_then(|s| serde_json::from_value::<WaveState>(s).ok())
                 .map_or("wave.started", WaveState::type_name),
-            "control" => match field("kind").as_deref() {
+            "control" => match Fields::text(&fields.kind) {
                 Some(LEADER_CHANGED_TYPE) => LEADER_CHANGED_TYPE,
                 _ => RECONCILE_REPAIRED_TYPE,
             },
             other => other,
         };
         let data: Arc<str> = String::from_utf8_lossy(json).into();
-        let deployment = field("deploymentId");
+        let deployment = match fields.deployment_id {
+            Some(serde_json::Value::String(id)) => Some(id),
+            _ => None,
+        };
         let mut buffer = self.lock();
         if kind == HEARTBEAT_TYPE {
             if let Some(beats) = &buffer.beats {
@@ -730,6 +759,46 @@ mod tests {
                 .unwrap();
         assert_eq!(items.len(), 1, "only the lagged notice, then the end");
         assert!(matches!(items[0], StreamItem::Lagged { skipped } if skipped > 0));
+    }
+
+    #[tokio::test]
+    async fn names_and_filters_an_event_by_its_own_fields_and_keeps_its_text() {
+        let hub = EventHub::new(1);
+        let s = hub.subscribe(Filter::default(), None).unwrap();
+        let nested =
+            br#"{"nodes":[{"a":[1,{"b":null}]}],"action":"Completed","deploymentId":"d-1"}"#;
+        hub.publish("deployment", nested);
+        // A field of an odd type reads as absent; the others are still read.
+        hub.publish("deployment", br#"{"action":7,"deploymentId":"d-2"}"#);
+        hub.publish("deployment", b"not json");
+        hub.publish("wave", br#"{"state":"torn-down","deploymentId":"d-3"}"#);
+        let items = take(Box::pin(s), 4).await;
+        assert_eq!(
+            kinds(&items),
+            [
+                "deployment.completed#1",
+                "deployment.topology-changed#2",
+                "deployment.topology-changed#3",
+                "wave.torn-down#4"
+            ]
+        );
+        let seen: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                StreamItem::Event(e) => (e.deployment.clone(), e.data.to_string()),
+                other => panic!("an event expected, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            seen[0],
+            (
+                Some("d-1".to_owned()),
+                String::from_utf8_lossy(nested).into_owned()
+            )
+        );
+        assert_eq!(seen[1].0.as_deref(), Some("d-2"));
+        assert_eq!(seen[2], (None, "not json".to_owned()));
+        assert_eq!(seen[3].0.as_deref(), Some("d-3"));
     }
 
     #[tokio::test]
