@@ -20,6 +20,8 @@ use orchestrator_core::ports::backend::NodeDeployment;
 use orchestrator_core::resolver::Resolved;
 use orchestrator_core::{Catalog, ResolvedNode};
 
+use crate::config::HostConfig;
+
 /// Arguments of `k8s`.
 #[derive(Debug, Args)]
 pub struct K8sArgs {
@@ -40,30 +42,17 @@ pub enum K8sCommand {
 pub struct ManifestsArgs {
     /// A preset file (`path/to/x.yaml`) or a preset name looked up in the presets directory.
     pub preset: String,
-    /// Namespace of the objects.
-    #[arg(
-        long,
-        value_name = "NS",
-        env = "ORCHESTRATOR_KUBERNETES_NAMESPACE",
-        default_value = "default"
-    )]
-    pub namespace: String,
-    /// Image of every node.
-    #[arg(
-        long,
-        value_name = "IMG",
-        env = "ORCHESTRATOR_DOCKER_IMAGE_NAME",
-        default_value = "bannou:latest"
-    )]
-    pub image: String,
-    /// Port nodes listen on (container port, Service port).
-    #[arg(
-        long,
-        value_name = "PORT",
-        env = "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
-        default_value_t = 80
-    )]
-    pub port: u16,
+    /// Namespace of the objects (default: `ORCHESTRATOR_KUBERNETES_NAMESPACE`, as `serve`
+    /// reads it).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Image of every node (default: `ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    #[arg(long, value_name = "IMG")]
+    pub image: Option<String>,
+    /// Port nodes listen on, container port and Service port (default:
+    /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`,
     /// else `presets/`).
     #[arg(long, value_name = "DIR")]
@@ -88,6 +77,35 @@ pub fn run(args: K8sArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
+/// What the objects are built with: the flags over the host configuration `serve` reads
+/// (its namespace, node image and service port; the same variables and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSettings {
+    /// Namespace of the objects.
+    pub namespace: String,
+    /// Image of every node.
+    pub image: String,
+    /// Container and Service port.
+    pub port: u16,
+}
+
+impl ManifestsArgs {
+    /// These flags over `config`.
+    pub fn settings(&self, config: &HostConfig) -> ManifestSettings {
+        ManifestSettings {
+            namespace: self
+                .namespace
+                .clone()
+                .unwrap_or_else(|| config.kubernetes_namespace.clone()),
+            image: self
+                .image
+                .clone()
+                .unwrap_or_else(|| config.docker_image_name.clone()),
+            port: self.port.unwrap_or(config.default_service_port),
+        }
+    }
+}
+
 /// What the deploy executor asks the backend to start for `node` (one replica, the node
 /// name as service name, the resolved environment; as `waves.rs` builds it).
 fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
@@ -99,9 +117,11 @@ fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
 /// Runs `k8s manifests`: resolves and plans the preset (as a deploy from nothing would),
 /// then prints every node's objects. Invalid input is an error; nothing is printed then.
 pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let host = HostConfig::from_process_env().context("reading the configuration")?;
+    let settings = args.settings(&host);
     let catalog = Catalog::builtin();
     let (parsed, source) = super::plan::load_preset(&args.preset, args.presets.clone())?;
-    let orchestrator_env: BTreeMap<String, String> = std::env::vars().collect();
+    let orchestrator_env = host.host_environment;
     let request_env: BTreeMap<String, String> = args.env.iter().cloned().collect();
     let resolved = Resolved::from_preset(&parsed, &orchestrator_env, &request_env, catalog)
         .with_context(|| format!("resolving preset `{}`", parsed.preset.name))?;
@@ -110,14 +130,14 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         .with_context(|| format!("planning preset `{}` ({source})", parsed.preset.name))?;
 
     let config = KubernetesConfig {
-        namespace: args.namespace.clone(),
-        node_port: args.port,
+        namespace: settings.namespace.clone(),
+        node_port: settings.port,
         ..KubernetesConfig::default()
     };
     let objects = plan
         .nodes
         .iter()
-        .map(|n| node_objects(&node_deployment(n, &args.image), &config))
+        .map(|n| node_objects(&node_deployment(n, &settings.image), &config))
         .collect::<Result<Vec<_>, _>>()?;
     let yaml = render_yaml(&objects).context("rendering the objects as YAML")?;
     writeln!(
@@ -125,7 +145,7 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         "# Kubernetes objects of preset `{}` ({source}): {} node(s) in namespace `{}`.",
         parsed.preset.name,
         plan.nodes.len(),
-        args.namespace
+        settings.namespace
     )?;
     writeln!(
         out,
