@@ -1212,6 +1212,140 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_their_plain_unit_or_a_humantime_form() {
+        let c = config(&[
+            ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "2m 30s"),
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", " 45 "),
+            ("ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES", "90s"),
+            ("ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS", "1s"),
+            ("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "2"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "250"),
+            ("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", "0s"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "1m"),
+        ])
+        .unwrap();
+        assert_eq!(c.wave_timeout, Duration::from_secs(150));
+        assert_eq!(
+            c.heartbeat_timeout,
+            Duration::from_secs(45),
+            "plain seconds"
+        );
+        assert_eq!(c.degradation_threshold, Duration::from_secs(90));
+        assert_eq!(c.health_check_interval, Duration::from_secs(1));
+        assert_eq!(c.config_history_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.redis_wait_timeout, Duration::from_millis(250), "plain ms");
+        assert_eq!(c.reconcile_interval, Duration::ZERO);
+        assert_eq!(c.scaler.interval, Duration::from_secs(60));
+        assert_eq!(c.scaler_config().interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_variable_and_the_bound_it_breaks() {
+        for (name, value, why) in [
+            (
+                "ORCHESTRATOR_WAVE_TIMEOUT_SECONDS",
+                "ten",
+                "duration such as",
+            ),
+            (
+                "ORCHESTRATOR_WAVE_TIMEOUT_SECONDS",
+                "10 parsecs",
+                "duration such as",
+            ),
+            ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "500ms", "at least 1s"),
+            (
+                "ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS",
+                "50ms",
+                "at least 100ms",
+            ),
+            ("ORCHESTRATOR_LEADER_LEASE_SECONDS", "1500ms", "at least 2s"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "2m", "at most 1m"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "60001", "at most 1m"),
+            (
+                "ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS",
+                "5s",
+                "at least 10s",
+            ),
+            (
+                "ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS",
+                "99999999999",
+                "at most",
+            ),
+        ] {
+            let e = error_of(name, value);
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, value: v, .. } if n == name && v == value),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(text.starts_with(name) && text.contains(why), "{text}");
+        }
+        let text = error_of("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "x").to_string();
+        assert!(text.contains("whole number of seconds"), "{text}");
+        let text = error_of("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "x").to_string();
+        assert!(text.contains("whole number of days"), "{text}");
+    }
+
+    #[test]
+    fn the_pool_scaler_is_read_by_the_one_reader() {
+        let c = config(&[]).unwrap();
+        let s = c.scaler_config();
+        assert!(s.autoscale);
+        assert_eq!(s.default_image, vars::DOCKER_IMAGE_NAME.default);
+        assert_eq!(s.interval, vars::POOL_AUTOSCALE_INTERVAL.default);
+        let c = config(&[
+            ("ORCHESTRATOR_POOL_AUTOSCALE", "FALSE"),
+            ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "reg/bannou:9"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "2"),
+        ])
+        .unwrap();
+        assert!(!c.scaler.autoscale);
+        assert_eq!(c.scaler.default_image, "reg/bannou:9");
+        assert_eq!(c.scaler.interval, Duration::from_secs(2));
+        let e = error_of("ORCHESTRATOR_POOL_AUTOSCALE", "maybe");
+        assert_eq!(
+            e.to_string(),
+            "ORCHESTRATOR_POOL_AUTOSCALE=\"maybe\": expected true or false"
+        );
+    }
+
+    #[test]
+    fn every_default_reads_back_from_its_plain_form() {
+        // A default written the way upstream's variables take it parses to itself, within
+        // its own bounds: a table entry whose default breaks its min fails here.
+        for s in [
+            vars::HEARTBEAT_TIMEOUT,
+            vars::DEGRADATION_THRESHOLD,
+            vars::PORTAINER_REQUEST_TIMEOUT,
+            vars::OPENRESTY_REQUEST_TIMEOUT,
+            vars::HEARTBEAT_TTL,
+            vars::ROUTING_TTL,
+            vars::CONFIG_HISTORY_TTL,
+            vars::RESTART_TIMEOUT,
+            vars::HEALTH_CHECK_INTERVAL,
+            vars::DEFAULT_WAIT_BEFORE_KILL,
+            vars::CONTAINER_STATUS_POLL_INTERVAL,
+            vars::FULL_MAPPINGS_INTERVAL,
+            vars::ORPHAN_CONTAINER_THRESHOLD,
+            vars::DEFAULT_POOL_LEASE_TIMEOUT,
+            vars::POOL_LOCK_TIMEOUT,
+            vars::LEASE_CLEANUP_INTERVAL,
+            vars::REDIS_WAIT_TIMEOUT,
+            vars::HEARTBEAT_INTERVAL,
+            vars::WAVE_TIMEOUT,
+            vars::POOL_AUTOSCALE_INTERVAL,
+            vars::LEADER_LEASE,
+            vars::RECONCILE_INTERVAL,
+            vars::RECONCILE_GRACE,
+        ] {
+            let units = s.default.as_nanos() / s.unit.as_nanos();
+            assert_eq!(s.parse(&units.to_string()), Ok(s.default), "{}", s.name);
+            let human = humantime::format_duration(s.default).to_string();
+            assert_eq!(s.parse(&human), Ok(s.default), "{} {human}", s.name);
+        }
+    }
+
+    #[test]
     fn blank_nullable_values_mean_unset() {
         let c = config(&[
             ("ORCHESTRATOR_REDIS_CONNECTION_STRING", " "),

@@ -256,6 +256,135 @@ mod tests {
         }
     }
 
+    fn parsed(argv: &[&str]) -> crate::cli::Command {
+        let mut full = vec!["bannou-host"];
+        full.extend_from_slice(argv);
+        crate::cli::Cli::try_parse_from(full).unwrap().command
+    }
+
+    #[test]
+    fn serve_up_and_manifests_take_the_same_defaults_and_variables() {
+        use crate::cli::Command;
+        use crate::config::vars;
+        let unset: &[(&str, &str)] = &[];
+        let set: &[(&str, &str)] = &[
+            (vars::KUBERNETES_NAMESPACE.name, "games"),
+            (vars::DOCKER_IMAGE_NAME.name, "reg/bannou:2"),
+            (vars::DEFAULT_SERVICE_PORT.name, "8081"),
+            (vars::WAVE_TIMEOUT.name, "3m"),
+        ];
+        for env in [unset, set] {
+            let read = || {
+                HostConfig::from_env(|n| {
+                    env.iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, v)| v.to_string())
+                })
+                .unwrap()
+            };
+            let Command::Serve(serve) = parsed(&["serve"]) else {
+                panic!("not serve")
+            };
+            let Command::Up(up) = parsed(&["up", "local-ten"]) else {
+                panic!("not up")
+            };
+            let Command::K8s(K8sArgs {
+                command: K8sCommand::Manifests(k8s),
+            }) = parsed(&["k8s", "manifests", "local-ten"])
+            else {
+                panic!("not k8s manifests")
+            };
+            let serve = serve.host.apply(read()).unwrap();
+            let up = up.host.apply(read()).unwrap();
+            assert_eq!(format!("{serve:?}"), format!("{up:?}"));
+            let manifests = k8s.settings(&read());
+            assert_eq!(
+                manifests,
+                ManifestSettings {
+                    namespace: serve.kubernetes_namespace.clone(),
+                    image: serve.service_settings().image,
+                    port: serve.service_settings().default_service_port,
+                }
+            );
+            if env.is_empty() {
+                assert_eq!(format!("{serve:?}"), format!("{:?}", HostConfig::default()));
+                assert_eq!(
+                    manifests,
+                    ManifestSettings {
+                        namespace: vars::KUBERNETES_NAMESPACE.default.to_owned(),
+                        image: vars::DOCKER_IMAGE_NAME.default.to_owned(),
+                        port: vars::DEFAULT_SERVICE_PORT.default,
+                    }
+                );
+                assert_eq!(serve.wave_timeout, vars::WAVE_TIMEOUT.default);
+            } else {
+                assert_eq!(
+                    manifests,
+                    ManifestSettings {
+                        namespace: "games".to_owned(),
+                        image: "reg/bannou:2".to_owned(),
+                        port: 8081,
+                    }
+                );
+                assert_eq!(serve.wave_timeout, std::time::Duration::from_secs(180));
+                assert_eq!(serve.scaler_config().default_image, "reg/bannou:2");
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_the_variables_and_a_bad_wave_timeout_names_the_flag() {
+        use crate::cli::Command;
+        let Command::Up(up) = parsed(&["up", "x", "--wave-timeout", "2m", "--backend", "swarm"])
+        else {
+            panic!("not up")
+        };
+        let c = up.host.apply(HostConfig::default()).unwrap();
+        assert_eq!(c.wave_timeout, std::time::Duration::from_secs(120));
+        let Command::Serve(serve) = parsed(&["serve", "--wave-timeout", "45"]) else {
+            panic!("not serve")
+        };
+        let c = serve.host.apply(HostConfig::default()).unwrap();
+        assert_eq!(
+            c.wave_timeout,
+            std::time::Duration::from_secs(45),
+            "seconds"
+        );
+        for bad in ["0", "soon", "500ms"] {
+            let e =
+                crate::cli::Cli::try_parse_from(["bannou-host", "serve", "--wave-timeout", bad])
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("--wave-timeout") && e.contains(bad), "{e}");
+        }
+        let Command::K8s(K8sArgs {
+            command: K8sCommand::Manifests(k8s),
+        }) = parsed(&[
+            "k8s",
+            "manifests",
+            "x",
+            "--namespace",
+            "ns",
+            "--image",
+            "i:1",
+            "--port",
+            "90",
+        ])
+        else {
+            panic!("not k8s manifests")
+        };
+        let mut config = HostConfig::default();
+        config.kubernetes_namespace = "from-env".to_owned();
+        assert_eq!(
+            k8s.settings(&config),
+            ManifestSettings {
+                namespace: "ns".to_owned(),
+                image: "i:1".to_owned(),
+                port: 90,
+            }
+        );
+    }
+
     #[test]
     fn an_unknown_preset_is_an_error() {
         let dir = presets();
