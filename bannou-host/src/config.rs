@@ -3,8 +3,9 @@
 //! `BANNOU_*` host settings the control plane reads, and our own settings (listen address,
 //! API token, deploy wave timeout and parallelism, pool autoscaling, leader election).
 //!
-//! [`HostConfig::from_env`] reads through a lookup function, never the process
-//! environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
+//! Names and defaults are declared once, in [`vars`]; [`HostConfig::from_env`] is their
+//! one reader (D59 (docs/DECISIONS.md#d59)). It reads through a lookup function, never the
+//! process environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
 //! call that reads the real environment. Fields are public so the CLI can apply flag
 //! overrides after reading the environment. A value that does not parse or is out of
 //! range is an error naming the variable and the value, never silently the default.

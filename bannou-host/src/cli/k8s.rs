@@ -373,8 +373,10 @@ mod tests {
         else {
             panic!("not k8s manifests")
         };
-        let mut config = HostConfig::default();
-        config.kubernetes_namespace = "from-env".to_owned();
+        let config = HostConfig {
+            kubernetes_namespace: "from-env".to_owned(),
+            ..HostConfig::default()
+        };
         assert_eq!(
             k8s.settings(&config),
             ManifestSettings {
