@@ -53,8 +53,8 @@ pub struct ManifestsArgs {
     /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`,
-    /// else `presets/`).
+    /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`
+    /// as `serve` reads it, else `presets/`).
     #[arg(long, value_name = "DIR")]
     pub presets: Option<PathBuf>,
     /// Extra environment for every node (`KEY=VALUE`, repeatable), like a deploy request's
@@ -120,7 +120,11 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
     let host = HostConfig::from_process_env().context("reading the configuration")?;
     let settings = args.settings(&host);
     let catalog = Catalog::builtin();
-    let (parsed, source) = super::plan::load_preset(&args.preset, args.presets.clone())?;
+    let presets = args
+        .presets
+        .clone()
+        .unwrap_or_else(|| host.presets_host_path.clone());
+    let (parsed, source) = super::plan::load_preset(&args.preset, Some(presets))?;
     let orchestrator_env = host.host_environment;
     let request_env: BTreeMap<String, String> = args.env.iter().cloned().collect();
     let resolved = Resolved::from_preset(&parsed, &orchestrator_env, &request_env, catalog)
