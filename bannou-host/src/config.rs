@@ -3,8 +3,9 @@
 //! `BANNOU_*` host settings the control plane reads, and our own settings (listen address,
 //! API token, deploy wave timeout and parallelism, pool autoscaling, leader election).
 //!
-//! [`HostConfig::from_env`] reads through a lookup function, never the process
-//! environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
+//! Names and defaults are declared once, in [`vars`]; [`HostConfig::from_env`] is their
+//! one reader (D59 (docs/DECISIONS.md#d59)). It reads through a lookup function, never the
+//! process environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
 //! call that reads the real environment. Fields are public so the CLI can apply flag
 //! overrides after reading the environment. A value that does not parse or is out of
 //! range is an error naming the variable and the value, never silently the default.
@@ -34,12 +35,14 @@ use orchestrator_routing::broadcast::DEFAULT_COALESCE_WINDOW;
 use orchestrator_routing::invalidation::InvalidationConfigError;
 use orchestrator_routing::{BroadcastPolicy, OpenRestyConfig};
 
-use crate::orchestrator::leader::{DEFAULT_LEADER_LEASE, ElectorConfig, MIN_LEADER_LEASE};
+use crate::orchestrator::leader::ElectorConfig;
 use crate::orchestrator::pools::ScalerConfig;
 use crate::orchestrator::service::ServiceSettings;
 
+pub mod vars;
+
 /// Default listen address: loopback only (D31 (docs/DECISIONS.md#d31)).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: &str = vars::LISTEN.default;
 
 /// Upstream's certificates directory, mounted into nodes when it exists here and
 /// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` is unset.
@@ -59,26 +62,26 @@ pub struct NoEffect {
 /// start ([`HostConfig::log_no_effect`]).
 pub const NO_EFFECT: &[NoEffect] = &[
     NoEffect {
-        name: "ORCHESTRATOR_SECURE_WEBSOCKET",
+        name: vars::SECURE_WEBSOCKET.name,
         why: "this host serves no WebSocket API and registers no WebSocket permissions",
     },
     NoEffect {
-        name: "ORCHESTRATOR_HEARTBEAT_TTL_SECONDS",
+        name: vars::HEARTBEAT_TTL.name,
         why: "heartbeats are held by the in-memory health aggregator, never stored as \
               records; ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS expires them",
     },
     NoEffect {
-        name: "ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES",
+        name: vars::INDEX_UPDATE_MAX_RETRIES.name,
         why: "the store updates a record and its index in one atomic step, with no \
               compare-and-swap to retry (upstream does not read it either)",
     },
     NoEffect {
-        name: "ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS",
+        name: vars::DEFAULT_POOL_LEASE_TIMEOUT.name,
         why: "upstream falls back to it only for a timeoutSeconds below 1, which \
               validation refuses; an omitted timeoutSeconds is 300",
     },
     NoEffect {
-        name: "ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS",
+        name: vars::POOL_LOCK_TIMEOUT.name,
         why: "every pool change is one atomic script (D10): there is no lock to expire",
     },
 ];
@@ -323,62 +326,63 @@ pub struct HostConfig {
 }
 
 impl Default for HostConfig {
-    /// Every default of docs/COMPATIBILITY.md#configuration-variables plus ours (see each field).
+    /// Every default of docs/COMPATIBILITY.md#configuration-variables plus ours, from
+    /// [`vars`] (the one table of names and defaults).
     fn default() -> Self {
         HostConfig {
-            secure_websocket: true,
-            default_backend: BackendType::InProcess,
-            heartbeat_timeout: Duration::from_secs(90),
-            degradation_threshold: Duration::from_secs(5 * 60),
+            secure_websocket: vars::SECURE_WEBSOCKET.default,
+            default_backend: vars::DEFAULT_BACKEND.default,
+            heartbeat_timeout: vars::HEARTBEAT_TIMEOUT.default,
+            degradation_threshold: vars::DEGRADATION_THRESHOLD.default,
             portainer_url: None,
             portainer_api_key: None,
-            portainer_endpoint_id: 1,
-            portainer_request_timeout: Duration::from_secs(30),
-            docker_image_name: "bannou:latest".to_owned(),
-            docker_host: "unix:///var/run/docker.sock".to_owned(),
-            docker_network: "bannou_default".to_owned(),
+            portainer_endpoint_id: vars::PORTAINER_ENDPOINT_ID.default,
+            portainer_request_timeout: vars::PORTAINER_REQUEST_TIMEOUT.default,
+            docker_image_name: vars::DOCKER_IMAGE_NAME.default.to_owned(),
+            docker_host: vars::DOCKER_HOST.default.to_owned(),
+            docker_network: vars::DOCKER_NETWORK.default.to_owned(),
             certificates_host_path: None,
-            presets_host_path: PathBuf::from("presets"),
-            logs_volume_name: "logs-data".to_owned(),
-            openresty_host: "openresty".to_owned(),
+            presets_host_path: PathBuf::from(vars::PRESETS_HOST_PATH.default),
+            logs_volume_name: vars::LOGS_VOLUME.default.to_owned(),
+            openresty_host: vars::OPENRESTY_HOST.default.to_owned(),
             openresty_enabled: false,
-            openresty_port: 80,
-            openresty_request_timeout: Duration::from_secs(5),
-            kubernetes_namespace: "default".to_owned(),
+            openresty_port: vars::OPENRESTY_PORT.default,
+            openresty_request_timeout: vars::OPENRESTY_REQUEST_TIMEOUT.default,
+            kubernetes_namespace: vars::KUBERNETES_NAMESPACE.default.to_owned(),
             kubeconfig_path: None,
-            heartbeat_ttl: Duration::from_secs(90),
-            routing_ttl: Duration::from_secs(300),
-            config_history_ttl: Duration::from_secs(30 * 86_400),
-            restart_timeout: Duration::from_secs(120),
-            health_check_interval: Duration::from_millis(2000),
-            default_wait_before_kill: Duration::from_secs(30),
-            container_status_poll_interval: Duration::from_secs(2),
-            full_mappings_interval: Duration::from_secs(30),
-            orphan_container_threshold: Duration::from_secs(24 * 3600),
-            index_update_max_retries: 3,
-            default_pool_lease_timeout: Duration::from_secs(300),
-            pool_lock_timeout: Duration::from_secs(15),
-            lease_cleanup_interval: Duration::from_secs(60),
-            default_service_port: 80,
+            heartbeat_ttl: vars::HEARTBEAT_TTL.default,
+            routing_ttl: vars::ROUTING_TTL.default,
+            config_history_ttl: vars::CONFIG_HISTORY_TTL.default,
+            restart_timeout: vars::RESTART_TIMEOUT.default,
+            health_check_interval: vars::HEALTH_CHECK_INTERVAL.default,
+            default_wait_before_kill: vars::DEFAULT_WAIT_BEFORE_KILL.default,
+            container_status_poll_interval: vars::CONTAINER_STATUS_POLL_INTERVAL.default,
+            full_mappings_interval: vars::FULL_MAPPINGS_INTERVAL.default,
+            orphan_container_threshold: vars::ORPHAN_CONTAINER_THRESHOLD.default,
+            index_update_max_retries: vars::INDEX_UPDATE_MAX_RETRIES.default,
+            default_pool_lease_timeout: vars::DEFAULT_POOL_LEASE_TIMEOUT.default,
+            pool_lock_timeout: vars::POOL_LOCK_TIMEOUT.default,
+            lease_cleanup_interval: vars::LEASE_CLEANUP_INTERVAL.default,
+            default_service_port: vars::DEFAULT_SERVICE_PORT.default,
             redis_url: None,
             node_redis_url: None,
             redis_tls: Default::default(),
-            redis_wait_replicas: 0,
-            redis_wait_timeout: Duration::from_millis(500),
+            redis_wait_replicas: vars::REDIS_WAIT_REPLICAS.default,
+            redis_wait_timeout: vars::REDIS_WAIT_TIMEOUT.default,
             app_id: AppId::control_plane(),
-            heartbeat_enabled: true,
-            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_enabled: vars::HEARTBEAT_ENABLED.default,
+            heartbeat_interval: vars::HEARTBEAT_INTERVAL.default,
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("valid default listen address"),
             api_token: None,
-            wave_timeout: Duration::from_secs(120),
-            deploy_parallelism: 8,
+            wave_timeout: vars::WAVE_TIMEOUT.default,
+            deploy_parallelism: vars::DEPLOY_PARALLELISM.default,
             scaler: ScalerConfig::default(),
-            leader_lease: DEFAULT_LEADER_LEASE,
+            leader_lease: vars::LEADER_LEASE.default,
             leader_id_prefix: None,
-            reconcile_interval: Duration::from_secs(30),
-            reconcile_grace: Duration::from_secs(60),
+            reconcile_interval: vars::RECONCILE_INTERVAL.default,
+            reconcile_grace: vars::RECONCILE_GRACE.default,
             host_environment: BTreeMap::new(),
             no_effect: Vec::new(),
         }
@@ -451,22 +455,17 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(Some(n))
     }
 
-    /// A duration given as a whole number of `unit`, at least `min` units.
+    /// A duration setting: a number of its unit or a `humantime` duration
+    /// ([`vars::DurationSetting::parse`]).
     fn duration(
         &self,
-        name: &str,
-        min: u64,
-        unit: Duration,
+        setting: &vars::DurationSetting,
         into: &mut Duration,
     ) -> Result<(), ConfigError> {
-        if let Some(n) = self.number(name, min, u64::from(u32::MAX))? {
-            *into = unit.saturating_mul(n as u32);
+        if let Some(v) = self.raw(setting.name) {
+            *into = setting.parse(&v)?;
         }
         Ok(())
-    }
-
-    fn seconds(&self, name: &str, min: u64, into: &mut Duration) -> Result<(), ConfigError> {
-        self.duration(name, min, Duration::from_secs(1), into)
     }
 
     fn port(&self, name: &str, into: &mut u16) -> Result<(), ConfigError> {
@@ -522,212 +521,131 @@ impl HostConfig {
         let env = Env { get };
         let mut c = HostConfig::default();
 
-        env.boolean("ORCHESTRATOR_SECURE_WEBSOCKET", &mut c.secure_websocket)?;
-        if let Some(v) = env.raw("ORCHESTRATOR_DEFAULT_BACKEND") {
+        env.boolean(vars::SECURE_WEBSOCKET.name, &mut c.secure_websocket)?;
+        if let Some(v) = env.raw(vars::DEFAULT_BACKEND.name) {
             c.default_backend = v.trim().parse().map_err(|_| {
                 ConfigError::invalid(
-                    "ORCHESTRATOR_DEFAULT_BACKEND",
+                    vars::DEFAULT_BACKEND.name,
                     &v,
                     "expected one of kubernetes, portainer, swarm, compose, in-process",
                 )
             })?;
         }
-        env.seconds(
-            "ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS",
-            1,
-            &mut c.heartbeat_timeout,
-        )?;
-        env.duration(
-            "ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES",
-            1,
-            Duration::from_secs(60),
-            &mut c.degradation_threshold,
-        )?;
-        c.portainer_url = env.optional("ORCHESTRATOR_PORTAINER_URL");
+        env.duration(&vars::HEARTBEAT_TIMEOUT, &mut c.heartbeat_timeout)?;
+        env.duration(&vars::DEGRADATION_THRESHOLD, &mut c.degradation_threshold)?;
+        c.portainer_url = env.optional(vars::PORTAINER_URL);
         if let Some(url) = &c.portainer_url {
             check_base_url(url)
-                .map_err(|why| ConfigError::invalid("ORCHESTRATOR_PORTAINER_URL", url, why))?;
+                .map_err(|why| ConfigError::invalid(vars::PORTAINER_URL, url, why))?;
         }
-        c.portainer_api_key = env
-            .optional("ORCHESTRATOR_PORTAINER_API_KEY")
-            .map(Secret::new);
-        if let Some(n) = env.number("ORCHESTRATOR_PORTAINER_ENDPOINT_ID", 1, u64::from(u32::MAX))? {
+        c.portainer_api_key = env.optional(vars::PORTAINER_API_KEY).map(Secret::new);
+        if let Some(n) = env.number(vars::PORTAINER_ENDPOINT_ID.name, 1, u64::from(u32::MAX))? {
             c.portainer_endpoint_id = n as u32;
         }
-        env.seconds(
-            "ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS",
-            1,
+        env.duration(
+            &vars::PORTAINER_REQUEST_TIMEOUT,
             &mut c.portainer_request_timeout,
         )?;
-        env.string("ORCHESTRATOR_DOCKER_IMAGE_NAME", &mut c.docker_image_name)?;
-        env.string("ORCHESTRATOR_DOCKER_HOST", &mut c.docker_host)?;
-        env.string("ORCHESTRATOR_DOCKER_NETWORK", &mut c.docker_network)?;
+        env.string(vars::DOCKER_IMAGE_NAME.name, &mut c.docker_image_name)?;
+        env.string(vars::DOCKER_HOST.name, &mut c.docker_host)?;
+        env.string(vars::DOCKER_NETWORK.name, &mut c.docker_network)?;
         let mut path = String::new();
-        env.string("ORCHESTRATOR_CERTIFICATES_HOST_PATH", &mut path)?;
+        env.string(vars::CERTIFICATES_HOST_PATH, &mut path)?;
         if !path.is_empty() {
             c.certificates_host_path = Some(PathBuf::from(std::mem::take(&mut path)));
         }
-        env.string("ORCHESTRATOR_PRESETS_HOST_PATH", &mut path)?;
+        env.string(vars::PRESETS_HOST_PATH.name, &mut path)?;
         if !path.is_empty() {
             c.presets_host_path = PathBuf::from(std::mem::take(&mut path));
         }
-        env.string("ORCHESTRATOR_LOGS_VOLUME", &mut c.logs_volume_name)?;
-        if env.raw("ORCHESTRATOR_OPENRESTY_HOST").is_some() {
-            env.string("ORCHESTRATOR_OPENRESTY_HOST", &mut c.openresty_host)?;
+        env.string(vars::LOGS_VOLUME.name, &mut c.logs_volume_name)?;
+        if env.raw(vars::OPENRESTY_HOST.name).is_some() {
+            env.string(vars::OPENRESTY_HOST.name, &mut c.openresty_host)?;
             c.openresty_enabled = true;
         }
-        env.port("ORCHESTRATOR_OPENRESTY_PORT", &mut c.openresty_port)?;
-        env.seconds(
-            "ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS",
-            1,
+        env.port(vars::OPENRESTY_PORT.name, &mut c.openresty_port)?;
+        env.duration(
+            &vars::OPENRESTY_REQUEST_TIMEOUT,
             &mut c.openresty_request_timeout,
         )?;
-        env.string(
-            "ORCHESTRATOR_KUBERNETES_NAMESPACE",
-            &mut c.kubernetes_namespace,
-        )?;
-        c.kubeconfig_path = env
-            .optional("ORCHESTRATOR_KUBECONFIG_PATH")
-            .map(PathBuf::from);
-        env.seconds(
-            "ORCHESTRATOR_HEARTBEAT_TTL_SECONDS",
-            1,
-            &mut c.heartbeat_ttl,
-        )?;
-        env.seconds("ORCHESTRATOR_ROUTING_TTL_SECONDS", 1, &mut c.routing_ttl)?;
+        env.string(vars::KUBERNETES_NAMESPACE.name, &mut c.kubernetes_namespace)?;
+        c.kubeconfig_path = env.optional(vars::KUBECONFIG_PATH).map(PathBuf::from);
+        env.duration(&vars::HEARTBEAT_TTL, &mut c.heartbeat_ttl)?;
+        env.duration(&vars::ROUTING_TTL, &mut c.routing_ttl)?;
+        env.duration(&vars::CONFIG_HISTORY_TTL, &mut c.config_history_ttl)?;
+        env.duration(&vars::RESTART_TIMEOUT, &mut c.restart_timeout)?;
+        env.duration(&vars::HEALTH_CHECK_INTERVAL, &mut c.health_check_interval)?;
         env.duration(
-            "ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS",
-            1,
-            Duration::from_secs(86_400),
-            &mut c.config_history_ttl,
-        )?;
-        env.seconds(
-            "ORCHESTRATOR_RESTART_TIMEOUT_SECONDS",
-            1,
-            &mut c.restart_timeout,
-        )?;
-        env.duration(
-            "ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS",
-            100,
-            Duration::from_millis(1),
-            &mut c.health_check_interval,
-        )?;
-        env.seconds(
-            "ORCHESTRATOR_DEFAULT_WAIT_BEFORE_KILL_SECONDS",
-            1,
+            &vars::DEFAULT_WAIT_BEFORE_KILL,
             &mut c.default_wait_before_kill,
         )?;
-        env.seconds(
-            "ORCHESTRATOR_CONTAINER_STATUS_POLL_INTERVAL_SECONDS",
-            1,
+        env.duration(
+            &vars::CONTAINER_STATUS_POLL_INTERVAL,
             &mut c.container_status_poll_interval,
         )?;
-        env.seconds(
-            "ORCHESTRATOR_FULL_MAPPINGS_INTERVAL_SECONDS",
-            1,
-            &mut c.full_mappings_interval,
-        )?;
+        env.duration(&vars::FULL_MAPPINGS_INTERVAL, &mut c.full_mappings_interval)?;
         env.duration(
-            "ORCHESTRATOR_ORPHAN_CONTAINER_THRESHOLD_HOURS",
-            1,
-            Duration::from_secs(3600),
+            &vars::ORPHAN_CONTAINER_THRESHOLD,
             &mut c.orphan_container_threshold,
         )?;
-        if let Some(n) = env.number(
-            "ORCHESTRATOR_INDEX_UPDATE_MAX_RETRIES",
-            1,
-            u64::from(u32::MAX),
-        )? {
+        if let Some(n) = env.number(vars::INDEX_UPDATE_MAX_RETRIES.name, 1, u64::from(u32::MAX))? {
             c.index_update_max_retries = n as u32;
         }
-        env.seconds(
-            "ORCHESTRATOR_DEFAULT_POOL_LEASE_TIMEOUT_SECONDS",
-            1,
+        env.duration(
+            &vars::DEFAULT_POOL_LEASE_TIMEOUT,
             &mut c.default_pool_lease_timeout,
         )?;
-        env.seconds(
-            "ORCHESTRATOR_POOL_LOCK_TIMEOUT_SECONDS",
-            1,
-            &mut c.pool_lock_timeout,
-        )?;
-        env.seconds(
-            "ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS",
-            10,
-            &mut c.lease_cleanup_interval,
-        )?;
-        env.port(
-            "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
-            &mut c.default_service_port,
-        )?;
+        env.duration(&vars::POOL_LOCK_TIMEOUT, &mut c.pool_lock_timeout)?;
+        env.duration(&vars::LEASE_CLEANUP_INTERVAL, &mut c.lease_cleanup_interval)?;
+        env.port(vars::DEFAULT_SERVICE_PORT.name, &mut c.default_service_port)?;
         c.redis_url = env
-            .optional("ORCHESTRATOR_REDIS_CONNECTION_STRING")
+            .optional(vars::REDIS_CONNECTION_STRING)
             .map(|v| normalize_redis_url(&v));
         c.node_redis_url = env
-            .optional("ORCHESTRATOR_NODE_REDIS_URL")
+            .optional(vars::NODE_REDIS_URL)
             .map(|v| normalize_redis_url(&v));
         c.redis_tls =
             orchestrator_backends::redis::url::TlsFiles::from_env(|name| env.optional(name));
-        if let Some(n) = env.number("ORCHESTRATOR_REDIS_WAIT_REPLICAS", 0, 16)? {
+        if let Some(n) = env.number(vars::REDIS_WAIT_REPLICAS.name, 0, 16)? {
             c.redis_wait_replicas = n as u32;
         }
-        if let Some(ms) = env.number("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", 1, 60_000)? {
-            c.redis_wait_timeout = Duration::from_millis(ms);
-        }
+        env.duration(&vars::REDIS_WAIT_TIMEOUT, &mut c.redis_wait_timeout)?;
         if let Some(url) = &c.redis_url {
             orchestrator_backends::redis::url::RedisUrl::parse(url).map_err(|e| {
                 let shown = orchestrator_backends::redis::url::redact(url);
-                ConfigError::invalid(
-                    "ORCHESTRATOR_REDIS_CONNECTION_STRING",
-                    &shown,
-                    e.to_string(),
-                )
+                ConfigError::invalid(vars::REDIS_CONNECTION_STRING, &shown, e.to_string())
             })?;
         }
 
         // Host settings.
-        if let Some(v) = env.optional("BANNOU_APP_ID") {
+        if let Some(v) = env.optional(vars::APP_ID) {
             c.app_id = AppId::from(v);
         }
-        env.boolean("BANNOU_HEARTBEAT_ENABLED", &mut c.heartbeat_enabled)?;
-        env.seconds(
-            "BANNOU_HEARTBEAT_INTERVAL_SECONDS",
-            1,
-            &mut c.heartbeat_interval,
-        )?;
+        env.boolean(vars::HEARTBEAT_ENABLED.name, &mut c.heartbeat_enabled)?;
+        env.duration(&vars::HEARTBEAT_INTERVAL, &mut c.heartbeat_interval)?;
 
         // Ours.
-        if let Some(v) = env.raw("ORCHESTRATOR_LISTEN") {
+        if let Some(v) = env.raw(vars::LISTEN.name) {
             c.listen = v.trim().parse().map_err(|_| {
                 ConfigError::invalid(
-                    "ORCHESTRATOR_LISTEN",
+                    vars::LISTEN.name,
                     &v,
                     "expected an address and port, e.g. 127.0.0.1:8080",
                 )
             })?;
         }
-        c.api_token = env.optional("ORCHESTRATOR_API_TOKEN").map(Secret::new);
-        env.seconds("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", 1, &mut c.wave_timeout)?;
-        if let Some(n) = env.number("ORCHESTRATOR_DEPLOY_PARALLELISM", 1, 1024)? {
+        c.api_token = env.optional(vars::API_TOKEN).map(Secret::new);
+        env.duration(&vars::WAVE_TIMEOUT, &mut c.wave_timeout)?;
+        if let Some(n) = env.number(vars::DEPLOY_PARALLELISM.name, 1, 1024)? {
             c.deploy_parallelism = n as usize;
         }
-        c.scaler = ScalerConfig::from_env(&env.get)
-            .map_err(|e| ConfigError::invalid(e.name, &e.value, e.reason))?;
-        env.seconds(
-            "ORCHESTRATOR_LEADER_LEASE_SECONDS",
-            MIN_LEADER_LEASE.as_secs(),
-            &mut c.leader_lease,
-        )?;
-        c.leader_id_prefix = env.optional("ORCHESTRATOR_LEADER_ID_PREFIX");
-        env.seconds(
-            "ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS",
-            0,
-            &mut c.reconcile_interval,
-        )?;
-        env.seconds(
-            "ORCHESTRATOR_RECONCILE_GRACE_SECONDS",
-            0,
-            &mut c.reconcile_grace,
-        )?;
+        env.boolean(vars::POOL_AUTOSCALE.name, &mut c.scaler.autoscale)?;
+        env.duration(&vars::POOL_AUTOSCALE_INTERVAL, &mut c.scaler.interval)?;
+        c.scaler.default_image = c.docker_image_name.clone();
+        env.duration(&vars::LEADER_LEASE, &mut c.leader_lease)?;
+        c.leader_id_prefix = env.optional(vars::LEADER_ID_PREFIX);
+        env.duration(&vars::RECONCILE_INTERVAL, &mut c.reconcile_interval)?;
+        env.duration(&vars::RECONCILE_GRACE, &mut c.reconcile_grace)?;
         c.checked_openresty()?;
         c.no_effect = NO_EFFECT
             .iter()
@@ -803,13 +721,12 @@ impl HostConfig {
         .map(Some)
         .map_err(|e| {
             let (name, value) = match &e {
-                InvalidationConfigError::BadHost(h) => ("ORCHESTRATOR_OPENRESTY_HOST", h.clone()),
-                InvalidationConfigError::ZeroPort => (
-                    "ORCHESTRATOR_OPENRESTY_PORT",
-                    self.openresty_port.to_string(),
-                ),
+                InvalidationConfigError::BadHost(h) => (vars::OPENRESTY_HOST.name, h.clone()),
+                InvalidationConfigError::ZeroPort => {
+                    (vars::OPENRESTY_PORT.name, self.openresty_port.to_string())
+                }
                 InvalidationConfigError::TimeoutTooShort(t) => (
-                    "ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS",
+                    vars::OPENRESTY_REQUEST_TIMEOUT.name,
                     t.as_secs().to_string(),
                 ),
             };
@@ -1293,6 +1210,140 @@ mod tests {
         );
         let quiet = config(&[("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "30")]).unwrap();
         assert_eq!(logged_at_start(&quiet), "", "nothing set without effect");
+    }
+
+    #[test]
+    fn durations_take_their_plain_unit_or_a_humantime_form() {
+        let c = config(&[
+            ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "2m 30s"),
+            ("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", " 45 "),
+            ("ORCHESTRATOR_DEGRADATION_THRESHOLD_MINUTES", "90s"),
+            ("ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS", "1s"),
+            ("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "2"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "250"),
+            ("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", "0s"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "1m"),
+        ])
+        .unwrap();
+        assert_eq!(c.wave_timeout, Duration::from_secs(150));
+        assert_eq!(
+            c.heartbeat_timeout,
+            Duration::from_secs(45),
+            "plain seconds"
+        );
+        assert_eq!(c.degradation_threshold, Duration::from_secs(90));
+        assert_eq!(c.health_check_interval, Duration::from_secs(1));
+        assert_eq!(c.config_history_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.redis_wait_timeout, Duration::from_millis(250), "plain ms");
+        assert_eq!(c.reconcile_interval, Duration::ZERO);
+        assert_eq!(c.scaler.interval, Duration::from_secs(60));
+        assert_eq!(c.scaler_config().interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_variable_and_the_bound_it_breaks() {
+        for (name, value, why) in [
+            (
+                "ORCHESTRATOR_WAVE_TIMEOUT_SECONDS",
+                "ten",
+                "duration such as",
+            ),
+            (
+                "ORCHESTRATOR_WAVE_TIMEOUT_SECONDS",
+                "10 parsecs",
+                "duration such as",
+            ),
+            ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "500ms", "at least 1s"),
+            (
+                "ORCHESTRATOR_HEALTH_CHECK_INTERVAL_MS",
+                "50ms",
+                "at least 100ms",
+            ),
+            ("ORCHESTRATOR_LEADER_LEASE_SECONDS", "1500ms", "at least 2s"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "2m", "at most 1m"),
+            ("ORCHESTRATOR_REDIS_WAIT_TIMEOUT_MS", "60001", "at most 1m"),
+            (
+                "ORCHESTRATOR_LEASE_CLEANUP_INTERVAL_SECONDS",
+                "5s",
+                "at least 10s",
+            ),
+            (
+                "ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS",
+                "99999999999",
+                "at most",
+            ),
+        ] {
+            let e = error_of(name, value);
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, value: v, .. } if n == name && v == value),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(text.starts_with(name) && text.contains(why), "{text}");
+        }
+        let text = error_of("ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS", "x").to_string();
+        assert!(text.contains("whole number of seconds"), "{text}");
+        let text = error_of("ORCHESTRATOR_CONFIG_HISTORY_TTL_DAYS", "x").to_string();
+        assert!(text.contains("whole number of days"), "{text}");
+    }
+
+    #[test]
+    fn the_pool_scaler_is_read_by_the_one_reader() {
+        let c = config(&[]).unwrap();
+        let s = c.scaler_config();
+        assert!(s.autoscale);
+        assert_eq!(s.default_image, vars::DOCKER_IMAGE_NAME.default);
+        assert_eq!(s.interval, vars::POOL_AUTOSCALE_INTERVAL.default);
+        let c = config(&[
+            ("ORCHESTRATOR_POOL_AUTOSCALE", "FALSE"),
+            ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "reg/bannou:9"),
+            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "2"),
+        ])
+        .unwrap();
+        assert!(!c.scaler.autoscale);
+        assert_eq!(c.scaler.default_image, "reg/bannou:9");
+        assert_eq!(c.scaler.interval, Duration::from_secs(2));
+        let e = error_of("ORCHESTRATOR_POOL_AUTOSCALE", "maybe");
+        assert_eq!(
+            e.to_string(),
+            "ORCHESTRATOR_POOL_AUTOSCALE=\"maybe\": expected true or false"
+        );
+    }
+
+    #[test]
+    fn every_default_reads_back_from_its_plain_form() {
+        // A default written the way upstream's variables take it parses to itself, within
+        // its own bounds: a table entry whose default breaks its min fails here.
+        for s in [
+            vars::HEARTBEAT_TIMEOUT,
+            vars::DEGRADATION_THRESHOLD,
+            vars::PORTAINER_REQUEST_TIMEOUT,
+            vars::OPENRESTY_REQUEST_TIMEOUT,
+            vars::HEARTBEAT_TTL,
+            vars::ROUTING_TTL,
+            vars::CONFIG_HISTORY_TTL,
+            vars::RESTART_TIMEOUT,
+            vars::HEALTH_CHECK_INTERVAL,
+            vars::DEFAULT_WAIT_BEFORE_KILL,
+            vars::CONTAINER_STATUS_POLL_INTERVAL,
+            vars::FULL_MAPPINGS_INTERVAL,
+            vars::ORPHAN_CONTAINER_THRESHOLD,
+            vars::DEFAULT_POOL_LEASE_TIMEOUT,
+            vars::POOL_LOCK_TIMEOUT,
+            vars::LEASE_CLEANUP_INTERVAL,
+            vars::REDIS_WAIT_TIMEOUT,
+            vars::HEARTBEAT_INTERVAL,
+            vars::WAVE_TIMEOUT,
+            vars::POOL_AUTOSCALE_INTERVAL,
+            vars::LEADER_LEASE,
+            vars::RECONCILE_INTERVAL,
+            vars::RECONCILE_GRACE,
+        ] {
+            let units = s.default.as_nanos() / s.unit.as_nanos();
+            assert_eq!(s.parse(&units.to_string()), Ok(s.default), "{}", s.name);
+            let human = humantime::format_duration(s.default).to_string();
+            assert_eq!(s.parse(&human), Ok(s.default), "{} {human}", s.name);
+        }
     }
 
     #[test]

@@ -6,18 +6,22 @@
 //! OpenTelemetry SDK reads the standard variables itself (endpoint, headers, timeout,
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
 //! `OTEL_BSP_*`). Invariants: nothing here blocks a request (spans go through the SDK's
-//! bounded batch queue, exported on its own thread); spans of a failed export are dropped
-//! and counted in [`spans_dropped`]; with tracing off every function here is a cheap no-op.
+//! bounded batch queue, exported on its own thread); spans of a failed export, and spans
+//! that find the queue full, are dropped and counted in [`spans_dropped`]; with tracing off
+//! every function here is a cheap no-op.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+    SpanProcessor,
+};
 use prometheus_client::metrics::counter::Counter;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -42,8 +46,8 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Spans lost because their export failed (collector down, refused, timed out): one
-/// process-wide counter, registered in every metrics registry of the process as
+/// Spans lost because their export failed (collector down, refused, timed out) or because
+/// the batch queue was full when they ended: one process-wide counter, registered in every metrics registry of the process as
 /// `bannou_orchestrator_trace_spans_dropped_total`.
 pub fn spans_dropped() -> Counter {
     static DROPPED: OnceLock<Counter> = OnceLock::new();
@@ -138,9 +142,11 @@ where
         .with_protocol(protocol)
         .build()
         .map_err(TracesError::Exporter)?;
+    let queue = QueueBound::from_env(&env);
     let exporter = CountingExporter {
         inner: exporter,
         dropped: spans_dropped(),
+        queued: queue.queued.clone(),
     };
     let mut resource = opentelemetry_sdk::Resource::builder();
     let named = env("OTEL_SERVICE_NAME").is_some()
@@ -148,10 +154,22 @@ where
     if !named {
         resource = resource.with_service_name(DEFAULT_SERVICE_NAME);
     }
-    // The batch processor reads `OTEL_BSP_*`; the provider's default configuration reads
+    // The batch processor reads `OTEL_BSP_*` (its queue size set to the bound's, which
+    // it then never reaches); the provider's default configuration reads
     // `OTEL_TRACES_SAMPLER` (parent-based always-on when unset).
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(queue.max)
+                .build(),
+        )
+        .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(BoundedProcessor {
+            inner: batch,
+            queue,
+            dropped: spans_dropped(),
+        })
         .with_resource(resource.build())
         .build();
     let tracer = provider.tracer("bannou-host");
@@ -173,16 +191,98 @@ where
     ))
 }
 
+/// The bound of the batch queue: spans ended and not yet handed to the exporter. The SDK's
+/// batch processor drops a span that finds its queue full and only logs the first one, so
+/// [`BoundedProcessor`] keeps the count itself and drops (and counts) at the bound before
+/// the SDK's queue of the same size can fill: a span leaves the SDK's queue before the
+/// exporter receives it, so `queued` is never below the SDK queue's length.
+#[derive(Debug, Clone)]
+struct QueueBound {
+    /// Spans accepted by [`BoundedProcessor::on_end`] and not yet given to an export.
+    queued: Arc<AtomicUsize>,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` (the SDK's default, 2048, when unset or unreadable; at
+    /// least 1).
+    max: usize,
+}
+
+impl QueueBound {
+    /// The bound `OTEL_BSP_MAX_QUEUE_SIZE` asks for, read as the SDK reads it.
+    fn from_env(env: &impl Fn(&str) -> Option<String>) -> Self {
+        let max = env(opentelemetry_sdk::trace::OTEL_BSP_MAX_QUEUE_SIZE)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(opentelemetry_sdk::trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT)
+            .max(1);
+        Self {
+            queued: Arc::default(),
+            max,
+        }
+    }
+
+    /// Takes a place in the queue; `false` when it is full.
+    fn admit(&self) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < self.max).then_some(q + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the places of `spans` handed to the exporter.
+    fn release(queued: &AtomicUsize, spans: usize) {
+        let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            Some(q.saturating_sub(spans))
+        });
+    }
+}
+
+/// The SDK's batch processor behind a [`QueueBound`]: a span that finds the queue full is
+/// dropped here and counted in `trace_spans_dropped_total`.
+#[derive(Debug)]
+struct BoundedProcessor {
+    inner: BatchSpanProcessor,
+    queue: QueueBound,
+    dropped: Counter,
+}
+
+impl SpanProcessor for BoundedProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.queue.admit() {
+            self.inner.on_end(span);
+        } else {
+            self.dropped.inc();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 /// The OTLP exporter, counting the spans of every failed export in
-/// `trace_spans_dropped_total` (the SDK drops them: it does not retry).
+/// `trace_spans_dropped_total` (the SDK drops them: it does not retry), and giving back
+/// their places in the [`QueueBound`] as it receives them.
 #[derive(Debug)]
 struct CountingExporter {
     inner: opentelemetry_otlp::SpanExporter,
     dropped: Counter,
+    queued: Arc<AtomicUsize>,
 }
 
 impl SpanExporter for CountingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        QueueBound::release(&self.queued, batch.len());
         let spans = batch.len() as u64;
         let result = self.inner.export(batch).await;
         if result.is_err() {
@@ -291,6 +391,26 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_queue_bound_admits_up_to_its_size_and_frees_what_the_exporter_receives() {
+        let bound = QueueBound::from_env(&env_of(&[("OTEL_BSP_MAX_QUEUE_SIZE", "2")]));
+        assert!(bound.admit());
+        assert!(bound.admit());
+        assert!(!bound.admit(), "a third span finds the queue full");
+        QueueBound::release(&bound.queued, 1);
+        assert!(bound.admit());
+        assert!(!bound.admit());
+        // More given back than taken never wraps around.
+        QueueBound::release(&bound.queued, 5);
+        assert_eq!(bound.queued.load(Ordering::Relaxed), 0);
+        let default = QueueBound::from_env(&env_of(&[("OTEL_BSP_MAX_QUEUE_SIZE", "x")]));
+        assert_eq!(default.max, 2048);
+        assert_eq!(
+            QueueBound::from_env(&env_of(&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")])).max,
+            1
+        );
     }
 
     #[test]

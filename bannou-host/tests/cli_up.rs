@@ -107,3 +107,56 @@ async fn serve_answers_a_client_command_and_stops_on_sigterm() {
         "serve on {api}: /health answered, `status --json` says not deployed, SIGTERM -> exit 0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_up_and_k8s_manifests_read_one_set_of_variables_and_name_a_bad_one() {
+    let bad = [("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "ten")];
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &[
+            "up",
+            "presets/local-ten.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit",
+        ],
+        &["k8s", "manifests", "presets/local-ten.yaml"],
+    ] {
+        let mut run = Running::spawn_in(&repo(), args, &bad);
+        let status = run.wait().await;
+        let err = run.stderr();
+        assert!(!status.success(), "{args:?} ran with a bad setting: {err}");
+        assert!(
+            err.contains("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS=\"ten\""),
+            "{args:?}: {err}"
+        );
+        assert!(run.stdout().is_empty(), "{args:?} printed before failing");
+    }
+
+    // The namespace, image and port `serve` would use are the manifests' too; flags win.
+    let env = [
+        ("ORCHESTRATOR_KUBERNETES_NAMESPACE", "games"),
+        ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "reg/bannou:3"),
+        ("ORCHESTRATOR_DEFAULT_SERVICE_PORT", "8081"),
+        ("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", "2m"),
+    ];
+    let manifests = |extra: &'static [&'static str]| {
+        let mut args = vec!["k8s", "manifests", "presets/local-ten.yaml"];
+        args.extend_from_slice(extra);
+        Running::spawn_in(&repo(), &args, &env)
+    };
+    let mut run = manifests(&[]);
+    assert!(run.wait().await.success(), "{}", run.stderr());
+    let yaml = run.stdout();
+    assert!(yaml.contains("namespace: games"), "{yaml}");
+    assert!(yaml.contains("image: reg/bannou:3"), "{yaml}");
+    assert!(yaml.contains("containerPort: 8081"), "{yaml}");
+    let mut run = manifests(&["--namespace", "ops", "--image", "other:1"]);
+    assert!(run.wait().await.success(), "{}", run.stderr());
+    let yaml = run.stdout();
+    assert!(
+        yaml.contains("namespace: ops") && !yaml.contains("namespace: games"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("image: other:1"), "{yaml}");
+}

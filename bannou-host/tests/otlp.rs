@@ -10,7 +10,8 @@
 //!   that a node forwards through the mesh reaches the control plane in the caller's
 //!   trace. The batch delay is longer than the test: what arrives was flushed on SIGTERM.
 //! - With the endpoint on a closed port every API call still answers, and the spans of the
-//!   failed exports are counted in `bannou_orchestrator_trace_spans_dropped_total`.
+//!   failed exports are counted in `bannou_orchestrator_trace_spans_dropped_total`; so are
+//!   the spans that find a one-span batch queue full behind an export that hangs.
 //!
 //! Real processes and loopback sockets; every wait is bounded and nothing is asserted
 //! about speed.
@@ -397,4 +398,73 @@ async fn a_dead_collector_fails_no_call_and_its_lost_spans_are_counted() {
     let exit = stop(&mut serve).await;
     assert!(exit.success(), "{exit}\n{}", serve.stderr());
     println!("20 calls answered with the collector down; {dropped} spans dropped and counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_that_find_the_batch_queue_full_are_counted() {
+    // A collector that accepts connections and never answers: the first export hangs (its
+    // timeout is longer than the test), so the one-span queue stays full behind it and no
+    // export can fail while the counter is read: every span counted found the queue full.
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = collector.accept().await {
+            held.push(socket);
+        }
+    });
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let mut serve = Running::spawn(
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ],
+    );
+    let http = client();
+    answering(&ApiClient::new(&api).unwrap(), &mut serve).await;
+
+    let name = "bannou_orchestrator_trace_spans_dropped_total";
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut calls = 0;
+    let dropped = loop {
+        for _ in 0..20 {
+            let r = http
+                .post(format!("{api}/orchestrator/status"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "call {calls}");
+            calls += 1;
+        }
+        let scrape = http
+            .get(format!("{api}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let dropped = sample(&scrape, name).unwrap_or_else(|| panic!("no {name}:\n{scrape}"));
+        // Each call ends at least one span; at most two fit (one in the queue, one in
+        // the hung export).
+        if dropped >= 10.0 {
+            break dropped;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} stayed at {dropped} after {calls} calls:\n{}",
+            serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Closing the held connections fails the hung export, so the shutdown is quick.
+    held.abort();
+    let exit = stop(&mut serve).await;
+    assert!(exit.success(), "{exit}\n{}", serve.stderr());
+    println!("{calls} calls with a one-span queue behind a hung export: {dropped} spans dropped");
 }

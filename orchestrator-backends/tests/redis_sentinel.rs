@@ -7,6 +7,8 @@
 //! test cuts 300 ms before the kill, so the master acknowledges writes no replica has. With every lease operation waiting
 //! for one replica (docs/DECISIONS.md#d44) no lease is doubled or lost; answering on the
 //! master's word alone loses some. The test prints the figures of RELIABILITY.md.
+//! Sentinels that need a password are asked with the URL's `sentinel_user` and
+//! `sentinel_password` (docs/DECISIONS.md#d43).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -569,4 +571,82 @@ async fn a_sentinel_failover_without_waiting_for_replicas_loses_what_the_master_
         "acknowledged writes lost with the master: {f:?}"
     );
     assert!(f.acquires_failed > 0, "the failover was seen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_that_need_a_password_are_asked_with_the_urls_sentinel_credentials() {
+    let test = "sentinel_auth";
+    let master = match RedisServer::start() {
+        Ok(s) => s,
+        Err(e) => {
+            skip_or_fail("redis", test, &e.to_string());
+            return;
+        }
+    };
+    // The default user needs one password, the ACL user `watch` another; the data
+    // server needs none.
+    let sentinel = match SentinelServer::start_with(
+        MASTER,
+        master.port(),
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+        &[
+            "requirepass sentinel-secret",
+            "user watch on >watch-secret allcommands allchannels",
+        ],
+    ) {
+        Ok(s) => s,
+        Err(e @ ServerError::NotInstalled(_)) => {
+            skip_or_fail("sentinel", test, &e.to_string());
+            return;
+        }
+        Err(e) => panic!("redis-sentinel: {e}"),
+    };
+    let base = format!("redis+sentinel://127.0.0.1:{}/{MASTER}", sentinel.port());
+    let connect = async |url: &str| {
+        RedisConnection::connect(RedisConfig {
+            reconnect_attempts: 1,
+            ..RedisConfig::new(url)
+        })
+        .await
+    };
+
+    for refused in [
+        base.clone(),
+        format!("{base}?sentinel_password=wrong-secret"),
+        format!("{base}?sentinel_user=watch&sentinel_password=sentinel-secret"),
+    ] {
+        let e = connect(&refused)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{refused}: connected without the Sentinels' password"));
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("wrong-secret"), "{shown}");
+        assert!(!shown.contains("sentinel-secret"), "{shown}");
+    }
+
+    for accepted in [
+        format!("{base}?sentinel_password=sentinel-secret"),
+        format!("{base}?sentinel_user=watch&sentinel_password=watch-secret"),
+    ] {
+        let conn = connect(&accepted)
+            .await
+            .unwrap_or_else(|e| panic!("{accepted}: {e}"));
+        let kv = RedisStore::with_prefix(conn, format!("{test}-kv"));
+        let beat = HeartbeatRecord {
+            instance_id: "auth-1".into(),
+            app_id: "auth-node".into(),
+            status: InstanceHealthStatus::Healthy,
+            last_seen: now(),
+            services: vec![],
+            issues: None,
+            max_connections: 0,
+            current_connections: 0,
+            cpu_usage: 0.0,
+            memory_usage: 0.0,
+        };
+        kv.put_heartbeat(&beat, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{accepted}: the master answers: {e}"));
+    }
 }

@@ -44,7 +44,7 @@ pub const NO_REDIS_REASON: &str = "containers heartbeat through Redis: start wit
      (ORCHESTRATOR_REDIS_CONNECTION_STRING)";
 
 /// The variable a node reads its Redis URL from.
-pub const NODE_REDIS_VARIABLE: &str = "ORCHESTRATOR_REDIS_CONNECTION_STRING";
+pub const NODE_REDIS_VARIABLE: &str = crate::config::vars::REDIS_CONNECTION_STRING;
 
 /// How long the reachability check of the nodes' Redis address waits.
 pub const REDIS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

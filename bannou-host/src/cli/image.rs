@@ -40,7 +40,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PATH")]
     pub ca_bundle: Option<PathBuf>,
     /// Docker engine address (default: `DOCKER_HOST`, else the local socket).
-    #[arg(long, value_name = "URL", env = "ORCHESTRATOR_DOCKER_HOST")]
+    #[arg(long, value_name = "URL", env = crate::config::vars::DOCKER_HOST.name)]
     pub docker_host: Option<String>,
     /// Print only the image id.
     #[arg(long, short)]

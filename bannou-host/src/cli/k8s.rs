@@ -20,6 +20,8 @@ use orchestrator_core::ports::backend::NodeDeployment;
 use orchestrator_core::resolver::Resolved;
 use orchestrator_core::{Catalog, ResolvedNode};
 
+use crate::config::HostConfig;
+
 /// Arguments of `k8s`.
 #[derive(Debug, Args)]
 pub struct K8sArgs {
@@ -40,32 +42,19 @@ pub enum K8sCommand {
 pub struct ManifestsArgs {
     /// A preset file (`path/to/x.yaml`) or a preset name looked up in the presets directory.
     pub preset: String,
-    /// Namespace of the objects.
-    #[arg(
-        long,
-        value_name = "NS",
-        env = "ORCHESTRATOR_KUBERNETES_NAMESPACE",
-        default_value = "default"
-    )]
-    pub namespace: String,
-    /// Image of every node.
-    #[arg(
-        long,
-        value_name = "IMG",
-        env = "ORCHESTRATOR_DOCKER_IMAGE_NAME",
-        default_value = "bannou:latest"
-    )]
-    pub image: String,
-    /// Port nodes listen on (container port, Service port).
-    #[arg(
-        long,
-        value_name = "PORT",
-        env = "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
-        default_value_t = 80
-    )]
-    pub port: u16,
-    /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`,
-    /// else `presets/`).
+    /// Namespace of the objects (default: `ORCHESTRATOR_KUBERNETES_NAMESPACE`, as `serve`
+    /// reads it).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Image of every node (default: `ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    #[arg(long, value_name = "IMG")]
+    pub image: Option<String>,
+    /// Port nodes listen on, container port and Service port (default:
+    /// `ORCHESTRATOR_DEFAULT_SERVICE_PORT`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Directory of presets looked up by name (default: `ORCHESTRATOR_PRESETS_HOST_PATH`
+    /// as `serve` reads it, else `presets/`).
     #[arg(long, value_name = "DIR")]
     pub presets: Option<PathBuf>,
     /// Extra environment for every node (`KEY=VALUE`, repeatable), like a deploy request's
@@ -88,6 +77,35 @@ pub fn run(args: K8sArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
+/// What the objects are built with: the flags over the host configuration `serve` reads
+/// (its namespace, node image and service port; the same variables and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSettings {
+    /// Namespace of the objects.
+    pub namespace: String,
+    /// Image of every node.
+    pub image: String,
+    /// Container and Service port.
+    pub port: u16,
+}
+
+impl ManifestsArgs {
+    /// These flags over `config`.
+    pub fn settings(&self, config: &HostConfig) -> ManifestSettings {
+        ManifestSettings {
+            namespace: self
+                .namespace
+                .clone()
+                .unwrap_or_else(|| config.kubernetes_namespace.clone()),
+            image: self
+                .image
+                .clone()
+                .unwrap_or_else(|| config.docker_image_name.clone()),
+            port: self.port.unwrap_or(config.default_service_port),
+        }
+    }
+}
+
 /// What the deploy executor asks the backend to start for `node` (one replica, the node
 /// name as service name, the resolved environment; as `waves.rs` builds it).
 fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
@@ -99,9 +117,15 @@ fn node_deployment(node: &ResolvedNode, image: &str) -> NodeDeployment {
 /// Runs `k8s manifests`: resolves and plans the preset (as a deploy from nothing would),
 /// then prints every node's objects. Invalid input is an error; nothing is printed then.
 pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let host = HostConfig::from_process_env().context("reading the configuration")?;
+    let settings = args.settings(&host);
     let catalog = Catalog::builtin();
-    let (parsed, source) = super::plan::load_preset(&args.preset, args.presets.clone())?;
-    let orchestrator_env: BTreeMap<String, String> = std::env::vars().collect();
+    let presets = args
+        .presets
+        .clone()
+        .unwrap_or_else(|| host.presets_host_path.clone());
+    let (parsed, source) = super::plan::load_preset(&args.preset, Some(presets))?;
+    let orchestrator_env = host.host_environment;
     let request_env: BTreeMap<String, String> = args.env.iter().cloned().collect();
     let resolved = Resolved::from_preset(&parsed, &orchestrator_env, &request_env, catalog)
         .with_context(|| format!("resolving preset `{}`", parsed.preset.name))?;
@@ -110,14 +134,14 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         .with_context(|| format!("planning preset `{}` ({source})", parsed.preset.name))?;
 
     let config = KubernetesConfig {
-        namespace: args.namespace.clone(),
-        node_port: args.port,
+        namespace: settings.namespace.clone(),
+        node_port: settings.port,
         ..KubernetesConfig::default()
     };
     let objects = plan
         .nodes
         .iter()
-        .map(|n| node_objects(&node_deployment(n, &args.image), &config))
+        .map(|n| node_objects(&node_deployment(n, &settings.image), &config))
         .collect::<Result<Vec<_>, _>>()?;
     let yaml = render_yaml(&objects).context("rendering the objects as YAML")?;
     writeln!(
@@ -125,7 +149,7 @@ pub fn manifests(args: ManifestsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         "# Kubernetes objects of preset `{}` ({source}): {} node(s) in namespace `{}`.",
         parsed.preset.name,
         plan.nodes.len(),
-        args.namespace
+        settings.namespace
     )?;
     writeln!(
         out,
@@ -234,6 +258,137 @@ mod tests {
                 assert_eq!(s["spec"]["selector"]["bannou.app-id"], n.app_id.as_str());
             }
         }
+    }
+
+    fn parsed(argv: &[&str]) -> crate::cli::Command {
+        let mut full = vec!["bannou-host"];
+        full.extend_from_slice(argv);
+        crate::cli::Cli::try_parse_from(full).unwrap().command
+    }
+
+    #[test]
+    fn serve_up_and_manifests_take_the_same_defaults_and_variables() {
+        use crate::cli::Command;
+        use crate::config::vars;
+        let unset: &[(&str, &str)] = &[];
+        let set: &[(&str, &str)] = &[
+            (vars::KUBERNETES_NAMESPACE.name, "games"),
+            (vars::DOCKER_IMAGE_NAME.name, "reg/bannou:2"),
+            (vars::DEFAULT_SERVICE_PORT.name, "8081"),
+            (vars::WAVE_TIMEOUT.name, "3m"),
+        ];
+        for env in [unset, set] {
+            let read = || {
+                HostConfig::from_env(|n| {
+                    env.iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, v)| v.to_string())
+                })
+                .unwrap()
+            };
+            let Command::Serve(serve) = parsed(&["serve"]) else {
+                panic!("not serve")
+            };
+            let Command::Up(up) = parsed(&["up", "local-ten"]) else {
+                panic!("not up")
+            };
+            let Command::K8s(K8sArgs {
+                command: K8sCommand::Manifests(k8s),
+            }) = parsed(&["k8s", "manifests", "local-ten"])
+            else {
+                panic!("not k8s manifests")
+            };
+            let serve = serve.host.apply(read()).unwrap();
+            let up = up.host.apply(read()).unwrap();
+            assert_eq!(format!("{serve:?}"), format!("{up:?}"));
+            let manifests = k8s.settings(&read());
+            assert_eq!(
+                manifests,
+                ManifestSettings {
+                    namespace: serve.kubernetes_namespace.clone(),
+                    image: serve.service_settings().image,
+                    port: serve.service_settings().default_service_port,
+                }
+            );
+            if env.is_empty() {
+                assert_eq!(format!("{serve:?}"), format!("{:?}", HostConfig::default()));
+                assert_eq!(
+                    manifests,
+                    ManifestSettings {
+                        namespace: vars::KUBERNETES_NAMESPACE.default.to_owned(),
+                        image: vars::DOCKER_IMAGE_NAME.default.to_owned(),
+                        port: vars::DEFAULT_SERVICE_PORT.default,
+                    }
+                );
+                assert_eq!(serve.wave_timeout, vars::WAVE_TIMEOUT.default);
+            } else {
+                assert_eq!(
+                    manifests,
+                    ManifestSettings {
+                        namespace: "games".to_owned(),
+                        image: "reg/bannou:2".to_owned(),
+                        port: 8081,
+                    }
+                );
+                assert_eq!(serve.wave_timeout, std::time::Duration::from_secs(180));
+                assert_eq!(serve.scaler_config().default_image, "reg/bannou:2");
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_the_variables_and_a_bad_wave_timeout_names_the_flag() {
+        use crate::cli::Command;
+        let Command::Up(up) = parsed(&["up", "x", "--wave-timeout", "2m", "--backend", "swarm"])
+        else {
+            panic!("not up")
+        };
+        let c = up.host.apply(HostConfig::default()).unwrap();
+        assert_eq!(c.wave_timeout, std::time::Duration::from_secs(120));
+        let Command::Serve(serve) = parsed(&["serve", "--wave-timeout", "45"]) else {
+            panic!("not serve")
+        };
+        let c = serve.host.apply(HostConfig::default()).unwrap();
+        assert_eq!(
+            c.wave_timeout,
+            std::time::Duration::from_secs(45),
+            "seconds"
+        );
+        for bad in ["0", "soon", "500ms"] {
+            let e =
+                crate::cli::Cli::try_parse_from(["bannou-host", "serve", "--wave-timeout", bad])
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("--wave-timeout") && e.contains(bad), "{e}");
+        }
+        let Command::K8s(K8sArgs {
+            command: K8sCommand::Manifests(k8s),
+        }) = parsed(&[
+            "k8s",
+            "manifests",
+            "x",
+            "--namespace",
+            "ns",
+            "--image",
+            "i:1",
+            "--port",
+            "90",
+        ])
+        else {
+            panic!("not k8s manifests")
+        };
+        let config = HostConfig {
+            kubernetes_namespace: "from-env".to_owned(),
+            ..HostConfig::default()
+        };
+        assert_eq!(
+            k8s.settings(&config),
+            ManifestSettings {
+                namespace: "ns".to_owned(),
+                image: "i:1".to_owned(),
+                port: 90,
+            }
+        );
     }
 
     #[test]

@@ -102,8 +102,9 @@ pub enum Format {
 /// Where presets are looked up by name: `--presets`, then `ORCHESTRATOR_PRESETS_HOST_PATH`,
 /// then `presets/` in the working directory.
 pub fn presets_dir(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("ORCHESTRATOR_PRESETS_HOST_PATH").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("presets"))
+    use crate::config::vars::PRESETS_HOST_PATH;
+    flag.or_else(|| std::env::var_os(PRESETS_HOST_PATH.name).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(PRESETS_HOST_PATH.default))
 }
 
 /// The multi-threaded runtime of the long-running commands (`serve`, `up`).

@@ -21,7 +21,7 @@ pub struct ApiArgs {
     #[arg(
         long,
         value_name = "TOKEN",
-        env = "ORCHESTRATOR_API_TOKEN",
+        env = crate::config::vars::API_TOKEN,
         hide_env_values = true
     )]
     pub token: Option<String>,

@@ -22,7 +22,7 @@ use orchestrator_core::resolver::Resolved;
 use orchestrator_core::{AppId, Catalog};
 
 use crate::client::Reply;
-use crate::config::{HostConfig, Secret};
+use crate::config::{HostConfig, Secret, vars};
 use crate::orchestrator::leader::{LeaderState, TAKEOVER_SLACK};
 use crate::orchestrator::service::OrchestratorService;
 use crate::server::Server;
@@ -44,20 +44,33 @@ pub struct HostArgs {
     /// Bearer token the API requires (`ORCHESTRATOR_API_TOKEN`).
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
-    /// How long one wave may take to become healthy, in seconds
+    /// How long one wave may take to become healthy: seconds or a duration such as `2m`
     /// (`ORCHESTRATOR_WAVE_TIMEOUT_SECONDS`, default 120).
-    #[arg(long, value_name = "SECONDS")]
-    pub wave_timeout: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = wave_timeout_flag)]
+    pub wave_timeout: Option<Duration>,
     /// The backend of a deploy that names none (`ORCHESTRATOR_DEFAULT_BACKEND`, default
     /// `in-process`); `compose` (Docker) needs `--redis`.
     #[arg(long, value_name = "BACKEND")]
     pub backend: Option<String>,
 }
 
+/// `--wave-timeout`: read as `ORCHESTRATOR_WAVE_TIMEOUT_SECONDS` is, the error naming
+/// the flag.
+fn wave_timeout_flag(value: &str) -> Result<Duration, String> {
+    vars::WAVE_TIMEOUT
+        .parse_as("--wave-timeout", value)
+        .map_err(|e| e.to_string())
+}
+
 impl HostArgs {
     /// The process environment's configuration with these flags applied.
     pub fn config(&self) -> anyhow::Result<HostConfig> {
-        let mut config = HostConfig::from_process_env().context("reading the configuration")?;
+        let config = HostConfig::from_process_env().context("reading the configuration")?;
+        self.apply(config)
+    }
+
+    /// `config` (read from the environment) with these flags applied over it.
+    pub fn apply(&self, mut config: HostConfig) -> anyhow::Result<HostConfig> {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -70,11 +83,8 @@ impl HostArgs {
         if let Some(token) = &self.token {
             config.api_token = Some(Secret::new(token.clone()));
         }
-        if let Some(secs) = self.wave_timeout {
-            if secs == 0 {
-                bail!("--wave-timeout must be at least 1 second");
-            }
-            config.wave_timeout = Duration::from_secs(secs);
+        if let Some(timeout) = self.wave_timeout {
+            config.wave_timeout = timeout;
         }
         if let Some(b) = &self.backend {
             config.default_backend = b.trim().parse().map_err(|_| {

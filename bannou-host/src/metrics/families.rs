@@ -310,7 +310,7 @@ impl Families {
     pub(super) fn register_process(&self, r: &mut Registrar<'_>) {
         r.add(
             "trace_spans_dropped",
-            "Trace spans dropped because their OTLP export failed (0 with traces off)",
+            "Trace spans dropped because their OTLP export failed or the batch queue was full (0 with traces off)",
             self.trace_spans_dropped.clone(),
         );
     }

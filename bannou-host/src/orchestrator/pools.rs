@@ -112,59 +112,14 @@ pub struct ScalerConfig {
     pub interval: Duration,
 }
 
-/// A configuration value that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name}={value:?}: {reason}")]
-pub struct EnvError {
-    /// Variable name.
-    pub name: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What was expected.
-    pub reason: &'static str,
-}
-
-impl ScalerConfig {
-    /// Reads `ORCHESTRATOR_POOL_AUTOSCALE` (`true`/`false`, default true),
-    /// `ORCHESTRATOR_DOCKER_IMAGE_NAME` (default `bannou:latest`) and
-    /// `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS` (ours, default 5) through `get`.
-    /// A value that does not parse is an error, never silently the default.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
-        let mut c = ScalerConfig::default();
-        if let Some(v) = get("ORCHESTRATOR_POOL_AUTOSCALE") {
-            c.autoscale = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(EnvError {
-                        name: "ORCHESTRATOR_POOL_AUTOSCALE",
-                        value: v,
-                        reason: "expected true or false",
-                    });
-                }
-            };
-        }
-        if let Some(v) = get("ORCHESTRATOR_DOCKER_IMAGE_NAME").filter(|v| !v.trim().is_empty()) {
-            c.default_image = v.trim().to_owned();
-        }
-        if let Some(v) = get("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS") {
-            let secs: u64 = v.trim().parse().ok().filter(|s| *s >= 1).ok_or(EnvError {
-                name: "ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS",
-                value: v.clone(),
-                reason: "expected a whole number of seconds >= 1",
-            })?;
-            c.interval = Duration::from_secs(secs);
-        }
-        Ok(c)
-    }
-}
-
 impl Default for ScalerConfig {
+    /// The defaults of `crate::config::vars` (image, autoscale, interval).
     fn default() -> Self {
+        use crate::config::vars;
         ScalerConfig {
-            default_image: "bannou:latest".to_owned(),
-            autoscale: true,
-            interval: Duration::from_secs(5),
+            default_image: vars::DOCKER_IMAGE_NAME.default.to_owned(),
+            autoscale: vars::POOL_AUTOSCALE.default,
+            interval: vars::POOL_AUTOSCALE_INTERVAL.default,
         }
     }
 }
@@ -711,48 +666,6 @@ mod tests {
             AcquireOutcome::Leased(l) => Some(l.clone()),
             _ => None,
         }
-    }
-
-    #[test]
-    fn configuration_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let c = ScalerConfig::from_env(env(&[])).unwrap();
-        assert!(
-            c.autoscale
-                && c.default_image == "bannou:latest"
-                && c.interval == Duration::from_secs(5)
-        );
-        let c = ScalerConfig::from_env(env(&[
-            ("ORCHESTRATOR_POOL_AUTOSCALE", "FALSE"),
-            ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "reg/bannou:9"),
-            ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "2"),
-        ]))
-        .unwrap();
-        assert!(
-            !c.autoscale
-                && c.default_image == "reg/bannou:9"
-                && c.interval == Duration::from_secs(2)
-        );
-        let err =
-            ScalerConfig::from_env(env(&[("ORCHESTRATOR_POOL_AUTOSCALE", "maybe")])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "ORCHESTRATOR_POOL_AUTOSCALE=\"maybe\": expected true or false"
-        );
-        assert!(
-            ScalerConfig::from_env(env(&[(
-                "ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS",
-                "0"
-            )]))
-            .is_err()
-        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -357,8 +357,7 @@ impl Endpoint {
             .set_response_timeout(Some(self.config.response_timeout));
         let mut last = config_error("no Sentinel listed");
         for (host, port) in &self.url.hosts {
-            let scheme = if self.url.tls { "rediss" } else { "redis" };
-            let sentinel = match self.client_of(format!("{scheme}://{}/", host_port(host, *port))) {
+            let sentinel = match self.client_of(self.url.sentinel_url(host, *port)) {
                 Ok(c) => c,
                 Err(e) => {
                     last = e;

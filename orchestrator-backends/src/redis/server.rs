@@ -357,7 +357,7 @@ fn spawn_ready(mut cmd: Command, port: u16, what: &str) -> Result<Child, ServerE
         _ => ServerError::Start(e.to_string()),
     })?;
     for _ in 0..200 {
-        if ping(port) {
+        if answers(port) {
             return Ok(child);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -400,6 +400,18 @@ impl SentinelServer {
         down_after: Duration,
         failover_timeout: Duration,
     ) -> Result<SentinelServer, ServerError> {
+        Self::start_with(master_name, master_port, down_after, failover_timeout, &[])
+    }
+
+    /// Starts it with `extra` lines appended to its configuration (`requirepass ...`,
+    /// `user ...`).
+    pub fn start_with(
+        master_name: &str,
+        master_port: u16,
+        down_after: Duration,
+        failover_timeout: Duration,
+        extra: &[&str],
+    ) -> Result<SentinelServer, ServerError> {
         let binary =
             std::env::var("REDIS_SENTINEL_BIN").unwrap_or_else(|_| "redis-sentinel".to_owned());
         let port = free_port().map_err(|e| ServerError::Start(format!("no free port: {e}")))?;
@@ -414,9 +426,10 @@ impl SentinelServer {
                  sentinel monitor {master_name} 127.0.0.1 {master_port} 1\n\
                  sentinel down-after-milliseconds {master_name} {down}\n\
                  sentinel failover-timeout {master_name} {failover}\n\
-                 sentinel parallel-syncs {master_name} 1\n",
+                 sentinel parallel-syncs {master_name} 1\n{extra}",
                 dir = dir.path().display(),
                 failover = failover_timeout.as_millis().max(1000),
+                extra = extra.iter().map(|l| format!("{l}\n")).collect::<String>(),
             ),
         )
         .map_err(|e| ServerError::Start(format!("sentinel.conf: {e}")))?;
@@ -534,19 +547,27 @@ fn listening(port: u16) -> bool {
 }
 
 fn ping(port: u16) -> bool {
+    ping_reply(port).is_some_and(|r| &r == b"+PONG\r\n")
+}
+
+/// Whether the server on `port` answers `PING`, with `PONG` or by asking for a password.
+fn answers(port: u16) -> bool {
+    ping_reply(port).is_some_and(|r| &r == b"+PONG\r\n" || &r == b"-NOAUTH")
+}
+
+/// The first 7 bytes of the answer to an inline `PING`.
+fn ping_reply(port: u16) -> Option<[u8; 7]> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(
+    let mut s = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
         Duration::from_millis(200),
-    ) else {
-        return false;
-    };
+    )
+    .ok()?;
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
+    s.write_all(b"PING\r\n").ok()?;
     let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
 }
 
 #[cfg(test)]

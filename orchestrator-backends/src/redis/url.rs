@@ -2,14 +2,16 @@
 //! type, with the TLS files that go with it.
 //!
 //! - `redis://[user:pass@]host[:port][/db]` and `rediss://...` (TLS);
-//! - `redis+sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[?tls=true]`;
+//! - `redis+sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[?tls=true]`, with
+//!   `sentinel_user=` and `sentinel_password=` in the query for Sentinels that need them;
 //! - `redis+cluster://[user:pass@]host:port[,host:port...]` and `rediss+cluster://...`.
 //!
 //! Invariants: a parse error names the part that is wrong and never contains the password;
-//! [`std::fmt::Display`] and [`std::fmt::Debug`] print the password as `***`, so a
-//! `RedisUrl` can go into a log line, an error, an event, `status` or `/metrics` as it is.
-//! Only [`RedisUrl::expose`] and [`RedisUrl::node_url`] give the password back, for a
-//! client or a node that must connect.
+//! [`std::fmt::Display`] and [`std::fmt::Debug`] print the password (and the Sentinels'
+//! password) as `***`, so a `RedisUrl` can go into a log line, an error, an event, `status`
+//! or `/metrics` as it is. Only [`RedisUrl::expose`], [`RedisUrl::server_url`],
+//! [`RedisUrl::sentinel_url`] and [`RedisUrl::node_url`] give a password back, for a client
+//! or a node that must connect.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -82,6 +84,12 @@ pub struct RedisUrl {
     pub username: Option<String>,
     /// Password; `None` when the server needs none.
     password: Option<String>,
+    /// ACL user the Sentinels are asked as (`?sentinel_user=`, Sentinel only); `None` is
+    /// their `default` user.
+    pub sentinel_username: Option<String>,
+    /// Password of the Sentinels (`?sentinel_password=`, Sentinel only); `None` when they
+    /// need none.
+    sentinel_password: Option<String>,
     /// `(host, port)` of the server, the Sentinels or the cluster's seed nodes; an IPv6
     /// host is kept without brackets.
     pub hosts: Vec<(String, u16)>,
@@ -159,14 +167,32 @@ const USERINFO: &AsciiSet = &CONTROLS
     .add(b'[')
     .add(b']');
 
-/// `text` with the password of its `user:pass@` part replaced by `***`, for messages
-/// about a URL that did not parse and for configuration logged as it was given.
+/// Characters escaped in query values (as [`USERINFO`], and the query's separators).
+const QUERY_VALUE: &AsciiSet = &USERINFO.add(b'&').add(b'=').add(b'+');
+
+/// The query parameter that carries the Sentinels' password.
+const SENTINEL_PASSWORD: &str = "sentinel_password";
+
+/// `text` with the password of its `user:pass@` part and the value of its
+/// `sentinel_password=` parameter replaced by `***`, for messages about a URL that did not
+/// parse and for configuration logged as it was given.
 pub fn redact(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_owned();
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => format!(
+            "{path}?{}",
+            query
+                .split('&')
+                .map(redact_param)
+                .collect::<Vec<_>>()
+                .join("&")
+        ),
+        None => tail.to_owned(),
+    };
     match authority.rfind('@') {
         Some(at) => {
             let userinfo = &authority[..at];
@@ -176,7 +202,15 @@ pub fn redact(text: &str) -> String {
             };
             format!("{scheme}://{user}@{}{tail}", &authority[at + 1..])
         }
-        None => text.to_owned(),
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+/// One `name=value` query parameter, its value as `***` when it is a password.
+fn redact_param(param: &str) -> String {
+    match param.split_once('=') {
+        Some((name, _)) if name == SENTINEL_PASSWORD => format!("{name}=***"),
+        _ => param.to_owned(),
     }
 }
 
@@ -303,12 +337,22 @@ impl FromStr for RedisUrl {
                 Topology::Cluster
             }
         };
+        let (mut sentinel_username, mut sentinel_password) = (None, None);
         for param in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = param.split_once('=').unwrap_or((param, ""));
             let query_error = |reason: &str| UrlError::Query {
                 url: shown.clone(),
-                query: param.to_owned(),
+                query: redact_param(param),
                 reason: reason.to_owned(),
+            };
+            let sentinel_credential = |what: &str| {
+                if !matches!(topology, Topology::Sentinel { .. }) {
+                    return Err(query_error("applies to redis+sentinel:// only"));
+                }
+                percent_decode_str(value)
+                    .decode_utf8()
+                    .map(|v| Some(v.into_owned()).filter(|v| !v.is_empty()))
+                    .map_err(|_| query_error(&format!("{what} is not UTF-8 once percent-decoded")))
             };
             match name {
                 "tls" => {
@@ -318,7 +362,13 @@ impl FromStr for RedisUrl {
                         _ => return Err(query_error("tls is true or false")),
                     }
                 }
-                _ => return Err(query_error("unknown parameter (only tls)")),
+                "sentinel_user" => sentinel_username = sentinel_credential("the user")?,
+                SENTINEL_PASSWORD => sentinel_password = sentinel_credential("the password")?,
+                _ => {
+                    return Err(query_error(
+                        "unknown parameter (tls, sentinel_user, sentinel_password)",
+                    ));
+                }
             }
         }
         Ok(RedisUrl {
@@ -326,6 +376,8 @@ impl FromStr for RedisUrl {
             tls,
             username,
             password,
+            sentinel_username,
+            sentinel_password,
             hosts,
             db,
             tls_files: TlsFiles::default(),
@@ -391,7 +443,17 @@ impl RedisUrl {
         }
     }
 
-    fn write(&self, f: &mut impl fmt::Write, password: Option<&str>) -> fmt::Result {
+    /// The Sentinels' password, for a client that asks them.
+    pub fn sentinel_password(&self) -> Option<&str> {
+        self.sentinel_password.as_deref()
+    }
+
+    /// Writes the URL, its passwords as they are when `reveal`, else as `***`.
+    fn write(&self, f: &mut impl fmt::Write, reveal: bool) -> fmt::Result {
+        fn shown(secret: &Option<String>, reveal: bool) -> Option<&str> {
+            secret.as_deref().map(|s| if reveal { s } else { "***" })
+        }
+        let password = shown(&self.password, reveal);
         write!(f, "{}://", self.scheme())?;
         if self.username.is_some() || password.is_some() {
             if let Some(user) = &self.username {
@@ -419,8 +481,24 @@ impl RedisUrl {
                 if self.db != 0 {
                     write!(f, "/{}", self.db)?;
                 }
+                let mut params = Vec::new();
                 if self.tls {
-                    f.write_str("?tls=true")?;
+                    params.push("tls=true".to_owned());
+                }
+                if let Some(user) = &self.sentinel_username {
+                    params.push(format!(
+                        "sentinel_user={}",
+                        utf8_percent_encode(user, QUERY_VALUE)
+                    ));
+                }
+                if let Some(pass) = shown(&self.sentinel_password, reveal) {
+                    params.push(format!(
+                        "{SENTINEL_PASSWORD}={}",
+                        utf8_percent_encode(pass, QUERY_VALUE)
+                    ));
+                }
+                if !params.is_empty() {
+                    write!(f, "?{}", params.join("&"))?;
                 }
             }
             Topology::Cluster => {}
@@ -431,7 +509,30 @@ impl RedisUrl {
     /// The full URL, password included: for a client or a node, never for a message.
     pub fn expose(&self) -> String {
         let mut s = String::new();
-        let _ = self.write(&mut s, self.password.as_deref());
+        let _ = self.write(&mut s, true);
+        s
+    }
+
+    /// `redis://` (or `rediss://`) URL of the Sentinel at `host:port` with the Sentinels'
+    /// credentials (`sentinel_user`, `sentinel_password`) and TLS, password included: what
+    /// a client asking that Sentinel connects with.
+    pub fn sentinel_url(&self, host: &str, port: u16) -> String {
+        let mut s = format!("{}://", if self.tls { "rediss" } else { "redis" });
+        if self.sentinel_username.is_some() || self.sentinel_password.is_some() {
+            if let Some(user) = &self.sentinel_username {
+                s.extend(utf8_percent_encode(user, USERINFO));
+            }
+            if let Some(pass) = &self.sentinel_password {
+                s.push(':');
+                s.extend(utf8_percent_encode(pass, USERINFO));
+            }
+            s.push('@');
+        }
+        if host.contains(':') {
+            s.push_str(&format!("[{host}]:{port}/"));
+        } else {
+            s.push_str(&format!("{host}:{port}/"));
+        }
         s
     }
 
@@ -442,6 +543,8 @@ impl RedisUrl {
         RedisUrl {
             topology: Topology::Single,
             hosts: vec![(host.to_owned(), port)],
+            sentinel_username: None,
+            sentinel_password: None,
             db: if self.topology == Topology::Cluster {
                 0
             } else {
@@ -491,7 +594,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 impl fmt::Display for RedisUrl {
     /// The URL with its password as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, self.password.as_ref().map(|_| "***"))
+        self.write(f, false)
     }
 }
 
@@ -548,6 +651,8 @@ mod tests {
             "redis+sentinel://u:p@10.0.0.1:26379,10.0.0.2:26379/mymaster?tls=true",
             "redis+cluster://a:7000,b:7001,[::1]:7002",
             "redis://:only-pass@h:1/0",
+            "redis+sentinel://u:p@s:26379/m?tls=true&sentinel_user=watch&sentinel_password=a%26b%3Dc",
+            "redis+sentinel://s:26379/m/3?sentinel_password=x",
         ] {
             assert_eq!(parse(s).expose(), s);
             assert_eq!(parse(&parse(s).expose()), parse(s));
@@ -570,6 +675,37 @@ mod tests {
         assert!(err("redis://a:1,b:2").contains("several hosts"));
         assert!(err("redis+sentinel://h/m?tls=maybe").contains("query `tls=maybe`"));
         assert!(err("redis+sentinel://h/m?x=1").contains("unknown parameter"));
+        assert!(err("redis://h/0?sentinel_user=u").contains("redis+sentinel:// only"));
+        assert!(err("redis+sentinel://h/m?sentinel_password=%FF").contains("not UTF-8"));
+    }
+
+    #[test]
+    fn sentinel_credentials_come_from_the_query_and_reach_only_the_sentinel_url() {
+        let u = parse(
+            "redis+sentinel://app:data@s1:26379/m?sentinel_user=watch&sentinel_password=p%40ss",
+        );
+        assert_eq!(u.sentinel_username.as_deref(), Some("watch"));
+        assert_eq!(u.sentinel_password(), Some("p@ss"));
+        assert_eq!(u.password(), Some("data"));
+        assert_eq!(
+            u.sentinel_url("s1", 26379),
+            "redis://watch:p%40ss@s1:26379/"
+        );
+        assert_eq!(
+            u.server_url("10.0.0.9", 6379),
+            "redis://app:data@10.0.0.9:6379/0"
+        );
+        let only_pass = parse("redis+sentinel://s1/m?sentinel_password=x&tls=true");
+        assert_eq!(only_pass.sentinel_url("::1", 1), "rediss://:x@[::1]:1/");
+        assert_eq!(
+            parse("redis+sentinel://s1/m").sentinel_url("s1", 2),
+            "redis://s1:2/"
+        );
+        // An empty value is no credential.
+        assert_eq!(
+            parse("redis+sentinel://s1/m?sentinel_password=").sentinel_password(),
+            None
+        );
     }
 
     #[test]
@@ -592,6 +728,36 @@ mod tests {
         }
         assert_eq!(redact(&format!("redis://u:{secret}@h")), "redis://u:***@h");
         assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+
+        let sentinel = parse(&format!(
+            "redis+sentinel://app:{secret}@s:1/m?sentinel_user=w&sentinel_password={secret}"
+        ));
+        assert_eq!(
+            sentinel.to_string(),
+            "redis+sentinel://app:***@s:1/m?sentinel_user=w&sentinel_password=***"
+        );
+        assert!(!format!("{sentinel:?}").contains(secret));
+        assert!(
+            sentinel
+                .expose()
+                .contains(&format!("sentinel_password={secret}"))
+        );
+        for bad in [
+            format!("redis+sentinel://s:1/m?sentinel_password={secret}&x=y"),
+            format!("redis+sentinel://s:99999/m?sentinel_password={secret}"),
+            format!("redis+sentinel://s:1/m?tls=maybe&sentinel_password={secret}"),
+            format!("redis://s:1/0?sentinel_password={secret}"),
+        ] {
+            let e = bad.parse::<RedisUrl>().unwrap_err();
+            assert!(!e.to_string().contains(secret), "{e}");
+            assert!(!format!("{e:?}").contains(secret), "{e:?}");
+        }
+        assert_eq!(
+            redact(&format!(
+                "redis+sentinel://s/m?tls=true&sentinel_password={secret}"
+            )),
+            "redis+sentinel://s/m?tls=true&sentinel_password=***"
+        );
     }
 
     #[test]
