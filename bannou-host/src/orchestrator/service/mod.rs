@@ -177,27 +177,10 @@ pub struct ServiceSettings {
 }
 
 impl Default for ServiceSettings {
+    /// The host's defaults: [`HostConfig::default`](crate::config::HostConfig)'s settings,
+    /// so each default is declared once (`crate::config::vars`).
     fn default() -> Self {
-        ServiceSettings {
-            control_plane_app_id: AppId::control_plane(),
-            default_backend: orchestrator_core::events::BackendType::Compose,
-            heartbeat_timeout: Duration::from_secs(90),
-            wave_timeout: Duration::from_secs(120),
-            deploy_parallelism: 8,
-            degradation_threshold: Duration::from_secs(5 * 60),
-            routing_ttl: Duration::from_secs(300),
-            config_history_ttl: Duration::from_secs(30 * 86_400),
-            restart_timeout: Duration::from_secs(120),
-            health_check_interval: Duration::from_millis(2000),
-            default_wait_before_kill: Duration::from_secs(30),
-            container_status_poll_interval: Duration::from_secs(2),
-            default_service_port: 80,
-            image: "bannou:latest".to_owned(),
-            orphan_threshold: Duration::from_secs(24 * 3600),
-            presets_dir: PathBuf::from("presets"),
-            host_environment: BTreeMap::new(),
-            openresty: None,
-        }
+        crate::config::HostConfig::default().service_settings()
     }
 }
 
