@@ -14,7 +14,8 @@ use orchestrator_core::ports::backend::{
     BackendError, LogQuery, RestartOptions, TeardownOptions, expand_clean_targets, is_managed,
 };
 
-use super::ops_support::{backend_error, parse_age, validated};
+use super::errors::backend_error;
+use super::requests::{parse_age, validated};
 use super::{Answer, OrchestratorService, ServiceResult};
 
 /// The backends upstream detects, in its priority order

@@ -21,7 +21,7 @@ use orchestrator_core::time::format_hms;
 use orchestrator_core::{AppId, Catalog, Timestamp};
 use uuid::Uuid;
 
-use super::ops_support::validated;
+use super::requests::validated;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {

@@ -15,7 +15,8 @@ use orchestrator_pools::{
     Released, ScaleDecision, ScaleReason, Worker, WorkerState,
 };
 
-use super::ops_support::{lease_error, pool_type, validated};
+use super::errors::lease_error;
+use super::requests::{pool_type, validated};
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 use crate::orchestrator::pool_events::LeaseGrantedEvent;
 

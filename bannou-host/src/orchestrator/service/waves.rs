@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::OrchestratorService;
-use super::deploy_support::{config_nodes, route_to};
+use super::routing::route_to;
+use super::running::config_nodes;
 
 /// How many of a failed node's last log lines its failure message carries.
 pub(super) const FAILURE_LOG_LINES: u32 = 20;
