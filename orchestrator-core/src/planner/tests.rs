@@ -1,6 +1,7 @@
 //! Unit tests of `planner`.
 
 use super::*;
+use crate::resolver::enabled_services;
 
 /// A services-mode node hosting exactly `routed` (plus what 3.3 always enables).
 fn node(app: &str, routed: &[&str]) -> ResolvedNode {

@@ -4,6 +4,8 @@
 //! routes the wave's services (published at once, D11). Teardown waves move routes back
 //! to the default first, then stop the nodes. A failed wave stops the run; the caller
 //! decides whether to revert ([`OrchestratorService::revert_after_failure`]).
+//!
+//! Kept as one file: one executor whose steps all read and update the same `Execution`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
