@@ -26,37 +26,29 @@
 //! loopback without a token (D31 (docs/DECISIONS.md#d31)), and when the store does not
 //! answer (docs/COMPATIBILITY.md#startup-sequence step 2).
 //!
-//! [`OrchestratorPlugin`] wraps the same assembly as a [`Plugin`], so a node can host the
-//! orchestrator like any other service.
+//! [`OrchestratorPlugin`] (`host/plugin.rs`) wraps the same assembly as a
+//! [`Plugin`](crate::plugins::Plugin), so a node can host the orchestrator like any other
+//! service. The adapters, the store monitor and the reconciliation loop live in
+//! `host/adapters.rs`, `host/store_monitor.rs` and `host/reconcile_loop.rs`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use orchestrator_core::api::ApiError;
-use orchestrator_core::catalog::Catalog;
 use orchestrator_core::health::HeartbeatAggregator;
-use orchestrator_core::layer::Layer;
-use orchestrator_core::memory::bus::InMemoryBus;
-use orchestrator_core::memory::store::InMemoryStore;
 use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::ports::bus::EventBus;
-use orchestrator_core::ports::leader::LeaderElection;
 use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_core::time::Clock;
-use orchestrator_pools::{LeaseStore, MemoryLeaseStore};
 use orchestrator_routing::RoutingTable;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 use crate::api::{self, ApiAuth};
 use crate::clock::TokioClock;
-use crate::config::{ConfigError, HostConfig, check_app_id};
-use crate::control_events::{self, ControlEvent};
+use crate::config::{ConfigError, HostConfig};
+use crate::control_events;
 use crate::event_stream::EventHub;
 use crate::metrics::Metrics;
 use crate::orchestrator::heartbeats::{
@@ -68,7 +60,18 @@ use crate::orchestrator::mappings::MappingsBroadcaster;
 use crate::orchestrator::pools::PoolScaler;
 use crate::orchestrator::service::{BackendRegistry, OrchestratorService, ServiceDeps};
 use crate::orchestrator::stopped;
-use crate::plugins::{Plugin, PluginContext, PluginError, PluginHealth};
+
+mod adapters;
+mod plugin;
+mod reconcile_loop;
+mod store_monitor;
+
+pub use adapters::{AdapterKind, Adapters};
+pub use plugin::OrchestratorPlugin;
+pub use store_monitor::StoreStatus;
+
+use reconcile_loop::reconcile_while;
+use store_monitor::monitor_store;
 
 /// How long [`RunningControlPlane::shutdown`] waits for the tasks (open HTTP requests
 /// included) before aborting what is left.
@@ -105,109 +108,6 @@ pub enum HostError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-// === Adapters ===
-
-/// Which implementation the adapters use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdapterKind {
-    /// In-memory store, bus and lease store (the embedded default).
-    Memory,
-    /// Redis at this URL.
-    Redis {
-        /// The URL.
-        url: String,
-    },
-}
-
-/// The store, bus and lease store the control plane runs on.
-#[derive(Clone)]
-pub struct Adapters {
-    /// Heartbeats, routing, configuration history.
-    pub store: Arc<dyn OrchestratorStore>,
-    /// Events. Nodes of the in-process backend must publish on this same bus.
-    pub bus: Arc<dyn EventBus>,
-    /// Processing pools.
-    pub leases: Arc<dyn LeaseStore>,
-    /// The leader lease shared by the replicas; `None`: this process is the only replica
-    /// (in-memory adapters) and always leads.
-    pub leader: Option<Arc<dyn LeaderElection>>,
-    /// What they are.
-    pub kind: AdapterKind,
-}
-
-impl std::fmt::Debug for Adapters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Adapters")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Adapters {
-    /// Fresh in-memory adapters.
-    pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
-        Adapters {
-            store: Arc::new(InMemoryStore::new(clock)),
-            bus: Arc::new(InMemoryBus::new()),
-            leases: Arc::new(MemoryLeaseStore::new()),
-            leader: None,
-            kind: AdapterKind::Memory,
-        }
-    }
-
-    /// Redis adapters on `url` (one shared connection for the store, the bus and the
-    /// leader election, one for the lease store's scripts), default key prefixes.
-    pub async fn redis(url: &str, config: &HostConfig) -> Result<Self, HostError> {
-        use orchestrator_backends::redis::bus::{RedisBus, RedisBusConfig};
-        use orchestrator_backends::redis::connection::{RedisConfig, RedisConnection};
-        use orchestrator_backends::redis::leader::RedisLeaderElection;
-        use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfig};
-        use orchestrator_backends::redis::store::RedisStore;
-
-        use orchestrator_backends::redis::leases::Wait;
-        use orchestrator_backends::redis::url::redact;
-
-        let tls_files = &config.redis_tls;
-        let failed = |message: String| HostError::Redis {
-            url: redact(url),
-            message,
-        };
-        let conn =
-            RedisConnection::connect(RedisConfig::new(url).with_tls_files(tls_files.clone()))
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-        let lease_config = RedisLeaseStoreConfig {
-            tls_files: tls_files.clone(),
-            wait: (config.redis_wait_replicas > 0).then_some(Wait {
-                replicas: config.redis_wait_replicas,
-                timeout: config.redis_wait_timeout,
-            }),
-            ..RedisLeaseStoreConfig::default()
-        };
-        let leases = RedisLeaseStore::connect(url, lease_config)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(Adapters {
-            store: Arc::new(RedisStore::new(conn.clone())),
-            bus: Arc::new(RedisBus::new(conn.clone(), RedisBusConfig::default())),
-            leases: Arc::new(leases),
-            leader: Some(Arc::new(RedisLeaderElection::new(conn))),
-            kind: AdapterKind::Redis { url: redact(url) },
-        })
-    }
-
-    /// Redis when `config.redis_url` is set, else in memory.
-    pub async fn from_config(
-        config: &HostConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, HostError> {
-        match &config.redis_url {
-            Some(url) => Self::redis(url, config).await,
-            None => Ok(Self::in_memory(clock)),
-        }
-    }
 }
 
 // === ControlPlane ===
@@ -548,134 +448,6 @@ impl ControlPlaneBuilder {
     }
 }
 
-// === store monitor ===
-
-/// The last answer of the store to the monitor's ping.
-#[derive(Debug, Default)]
-pub struct StoreStatus {
-    last_error: Mutex<Option<String>>,
-}
-
-impl StoreStatus {
-    /// `None` when the last ping (or the start's) succeeded, else why it failed.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn record(&self, result: Option<String>) {
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = result;
-    }
-}
-
-/// How soon a reconciliation sweep that could not run is tried again.
-const RECONCILE_RETRY: Duration = Duration::from_secs(5);
-
-/// The leader's reconciliation loop: a sweep at once (the first re-publishes the
-/// mappings), then one every `every` (never again when zero) until `pause` turns true.
-/// A sweep that repaired something is published as a [`ControlEvent`] of `replica`.
-/// A sweep that could not run (a deploy of this replica held the lock, the store or the
-/// backend failed) is tried again after [`RECONCILE_RETRY`] at most.
-async fn reconcile_while(
-    service: OrchestratorService,
-    replica: String,
-    every: Duration,
-    grace: Duration,
-    mut pause: watch::Receiver<bool>,
-) {
-    let mut first = true;
-    loop {
-        let swept = tokio::select! {
-            _ = stopped(&mut pause) => return,
-            outcome = service.reconcile(first, grace) => match service.metrics().reconcile_swept(outcome, |e| e.status) {
-                Ok(sweep) if sweep.is_quiet() => {
-                    tracing::debug!(adopted = sweep.adopted.len(), "reconciled: nothing to do");
-                    true
-                }
-                Ok(sweep) => {
-                    if let Some(event) = ControlEvent::reconciled(&replica, &sweep) {
-                        control_events::publish(service.deps().bus.as_ref(), event).await;
-                    }
-                    tracing::warn!(
-                        interrupted = ?sweep.interrupted.as_ref().map(|r| &r.deployment_id),
-                        redeployed = ?sweep.redeployed,
-                        workers_restarted = ?sweep.workers_restarted,
-                        removed = ?sweep.removed,
-                        errors = ?sweep.errors,
-                        "reconciled"
-                    );
-                    true
-                }
-                Err(e) if e.status == 409 => {
-                    tracing::debug!(error = %e.body.error, "reconciliation skipped");
-                    false
-                }
-                Err(e) => {
-                    tracing::error!(error = %e.body.error, "reconciliation failed");
-                    false
-                }
-            },
-        };
-        // A sweep that did not run (a deploy held the lock, the store or the backend
-        // failed) is tried again soon, even with no interval: the first one must happen.
-        let wait = match (swept, every.is_zero()) {
-            (false, true) => RECONCILE_RETRY,
-            (false, false) => every.min(RECONCILE_RETRY),
-            (true, true) => {
-                stopped(&mut pause).await;
-                return;
-            }
-            (true, false) => every,
-        };
-        first &= !swept;
-        tokio::select! {
-            _ = stopped(&mut pause) => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-async fn monitor_store(
-    store: Arc<dyn OrchestratorStore>,
-    status: Arc<StoreStatus>,
-    every: Duration,
-    metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // Whether the last ping failed (a success after it counts as a reconnect).
-    let mut down = false;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stopped(&mut shutdown) => return,
-        }
-        let result =
-            match tokio::time::timeout(api::liveness::STORE_PING_TIMEOUT, store.ping()).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("no answer to ping".to_owned()),
-            };
-        match &result {
-            Some(e) => {
-                metrics.store_error();
-                tracing::warn!(error = %e, "state store does not answer");
-            }
-            None if down => {
-                metrics.store_reconnected();
-                tracing::info!("state store answers again");
-            }
-            None => {}
-        }
-        down = result.is_some();
-        status.record(result);
-    }
-}
-
 // === RunningControlPlane ===
 
 /// What [`RunningControlPlane::shutdown`] did with each task.
@@ -848,230 +620,5 @@ impl RunningControlPlane {
             tracing::warn!(?report, "control plane stopped uncleanly");
         }
         report
-    }
-}
-
-// === OrchestratorPlugin ===
-
-/// The orchestrator as a [`Plugin`] of a node: starts a [`ControlPlane`] on the node's
-/// bus when the node starts, serves the API routes and `/health`,
-/// reports the store's health, and shuts everything down on stop.
-///
-/// Refuses to start unless the node's app-id is `bannou`
-/// (docs/COMPATIBILITY.md#placement-and-identity).
-pub struct OrchestratorPlugin {
-    config: HostConfig,
-    backends: Vec<Arc<dyn ContainerBackend>>,
-    adapters: Option<Adapters>,
-    router: Arc<RwLock<Option<Router>>>,
-    status: Mutex<Option<Arc<StoreStatus>>>,
-    running: tokio::sync::Mutex<Option<RunningControlPlane>>,
-}
-
-impl OrchestratorPlugin {
-    /// The service name.
-    pub const NAME: &'static str = "orchestrator";
-
-    /// A plugin that will start a control plane with `config` over `backends`.
-    pub fn new(config: HostConfig, backends: Vec<Arc<dyn ContainerBackend>>) -> Self {
-        OrchestratorPlugin {
-            config,
-            backends,
-            adapters: None,
-            router: Arc::new(RwLock::new(None)),
-            status: Mutex::new(None),
-            running: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// Start on these adapters instead of connecting new ones from the configuration
-    /// (the host built them already, e.g. to share the bus with in-process nodes).
-    pub fn with_adapters(mut self, adapters: Adapters) -> Self {
-        self.adapters = Some(adapters);
-        self
-    }
-
-    /// The service of the running control plane, once started.
-    pub async fn service(&self) -> Option<OrchestratorService> {
-        self.running
-            .lock()
-            .await
-            .as_ref()
-            .map(|cp| cp.service().clone())
-    }
-
-    fn failed(&self, message: impl Into<String>) -> PluginError {
-        PluginError {
-            plugin: Self::NAME.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Plugin for OrchestratorPlugin {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn layer(&self) -> Layer {
-        Catalog::builtin()
-            .find(Self::NAME)
-            .map_or(Layer::AppFeatures, |def| def.layer)
-    }
-
-    async fn start(&self, ctx: &PluginContext) -> Result<(), PluginError> {
-        check_app_id(&ctx.app_id).map_err(|e| self.failed(e.to_string()))?;
-        let mut running = self.running.lock().await;
-        if running.is_some() {
-            return Err(self.failed("already started"));
-        }
-        let mut config = self.config.clone();
-        config.app_id = ctx.app_id.clone();
-        if config.host_environment.is_empty() {
-            config.host_environment = ctx.environment.clone();
-        }
-        let mut builder = ControlPlane::builder(&config)
-            .backends(self.backends.clone())
-            .metrics(ctx.metrics.clone());
-        if let Some(adapters) = &self.adapters {
-            builder = builder.adapters(adapters.clone());
-        }
-        let cp = builder
-            .bus(ctx.bus.clone())
-            .start()
-            .await
-            .map_err(|e| self.failed(e.to_string()))?;
-        *self.router.write().unwrap_or_else(PoisonError::into_inner) = Some(cp.router());
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = Some(cp.store_status());
-        *running = Some(cp);
-        Ok(())
-    }
-
-    fn health(&self) -> PluginHealth {
-        let status = self
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match status.map(|s| s.last_error()) {
-            Some(None) => PluginHealth::healthy(),
-            Some(Some(e)) => PluginHealth {
-                status: orchestrator_core::events::ServiceHealthStatus::Unavailable,
-                issues: vec![format!("state store: {e}")],
-            },
-            None => PluginHealth {
-                status: orchestrator_core::events::ServiceHealthStatus::Unavailable,
-                issues: vec!["not started".to_owned()],
-            },
-        }
-    }
-
-    fn routes(&self) -> Router {
-        let cell = self.router.clone();
-        let delegate = move |mut request: Request| {
-            // The API's own router names the route (its metrics label), not the node's.
-            request
-                .extensions_mut()
-                .remove::<axum::extract::MatchedPath>();
-            let cell = cell.clone();
-            async move {
-                let router = cell.read().unwrap_or_else(PoisonError::into_inner).clone();
-                match router {
-                    Some(router) => match router.oneshot(request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    },
-                    None => not_started(),
-                }
-            }
-        };
-        let mut router = Router::new();
-        // `/health` too: the node has no route of its own there, and a probe of the
-        // control plane wants the store's answer.
-        let paths = api::protected_paths()
-            .into_iter()
-            .chain([api::liveness::PATH])
-            .chain(api::status_page::PATHS);
-        for path in paths {
-            router = router.route(path, axum::routing::any(delegate.clone()));
-        }
-        router
-    }
-
-    async fn stop(&self) {
-        let running = self.running.lock().await.take();
-        *self.router.write().unwrap_or_else(PoisonError::into_inner) = None;
-        if let Some(cp) = running {
-            let report = cp.shutdown().await;
-            if !report.is_clean() {
-                tracing::warn!(?report, "orchestrator plugin stopped uncleanly");
-            }
-        }
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-}
-
-fn not_started() -> Response {
-    api::json_response(503, &ApiError::new("the orchestrator has not started yet")).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::orchestrator::service::testing::World;
-    use orchestrator_core::AppId;
-    use orchestrator_core::api::{DeployRequest, ServiceTopology, TopologyNode};
-    use orchestrator_core::ports::backend::{BackendError, BackendOperation, TeardownOptions};
-
-    #[tokio::test(start_paused = true)]
-    async fn a_sweep_that_could_not_run_is_tried_again_even_with_no_interval() {
-        let world = World::with_live_nodes().await;
-        let answer = world
-            .service
-            .deploy(DeployRequest {
-                topology: Some(ServiceTopology {
-                    nodes: vec![TopologyNode {
-                        services: Some(vec!["auth".to_owned()]),
-                        ..TopologyNode::new("loop-auth")
-                    }],
-                    infrastructure: None,
-                }),
-                ..DeployRequest::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
-        world
-            .backend
-            .teardown(&AppId::new("loop-auth"), &TeardownOptions::default())
-            .await
-            .unwrap();
-        // The first sweep's listing fails; with no interval the loop still tries again.
-        world.backend.fail_next_call(
-            BackendOperation::List,
-            BackendError::Runtime {
-                message: "engine away".into(),
-            },
-        );
-        let (pause, paused) = watch::channel(false);
-        let task = tokio::spawn(reconcile_while(
-            world.service.clone(),
-            "replica-test".to_owned(),
-            Duration::ZERO,
-            Duration::ZERO,
-            paused,
-        ));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(
-            world.running().is_empty(),
-            "the failed sweep changed nothing"
-        );
-        tokio::time::sleep(RECONCILE_RETRY).await;
-        assert_eq!(world.running(), ["loop-auth"], "the retry redeployed it");
-        // Done once: with no interval it waits for the pause, and ends on it.
-        assert!(!task.is_finished());
-        pause.send(true).unwrap();
-        task.await.unwrap();
     }
 }

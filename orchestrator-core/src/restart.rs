@@ -156,7 +156,7 @@ pub fn smart_restart_reason(previous: Option<InstanceHealthStatus>) -> String {
 mod tests {
     use super::*;
     use crate::events::ServiceHealthStatus as S;
-    use crate::health::test_support::*;
+    use crate::health::fixtures::*;
     use crate::health::{HealthConfig, HeartbeatAggregator};
     use InstanceHealthStatus as I;
 

@@ -8,6 +8,9 @@
 //! mesh ([`MeshClient`]) once; the hop header stops a second forward. [`Node::stop`] is
 //! graceful: final `shutting_down` heartbeat, plugins stopped in reverse order, server
 //! shut down, every task joined.
+//!
+//! Kept as one file: the node's start, serving and stop share its task accounting and its
+//! shutdown switch.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

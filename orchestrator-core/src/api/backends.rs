@@ -65,7 +65,7 @@ pub struct BackendInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::round_trip;
+    use super::super::wire_checks::round_trip;
     use super::*;
     use serde_json::json;
 

@@ -161,7 +161,7 @@ pub struct HealthChecks {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{invalid_field, round_trip};
+    use super::super::wire_checks::{invalid_field, round_trip};
     use super::*;
     use serde_json::json;
 

@@ -298,7 +298,7 @@ pub struct CleanResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{invalid_field, round_trip};
+    use super::super::wire_checks::{invalid_field, round_trip};
     use super::*;
     use crate::api::DeployedServiceStatus;
     use serde_json::json;

@@ -93,7 +93,7 @@ impl Validate for ServiceHealthRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::round_trip;
+    use super::super::wire_checks::round_trip;
     use super::*;
     use serde_json::json;
 

@@ -66,9 +66,9 @@ pub mod presets;
 pub mod routing;
 pub mod services;
 pub mod status;
-#[cfg(test)]
-mod test_support;
 pub mod topology;
+#[cfg(test)]
+mod wire_checks;
 
 pub use backends::*;
 pub use config::*;

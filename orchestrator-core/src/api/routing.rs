@@ -76,7 +76,7 @@ pub struct NodeMappingsVersion {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::round_trip;
+    use super::super::wire_checks::round_trip;
     use super::*;
     use serde_json::json;
 

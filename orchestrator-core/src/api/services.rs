@@ -84,7 +84,7 @@ impl Validate for ShouldRestartServiceRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{invalid_field, round_trip};
+    use super::super::wire_checks::{invalid_field, round_trip};
     use super::*;
     use serde_json::json;
 

@@ -93,7 +93,7 @@ pub struct ResourceUsage {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::round_trip;
+    use super::super::wire_checks::round_trip;
     use super::*;
     use crate::api::{DeployedServiceStatus, TopologyNode};
     use serde_json::json;

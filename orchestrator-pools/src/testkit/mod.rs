@@ -2,6 +2,9 @@
 //! function every store must pass, each scenario on a fresh store from the factory. It
 //! panics with a message naming the scenario and the broken rule. [`lease_store_stress`]
 //! is the concurrent stress run every store must survive.
+//!
+//! Kept as one file: a conformance suite (test-only, feature `testkit`), one scenario per
+//! function, read top to bottom.
 
 mod stress;
 

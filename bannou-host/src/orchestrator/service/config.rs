@@ -9,7 +9,8 @@ use orchestrator_core::planner::{self, PlanOptions};
 use orchestrator_core::ports::store::ConfigRollbackError;
 use uuid::Uuid;
 
-use super::deploy_support::{config_nodes, store_error};
+use super::errors::store_error;
+use super::running::config_nodes;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {

@@ -3,11 +3,14 @@
 //! the shared health state the heartbeat pipeline feeds. The HTTP layer (`crate::api`) only
 //! decodes, calls one method, and turns the [`Answer`] or [`ServiceError`] into a response.
 //!
-//! Where to start: [`OrchestratorService::new`] takes [`ServiceDeps`]; each endpoint group
-//! lives in its own file (`deploy.rs`: deploy, teardown, presets, routing, status;
-//! `topology.rs`; `config.rs`: rollback and version; `health.rs`: infrastructure and
-//! services health, restart, should-restart; `containers.rs`: backends, container status
-//! and restart, logs, clean; `pools.rs`: the five processing-pool endpoints).
+//! Where to start: [`OrchestratorService::new`] takes [`ServiceDeps`]; each endpoint or
+//! endpoint group lives in its own file (`deploy.rs`, `reset.rs`, `teardown.rs`,
+//! `presets.rs`, `routing.rs`, `status.rs`, `topology.rs`; `config.rs`: rollback and
+//! version; `health.rs`: infrastructure and services health, restart, should-restart;
+//! `containers.rs`: backends, container status and restart, logs, clean; `pools.rs`: the
+//! five processing-pool endpoints). The steps they share are named files too:
+//! `lifecycle.rs`, `running.rs`, `config_record.rs`, `deployment_events.rs`, `errors.rs`,
+//! `requests.rs`, `waves.rs`.
 //! [`BackendRegistry`] picks the backend of a request and remembers the active one (D6).
 
 use std::collections::BTreeMap;
@@ -30,13 +33,22 @@ use super::pools::PoolScaler;
 
 mod backends;
 mod config;
+mod config_record;
 mod containers;
 mod deploy;
-mod deploy_support;
+mod deployment_events;
+mod errors;
 mod health;
-mod ops_support;
+mod lifecycle;
 mod pools;
+mod presets;
 mod reconcile;
+mod requests;
+mod reset;
+mod routing;
+mod running;
+mod status;
+mod teardown;
 #[cfg(test)]
 pub(crate) mod testing;
 mod topology;
@@ -217,7 +229,7 @@ pub struct ServiceDeps {
 #[derive(Clone)]
 pub struct OrchestratorService {
     deps: Arc<ServiceDeps>,
-    /// Serialises deploys, teardowns, rollbacks and topology updates (`deploy_support.rs`).
+    /// Serialises deploys, teardowns, rollbacks and topology updates (`lifecycle.rs`).
     lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// True while a reconciliation sweep holds `lifecycle`: a deploy then waits for it
     /// rather than answering 409.
@@ -252,4 +264,9 @@ impl OrchestratorService {
     pub fn deps(&self) -> &ServiceDeps {
         &self.deps
     }
+}
+
+/// `Some(v)` unless `v` is empty (optional lists of the API answers).
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
 }

@@ -34,7 +34,9 @@ use orchestrator_core::events::DeploymentAction;
 use orchestrator_core::ports::backend::{TeardownOptions, is_managed};
 use orchestrator_core::{AppId, ResolvedNode, Timestamp};
 
-use super::deploy_support::{config_nodes, route_to, store_error};
+use super::errors::store_error;
+use super::routing::route_to;
+use super::running::config_nodes;
 use super::{OrchestratorService, ServiceError};
 use crate::orchestrator::pools::{POOL_LABEL, running_or_restarting};
 

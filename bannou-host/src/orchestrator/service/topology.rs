@@ -16,7 +16,7 @@ use orchestrator_routing::table::is_orchestrator;
 
 use uuid::Uuid;
 
-use super::deploy_support::route_to;
+use super::routing::route_to;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 use crate::event_stream::{TOPOLOGY_PHASE, WaveEvent, WaveState, publish_wave};
 

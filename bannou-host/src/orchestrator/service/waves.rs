@@ -4,6 +4,8 @@
 //! routes the wave's services (published at once, D11). Teardown waves move routes back
 //! to the default first, then stop the nodes. A failed wave stops the run; the caller
 //! decides whether to revert ([`OrchestratorService::revert_after_failure`]).
+//!
+//! Kept as one file: one executor whose steps all read and update the same `Execution`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,7 +25,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::OrchestratorService;
-use super::deploy_support::{config_nodes, route_to};
+use super::routing::route_to;
+use super::running::config_nodes;
 
 /// How many of a failed node's last log lines its failure message carries.
 pub(super) const FAILURE_LOG_LINES: u32 = 20;

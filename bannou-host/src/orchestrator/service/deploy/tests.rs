@@ -872,7 +872,7 @@ impl super::OrchestratorService {
 
 #[test]
 fn deploy_backend_names_of_shipped_presets_map_to_backend_types() {
-    use super::backend_from_preset;
+    use crate::orchestrator::service::presets::backend_from_preset;
     assert_eq!(
         backend_from_preset("docker-compose"),
         Some(BackendType::Compose)

@@ -1,25 +1,36 @@
-//! Small helpers shared by the operations endpoints (`health.rs`, `containers.rs`,
-//! `pools.rs`): request validation, and one mapping from each port's error to an HTTP
-//! status, so every endpoint answers the same failure the same way.
+//! One mapping from each failure the use cases meet (store, lease store, container
+//! backend, preset library) to a [`ServiceError`], so every endpoint answers the same
+//! failure the same way.
 
-use std::time::Duration;
-
-use orchestrator_core::api::{FieldError, Validate};
+use orchestrator_core::api::FieldError;
 use orchestrator_core::ports::backend::BackendError;
-use orchestrator_pools::{LeaseError, PoolType};
+use orchestrator_core::ports::store::StoreError;
+use orchestrator_core::preset::LibraryError;
+use orchestrator_pools::LeaseError;
 
 use super::ServiceError;
 
-/// Validates `request` again (the HTTP layer already did; a caller inside the process may
-/// not have), naming the field at fault.
-pub(super) fn validated<R: Validate>(request: &R) -> Result<(), ServiceError> {
-    request.validate().map_err(ServiceError::field)
+/// A store failure as the API answers it (503 unavailable, 500 corrupt, 409 conflict).
+pub(super) fn store_error(e: StoreError) -> ServiceError {
+    ServiceError::new(e.status_code(), e.to_string())
 }
 
-/// The request's `poolType` as a pool name (400 naming `poolType` when it is not one).
-pub(super) fn pool_type(name: &str) -> Result<PoolType, ServiceError> {
-    PoolType::new(name.trim())
-        .map_err(|e| ServiceError::field(FieldError::new("poolType", e.reason)))
+/// Library failures as API answers: a missing preset is 404, a bad name or an invalid
+/// file 400 (with file, line and column), an unreadable one 500.
+pub(super) fn library_error(e: LibraryError) -> ServiceError {
+    match e {
+        LibraryError::NotFound { .. } => ServiceError::not_found(e.to_string()),
+        LibraryError::InvalidName { .. } => {
+            ServiceError::field(FieldError::new("preset", e.to_string()))
+        }
+        LibraryError::Invalid(_) => ServiceError::bad_request(e.to_string()),
+        LibraryError::Io { .. } => {
+            let detail = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            ServiceError::internal(format!("{e}{detail}"))
+        }
+    }
 }
 
 /// A lease-store failure as an HTTP answer: unknown things are 404, refusals of the
@@ -56,37 +67,12 @@ pub(super) fn backend_error(e: BackendError) -> ServiceError {
     }
 }
 
-/// Parses an age such as `24h`, `90m`, `30s` or `7d` (whole numbers only); `None` for
-/// anything else, so an unparsable `olderThan` falls back to the configured threshold.
-pub(super) fn parse_age(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let unit = text.chars().last()?;
-    let secs_per_unit = match unit.to_ascii_lowercase() {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    let n: u64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
-    n.checked_mul(secs_per_unit).map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use orchestrator_core::AppId;
+    use orchestrator_pools::PoolType;
 
-    #[test]
-    fn ages_parse_in_whole_units_and_reject_the_rest() {
-        assert_eq!(parse_age("24h"), Some(Duration::from_secs(86_400)));
-        assert_eq!(parse_age(" 90m "), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_age("7d"), Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_age("30s"), Some(Duration::from_secs(30)));
-        for bad in ["", "h", "1.5h", "-1h", "10", "10w", "2026-01-01T00:00:00Z"] {
-            assert_eq!(parse_age(bad), None, "{bad}");
-        }
-    }
+    use super::*;
 
     #[test]
     fn errors_map_to_their_statuses() {
@@ -115,10 +101,6 @@ mod tests {
             })
             .status,
             500
-        );
-        assert_eq!(
-            pool_type("bad name!").unwrap_err().body.field.as_deref(),
-            Some("poolType")
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Test helpers shared by the API model tests.
+//! Wire checks shared by the API model tests: JSON round trips and the field a
+//! validation error names.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
