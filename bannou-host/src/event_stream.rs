@@ -9,16 +9,22 @@
 //! is a bounded [`broadcast`] channel; a client that falls [`CLIENT_CAPACITY`] events
 //! behind gets a `lagged` item and its stream ends); raw heartbeats are never buffered
 //! nor numbered and reach only clients that name `service.heartbeat` in their filter.
-//! When the host shuts down, every client stream ends.
+//! When the host shuts down, every client stream ends. Each event's SSE frame is
+//! formatted once, here, by axum's [`SseEvent`], and shared by every client that gets it.
 //!
 //! Wave progress travels on the bus as [`WaveEvent`]s (our topic
 //! [`WAVE_TOPIC`]), published by the wave executor, so a remote `deploy --follow` sees
 //! each wave of whichever replica leads.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::body::Bytes;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, Sse};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use orchestrator_core::events::{Event, ServiceHeartbeatEvent, topics};
 use orchestrator_core::planner::{Wave, WavePhase};
@@ -239,6 +245,31 @@ pub struct StreamEvent {
     pub deployment: Option<String>,
     /// The event's JSON as published on the bus.
     pub data: Arc<str>,
+    /// The event as an SSE frame (`event:`, `data:`, `id:` lines and the blank line that
+    /// ends it), formatted once by [`sse_frame`] for every client.
+    pub frame: Bytes,
+}
+
+impl StreamEvent {
+    fn new(
+        id: Option<u64>,
+        kind: &'static str,
+        deployment: Option<String>,
+        data: Arc<str>,
+    ) -> Self {
+        let event = SseEvent::default().event(kind).data(data.as_ref());
+        let frame = sse_frame(match id {
+            Some(id) => event.id(id.to_string()),
+            None => event,
+        });
+        StreamEvent {
+            id,
+            kind,
+            deployment,
+            data,
+            frame,
+        }
+    }
 }
 
 /// What a client's stream yields.
@@ -259,6 +290,48 @@ pub enum StreamItem {
         /// How many events it missed.
         skipped: u64,
     },
+}
+
+impl StreamItem {
+    /// The item as an SSE frame: an event's shared frame, or a `reset` / `lagged` event
+    /// whose data says what happened and what to do.
+    pub fn frame(&self) -> Bytes {
+        match self {
+            StreamItem::Event(e) => e.frame.clone(),
+            StreamItem::Reset { requested, oldest } => sse_frame(
+                SseEvent::default().event("reset").data(
+                    serde_json::json!({
+                        "requested": requested,
+                        "oldest": oldest,
+                        "reason": "events after the requested id are no longer buffered: re-read the state",
+                    })
+                    .to_string(),
+                ),
+            ),
+            StreamItem::Lagged { skipped } => sse_frame(
+                SseEvent::default().event("lagged").data(
+                    serde_json::json!({
+                        "skipped": skipped,
+                        "reason": "this client fell behind and is disconnected: reconnect with Last-Event-ID",
+                    })
+                    .to_string(),
+                ),
+            ),
+        }
+    }
+}
+
+/// `event` as axum's SSE response writes it: the bytes of a one-event [`Sse`] body, so
+/// the framing is axum's own. That body is ready at once and cannot fail; were it ever
+/// not, the frame would be empty (the tests compare frames with axum's output).
+pub fn sse_frame(event: SseEvent) -> Bytes {
+    let body = Sse::new(stream::iter([Ok::<_, Infallible>(event)]))
+        .into_response()
+        .into_body();
+    match body.into_data_stream().next().now_or_never() {
+        Some(Some(Ok(frame))) => frame,
+        _ => Bytes::new(),
+    }
 }
 
 /// Which events a client wants.
@@ -475,24 +548,16 @@ impl EventHub {
         let deployment = field("deploymentId");
         let mut buffer = self.lock();
         if kind == HEARTBEAT_TYPE {
-            if let Some(beats) = &buffer.beats {
-                let _ = beats.send(Arc::new(StreamEvent {
-                    id: None,
-                    kind,
-                    deployment,
-                    data,
-                }));
+            if let Some(beats) = &buffer.beats
+                && beats.receiver_count() > 0
+            {
+                let _ = beats.send(Arc::new(StreamEvent::new(None, kind, deployment, data)));
             }
             return;
         }
         let id = buffer.next_id;
         buffer.next_id += 1;
-        let event = Arc::new(StreamEvent {
-            id: Some(id),
-            kind,
-            deployment,
-            data,
-        });
+        let event = Arc::new(StreamEvent::new(Some(id), kind, deployment, data));
         if buffer.events.len() == BUFFER_CAPACITY {
             buffer.events.pop_front();
         }
@@ -730,6 +795,41 @@ mod tests {
                 .unwrap();
         assert_eq!(items.len(), 1, "only the lagged notice, then the end");
         assert!(matches!(items[0], StreamItem::Lagged { skipped } if skipped > 0));
+    }
+
+    #[tokio::test]
+    async fn each_event_is_framed_once_as_axum_writes_it() {
+        let hub = EventHub::new(7);
+        let a = hub.subscribe(Filter::default(), None).unwrap();
+        let b = hub.subscribe(Filter::default(), None).unwrap();
+        hub.publish("wave", b"{\"state\":\"started\",\"note\":\"a\nb\"}");
+        let (a, b) = (take(Box::pin(a), 1).await, take(Box::pin(b), 1).await);
+        let expected =
+            "event: wave.started\ndata: {\"state\":\"started\",\"note\":\"a\ndata: b\"}\nid: 7\n\n";
+        assert_eq!(std::str::from_utf8(&a[0].frame()).unwrap(), expected);
+        // What the route sent per client before: axum's whole SSE response for the event.
+        let event = SseEvent::default()
+            .event("wave.started")
+            .data("{\"state\":\"started\",\"note\":\"a\nb\"}")
+            .id("7");
+        let response = Sse::new(stream::iter([Ok::<_, Infallible>(event)])).into_response();
+        let whole = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(a[0].frame(), whole);
+        // Both clients share the one frame.
+        match (&a[0], &b[0]) {
+            (StreamItem::Event(x), StreamItem::Event(y)) => assert!(Arc::ptr_eq(x, y)),
+            other => panic!("events expected, got {other:?}"),
+        }
+        let reset = StreamItem::Reset {
+            requested: 3,
+            oldest: None,
+        }
+        .frame();
+        let reset = std::str::from_utf8(&reset).unwrap();
+        assert!(reset.starts_with("event: reset\ndata: {"), "{reset}");
+        assert!(reset.ends_with("}\n\n"), "{reset}");
     }
 
     #[tokio::test]
