@@ -578,16 +578,16 @@ async fn run_on_stage(
     let compose_path = presets.path().join("docker-compose.yml");
     std::fs::write(
         &compose_path,
-        compose_file(&resolved.nodes, &layers, &probe, &bench.image, &node_redis),
+        compose_file(&resolved.nodes, layers, probe, &bench.image, node_redis),
     )?;
 
     let limit = limit_waves(
         &plan,
         &resolved.nodes,
-        &layers,
-        &probe,
+        layers,
+        probe,
         &bench.image,
-        &node_redis,
+        node_redis,
     );
     let port = probe.config().node_port;
     let http = reqwest::Client::builder()
