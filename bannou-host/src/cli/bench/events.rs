@@ -3,7 +3,8 @@
 //! `--subscribers` idle clients of `GET /orchestrator/events` (connected, never read
 //! until the deploy is over) plus one that never reads at all and asked for raw
 //! heartbeats too. Each deploy starts from nothing and is torn down afterwards (not
-//! timed). `--backend in-process` (the default) deploys a preset on the embedded default
+//! timed); a deploy starts [`SETTLE`] after the subscribers were opened or closed.
+//! `--backend in-process` (the default) deploys a preset on the embedded default
 //! (in-process backend, in-memory state); `--backend docker` deploys the generated
 //! `--nodes` topology of `bench deploy --backend docker` on Docker, with Redis.
 
@@ -21,6 +22,10 @@ use crate::orchestrator::service::OrchestratorService;
 use crate::server::Server;
 
 use super::{deploy, docker, nearest_rank};
+
+/// How long a round waits after opening its subscribers and after closing them, before
+/// the next deploy (the deploys must not pay for opening or closing 201 connections).
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Arguments of `bench events`.
 #[derive(Debug, Args)]
@@ -138,11 +143,15 @@ async fn rounds(
             for _ in 0..args.subscribers {
                 idle.push(client.get(&url).send().await?.error_for_status()?);
             }
+            // Not timed: the deploy starts once every subscriber is settled (idle).
+            tokio::time::sleep(SETTLE).await;
             subscribed.push(timed_deploy(&service, &args.preset, backend, run).await?);
             if let Some(last) = idle.pop() {
                 events_held = count_events(last).await;
             }
             drop((never_reads, idle));
+            // Not timed: the next round's first deploy starts once these are closed.
+            tokio::time::sleep(SETTLE).await;
         }
         Ok((alone, subscribed, events_held))
     }
