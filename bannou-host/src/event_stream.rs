@@ -9,20 +9,27 @@
 //! is a bounded [`broadcast`] channel; a client that falls [`CLIENT_CAPACITY`] events
 //! behind gets a `lagged` item and its stream ends); raw heartbeats are never buffered
 //! nor numbered and reach only clients that name `service.heartbeat` in their filter.
-//! When the host shuts down, every client stream ends.
+//! When the host shuts down, every client stream ends. Each event's text and SSE frame
+//! (axum's [`SseEvent`] format) are made at most once, when the first client needs them,
+//! and shared by every client that gets it.
 //!
 //! Wave progress travels on the bus as [`WaveEvent`]s (our topic
 //! [`WAVE_TOPIC`]), published by the wave executor, so a remote `deploy --follow` sees
 //! each wave of whichever replica leads.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use axum::body::Bytes;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, Sse};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use orchestrator_core::events::{Event, ServiceHeartbeatEvent, topics};
 use orchestrator_core::planner::{Wave, WavePhase};
-use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, EventBusExt};
+use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, EventBusExt, Payload};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -96,6 +103,15 @@ const FOLLOWED: &[(&str, &str)] = &[
     (topics::CONFIGURATION_EVENTS, "configuration.changed"),
     (topics::SERVICE_HEARTBEAT, HEARTBEAT_TYPE),
     (CONTROL_TOPIC, "control"),
+];
+
+/// [`FOLLOWED`] kinds whose events carry no `deploymentId` and have one type each: the
+/// hub reads nothing of them (see [`EventHub::publish_payload`]).
+const NAMES_NO_DEPLOYMENT: &[&str] = &[
+    "lease.released",
+    "lease.granted",
+    "lease.expired",
+    "pool.scaled",
 ];
 
 /// What a wave of a deploy or teardown is doing.
@@ -228,8 +244,9 @@ impl WaveProgress {
     }
 }
 
-/// One event as clients receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One event as clients receive it. Its text and SSE frame are made on first use, once,
+/// and shared by every client that gets it: an event nobody reads costs no encoding.
+#[derive(Debug, Clone)]
 pub struct StreamEvent {
     /// Its number on this replica (`None` for raw heartbeats, which are not buffered).
     pub id: Option<u64>,
@@ -237,9 +254,57 @@ pub struct StreamEvent {
     pub kind: &'static str,
     /// The deployment it belongs to, when it names one.
     pub deployment: Option<String>,
-    /// The event's JSON as published on the bus.
-    pub data: Arc<str>,
+    /// The event as published on the bus (JSON, encoded on first use when typed).
+    body: Payload,
+    /// [`Self::data`], made once.
+    data: OnceLock<Arc<str>>,
+    /// [`Self::frame`], made once.
+    frame: OnceLock<Bytes>,
 }
+
+impl StreamEvent {
+    fn new(id: Option<u64>, kind: &'static str, deployment: Option<String>, body: Payload) -> Self {
+        StreamEvent {
+            id,
+            kind,
+            deployment,
+            body,
+            data: OnceLock::new(),
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// The event's JSON as published on the bus.
+    pub fn data(&self) -> &str {
+        self.data
+            .get_or_init(|| String::from_utf8_lossy(self.body.as_bytes()).into())
+    }
+
+    /// The event as an SSE frame (`event:`, `data:`, `id:` lines and the blank line that
+    /// ends it), formatted by [`sse_frame`] the first time a client needs it.
+    pub fn frame(&self) -> Bytes {
+        self.frame
+            .get_or_init(|| {
+                let event = SseEvent::default().event(self.kind).data(self.data());
+                sse_frame(match self.id {
+                    Some(id) => event.id(id.to_string()),
+                    None => event,
+                })
+            })
+            .clone()
+    }
+}
+
+impl PartialEq for StreamEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.kind == other.kind
+            && self.deployment == other.deployment
+            && self.body == other.body
+    }
+}
+
+impl Eq for StreamEvent {}
 
 /// The fields of an event's JSON the hub reads to name and filter it; every other field
 /// is skipped unread (no JSON tree is built) and travels only in the raw text. A field of
@@ -282,6 +347,48 @@ pub enum StreamItem {
         /// How many events it missed.
         skipped: u64,
     },
+}
+
+impl StreamItem {
+    /// The item as an SSE frame: an event's shared frame, or a `reset` / `lagged` event
+    /// whose data says what happened and what to do.
+    pub fn frame(&self) -> Bytes {
+        match self {
+            StreamItem::Event(e) => e.frame(),
+            StreamItem::Reset { requested, oldest } => sse_frame(
+                SseEvent::default().event("reset").data(
+                    serde_json::json!({
+                        "requested": requested,
+                        "oldest": oldest,
+                        "reason": "events after the requested id are no longer buffered: re-read the state",
+                    })
+                    .to_string(),
+                ),
+            ),
+            StreamItem::Lagged { skipped } => sse_frame(
+                SseEvent::default().event("lagged").data(
+                    serde_json::json!({
+                        "skipped": skipped,
+                        "reason": "this client fell behind and is disconnected: reconnect with Last-Event-ID",
+                    })
+                    .to_string(),
+                ),
+            ),
+        }
+    }
+}
+
+/// `event` as axum's SSE response writes it: the bytes of a one-event [`Sse`] body, so
+/// the framing is axum's own. That body is ready at once and cannot fail; were it ever
+/// not, the frame would be empty (the tests compare frames with axum's output).
+pub fn sse_frame(event: SseEvent) -> Bytes {
+    let body = Sse::new(stream::iter([Ok::<_, Infallible>(event)]))
+        .into_response()
+        .into_body();
+    match body.into_data_stream().next().now_or_never() {
+        Some(Some(Ok(frame))) => frame,
+        _ => Bytes::new(),
+    }
 }
 
 /// Which events a client wants.
@@ -397,7 +504,7 @@ impl EventHub {
                     _ = shutdown.wait_for(|stop| *stop) => break,
                     item = merged.next() => match item {
                         Some((kind, BusItem::Message(payload))) => {
-                            feeder.publish(kind, payload.as_bytes());
+                            feeder.publish_payload(kind, payload);
                         }
                         Some((kind, BusItem::Lagged { skipped })) => {
                             tracing::warn!(kind, skipped, "event stream missed bus messages");
@@ -468,6 +575,12 @@ impl EventHub {
     /// Numbers, buffers and fans out one message of topic kind `kind` (a [`FOLLOWED`]
     /// name) with JSON body `json`.
     pub fn publish(&self, kind: &'static str, json: &[u8]) {
+        self.publish_payload(kind, Payload::from(json));
+    }
+
+    /// [`publish`](Self::publish) for a bus payload as it arrived: an event of a kind
+    /// that names no deployment (the pool events) is neither decoded nor encoded here.
+    pub fn publish_payload(&self, kind: &'static str, body: Payload) {
         // A raw heartbeat reaches only clients that asked for heartbeats: with none, it
         // costs nothing more here (every replica ingests every beat).
         if kind == HEARTBEAT_TYPE
@@ -479,7 +592,11 @@ impl EventHub {
         {
             return;
         }
-        let fields: Fields = serde_json::from_slice(json).unwrap_or_default();
+        let fields: Fields = if NAMES_NO_DEPLOYMENT.contains(&kind) {
+            Fields::default()
+        } else {
+            serde_json::from_slice(body.as_bytes()).unwrap_or_default()
+        };
         let kind = match kind {
             "deployment" => match Fields::text(&fields.action) {
                 Some("Started") => "deployment.started",
@@ -497,31 +614,22 @@ impl EventHub {
             },
             other => other,
         };
-        let data: Arc<str> = String::from_utf8_lossy(json).into();
         let deployment = match fields.deployment_id {
             Some(serde_json::Value::String(id)) => Some(id),
             _ => None,
         };
         let mut buffer = self.lock();
         if kind == HEARTBEAT_TYPE {
-            if let Some(beats) = &buffer.beats {
-                let _ = beats.send(Arc::new(StreamEvent {
-                    id: None,
-                    kind,
-                    deployment,
-                    data,
-                }));
+            if let Some(beats) = &buffer.beats
+                && beats.receiver_count() > 0
+            {
+                let _ = beats.send(Arc::new(StreamEvent::new(None, kind, deployment, body)));
             }
             return;
         }
         let id = buffer.next_id;
         buffer.next_id += 1;
-        let event = Arc::new(StreamEvent {
-            id: Some(id),
-            kind,
-            deployment,
-            data,
-        });
+        let event = Arc::new(StreamEvent::new(Some(id), kind, deployment, body));
         if buffer.events.len() == BUFFER_CAPACITY {
             buffer.events.pop_front();
         }
@@ -785,7 +893,7 @@ mod tests {
         let seen: Vec<_> = items
             .iter()
             .map(|i| match i {
-                StreamItem::Event(e) => (e.deployment.clone(), e.data.to_string()),
+                StreamItem::Event(e) => (e.deployment.clone(), e.data().to_owned()),
                 other => panic!("an event expected, got {other:?}"),
             })
             .collect();
@@ -799,6 +907,74 @@ mod tests {
         assert_eq!(seen[1].0.as_deref(), Some("d-2"));
         assert_eq!(seen[2], (None, "not json".to_owned()));
         assert_eq!(seen[3].0.as_deref(), Some("d-3"));
+    }
+
+    #[tokio::test]
+    async fn each_event_is_framed_once_as_axum_writes_it() {
+        let hub = EventHub::new(7);
+        let a = hub.subscribe(Filter::default(), None).unwrap();
+        let b = hub.subscribe(Filter::default(), None).unwrap();
+        hub.publish("wave", b"{\"state\":\"started\",\"note\":\"a\nb\"}");
+        let (a, b) = (take(Box::pin(a), 1).await, take(Box::pin(b), 1).await);
+        let expected =
+            "event: wave.started\ndata: {\"state\":\"started\",\"note\":\"a\ndata: b\"}\nid: 7\n\n";
+        assert_eq!(std::str::from_utf8(&a[0].frame()).unwrap(), expected);
+        // What the route sent per client before: axum's whole SSE response for the event.
+        let event = SseEvent::default()
+            .event("wave.started")
+            .data("{\"state\":\"started\",\"note\":\"a\nb\"}")
+            .id("7");
+        let response = Sse::new(stream::iter([Ok::<_, Infallible>(event)])).into_response();
+        let whole = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(a[0].frame(), whole);
+        // Both clients share the one frame.
+        match (&a[0], &b[0]) {
+            (StreamItem::Event(x), StreamItem::Event(y)) => assert!(Arc::ptr_eq(x, y)),
+            other => panic!("events expected, got {other:?}"),
+        }
+        let reset = StreamItem::Reset {
+            requested: 3,
+            oldest: None,
+        }
+        .frame();
+        let reset = std::str::from_utf8(&reset).unwrap();
+        assert!(reset.starts_with("event: reset\ndata: {"), "{reset}");
+        assert!(reset.ends_with("}\n\n"), "{reset}");
+    }
+
+    #[tokio::test]
+    async fn a_typed_pool_event_reaches_a_client_as_its_json() {
+        let hub = EventHub::new(1);
+        let s = hub.subscribe(Filter::default(), None).unwrap();
+        let granted = pool_events::LeaseGrantedEvent {
+            pool_type: "npc".into(),
+            processor_id: "w-1".into(),
+            lease_id: "l-1".into(),
+            holder: "api".into(),
+            fencing_token: 3,
+            expires_at: orchestrator_core::Timestamp::from_unix_millis(2_000),
+            timestamp: orchestrator_core::Timestamp::from_unix_millis(1_000),
+        };
+        let json = serde_json::to_string(&granted).unwrap();
+        hub.publish_payload("lease.granted", Payload::event(granted));
+        let items = take(Box::pin(s), 1).await;
+        match &items[0] {
+            StreamItem::Event(e) => {
+                assert_eq!(
+                    (e.kind, e.id, e.deployment.as_deref()),
+                    ("lease.granted", Some(1), None)
+                );
+                assert_eq!(e.data(), json);
+                let frame = e.frame();
+                assert_eq!(
+                    std::str::from_utf8(&frame).unwrap(),
+                    format!("event: lease.granted\ndata: {json}\nid: 1\n\n")
+                );
+            }
+            other => panic!("an event expected, got {other:?}"),
+        }
     }
 
     #[tokio::test]

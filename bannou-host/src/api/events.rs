@@ -6,21 +6,30 @@
 //! sends a `reset` event (re-read the state) and goes on live. `?types=a,b` (names or
 //! prefixes such as `wave`) and `?deployment=<id>` filter. A client that falls behind gets
 //! a `lagged` event and is disconnected. Behind the bearer token like the rest of the API.
+//!
+//! The frames come formatted from the hub (axum's SSE format, shared by every client);
+//! the ones waiting when a connection's task runs go out as one chunk, and a keep-alive
+//! comment follows [`KEEP_ALIVE`] of silence.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Extension;
+use axum::body::{Body, Bytes};
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use orchestrator_core::api::ApiError;
 use serde::Deserialize;
+use tokio::time::{Instant, Sleep};
 
-use crate::event_stream::{EventHub, Filter, StreamItem};
+use crate::event_stream::{EventHub, Filter, sse_frame};
 
 /// The path.
 pub const PATH: &str = "/orchestrator/events";
@@ -72,10 +81,19 @@ pub async fn stream(
         return unavailable();
     };
     // A comment first: the response (and so the subscription) is visibly open at once.
-    let open = futures::stream::once(async { Ok(Event::default().comment("stream open")) });
-    let events = items.map(|item| Ok::<_, Infallible>(sse_event(&item)));
-    Sse::new(open.chain(events))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let frames = stream::once(async { STREAM_OPEN.clone() })
+        .chain(items.map(|item| item.frame()))
+        .boxed();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(ClientBody::new(frames, KEEP_ALIVE)),
+    )
         .into_response()
 }
 
@@ -83,30 +101,173 @@ fn unavailable() -> Response {
     super::json_response(503, &ApiError::new("the event stream is not running"))
 }
 
-/// One item as an SSE event.
-fn sse_event(item: &StreamItem) -> Event {
-    match item {
-        StreamItem::Event(e) => {
-            let event = Event::default().event(e.kind).data(e.data.as_ref());
-            match e.id {
-                Some(id) => event.id(id.to_string()),
-                None => event,
+/// The comment that opens every stream.
+static STREAM_OPEN: LazyLock<Bytes> =
+    LazyLock::new(|| sse_frame(Event::default().comment("stream open")));
+
+/// The keep-alive comment, as axum's `KeepAlive` sends it.
+static KEEP_ALIVE_FRAME: LazyLock<Bytes> = LazyLock::new(|| sse_frame(Event::DEFAULT_KEEP_ALIVE));
+
+/// At most this many bytes of ready frames are joined into one chunk.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// One client's response body: its frames, those already waiting joined into one chunk
+/// (one write for what piled up while the connection's task was not running), and a
+/// keep-alive comment after `keep_alive` without a frame.
+struct ClientBody {
+    frames: BoxStream<'static, Bytes>,
+    /// The frames ended: the body ends once what was gathered is sent.
+    ended: bool,
+    keep_alive: Duration,
+    /// When the last chunk went out; the timer is moved on from it only when it fires,
+    /// so a frame costs no timer update.
+    last_sent: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl ClientBody {
+    fn new(frames: BoxStream<'static, Bytes>, keep_alive: Duration) -> ClientBody {
+        let now = Instant::now();
+        ClientBody {
+            frames,
+            ended: false,
+            keep_alive,
+            last_sent: now,
+            timer: Box::pin(tokio::time::sleep_until(now + keep_alive)),
+        }
+    }
+
+    /// Every frame ready now (up to [`MAX_CHUNK`] bytes) as one chunk; `None` when none is.
+    fn ready_chunk(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let size = |first: &Option<Bytes>, joined: &Vec<u8>| {
+            if joined.is_empty() {
+                first.as_ref().map_or(0, Bytes::len)
+            } else {
+                joined.len()
+            }
+        };
+        while !self.ended && size(&first, &joined) < MAX_CHUNK {
+            match self.frames.poll_next_unpin(cx) {
+                Poll::Ready(Some(frame)) => match &first {
+                    None => first = Some(frame),
+                    Some(f) => {
+                        if joined.is_empty() {
+                            joined.extend_from_slice(f);
+                        }
+                        joined.extend_from_slice(&frame);
+                    }
+                },
+                Poll::Ready(None) => self.ended = true,
+                Poll::Pending => break,
             }
         }
-        StreamItem::Reset { requested, oldest } => Event::default().event("reset").data(
-            serde_json::json!({
-                "requested": requested,
-                "oldest": oldest,
-                "reason": "events after the requested id are no longer buffered: re-read the state",
-            })
-            .to_string(),
-        ),
-        StreamItem::Lagged { skipped } => Event::default().event("lagged").data(
-            serde_json::json!({
-                "skipped": skipped,
-                "reason": "this client fell behind and is disconnected: reconnect with Last-Event-ID",
-            })
-            .to_string(),
-        ),
+        if joined.is_empty() {
+            first
+        } else {
+            Some(Bytes::from(joined))
+        }
+    }
+}
+
+impl Stream for ClientBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(chunk) = this.ready_chunk(cx) {
+            this.last_sent = Instant::now();
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = this.last_sent + this.keep_alive;
+            let now = Instant::now();
+            if due <= now {
+                this.last_sent = now;
+                this.timer.as_mut().reset(now + this.keep_alive);
+                return Poll::Ready(Some(Ok(KEEP_ALIVE_FRAME.clone())));
+            }
+            this.timer.as_mut().reset(due);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use futures::channel::mpsc;
+
+    use super::*;
+
+    fn text(item: Option<Result<Bytes, Infallible>>) -> String {
+        match item {
+            Some(Ok(chunk)) => String::from_utf8_lossy(&chunk).into_owned(),
+            None => "<end>".to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_frames_go_out_as_one_chunk_and_only_silence_gets_a_keep_alive() {
+        let (tx, rx) = mpsc::unbounded::<Bytes>();
+        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE);
+        for frame in ["a\n\n", "b\n\n", "c\n\n"] {
+            tx.unbounded_send(Bytes::from_static(frame.as_bytes()))
+                .unwrap();
+        }
+        assert_eq!(text(body.next().await), "a\n\nb\n\nc\n\n");
+        assert!(
+            body.next().now_or_never().is_none(),
+            "nothing more is ready"
+        );
+
+        tokio::time::advance(KEEP_ALIVE - Duration::from_secs(5)).await;
+        tx.unbounded_send(Bytes::from_static(b"d\n\n")).unwrap();
+        assert_eq!(text(body.next().await), "d\n\n");
+        // The first deadline passes, but a frame went out 10 s ago: no keep-alive yet.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(
+            body.next().now_or_never().is_none(),
+            "no keep-alive 10 s after d"
+        );
+        let before = Instant::now();
+        assert_eq!(text(body.next().await), ":\n\n");
+        assert_eq!(
+            Instant::now() - before,
+            Duration::from_secs(5),
+            "the keep-alive comes KEEP_ALIVE after d"
+        );
+
+        tx.unbounded_send(Bytes::from_static(b"e\n\n")).unwrap();
+        drop(tx);
+        assert_eq!(text(body.next().await), "e\n\n");
+        assert_eq!(text(body.next().await), "<end>");
+        assert_eq!(text(body.next().await), "<end>", "ended stays ended");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_stops_growing_at_its_limit() {
+        let (tx, rx) = mpsc::unbounded::<Bytes>();
+        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE);
+        let frame = Bytes::from(vec![b'x'; 1000]);
+        for _ in 0..100 {
+            tx.unbounded_send(frame.clone()).unwrap();
+        }
+        let first = body.next().await.unwrap().unwrap();
+        assert!(first.len() >= MAX_CHUNK && first.len() < MAX_CHUNK + 1000);
+        let rest = body.next().await.unwrap().unwrap();
+        assert_eq!(first.len() + rest.len(), 100_000);
+    }
+
+    #[test]
+    fn the_fixed_frames_are_axums() {
+        assert_eq!(&KEEP_ALIVE_FRAME[..], b":\n\n");
+        assert_eq!(&STREAM_OPEN[..], b": stream open\n\n");
     }
 }

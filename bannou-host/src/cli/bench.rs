@@ -34,7 +34,8 @@ pub enum BenchCommand {
     /// topology on Docker against `docker-compose up` of the same nodes.
     Deploy(deploy::DeployBenchArgs),
     /// Deploys with nobody subscribed to the event stream against deploys with idle
-    /// subscribers and one that never reads, rounds alternating on one control plane.
+    /// subscribers and one that never reads, rounds alternating on one control plane (a
+    /// preset in process, or with `--backend docker` an N-node topology on Docker).
     Events(events::EventsBenchArgs),
     /// The target load (Redis required): simulated nodes heartbeating through Redis, pool
     /// workers leased over HTTP by simulated callers, a topology change and a pool

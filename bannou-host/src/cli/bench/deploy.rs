@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use orchestrator_core::api::{DeployRequest, TeardownRequest};
+use orchestrator_core::events::BackendType;
 use serde::Serialize;
 
 use crate::config::HostConfig;
@@ -71,17 +72,20 @@ struct Report {
     max_ms: f64,
 }
 
-/// Deploys `preset` (round `run`, for messages) and returns the milliseconds until the
-/// answer; a refused or failed deploy is an error.
+/// Deploys `preset` on `backend` (the host's default when `None`; round `run`, for
+/// messages) and returns the milliseconds until the answer; a refused or failed deploy is
+/// an error.
 pub(super) async fn deploy_timed(
     service: &OrchestratorService,
     preset: &str,
+    backend: Option<BackendType>,
     run: usize,
 ) -> anyhow::Result<f64> {
     let start = tokio::time::Instant::now();
     let answer = service
         .deploy(DeployRequest {
             preset: Some(preset.to_owned()),
+            backend,
             ..DeployRequest::default()
         })
         .await
@@ -131,7 +135,7 @@ async fn bench(args: DeployBenchArgs, out: &mut dyn Write) -> anyhow::Result<()>
     let mut samples = Vec::with_capacity(args.runs);
     let mut shape = (0, 0);
     for run in 1..=args.runs {
-        samples.push(deploy_timed(&service, &args.preset, run).await?);
+        samples.push(deploy_timed(&service, &args.preset, None, run).await?);
         let status = service
             .status(orchestrator_core::api::GetStatusRequest::default())
             .await

@@ -45,7 +45,7 @@ use bollard::query_parameters::{
 };
 use orchestrator_backends::containers::docker::{DockerBackend, DockerConfig};
 use orchestrator_backends::redis::server::RedisServer;
-use orchestrator_core::api::{DeployRequest, TeardownRequest};
+use orchestrator_core::api::TeardownRequest;
 use orchestrator_core::events::BackendType;
 use orchestrator_core::layer::Layer;
 use orchestrator_core::planner::{self, PlanOptions};
@@ -57,6 +57,8 @@ use serde::Serialize;
 use crate::backends::docker::NODE_REDIS_VARIABLE;
 use crate::config::HostConfig;
 use crate::server::Server;
+
+use super::deploy::{deploy_timed, teardown};
 
 /// The compose project (and the bench network's name).
 pub const PROJECT: &str = "bannou-bench";
@@ -420,80 +422,155 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The preset name of the generated topology.
+pub const PRESET: &str = "bench-docker";
+
+/// Everything a Docker bench deploys with: the bench network, a Redis for the bus, the
+/// generated topology as preset [`PRESET`] and a control plane configuration for it.
+/// [`DockerStage::finish`] removes the network if the stage created it; dropping the
+/// stage stops the Redis it started and removes the preset directory.
+pub struct DockerStage {
+    /// The engine.
+    pub docker: Docker,
+    /// A Docker backend on the bench network (for node environments and the node port).
+    pub probe: DockerBackend,
+    /// The generated nodes, `(name, service, layer)`, in layer order.
+    pub layers: Vec<(String, String, Layer)>,
+    /// The directory holding the preset.
+    pub presets: tempfile::TempDir,
+    /// The Redis URL as nodes on the bench network reach it.
+    pub node_redis: String,
+    /// A host configuration whose Docker deploys of [`PRESET`] use all of the above.
+    pub config: HostConfig,
+    created_network: Option<String>,
+    _redis: Option<RedisServer>,
+}
+
+impl DockerStage {
+    /// Checks `image`, creates the bench network if it is missing, starts a Redis unless
+    /// `redis` names one, and writes the `nodes`-node preset.
+    pub async fn prepare(
+        nodes: usize,
+        redis: Option<String>,
+        image: &str,
+    ) -> anyhow::Result<DockerStage> {
+        let docker = orchestrator_backends::containers::docker::connect_negotiated(None).await?;
+        docker
+            .inspect_image(image)
+            .await
+            .with_context(|| format!("image {image} (build it: scripts/build-image.sh)"))?;
+        let created_network = match docker.inspect_network(PROJECT, None).await {
+            Ok(_) => None,
+            Err(_) => {
+                let r = docker
+                    .create_network(NetworkCreateRequest {
+                        name: PROJECT.to_owned(),
+                        driver: Some("bridge".to_owned()),
+                        labels: Some(HashMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())])),
+                        ..Default::default()
+                    })
+                    .await?;
+                Some(r.id)
+            }
+        };
+        let staged =
+            DockerStage::on_network(docker.clone(), created_network.clone(), nodes, redis, image)
+                .await;
+        if staged.is_err()
+            && let Some(id) = &created_network
+        {
+            let _ = docker.remove_network(id).await;
+        }
+        staged
+    }
+
+    async fn on_network(
+        docker: Docker,
+        created_network: Option<String>,
+        nodes: usize,
+        redis: Option<String>,
+        image: &str,
+    ) -> anyhow::Result<DockerStage> {
+        let probe = DockerBackend::new(
+            docker.clone(),
+            DockerConfig {
+                network: PROJECT.to_owned(),
+                ..DockerConfig::default()
+            },
+        );
+        let gateway = probe.ensure_network().await?.gateway;
+        let (redis_server, redis_url) = match redis {
+            Some(url) => (None, url),
+            None => {
+                let gw = gateway.context("the bench network has no gateway")?;
+                let server = RedisServer::start_bound(&[gw])?;
+                let url = server.url();
+                (Some(server), url)
+            }
+        };
+        let node_redis = crate::backends::docker::node_redis_url(&redis_url, None, gateway)
+            .context("no address for the nodes to reach Redis")?;
+
+        let layers = generated_nodes(nodes)?;
+        let presets = tempfile::tempdir()?;
+        std::fs::write(
+            presets.path().join(format!("{PRESET}.yaml")),
+            preset_text(&layers),
+        )?;
+        let mut config = HostConfig::from_env(|_| None)?;
+        config.presets_host_path = presets.path().to_path_buf();
+        config.listen = "127.0.0.1:0".parse()?;
+        config.redis_url = Some(redis_url);
+        config.docker_network = PROJECT.to_owned();
+        config.docker_image_name = image.to_owned();
+        config.deploy_parallelism = config.deploy_parallelism.max(nodes);
+        Ok(DockerStage {
+            docker,
+            probe,
+            layers,
+            presets,
+            node_redis,
+            config,
+            created_network,
+            _redis: redis_server,
+        })
+    }
+
+    /// Removes the bench network if [`DockerStage::prepare`] created it.
+    pub async fn finish(self) {
+        if let Some(id) = &self.created_network {
+            let _ = self.docker.remove_network(id).await;
+        }
+    }
+}
+
 /// Runs the Docker bench; see the module docs.
 pub async fn run(bench: DockerBench, out: &mut dyn Write) -> anyhow::Result<DockerReport> {
     if bench.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let docker = orchestrator_backends::containers::docker::connect_negotiated(None).await?;
-    docker
-        .inspect_image(&bench.image)
-        .await
-        .with_context(|| format!("image {} (build it: scripts/build-image.sh)", bench.image))?;
-    // Our bench network, shared by both sides.
-    let created = match docker.inspect_network(PROJECT, None).await {
-        Ok(_) => None,
-        Err(_) => {
-            let r = docker
-                .create_network(NetworkCreateRequest {
-                    name: PROJECT.to_owned(),
-                    driver: Some("bridge".to_owned()),
-                    labels: Some(HashMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())])),
-                    ..Default::default()
-                })
-                .await?;
-            Some(r.id)
-        }
-    };
-    let result = run_on_network(&bench, &docker, out).await;
-    if let Some(id) = created {
-        let _ = docker.remove_network(&id).await;
-    }
+    let stage = DockerStage::prepare(bench.nodes, bench.redis.clone(), &bench.image).await?;
+    let result = run_on_stage(&bench, &stage, out).await;
+    stage.finish().await;
     result
 }
 
-async fn run_on_network(
+async fn run_on_stage(
     bench: &DockerBench,
-    docker: &Docker,
+    stage: &DockerStage,
     out: &mut dyn Write,
 ) -> anyhow::Result<DockerReport> {
-    let probe = DockerBackend::new(
-        docker.clone(),
-        DockerConfig {
-            network: PROJECT.to_owned(),
-            ..DockerConfig::default()
-        },
-    );
-    let gateway = probe.ensure_network().await?.gateway;
-    let (_redis, redis_url) = match &bench.redis {
-        Some(url) => (None, url.clone()),
-        None => {
-            let gw = gateway.context("the bench network has no gateway")?;
-            let server = RedisServer::start_bound(&[gw])?;
-            let url = server.url();
-            (Some(server), url)
-        }
-    };
-    let node_redis = crate::backends::docker::node_redis_url(&redis_url, None, gateway)
-        .context("no address for the nodes to reach Redis")?;
-
-    let layers = generated_nodes(bench.nodes)?;
-    let presets = tempfile::tempdir()?;
-    std::fs::write(
-        presets.path().join("bench-docker.yaml"),
-        preset_text(&layers),
-    )?;
-    let mut config = HostConfig::from_env(|_| None)?;
-    config.presets_host_path = presets.path().to_path_buf();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.redis_url = Some(redis_url.clone());
-    config.docker_network = PROJECT.to_owned();
-    config.docker_image_name = bench.image.clone();
-    config.deploy_parallelism = config.deploy_parallelism.max(bench.nodes);
-
+    let DockerStage {
+        docker,
+        probe,
+        layers,
+        presets,
+        node_redis,
+        config,
+        ..
+    } = stage;
     let catalog = Catalog::builtin();
-    let parsed =
-        orchestrator_core::preset::PresetLibrary::new(presets.path()).load("bench-docker")?;
+    let parsed = orchestrator_core::preset::PresetLibrary::new(presets.path()).load(PRESET)?;
     let resolved = Resolved::from_preset(&parsed, &BTreeMap::new(), &BTreeMap::new(), catalog)?;
     let plan = planner::plan(&[], &resolved.nodes, catalog, &PlanOptions::default())
         .map_err(|r| anyhow::anyhow!("{r}"))?;
@@ -501,16 +578,16 @@ async fn run_on_network(
     let compose_path = presets.path().join("docker-compose.yml");
     std::fs::write(
         &compose_path,
-        compose_file(&resolved.nodes, &layers, &probe, &bench.image, &node_redis),
+        compose_file(&resolved.nodes, layers, probe, &bench.image, node_redis),
     )?;
 
     let limit = limit_waves(
         &plan,
         &resolved.nodes,
-        &layers,
-        &probe,
+        layers,
+        probe,
         &bench.image,
-        &node_redis,
+        node_redis,
     );
     let port = probe.config().node_port;
     let http = reqwest::Client::builder()
@@ -519,34 +596,16 @@ async fn run_on_network(
         .build()?;
     remove_limit_containers(docker).await?;
 
-    let server = Server::start(config).await?;
+    let server = Server::start(config.clone()).await?;
     let service = server.service().await.context("no control plane")?;
     let mut ours = Vec::new();
     let mut compose = Vec::new();
     let mut limits = Vec::new();
     let result: anyhow::Result<()> = async {
         for round in 1..=bench.rounds {
-            let start = tokio::time::Instant::now();
-            let answer = service
-                .deploy(DeployRequest {
-                    preset: Some("bench-docker".to_owned()),
-                    backend: Some(BackendType::Compose),
-                    ..DeployRequest::default()
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("round {round}: deploy refused: {e}"))?;
-            let took = start.elapsed().as_secs_f64();
-            if !answer.body.success {
-                bail!(
-                    "round {round}: deploy failed: {:?}",
-                    answer.body.warnings.unwrap_or_default()
-                );
-            }
-            service
-                .teardown(TeardownRequest::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("round {round}: teardown: {e}"))?;
-            ours.push(took);
+            let took = deploy_timed(&service, PRESET, Some(BackendType::Compose), round).await?;
+            teardown(&service, round).await?;
+            ours.push(took / 1000.0);
 
             let took = limit_round(docker, &http, &limit, port).await;
             remove_limit_containers(docker).await?;
