@@ -9,7 +9,7 @@ use orchestrator_core::Timestamp;
 use orchestrator_core::api::{DeployRequest, DeployResponse};
 use orchestrator_core::events::{BackendType, InstanceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_pools::autoscale::ScaleReason;
-use orchestrator_pools::model::{PoolLoad, pool_of_worker_app_id};
+use orchestrator_pools::model::{PoolLoad, Released, WorkerState, pool_of_worker_app_id};
 use orchestrator_routing::resolver::ROUTING_VERSION_METADATA_KEY;
 use tokio::time::Instant;
 
@@ -259,11 +259,23 @@ impl Metrics {
         self.acquire_finished(pool, outcome, begun);
     }
 
-    /// A lease of `pool` was released (job `success` or not).
-    pub fn lease_released(&self, pool: &str, success: bool) {
+    /// A lease ended (`released`): counted by the job's success, and the pool's gauges
+    /// follow the worker (leased -> available; or still leased, by the waiter it was
+    /// handed to, who left the queue) until the next acquire or scaler pass sets them
+    /// from the store again. A draining worker is counted as draining either way.
+    pub fn lease_released(&self, released: &Released) {
+        let (pool, success) = (released.lease.pool_type.as_str(), released.success);
         match self.pool_series(pool) {
             Some(series) => {
                 series.releases[usize::from(success)].inc();
+                if released.handed_off.is_some() {
+                    decrement_to_zero(&series.queue_depth);
+                } else if released.worker.state == WorkerState::Available {
+                    let [_, available, leased, _] = &series.workers;
+                    decrement_to_zero(leased);
+                    decrement_to_zero(&series.active_leases);
+                    available.inc();
+                }
             }
             None => {
                 self.0
@@ -482,5 +494,12 @@ impl Metrics {
             .node_mesh_calls
             .get_or_create(&[("outcome", l(outcome))])
             .inc();
+    }
+}
+
+/// `gauge` one lower, unless it is already 0 (it may lag the store by one pass).
+fn decrement_to_zero(gauge: &prometheus_client::metrics::gauge::Gauge) {
+    if gauge.get() > 0 {
+        gauge.dec();
     }
 }

@@ -484,8 +484,7 @@ impl OrchestratorService {
     /// every pool, so waking it on each release kept the scaler running back to back
     /// under load.
     async fn after_release(&self, released: &Released, now: Timestamp) {
-        self.metrics
-            .lease_released(released.lease.pool_type.as_str(), released.success);
+        self.metrics.lease_released(released);
         self.publish(released.event(now));
         if released.worker.state == WorkerState::Draining {
             self.deps.scaler.wake();

@@ -459,3 +459,42 @@ async fn cleanup_removes_idle_workers_keeping_the_minimum_when_asked() {
         .unwrap_err();
     assert_eq!(err.status, 400);
 }
+
+/// The value of one series in `world`'s metrics scrape.
+fn gauge(world: &World, series: &str) -> Option<f64> {
+    world.service.metrics().encode().lines().find_map(|line| {
+        let (s, v) = line.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok())?
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_moves_the_pool_gauges_without_waiting_for_the_next_acquire() {
+    let world = World::new().await;
+    let pool = world.pool("assets", 2, 2).await;
+    world.promote_workers(&pool).await;
+    let leased = r#"bannou_orchestrator_pool_workers{pool="assets",state="leased"}"#;
+    let available = r#"bannou_orchestrator_pool_workers{pool="assets",state="available"}"#;
+    let leases = r#"bannou_orchestrator_pool_active_leases{pool="assets"}"#;
+    let lease = acquire(&world, "assets").await;
+    world.settle().await;
+    assert_eq!(
+        (
+            gauge(&world, leased),
+            gauge(&world, available),
+            gauge(&world, leases)
+        ),
+        (Some(1.0), Some(1.0), Some(1.0)),
+        "set from the store's answer to the acquire"
+    );
+    release(&world, &lease).await.unwrap();
+    assert_eq!(
+        (
+            gauge(&world, leased),
+            gauge(&world, available),
+            gauge(&world, leases)
+        ),
+        (Some(0.0), Some(2.0), Some(0.0)),
+        "the released worker is counted available at once"
+    );
+}
