@@ -8,8 +8,8 @@
 //! a `lagged` event and is disconnected. Behind the bearer token like the rest of the API.
 //!
 //! The frames come formatted from the hub (axum's SSE format, shared by every client);
-//! the ones waiting when a connection's task runs go out as one chunk, and a keep-alive
-//! comment follows [`KEEP_ALIVE`] of silence.
+//! the first after a quiet spell waits [`GATHER`] for those that follow, the ones waiting
+//! then go out as one chunk, and a keep-alive comment follows [`KEEP_ALIVE`] of silence.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -92,7 +92,7 @@ pub async fn stream(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        Body::from_stream(ClientBody::new(frames, KEEP_ALIVE)),
+        Body::from_stream(ClientBody::new(frames, KEEP_ALIVE, GATHER)),
     )
         .into_response()
 }
@@ -111,11 +111,24 @@ static KEEP_ALIVE_FRAME: LazyLock<Bytes> = LazyLock::new(|| sse_frame(Event::DEF
 /// At most this many bytes of ready frames are joined into one chunk.
 const MAX_CHUNK: usize = 64 * 1024;
 
+/// How long a client's first frame after a quiet spell waits for the ones that follow it,
+/// so that a burst (a deploy's waves, a pool's leases) goes out in a few writes instead of
+/// one per event (D57 (docs/DECISIONS.md#d57)).
+pub const GATHER: Duration = Duration::from_millis(10);
+
 /// One client's response body: its frames, those already waiting joined into one chunk
 /// (one write for what piled up while the connection's task was not running), and a
-/// keep-alive comment after `keep_alive` without a frame.
+/// keep-alive comment after `keep_alive` without a frame. With a non-zero `gather`, the
+/// first frame after a quiet spell is held that long and goes out with those that
+/// arrived meanwhile; the frames are not polled while it is held, so a burst wakes the
+/// connection's task a few times instead of once per frame.
 struct ClientBody {
     frames: BoxStream<'static, Bytes>,
+    gather: Duration,
+    /// Frames held until `gathering` fires.
+    held: Vec<u8>,
+    /// Running while frames are held.
+    gathering: Option<Pin<Box<Sleep>>>,
     /// The frames ended: the body ends once what was gathered is sent.
     ended: bool,
     keep_alive: Duration,
@@ -126,10 +139,17 @@ struct ClientBody {
 }
 
 impl ClientBody {
-    fn new(frames: BoxStream<'static, Bytes>, keep_alive: Duration) -> ClientBody {
+    fn new(
+        frames: BoxStream<'static, Bytes>,
+        keep_alive: Duration,
+        gather: Duration,
+    ) -> ClientBody {
         let now = Instant::now();
         ClientBody {
             frames,
+            gather,
+            held: Vec::new(),
+            gathering: None,
             ended: false,
             keep_alive,
             last_sent: now,
@@ -176,7 +196,31 @@ impl Stream for ClientBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(gathering) = this.gathering.as_mut() {
+            if gathering.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.gathering = None;
+            let mut chunk = std::mem::take(&mut this.held);
+            if let Some(more) = this.ready_chunk(cx) {
+                chunk.extend_from_slice(&more);
+            }
+            this.last_sent = Instant::now();
+            return Poll::Ready(Some(Ok(Bytes::from(chunk))));
+        }
         if let Some(chunk) = this.ready_chunk(cx) {
+            if !this.gather.is_zero() && !this.ended {
+                this.held.extend_from_slice(&chunk);
+                let mut timer = Box::pin(tokio::time::sleep(this.gather));
+                // Registers this task's wake-up for when the gathering ends.
+                if timer.as_mut().poll(cx).is_pending() {
+                    this.gathering = Some(timer);
+                    return Poll::Pending;
+                }
+                let chunk = std::mem::take(&mut this.held);
+                this.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(Bytes::from(chunk))));
+            }
             this.last_sent = Instant::now();
             return Poll::Ready(Some(Ok(chunk)));
         }
@@ -216,7 +260,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiting_frames_go_out_as_one_chunk_and_only_silence_gets_a_keep_alive() {
         let (tx, rx) = mpsc::unbounded::<Bytes>();
-        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE);
+        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE, Duration::ZERO);
         for frame in ["a\n\n", "b\n\n", "c\n\n"] {
             tx.unbounded_send(Bytes::from_static(frame.as_bytes()))
                 .unwrap();
@@ -251,10 +295,38 @@ mod tests {
         assert_eq!(text(body.next().await), "<end>", "ended stays ended");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_goes_out_together_once_its_first_frame_has_waited() {
+        let (tx, rx) = mpsc::unbounded::<Bytes>();
+        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE, GATHER);
+        let begun = Instant::now();
+        tx.unbounded_send(Bytes::from_static(b"a\n\n")).unwrap();
+        assert!(
+            body.next().now_or_never().is_none(),
+            "the first frame waits"
+        );
+        tokio::time::advance(GATHER / 2).await;
+        tx.unbounded_send(Bytes::from_static(b"b\n\n")).unwrap();
+        assert!(body.next().now_or_never().is_none(), "still gathering");
+        assert_eq!(text(body.next().await), "a\n\nb\n\n");
+        assert_eq!(Instant::now() - begun, GATHER, "held exactly GATHER");
+        // After a quiet spell the next frame waits again; the end sends what is held.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let quiet = Instant::now();
+        tx.unbounded_send(Bytes::from_static(b"c\n\n")).unwrap();
+        assert_eq!(text(body.next().await), "c\n\n");
+        assert_eq!(Instant::now() - quiet, GATHER);
+        tx.unbounded_send(Bytes::from_static(b"d\n\n")).unwrap();
+        drop(tx);
+        assert_eq!(text(body.next().await), "d\n\n", "the end is not held");
+        assert_eq!(Instant::now() - quiet, GATHER);
+        assert_eq!(text(body.next().await), "<end>");
+    }
+
     #[tokio::test]
     async fn a_chunk_stops_growing_at_its_limit() {
         let (tx, rx) = mpsc::unbounded::<Bytes>();
-        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE);
+        let mut body = ClientBody::new(rx.boxed(), KEEP_ALIVE, Duration::ZERO);
         let frame = Bytes::from(vec![b'x'; 1000]);
         for _ in 0..100 {
             tx.unbounded_send(frame.clone()).unwrap();
