@@ -157,7 +157,11 @@ async fn a_deploy_is_one_trace_of_waves_backend_calls_and_health_waits_that_node
     let deployed = http
         .post(format!("{api}/orchestrator/deploy"))
         .header("traceparent", traceparent(DEPLOY_TRACE, DEPLOY_CALLER))
-        .json(&serde_json::json!({ "preset": "npc-brains" }))
+        // Nodes beat every second, so the node reports the mappings version it applied soon.
+        .json(&serde_json::json!({
+            "preset": "npc-brains",
+            "environment": { "BANNOU_HEARTBEAT_INTERVAL_SECONDS": "1" },
+        }))
         .send()
         .await
         .unwrap();
@@ -201,6 +205,37 @@ async fn a_deploy_is_one_trace_of_waves_backend_calls_and_health_waits_that_node
         assert!(
             tokio::time::Instant::now() < deadline,
             "the ping was never forwarded: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The ping may be forwarded before the node has the deploy's table (an unmapped
+    // service goes to the control plane anyway): wait until the node reports, in its
+    // heartbeat, the mappings version the deploy published, so its `mappings.apply`
+    // span has ended before the flush.
+    loop {
+        let routing: serde_json::Value = http
+            .post(format!("{api}/orchestrator/service-routing"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        let current = routing["mappingsVersion"].as_i64();
+        let applied = routing["nodeVersions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["appId"] == "npc-coordinator")
+            .and_then(|n| n["appliedVersion"].as_i64());
+        if current.is_some() && applied >= current {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never reported the deploy's mappings version: {routing}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -107,9 +107,17 @@ impl MappingsBroadcaster {
     }
 
     /// The routing table changed: publish within the coalescing window (the event
-    /// carries the current span's `traceparent`, when traces are exported).
+    /// carries the current span's `traceparent`, when traces are exported, else that of
+    /// the deploy running now: taken here, so a publish after the deploy returned keeps
+    /// it).
     pub fn table_changed(&self) {
-        if let Some(traceparent) = crate::traces::current_traceparent() {
+        let traceparent = crate::traces::current_traceparent().or_else(|| {
+            self.deploy_trace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
+        if let Some(traceparent) = traceparent {
             *self
                 .change_trace
                 .lock()
