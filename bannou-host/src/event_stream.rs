@@ -108,6 +108,7 @@ const FOLLOWED: &[(&str, &str)] = &[
 /// [`FOLLOWED`] kinds whose events carry no `deploymentId` and have one type each: the
 /// hub reads nothing of them (see [`EventHub::publish_payload`]).
 const NAMES_NO_DEPLOYMENT: &[&str] = &[
+    HEARTBEAT_TYPE,
     "lease.released",
     "lease.granted",
     "lease.expired",
@@ -579,19 +580,9 @@ impl EventHub {
     }
 
     /// [`publish`](Self::publish) for a bus payload as it arrived: an event of a kind
-    /// that names no deployment (the pool events) is neither decoded nor encoded here.
+    /// that names no deployment (the pool events, raw heartbeats) is neither decoded nor
+    /// encoded here.
     pub fn publish_payload(&self, kind: &'static str, body: Payload) {
-        // A raw heartbeat reaches only clients that asked for heartbeats: with none, it
-        // costs nothing more here (every replica ingests every beat).
-        if kind == HEARTBEAT_TYPE
-            && self
-                .lock()
-                .beats
-                .as_ref()
-                .is_none_or(|b| b.receiver_count() == 0)
-        {
-            return;
-        }
         let fields: Fields = if NAMES_NO_DEPLOYMENT.contains(&kind) {
             Fields::default()
         } else {
@@ -620,6 +611,8 @@ impl EventHub {
         };
         let mut buffer = self.lock();
         if kind == HEARTBEAT_TYPE {
+            // Only clients that asked for heartbeats get them: with none, a beat costs
+            // this check (every replica ingests every beat).
             if let Some(beats) = &buffer.beats
                 && beats.receiver_count() > 0
             {

@@ -196,33 +196,29 @@ impl Stream for ClientBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(gathering) = this.gathering.as_mut() {
-            if gathering.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.gathering = None;
-            let mut chunk = std::mem::take(&mut this.held);
-            if let Some(more) = this.ready_chunk(cx) {
-                chunk.extend_from_slice(&more);
-            }
-            this.last_sent = Instant::now();
-            return Poll::Ready(Some(Ok(Bytes::from(chunk))));
-        }
-        if let Some(chunk) = this.ready_chunk(cx) {
-            if !this.gather.is_zero() && !this.ended {
-                this.held.extend_from_slice(&chunk);
-                let mut timer = Box::pin(tokio::time::sleep(this.gather));
-                // Registers this task's wake-up for when the gathering ends.
-                if timer.as_mut().poll(cx).is_pending() {
-                    this.gathering = Some(timer);
+        loop {
+            if let Some(gathering) = this.gathering.as_mut() {
+                if gathering.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let chunk = std::mem::take(&mut this.held);
+                this.gathering = None;
+                let mut chunk = std::mem::take(&mut this.held);
+                if let Some(more) = this.ready_chunk(cx) {
+                    chunk.extend_from_slice(&more);
+                }
                 this.last_sent = Instant::now();
                 return Poll::Ready(Some(Ok(Bytes::from(chunk))));
             }
-            this.last_sent = Instant::now();
-            return Poll::Ready(Some(Ok(chunk)));
+            let Some(chunk) = this.ready_chunk(cx) else {
+                break;
+            };
+            if this.gather.is_zero() || this.ended {
+                this.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            // Held; polling the timer next registers the wake-up for when it ends.
+            this.held.extend_from_slice(&chunk);
+            this.gathering = Some(Box::pin(tokio::time::sleep(this.gather)));
         }
         if this.ended {
             return Poll::Ready(None);
