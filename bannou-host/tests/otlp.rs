@@ -373,6 +373,22 @@ async fn a_deploy_is_one_trace_of_waves_backend_calls_and_health_waits_that_node
 }
 
 /// The value of an unlabelled sample in a Prometheus scrape.
+/// The counter of spans lost on the way to the collector.
+const SPANS_DROPPED: &str = "bannou_orchestrator_trace_spans_dropped_total";
+
+/// [`SPANS_DROPPED`] as the host at `api` reports it now.
+async fn spans_dropped(http: &reqwest::Client, api: &str) -> f64 {
+    let scrape = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sample(&scrape, SPANS_DROPPED).unwrap_or_else(|| panic!("no {SPANS_DROPPED}:\n{scrape}"))
+}
+
 fn sample(scrape: &str, name: &str) -> Option<f64> {
     scrape.lines().find_map(|l| {
         let (n, v) = l.split_once(' ')?;
@@ -408,18 +424,10 @@ async fn a_dead_collector_fails_no_call_and_its_lost_spans_are_counted() {
             .unwrap();
         assert_eq!(r.status(), 200, "call {i}");
     }
-    let name = "bannou_orchestrator_trace_spans_dropped_total";
+    let name = SPANS_DROPPED;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let dropped = loop {
-        let scrape = http
-            .get(format!("{api}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let dropped = sample(&scrape, name).unwrap_or_else(|| panic!("no {name}:\n{scrape}"));
+        let dropped = spans_dropped(&http, &api).await;
         if dropped >= 20.0 {
             break dropped;
         }
@@ -462,7 +470,7 @@ async fn spans_that_find_the_batch_queue_full_are_counted() {
     let http = client();
     answering(&ApiClient::new(&api).unwrap(), &mut serve).await;
 
-    let name = "bannou_orchestrator_trace_spans_dropped_total";
+    let name = SPANS_DROPPED;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut calls = 0;
     let dropped = loop {
@@ -476,15 +484,7 @@ async fn spans_that_find_the_batch_queue_full_are_counted() {
             assert_eq!(r.status(), 200, "call {calls}");
             calls += 1;
         }
-        let scrape = http
-            .get(format!("{api}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let dropped = sample(&scrape, name).unwrap_or_else(|| panic!("no {name}:\n{scrape}"));
+        let dropped = spans_dropped(&http, &api).await;
         // Each call ends at least one span; at most two fit (one in the queue, one in
         // the hung export).
         if dropped >= 10.0 {
