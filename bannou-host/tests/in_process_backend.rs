@@ -298,7 +298,7 @@ async fn a_node_that_cannot_start_is_a_runtime_error_and_is_not_listed() {
     bad.environment
         .insert("BANNOU_FAULT_AUTH".to_owned(), "sometimes".to_owned());
     match backend.deploy_node(&bad).await {
-        Err(BackendError::Runtime { message }) => {
+        Err(BackendError::Runtime { message, .. }) => {
             assert!(message.contains("BANNOU_FAULT_AUTH"), "{message}")
         }
         other => panic!("want a runtime error, got {other:?}"),

@@ -198,7 +198,7 @@ async fn one_leader_runs_the_loops_and_a_killed_leader_is_replaced_within_the_bo
         })
         .await
         .expect_err("a follower does not deploy");
-    assert_eq!(refused.status, 503, "{}", refused.body.error);
+    assert_eq!(refused.status(), 503, "{}", refused.body.error);
     assert!(
         refused.body.error.contains(&id_a) && refused.body.error.contains("does not lead"),
         "{}",

@@ -669,12 +669,10 @@ async fn api_errors_name_the_object_and_the_status() {
     let err = backend.deploy_node(&node("bannou-a")).await.unwrap_err();
     assert_eq!(
         err,
-        BackendError::Runtime {
-            message: format!(
-                "Kubernetes API refused to apply Deployment {NS}/{name}: HTTP 500 \
+        BackendError::runtime(format!(
+            "Kubernetes API refused to apply Deployment {NS}/{name}: HTTP 500 \
                  InternalError: etcd is down"
-            )
-        }
+        ))
     );
 
     fake.fail(
@@ -707,7 +705,7 @@ async fn api_errors_name_the_object_and_the_status() {
     );
     let err = backend.deploy_node(&node("bannou-a")).await.unwrap_err();
     assert!(
-        matches!(&err, BackendError::Runtime { message } if message.contains("HTTP 404 NotFound: namespaces")),
+        matches!(&err, BackendError::Runtime { message, .. } if message.contains("HTTP 404 NotFound: namespaces")),
         "{err:?}"
     );
 

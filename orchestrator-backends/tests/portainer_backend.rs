@@ -83,7 +83,7 @@ async fn availability_says_why_portainer_cannot_be_used() {
     // A call made anyway fails with Portainer's answer, not a hang or a panic.
     let err = b.list().await.unwrap_err();
     assert!(
-        matches!(&err, BackendError::Runtime { message } if message.contains("401")),
+        matches!(&err, BackendError::Runtime { message, .. } if message.contains("401")),
         "{err}"
     );
 

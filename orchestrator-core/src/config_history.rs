@@ -25,17 +25,17 @@ pub const MAX_KEY_PREFIXES: usize = 10;
 
 // === errors ===
 
-/// Why a rollback was refused (docs/COMPATIBILITY.md#rollback).
-/// [`RollbackError::status_code`] gives the HTTP code.
+/// Why a rollback was refused (docs/COMPATIBILITY.md#rollback): an invalid request
+/// (nothing to roll back, a bad target) or a missing version.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RollbackError {
-    /// There is no earlier version: the current version is 0 or 1. HTTP 400.
+    /// There is no earlier version: the current version is 0 or 1.
     #[error("nothing to roll back: current configuration version is {current}")]
     NothingToRollBack {
         /// The current version (0 when none was ever saved).
         current: u64,
     },
-    /// The target is 0 or not older than the current version. HTTP 400.
+    /// The target is 0 or not older than the current version.
     #[error("invalid rollback target {target}: must be between 1 and {}", current.saturating_sub(1))]
     InvalidTarget {
         /// The requested (or defaulted) target.
@@ -43,7 +43,7 @@ pub enum RollbackError {
         /// The current version.
         current: u64,
     },
-    /// The target version is not in the history (expired or pruned). HTTP 404.
+    /// The target version is not in the history (expired or pruned).
     #[error("configuration version {version} not found (expired or pruned)")]
     NotFound {
         /// The missing version.
@@ -51,29 +51,12 @@ pub enum RollbackError {
     },
 }
 
-impl RollbackError {
-    /// The HTTP status the API answers with: 400 for a bad request, 404 for a missing version.
-    pub fn status_code(&self) -> u16 {
-        match self {
-            RollbackError::NothingToRollBack { .. } | RollbackError::InvalidTarget { .. } => 400,
-            RollbackError::NotFound { .. } => 404,
-        }
-    }
-}
-
-/// A configuration version that does not exist (never saved, expired or pruned). HTTP 404.
+/// A configuration version that does not exist (never saved, expired or pruned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("configuration version {version} not found")]
 pub struct VersionNotFound {
     /// The missing version.
     pub version: u64,
-}
-
-impl VersionNotFound {
-    /// The HTTP status the API answers with (404).
-    pub fn status_code(&self) -> u16 {
-        404
-    }
 }
 
 // === rollback rules (docs/COMPATIBILITY.md#rollback), shared with the store port ===

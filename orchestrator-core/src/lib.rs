@@ -17,6 +17,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config_history;
+pub mod error_source;
 pub mod events;
 pub mod health;
 pub mod layer;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use orchestrator_core::Timestamp;
+use orchestrator_core::error_source::ErrorSource;
 
 use crate::config::{ConfigError, PoolConfig, PoolType};
 use crate::model::{
@@ -86,9 +87,31 @@ pub enum LeaseError {
     /// may not have happened (callers retry idempotent ones).
     #[error("lease store unavailable: {message}")]
     Unavailable {
-        /// What went wrong.
+        /// What went wrong, with the client's text.
         message: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
+}
+
+impl LeaseError {
+    /// [`LeaseError::Unavailable`] without a foreign cause.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        LeaseError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`LeaseError::Unavailable`] caused by the client error `source` (quoted as the
+    /// message).
+    pub fn unavailable_from(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        LeaseError::Unavailable {
+            message: source.to_string(),
+            source: Some(ErrorSource::new(source)),
+        }
+    }
 }
 
 /// A request for a worker.

@@ -26,12 +26,13 @@ use orchestrator_core::api::{ApiError, FieldError, Validate};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::orchestrator::service::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use crate::orchestrator::service::{Answer, OrchestratorService, ServiceResult};
 
 pub mod auth;
 mod config;
 mod containers;
 mod deploy;
+pub mod error_status;
 pub mod events;
 mod health;
 pub mod liveness;
@@ -200,7 +201,7 @@ fn body_error(field: Option<String>, e: &serde_json::Error) -> ApiError {
 pub fn respond<T: Serialize>(result: ServiceResult<T>) -> Response {
     match result {
         Ok(Answer { status, body }) => json_response(status, &body),
-        Err(ServiceError { status, body }) => json_response(status, &body),
+        Err(e) => json_response(e.status(), &e.body),
     }
 }
 
@@ -232,6 +233,8 @@ pub fn json_response<T: Serialize + ?Sized>(status: u16, body: &T) -> Response {
 mod tests {
     use orchestrator_core::api::{AcquireProcessorRequest, DeployRequest, TeardownRequest};
 
+    use crate::orchestrator::service::{ErrorKind, ServiceError};
+
     use super::*;
 
     async fn body_json(r: Response) -> (u16, serde_json::Value) {
@@ -252,8 +255,15 @@ mod tests {
         ))))
         .await;
         assert_eq!((s, b), (500, serde_json::json!({"success": false})));
-        for status in [400, 404, 409, 429, 500, 503] {
-            let r = respond::<()>(Err(ServiceError::new(status, "nope")));
+        for (kind, status) in [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Busy, 429),
+            (ErrorKind::Internal, 500),
+            (ErrorKind::Unavailable, 503),
+        ] {
+            let r = respond::<()>(Err(ServiceError::of(kind, "nope")));
             assert_eq!(
                 r.headers()[header::CONTENT_TYPE],
                 "application/json",
@@ -262,7 +272,7 @@ mod tests {
             let (s, b) = body_json(r).await;
             assert_eq!((s, b), (status, serde_json::json!({"error": "nope"})));
         }
-        let (s, _) = body_json(respond::<()>(Err(ServiceError::new(42, "bad status")))).await;
+        let (s, _) = body_json(json_response(42, &ApiError::new("bad status"))).await;
         assert_eq!(s, 500, "an invalid status becomes 500");
     }
 

@@ -267,9 +267,7 @@ impl DockerNodes {
     pub async fn resolve_node_redis_url(&self) -> Result<String, BackendError> {
         let (url, configured) = match &self.bus {
             NodeBus::Memory => {
-                return Err(BackendError::Unavailable {
-                    reason: NO_REDIS_REASON.to_owned(),
-                });
+                return Err(BackendError::unavailable(NO_REDIS_REASON.to_owned()));
             }
             NodeBus::Redis { url, node_url } => (url, node_url.as_deref()),
         };
@@ -287,15 +285,14 @@ impl DockerNodes {
             }
             None => None,
         };
-        let node_url =
-            node_redis_url(url, configured, gateway).ok_or_else(|| BackendError::Runtime {
-                message: format!(
-                    "network {} has no gateway address to reach Redis at {} from the \
+        let node_url = node_redis_url(url, configured, gateway).ok_or_else(|| {
+            BackendError::runtime(format!(
+                "network {} has no gateway address to reach Redis at {} from the \
                      containers; set ORCHESTRATOR_NODE_REDIS_URL",
-                    self.inner.config().network,
-                    redact(url)
-                ),
-            })?;
+                self.inner.config().network,
+                redact(url)
+            ))
+        })?;
         if let Some(addr) = ip_address(&node_url) {
             let reachable =
                 tokio::time::timeout(REDIS_CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr))
@@ -305,16 +302,14 @@ impl DockerNodes {
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {REDIS_CHECK_TIMEOUT:?}"),
                 };
-                return Err(BackendError::Runtime {
-                    message: format!(
-                        "containers would reach Redis at {addr} ({}), but nothing \
+                return Err(BackendError::runtime(format!(
+                    "containers would reach Redis at {addr} ({}), but nothing \
                          answers there ({why}): make redis-server listen on that address \
                          too (e.g. `--bind 127.0.0.1 {}`), or set ORCHESTRATOR_NODE_REDIS_URL \
                          to an address the containers can reach",
-                        redact(&node_url),
-                        addr.ip()
-                    ),
-                });
+                    redact(&node_url),
+                    addr.ip()
+                )));
             }
         }
         tracing::info!(url = %redact(&node_url), "nodes reach Redis here");

@@ -164,7 +164,7 @@ impl InProcessBackend {
     }
 
     async fn start_replica(&self, d: &Deployed) -> Result<Node, BackendError> {
-        let runtime = |message: String| BackendError::Runtime { message };
+        let runtime = |message: String| BackendError::runtime(message);
         let config = NodeConfig::from_environment(d.environment.clone())
             .map_err(|e| runtime(format!("node {}: {e}", d.deployment.app_id)))?;
         let node = Node::builder(config, self.bus.clone(), Arc::new(self.directory.clone()))

@@ -72,9 +72,7 @@ container_backend! {
             let url = self
                 .node_redis
                 .clone()
-                .map_err(|reason| BackendError::Unavailable {
-                    reason: reason.to_owned(),
-                })?;
+                .map_err(|reason| BackendError::unavailable(reason.to_owned()))?;
             let mut node = node.clone();
             node.environment
                 .entry(NODE_REDIS_VARIABLE.to_owned())

@@ -30,9 +30,7 @@ impl Unoffered {
     }
 
     fn refuse<T>(&self) -> Result<T, BackendError> {
-        Err(BackendError::Unavailable {
-            reason: self.reason.clone(),
-        })
+        Err(BackendError::unavailable(self.reason.clone()))
     }
 }
 

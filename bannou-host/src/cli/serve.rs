@@ -481,7 +481,7 @@ async fn deploy_with_progress(
         tokio::select! {
             done = &mut deploy => {
                 let answer = done.context("the deploy task panicked")?;
-                let answer = answer.map_err(|e| anyhow::anyhow!("{} ({})", e.body.error, e.status))?;
+                let answer = answer.map_err(|e| anyhow::anyhow!("{} ({})", e.body.error, e.status()))?;
                 if answer.status < 300 {
                     // Every node was healthy for the deploy: print the beats this
                     // subscription has not delivered yet (bounded).

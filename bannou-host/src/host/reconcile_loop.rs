@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::control_events::{self, ControlEvent};
-use crate::orchestrator::service::OrchestratorService;
+use orchestrator_core::error_source::Chain;
+
+use crate::orchestrator::service::{ErrorKind, OrchestratorService};
 use crate::orchestrator::stopped;
 
 /// How soon a reconciliation sweep that could not run is tried again.
@@ -29,7 +31,7 @@ pub(super) async fn reconcile_while(
     loop {
         let swept = tokio::select! {
             _ = stopped(&mut pause) => return,
-            outcome = service.reconcile(first, grace) => match service.metrics().reconcile_swept(outcome, |e| e.status) {
+            outcome = service.reconcile(first, grace) => match service.metrics().reconcile_swept(outcome, |e| e.kind == ErrorKind::Conflict) {
                 Ok(sweep) if sweep.is_quiet() => {
                     tracing::debug!(adopted = sweep.adopted.len(), "reconciled: nothing to do");
                     true
@@ -48,12 +50,12 @@ pub(super) async fn reconcile_while(
                     );
                     true
                 }
-                Err(e) if e.status == 409 => {
+                Err(e) if e.kind == ErrorKind::Conflict => {
                     tracing::debug!(error = %e.body.error, "reconciliation skipped");
                     false
                 }
                 Err(e) => {
-                    tracing::error!(error = %e.body.error, "reconciliation failed");
+                    tracing::error!(error = %Chain(&e), "reconciliation failed");
                     false
                 }
             },
@@ -111,12 +113,9 @@ mod tests {
             .await
             .unwrap();
         // The first sweep's listing fails; with no interval the loop still tries again.
-        world.backend.fail_next_call(
-            BackendOperation::List,
-            BackendError::Runtime {
-                message: "engine away".into(),
-            },
-        );
+        world
+            .backend
+            .fail_next_call(BackendOperation::List, BackendError::runtime("engine away"));
         let (pause, paused) = watch::channel(false);
         let task = tokio::spawn(reconcile_while(
             world.service.clone(),

@@ -14,7 +14,7 @@ use orchestrator_routing::resolver::ROUTING_VERSION_METADATA_KEY;
 use tokio::time::Instant;
 
 use super::{Metrics, NodeSeen, lock};
-use crate::orchestrator::service::{ServiceError, ServiceResult};
+use crate::orchestrator::service::{ErrorKind, ServiceError, ServiceResult};
 
 /// A label value from a fixed set or a bounded name.
 pub(super) fn l(v: impl Into<String>) -> String {
@@ -252,8 +252,8 @@ impl Metrics {
         let outcome = match got {
             _ if gone => AcquireOutcome::Cancelled,
             Ok(_) => AcquireOutcome::Granted,
-            Err(e) if e.status == 429 && wait.is_zero() => AcquireOutcome::Exhausted,
-            Err(e) if e.status == 429 => AcquireOutcome::Timeout,
+            Err(e) if e.kind == ErrorKind::Busy && wait.is_zero() => AcquireOutcome::Exhausted,
+            Err(e) if e.kind == ErrorKind::Busy => AcquireOutcome::Timeout,
             Err(_) => AcquireOutcome::Error,
         };
         self.acquire_finished(pool, outcome, begun);
@@ -380,11 +380,12 @@ impl Metrics {
 
     // === control plane ===
 
-    /// A reconciliation sweep ended; returns `result` unchanged.
+    /// A reconciliation sweep ended (`skipped` tells an error that only means another
+    /// lifecycle operation held the lock); returns `result` unchanged.
     pub fn reconcile_swept<E>(
         &self,
         result: Result<crate::orchestrator::service::ReconcileSweep, E>,
-        status_of: impl Fn(&E) -> u16,
+        skipped: impl Fn(&E) -> bool,
     ) -> Result<crate::orchestrator::service::ReconcileSweep, E> {
         let f = &self.0.families;
         let outcome = match &result {
@@ -407,7 +408,7 @@ impl Metrics {
                 }
                 "repaired"
             }
-            Err(e) if status_of(e) == 409 => "skipped",
+            Err(e) if skipped(e) => "skipped",
             Err(_) => "failed",
         };
         f.reconcile_sweeps

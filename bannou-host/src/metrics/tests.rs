@@ -5,7 +5,7 @@ use orchestrator_core::events::BackendType;
 use tokio::time::Instant;
 
 use super::Metrics;
-use crate::orchestrator::service::{Answer, ReconcileSweep, ServiceError};
+use crate::orchestrator::service::{Answer, ErrorKind, ReconcileSweep, ServiceError};
 
 /// The value of the sample `series` (name and labels exactly as encoded).
 fn value(m: &Metrics, series: &str) -> Option<f64> {
@@ -50,7 +50,7 @@ fn deploys_are_counted_by_outcome_and_dry_runs_not_at_all() {
     m.deploy_answered(&keeping, &Ok(answer(false)), announced, now);
     m.deploy_answered(
         &keeping,
-        &Err(ServiceError::new(409, "busy")),
+        &Err(ServiceError::conflict("busy")),
         announced,
         now,
     );
@@ -71,14 +71,14 @@ fn acquires_are_classified_and_unknown_pools_collapse_to_one_label() {
     let m = Metrics::control_plane();
     let now = Instant::now();
     m.pool_load("known", &orchestrator_pools::model::PoolLoad::default());
-    let busy: Result<(), ServiceError> = Err(ServiceError::new(429, "none free"));
+    let busy: Result<(), ServiceError> = Err(ServiceError::busy("none free"));
     m.acquire_answered("known", &Ok(()), Duration::ZERO, false, now);
     m.acquire_answered("known", &busy, Duration::ZERO, false, now);
     m.acquire_answered("known", &busy, Duration::from_secs(1), false, now);
     m.acquire_answered("known", &busy, Duration::from_secs(1), true, now);
     m.acquire_answered(
         "known",
-        &Err::<(), _>(ServiceError::new(503, "store")),
+        &Err::<(), _>(ServiceError::unavailable("store")),
         Duration::ZERO,
         false,
         now,
@@ -106,18 +106,18 @@ fn acquires_are_classified_and_unknown_pools_collapse_to_one_label() {
 #[test]
 fn reconcile_sweeps_count_outcomes_and_repairs() {
     let m = Metrics::control_plane();
-    let status = |e: &ServiceError| e.status;
+    let skipped = |e: &ServiceError| e.kind == ErrorKind::Conflict;
     let quiet = ReconcileSweep::default();
     let repaired = ReconcileSweep {
         redeployed: vec!["a".into(), "b".into()],
         removed: vec!["c".into()],
         ..ReconcileSweep::default()
     };
-    assert_eq!(m.reconcile_swept(Ok(quiet.clone()), status), Ok(quiet));
-    m.reconcile_swept(Ok(repaired), status).unwrap();
-    m.reconcile_swept(Err(ServiceError::new(409, "deploying")), status)
+    assert_eq!(m.reconcile_swept(Ok(quiet.clone()), skipped), Ok(quiet));
+    m.reconcile_swept(Ok(repaired), skipped).unwrap();
+    m.reconcile_swept(Err(ServiceError::conflict("deploying")), skipped)
         .unwrap_err();
-    m.reconcile_swept(Err(ServiceError::new(500, "backend")), status)
+    m.reconcile_swept(Err(ServiceError::internal("backend")), skipped)
         .unwrap_err();
     for outcome in ["quiet", "repaired", "skipped", "failed"] {
         let series = format!("bannou_orchestrator_reconcile_sweeps_total{{outcome=\"{outcome}\"}}");
@@ -163,7 +163,7 @@ fn recent_acquire_latency_is_a_bounded_window_of_granted_acquires_per_configured
     let m = Metrics::control_plane();
     m.pool_load("known", &orchestrator_pools::model::PoolLoad::default());
     assert_eq!(m.recent_acquire_ms("known"), None, "nothing granted yet");
-    let busy: Result<(), ServiceError> = Err(ServiceError::new(429, "none free"));
+    let busy: Result<(), ServiceError> = Err(ServiceError::busy("none free"));
     let long_ago = Instant::now() - Duration::from_secs(10);
     // A refusal and an unknown pool's grant are not in the window.
     m.acquire_answered("known", &busy, Duration::from_secs(1), false, long_ago);

@@ -597,12 +597,10 @@ impl ContainerBackend for DockerBackend {
 
     async fn deploy_node(&self, node: &NodeDeployment) -> Result<DeployedNode, BackendError> {
         if !valid_app_id(&node.app_id) {
-            return Err(BackendError::Runtime {
-                message: format!(
-                    "app-id '{}' cannot name a Docker container ([A-Za-z0-9][A-Za-z0-9_.-]*)",
-                    node.app_id
-                ),
-            });
+            return Err(BackendError::runtime(format!(
+                "app-id '{}' cannot name a Docker container ([A-Za-z0-9][A-Za-z0-9_.-]*)",
+                node.app_id
+            )));
         }
         let replicas = node.replicas.max(1);
         self.check_replicas(replicas)?;
@@ -754,7 +752,7 @@ impl ContainerBackend for DockerBackend {
             let inspected = match self.inspect(&r.id).await {
                 Ok(x) => x,
                 // Removed between list and inspect: not part of the node any more.
-                Err(BackendError::Runtime { message }) if message.contains("(404)") => continue,
+                Err(BackendError::Runtime { message, .. }) if message.contains("(404)") => continue,
                 Err(e) => return Err(e),
             };
             let state = inspected.state.unwrap_or_default();

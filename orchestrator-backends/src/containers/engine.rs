@@ -41,8 +41,8 @@ pub fn connect(host: Option<&str>) -> Result<Docker, BackendError> {
         None => Docker::connect_with_local_defaults(),
         Some(h) => Docker::connect_with_host(h),
     };
-    result.map_err(|e| BackendError::Unavailable {
-        reason: format!("cannot create a Docker client: {e}"),
+    result.map_err(|e| {
+        BackendError::unavailable_from(format!("cannot create a Docker client: {e}"), e)
     })
 }
 
@@ -67,20 +67,19 @@ pub(crate) fn map_err(e: DockerError) -> BackendError {
     match e {
         DockerError::DockerResponseServerError {
             status_code,
-            message,
-        } => BackendError::Runtime {
-            message: format!("Docker API error ({status_code}): {message}"),
-        },
+            ref message,
+        } => {
+            let text = format!("Docker API error ({status_code}): {message}");
+            BackendError::runtime_from(text, e)
+        }
         DockerError::JsonDataError { .. }
         | DockerError::JsonSerdeError { .. }
         | DockerError::APIVersionParseError {}
         | DockerError::DockerStreamError { .. }
-        | DockerError::DockerContainerWaitError { .. } => BackendError::Runtime {
-            message: e.to_string(),
-        },
-        other => BackendError::Unavailable {
-            reason: other.to_string(),
-        },
+        | DockerError::DockerContainerWaitError { .. } => {
+            BackendError::runtime_from(e.to_string(), e)
+        }
+        other => BackendError::unavailable_from(other.to_string(), other),
     }
 }
 
@@ -98,7 +97,9 @@ pub(crate) fn seconds(d: Duration) -> i32 {
 /// Why the engine is unusable, from the error of its first request.
 pub(crate) fn unreachable(e: DockerError) -> Availability {
     let reason = match map_err(e) {
-        BackendError::Unavailable { reason } => format!("Docker socket not accessible: {reason}"),
+        BackendError::Unavailable { reason, .. } => {
+            format!("Docker socket not accessible: {reason}")
+        }
         other => format!("Docker API error: {other}"),
     };
     Availability::unavailable(reason)
@@ -231,12 +232,10 @@ pub(crate) async fn local_image(
 ) -> Result<ImageInspect, BackendError> {
     match docker.inspect_image(image).await {
         Ok(i) => Ok(i),
-        Err(e) if is_status(&e, 404) => Err(BackendError::Runtime {
-            message: format!(
-                "Docker image '{image}' not found locally. Build it with \
+        Err(e) if is_status(&e, 404) => Err(BackendError::runtime(format!(
+            "Docker image '{image}' not found locally. Build it with \
                  scripts/build-image.sh (bannou-host image build) before deploying{hint}."
-            ),
-        }),
+        ))),
         Err(e) => Err(map_err(e)),
     }
 }
@@ -342,13 +341,11 @@ impl OurNetwork {
         let _guard = self.lock.lock().await;
         if let Some((info, driver)) = self.inspect(docker).await? {
             if self.driver_required && driver != self.driver {
-                return Err(BackendError::Runtime {
-                    message: format!(
-                        "network {} exists as a {driver} network; Swarm services need an \
+                return Err(BackendError::runtime(format!(
+                    "network {} exists as a {driver} network; Swarm services need an \
                          {} network (set another network name)",
-                        info.name, self.driver
-                    ),
-                });
+                    info.name, self.driver
+                )));
             }
             return Ok(info);
         }
@@ -364,12 +361,9 @@ impl OurNetwork {
             ..Default::default()
         };
         docker.create_network(request).await.map_err(map_err)?;
-        let (mut info, _) = self
-            .inspect(docker)
-            .await?
-            .ok_or_else(|| BackendError::Runtime {
-                message: format!("network {} vanished after creation", self.name),
-            })?;
+        let (mut info, _) = self.inspect(docker).await?.ok_or_else(|| {
+            BackendError::runtime(format!("network {} vanished after creation", self.name))
+        })?;
         info.created = true;
         Ok(info)
     }
@@ -592,9 +586,19 @@ pub(crate) mod tests {
             status_code: 500,
             message: "boom".into(),
         });
-        assert!(matches!(e, BackendError::Runtime { message } if message.contains("boom")));
+        assert!(matches!(&e, BackendError::Runtime { message, .. } if message.contains("boom")));
+        let cause = std::error::Error::source(&e).expect("the engine's error is kept");
+        assert!(cause.downcast_ref::<DockerError>().is_some(), "{cause:?}");
         let e = map_err(DockerError::SocketNotFoundError("/x".into()));
         assert!(matches!(e, BackendError::Unavailable { .. }));
+        let cause = std::error::Error::source(&e).expect("the engine's error is kept");
+        assert!(
+            matches!(
+                cause.downcast_ref::<DockerError>(),
+                Some(DockerError::SocketNotFoundError(_))
+            ),
+            "{cause:?}"
+        );
     }
 
     #[test]

@@ -157,11 +157,9 @@ pub async fn client_config(config: &KubernetesConfig) -> Result<kube::Config, Ba
             || "the default kubeconfig".to_owned(),
             |p| format!("kubeconfig {}", p.display()),
         );
-        BackendError::Unavailable {
-            reason: format!(
-                "No Kubernetes credentials found: not in a cluster ({in_cluster}); {which}: {e}"
-            ),
-        }
+        BackendError::unavailable(format!(
+            "No Kubernetes credentials found: not in a cluster ({in_cluster}); {which}: {e}"
+        ))
     })
 }
 
@@ -229,7 +227,7 @@ impl fmt::Display for What<'_> {
 /// `Unavailable`.
 fn map_kube(e: kube::Error, what: &What<'_>, app_id: Option<&AppId>) -> BackendError {
     match e {
-        kube::Error::Api(status) => {
+        kube::Error::Api(ref status) => {
             let detail = format!(
                 "HTTP {} {}: {}",
                 status.code,
@@ -248,21 +246,23 @@ fn map_kube(e: kube::Error, what: &What<'_>, app_id: Option<&AppId>) -> BackendE
                 (404, Some(app)) => BackendError::NotFound {
                     app_id: app.clone(),
                 },
-                _ => BackendError::Runtime {
-                    message: format!("Kubernetes API refused to {what}: {detail}"),
-                },
+                _ => BackendError::runtime_from(
+                    format!("Kubernetes API refused to {what}: {detail}"),
+                    e,
+                ),
             }
         }
         kube::Error::SerdeError(_)
         | kube::Error::BuildRequest(_)
         | kube::Error::FromUtf8(_)
         | kube::Error::LinesCodecMaxLineLengthExceeded
-        | kube::Error::HttpError(_) => BackendError::Runtime {
-            message: format!("Kubernetes API call failed ({what}): {e}"),
-        },
-        other => BackendError::Unavailable {
-            reason: format!("Kubernetes API server not reachable ({what}): {other}"),
-        },
+        | kube::Error::HttpError(_) => {
+            BackendError::runtime_from(format!("Kubernetes API call failed ({what}): {e}"), e)
+        }
+        other => BackendError::unavailable_from(
+            format!("Kubernetes API server not reachable ({what}): {other}"),
+            other,
+        ),
     }
 }
 
@@ -317,8 +317,11 @@ impl KubernetesBackend {
     ) -> Result<Self, BackendError> {
         crate::http::install_crypto_provider();
         let url = kube_config.cluster_url.to_string();
-        let client = Client::try_from(kube_config).map_err(|e| BackendError::Unavailable {
-            reason: format!("cannot create a Kubernetes client for {url}: {e}"),
+        let client = Client::try_from(kube_config).map_err(|e| {
+            BackendError::unavailable_from(
+                format!("cannot create a Kubernetes client for {url}: {e}"),
+                e,
+            )
         })?;
         let mut backend = KubernetesBackend::new(client, config);
         backend.cluster_url = Some(url);
@@ -351,9 +354,7 @@ impl KubernetesBackend {
     /// The objects a deploy of `node` applies (the same [`node_objects`] the manifests
     /// command prints).
     pub fn objects(&self, node: &NodeDeployment) -> Result<NodeObjects, BackendError> {
-        node_objects(node, &self.config).map_err(|e| BackendError::Runtime {
-            message: e.to_string(),
-        })
+        node_objects(node, &self.config).map_err(|e| BackendError::runtime(e.to_string()))
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -544,12 +545,10 @@ impl KubernetesBackend {
         let wait = await_condition(self.deployments(), &name, rolled_out);
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BackendError::Unavailable {
-                reason: format!(
-                    "watching Deployment {}/{name} failed: {e}",
-                    self.config.namespace
-                ),
-            }),
+            Ok(Err(e)) => Err(BackendError::unavailable(format!(
+                "watching Deployment {}/{name} failed: {e}",
+                self.config.namespace
+            ))),
             Err(_) => {
                 let why = match (self.find_one(app_id).await, self.node_pods(app_id).await) {
                     (Ok(d), Ok(pods)) => state::failure(&d, &pods).unwrap_or_else(|| {
@@ -561,13 +560,11 @@ impl KubernetesBackend {
                     }),
                     (Err(e), _) | (_, Err(e)) => e.to_string(),
                 };
-                Err(BackendError::Runtime {
-                    message: format!(
-                        "Deployment {}/{name} not available after {}s: {why}",
-                        self.config.namespace,
-                        secs(timeout)
-                    ),
-                })
+                Err(BackendError::runtime(format!(
+                    "Deployment {}/{name} not available after {}s: {why}",
+                    self.config.namespace,
+                    secs(timeout)
+                )))
             }
         }
     }
@@ -639,7 +636,7 @@ impl ContainerBackend for KubernetesBackend {
             },
             Err(e) => {
                 let reason = match map_kube(e, &self.what("read", "version", ""), None) {
-                    BackendError::Unavailable { reason } => reason,
+                    BackendError::Unavailable { reason, .. } => reason,
                     other => other.to_string(),
                 };
                 Availability::unavailable(reason)

@@ -83,13 +83,13 @@ impl PortainerConfig {
 
     /// The base URL without a trailing slash, checked by [`check_base_url`].
     fn base(&self) -> Result<&str, BackendError> {
-        let base = check_base_url(&self.url).map_err(|why| BackendError::Unavailable {
-            reason: format!("ORCHESTRATOR_PORTAINER_URL {:?}: {why}", self.url),
+        let base = check_base_url(&self.url).map_err(|why| {
+            BackendError::unavailable(format!("ORCHESTRATOR_PORTAINER_URL {:?}: {why}", self.url))
         })?;
         if self.endpoint_id == 0 {
-            return Err(BackendError::Unavailable {
-                reason: "ORCHESTRATOR_PORTAINER_ENDPOINT_ID must be at least 1".to_owned(),
-            });
+            return Err(BackendError::unavailable(
+                "ORCHESTRATOR_PORTAINER_ENDPOINT_ID must be at least 1",
+            ));
         }
         Ok(base)
     }
@@ -113,10 +113,12 @@ impl PortainerConfig {
             .as_deref()
             .filter(|k| !k.is_empty())
             .map(|k| {
-                let mut v = HeaderValue::from_str(k).map_err(|_| BackendError::Unavailable {
-                    reason: "ORCHESTRATOR_PORTAINER_API_KEY holds characters a header cannot \
+                let mut v = HeaderValue::from_str(k).map_err(|_| {
+                    BackendError::unavailable(
+                        "ORCHESTRATOR_PORTAINER_API_KEY holds characters a header cannot \
                               carry"
-                        .to_owned(),
+                            .to_owned(),
+                    )
                 })?;
                 v.set_sensitive(true);
                 Ok(v)
@@ -149,8 +151,11 @@ pub fn proxy_client(config: &PortainerConfig) -> Result<Docker, BackendError> {
     let key = config.key_header()?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
-        .map_err(|e| BackendError::Unavailable {
-            reason: format!("no TLS root certificates for Portainer: {e}"),
+        .map_err(|e| {
+            BackendError::unavailable_from(
+                format!("no TLS root certificates for Portainer: {e}"),
+                e,
+            )
         })?
         .https_or_http()
         .enable_http1()
@@ -182,11 +187,11 @@ pub fn proxy_client(config: &PortainerConfig) -> Result<Docker, BackendError> {
         seconds,
         API_DEFAULT_VERSION,
     )
-    .map_err(|e| BackendError::Unavailable {
-        reason: format!(
+    .map_err(|e| {
+        BackendError::unavailable(format!(
             "cannot create a client for Portainer at {}: {e}",
             config.url
-        ),
+        ))
     })
 }
 
@@ -221,11 +226,9 @@ impl PortainerApi {
     /// The API of `config`.
     pub fn new(config: &PortainerConfig) -> Result<Self, BackendError> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| BackendError::Unavailable {
-                reason: format!("cannot create an HTTP client: {e}"),
-            })?;
+        let http = reqwest::Client::builder().build().map_err(|e| {
+            BackendError::unavailable_from(format!("cannot create an HTTP client: {e}"), e)
+        })?;
         Ok(PortainerApi {
             http,
             status_url: config.status_url()?,
@@ -330,7 +333,7 @@ mod tests {
         for bad in ["", "portainer:9000", "ftp://x", "http://", "http:///x"] {
             let e = PortainerConfig::new(bad).proxy_prefix().unwrap_err();
             assert!(
-                matches!(&e, BackendError::Unavailable { reason } if reason.contains("ORCHESTRATOR_PORTAINER_URL")),
+                matches!(&e, BackendError::Unavailable { reason, .. } if reason.contains("ORCHESTRATOR_PORTAINER_URL")),
                 "{bad}: {e}"
             );
         }

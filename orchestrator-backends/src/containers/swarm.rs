@@ -307,9 +307,9 @@ impl SwarmBackend {
         }
         let hint = ", or turn off local image pinning to let Swarm pull it";
         let found = engine::local_image(&self.docker, image, hint).await?;
-        found.id.ok_or_else(|| BackendError::Runtime {
-            message: format!("Docker image '{image}' has no id"),
-        })
+        found
+            .id
+            .ok_or_else(|| BackendError::runtime(format!("Docker image '{image}' has no id")))
     }
 
     fn check_replicas(&self, replicas: u32) -> Result<(), BackendError> {
@@ -505,13 +505,11 @@ impl ContainerBackend for SwarmBackend {
             || !valid_app_id(&AppId::new(name.clone()))
             || name.len() > MAX_SERVICE_NAME
         {
-            return Err(BackendError::Runtime {
-                message: format!(
-                    "service name '{name}' (bannou-{{serviceName}}-{{appId}}) is not a valid \
+            return Err(BackendError::runtime(format!(
+                "service name '{name}' (bannou-{{serviceName}}-{{appId}}) is not a valid \
                      Swarm service name ([A-Za-z0-9][A-Za-z0-9_.-]*, at most \
                      {MAX_SERVICE_NAME} characters)"
-                ),
-            });
+            )));
         }
         let replicas = node.replicas.max(1);
         self.check_replicas(replicas)?;

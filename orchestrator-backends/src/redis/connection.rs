@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use orchestrator_core::error_source::ErrorSource;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -130,6 +131,9 @@ pub enum ConnectError {
         url: String,
         /// What failed.
         message: String,
+        /// The client's error (none when the timeout ran out first).
+        #[source]
+        source: Option<RedisError>,
     },
 }
 
@@ -229,8 +233,11 @@ impl Endpoint {
         Ok(Endpoint { url, certs, config })
     }
 
-    fn unreachable(&self, message: impl std::fmt::Display) -> ConnectError {
-        let mut message = message.to_string();
+    fn unreachable(&self, e: RedisError) -> ConnectError {
+        self.unreachable_because(e.to_string(), Some(e))
+    }
+
+    fn unreachable_because(&self, mut message: String, source: Option<RedisError>) -> ConnectError {
         let lower = message.to_ascii_lowercase();
         if !self.url.tls
             && [
@@ -249,6 +256,7 @@ impl Endpoint {
         ConnectError::Unreachable {
             url: self.url.to_string(),
             message,
+            source,
         }
     }
 
@@ -587,7 +595,9 @@ impl RedisConnection {
         let manager = match tokio::time::timeout(limit, connecting).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(endpoint.unreachable(format!("timed out after {limit:?}"))),
+            Err(_) => {
+                return Err(endpoint.unreachable_because(format!("timed out after {limit:?}"), None));
+            }
         };
         Ok(RedisConnection { endpoint, manager })
     }
@@ -649,21 +659,29 @@ pub(crate) enum CallFailure {
         key: String,
         /// What is wrong with it.
         message: String,
+        /// The client's error, when it reported one.
+        source: Option<ErrorSource>,
     },
     /// Not served; `message` names the key when there is one.
     Unavailable {
         /// What failed.
         message: String,
+        /// The client's error, when it reported one (none for a timeout).
+        source: Option<ErrorSource>,
     },
 }
 
 impl CallError {
     /// Classifies a failed call about `key` (see [`CallFailure`]).
     pub(crate) fn classify(self, key: &str) -> CallFailure {
-        let CallError::Redis(err) = &self else {
-            return CallFailure::Unavailable {
-                message: self.to_string(),
-            };
+        let err = match self {
+            CallError::Redis(err) => err,
+            timed_out @ CallError::TimedOut(_) => {
+                return CallFailure::Unavailable {
+                    message: timed_out.to_string(),
+                    source: None,
+                };
+            }
         };
         if err.code() == Some("CORRUPT") {
             let detail = err.detail().unwrap_or_default();
@@ -671,6 +689,7 @@ impl CallError {
             return CallFailure::Corrupt {
                 key: key.to_owned(),
                 message: message.to_owned(),
+                source: Some(ErrorSource::new(err)),
             };
         }
         let corrupt = err.code() == Some("WRONGTYPE")
@@ -682,10 +701,12 @@ impl CallError {
             CallFailure::Corrupt {
                 key: key.to_owned(),
                 message: err.to_string(),
+                source: Some(ErrorSource::new(err)),
             }
         } else {
             CallFailure::Unavailable {
                 message: format!("`{key}`: {err}"),
+                source: Some(ErrorSource::new(err)),
             }
         }
     }

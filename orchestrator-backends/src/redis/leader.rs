@@ -161,6 +161,7 @@ impl RedisLeaderElection {
         let remaining = u64::try_from(pttl).map_err(|_| LeaderError::Corrupt {
             key: self.keys.lease.clone(),
             message: format!("the lease has no expiry (PTTL {pttl})"),
+            source: None,
         })?;
         Ok(Leadership {
             holder,
@@ -225,7 +226,17 @@ impl LeaderElection for RedisLeaderElection {
 
 fn leader_error(key: &str, e: CallError) -> LeaderError {
     match e.classify(key) {
-        CallFailure::Corrupt { key, message } => LeaderError::Corrupt { key, message },
-        CallFailure::Unavailable { message } => LeaderError::Unavailable { message },
+        CallFailure::Corrupt {
+            key,
+            message,
+            source,
+        } => LeaderError::Corrupt {
+            key,
+            message,
+            source,
+        },
+        CallFailure::Unavailable { message, source } => {
+            LeaderError::Unavailable { message, source }
+        }
     }
 }

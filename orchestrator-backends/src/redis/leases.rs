@@ -465,13 +465,11 @@ impl std::fmt::Debug for RedisLeaseStore {
 }
 
 fn unavailable(message: impl Into<String>) -> LeaseError {
-    LeaseError::Unavailable {
-        message: message.into(),
-    }
+    LeaseError::unavailable(message)
 }
 
 fn redis_err(e: redis::RedisError) -> LeaseError {
-    unavailable(e.to_string())
+    LeaseError::unavailable_from(e)
 }
 
 /// Milliseconds since the epoch, as the scripts store them.
@@ -665,7 +663,7 @@ impl RedisLeaseStore {
             ..RedisConfig::new(url)
         })
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| LeaseError::unavailable_from(e))?;
         let mut conn = redis.manager();
         let library = match config.scripting {
             Scripting::Eval => None,

@@ -422,10 +422,10 @@ impl RedisStore {
         let mut out = BTreeMap::new();
         for pair in flat.chunks(2) {
             let [member, raw] = pair else {
-                return Err(StoreError::Corrupt {
-                    key: index.to_owned(),
-                    message: "listing returned an odd number of items".to_owned(),
-                });
+                return Err(StoreError::corrupt(
+                    index,
+                    "listing returned an odd number of items",
+                ));
             };
             let member = String::from_utf8_lossy(member).into_owned();
             let key = format!("{record_prefix}{member}");
@@ -590,9 +590,8 @@ impl OrchestratorStore for RedisStore {
             .arg(ttl_millis(history_ttl))
             .arg(rest);
         let (saved, version): (i64, i64) = self.run(&k.cfg_version, inv).await?;
-        let version = u64::try_from(version).map_err(|_| StoreError::Corrupt {
-            key: k.cfg_version.clone(),
-            message: format!("negative version {version}"),
+        let version = u64::try_from(version).map_err(|_| {
+            StoreError::corrupt(k.cfg_version.clone(), format!("negative version {version}"))
         })?;
         if saved == 1 {
             Ok(version)
@@ -668,10 +667,8 @@ impl OrchestratorStore for RedisStore {
     async fn latest_config_version(&self) -> Result<u64, StoreError> {
         let key = &self.keys.cfg_version;
         let v = self.read_counter(key).await?;
-        u64::try_from(v).map_err(|_| StoreError::Corrupt {
-            key: key.clone(),
-            message: format!("negative version {v}"),
-        })
+        u64::try_from(v)
+            .map_err(|_| StoreError::corrupt(key.clone(), format!("negative version {v}")))
     }
 
     async fn mark_config_stable(&self, version: u64) -> Result<bool, StoreError> {
@@ -746,10 +743,7 @@ fn encode<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreErr
 }
 
 fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        key: key.to_owned(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(raw).map_err(|e| StoreError::corrupt_from(key, e))
 }
 
 /// A version counter: `{"Version":n}` (docs/COMPATIBILITY.md#keys-and-records) or a plain integer.
@@ -773,8 +767,16 @@ fn parse_version(key: &str, raw: &[u8]) -> Result<i64, StoreError> {
 /// `Unavailable`.
 fn store_error(key: &str, e: CallError) -> StoreError {
     match e.classify(key) {
-        CallFailure::Corrupt { key, message } => StoreError::Corrupt { key, message },
-        CallFailure::Unavailable { message } => StoreError::Unavailable { message },
+        CallFailure::Corrupt {
+            key,
+            message,
+            source,
+        } => StoreError::Corrupt {
+            key,
+            message,
+            source,
+        },
+        CallFailure::Unavailable { message, source } => StoreError::Unavailable { message, source },
     }
 }
 

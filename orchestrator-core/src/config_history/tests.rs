@@ -114,7 +114,6 @@ fn rollback_rejects_when_nothing_to_roll_back() {
     let mut h = ConfigHistory::new();
     let e = h.rollback(None, t(1)).unwrap_err();
     assert_eq!(e, RollbackError::NothingToRollBack { current: 0 });
-    assert_eq!(e.status_code(), 400);
     h.save(cfg(&[], &[]), t(1));
     let e = h.rollback(Some(1), t(2)).unwrap_err();
     assert_eq!(e, RollbackError::NothingToRollBack { current: 1 });
@@ -127,7 +126,6 @@ fn rollback_rejects_invalid_targets() {
     for target in [0, 5, 6, 99] {
         let e = h.rollback(Some(target), t(9)).unwrap_err();
         assert_eq!(e, RollbackError::InvalidTarget { target, current: 5 });
-        assert_eq!(e.status_code(), 400);
     }
     assert_eq!(h.latest_version(), 5);
 }
@@ -140,7 +138,6 @@ fn rollback_to_expired_version_is_not_found() {
     assert_eq!(removed, [1, 2, 3, 4]);
     let e = h.rollback(Some(2), t(5) + DAY).unwrap_err();
     assert_eq!(e, RollbackError::NotFound { version: 2 });
-    assert_eq!(e.status_code(), 404);
     assert_eq!(h.latest_version(), 5);
     assert_eq!(h.current().unwrap().version, 5);
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::api::enums::{
     CleanTarget, ContainerStatusType, LogStreamType, RestartPriority, RestartStrategy, TeardownMode,
 };
+use crate::error_source::ErrorSource;
 use crate::events::BackendType;
 use crate::names::AppId;
 use crate::time::Timestamp;
@@ -187,8 +188,11 @@ pub enum BackendError {
     /// The runtime cannot be reached (socket missing, API down, credentials rejected).
     #[error("backend unavailable: {reason}")]
     Unavailable {
-        /// What failed.
+        /// What failed, with the client's text.
         reason: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// The operation clashes with existing state, e.g. an object with the target name
     /// exists but was not created by the orchestrator, so it is left alone.
@@ -214,7 +218,52 @@ pub enum BackendError {
     Runtime {
         /// The runtime's message.
         message: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
+}
+
+impl BackendError {
+    /// [`BackendError::Unavailable`] without a foreign cause.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        BackendError::Unavailable {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`BackendError::Unavailable`] caused by the client error `source`; `reason` should
+    /// quote it (answers show only the reason).
+    pub fn unavailable_from(
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError::Unavailable {
+            reason: reason.into(),
+            source: Some(ErrorSource::new(source)),
+        }
+    }
+
+    /// [`BackendError::Runtime`] without a foreign cause.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        BackendError::Runtime {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`BackendError::Runtime`] caused by the client error `source`; `message` should
+    /// quote it (answers show only the message).
+    pub fn runtime_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError::Runtime {
+            message: message.into(),
+            source: Some(ErrorSource::new(source)),
+        }
+    }
 }
 
 // === request and result types ===

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::error_source::ErrorSource;
 use crate::time::Timestamp;
 
 /// A live lease: who holds it, its fencing token and when it runs out.
@@ -52,6 +53,9 @@ pub enum LeaderError {
     Unavailable {
         /// What failed.
         message: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// The record under `key` cannot be read (not written by this code).
     #[error("corrupt leader record under `{key}`: {message}")]
@@ -60,6 +64,9 @@ pub enum LeaderError {
         key: String,
         /// What was wrong.
         message: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// An unusable argument: a TTL below 1 ms or an empty candidate id.
     #[error("invalid leader election request: {message}")]

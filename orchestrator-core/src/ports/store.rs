@@ -45,6 +45,7 @@ use crate::config_history::{
     ConfigVersionInfo, RollbackError, RollbackOutcome, RollbackPlan, cleared_configuration,
     version_info,
 };
+use crate::error_source::ErrorSource;
 use crate::names::same_app_id;
 use crate::records::{DeploymentConfiguration, HeartbeatRecord, RoutingRecord};
 use crate::time::Timestamp;
@@ -71,24 +72,30 @@ pub const CLAIM_ROUTE_ATTEMPTS: usize = 3;
 #[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached or refused the command (connection lost, timeout,
-    /// server error). Transient; the API answers 503.
+    /// server error). Transient: the caller may retry.
     #[error("state store unavailable: {message}")]
     Unavailable {
         /// What failed, as the client reported it.
         message: String,
+        /// The client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
-    /// Data under `key` exists but cannot be decoded (bad JSON, wrong shape). The API
-    /// answers 500; the record needs repair or removal.
+    /// Data under `key` exists but cannot be decoded (bad JSON, wrong shape); the record
+    /// needs repair or removal.
     #[error("corrupt data under `{key}`: {message}")]
     Corrupt {
         /// Full store key (`orch:cfg:current`).
         key: String,
         /// Decoder message.
         message: String,
+        /// The decoder's or client's error, when one caused it.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// A compare-and-set lost: the value under `key` was not what the caller expected
     /// (e.g. a config save with a stale expected version, or a route claim that kept
-    /// racing). Nothing was written; the caller may re-read and retry. The API answers 409.
+    /// racing). Nothing was written; the caller may re-read and retry.
     #[error("conflicting update of `{key}`: {message}")]
     Conflict {
         /// Full store key.
@@ -96,8 +103,8 @@ pub enum StoreError {
         /// What was expected versus found.
         message: String,
     },
-    /// The caller passed an unusable argument (a TTL below 1 ms). The API answers 500:
-    /// it is a bug of ours, never of the request.
+    /// The caller passed an unusable argument (a TTL below 1 ms): a bug of the caller's
+    /// code, never of a request.
     #[error("invalid store request: {message}")]
     InvalidInput {
         /// What was wrong.
@@ -106,12 +113,33 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The HTTP status the API answers with (503, 500 or 409; see each variant).
-    pub fn status_code(&self) -> u16 {
-        match self {
-            StoreError::Unavailable { .. } => 503,
-            StoreError::Conflict { .. } => 409,
-            StoreError::Corrupt { .. } | StoreError::InvalidInput { .. } => 500,
+    /// [`StoreError::Unavailable`] without a foreign cause.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Corrupt`] without a foreign cause.
+    pub fn corrupt(key: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            key: key.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Corrupt`] caused by the decoder's error `source` (quoted in the
+    /// message).
+    pub fn corrupt_from(
+        key: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Corrupt {
+            key: key.into(),
+            message: source.to_string(),
+            source: Some(ErrorSource::new(source)),
         }
     }
 }
@@ -129,24 +157,14 @@ pub fn check_ttl(ttl: Duration) -> Result<(), StoreError> {
 /// Why [`OrchestratorStore::rollback_config`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigRollbackError {
-    /// docs/COMPATIBILITY.md#rollback refused the request (400 or 404, see
-    /// [`RollbackError::status_code`]).
+    /// docs/COMPATIBILITY.md#rollback refused the request (an invalid or missing
+    /// target).
     #[error(transparent)]
     Rejected(#[from] RollbackError),
     /// The store failed (docs/COMPATIBILITY.md#rollback step 4: 500 with a `restore_failed`
     /// error event; 503 when the store is unavailable).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl ConfigRollbackError {
-    /// The HTTP status the API answers with.
-    pub fn status_code(&self) -> u16 {
-        match self {
-            ConfigRollbackError::Rejected(e) => e.status_code(),
-            ConfigRollbackError::Store(e) => e.status_code(),
-        }
-    }
 }
 
 /// What [`OrchestratorStore::claim_route`] did (docs/COMPATIBILITY.md#heartbeat-consumption
@@ -389,40 +407,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_map_to_http_statuses() {
-        let m = || String::from("x");
-        assert_eq!(StoreError::Unavailable { message: m() }.status_code(), 503);
-        assert_eq!(
-            StoreError::Corrupt {
-                key: m(),
-                message: m()
-            }
-            .status_code(),
-            500
-        );
-        assert_eq!(
-            StoreError::Conflict {
-                key: m(),
-                message: m()
-            }
-            .status_code(),
-            409
-        );
-        assert_eq!(StoreError::InvalidInput { message: m() }.status_code(), 500);
-        let rejected: ConfigRollbackError = RollbackError::NotFound { version: 3 }.into();
-        assert_eq!(rejected.status_code(), 404);
+    fn rollback_errors_keep_their_meaning() {
         let invalid: ConfigRollbackError = RollbackError::InvalidTarget {
             target: 0,
             current: 2,
         }
         .into();
-        assert_eq!(invalid.status_code(), 400);
-        let store: ConfigRollbackError = StoreError::Unavailable { message: m() }.into();
-        assert_eq!(store.status_code(), 503);
         assert_eq!(
             invalid.to_string(),
             "invalid rollback target 0: must be between 1 and 1"
         );
+        let store: ConfigRollbackError = StoreError::unavailable("x").into();
+        assert!(matches!(
+            store,
+            ConfigRollbackError::Store(StoreError::Unavailable { source: None, .. })
+        ));
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Faulty {
         if self.fail.load(Ordering::SeqCst) {
             return Err(LeaderError::Unavailable {
                 message: "injected".to_owned(),
+                source: None,
             });
         }
         Ok(())

@@ -241,12 +241,8 @@ async fn idle_workers_are_reaped_down_to_min_instances() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_deploy_gives_the_reserved_capacity_back() {
     let (w, config) = world(true, |s| s.min_instances = 1);
-    w.backend.fail_next_call(
-        BackendOperation::Deploy,
-        BackendError::Runtime {
-            message: "no image".into(),
-        },
-    );
+    w.backend
+        .fail_next_call(BackendOperation::Deploy, BackendError::runtime("no image"));
     let r = w.scaler.deploy_pool(config.clone()).await.unwrap();
     assert!(r.started.is_empty());
     assert!(r.errors[0].contains("no image"), "{:?}", r.errors);

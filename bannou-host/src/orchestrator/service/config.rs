@@ -6,11 +6,11 @@ use orchestrator_core::Catalog;
 use orchestrator_core::api::*;
 use orchestrator_core::events::DeploymentAction;
 use orchestrator_core::planner::{self, PlanOptions};
-use orchestrator_core::ports::store::ConfigRollbackError;
 use uuid::Uuid;
 
-use super::errors::store_error;
+use super::errors::{rollback_error, store_error};
 use super::running::config_nodes;
+use super::wave_failure::texts;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 
 impl OrchestratorService {
@@ -38,12 +38,7 @@ impl OrchestratorService {
             .store
             .rollback_config(target, deps.clock.now(), deps.settings.config_history_ttl)
             .await
-            .map_err(|e| match e {
-                ConfigRollbackError::Rejected(r) => {
-                    ServiceError::new(r.status_code(), r.to_string())
-                }
-                ConfigRollbackError::Store(s) => store_error(s),
-            })?;
+            .map_err(rollback_error)?;
         tracing::info!(
             from = outcome.previous_version,
             to = outcome.current_version,
@@ -103,7 +98,7 @@ impl OrchestratorService {
             preset,
             Some(backend.backend_type()),
             exec.started_names(),
-            &exec.failures,
+            &texts(&exec.failures),
         )
         .await;
         if !exec.failures.is_empty() {
@@ -119,7 +114,7 @@ impl OrchestratorService {
             return Err(ServiceError::internal(format!(
                 "configuration version {} restored, but redeploying it failed: {}; {}",
                 outcome.current_version,
-                exec.failures.join("; "),
+                texts(&exec.failures).join("; "),
                 notes.join("; ")
             )));
         }
@@ -214,11 +209,11 @@ mod tests {
     async fn rollback_refusals_follow_spec_11_2() {
         let world = world().await;
         let refused = world.service.rollback(rollback(None)).await.unwrap_err();
-        assert_eq!(refused.status, 400);
+        assert_eq!(refused.status(), 400);
         assert!(world.deploy_preset("split-auth").await.body.success);
         assert!(world.deploy_preset("game-stack").await.body.success);
         let refused = world.service.rollback(rollback(Some(2))).await.unwrap_err();
-        assert_eq!(refused.status, 400);
+        assert_eq!(refused.status(), 400);
         assert_eq!(world.store.latest_config_version().await.unwrap(), 2);
         assert_eq!(world.route("auth"), "stack-auth");
     }

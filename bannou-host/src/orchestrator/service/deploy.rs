@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::config_record::ConfigRecord;
 use super::errors::{library_error, store_error};
+use super::wave_failure::texts;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
 
 /// A validated deploy request, ready to run.
@@ -309,7 +310,8 @@ impl OrchestratorService {
         }
 
         if !exec.failures.is_empty() {
-            let mut notes = exec.failures.clone();
+            let failures = texts(&exec.failures);
+            let mut notes = failures.clone();
             if request.auto_revert {
                 notes.extend(
                     self.revert_after_failure(
@@ -329,7 +331,7 @@ impl OrchestratorService {
             }
             notes.extend(warnings);
             return self
-                .failed(failed, exec.started_names(), &exec.failures, notes)
+                .failed(failed, exec.started_names(), &failures, notes)
                 .await;
         }
 

@@ -19,16 +19,13 @@ impl OrchestratorService {
         what: &str,
     ) -> Result<tokio::sync::OwnedMutexGuard<()>, ServiceError> {
         if let LeaderState::Follower { holder, .. } = self.deps.leader.state() {
-            return Err(ServiceError::new(
-                503,
-                format!(
-                    "cannot {what}: this replica ({}) does not lead the control plane (leader: {}); \
+            return Err(ServiceError::unavailable(format!(
+                "cannot {what}: this replica ({}) does not lead the control plane (leader: {}); \
                      deployments, teardowns, rollbacks and topology updates run on the leader: \
                      send the request there, or retry once a leader is elected",
-                    self.deps.leader.candidate_id(),
-                    holder.as_deref().unwrap_or("unknown"),
-                ),
-            ));
+                self.deps.leader.candidate_id(),
+                holder.as_deref().unwrap_or("unknown"),
+            )));
         }
         let busy = || {
             ServiceError::conflict(format!(

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::AppId;
-use orchestrator_core::api::{ApiError, FieldError};
 use orchestrator_core::ports::bus::EventBus;
 use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_core::time::Clock;
@@ -52,11 +51,13 @@ mod teardown;
 #[cfg(test)]
 pub(crate) mod testing;
 mod topology;
+mod wave_failure;
 #[cfg(test)]
 mod wave_interactions;
 mod waves;
 
 pub use backends::BackendRegistry;
+pub use errors::{ErrorKind, ServiceError};
 pub use reconcile::{ReconcileReport, ReconcileSweep};
 
 /// A successful (or body-carrying) answer: the HTTP status and the response object.
@@ -80,60 +81,6 @@ impl<T> Answer<T> {
     /// `status` with `body`.
     pub fn with_status(status: u16, body: T) -> Self {
         Answer { status, body }
-    }
-}
-
-/// A refused or failed request: the HTTP status and the small error body of D18
-/// (docs/DECISIONS.md#d18) (`{"error": "...", "field": "..."}`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {}", body.error)]
-pub struct ServiceError {
-    /// HTTP status code (400, 404, 409, 429, 500, 503).
-    pub status: u16,
-    /// The error body.
-    pub body: ApiError,
-}
-
-impl ServiceError {
-    /// An error with `status` and `message`.
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ServiceError {
-            status,
-            body: ApiError::new(message),
-        }
-    }
-
-    /// 400 naming the request field at fault.
-    pub fn field(e: FieldError) -> Self {
-        ServiceError {
-            status: 400,
-            body: e.into(),
-        }
-    }
-
-    /// 400.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-
-    /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, message)
-    }
-
-    /// 409.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(409, message)
-    }
-
-    /// 500.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, message)
-    }
-
-    /// 503: a dependency (Redis, the backend) did not answer.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, message)
     }
 }
 

@@ -23,9 +23,9 @@ use crate::orchestrator::pool_events::LeaseGrantedEvent;
 /// Holder recorded on a lease when the request's metadata names none.
 const DEFAULT_HOLDER: &str = "api";
 
-/// 429: no worker could be leased (D3 (docs/DECISIONS.md#d3); upstream answered 500).
+/// Busy: no worker could be leased (429, D3 (docs/DECISIONS.md#d3); upstream answered 500).
 fn no_processor(message: impl Into<String>) -> ServiceError {
-    ServiceError::new(429, message)
+    ServiceError::busy(message)
 }
 
 impl OrchestratorService {
@@ -85,9 +85,9 @@ impl OrchestratorService {
         let lease = match rx.await {
             Ok(got) => got?.take(),
             Err(_) => {
-                return Err(lease_error(LeaseError::Unavailable {
-                    message: "the acquiring task ended without an answer".to_owned(),
-                }));
+                return Err(lease_error(LeaseError::unavailable(
+                    "the acquiring task ended without an answer",
+                )));
             }
         };
         // Wakes the reaper only if this lease expires before its next pass.

@@ -256,10 +256,9 @@ impl OrchestratorService {
         let backend = self
             .recorded_backend(current.as_ref().and_then(|c| c.backend))
             .await?;
-        let listed = backend
-            .list()
-            .await
-            .map_err(|e| ServiceError::new(503, format!("backend cannot list containers: {e}")))?;
+        let listed = backend.list().await.map_err(|e| {
+            ServiceError::unavailable(format!("backend cannot list containers: {e}")).caused_by(e)
+        })?;
         let running = running_or_restarting(&listed, deps.clock.now(), grace);
 
         // 2. The current configuration's nodes: adopt what runs, deploy what does not.

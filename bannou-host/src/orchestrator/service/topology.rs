@@ -509,7 +509,7 @@ mod tests {
             .update_topology(request(json!([])))
             .await
             .unwrap_err();
-        assert_eq!(refused.status, 400);
+        assert_eq!(refused.status(), 400);
         assert_eq!(refused.body.field.as_deref(), Some("changes"));
     }
 }

@@ -77,11 +77,7 @@ fn fails_to_deploy_once(mock: &mut MockContainerBackend, order: &mut Sequence, a
         .withf(move |node| node.app_id == app)
         .times(1)
         .in_sequence(order)
-        .returning(|_| {
-            Err(BackendError::Runtime {
-                message: "image pull failed".to_owned(),
-            })
-        });
+        .returning(|_| Err(BackendError::runtime("image pull failed")));
 }
 
 /// A world whose in-process backend is the mock `script` sets up over the world's fake,

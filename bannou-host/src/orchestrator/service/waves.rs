@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::OrchestratorService;
 use super::routing::route_to;
 use super::running::config_nodes;
+use super::wave_failure::{WaveFailure, WaveFailureKind, texts};
 
 /// How many of a failed node's last log lines its failure message carries.
 pub(super) const FAILURE_LOG_LINES: u32 = 20;
@@ -47,8 +48,8 @@ pub(super) struct Execution {
     pub started: Vec<StartedNode>,
     /// Nodes torn down.
     pub torn_down: Vec<AppId>,
-    /// Per-node failures (`"{node}: {message}"`); empty when every wave succeeded.
-    pub failures: Vec<String>,
+    /// Per-node failures; empty when every wave succeeded.
+    pub failures: Vec<WaveFailure>,
     /// Things that went wrong without failing the run (a teardown or a route write).
     pub warnings: Vec<String>,
     /// What runs now: the starting nodes with every successful action applied (nodes
@@ -114,11 +115,7 @@ impl OrchestratorService {
             // new leader may already be reconciling. Its record stays for that leader.
             if !self.deps.leader.is_leader() {
                 exec.lost_leadership = true;
-                exec.failures.push(format!(
-                    "this replica stopped leading the control plane before wave {}: the \
-                     deploy stopped there, and the leader reconciles it",
-                    wave.index
-                ));
+                exec.failures.push(WaveFailure::lost_leadership(wave.index));
                 tracing::warn!(
                     wave = wave.index,
                     "lost the leadership mid-deploy: stopping"
@@ -145,10 +142,10 @@ impl OrchestratorService {
                 }
             }
             progress
-                .finish(self.deps.bus.as_ref(), &exec.failures)
+                .finish(self.deps.bus.as_ref(), &texts(&exec.failures))
                 .await;
             if !exec.failures.is_empty() {
-                tracing::warn!(wave = wave.index, failures = ?exec.failures, "deployment wave failed");
+                tracing::warn!(wave = wave.index, failures = ?texts(&exec.failures), "deployment wave failed");
                 break;
             }
         }
@@ -251,7 +248,11 @@ impl OrchestratorService {
                         previous_routes.insert(old.app_id, old.routed_services);
                     }
                 }
-                Err(e) => exec.failures.push(format!("{}: {e}", node.name)),
+                Err(e) => exec.failures.push(WaveFailure::new(
+                    node.name,
+                    wave.index,
+                    WaveFailureKind::Deploy(e),
+                )),
             }
         }
         if !exec.failures.is_empty() {
@@ -263,9 +264,13 @@ impl OrchestratorService {
         {
             // Every failed node's logs at once, each read bounded like a status question.
             let limit = self.deps.settings.container_status_poll_interval;
-            let reads = unhealthy.into_iter().map(|(target, message)| async move {
-                let logs = last_log_lines(backend.as_ref(), &target.app_id, limit).await;
-                format!("{message}{logs}")
+            let reads = unhealthy.into_iter().map(|(target, kind)| async move {
+                WaveFailure {
+                    node: Some(target.name.clone()),
+                    wave: wave.index,
+                    kind,
+                    last_log_lines: last_log_lines(backend.as_ref(), &target.app_id, limit).await,
+                }
             });
             exec.failures.extend(futures::future::join_all(reads).await);
             return;
@@ -393,7 +398,7 @@ impl OrchestratorService {
         backend: &'t dyn ContainerBackend,
         wave: usize,
         targets: &'t [WaitTarget],
-    ) -> Result<(), Vec<(&'t WaitTarget, String)>> {
+    ) -> Result<(), Vec<(&'t WaitTarget, WaveFailureKind)>> {
         let timeout = self.deps.settings.wave_timeout;
         let started = tokio::time::Instant::now();
         let deadline = started + timeout;
@@ -401,7 +406,7 @@ impl OrchestratorService {
         // a node that exits at start fails its wave then instead of at the timeout.
         let exit_every = self.deps.settings.container_status_poll_interval;
         let mut next_exit_check = started + exit_every;
-        let mut exit_check: Option<BoxFuture<'t, Vec<(&'t WaitTarget, String)>>> = None;
+        let mut exit_check: Option<BoxFuture<'t, Vec<(&'t WaitTarget, WaveFailureKind)>>> = None;
         let mut changes = self.deps.health.changes();
         let by_name = |name: &str| targets.iter().find(|t| t.name == name);
         loop {
@@ -417,14 +422,7 @@ impl OrchestratorService {
                     .into_iter()
                     .filter_map(|(name, missing)| {
                         let target = by_name(&name)?;
-                        Some((
-                            target,
-                            format!(
-                                "{name}: not healthy within {}s (wave {wave}): {}",
-                                timeout.as_secs_f64(),
-                                missing.join(", ")
-                            ),
-                        ))
+                        Some((target, WaveFailureKind::Unhealthy { timeout, missing }))
                     })
                     .collect());
             }
@@ -434,7 +432,7 @@ impl OrchestratorService {
                     .iter()
                     .filter_map(|(name, _)| by_name(name))
                     .collect();
-                exit_check = Some(Box::pin(exited_targets(backend, wave, asked, exit_every)));
+                exit_check = Some(Box::pin(exited_targets(backend, asked, exit_every)));
             }
             // The next timer: the deadline, or the next exit check when none is running.
             let wake_at = if exit_check.is_some() {
@@ -673,7 +671,7 @@ impl OrchestratorService {
         if !exec.failures.is_empty() {
             notes.push(format!(
                 "Revert to {label} failed: {}",
-                exec.failures.join("; ")
+                texts(&exec.failures).join("; ")
             ));
             return notes;
         }
@@ -715,22 +713,18 @@ async fn health_changed(changes: &mut watch::Receiver<u64>) {
 
 /// Asks the backend about every target at once, each question bounded by `limit` (an
 /// unanswered one counts as "cannot tell"); returns the targets whose process is gone,
-/// with the wave's failure message.
+/// with why.
 async fn exited_targets<'t>(
     backend: &dyn ContainerBackend,
-    wave: usize,
     targets: Vec<&'t WaitTarget>,
     limit: Duration,
-) -> Vec<(&'t WaitTarget, String)> {
+) -> Vec<(&'t WaitTarget, WaveFailureKind)> {
     let questions = targets.into_iter().map(|target| async move {
         let why = tokio::time::timeout(limit, exited_at_start(backend, &target.app_id))
             .await
             .ok()
             .flatten()?;
-        Some((
-            target,
-            format!("{}: exited at start (wave {wave}): {why}", target.name),
-        ))
+        Some((target, WaveFailureKind::Exited { why }))
     });
     futures::future::join_all(questions)
         .await
@@ -755,22 +749,22 @@ async fn exited_at_start(backend: &dyn ContainerBackend, app_id: &AppId) -> Opti
     }
 }
 
-/// `"; last log lines:\n  ..."` with the node's last [`FAILURE_LOG_LINES`] log lines, or
-/// nothing when there are none or the backend cannot read them within `limit`.
-async fn last_log_lines(backend: &dyn ContainerBackend, app_id: &AppId, limit: Duration) -> String {
+/// The node's last [`FAILURE_LOG_LINES`] log lines, or none when there are none or the
+/// backend cannot read them within `limit`.
+async fn last_log_lines(
+    backend: &dyn ContainerBackend,
+    app_id: &AppId,
+    limit: Duration,
+) -> Vec<String> {
     let query = orchestrator_core::ports::backend::LogQuery {
         tail: Some(FAILURE_LOG_LINES),
         ..Default::default()
     };
     match tokio::time::timeout(limit, backend.logs(app_id, &query)).await {
-        Ok(Ok(lines)) if !lines.is_empty() => {
-            let mut out = format!("; last {} log line(s):", lines.len());
-            for line in lines {
-                out.push_str("\n  ");
-                out.push_str(line.message.trim_end());
-            }
-            out
-        }
-        _ => String::new(),
+        Ok(Ok(lines)) => lines
+            .into_iter()
+            .map(|line| line.message.trim_end().to_owned())
+            .collect(),
+        _ => Vec::new(),
     }
 }

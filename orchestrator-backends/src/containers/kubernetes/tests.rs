@@ -21,6 +21,11 @@ fn api_errors_name_the_object_and_status() {
         "runtime error: Kubernetes API refused to apply Deployment ns/bannou-a-b: \
          HTTP 500 InternalError: etcd is down"
     );
+    let cause = std::error::Error::source(&e).expect("the client's error is kept");
+    assert!(
+        matches!(cause.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 500),
+        "{cause:?}"
+    );
     let conflict = kube::core::Status::failure("taken", "Conflict").with_code(409);
     let e = map_kube(
         kube::Error::Api(Box::new(conflict)),

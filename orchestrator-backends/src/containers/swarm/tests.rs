@@ -55,7 +55,7 @@ async fn invalid_names_and_too_many_replicas_are_refused_before_any_request() {
     let node = NodeDeployment::new(AppId::new(long), "svc", "img");
     let err = b.deploy_node(&node).await.unwrap_err();
     assert!(
-        matches!(&err, BackendError::Runtime { message } if message.contains("at most 63")),
+        matches!(&err, BackendError::Runtime { message, .. } if message.contains("at most 63")),
         "{err:?}"
     );
     let node = NodeDeployment::new(AppId::from("a/b"), "svc", "img");

@@ -54,9 +54,7 @@ async fn scripted_failures_hit_once_and_only_their_target() {
     let (fake, _) = fixture();
     deploy(&fake, "n1").await;
     deploy(&fake, "n2").await;
-    let boom = BackendError::Runtime {
-        message: "boom".to_owned(),
-    };
+    let boom = BackendError::runtime("boom");
     fake.fail_next(BackendOperation::Status, &app("n2"), boom.clone());
     assert!(
         fake.status(&app("n1")).await.is_ok(),

@@ -140,7 +140,7 @@ async fn container_status_is_200_when_running_and_404_with_body_otherwise() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.status, err.body.field.as_deref()),
+        (err.status(), err.body.field.as_deref()),
         (400, Some("appName"))
     );
 }
@@ -185,7 +185,7 @@ async fn container_restart_really_restarts_with_the_requested_priority() {
         })
         .await
         .unwrap_err();
-    assert_eq!(missing.status, 404);
+    assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,7 +261,11 @@ async fn logs_carry_streams_and_timestamps_and_say_when_cut() {
         })
         .await
         .unwrap_err();
-    assert_eq!(missing.status, 404, "no node `bannou-nope` on the backend");
+    assert_eq!(
+        missing.status(),
+        404,
+        "no node `bannou-nope` on the backend"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -382,9 +386,7 @@ async fn clean_honours_older_than_and_reports_failures_without_failing() {
     world.backend.fail_next(
         BackendOperation::Teardown,
         &AppId::new("bannou-old"),
-        orchestrator_core::ports::backend::BackendError::Runtime {
-            message: "device busy".into(),
-        },
+        orchestrator_core::ports::backend::BackendError::runtime("device busy"),
     );
     let mut request = clean(&[CleanTarget::Containers], false);
     request.older_than = Some("1h".into());
@@ -399,7 +401,7 @@ async fn clean_honours_older_than_and_reports_failures_without_failing() {
 
     let err = world.service.clean(clean(&[], false)).await.unwrap_err();
     assert_eq!(
-        (err.status, err.body.field.as_deref()),
+        (err.status(), err.body.field.as_deref()),
         (400, Some("targets"))
     );
 }

@@ -188,7 +188,7 @@ async fn a_missing_preset_is_404_and_the_running_deployment_stays() {
         .await
         .unwrap_err();
 
-    assert_eq!(refused.status, 404);
+    assert_eq!(refused.status(), 404);
     assert!(
         refused.body.error.contains("no-such-preset"),
         "{}",
@@ -252,9 +252,7 @@ async fn without_a_stable_version_a_failed_deploy_removes_what_it_started() {
     world.backend.fail_next(
         BackendOperation::Deploy,
         &AppId::new("stack-features"),
-        BackendError::Runtime {
-            message: "image pull failed".into(),
-        },
+        BackendError::runtime("image pull failed"),
     );
 
     let answer = world.deploy_preset("game-stack").await;
@@ -315,7 +313,7 @@ async fn refused_requests_change_nothing() {
     ];
     for request in cases {
         let refused = world.service.deploy(request.clone()).await.unwrap_err();
-        assert_eq!(refused.status, 400, "{request:?}: {}", refused.body.error);
+        assert_eq!(refused.status(), 400, "{request:?}: {}", refused.body.error);
     }
 
     let ops: Vec<BackendOperation> = world
@@ -366,7 +364,7 @@ async fn a_node_running_the_orchestrator_through_its_layers_is_refused_too() {
         .deploy(topology(vec![layered]))
         .await
         .unwrap_err();
-    assert_eq!(refused.status, 400);
+    assert_eq!(refused.status(), 400);
     assert!(
         refused
             .body
@@ -850,7 +848,7 @@ async fn a_second_lifecycle_operation_waits_its_turn_with_409() {
         .teardown(TeardownRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(busy.status, 409);
+    assert_eq!(busy.status(), 409);
     assert_eq!(slow.await.unwrap(), 500);
 }
 
@@ -865,7 +863,7 @@ impl super::OrchestratorService {
             .await
         {
             Ok(a) => a.status,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         }
     }
 }

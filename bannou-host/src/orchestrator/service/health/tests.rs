@@ -238,7 +238,7 @@ async fn a_healthy_service_is_not_restarted_unless_forced() {
         .restart_service(restart_request("auth", false))
         .await
         .unwrap_err();
-    assert_eq!(declined.status, 409);
+    assert_eq!(declined.status(), 409);
     assert_eq!(
         declined.body.error,
         "Restart not needed: Service is Healthy - no restart needed"
@@ -310,7 +310,7 @@ async fn a_degraded_service_is_restarted_and_500_when_it_stays_unhealthy() {
         .restart_service(restart_request("auth", false))
         .await
         .unwrap_err();
-    assert_eq!(failed.status, 500);
+    assert_eq!(failed.status(), 500);
     assert_eq!(
         failed.body.error,
         "Service restarted but failed to become healthy within 10 seconds"
@@ -329,7 +329,7 @@ async fn restarting_a_service_no_node_runs_fails_with_not_found() {
         .restart_service(restart_request("auth", true))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 500);
+    assert_eq!(err.status(), 500);
     assert_eq!(
         err.body.error,
         "Restart failed: Container for service 'auth' not found"
@@ -346,7 +346,7 @@ async fn a_node_found_only_by_the_backend_is_restarted() {
         .restart_service(restart_request("auth", false))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 500, "it never reports healthy");
+    assert_eq!(err.status(), 500, "it never reports healthy");
     assert_eq!(world.backend.calls_of(BackendOperation::Restart).len(), 1);
 }
 
@@ -354,6 +354,6 @@ async fn a_node_found_only_by_the_backend_is_restarted() {
 async fn requests_are_validated() {
     let world = World::new().await;
     let err = world.service.should_restart(should(" ")).await.unwrap_err();
-    assert_eq!(err.status, 400);
+    assert_eq!(err.status(), 400);
     assert_eq!(err.body.field.as_deref(), Some("serviceName"));
 }

@@ -135,7 +135,7 @@ async fn an_empty_pool_answers_429_and_scales_up_at_once() {
         .acquire(AcquireProcessorRequest::new("empty"))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 429);
+    assert_eq!(err.status(), 429);
     assert!(err.body.error.contains("no processor available"));
     world.settle().await;
     assert_eq!(
@@ -149,14 +149,14 @@ async fn an_empty_pool_answers_429_and_scales_up_at_once() {
         .acquire(AcquireProcessorRequest::new("nowhere"))
         .await
         .unwrap_err();
-    assert_eq!(unknown.status, 429);
+    assert_eq!(unknown.status(), 429);
     let invalid = world
         .service
         .acquire(AcquireProcessorRequest::new(""))
         .await
         .unwrap_err();
     assert_eq!(
-        (invalid.status, invalid.body.field.as_deref()),
+        (invalid.status(), invalid.body.field.as_deref()),
         (400, Some("poolType"))
     );
 }
@@ -182,7 +182,7 @@ async fn a_waiting_acquire_is_served_when_a_worker_frees_up_else_429() {
         .acquire(acquire_req("one", 0, 500))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 429);
+    assert_eq!(err.status(), 429);
     assert!(
         err.body.error.contains("within 500 ms"),
         "{}",
@@ -305,12 +305,12 @@ async fn a_stale_fencing_token_is_refused_and_changes_nothing() {
     let mut stale = ReleaseProcessorRequest::new(lease.lease_id);
     stale.fencing_token = Some(lease.fencing_token + 1);
     let err = world.service.release(stale).await.unwrap_err();
-    assert_eq!(err.status, 409);
+    assert_eq!(err.status(), 409);
     assert_eq!(status(&world, "fenced").await.busy_instances, 1);
 
     release(&world, &lease).await.unwrap();
     let again = release(&world, &lease).await.unwrap_err();
-    assert_eq!(again.status, 404);
+    assert_eq!(again.status(), 404);
 
     // Upstream clients send no token: the release is not fenced.
     let next = acquire(&world, "fenced").await;
@@ -373,13 +373,13 @@ async fn scale_starts_and_drains_workers_within_limits() {
 
     let over = scale(&world.service, "scaled", 5, false).await.unwrap_err();
     assert_eq!(
-        (over.status, over.body.field.as_deref()),
+        (over.status(), over.body.field.as_deref()),
         (400, Some("targetInstances"))
     );
     let under = scale(&world.service, "scaled", 0, false).await.unwrap_err();
-    assert_eq!(under.status, 400);
+    assert_eq!(under.status(), 400);
     let unknown = scale(&world.service, "ghost", 1, false).await.unwrap_err();
-    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.status(), 404);
 }
 
 #[tokio::test(start_paused = true)]
@@ -457,7 +457,7 @@ async fn cleanup_removes_idle_workers_keeping_the_minimum_when_asked() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.status, 400);
+    assert_eq!(err.status(), 400);
 }
 
 /// The value of one series in `world`'s metrics scrape.

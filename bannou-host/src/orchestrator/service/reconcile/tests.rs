@@ -143,9 +143,7 @@ async fn containers_nobody_owns_are_removed_once_older_than_the_grace() {
     world.backend.fail_next(
         BackendOperation::Teardown,
         &AppId::new("old-chat"),
-        BackendError::Runtime {
-            message: "engine hiccup".into(),
-        },
+        BackendError::runtime("engine hiccup"),
     );
     let answer = world
         .service
@@ -287,7 +285,7 @@ async fn a_sweep_waits_for_a_running_deploy() {
         .reconcile(false, Duration::ZERO)
         .await
         .unwrap_err();
-    assert_eq!(refused.status, 409, "{}", refused.body.error);
+    assert_eq!(refused.status(), 409, "{}", refused.body.error);
     assert_eq!(
         world
             .store
@@ -358,7 +356,7 @@ async fn a_deploy_arriving_during_a_sweep_waits_for_it_instead_of_409() {
         .deploy(topology(&[("other-auth", &["auth"])]))
         .await
         .unwrap_err();
-    assert_eq!(refused.status, 409, "{}", refused.body.error);
+    assert_eq!(refused.status(), 409, "{}", refused.body.error);
 }
 
 #[tokio::test(start_paused = true)]
