@@ -33,7 +33,11 @@ impl HttpClient {
             .send()
             .await;
         let outcome = match sent {
-            Ok(resp) => InvalidationOutcome::from_status(resp.status().as_u16()),
+            Ok(resp) if resp.status().is_success() => InvalidationOutcome::Invalidated,
+            Ok(resp) => InvalidationOutcome::from_failure(format!(
+                "OpenResty answered HTTP {}",
+                resp.status().as_u16()
+            )),
             Err(e) if e.is_timeout() => {
                 InvalidationOutcome::from_failure(format!("no answer within {:?}", req.timeout))
             }

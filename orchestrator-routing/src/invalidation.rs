@@ -148,12 +148,9 @@ pub enum InvalidationTrigger {
 /// How a best-effort invalidation ended. Never an error for the caller: a deploy goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidationOutcome {
-    /// OpenResty answered 2xx.
-    Invalidated {
-        /// HTTP status.
-        status: u16,
-    },
-    /// Connection refused, timeout or a non-2xx answer; logged and ignored (routes then
+    /// OpenResty accepted the request (the HTTP adapter judges its answer).
+    Invalidated,
+    /// Connection refused, timeout or a refusal; logged and ignored (routes then
     /// refresh within OpenResty's 10 s cache lifetime).
     Ignored {
         /// What went wrong, for the log.
@@ -162,18 +159,7 @@ pub enum InvalidationOutcome {
 }
 
 impl InvalidationOutcome {
-    /// The outcome of an HTTP answer with `status`.
-    pub fn from_status(status: u16) -> Self {
-        if (200..300).contains(&status) {
-            InvalidationOutcome::Invalidated { status }
-        } else {
-            InvalidationOutcome::Ignored {
-                reason: format!("OpenResty answered HTTP {status}"),
-            }
-        }
-    }
-
-    /// The outcome of a transport failure (refused, timed out, ...).
+    /// The outcome of a failure (refused, timed out, refused by OpenResty, ...).
     pub fn from_failure(reason: impl fmt::Display) -> Self {
         InvalidationOutcome::Ignored {
             reason: reason.to_string(),
@@ -182,7 +168,7 @@ impl InvalidationOutcome {
 
     /// True when the cache was cleared.
     pub fn is_invalidated(&self) -> bool {
-        matches!(self, InvalidationOutcome::Invalidated { .. })
+        matches!(self, InvalidationOutcome::Invalidated)
     }
 }
 
@@ -225,8 +211,7 @@ mod tests {
 
     #[test]
     fn outcomes_never_fail_the_caller() {
-        assert!(InvalidationOutcome::from_status(204).is_invalidated());
-        assert!(!InvalidationOutcome::from_status(503).is_invalidated());
+        assert!(InvalidationOutcome::Invalidated.is_invalidated());
         let refused = InvalidationOutcome::from_failure("connection refused");
         assert_eq!(
             refused,

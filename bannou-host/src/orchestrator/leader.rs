@@ -24,6 +24,7 @@
 //! store that loses the lease (a flushed Redis) or a process paused longer than `L/6`
 //! breaks that guarantee; the fencing token then at least tells the terms apart.
 
+use orchestrator_core::error_source::Chain;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -450,7 +451,7 @@ impl LeaderElector {
                 tracing::info!(candidate = %self.candidate(), token = h.token, "the leader lease was no longer ours to release")
             }
             Ok(Err(e)) => {
-                tracing::warn!(candidate = %self.candidate(), error = %e, "releasing the leader lease failed; it expires by itself")
+                tracing::warn!(candidate = %self.candidate(), error = %Chain(&e), "releasing the leader lease failed; it expires by itself")
             }
             Err(_) => {
                 tracing::warn!(candidate = %self.candidate(), "releasing the leader lease timed out; it expires by itself")

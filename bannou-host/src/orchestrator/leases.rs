@@ -9,6 +9,7 @@
 //! with an earlier expiry are still caught in time); [`LeaseReaper::wake`] lets the acquire
 //! path cut the sleep short.
 
+use orchestrator_core::error_source::Chain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -162,7 +163,7 @@ impl LeaseReaper {
                     })
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "lease reclamation failed; retrying");
+                    tracing::warn!(error = %Chain(&e), "lease reclamation failed; retrying");
                     self.max_sleep.min(Duration::from_secs(1))
                 }
             };

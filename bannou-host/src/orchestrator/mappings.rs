@@ -13,6 +13,7 @@
 //! orchestrator restarts. Publishing never waits on consumers: the bus is fan-out and
 //! non-blocking (in-memory broadcast channel, Redis `XADD`).
 
+use orchestrator_core::error_source::Chain;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -141,7 +142,7 @@ impl MappingsBroadcaster {
         let version = match self.store.next_mappings_version().await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "mappings version unavailable; retrying on the next deadline");
+                tracing::warn!(error = %Chain(&e), "mappings version unavailable; retrying on the next deadline");
                 return None;
             }
         };
@@ -171,7 +172,7 @@ impl MappingsBroadcaster {
             PublishReason::Periodic => None,
         });
         if let Err(e) = self.bus.publish_event(&event).await {
-            tracing::warn!(error = %e, version, "publishing mappings failed");
+            tracing::warn!(error = %Chain(&e), version, "publishing mappings failed");
             return None;
         }
         Some((reason, version))

@@ -14,6 +14,7 @@
 //! heartbeat arrives (D9 (docs/DECISIONS.md#d9), `LeaseStore::mark_ready`). Draining only
 //! ever picks unleased workers; a worker leased in between finishes its lease first.
 
+use orchestrator_core::error_source::Chain;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -249,7 +250,7 @@ impl PoolScaler {
                 match scaler.after_acquire(&pool, &acquired).await {
                     Ok(report) => log_after_acquire(&pool, &report),
                     Err(e) => {
-                        tracing::warn!(pool = %pool, error = %e, "scale-up after acquire failed")
+                        tracing::warn!(pool = %pool, error = %Chain(&e), "scale-up after acquire failed")
                     }
                 }
             });
@@ -349,7 +350,7 @@ impl PoolScaler {
             let pools = match self.store.list_pools().await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, "pool scaler: cannot list pools");
+                    tracing::warn!(error = %Chain(&e), "pool scaler: cannot list pools");
                     continue;
                 }
             };
@@ -360,7 +361,7 @@ impl PoolScaler {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(pool = %pool, error = %e, "pool scaler: evaluation failed")
+                        tracing::warn!(pool = %pool, error = %Chain(&e), "pool scaler: evaluation failed")
                     }
                 }
             }

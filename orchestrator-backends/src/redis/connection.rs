@@ -596,7 +596,9 @@ impl RedisConnection {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
-                return Err(endpoint.unreachable_because(format!("timed out after {limit:?}"), None));
+                return Err(
+                    endpoint.unreachable_because(format!("timed out after {limit:?}"), None)
+                );
             }
         };
         Ok(RedisConnection { endpoint, manager })

@@ -4,6 +4,7 @@
 
 use orchestrator_core::Catalog;
 use orchestrator_core::api::*;
+use orchestrator_core::error_source::Chain;
 use orchestrator_core::events::DeploymentAction;
 use orchestrator_core::planner::{self, PlanOptions};
 use uuid::Uuid;
@@ -119,7 +120,7 @@ impl OrchestratorService {
             )));
         }
         if let Err(e) = deps.store.mark_config_stable(outcome.current_version).await {
-            tracing::warn!(version = outcome.current_version, error = %e, "rolled-back version not marked stable");
+            tracing::warn!(version = outcome.current_version, error = %Chain(&e), "rolled-back version not marked stable");
         }
         Ok(Answer::ok(answer))
     }

@@ -6,6 +6,7 @@
 //! (`waves.rs`); on a failed wave it reverts to the last stable version unless the
 //! request says `autoRevert: false`. A reset to the default is `reset.rs`.
 
+use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -140,7 +141,7 @@ impl OrchestratorService {
         } else if let Err(e) = self.deps.store.end_deploy(deployment_id).await {
             // Left behind, the record makes the next start revert to the last stable
             // version, which is this deploy's when it succeeded: harmless.
-            tracing::warn!(deployment_id, error = %e, "deploy record not cleared");
+            tracing::warn!(deployment_id, error = %Chain(&e), "deploy record not cleared");
         }
         Ok(answer)
     }

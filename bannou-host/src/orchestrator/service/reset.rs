@@ -2,6 +2,7 @@
 //! preset, which returns every route to the control plane and tears down what the
 //! current configuration deployed.
 
+use orchestrator_core::error_source::Chain;
 use std::sync::Arc;
 
 use orchestrator_core::api::*;
@@ -91,7 +92,7 @@ impl OrchestratorService {
                     Ok(_) => torn.push(app.clone()),
                     Err(BackendError::NotFound { .. }) => {}
                     Err(e) => {
-                        tracing::warn!(app_id = %app, error = %e, "reset: teardown failed");
+                        tracing::warn!(app_id = %app, error = %Chain(&e), "reset: teardown failed");
                         warnings.push(format!("{app}: {e}"));
                     }
                 }

@@ -3,6 +3,7 @@
 //! the store, OpenResty is told; and the `service-routing` endpoint
 //! (docs/COMPATIBILITY.md#service-routing) that reads the table.
 
+use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
 
 use orchestrator_core::api::*;
@@ -74,7 +75,7 @@ impl OrchestratorService {
                 None => deps.store.remove_route(&service).await,
             };
             if let Err(e) = written {
-                tracing::warn!(service = %service, error = %e, "persisting a route failed");
+                tracing::warn!(service = %service, error = %Chain(&e), "persisting a route failed");
                 warnings.push(format!("route of {service} not persisted: {e}"));
             }
         }

@@ -1,6 +1,7 @@
 //! What runs now: the current configuration, the nodes it describes, which of them the
 //! backend still lists as running, and which app-id is the control plane's own.
 
+use orchestrator_core::error_source::Chain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ impl OrchestratorService {
                     .collect()
             }
             Err(e) => {
-                tracing::warn!(error = %e, "backend list failed; planning against the stored configuration");
+                tracing::warn!(error = %Chain(&e), "backend list failed; planning against the stored configuration");
                 nodes
             }
         }

@@ -7,6 +7,7 @@
 //!
 //! Kept as one file: one executor whose steps all read and update the same `Execution`.
 
+use orchestrator_core::error_source::Chain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -643,7 +644,7 @@ impl OrchestratorService {
         let stable = match self.deps.store.last_stable_config().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "last stable configuration unavailable; reverting to the previous deployment");
+                tracing::warn!(error = %Chain(&e), "last stable configuration unavailable; reverting to the previous deployment");
                 None
             }
         };
