@@ -18,7 +18,7 @@ pub const NO_HEARTBEAT_REASON: &str = "No heartbeat data found - service appears
 /// Prefix of a declined restart's reason; the HTTP layer answers 409 when it sees `not needed`.
 pub const NOT_NEEDED_PREFIX: &str = "Restart not needed: ";
 
-/// Prefix of a failed restart's reason (HTTP 500).
+/// Prefix of a failed restart's reason.
 pub const FAILED_PREFIX: &str = "Restart failed: ";
 
 /// The request type lives with the other API models; re-exported here.
@@ -120,12 +120,12 @@ pub fn not_needed(reason: &str) -> String {
     format!("{NOT_NEEDED_PREFIX}{reason}")
 }
 
-/// True for a decline reason produced by [`not_needed`] (upstream checks for `not needed`; HTTP 409).
+/// True for a decline reason produced by [`not_needed`] (upstream checks for `not needed`).
 pub fn is_not_needed(decline_reason: &str) -> bool {
     decline_reason.contains("not needed")
 }
 
-/// `Restart failed: {message}`: any failure while restarting (HTTP 500).
+/// `Restart failed: {message}`: any failure while restarting.
 pub fn failed(message: &str) -> String {
     format!("{FAILED_PREFIX}{message}")
 }

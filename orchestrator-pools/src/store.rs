@@ -175,7 +175,7 @@ pub enum AcquireOutcome {
     Leased(Lease),
     /// Nothing was free and the caller may wait: it is in the queue until its wait ends.
     Queued(WaitTicket),
-    /// Nothing was free and the caller may not wait (HTTP 429, D3 (docs/DECISIONS.md#d3)).
+    /// Nothing was free and the caller may not wait (D3 (docs/DECISIONS.md#d3)).
     Exhausted,
 }
 

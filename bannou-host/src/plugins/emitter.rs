@@ -366,6 +366,7 @@ mod tests {
             if self.down.load(Ordering::Relaxed) {
                 return Err(BusError::Unavailable {
                     reason: "connection refused".to_owned(),
+                    source: None,
                 });
             }
             self.inner.publish(topic, payload).await

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use orchestrator_core::error_source::ErrorSource;
 use orchestrator_core::ports::bus::{
     BusError, BusItem, EventBus, Payload, Subscription, validate_topic,
 };
@@ -126,9 +127,10 @@ impl RedisBus {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BusError {
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> BusError {
     BusError::Unavailable {
         reason: e.to_string(),
+        source: Some(ErrorSource::new(e)),
     }
 }
 
@@ -190,13 +192,13 @@ impl EventBus for RedisBus {
 async fn dedicated_connection(
     conn: &RedisConnection,
     block: Duration,
-) -> Result<RedisConn, String> {
+) -> Result<RedisConn, CallError> {
     let cfg = conn.config();
     let connecting = conn.dedicated(block);
     match tokio::time::timeout(cfg.call_timeout, connecting).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(CallError::TimedOut(cfg.call_timeout).to_string()),
+        Ok(Err(e)) => Err(CallError::Redis(e)),
+        Err(_) => Err(CallError::TimedOut(cfg.call_timeout)),
     }
 }
 
@@ -388,7 +390,7 @@ impl Reader {
         }
     }
 
-    async fn reconnect(&self) -> Result<RedisConn, String> {
+    async fn reconnect(&self) -> Result<RedisConn, CallError> {
         dedicated_connection(&self.conn, self.config.block).await
     }
 

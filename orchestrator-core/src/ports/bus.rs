@@ -180,6 +180,9 @@ pub enum BusError {
     Unavailable {
         /// What failed, from the transport.
         reason: String,
+        /// The transport's error, when one caused it.
+        #[source]
+        source: Option<crate::error_source::ErrorSource>,
     },
     /// The bus was shut down; no publish or subscribe on it will succeed again.
     #[error("event bus is closed")]
