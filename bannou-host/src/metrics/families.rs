@@ -62,7 +62,8 @@ fn lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// Every family. Registered or not (see [`Metrics::control_plane`] and [`Metrics::node`]),
+/// Every family. Registered or not (see [`Metrics::control_plane`](super::Metrics::control_plane) and
+/// [`Metrics::node`](super::Metrics::node)),
 /// each can be updated; only registered ones are exported.
 pub(super) struct Families {
     // deploys

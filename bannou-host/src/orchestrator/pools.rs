@@ -458,7 +458,7 @@ impl PoolScaler {
 
     /// Starts again, under the same identity, every registered worker whose container the
     /// backend no longer runs (killed, removed by hand, lost with its machine), so a lease
-    /// on it stays valid and no second holder is ever given it (issue 8). Left alone:
+    /// on it stays valid and no second holder is ever given it. Left alone:
     /// Draining workers (`evaluate` finishes them), Pending workers registered less than
     /// `pending_grace` ago (a worker is registered before its container is started), and
     /// containers stopped less than `pending_grace` ago (a restart in progress).

@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 /// One service on one instance.
 #[derive(Debug, Clone)]
 pub(super) struct ServiceSlot {
-    /// Interned name (id in [`ServiceIndex`]).
+    /// Interned name (id in [`ServiceIndex`](super::index::ServiceIndex)).
     pub(super) name: usize,
     /// The name as the heartbeat that created this slot carried it. An in-process node
     /// sends the same shared names every beat, so a pointer match stands for the text
