@@ -80,3 +80,6 @@ impl OrchestratorService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -94,3 +94,6 @@ struct Renew {
     extend_by: std::time::Duration,
     now: Timestamp,
 }
+
+#[cfg(test)]
+mod tests;
