@@ -45,7 +45,8 @@ pub struct ScaleReport {
     pub started: Vec<AppId>,
     /// Workers torn down and removed.
     pub removed: Vec<AppId>,
-    /// Workers marked Draining that still hold a lease (removed once released).
+    /// Workers marked Draining that still hold a lease (removed once released, or once
+    /// the drain deadline ends the lease).
     pub draining: Vec<AppId>,
     /// Why the policy acted (`None` when it did nothing).
     pub reason: Option<ScaleReason>,

@@ -1,6 +1,6 @@
 //! Processing-pool endpoints (docs/COMPATIBILITY.md#processing-pools), with our acquire extensions:
 //! bounded waiting (`waitMs`) and lease fencing tokens (`fencingToken`), D28
-//! (docs/DECISIONS.md#d28).
+//! (docs/DECISIONS.md#d28), and our renew and drain endpoints, D60 (docs/DECISIONS.md#d60).
 
 use std::time::Duration;
 

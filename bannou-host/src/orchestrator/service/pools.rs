@@ -219,8 +219,9 @@ impl OrchestratorService {
     /// once: new workers are registered and deployed (Pending until their first
     /// heartbeat, D9); surplus ones are drained idle-longest first, then starting ones.
     /// Leased workers are only chosen with `force`, and even then finish their job first
-    /// (drained: never leased again, torn down on release) instead of being killed as
-    /// upstream did; they count as scaled down. The target must lie within the pool's
+    /// (drained: never leased again, their holders told by a `WorkerDrainingEvent`, torn
+    /// down on release or at the drain deadline, D60) instead of being killed as upstream
+    /// did; they count as scaled down. The target must lie within the pool's
     /// [min, max] (400 naming `targetInstances`; upstream did not enforce it). 404 when
     /// the pool has no configuration; 500 when nothing could be started or stopped.
     /// The autoscaler may later move the count by its policy.
