@@ -180,7 +180,8 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_DEPLOY_PARALLELISM` (8, >= 1): nodes of one wave deployed at once.
     pub deploy_parallelism: usize,
     /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
-    /// (5) and the worker image (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    /// (5), `ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS` (300) and the worker image
+    /// (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
     pub scaler: ScalerConfig,
     /// `ORCHESTRATOR_LEADER_LEASE_SECONDS` (10, >= 2): the leader lease of the replicas
     /// sharing one Redis; renewed every third of it. Unused with in-memory adapters (one

@@ -72,6 +72,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "lease.released",
     "lease.expired",
     "pool.scaled",
+    "pool.worker-draining",
     "service.restarted",
     "service.error",
     "health.ping",
@@ -92,6 +93,7 @@ const FOLLOWED: &[(&str, &str)] = &[
     (pool_events::LEASE_GRANTED_TOPIC, "lease.granted"),
     (pool_events::LEASE_EXPIRED_TOPIC, "lease.expired"),
     (pool_events::POOL_SCALED_TOPIC, "pool.scaled"),
+    (pool_events::WORKER_DRAINING_TOPIC, "pool.worker-draining"),
     (topics::SERVICE_LIFECYCLE, "service.restarted"),
     (topics::SERVICE_ERROR, "service.error"),
     (topics::HEALTH_PING, "health.ping"),
@@ -108,6 +110,7 @@ const NAMES_NO_DEPLOYMENT: &[&str] = &[
     "lease.granted",
     "lease.expired",
     "pool.scaled",
+    "pool.worker-draining",
 ];
 
 /// The fields of an event's JSON the hub reads to name and filter it; every other field

@@ -245,6 +245,7 @@ impl HostConfig {
         }
         env.boolean(vars::POOL_AUTOSCALE.name, &mut c.scaler.autoscale)?;
         env.duration(&vars::POOL_AUTOSCALE_INTERVAL, &mut c.scaler.interval)?;
+        env.duration(&vars::POOL_DRAIN_TIMEOUT, &mut c.scaler.drain_timeout)?;
         c.scaler.default_image = c.docker_image_name.clone();
         env.duration(&vars::LEADER_LEASE, &mut c.leader_lease)?;
         c.leader_id_prefix = env.optional(vars::LEADER_ID_PREFIX);

@@ -309,6 +309,10 @@ pub const POOL_AUTOSCALE: Setting<bool> = Setting {
 /// The pool scaler's period.
 pub const POOL_AUTOSCALE_INTERVAL: DurationSetting =
     seconds("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", 5, 1);
+/// Ours: how long a drained pool worker may keep its lease before it is taken back
+/// (D60 (docs/DECISIONS.md#d60)).
+pub const POOL_DRAIN_TIMEOUT: DurationSetting =
+    seconds("ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS", 300, 1);
 /// The leader lease.
 pub const LEADER_LEASE: DurationSetting = DurationSetting {
     name: "ORCHESTRATOR_LEADER_LEASE_SECONDS",

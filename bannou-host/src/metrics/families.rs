@@ -78,6 +78,7 @@ pub(super) struct Families {
     pub(super) pool_acquire_duration: Hist<L2>,
     pub(super) pool_releases: Family<L2, Counter>,
     pub(super) pool_reclaimed: Family<L1, Counter>,
+    pub(super) pool_stale_tokens: Family<L2, Counter>,
     pub(super) pool_scale_decisions: Family<L3, Counter>,
     // health
     pub(super) service_instances: Family<L2, Gauge>,
@@ -125,6 +126,7 @@ impl Families {
             pool_acquire_duration: Family::new_with_constructor(latency_histogram),
             pool_releases: Family::default(),
             pool_reclaimed: Family::default(),
+            pool_stale_tokens: Family::default(),
             pool_scale_decisions: Family::default(),
             service_instances: Family::default(),
             services: Family::default(),
@@ -198,6 +200,11 @@ impl Families {
             "pool_expired_leases_reclaimed",
             "Expired leases the reaper reclaimed, by pool type",
             self.pool_reclaimed.clone(),
+        );
+        r.add(
+            "pool_stale_fencing_tokens",
+            "Renews and releases refused for a stale fencing token, by pool type and operation (renew, release)",
+            self.pool_stale_tokens.clone(),
         );
         r.add(
             "pool_scale_decisions",

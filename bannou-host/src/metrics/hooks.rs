@@ -118,6 +118,9 @@ impl Drop for WaveTimer {
     }
 }
 
+/// The operations whose stale fencing tokens are counted, as their `operation` label.
+pub const STALE_TOKEN_OPERATIONS: [&str; 2] = ["renew", "release"];
+
 pub(super) const ALL_ACQUIRE_OUTCOMES: [AcquireOutcome; 5] = [
     AcquireOutcome::Granted,
     AcquireOutcome::Exhausted,
@@ -296,6 +299,16 @@ impl Metrics {
                 .get_or_create(&[("pool", l(pool))])
                 .inc_by(count as u64);
         }
+    }
+
+    /// A renew or release (`operation`, one of [`STALE_TOKEN_OPERATIONS`]) on `pool` was
+    /// refused for a stale fencing token.
+    pub fn stale_fencing_token(&self, pool: &str, operation: &'static str) {
+        self.0
+            .families
+            .pool_stale_tokens
+            .get_or_create(&[("pool", l(pool)), ("operation", l(operation))])
+            .inc();
     }
 
     /// The scaler started `started` and drained `drained` workers of `pool` for `reason`.
