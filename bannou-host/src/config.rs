@@ -296,6 +296,9 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_WAVE_TIMEOUT_SECONDS` / `--wave-timeout` (120, >= 1): how long a
     /// deploy waits for one wave's heartbeats.
     pub wave_timeout: Duration,
+    /// `ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS` (10, 0..=600): how long a change that
+    /// stops nodes waits for the live consumers to apply its routes (D58).
+    pub routing_ack_timeout: Duration,
     /// `ORCHESTRATOR_DEPLOY_PARALLELISM` (8, >= 1): nodes of one wave deployed at once.
     pub deploy_parallelism: usize,
     /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
@@ -377,6 +380,7 @@ impl Default for HostConfig {
                 .expect("valid default listen address"),
             api_token: None,
             wave_timeout: vars::WAVE_TIMEOUT.default,
+            routing_ack_timeout: vars::ROUTING_ACK_TIMEOUT.default,
             deploy_parallelism: vars::DEPLOY_PARALLELISM.default,
             scaler: ScalerConfig::default(),
             leader_lease: vars::LEADER_LEASE.default,
@@ -636,6 +640,7 @@ impl HostConfig {
         }
         c.api_token = env.optional(vars::API_TOKEN).map(Secret::new);
         env.duration(&vars::WAVE_TIMEOUT, &mut c.wave_timeout)?;
+        env.duration(&vars::ROUTING_ACK_TIMEOUT, &mut c.routing_ack_timeout)?;
         if let Some(n) = env.number(vars::DEPLOY_PARALLELISM.name, 1, 1024)? {
             c.deploy_parallelism = n as usize;
         }
@@ -690,6 +695,7 @@ impl HostConfig {
             default_backend: self.default_backend,
             heartbeat_timeout: self.heartbeat_timeout,
             wave_timeout: self.wave_timeout,
+            routing_ack_timeout: self.routing_ack_timeout,
             deploy_parallelism: self.deploy_parallelism,
             degradation_threshold: self.degradation_threshold,
             routing_ttl: self.routing_ttl,

@@ -413,6 +413,11 @@ pub struct TopologyUpdateResponse {
     /// Per-item failures (possibly empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,
+    /// Ours only (D58): the live nodes that had not applied the new routes when this
+    /// change stopped waiting for them and stopped the old nodes anyway; absent when every
+    /// consumer acknowledged in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
 }
 
 /// Outcome of one topology change (`AppliedChange`).
