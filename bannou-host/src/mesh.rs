@@ -472,6 +472,50 @@ mod tests {
         AppId::from(s)
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn each_applied_version_is_acknowledged_once_and_a_stale_one_never() {
+        use orchestrator_core::memory::bus::InMemoryBus;
+        use orchestrator_core::time::Timestamp;
+        let bus = Arc::new(InMemoryBus::new());
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::TokioClock::starting_at(
+            Timestamp::from_unix_millis(1_780_000_000_000),
+        ));
+        let mut acks = bus
+            .subscribe_events::<MappingsAppliedEvent>()
+            .await
+            .unwrap();
+        let events = bus
+            .subscribe_events::<FullServiceMappingsEvent>()
+            .await
+            .unwrap();
+        let (writer, reader) = MeshResolver::new();
+        let instance = Uuid::new_v4();
+        let ack = MappingsAck::new(bus.clone(), app("n1"), instance, clock.clone());
+        let (stop, rx) = watch::channel(false);
+        let follower = tokio::spawn(follow_subscription(events, writer, Some(ack), rx));
+        for version in [3, 2, 3, 5] {
+            let snapshot = MappingsSnapshot::from_entries(version, None, [("auth", Some("n2"))]);
+            let event = snapshot.to_event(Uuid::new_v4(), clock.now(), Uuid::new_v4());
+            bus.publish_event(&event).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(a))) =
+            tokio::time::timeout(Duration::from_millis(10), acks.next()).await
+        {
+            assert_eq!((a.app_id.as_str(), a.service_id), ("n1", instance));
+            got.push(a.version);
+        }
+        assert_eq!(
+            got,
+            [3, 5],
+            "acknowledged right after applying, stale ones never"
+        );
+        assert_eq!(reader.applied_version(), Some(5));
+        stop.send(true).unwrap();
+        follower.await.unwrap();
+    }
+
     #[test]
     fn in_process_directory_registers_round_robins_and_forgets() {
         let dir = InProcessDirectory::new();

@@ -76,6 +76,10 @@ mod tests {
             ("ServiceRoutingResponse", "mappingsVersion"),
             ("ServiceRoutingResponse", "nodeVersions"),
             ("ServiceRoutingResponse", "nodesBehind"),
+            ("DeployResponse", "routingLaggards"),
+            ("TeardownResponse", "routingLaggards"),
+            ("TopologyUpdateResponse", "routingLaggards"),
+            ("ConfigRollbackResponse", "routingLaggards"),
             ("PoolStatusResponse", "recentAcquireP50Ms"),
             ("PoolStatusResponse", "recentAcquireP99Ms"),
         ] {

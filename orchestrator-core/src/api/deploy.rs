@@ -427,6 +427,7 @@ mod tests {
                 endpoints: None,
             }]),
             warnings: None,
+            routing_laggards: None,
         };
         let expected = json!({
             "success": true, "deploymentId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11",

@@ -643,11 +643,16 @@ mod tests {
             topology: None,
             duration: Some("0.4s".into()),
             warnings: Some(vec![]),
+            routing_laggards: Some(vec![crate::api::NodeMappingsVersion {
+                app_id: "n9".into(),
+                applied_version: 4,
+            }]),
         };
         let expected = json!({
             "appliedChanges": [{"success": false, "action": "RemoveNode",
                                 "target": "a,b", "error": "All 2 teardowns failed"}],
-            "duration": "0.4s", "warnings": []
+            "duration": "0.4s", "warnings": [],
+            "routingLaggards": [{"appId": "n9", "appliedVersion": 4}]
         });
         assert_eq!(serde_json::to_value(&resp).unwrap(), expected);
         let back: TopologyUpdateResponse = round_trip(expected.clone(), expected);
