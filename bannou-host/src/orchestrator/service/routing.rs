@@ -97,6 +97,9 @@ impl OrchestratorService {
     ///
     /// [`settle_routes`]: Self::settle_routes
     pub(super) async fn release_routes(&self, apps: &[AppId]) -> Vec<String> {
+        if apps.is_empty() {
+            return Vec::new();
+        }
         let mut warnings = self
             .change_routes(|table, _, _| apps.iter().flat_map(|a| table.release_app(a)).collect())
             .await;
