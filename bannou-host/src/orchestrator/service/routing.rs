@@ -111,11 +111,11 @@ impl OrchestratorService {
     /// heartbeats (`stopping_instances`; a caller whose stop fails lifts that with
     /// `expect_node`), publishes the table at once when it holds a change not yet
     /// published (else the version published last already routes nothing to them), then
-    /// waits until every live consumer other than
-    /// `stopping` applied that version, at most `routing_ack_timeout`. A consumer still
-    /// behind then is logged, counted, published as a `routing.ack-timeout` control event
-    /// and named in the answer of the operation (`routing_acks::collecting`); the step
-    /// goes on either way. Returns a warning when the table could not be published.
+    /// waits until every live consumer other than `stopping` applied that version, at
+    /// most `routing_ack_timeout`. A consumer still behind then is logged, counted,
+    /// published as a `routing.ack-timeout` control event and named in the answer of the
+    /// operation (`routing_acks::collecting`); the step goes on either way. Returns a
+    /// warning when the table could not be published.
     pub(super) async fn settle_routes(&self, stopping: &[AppId]) -> Option<String> {
         let deps = &self.deps;
         // From here on the stopping nodes' beats are ignored: a node still beating for a
