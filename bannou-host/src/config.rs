@@ -177,6 +177,9 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_WAVE_TIMEOUT_SECONDS` / `--wave-timeout` (120, >= 1): how long a
     /// deploy waits for one wave's heartbeats.
     pub wave_timeout: Duration,
+    /// `ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS` (10, 0..=600): how long a change that
+    /// stops nodes waits for the live consumers to apply its routes (D58).
+    pub routing_ack_timeout: Duration,
     /// `ORCHESTRATOR_DEPLOY_PARALLELISM` (8, >= 1): nodes of one wave deployed at once.
     pub deploy_parallelism: usize,
     /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
@@ -259,6 +262,7 @@ impl Default for HostConfig {
                 .expect("valid default listen address"),
             api_token: None,
             wave_timeout: vars::WAVE_TIMEOUT.default,
+            routing_ack_timeout: vars::ROUTING_ACK_TIMEOUT.default,
             deploy_parallelism: vars::DEPLOY_PARALLELISM.default,
             scaler: ScalerConfig::default(),
             leader_lease: vars::LEADER_LEASE.default,
@@ -313,6 +317,7 @@ impl HostConfig {
             default_backend: self.default_backend,
             heartbeat_timeout: self.heartbeat_timeout,
             wave_timeout: self.wave_timeout,
+            routing_ack_timeout: self.routing_ack_timeout,
             deploy_parallelism: self.deploy_parallelism,
             degradation_threshold: self.degradation_threshold,
             routing_ttl: self.routing_ttl,

@@ -26,7 +26,9 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::control_events::{CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE};
+use crate::control_events::{
+    CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE, ROUTING_ACK_TIMEOUT_TYPE,
+};
 use crate::orchestrator::pool_events;
 
 mod filter;
@@ -80,6 +82,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "configuration.changed",
     LEADER_CHANGED_TYPE,
     RECONCILE_REPAIRED_TYPE,
+    ROUTING_ACK_TIMEOUT_TYPE,
     HEARTBEAT_TYPE,
 ];
 
@@ -293,6 +296,7 @@ impl EventHub {
                 .map_or("wave.started", WaveState::type_name),
             "control" => match Fields::text(&fields.kind) {
                 Some(LEADER_CHANGED_TYPE) => LEADER_CHANGED_TYPE,
+                Some(ROUTING_ACK_TIMEOUT_TYPE) => ROUTING_ACK_TIMEOUT_TYPE,
                 _ => RECONCILE_REPAIRED_TYPE,
             },
             other => other,

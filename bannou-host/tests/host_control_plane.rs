@@ -35,9 +35,10 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 11] = [
+const ALL_TASKS: [&str; 12] = [
     "event-stream",
     "heartbeat-pipeline",
+    "routing-acks",
     "mappings-broadcaster",
     "pool-scaler",
     "lease-reaper",

@@ -240,6 +240,7 @@ impl HostConfig {
         }
         c.api_token = env.optional(vars::API_TOKEN).map(Secret::new);
         env.duration(&vars::WAVE_TIMEOUT, &mut c.wave_timeout)?;
+        env.duration(&vars::ROUTING_ACK_TIMEOUT, &mut c.routing_ack_timeout)?;
         if let Some(n) = env.number(vars::DEPLOY_PARALLELISM.name, 1, 1024)? {
             c.deploy_parallelism = n as usize;
         }

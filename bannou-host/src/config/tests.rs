@@ -513,6 +513,7 @@ fn every_default_reads_back_from_its_plain_form() {
         vars::REDIS_WAIT_TIMEOUT,
         vars::HEARTBEAT_INTERVAL,
         vars::WAVE_TIMEOUT,
+        vars::ROUTING_ACK_TIMEOUT,
         vars::POOL_AUTOSCALE_INTERVAL,
         vars::POOL_DRAIN_TIMEOUT,
         vars::LEADER_LEASE,

@@ -296,6 +296,15 @@ pub const LISTEN: Setting<&str> = Setting {
 pub const API_TOKEN: &str = "ORCHESTRATOR_API_TOKEN";
 /// How long a deploy waits for one wave's heartbeats.
 pub const WAVE_TIMEOUT: DurationSetting = seconds("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", 120, 1);
+/// How long a change that stops nodes waits for the live consumers to apply its routes
+/// before it proceeds (D58); 0 does not wait.
+pub const ROUTING_ACK_TIMEOUT: DurationSetting = DurationSetting {
+    name: "ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS",
+    default: crate::orchestrator::routing_acks::DEFAULT_ACK_TIMEOUT,
+    unit: SECOND,
+    min: Duration::ZERO,
+    max: Some(Duration::from_secs(600)),
+};
 /// Nodes of one wave deployed at once (1..=1024).
 pub const DEPLOY_PARALLELISM: Setting<usize> = Setting {
     name: "ORCHESTRATOR_DEPLOY_PARALLELISM",

@@ -91,6 +91,7 @@ pub(super) struct Families {
     pub(super) mappings_version: Gauge,
     pub(super) node_routing_version: Family<L1, Gauge>,
     pub(super) nodes_lagging: Gauge,
+    pub(super) routing_ack_timeouts: Counter,
     // control plane
     pub(super) leader: Gauge,
     pub(super) leadership_changes: Counter,
@@ -137,6 +138,7 @@ impl Families {
             mappings_version: Gauge::default(),
             node_routing_version: Family::default(),
             nodes_lagging: Gauge::default(),
+            routing_ack_timeouts: Counter::default(),
             leader: Gauge::default(),
             leadership_changes: Counter::default(),
             reconcile_sweeps: Family::default(),
@@ -255,6 +257,12 @@ impl Families {
             "routing_nodes_lagging",
             "Nodes whose applied mappings version is behind the published one",
             self.nodes_lagging.clone(),
+        );
+        r.add(
+            "routing_ack_timeouts",
+            "Changes that stopped nodes after the routing acknowledgement timeout, with \
+             live consumers still behind (D58)",
+            self.routing_ack_timeouts.clone(),
         );
         r.add(
             "leader",

@@ -382,6 +382,11 @@ impl Metrics {
         self.0.families.mappings_version.set(version);
     }
 
+    /// A change stopped waiting for the routing acknowledgements with consumers behind.
+    pub fn routing_ack_timed_out(&self) {
+        self.0.families.routing_ack_timeouts.inc();
+    }
+
     /// A smart restart of `service` finished.
     pub fn service_restarted(&self, service: &str) {
         self.0

@@ -42,6 +42,8 @@ pub(super) struct InstanceState {
     pub(super) first_seen: Timestamp,
     pub(super) last_seen: Timestamp,
     pub(super) routing_version: Option<i64>,
+    /// The highest mappings version the instance acknowledged on the bus (D58).
+    pub(super) acked_version: Option<i64>,
     pub(super) dropped_heartbeats: Option<u64>,
     pub(super) services: Vec<ServiceSlot>,
 }
