@@ -315,6 +315,16 @@ impl ApiClient {
         self
     }
 
+    /// Speaks HTTP/2 with prior knowledge (h2c on `http://`): every request of this client
+    /// and its clones shares one connection instead of one connection per request in flight.
+    pub fn with_http2(mut self) -> Result<Self, ClientError> {
+        self.http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .map_err(ClientError::Build)?;
+        Ok(self)
+    }
+
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
