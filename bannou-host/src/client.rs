@@ -19,14 +19,15 @@ use orchestrator_core::api::{
     AcquireProcessorRequest, AcquireProcessorResponse, ApiError, BackendsResponse, CleanRequest,
     CleanResponse, CleanupPoolRequest, CleanupPoolResponse, ConfigRollbackRequest,
     ConfigRollbackResponse, ConfigVersionResponse, ContainerRestartRequestBody,
-    ContainerRestartResponse, ContainerStatus, DeployRequest, DeployResponse, EnvironmentStatus,
-    GetConfigVersionRequest, GetContainerStatusRequest, GetLogsRequest, GetPoolStatusRequest,
-    GetServiceRoutingRequest, GetStatusRequest, InfrastructureHealthRequest,
-    InfrastructureHealthResponse, ListBackendsRequest, ListPresetsRequest, LogsResponse,
-    PoolStatusResponse, PresetsResponse, ReleaseProcessorRequest, ReleaseProcessorResponse,
-    ScalePoolRequest, ScalePoolResponse, ServiceHealthRequest, ServiceRestartRequest,
-    ServiceRestartResult, ServiceRoutingResponse, ShouldRestartServiceRequest, TeardownRequest,
-    TeardownResponse, TopologyUpdateRequest, TopologyUpdateResponse,
+    ContainerRestartResponse, ContainerStatus, DeployRequest, DeployResponse, DrainPoolRequest,
+    DrainPoolResponse, EnvironmentStatus, GetConfigVersionRequest, GetContainerStatusRequest,
+    GetLogsRequest, GetPoolStatusRequest, GetServiceRoutingRequest, GetStatusRequest,
+    InfrastructureHealthRequest, InfrastructureHealthResponse, ListBackendsRequest,
+    ListPresetsRequest, LogsResponse, PoolStatusResponse, PresetsResponse, ReleaseProcessorRequest,
+    ReleaseProcessorResponse, RenewProcessorRequest, RenewProcessorResponse, ScalePoolRequest,
+    ScalePoolResponse, ServiceHealthRequest, ServiceRestartRequest, ServiceRestartResult,
+    ServiceRoutingResponse, ShouldRestartServiceRequest, TeardownRequest, TeardownResponse,
+    TopologyUpdateRequest, TopologyUpdateResponse,
 };
 use orchestrator_core::health::ServiceHealthReport;
 use orchestrator_core::restart::RestartRecommendation;
@@ -88,6 +89,10 @@ pub mod paths {
     pub const POOL_SCALE: &str = "/orchestrator/processing-pool/scale";
     /// CleanupPool (docs/COMPATIBILITY.md#cleanup-pool).
     pub const POOL_CLEANUP: &str = "/orchestrator/processing-pool/cleanup";
+    /// Ours: RenewProcessor (docs/COMPATIBILITY.md#renew-processor).
+    pub const POOL_RENEW: &str = "/orchestrator/processing-pool/renew";
+    /// Ours: DrainPool (docs/COMPATIBILITY.md#drain-pool).
+    pub const POOL_DRAIN: &str = "/orchestrator/processing-pool/drain";
 }
 
 // === errors ===
@@ -308,6 +313,16 @@ impl ApiClient {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Speaks HTTP/2 with prior knowledge (h2c on `http://`): every request of this client
+    /// and its clones shares one connection instead of one connection per request in flight.
+    pub fn with_http2(mut self) -> Result<Self, ClientError> {
+        self.http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .map_err(ClientError::Build)?;
+        Ok(self)
     }
 
     /// The base URL, without a trailing slash.
@@ -653,6 +668,24 @@ impl ApiClient {
         req: &CleanupPoolRequest,
     ) -> Result<CleanupPoolResponse, ClientError> {
         self.post(paths::POOL_CLEANUP, req).await
+    }
+
+    /// Ours: RenewProcessor (docs/COMPATIBILITY.md#renew-processor): 404 for an unknown
+    /// lease, 409 for a stale fencing token, an expired lease or a draining worker.
+    pub async fn renew_processor(
+        &self,
+        req: &RenewProcessorRequest,
+    ) -> Result<RenewProcessorResponse, ClientError> {
+        self.post(paths::POOL_RENEW, req).await
+    }
+
+    /// Ours: DrainPool (docs/COMPATIBILITY.md#drain-pool): 404 for an unconfigured pool or
+    /// an unknown worker.
+    pub async fn drain_pool(
+        &self,
+        req: &DrainPoolRequest,
+    ) -> Result<DrainPoolResponse, ClientError> {
+        self.post(paths::POOL_DRAIN, req).await
     }
 }
 

@@ -3,12 +3,10 @@
 //! `BANNOU_*` host settings the control plane reads, and our own settings (listen address,
 //! API token, deploy wave timeout and parallelism, pool autoscaling, leader election).
 //!
-//! Names and defaults are declared once, in [`vars`]; [`HostConfig::from_env`] is their
-//! one reader (D59 (docs/DECISIONS.md#d59)). It reads through a lookup function, never the
-//! process environment itself, so tests pass a map; [`HostConfig::from_process_env`] is the one
-//! call that reads the real environment. Fields are public so the CLI can apply flag
-//! overrides after reading the environment. A value that does not parse or is out of
-//! range is an error naming the variable and the value, never silently the default.
+//! Names and defaults are declared once, in [`vars`]; [`HostConfig::from_env`] (in
+//! `reader`) is their one reader (D59 (docs/DECISIONS.md#d59)). Fields are public so the
+//! CLI can apply flag overrides after reading the environment. Errors are [`ConfigError`],
+//! the variables with no effect here are [`NO_EFFECT`].
 //!
 //! Two opt-ins differ from upstream, where the defaults name hosts that only exist in
 //! upstream's compose network:
@@ -21,13 +19,11 @@
 //!   the CLI's `plan` does, instead of upstream's container path.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orchestrator_backends::containers::mounts::NodeMounts;
-use orchestrator_backends::containers::portainer::check_base_url;
 use orchestrator_core::AppId;
 use orchestrator_core::events::BackendType;
 use orchestrator_core::health::HealthConfig;
@@ -39,7 +35,16 @@ use crate::orchestrator::leader::ElectorConfig;
 use crate::orchestrator::pools::ScalerConfig;
 use crate::orchestrator::service::ServiceSettings;
 
+mod error;
+mod no_effect;
+mod reader;
+mod secret;
 pub mod vars;
+
+pub use error::ConfigError;
+pub use no_effect::{NO_EFFECT, NoEffect, no_effect_line};
+pub use reader::{normalize_redis_url, parse_bool};
+pub use secret::Secret;
 
 /// Default listen address: loopback only (D31 (docs/DECISIONS.md#d31)).
 pub const DEFAULT_LISTEN: &str = vars::LISTEN.default;
@@ -47,130 +52,6 @@ pub const DEFAULT_LISTEN: &str = vars::LISTEN.default;
 /// Upstream's certificates directory, mounted into nodes when it exists here and
 /// `ORCHESTRATOR_CERTIFICATES_HOST_PATH` is unset.
 pub const DEFAULT_CERTIFICATES_HOST_PATH: &str = "/app/provisioning/certificates";
-
-/// A variable accepted (and range-checked) for compatibility with upstream that changes
-/// nothing in this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoEffect {
-    /// The variable.
-    pub name: &'static str,
-    /// Why it changes nothing.
-    pub why: &'static str,
-}
-
-/// Every variable of [`NoEffect`] kind. The host logs the ones that are set, once at
-/// start ([`HostConfig::log_no_effect`]).
-pub const NO_EFFECT: &[NoEffect] = &[
-    NoEffect {
-        name: vars::SECURE_WEBSOCKET.name,
-        why: "this host serves no WebSocket API and registers no WebSocket permissions",
-    },
-    NoEffect {
-        name: vars::HEARTBEAT_TTL.name,
-        why: "heartbeats are held by the in-memory health aggregator, never stored as \
-              records; ORCHESTRATOR_HEARTBEAT_TIMEOUT_SECONDS expires them",
-    },
-    NoEffect {
-        name: vars::INDEX_UPDATE_MAX_RETRIES.name,
-        why: "the store updates a record and its index in one atomic step, with no \
-              compare-and-swap to retry (upstream does not read it either)",
-    },
-    NoEffect {
-        name: vars::DEFAULT_POOL_LEASE_TIMEOUT.name,
-        why: "upstream falls back to it only for a timeoutSeconds below 1, which \
-              validation refuses; an omitted timeoutSeconds is 300",
-    },
-    NoEffect {
-        name: vars::POOL_LOCK_TIMEOUT.name,
-        why: "every pool change is one atomic script (D10): there is no lock to expire",
-    },
-];
-
-/// The one log line naming `set` variables that have no effect, or `None` when `set` is
-/// empty.
-pub fn no_effect_line(set: &[NoEffect]) -> Option<String> {
-    if set.is_empty() {
-        return None;
-    }
-    let names: Vec<&str> = set.iter().map(|v| v.name).collect();
-    let reasons: Vec<String> = set
-        .iter()
-        .map(|v| format!("{}: {}", v.name, v.why))
-        .collect();
-    Some(format!(
-        "accepted for compatibility with upstream, no effect here: {} ({})",
-        names.join(", "),
-        reasons.join("; ")
-    ))
-}
-
-/// A configuration value that is missing, malformed or out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable's value does not parse or breaks its constraint.
-    #[error("{name}={value:?}: {reason}")]
-    Invalid {
-        /// The variable (or flag) name.
-        name: String,
-        /// The rejected value.
-        value: String,
-        /// What was expected.
-        reason: String,
-    },
-    /// The API would listen beyond loopback without a bearer token (D31 (docs/DECISIONS.md#d31)).
-    #[error(
-        "refusing to listen on {listen}: it is not a loopback address and no API token is set; \
-         set ORCHESTRATOR_API_TOKEN (or --api-token), or listen on 127.0.0.1"
-    )]
-    ExposedWithoutToken {
-        /// The configured listen address.
-        listen: SocketAddr,
-    },
-    /// The orchestrator runs only on the control-plane app-id
-    /// (docs/COMPATIBILITY.md#placement-and-identity).
-    #[error(
-        "the orchestrator runs only on app-id `bannou` (docs/COMPATIBILITY.md#placement-and-identity), \
-         but the effective app-id is \
-         `{app_id}`; unset BANNOU_APP_ID or set it to bannou"
-    )]
-    WrongAppId {
-        /// The effective app-id.
-        app_id: String,
-    },
-}
-
-impl ConfigError {
-    fn invalid(name: &str, value: &str, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// A secret string (API token, Portainer key): its `Debug` output is masked so the
-/// configuration can be logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
 
 /// Everything the host and its orchestrator read at start. See the module docs for the
 /// sources; each field's doc names its variable, default and constraint.
@@ -296,10 +177,14 @@ pub struct HostConfig {
     /// `ORCHESTRATOR_WAVE_TIMEOUT_SECONDS` / `--wave-timeout` (120, >= 1): how long a
     /// deploy waits for one wave's heartbeats.
     pub wave_timeout: Duration,
+    /// `ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS` (10, 0..=600): how long a change that
+    /// stops nodes waits for the live consumers to apply its routes (D58).
+    pub routing_ack_timeout: Duration,
     /// `ORCHESTRATOR_DEPLOY_PARALLELISM` (8, >= 1): nodes of one wave deployed at once.
     pub deploy_parallelism: usize,
     /// `ORCHESTRATOR_POOL_AUTOSCALE` (true), `ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS`
-    /// (5) and the worker image (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
+    /// (5), `ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS` (300) and the worker image
+    /// (`ORCHESTRATOR_DOCKER_IMAGE_NAME`).
     pub scaler: ScalerConfig,
     /// `ORCHESTRATOR_LEADER_LEASE_SECONDS` (10, >= 2): the leader lease of the replicas
     /// sharing one Redis; renewed every third of it. Unused with in-memory adapters (one
@@ -377,6 +262,7 @@ impl Default for HostConfig {
                 .expect("valid default listen address"),
             api_token: None,
             wave_timeout: vars::WAVE_TIMEOUT.default,
+            routing_ack_timeout: vars::ROUTING_ACK_TIMEOUT.default,
             deploy_parallelism: vars::DEPLOY_PARALLELISM.default,
             scaler: ScalerConfig::default(),
             leader_lease: vars::LEADER_LEASE.default,
@@ -388,114 +274,6 @@ impl Default for HostConfig {
         }
     }
 }
-
-// === reading values ===
-
-/// Reads variables through `get`, trimming values; a blank value counts as set (and is
-/// rejected where a value is required).
-struct Env<F> {
-    get: F,
-}
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.get)(name)
-    }
-
-    /// A non-nullable string: absent keeps the default; blank is an error
-    /// (docs/COMPATIBILITY.md#configuration-variables).
-    fn string(&self, name: &str, into: &mut String) -> Result<(), ConfigError> {
-        if let Some(v) = self.raw(name) {
-            let t = v.trim();
-            if t.is_empty() {
-                return Err(ConfigError::invalid(name, &v, "must not be empty"));
-            }
-            *into = t.to_owned();
-        }
-        Ok(())
-    }
-
-    /// A nullable string: absent or blank is `None`.
-    fn optional(&self, name: &str) -> Option<String> {
-        self.raw(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn boolean(&self, name: &str, into: &mut bool) -> Result<(), ConfigError> {
-        if let Some(v) = self.raw(name) {
-            *into = parse_bool(&v)
-                .ok_or_else(|| ConfigError::invalid(name, &v, "expected true or false"))?;
-        }
-        Ok(())
-    }
-
-    /// A whole number in `min..=max`.
-    fn number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        let n: u64 = v.trim().parse().map_err(|_| {
-            ConfigError::invalid(name, &v, format!("expected a whole number >= {min}"))
-        })?;
-        if n < min {
-            return Err(ConfigError::invalid(
-                name,
-                &v,
-                format!("must be at least {min}"),
-            ));
-        }
-        if n > max {
-            return Err(ConfigError::invalid(
-                name,
-                &v,
-                format!("must be at most {max}"),
-            ));
-        }
-        Ok(Some(n))
-    }
-
-    /// A duration setting: a number of its unit or a `humantime` duration
-    /// ([`vars::DurationSetting::parse`]).
-    fn duration(
-        &self,
-        setting: &vars::DurationSetting,
-        into: &mut Duration,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.raw(setting.name) {
-            *into = setting.parse(&v)?;
-        }
-        Ok(())
-    }
-
-    fn port(&self, name: &str, into: &mut u16) -> Result<(), ConfigError> {
-        if let Some(n) = self.number(name, 1, 65_535)? {
-            *into = n as u16;
-        }
-        Ok(())
-    }
-}
-
-/// `true|false|1|0|yes|no|on|off`, any case.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// `redis://` is prepended to a bare `host:port` (upstream's spelling of the property).
-pub fn normalize_redis_url(value: &str) -> String {
-    let v = value.trim();
-    if v.contains("://") {
-        v.to_owned()
-    } else {
-        format!("redis://{v}")
-    }
-}
-
-// === impl HostConfig ===
 
 impl HostConfig {
     /// A copy fit for a log line: Redis URLs with their password as `***` and the copied
@@ -512,157 +290,6 @@ impl HostConfig {
             host_environment: BTreeMap::new(),
             ..self.clone()
         }
-    }
-
-    /// Reads the configuration through `get` (a variable name to its value). Absent
-    /// variables keep their defaults; the first bad value is an error naming it.
-    /// `host_environment` stays empty (see [`HostConfig::from_process_env`]).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { get };
-        let mut c = HostConfig::default();
-
-        env.boolean(vars::SECURE_WEBSOCKET.name, &mut c.secure_websocket)?;
-        if let Some(v) = env.raw(vars::DEFAULT_BACKEND.name) {
-            c.default_backend = v.trim().parse().map_err(|_| {
-                ConfigError::invalid(
-                    vars::DEFAULT_BACKEND.name,
-                    &v,
-                    "expected one of kubernetes, portainer, swarm, compose, in-process",
-                )
-            })?;
-        }
-        env.duration(&vars::HEARTBEAT_TIMEOUT, &mut c.heartbeat_timeout)?;
-        env.duration(&vars::DEGRADATION_THRESHOLD, &mut c.degradation_threshold)?;
-        c.portainer_url = env.optional(vars::PORTAINER_URL);
-        if let Some(url) = &c.portainer_url {
-            check_base_url(url)
-                .map_err(|why| ConfigError::invalid(vars::PORTAINER_URL, url, why))?;
-        }
-        c.portainer_api_key = env.optional(vars::PORTAINER_API_KEY).map(Secret::new);
-        if let Some(n) = env.number(vars::PORTAINER_ENDPOINT_ID.name, 1, u64::from(u32::MAX))? {
-            c.portainer_endpoint_id = n as u32;
-        }
-        env.duration(
-            &vars::PORTAINER_REQUEST_TIMEOUT,
-            &mut c.portainer_request_timeout,
-        )?;
-        env.string(vars::DOCKER_IMAGE_NAME.name, &mut c.docker_image_name)?;
-        env.string(vars::DOCKER_HOST.name, &mut c.docker_host)?;
-        env.string(vars::DOCKER_NETWORK.name, &mut c.docker_network)?;
-        let mut path = String::new();
-        env.string(vars::CERTIFICATES_HOST_PATH, &mut path)?;
-        if !path.is_empty() {
-            c.certificates_host_path = Some(PathBuf::from(std::mem::take(&mut path)));
-        }
-        env.string(vars::PRESETS_HOST_PATH.name, &mut path)?;
-        if !path.is_empty() {
-            c.presets_host_path = PathBuf::from(std::mem::take(&mut path));
-        }
-        env.string(vars::LOGS_VOLUME.name, &mut c.logs_volume_name)?;
-        if env.raw(vars::OPENRESTY_HOST.name).is_some() {
-            env.string(vars::OPENRESTY_HOST.name, &mut c.openresty_host)?;
-            c.openresty_enabled = true;
-        }
-        env.port(vars::OPENRESTY_PORT.name, &mut c.openresty_port)?;
-        env.duration(
-            &vars::OPENRESTY_REQUEST_TIMEOUT,
-            &mut c.openresty_request_timeout,
-        )?;
-        env.string(vars::KUBERNETES_NAMESPACE.name, &mut c.kubernetes_namespace)?;
-        c.kubeconfig_path = env.optional(vars::KUBECONFIG_PATH).map(PathBuf::from);
-        env.duration(&vars::HEARTBEAT_TTL, &mut c.heartbeat_ttl)?;
-        env.duration(&vars::ROUTING_TTL, &mut c.routing_ttl)?;
-        env.duration(&vars::CONFIG_HISTORY_TTL, &mut c.config_history_ttl)?;
-        env.duration(&vars::RESTART_TIMEOUT, &mut c.restart_timeout)?;
-        env.duration(&vars::HEALTH_CHECK_INTERVAL, &mut c.health_check_interval)?;
-        env.duration(
-            &vars::DEFAULT_WAIT_BEFORE_KILL,
-            &mut c.default_wait_before_kill,
-        )?;
-        env.duration(
-            &vars::CONTAINER_STATUS_POLL_INTERVAL,
-            &mut c.container_status_poll_interval,
-        )?;
-        env.duration(&vars::FULL_MAPPINGS_INTERVAL, &mut c.full_mappings_interval)?;
-        env.duration(
-            &vars::ORPHAN_CONTAINER_THRESHOLD,
-            &mut c.orphan_container_threshold,
-        )?;
-        if let Some(n) = env.number(vars::INDEX_UPDATE_MAX_RETRIES.name, 1, u64::from(u32::MAX))? {
-            c.index_update_max_retries = n as u32;
-        }
-        env.duration(
-            &vars::DEFAULT_POOL_LEASE_TIMEOUT,
-            &mut c.default_pool_lease_timeout,
-        )?;
-        env.duration(&vars::POOL_LOCK_TIMEOUT, &mut c.pool_lock_timeout)?;
-        env.duration(&vars::LEASE_CLEANUP_INTERVAL, &mut c.lease_cleanup_interval)?;
-        env.port(vars::DEFAULT_SERVICE_PORT.name, &mut c.default_service_port)?;
-        c.redis_url = env
-            .optional(vars::REDIS_CONNECTION_STRING)
-            .map(|v| normalize_redis_url(&v));
-        c.node_redis_url = env
-            .optional(vars::NODE_REDIS_URL)
-            .map(|v| normalize_redis_url(&v));
-        c.redis_tls =
-            orchestrator_backends::redis::url::TlsFiles::from_env(|name| env.optional(name));
-        if let Some(n) = env.number(vars::REDIS_WAIT_REPLICAS.name, 0, 16)? {
-            c.redis_wait_replicas = n as u32;
-        }
-        env.duration(&vars::REDIS_WAIT_TIMEOUT, &mut c.redis_wait_timeout)?;
-        if let Some(url) = &c.redis_url {
-            orchestrator_backends::redis::url::RedisUrl::parse(url).map_err(|e| {
-                let shown = orchestrator_backends::redis::url::redact(url);
-                ConfigError::invalid(vars::REDIS_CONNECTION_STRING, &shown, e.to_string())
-            })?;
-        }
-
-        // Host settings.
-        if let Some(v) = env.optional(vars::APP_ID) {
-            c.app_id = AppId::from(v);
-        }
-        env.boolean(vars::HEARTBEAT_ENABLED.name, &mut c.heartbeat_enabled)?;
-        env.duration(&vars::HEARTBEAT_INTERVAL, &mut c.heartbeat_interval)?;
-
-        // Ours.
-        if let Some(v) = env.raw(vars::LISTEN.name) {
-            c.listen = v.trim().parse().map_err(|_| {
-                ConfigError::invalid(
-                    vars::LISTEN.name,
-                    &v,
-                    "expected an address and port, e.g. 127.0.0.1:8080",
-                )
-            })?;
-        }
-        c.api_token = env.optional(vars::API_TOKEN).map(Secret::new);
-        env.duration(&vars::WAVE_TIMEOUT, &mut c.wave_timeout)?;
-        if let Some(n) = env.number(vars::DEPLOY_PARALLELISM.name, 1, 1024)? {
-            c.deploy_parallelism = n as usize;
-        }
-        env.boolean(vars::POOL_AUTOSCALE.name, &mut c.scaler.autoscale)?;
-        env.duration(&vars::POOL_AUTOSCALE_INTERVAL, &mut c.scaler.interval)?;
-        c.scaler.default_image = c.docker_image_name.clone();
-        env.duration(&vars::LEADER_LEASE, &mut c.leader_lease)?;
-        c.leader_id_prefix = env.optional(vars::LEADER_ID_PREFIX);
-        env.duration(&vars::RECONCILE_INTERVAL, &mut c.reconcile_interval)?;
-        env.duration(&vars::RECONCILE_GRACE, &mut c.reconcile_grace)?;
-        c.checked_openresty()?;
-        c.no_effect = NO_EFFECT
-            .iter()
-            .filter(|v| env.raw(v.name).is_some())
-            .copied()
-            .collect();
-        Ok(c)
-    }
-
-    /// Reads the process environment (the one place that does) and keeps a copy of it in
-    /// `host_environment` for the forwarding whitelist
-    /// (docs/COMPATIBILITY.md#forwarding-whitelist).
-    pub fn from_process_env() -> Result<Self, ConfigError> {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
-        let mut c = Self::from_env(|name| vars.get(name).cloned())?;
-        c.host_environment = vars;
-        Ok(c)
     }
 
     /// Whether the API may listen on `listen`: loopback always, anything else only with an
@@ -690,6 +317,7 @@ impl HostConfig {
             default_backend: self.default_backend,
             heartbeat_timeout: self.heartbeat_timeout,
             wave_timeout: self.wave_timeout,
+            routing_ack_timeout: self.routing_ack_timeout,
             deploy_parallelism: self.deploy_parallelism,
             degradation_threshold: self.degradation_threshold,
             routing_ttl: self.routing_ttl,

@@ -1,6 +1,7 @@
 //! What the control plane itself does, as events on our bus topic [`CONTROL_TOPIC`] (not an
-//! upstream topic): a replica gaining or losing the leadership, and what a reconciliation
-//! sweep repaired. They travel on the bus so that every replica's event stream
+//! upstream topic): a replica gaining or losing the leadership, what a reconciliation
+//! sweep repaired, and a change that stopped nodes before every live consumer had applied
+//! its routes (D58 (docs/DECISIONS.md#d58)). They travel on the bus so that every replica's event stream
 //! (`GET /orchestrator/events`) shows every replica's changes.
 //!
 //! Invariants: a replica publishes a leadership change only when its own state flips
@@ -27,6 +28,9 @@ pub const LEADER_CHANGED_TYPE: &str = "leader.changed";
 
 /// The stream's name for a [`ControlEvent::ReconcileRepaired`].
 pub const RECONCILE_REPAIRED_TYPE: &str = "reconcile.repaired";
+
+/// The stream's name for a [`ControlEvent::RoutingAckTimeout`].
+pub const ROUTING_ACK_TIMEOUT_TYPE: &str = "routing.ack-timeout";
 
 /// One change of the control plane, published on [`CONTROL_TOPIC`]; `kind` names it in
 /// the stream.
@@ -66,6 +70,21 @@ pub enum ControlEvent {
         /// What failed (the next sweep tries again).
         errors: Vec<String>,
     },
+    /// A change that moves routes away from nodes and then stops them waited for the live
+    /// consumers to apply the new routes until the timeout, then went on (D58).
+    #[serde(rename = "routing.ack-timeout", rename_all = "camelCase")]
+    RoutingAckTimeout {
+        /// The replica that waited.
+        replica: String,
+        /// The mappings version waited for.
+        version: i64,
+        /// The live consumers still behind it, with the version each had applied.
+        laggards: Vec<orchestrator_core::api::NodeMappingsVersion>,
+        /// The nodes the change then stopped.
+        stopping: Vec<String>,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
 }
 
 impl Event for ControlEvent {
@@ -78,6 +97,7 @@ impl ControlEvent {
         match self {
             ControlEvent::LeaderChanged { .. } => LEADER_CHANGED_TYPE,
             ControlEvent::ReconcileRepaired { .. } => RECONCILE_REPAIRED_TYPE,
+            ControlEvent::RoutingAckTimeout { .. } => ROUTING_ACK_TIMEOUT_TYPE,
         }
     }
 

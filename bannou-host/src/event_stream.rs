@@ -10,45 +10,42 @@
 //! behind gets a `lagged` item and its stream ends); raw heartbeats are never buffered
 //! nor numbered and reach only clients that name `service.heartbeat` in their filter.
 //! When the host shuts down, every client stream ends. Each event's text and SSE frame
-//! (axum's [`SseEvent`] format) are made at most once, when the first client needs them,
-//! and shared by every client that gets it.
+//! are made at most once, when the first client needs them, and shared by every client
+//! that gets it ([`StreamEvent`]).
 //!
-//! Wave progress travels on the bus as [`WaveEvent`]s (our topic
-//! [`WAVE_TOPIC`]), published by the wave executor, so a remote `deploy --follow` sees
-//! each wave of whichever replica leads.
+//! Wave progress travels on the bus as [`WaveEvent`]s (`wave`); what clients receive is
+//! `item`, what they ask for is [`Filter`].
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::body::Bytes;
-use axum::response::IntoResponse;
-use axum::response::sse::{Event as SseEvent, Sse};
-use futures::FutureExt;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
-use orchestrator_core::events::{Event, ServiceHeartbeatEvent, topics};
-use orchestrator_core::planner::{Wave, WavePhase};
-use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, EventBusExt, Payload};
-use serde::{Deserialize, Serialize};
+use orchestrator_core::events::{ServiceHeartbeatEvent, topics};
+use orchestrator_core::ports::bus::{BusError, BusItem, EventBus, Payload};
+use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::control_events::{CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE};
+use crate::control_events::{
+    CONTROL_TOPIC, LEADER_CHANGED_TYPE, RECONCILE_REPAIRED_TYPE, ROUTING_ACK_TIMEOUT_TYPE,
+};
 use crate::orchestrator::pool_events;
+
+mod filter;
+mod item;
+mod wave;
+
+pub use filter::Filter;
+pub use item::{StreamEvent, StreamItem, sse_frame};
+pub use wave::{
+    TOPOLOGY_PHASE, WAVE_TOPIC, WaveEvent, WaveProgress, WaveState, publish_wave, within_deployment,
+};
 
 /// How many numbered events the hub keeps for `Last-Event-ID` resumes.
 pub const BUFFER_CAPACITY: usize = 10_000;
 
 /// How many events a client may fall behind before it is told (`lagged`) and dropped.
 pub const CLIENT_CAPACITY: usize = 1_024;
-
-/// Our bus topic for wave progress (not an upstream topic).
-pub const WAVE_TOPIC: &str = "bannou.orchestrator-waves";
-
-/// [`WaveEvent::phase`] of a topology update's changes: each change is one wave, applied
-/// in request order.
-pub const TOPOLOGY_PHASE: &str = "topology";
 
 /// The stream's name for a raw heartbeat (sent only when a filter names it).
 pub const HEARTBEAT_TYPE: &str = "service.heartbeat";
@@ -77,6 +74,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "lease.released",
     "lease.expired",
     "pool.scaled",
+    "pool.worker-draining",
     "service.restarted",
     "service.error",
     "health.ping",
@@ -84,6 +82,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "configuration.changed",
     LEADER_CHANGED_TYPE,
     RECONCILE_REPAIRED_TYPE,
+    ROUTING_ACK_TIMEOUT_TYPE,
     HEARTBEAT_TYPE,
 ];
 
@@ -97,6 +96,7 @@ const FOLLOWED: &[(&str, &str)] = &[
     (pool_events::LEASE_GRANTED_TOPIC, "lease.granted"),
     (pool_events::LEASE_EXPIRED_TOPIC, "lease.expired"),
     (pool_events::POOL_SCALED_TOPIC, "pool.scaled"),
+    (pool_events::WORKER_DRAINING_TOPIC, "pool.worker-draining"),
     (topics::SERVICE_LIFECYCLE, "service.restarted"),
     (topics::SERVICE_ERROR, "service.error"),
     (topics::HEALTH_PING, "health.ping"),
@@ -113,199 +113,8 @@ const NAMES_NO_DEPLOYMENT: &[&str] = &[
     "lease.granted",
     "lease.expired",
     "pool.scaled",
+    "pool.worker-draining",
 ];
-
-/// What a wave of a deploy or teardown is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WaveState {
-    /// Its nodes are being started (or stopped, for a teardown wave).
-    Started,
-    /// Every node of a deploy wave answered healthy and the wave is routed.
-    Healthy,
-    /// The wave failed; `failures` says why.
-    Failed,
-    /// A teardown wave's nodes are stopped.
-    TornDown,
-}
-
-impl WaveState {
-    fn type_name(self) -> &'static str {
-        match self {
-            WaveState::Started => "wave.started",
-            WaveState::Healthy => "wave.healthy",
-            WaveState::Failed => "wave.failed",
-            WaveState::TornDown => "wave.torn-down",
-        }
-    }
-}
-
-/// Progress of one wave, published on [`WAVE_TOPIC`] by the wave executor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaveEvent {
-    /// The deploy or teardown this wave belongs to, when the executor runs one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<String>,
-    /// 1-based position of the wave in its plan.
-    pub wave: usize,
-    /// How many waves the plan has.
-    pub waves: usize,
-    /// `deploy` or `teardown` (the wave executor), or [`TOPOLOGY_PHASE`] (one change of a
-    /// topology update).
-    pub phase: String,
-    /// What the wave is doing.
-    pub state: WaveState,
-    /// The app-ids the wave acts on.
-    pub nodes: Vec<String>,
-    /// Per-node failures (`Failed` only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<String>,
-    /// Milliseconds since the wave started (0 for `Started`).
-    pub elapsed_ms: u64,
-}
-
-impl Event for WaveEvent {
-    const TOPIC: &'static str = WAVE_TOPIC;
-}
-
-tokio::task_local! {
-    static DEPLOYMENT: String;
-}
-
-/// Runs `f` with `deployment_id` as the deployment the waves it runs belong to (the id
-/// their [`WaveEvent`]s carry).
-pub async fn within_deployment<F: Future>(deployment_id: &str, f: F) -> F::Output {
-    DEPLOYMENT.scope(deployment_id.to_owned(), f).await
-}
-
-/// Publishes `event` on `bus` with the current deployment's id (see
-/// [`within_deployment`]); a bus error is logged, never returned: progress reports must
-/// not fail a deploy.
-pub async fn publish_wave(bus: &dyn EventBus, mut event: WaveEvent) {
-    if event.deployment_id.is_none() {
-        event.deployment_id = DEPLOYMENT.try_with(Clone::clone).ok();
-    }
-    if let Err(e) = bus.publish_owned(event).await {
-        tracing::debug!(error = %e, "wave progress not published");
-    }
-}
-
-/// A wave being run: publishes its `Started` event, then its outcome.
-#[derive(Debug)]
-pub struct WaveProgress {
-    event: WaveEvent,
-    begun: tokio::time::Instant,
-}
-
-impl WaveProgress {
-    /// Publishes `Started` for `wave` (of a plan of `waves` waves) on `bus`.
-    pub async fn start(bus: &dyn EventBus, wave: &Wave, waves: usize) -> WaveProgress {
-        let event = WaveEvent {
-            deployment_id: None,
-            wave: wave.index,
-            waves,
-            phase: match wave.phase {
-                WavePhase::Deploy => "deploy",
-                WavePhase::Teardown => "teardown",
-            }
-            .to_owned(),
-            state: WaveState::Started,
-            nodes: wave
-                .actions
-                .iter()
-                .map(|a| a.app_id.to_string())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            failures: Vec::new(),
-            elapsed_ms: 0,
-        };
-        publish_wave(bus, event.clone()).await;
-        WaveProgress {
-            event,
-            begun: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Publishes the wave's outcome: `Failed` with `failures` when there are any, else
-    /// `Healthy` (deploy) or `TornDown` (teardown).
-    pub async fn finish(self, bus: &dyn EventBus, failures: &[String]) {
-        let WaveProgress { mut event, begun } = self;
-        event.state = if !failures.is_empty() {
-            WaveState::Failed
-        } else if event.phase == "teardown" {
-            WaveState::TornDown
-        } else {
-            WaveState::Healthy
-        };
-        event.failures = failures.to_vec();
-        event.elapsed_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
-        publish_wave(bus, event).await;
-    }
-}
-
-/// One event as clients receive it. Its text and SSE frame are made on first use, once,
-/// and shared by every client that gets it: an event nobody reads costs no encoding.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    /// Its number on this replica (`None` for raw heartbeats, which are not buffered).
-    pub id: Option<u64>,
-    /// The event type (one of [`EVENT_TYPES`]).
-    pub kind: &'static str,
-    /// The deployment it belongs to, when it names one.
-    pub deployment: Option<String>,
-    /// The event as published on the bus (JSON, encoded on first use when typed).
-    body: Payload,
-    /// [`Self::data`], made once.
-    data: OnceLock<Arc<str>>,
-    /// [`Self::frame`], made once.
-    frame: OnceLock<Bytes>,
-}
-
-impl StreamEvent {
-    fn new(id: Option<u64>, kind: &'static str, deployment: Option<String>, body: Payload) -> Self {
-        StreamEvent {
-            id,
-            kind,
-            deployment,
-            body,
-            data: OnceLock::new(),
-            frame: OnceLock::new(),
-        }
-    }
-
-    /// The event's JSON as published on the bus.
-    pub fn data(&self) -> &str {
-        self.data
-            .get_or_init(|| String::from_utf8_lossy(self.body.as_bytes()).into())
-    }
-
-    /// The event as an SSE frame (`event:`, `data:`, `id:` lines and the blank line that
-    /// ends it), formatted by [`sse_frame`] the first time a client needs it.
-    pub fn frame(&self) -> Bytes {
-        self.frame
-            .get_or_init(|| {
-                let event = SseEvent::default().event(self.kind).data(self.data());
-                sse_frame(match self.id {
-                    Some(id) => event.id(id.to_string()),
-                    None => event,
-                })
-            })
-            .clone()
-    }
-}
-
-impl PartialEq for StreamEvent {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-            && self.kind == other.kind
-            && self.deployment == other.deployment
-            && self.body == other.body
-    }
-}
-
-impl Eq for StreamEvent {}
 
 /// The fields of an event's JSON the hub reads to name and filter it; every other field
 /// is skipped unread (no JSON tree is built) and travels only in the raw text. A field of
@@ -327,120 +136,6 @@ impl Fields {
     /// `field` when it is a string.
     fn text(field: &Option<serde_json::Value>) -> Option<&str> {
         field.as_ref().and_then(serde_json::Value::as_str)
-    }
-}
-
-/// What a client's stream yields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamItem {
-    /// An event.
-    Event(Arc<StreamEvent>),
-    /// The requested `Last-Event-ID` is no longer (or never was) in the buffer: the client
-    /// must re-read the state; live events follow.
-    Reset {
-        /// The id the client asked to resume after.
-        requested: u64,
-        /// The oldest id still buffered, if any.
-        oldest: Option<u64>,
-    },
-    /// The client fell behind by `skipped` events; its stream ends after this.
-    Lagged {
-        /// How many events it missed.
-        skipped: u64,
-    },
-}
-
-impl StreamItem {
-    /// The item as an SSE frame: an event's shared frame, or a `reset` / `lagged` event
-    /// whose data says what happened and what to do.
-    pub fn frame(&self) -> Bytes {
-        match self {
-            StreamItem::Event(e) => e.frame(),
-            StreamItem::Reset { requested, oldest } => sse_frame(
-                SseEvent::default().event("reset").data(
-                    serde_json::json!({
-                        "requested": requested,
-                        "oldest": oldest,
-                        "reason": "events after the requested id are no longer buffered: re-read the state",
-                    })
-                    .to_string(),
-                ),
-            ),
-            StreamItem::Lagged { skipped } => sse_frame(
-                SseEvent::default().event("lagged").data(
-                    serde_json::json!({
-                        "skipped": skipped,
-                        "reason": "this client fell behind and is disconnected: reconnect with Last-Event-ID",
-                    })
-                    .to_string(),
-                ),
-            ),
-        }
-    }
-}
-
-/// `event` as axum's SSE response writes it: the bytes of a one-event [`Sse`] body, so
-/// the framing is axum's own. That body is ready at once and cannot fail; were it ever
-/// not, the frame would be empty (the tests compare frames with axum's output).
-pub fn sse_frame(event: SseEvent) -> Bytes {
-    let body = Sse::new(stream::iter([Ok::<_, Infallible>(event)]))
-        .into_response()
-        .into_body();
-    match body.into_data_stream().next().now_or_never() {
-        Some(Some(Ok(frame))) => frame,
-        _ => Bytes::new(),
-    }
-}
-
-/// Which events a client wants.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Type names or prefixes (`wave`, `deployment.failed`); empty means every type but
-    /// raw heartbeats.
-    pub types: Vec<String>,
-    /// Only events of this deployment.
-    pub deployment: Option<String>,
-}
-
-impl Filter {
-    /// Parses a `types` list (comma-separated); an unknown name is an error naming it.
-    pub fn parse_types(list: &str) -> Result<Vec<String>, String> {
-        let mut types = Vec::new();
-        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let known = EVENT_TYPES
-                .iter()
-                .any(|t| *t == name || t.split('.').next() == Some(name));
-            if !known {
-                return Err(format!(
-                    "unknown event type `{name}` (known: {})",
-                    EVENT_TYPES.join(", ")
-                ));
-            }
-            types.push(name.to_owned());
-        }
-        Ok(types)
-    }
-
-    /// Whether `event` passes.
-    pub fn matches(&self, event: &StreamEvent) -> bool {
-        let typed = if self.types.is_empty() {
-            event.kind != HEARTBEAT_TYPE
-        } else {
-            self.types.iter().any(|t| {
-                event.kind == t
-                    || (event.kind.split('.').next() == Some(t.as_str())
-                        && event.kind != HEARTBEAT_TYPE)
-            })
-        };
-        typed
-            && self
-                .deployment
-                .as_ref()
-                .is_none_or(|d| event.deployment.as_ref() == Some(d))
-    }
-
-    fn wants_heartbeats(&self) -> bool {
-        self.types.iter().any(|t| t == HEARTBEAT_TYPE)
     }
 }
 
@@ -573,7 +268,7 @@ impl EventHub {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Numbers, buffers and fans out one message of topic kind `kind` (a [`FOLLOWED`]
+    /// Numbers, buffers and fans out one message of topic kind `kind` (a `FOLLOWED`
     /// name) with JSON body `json`.
     pub fn publish(&self, kind: &'static str, json: &[u8]) {
         self.publish_payload(kind, Payload::from(json));
@@ -601,6 +296,7 @@ impl EventHub {
                 .map_or("wave.started", WaveState::type_name),
             "control" => match Fields::text(&fields.kind) {
                 Some(LEADER_CHANGED_TYPE) => LEADER_CHANGED_TYPE,
+                Some(ROUTING_ACK_TIMEOUT_TYPE) => ROUTING_ACK_TIMEOUT_TYPE,
                 _ => RECONCILE_REPAIRED_TYPE,
             },
             other => other,

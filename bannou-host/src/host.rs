@@ -330,6 +330,17 @@ impl ControlPlaneBuilder {
                 })
             })
         }));
+        tasks.push(("routing-acks", {
+            let (health, bus, rx) = (health.clone(), adapters.bus.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                crate::orchestrator::routing_acks::follow_acks(bus.as_ref(), health, rx)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "routing acknowledgements cannot subscribe");
+                        e.to_string()
+                    })
+            })
+        }));
         tasks.push(("mappings-broadcaster", {
             let (broadcaster, rx) = (broadcaster.clone(), shutdown.subscribe());
             tokio::spawn(async move {

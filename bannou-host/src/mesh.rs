@@ -6,7 +6,10 @@
 //! [`follow_mappings`] applies each snapshot only if its version is newer than the one
 //! applied (the writer enforces it), so late or duplicated broadcasts never roll a node
 //! back. The applied version goes into the node's heartbeat `metadata.routingVersion`,
-//! which lets the orchestrator list nodes that lag.
+//! which lets the orchestrator list nodes that lag; with a [`MappingsAck`], the node also
+//! acknowledges each version on the bus right after applying it (D58
+//! (docs/DECISIONS.md#d58)), so a change waiting for its consumers does not wait for the
+//! next heartbeat.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +18,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::AppId;
-use orchestrator_core::events::FullServiceMappingsEvent;
+use orchestrator_core::events::{FullServiceMappingsEvent, MappingsAppliedEvent};
 use orchestrator_core::ports::bus::{
     BusError, EventBus, EventBusExt, EventStreamError, EventSubscription,
 };
+use orchestrator_core::time::Clock;
 use orchestrator_routing::resolver::{ApplyOutcome, MappingsWriter, Resolution};
 use orchestrator_routing::{MappingsSnapshot, MeshReader};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 pub use orchestrator_routing::resolver::MeshResolver;
 
@@ -33,15 +38,59 @@ pub async fn follow_mappings(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), BusError> {
     let events = bus.subscribe_events::<FullServiceMappingsEvent>().await?;
-    follow_subscription(events, writer, shutdown).await;
+    follow_subscription(events, writer, None, shutdown).await;
     Ok(())
 }
 
+/// Who acknowledges applied mappings versions, and where: a node instance publishing
+/// [`MappingsAppliedEvent`]s on its bus.
+#[derive(Clone)]
+pub struct MappingsAck {
+    bus: Arc<dyn EventBus>,
+    app_id: AppId,
+    instance_id: Uuid,
+    clock: Arc<dyn Clock>,
+}
+
+impl MappingsAck {
+    /// Acknowledgements of instance `instance_id` (its heartbeats' `serviceId`) of node
+    /// `app_id`, published on `bus`, stamped by `clock`.
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        app_id: AppId,
+        instance_id: Uuid,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        MappingsAck {
+            bus,
+            app_id,
+            instance_id,
+            clock,
+        }
+    }
+
+    /// Publishes that `version` was applied; a bus failure is logged (the next heartbeat
+    /// reports the version anyway).
+    pub async fn applied(&self, version: i64) {
+        let event = MappingsAppliedEvent {
+            app_id: self.app_id.clone(),
+            service_id: self.instance_id,
+            version,
+            timestamp: self.clock.now(),
+        };
+        if let Err(e) = self.bus.publish_event(&event).await {
+            tracing::debug!(error = %e, version, "mappings acknowledgement not published");
+        }
+    }
+}
+
 /// As [`follow_mappings`], over a subscription the caller already holds (so that nothing
-/// published after the caller subscribed is missed, whenever this task gets to run).
+/// published after the caller subscribed is missed, whenever this task gets to run); with
+/// `ack`, each version applied is acknowledged on the bus at once.
 pub async fn follow_subscription(
     mut events: EventSubscription<FullServiceMappingsEvent>,
     writer: MappingsWriter,
+    ack: Option<MappingsAck>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -54,9 +103,19 @@ pub async fn follow_subscription(
                         crate::traces::set_parent(&span, Some(traceparent));
                         span
                     });
-                    let _entered = span.as_ref().map(tracing::Span::enter);
-                    if let ApplyOutcome::Stale { current, offered } = writer.apply(&MappingsSnapshot::from_event(&event)) {
-                        tracing::debug!(current, offered, "ignoring an older mappings version");
+                    let outcome = {
+                        let _entered = span.as_ref().map(tracing::Span::enter);
+                        writer.apply(&MappingsSnapshot::from_event(&event))
+                    };
+                    match outcome {
+                        ApplyOutcome::Applied { version, .. } => {
+                            if let Some(ack) = &ack {
+                                ack.applied(version).await;
+                            }
+                        }
+                        ApplyOutcome::Stale { current, offered } => {
+                            tracing::debug!(current, offered, "ignoring an older mappings version");
+                        }
                     }
                 }
                 Some(Err(EventStreamError::Malformed(e))) => tracing::warn!(error = %e, "skipping malformed mappings"),
@@ -411,6 +470,50 @@ mod tests {
 
     fn app(s: &str) -> AppId {
         AppId::from(s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_applied_version_is_acknowledged_once_and_a_stale_one_never() {
+        use orchestrator_core::memory::bus::InMemoryBus;
+        use orchestrator_core::time::Timestamp;
+        let bus = Arc::new(InMemoryBus::new());
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::TokioClock::starting_at(
+            Timestamp::from_unix_millis(1_780_000_000_000),
+        ));
+        let mut acks = bus
+            .subscribe_events::<MappingsAppliedEvent>()
+            .await
+            .unwrap();
+        let events = bus
+            .subscribe_events::<FullServiceMappingsEvent>()
+            .await
+            .unwrap();
+        let (writer, reader) = MeshResolver::new();
+        let instance = Uuid::new_v4();
+        let ack = MappingsAck::new(bus.clone(), app("n1"), instance, clock.clone());
+        let (stop, rx) = watch::channel(false);
+        let follower = tokio::spawn(follow_subscription(events, writer, Some(ack), rx));
+        for version in [3, 2, 3, 5] {
+            let snapshot = MappingsSnapshot::from_entries(version, None, [("auth", Some("n2"))]);
+            let event = snapshot.to_event(Uuid::new_v4(), clock.now(), Uuid::new_v4());
+            bus.publish_event(&event).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(a))) =
+            tokio::time::timeout(Duration::from_millis(10), acks.next()).await
+        {
+            assert_eq!((a.app_id.as_str(), a.service_id), ("n1", instance));
+            got.push(a.version);
+        }
+        assert_eq!(
+            got,
+            [3, 5],
+            "acknowledged right after applying, stale ones never"
+        );
+        assert_eq!(reader.applied_version(), Some(5));
+        stop.send(true).unwrap();
+        follower.await.unwrap();
     }
 
     #[test]

@@ -120,8 +120,9 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
     let w = world(None).await;
     let router = w.cp.router();
     let documented = api::openapi::document_paths();
-    // The 22 endpoints, /health, the two OpenAPI documents, /metrics and the event stream.
-    assert_eq!(documented.len(), 22 + 5, "{documented:?}");
+    // Upstream's 22 endpoints, our renew and drain, /health, the two OpenAPI documents,
+    // /metrics and the event stream.
+    assert_eq!(documented.len(), 22 + 2 + 5, "{documented:?}");
     for path in &documented {
         let reply = if *path == api::events::PATH {
             // A GET; an unknown type gets a 400 at once (a stream would never end).
@@ -202,6 +203,26 @@ async fn malformed_bodies_get_400_naming_the_field_and_never_reach_the_service()
             "/orchestrator/processing-pool/release",
             r#"{"leaseId": "not-a-uuid"}"#,
             Some("leaseId"),
+        ),
+        (
+            "/orchestrator/processing-pool/renew",
+            r#"{"leaseId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11"}"#,
+            Some("fencingToken"),
+        ),
+        (
+            "/orchestrator/processing-pool/renew",
+            r#"{"leaseId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11", "fencingToken": 1, "extendSeconds": 0}"#,
+            Some("extendSeconds"),
+        ),
+        (
+            "/orchestrator/processing-pool/drain",
+            "{}",
+            Some("poolType"),
+        ),
+        (
+            "/orchestrator/processing-pool/drain",
+            r#"{"poolType": "p", "deadlineSeconds": 0}"#,
+            Some("deadlineSeconds"),
         ),
         ("/orchestrator/config/rollback", "{}", Some("reason")),
         ("/orchestrator/containers/status", "{}", Some("appName")),

@@ -192,6 +192,15 @@ fn canned(host: &FakeHost) {
         json!({"previousInstances": 1, "currentInstances": 3, "scaledUp": 2}),
     )
     .answer_json(paths::POOL_CLEANUP, json!({"instancesRemoved": 1}))
+    .answer_json(
+        paths::POOL_RENEW,
+        json!({"processorId": "p-1", "appId": "bannou-pool-p-1", "leaseId": LEASE,
+               "expiresAt": TS, "fencingToken": 7}),
+    )
+    .answer_json(
+        paths::POOL_DRAIN,
+        json!({"removed": ["bannou-pool-p-2"], "draining": ["bannou-pool-p-1"], "deadline": TS}),
+    )
     .answer_json(paths::HEALTH, json!({"status": "ok"}));
 }
 
@@ -683,4 +692,69 @@ async fn cli_pool_acquire_prints_the_lease() {
     assert_eq!(host.last().authorization.as_deref(), Some("Bearer t"));
     assert_eq!(host.last().body["waitMs"], 100);
     let _ = Uuid::parse_str(LEASE).unwrap();
+}
+
+#[tokio::test]
+async fn cli_pool_renew_and_drain_send_their_fields_and_print_the_answer() {
+    use bannou_host::cli::{Cli, Command, pool};
+    use clap::Parser;
+
+    let host = FakeHost::start().await;
+    canned(&host);
+    let run = |args: Vec<&str>| {
+        let cli = Cli::try_parse_from(
+            ["bannou-host", "pool"]
+                .into_iter()
+                .chain(args)
+                .chain(["--api", host.base.as_str()]),
+        )
+        .unwrap();
+        let Command::Pool(args) = cli.command else {
+            panic!()
+        };
+        async move {
+            let mut out = Vec::new();
+            pool::run(args, &mut out).await.unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    };
+    let text = run(vec![
+        "renew",
+        LEASE,
+        "--fencing-token",
+        "7",
+        "--extend-seconds",
+        "60",
+    ])
+    .await;
+    let seen = host.last();
+    assert_eq!(seen.path, paths::POOL_RENEW);
+    assert_eq!(
+        seen.body,
+        json!({"leaseId": LEASE, "fencingToken": 7, "extendSeconds": 60})
+    );
+    assert!(text.contains(&format!("lease:         {LEASE}")), "{text}");
+    assert!(text.contains("fencing token: 7"), "{text}");
+
+    let text = run(vec![
+        "drain",
+        "p",
+        "--worker",
+        "bannou-pool-p-1",
+        "--deadline-seconds",
+        "30",
+    ])
+    .await;
+    let seen = host.last();
+    assert_eq!(seen.path, paths::POOL_DRAIN);
+    assert_eq!(
+        seen.body,
+        json!({"poolType": "p", "processorId": "bannou-pool-p-1", "deadlineSeconds": 30})
+    );
+    assert!(
+        text.contains("Pool `p`: 1 worker(s) stopped, 1 draining"),
+        "{text}"
+    );
+    run(vec!["drain", "p"]).await;
+    assert_eq!(host.last().body, json!({"poolType": "p"}));
 }

@@ -1,5 +1,5 @@
 //! The control-plane assembly: it starts over in-memory adapters and over Redis, serves
-//! the API on a real socket, wires heartbeats through the pipeline to the routing table
+//! the API on a real socket (HTTP/1.1 and h2c), wires heartbeats through the pipeline to the routing table
 //! and the mappings broadcast, and shuts down with every task joined. It refuses to start
 //! on a non-loopback address without a token, on a foreign app-id, without a backend, and
 //! when Redis cannot be reached. The orchestrator plugin serves the same API inside a node.
@@ -35,9 +35,10 @@ use uuid::Uuid;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Every task a serving control plane runs.
-const ALL_TASKS: [&str; 11] = [
+const ALL_TASKS: [&str; 12] = [
     "event-stream",
     "heartbeat-pipeline",
+    "routing-acks",
     "mappings-broadcaster",
     "pool-scaler",
     "lease-reaper",
@@ -113,17 +114,36 @@ async fn heartbeat_reaches_routing_and_mappings(cp: &RunningControlPlane, app_id
     assert!(cp.pipeline_stats().snapshot().ingested >= 1);
 }
 
+/// `GET /health` over HTTP/1.1 and over HTTP/2 with prior knowledge (h2c): the server
+/// answers both on one port, the same body.
 async fn health_over_http(addr: std::net::SocketAddr) -> serde_json::Value {
     orchestrator_backends::http::install_crypto_provider();
-    let client = reqwest::Client::new();
-    let response = client
-        .get(format!("http://{addr}/health"))
-        .timeout(PATIENCE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.json().await.unwrap()
+    let mut bodies = Vec::new();
+    for (client, version) in [
+        (
+            reqwest::Client::builder().http1_only().build().unwrap(),
+            reqwest::Version::HTTP_11,
+        ),
+        (
+            reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap(),
+            reqwest::Version::HTTP_2,
+        ),
+    ] {
+        let response = client
+            .get(format!("http://{addr}/health"))
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.version(), version);
+        bodies.push(response.json::<serde_json::Value>().await.unwrap());
+    }
+    assert_eq!(bodies[0]["store"], bodies[1]["store"]);
+    bodies.swap_remove(1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

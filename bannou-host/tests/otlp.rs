@@ -1,4 +1,4 @@
-//! OpenTelemetry traces through the real binary (issue 18, part 2): an OTLP/HTTP receiver
+//! OpenTelemetry traces through the real binary: an OTLP/HTTP receiver
 //! in the test (axum on a loopback port, decoding `ExportTraceServiceRequest` with
 //! `opentelemetry-proto`) and `bannou-host serve` with `OTEL_EXPORTER_OTLP_ENDPOINT` at it.
 //!

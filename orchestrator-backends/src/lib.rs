@@ -6,6 +6,9 @@
 //! - [`containers`]: the Docker backend (bollard) and our `FROM scratch` node image;
 //!   Swarm, Portainer, Kubernetes and backend detection follow.
 //!
+//! - `require` and `sentinel_topology` (feature `testkit`): when a test may skip, and the
+//!   Sentinel topology the failover tests share.
+//!
 //! Heavy dependencies live here and in `bannou-host` only, so the domain crates build in
 //! seconds.
 
@@ -14,3 +17,5 @@ pub mod http;
 pub mod redis;
 #[cfg(feature = "testkit")]
 pub mod require;
+#[cfg(feature = "testkit")]
+pub mod sentinel_topology;

@@ -330,7 +330,7 @@ async fn the_upstream_baseline_leases_and_releases_like_upstream() {
     assert!(reclaimed.is_some());
 }
 
-/// Chaos (issue 8): 50 concurrent acquirers on 20 workers while the Redis server is
+/// Chaos: 50 concurrent acquirers on 20 workers while the Redis server is
 /// killed and restarted (with its append-only file, `appendfsync always`, as a
 /// production Redis holding leases must run). Each task acquires, holds briefly and
 /// releases with its fencing token, retrying a release the outage refused; five more

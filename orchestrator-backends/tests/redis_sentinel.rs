@@ -23,6 +23,7 @@ use orchestrator_backends::redis::leases::{RedisLeaseStore, RedisLeaseStoreConfi
 use orchestrator_backends::redis::server::{RedisServer, SentinelServer, ServerError};
 use orchestrator_backends::redis::store::RedisStore;
 use orchestrator_backends::require::skip_or_fail;
+use orchestrator_backends::sentinel_topology::{SentinelTopology, info};
 use orchestrator_core::Timestamp;
 use orchestrator_core::events::InstanceHealthStatus;
 use orchestrator_core::ports::bus::{BusItem, EventBus, Payload};
@@ -42,9 +43,7 @@ fn now() -> Timestamp {
 /// The servers of one test: killed on drop (each guard kills its process, the link's
 /// task ends with the runtime).
 struct Setup {
-    master: RedisServer,
-    _replicas: Vec<RedisServer>,
-    _sentinel: SentinelServer,
+    servers: SentinelTopology,
     link: Link,
     url: String,
 }
@@ -114,81 +113,13 @@ async fn pump(
     }
 }
 
-async fn info(port: u16, section: &str) -> String {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let Ok(mut con) = client.get_multiplexed_async_connection().await else {
-        return String::new();
-    };
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut con)
-        .await
-        .unwrap_or_default()
-}
-
-/// Waits up to 10 s for `check`.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} within 10 s");
-}
-
 async fn setup(test: &str) -> Option<Setup> {
-    let master = match RedisServer::start() {
-        Ok(s) => s,
-        Err(e) => {
-            skip_or_fail("redis", test, &e.to_string());
-            return None;
-        }
-    };
+    let master = RedisServer::for_test(test)?;
     let link = Link::start(master.port()).await;
-    let port = link.port.to_string();
-    let replicas = (0..2)
-        .map(|_| RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]))
-        .collect::<Result<Vec<_>, _>>()
-        .expect("replicas start");
-    for r in &replicas {
-        until("the replica syncs", async || {
-            info(r.port(), "replication")
-                .await
-                .contains("master_link_status:up")
-        })
-        .await;
-    }
     // A long failover timeout: the Sentinel leaves the replicas on the link meanwhile.
-    let sentinel = match SentinelServer::start(
-        MASTER,
-        master.port(),
-        Duration::from_millis(800),
-        Duration::from_secs(60),
-    ) {
-        Ok(s) => s,
-        Err(e @ ServerError::NotInstalled(_)) => {
-            skip_or_fail("sentinel", test, &e.to_string());
-            return None;
-        }
-        Err(e) => panic!("redis-sentinel: {e}"),
-    };
-    let sport = sentinel.port();
-    until("the Sentinel sees both replicas", async || {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{sport}/")).unwrap();
-        let Ok(mut con) = client.get_multiplexed_async_connection().await else {
-            return false;
-        };
-        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
-            .arg("replicas")
-            .arg(MASTER)
-            .query_async(&mut con)
-            .await
-            .unwrap_or_default();
-        replicas.len() == 2
-    })
-    .await;
+    let servers =
+        SentinelTopology::around(test, master, link.port, MASTER, Duration::from_secs(60)).await?;
+    let sport = servers.sentinel.port();
     // A Sentinel that is not there comes first: the client asks the next one.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -196,13 +127,7 @@ async fn setup(test: &str) -> Option<Setup> {
         .unwrap()
         .port();
     let url = format!("redis+sentinel://127.0.0.1:{dead},127.0.0.1:{sport}/{MASTER}");
-    Some(Setup {
-        master,
-        _replicas: replicas,
-        _sentinel: sentinel,
-        link,
-        url,
-    })
+    Some(Setup { servers, link, url })
 }
 
 #[derive(Default)]
@@ -416,12 +341,12 @@ async fn failover_under_load(test: &str, wait: Option<Wait>) -> Option<Figures> 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before_kill = tally.completed.load(Ordering::Relaxed);
     assert!(before_kill > 0, "leases flowed before the kill");
-    let old = setup.master.port();
+    let old = setup.servers.master.port();
     // The nastiest failover: the replicas stop hearing the master for a while before it
     // dies, so what it acknowledged meanwhile exists nowhere else.
     setup.link.cut.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    setup.master.kill();
+    setup.servers.master.kill();
     *killed_at.lock().unwrap() = Some(Instant::now());
     // Work resumes once the Sentinel promoted a replica and the clients found it.
     let deadline = Instant::now() + Duration::from_secs(15);

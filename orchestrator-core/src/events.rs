@@ -37,6 +37,8 @@ pub mod topics {
     pub const CONFIGURATION_EVENTS: &str = "bannou.configuration-events";
     /// `ServiceErrorEvent`.
     pub const SERVICE_ERROR: &str = "service.error";
+    /// `MappingsAppliedEvent` (ours only: a node acknowledging a mappings version).
+    pub const MAPPINGS_APPLIED: &str = "bannou.mappings-applied";
 }
 
 lenient_enum! {
@@ -292,6 +294,27 @@ pub struct FullServiceMappingsEvent {
 
 impl Event for FullServiceMappingsEvent {
     const TOPIC: &'static str = topics::FULL_SERVICE_MAPPINGS;
+}
+
+/// `bannou.mappings-applied` (ours only, D58 (docs/DECISIONS.md#d58)): a node applied
+/// a mappings version. Sent once per applied version, right after applying it, so the
+/// control plane learns it before the node's next heartbeat (which reports the same
+/// version in `metadata.routingVersion`). Upstream's nodes never send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingsAppliedEvent {
+    /// The node's app-id.
+    pub app_id: AppId,
+    /// The node instance (the `serviceId` of its heartbeats).
+    pub service_id: Uuid,
+    /// The mappings version it applied.
+    pub version: i64,
+    /// When it applied it.
+    pub timestamp: Timestamp,
+}
+
+impl Event for MappingsAppliedEvent {
+    const TOPIC: &'static str = topics::MAPPINGS_APPLIED;
 }
 
 /// `bannou.deployment-events`: deploy and teardown progress.

@@ -909,6 +909,13 @@ impl LeaseStore for MemoryLeaseStore {
                     expired_at: old,
                 });
             }
+            let slot = p.leases.get(&lease_id).map(|e| e.slot);
+            if slot.and_then(|s| p.worker(s)).map(|w| w.state) == Some(WorkerState::Draining) {
+                return Err(LeaseError::WorkerDraining {
+                    lease_id,
+                    expires_at: old,
+                });
+            }
             let new = old + extend_by;
             let entry = p
                 .leases
@@ -956,6 +963,7 @@ impl LeaseStore for MemoryLeaseStore {
         &self,
         pool: &PoolType,
         processor_id: &ProcessorId,
+        deadline: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Worker, LeaseError> {
         self.with_pool(pool, |p| {
@@ -964,9 +972,9 @@ impl LeaseStore for MemoryLeaseStore {
                 .get(processor_id)
                 .copied()
                 .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
-            let state = p
+            let (state, lease_id) = p
                 .worker(slot)
-                .map(|w| w.state)
+                .map(|w| (w.state, w.lease_id))
                 .ok_or_else(|| p.unknown_worker(processor_id.as_str()))?;
             if state != WorkerState::Draining {
                 if state == WorkerState::Available {
@@ -974,6 +982,14 @@ impl LeaseStore for MemoryLeaseStore {
                 }
                 p.set_state(slot, WorkerState::Draining, now);
                 p.last_scale_event = Some(now);
+            }
+            if let (Some(deadline), Some(lease_id)) = (deadline, lease_id)
+                && let Some(entry) = p.leases.get_mut(&lease_id)
+                && entry.lease.expires_at > deadline
+            {
+                entry.lease.expires_at = deadline;
+                let token = entry.lease.fencing_token;
+                p.push_expiry(deadline, token, lease_id);
             }
             p.worker(slot)
                 .cloned()

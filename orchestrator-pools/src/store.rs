@@ -52,6 +52,17 @@ pub enum LeaseError {
         /// When it expired.
         expired_at: Timestamp,
     },
+    /// The lease's worker is Draining, so the lease is not extended: it stays live until
+    /// `expires_at` (at the latest the drain's deadline), then the worker leaves.
+    #[error(
+        "lease {lease_id} is on a draining worker: it ends at {expires_at} and cannot be extended"
+    )]
+    WorkerDraining {
+        /// The lease.
+        lease_id: LeaseId,
+        /// When it ends.
+        expires_at: Timestamp,
+    },
     /// Registering another worker would exceed the pool's `maxInstances`.
     #[error("pool is at capacity ({max} workers)")]
     AtCapacity {
@@ -315,7 +326,8 @@ pub trait LeaseStore: Send + Sync {
     ) -> Result<Released, LeaseError>;
 
     /// Pushes a live lease's expiry back by `extend_by` (from its current expiry). Refused
-    /// for unknown, expired or mismatched-token leases.
+    /// for unknown, expired or mismatched-token leases, and with `WorkerDraining` for a
+    /// lease on a Draining worker (checked last: a stale token is refused as stale).
     async fn renew(
         &self,
         pool: &PoolType,
@@ -338,12 +350,16 @@ pub trait LeaseStore: Send + Sync {
     /// [`LeaseStore::status`] does. `UnknownPool` when no pool of that name is configured.
     async fn next_expiry(&self, pool: &PoolType) -> Result<Option<Timestamp>, LeaseError>;
 
-    /// Marks a worker Draining: never leased again; a leased one finishes its lease.
-    /// Idempotent. Returns the worker (its `lease_id` says whether it is still busy).
+    /// Marks a worker Draining: never leased again; a leased one finishes its lease, and
+    /// with a `deadline` a lease that would outlive it now expires at the deadline (the
+    /// reaper then takes the worker back). Idempotent; draining again may bring the
+    /// deadline closer, never later. Returns the worker (its `lease_id` says whether it is
+    /// still busy).
     async fn drain_worker(
         &self,
         pool: &PoolType,
         processor_id: &ProcessorId,
+        deadline: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Worker, LeaseError>;
 

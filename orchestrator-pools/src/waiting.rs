@@ -515,9 +515,10 @@ mod tests {
             &self,
             p: &PoolType,
             id: &ProcessorId,
+            d: Option<Timestamp>,
             n: Timestamp,
         ) -> Result<Worker, LeaseError> {
-            self.0.drain_worker(p, id, n).await
+            self.0.drain_worker(p, id, d, n).await
         }
         async fn remove_worker(
             &self,

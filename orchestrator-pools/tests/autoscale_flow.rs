@@ -53,7 +53,7 @@ impl Harness {
             block_on(self.store.mark_ready(&self.pool, id.app_id.as_str(), now)).unwrap();
         }
         for id in &d.drain {
-            let w = block_on(self.store.drain_worker(&self.pool, id, now)).unwrap();
+            let w = block_on(self.store.drain_worker(&self.pool, id, None, now)).unwrap();
             assert!(w.lease_id.is_none(), "the policy drained a leased worker");
             block_on(self.store.remove_worker(&self.pool, id, now)).unwrap();
         }

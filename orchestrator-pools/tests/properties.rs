@@ -186,7 +186,7 @@ impl World {
             }
             Op::Drain(i) => {
                 if let Some(id) = self.ids.get(i) {
-                    let r = block_on(store.drain_worker(pool, &id.processor_id, now));
+                    let r = block_on(store.drain_worker(pool, &id.processor_id, None, now));
                     prop_assert_eq!(r.is_err(), self.removed.contains(&i));
                 }
             }

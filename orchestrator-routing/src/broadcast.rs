@@ -3,7 +3,7 @@
 //! (docs/COMPATIBILITY.md#mappings-broadcast).
 //!
 //! [`BroadcastPolicy`] is a pure state machine; time is an input. The loop that drives it
-//! (in `bannou-host`, later) is thin:
+//! (in `bannou-host`) is thin:
 //!
 //! ```text
 //! loop {

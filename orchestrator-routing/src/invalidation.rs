@@ -2,7 +2,7 @@
 //! docs/COMPATIBILITY.md#openresty-invalidation, described as data.
 //!
 //! Policy: best effort, bounded timeout, never fails a deploy. The adapter that sends it
-//! (later) logs any failure and maps it to [`InvalidationOutcome`]; nothing propagates.
+//! (`orchestrator_backends::http`) logs any failure and maps it to [`InvalidationOutcome`]; nothing propagates.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,5 +1,4 @@
-//! `GET /orchestrator/events` over HTTP against the whole host in process (issue 19, part
-//! 1): a follower connected before a deploy sees every wave in order and the outcome; a
+//! `GET /orchestrator/events` over HTTP against the whole host in process: a follower connected before a deploy sees every wave in order and the outcome; a
 //! reconnect with `Last-Event-ID` misses nothing, and one with an id the replica no longer
 //! holds gets `reset`; idle subscribers and one that never reads do not hold up a deploy;
 //! `?types=` filters; the bearer token guards the stream; a failing wave shows as

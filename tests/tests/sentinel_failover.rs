@@ -26,8 +26,7 @@ use tokio::time::Instant;
 
 use bannou_host::client::ApiClient;
 use common::{Host, config, eventually, get_json};
-use orchestrator_backends::redis::server::{RedisServer, SentinelServer, ServerError};
-use orchestrator_backends::require::skip_or_fail;
+use orchestrator_backends::sentinel_topology::SentinelTopology;
 use orchestrator_core::api::{
     AcquireProcessorRequest, DeployRequest, GetPoolStatusRequest, ReleaseProcessorRequest,
 };
@@ -90,86 +89,6 @@ const LEASE_SECONDS: i64 = 5;
 
 /// Bound on one API call while the master is gone: longer means the host hung.
 const NO_HANG: Duration = Duration::from_secs(20);
-
-/// A master, two replicas following it and a Sentinel watching it; all killed on drop.
-struct Servers {
-    master: RedisServer,
-    _replicas: Vec<RedisServer>,
-    _sentinel: SentinelServer,
-    url: String,
-}
-
-async fn info(port: u16, section: &str) -> String {
-    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
-        return String::new();
-    };
-    let Ok(mut con) = client.get_multiplexed_async_connection().await else {
-        return String::new();
-    };
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut con)
-        .await
-        .unwrap_or_default()
-}
-
-async fn servers(test: &str) -> Option<Servers> {
-    let master = match RedisServer::start() {
-        Ok(s) => s,
-        Err(e) => {
-            skip_or_fail("redis", test, &e.to_string());
-            return None;
-        }
-    };
-    let port = master.port().to_string();
-    let replicas = (0..2)
-        .map(|_| RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]))
-        .collect::<Result<Vec<_>, _>>()
-        .expect("replicas start");
-    for r in &replicas {
-        let port = r.port();
-        eventually("the replica syncs", || async move {
-            info(port, "replication")
-                .await
-                .contains("master_link_status:up")
-                .then_some(())
-        })
-        .await;
-    }
-    let sentinel = match SentinelServer::start(
-        MASTER,
-        master.port(),
-        Duration::from_millis(800),
-        Duration::from_secs(10),
-    ) {
-        Ok(s) => s,
-        Err(e @ ServerError::NotInstalled(_)) => {
-            skip_or_fail("sentinel", test, &e.to_string());
-            return None;
-        }
-        Err(e) => panic!("redis-sentinel: {e}"),
-    };
-    let sport = sentinel.port();
-    eventually("the Sentinel sees both replicas", || async move {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{sport}/")).ok()?;
-        let mut con = client.get_multiplexed_async_connection().await.ok()?;
-        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
-            .arg("replicas")
-            .arg(MASTER)
-            .query_async(&mut con)
-            .await
-            .ok()?;
-        (replicas.len() == 2).then_some(())
-    })
-    .await;
-    let url = format!("redis+sentinel://127.0.0.1:{sport}/{MASTER}");
-    Some(Servers {
-        master,
-        _replicas: replicas,
-        _sentinel: sentinel,
-        url,
-    })
-}
 
 /// What the clients saw.
 #[derive(Default)]
@@ -308,14 +227,15 @@ fn deploy(preset: &str) -> DeployRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_rides_a_sentinel_failover_under_load_by_itself() {
     let test = "the_control_plane_rides_a_sentinel_failover_under_load_by_itself";
-    let Some(mut servers) = servers(test).await else {
+    let Some(mut servers) = SentinelTopology::start(test, MASTER, Duration::from_secs(10)).await
+    else {
         return;
     };
     let presets = tempfile::tempdir().unwrap();
     std::fs::write(presets.path().join("failover-pool.yaml"), POOL_PRESET).unwrap();
     std::fs::write(presets.path().join("failover-more.yaml"), MORE_PRESET).unwrap();
     let mut cfg = config(presets.path());
-    cfg.redis_url = Some(servers.url.clone());
+    cfg.redis_url = Some(servers.url());
     cfg.redis_wait_replicas = 1;
     cfg.heartbeat_interval = Duration::from_secs(1);
     cfg.leader_lease = Duration::from_secs(2);

@@ -76,8 +76,20 @@ mod tests {
             ("ServiceRoutingResponse", "mappingsVersion"),
             ("ServiceRoutingResponse", "nodeVersions"),
             ("ServiceRoutingResponse", "nodesBehind"),
+            ("DeployResponse", "routingLaggards"),
+            ("TeardownResponse", "routingLaggards"),
+            ("TopologyUpdateResponse", "routingLaggards"),
+            ("ConfigRollbackResponse", "routingLaggards"),
             ("PoolStatusResponse", "recentAcquireP50Ms"),
             ("PoolStatusResponse", "recentAcquireP99Ms"),
+            ("RenewProcessorRequest", "leaseId"),
+            ("RenewProcessorRequest", "fencingToken"),
+            ("RenewProcessorRequest", "extendSeconds"),
+            ("RenewProcessorResponse", "expiresAt"),
+            ("DrainPoolRequest", "processorId"),
+            ("DrainPoolRequest", "deadlineSeconds"),
+            ("DrainPoolResponse", "draining"),
+            ("DrainPoolResponse", "deadline"),
         ] {
             assert!(
                 s[schema]["properties"][field].is_object(),
@@ -86,6 +98,13 @@ mod tests {
         }
         let acquire = &document()["paths"]["/orchestrator/processing-pool/acquire"]["post"];
         assert!(acquire["responses"]["429"].is_object());
+        let paths = &document()["paths"];
+        let renew = &paths["/orchestrator/processing-pool/renew"]["post"];
+        assert_eq!(renew["operationId"], "RenewProcessor");
+        assert!(renew["responses"]["409"].is_object() && renew["responses"]["404"].is_object());
+        let drain = &paths["/orchestrator/processing-pool/drain"]["post"];
+        assert_eq!(drain["operationId"], "DrainPool");
+        assert!(drain["responses"]["404"].is_object());
         assert!(
             document()["components"]["securitySchemes"]["bearerAuth"]["scheme"]
                 .as_str()

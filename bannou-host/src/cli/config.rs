@@ -162,6 +162,7 @@ mod tests {
                 previous_version: 4,
                 current_version: 5,
                 changed_keys: None,
+                routing_laggards: None,
             },
         )
         .unwrap();

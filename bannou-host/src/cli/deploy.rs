@@ -159,7 +159,7 @@ pub fn write_deploy(
             writeln!(out, "  - {w}")?;
         }
     }
-    Ok(())
+    super::status::write_routing_laggards(out, resp.routing_laggards.as_deref())
 }
 
 // === teardown ===
@@ -255,7 +255,7 @@ pub fn write_teardown(
     if !t.is_empty() {
         t.write(out)?;
     }
-    Ok(())
+    super::status::write_routing_laggards(out, resp.routing_laggards.as_deref())
 }
 
 // === clean ===
@@ -432,6 +432,7 @@ mod tests {
                 endpoints: None,
             }]),
             warnings: (!success).then(|| vec!["auth-node: image not found".to_owned()]),
+            routing_laggards: None,
         }
     }
 
@@ -467,6 +468,7 @@ mod tests {
             removed_networks: None,
             removed_infrastructure: Some(vec!["redis".into()]),
             errors: Some(vec!["x: boom".into()]),
+            routing_laggards: None,
         };
         let mut buf = Vec::new();
         write_teardown(&mut buf, &resp, false).unwrap();

@@ -139,10 +139,10 @@ pub async fn follow_deploy(
 
 /// Runs `operation` (a deploy, a rollback: anything that runs waves) while `stream`, opened
 /// before it was sent, prints the waves of the first deployment that starts; then reads on
-/// (at most [`OUTCOME_DRAIN`]) until that deployment's outcome, and returns the
+/// (at most `OUTCOME_DRAIN`) until that deployment's outcome, and returns the
 /// operation's answer. Wave and deployment events travel on different topics, so their
 /// order on the stream is not guaranteed: the outcome line is printed after the events
-/// that arrive within [`STRAGGLERS`] of it.
+/// that arrive within `STRAGGLERS` of it.
 pub async fn follow<T>(
     mut stream: EventStream,
     operation: impl Future<Output = Result<T, ClientError>>,

@@ -1,17 +1,20 @@
 //! Processing pools over HTTP: `pool acquire|release|status|scale|cleanup`
-//! (docs/COMPATIBILITY.md#acquire-processor to docs/COMPATIBILITY.md#cleanup-pool).
+//! (docs/COMPATIBILITY.md#acquire-processor to docs/COMPATIBILITY.md#cleanup-pool), and
+//! ours: `pool renew|drain` (docs/COMPATIBILITY.md#renew-processor,
+//! docs/COMPATIBILITY.md#drain-pool).
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
 use orchestrator_core::api::{
     AcquireProcessorRequest, AcquireProcessorResponse, CleanupPoolRequest, CleanupPoolResponse,
-    GetPoolStatusRequest, PoolStatusResponse, ReleaseProcessorRequest, ReleaseProcessorResponse,
-    ScalePoolRequest, ScalePoolResponse,
+    DrainPoolRequest, DrainPoolResponse, GetPoolStatusRequest, PoolStatusResponse,
+    ReleaseProcessorRequest, ReleaseProcessorResponse, RenewProcessorRequest,
+    RenewProcessorResponse, ScalePoolRequest, ScalePoolResponse,
 };
 use uuid::Uuid;
 
-use super::remote::{ApiArgs, or_dash, print_json, write_fields};
+use super::remote::{ApiArgs, list_or_dash, or_dash, print_json, write_fields};
 
 /// Arguments of `pool`.
 #[derive(Debug, Args)]
@@ -34,6 +37,11 @@ pub enum PoolCommand {
     Scale(ScaleArgs),
     /// Remove idle workers of a pool.
     Cleanup(CleanupArgs),
+    /// Extend a lease (ours).
+    Renew(RenewArgs),
+    /// Take one worker, or every worker of a pool, out of service without stopping a
+    /// job (ours).
+    Drain(DrainArgs),
 }
 
 /// Arguments of `pool acquire`.
@@ -121,6 +129,42 @@ pub struct CleanupArgs {
     pub api: ApiArgs,
 }
 
+/// Arguments of `pool renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The lease id printed by `pool acquire`.
+    pub lease_id: Uuid,
+    /// The fencing token printed by `pool acquire` (required: a stale one is refused).
+    #[arg(long)]
+    pub fencing_token: u64,
+    /// Seconds added to the lease's current expiry.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub extend_seconds: i64,
+    /// The lease's pool, when known (saves looking it up).
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// Connection and output options.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Arguments of `pool drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Pool type.
+    pub pool: String,
+    /// The worker to drain (processor id or app-id); without it, every worker of the pool.
+    #[arg(long, value_name = "WORKER")]
+    pub worker: Option<String>,
+    /// How long a busy worker may keep its lease, in seconds (default: the host's
+    /// `ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS`).
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline_seconds: Option<i64>,
+    /// Connection and output options.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
 impl PoolCommand {
     /// The connection and output options of whichever operation this is.
     pub fn api(&self) -> &ApiArgs {
@@ -130,6 +174,8 @@ impl PoolCommand {
             PoolCommand::Status(a) => &a.api,
             PoolCommand::Scale(a) => &a.api,
             PoolCommand::Cleanup(a) => &a.api,
+            PoolCommand::Renew(a) => &a.api,
+            PoolCommand::Drain(a) => &a.api,
         }
     }
 }
@@ -204,7 +250,68 @@ pub async fn run(args: PoolArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 Ok(write_cleaned(out, &a.pool, &resp)?)
             }
         }
+        PoolCommand::Renew(a) => {
+            let req = RenewProcessorRequest {
+                extend_seconds: a.extend_seconds,
+                pool_type: a.pool,
+                ..RenewProcessorRequest::new(a.lease_id, a.fencing_token)
+            };
+            let resp = client.renew_processor(&req).await?;
+            if api.json {
+                print_json(out, &resp)
+            } else {
+                Ok(write_renewed(out, &resp)?)
+            }
+        }
+        PoolCommand::Drain(a) => {
+            let req = DrainPoolRequest {
+                processor_id: a.worker,
+                deadline_seconds: a.deadline_seconds,
+                ..DrainPoolRequest::new(a.pool.clone())
+            };
+            let resp = client.drain_pool(&req).await?;
+            if api.json {
+                print_json(out, &resp)
+            } else {
+                Ok(write_drained(out, &a.pool, &resp)?)
+            }
+        }
     }
+}
+
+/// The human form of a renewed lease.
+pub fn write_renewed(out: &mut dyn Write, resp: &RenewProcessorResponse) -> std::io::Result<()> {
+    write_fields(
+        out,
+        &[
+            ("lease", resp.lease_id.to_string()),
+            ("processor", resp.processor_id.clone()),
+            ("expires", resp.expires_at.to_string()),
+            ("fencing token", resp.fencing_token.to_string()),
+        ],
+    )
+}
+
+/// The human form of a drain.
+pub fn write_drained(
+    out: &mut dyn Write,
+    pool: &str,
+    resp: &DrainPoolResponse,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Pool `{pool}`: {} worker(s) stopped, {} draining",
+        resp.removed.len(),
+        resp.draining.len()
+    )?;
+    write_fields(
+        out,
+        &[
+            ("stopped", list_or_dash(&resp.removed)),
+            ("draining", list_or_dash(&resp.draining)),
+            ("deadline", or_dash(resp.deadline)),
+        ],
+    )
 }
 
 /// The human form of a granted lease.
@@ -352,6 +459,80 @@ mod tests {
             PoolCommand::Cleanup(a) if a.below_minimum
         ));
         assert!(Cli::try_parse_from(["bannou-host", "pool", "scale", "p"]).is_err());
+
+        let PoolCommand::Renew(a) = parse(&[
+            "pool",
+            "renew",
+            id,
+            "--fencing-token",
+            "9",
+            "--extend-seconds",
+            "60",
+            "--pool",
+            "brains",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                a.lease_id.to_string().as_str(),
+                a.fencing_token,
+                a.extend_seconds
+            ),
+            (id, 9, 60)
+        );
+        assert_eq!(a.pool.as_deref(), Some("brains"));
+        let PoolCommand::Renew(a) = parse(&["pool", "renew", id, "--fencing-token", "1"]) else {
+            panic!()
+        };
+        assert_eq!((a.extend_seconds, a.pool), (300, None));
+        assert!(
+            Cli::try_parse_from(["bannou-host", "pool", "renew", id]).is_err(),
+            "the fencing token is required"
+        );
+
+        let PoolCommand::Drain(a) = parse(&[
+            "pool",
+            "drain",
+            "brains",
+            "--worker",
+            "bannou-pool-brains-1",
+            "--deadline-seconds",
+            "30",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.pool.as_str(), a.worker.as_deref(), a.deadline_seconds),
+            ("brains", Some("bannou-pool-brains-1"), Some(30))
+        );
+        let PoolCommand::Drain(a) = parse(&["pool", "drain", "brains"]) else {
+            panic!()
+        };
+        assert_eq!((a.worker, a.deadline_seconds), (None, None));
+    }
+
+    #[test]
+    fn a_drain_renders_what_stopped_and_what_drains() {
+        let resp = DrainPoolResponse {
+            removed: vec!["w-1".to_owned(), "w-2".to_owned()],
+            draining: vec!["w-3".to_owned()],
+            deadline: None,
+        };
+        let mut buf = Vec::new();
+        write_drained(&mut buf, "brains", &resp).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        for needle in [
+            "Pool `brains`: 2 worker(s) stopped, 1 draining",
+            "w-1, w-2",
+            "w-3",
+        ] {
+            assert!(
+                t.contains(needle),
+                "{needle} in
+{t}"
+            );
+        }
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub struct RoutingArgs {
     /// Only services whose name starts with this (case-insensitive).
     #[arg(long, value_name = "PREFIX")]
     pub filter: Option<String>,
+    /// Show the routing acknowledgements instead (D58): the current mappings version,
+    /// each live node's applied version and the nodes behind.
+    #[arg(long)]
+    pub acks: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -109,9 +113,69 @@ pub async fn run_routing(args: RoutingArgs, out: &mut dyn Write) -> anyhow::Resu
     let resp = args.api.client()?.service_routing(&request).await?;
     if args.api.json {
         print_json(out, &resp)
+    } else if args.acks {
+        Ok(write_routing_acks(out, &resp)?)
     } else {
         Ok(write_routing(out, &resp)?)
     }
+}
+
+/// The human form of the routing acknowledgements: the current mappings version, then
+/// one row per live node that reports its applied version, then who is behind.
+pub fn write_routing_acks(
+    out: &mut dyn Write,
+    resp: &ServiceRoutingResponse,
+) -> std::io::Result<()> {
+    let current = resp.mappings_version;
+    match current {
+        Some(v) => writeln!(out, "Mappings version: {v}")?,
+        None => writeln!(out, "Mappings version: unknown (none published yet)")?,
+    }
+    let nodes = resp.node_versions.as_deref().unwrap_or_default();
+    if nodes.is_empty() {
+        return writeln!(out, "No live node reports an applied mappings version.");
+    }
+    let mut t = Table::new(["NODE", "APPLIED", "BEHIND"]);
+    for n in nodes {
+        let behind = current
+            .map(|c| c - n.applied_version)
+            .filter(|d| *d > 0)
+            .map_or_else(|| "-".to_owned(), |d| d.to_string());
+        t.row([n.app_id.clone(), n.applied_version.to_string(), behind]);
+    }
+    t.write(out)?;
+    let behind = resp.nodes_behind.as_deref().unwrap_or_default();
+    match (behind.is_empty(), current) {
+        (true, Some(v)) => writeln!(out, "Every node applied version {v}."),
+        (true, None) => Ok(()),
+        (false, _) => {
+            let names: Vec<String> = behind
+                .iter()
+                .map(|n| format!("{} ({})", n.app_id, n.applied_version))
+                .collect();
+            writeln!(out, "{} node(s) behind: {}", behind.len(), names.join(", "))
+        }
+    }
+}
+
+/// One line naming the nodes that had not applied a change's routes when it stopped the
+/// old nodes (D58); nothing when there were none.
+pub fn write_routing_laggards(
+    out: &mut dyn Write,
+    laggards: Option<&[orchestrator_core::api::NodeMappingsVersion]>,
+) -> std::io::Result<()> {
+    let Some(laggards) = laggards.filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
+    let names: Vec<String> = laggards
+        .iter()
+        .map(|n| format!("{} (at version {})", n.app_id, n.applied_version))
+        .collect();
+    writeln!(
+        out,
+        "Old nodes stopped before these had applied the new routes: {}",
+        names.join(", ")
+    )
 }
 
 /// The human form of the routing table.
@@ -293,7 +357,7 @@ mod tests {
     use orchestrator_core::Timestamp;
     use orchestrator_core::api::{
         BackendInfo, DeployedService, DeployedServiceStatus, LogEntry, LogStreamType,
-        ServiceTopology, TopologyNode,
+        NodeMappingsVersion, ServiceTopology, TopologyNode,
     };
     use orchestrator_core::events::BackendType;
 
@@ -398,6 +462,47 @@ mod tests {
         resp.mappings.clear();
         resp.total_services = 0;
         assert!(text(|b| write_routing(b, &resp)).starts_with("No services routed away"));
+    }
+
+    #[test]
+    fn routing_acks_show_the_version_each_node_and_who_is_behind() {
+        let node = |app: &str, v| NodeMappingsVersion {
+            app_id: app.into(),
+            applied_version: v,
+        };
+        let mut resp = ServiceRoutingResponse {
+            mappings: Default::default(),
+            default_app_id: "bannou".into(),
+            generated_at: Timestamp::UNIX_EPOCH,
+            total_services: 0,
+            deployment_id: None,
+            mappings_version: Some(12),
+            node_versions: Some(vec![node("bannou-auth", 12), node("bannou-game", 9)]),
+            nodes_behind: Some(vec![node("bannou-game", 9)]),
+        };
+        let Command::Routing(a) = parse(&["routing", "--acks"]) else {
+            panic!()
+        };
+        assert!(a.acks);
+        let t = text(|b| write_routing_acks(b, &resp));
+        assert!(t.starts_with("Mappings version: 12\n"), "{t}");
+        assert!(t.contains("NODE         APPLIED  BEHIND\n"), "{t}");
+        assert!(t.contains("bannou-auth  12       -\n"), "{t}");
+        assert!(t.contains("bannou-game  9        3\n"), "{t}");
+        assert!(t.ends_with("1 node(s) behind: bannou-game (9)\n"), "{t}");
+
+        resp.nodes_behind = Some(vec![]);
+        resp.node_versions = Some(vec![node("bannou-auth", 12)]);
+        let t = text(|b| write_routing_acks(b, &resp));
+        assert!(t.ends_with("Every node applied version 12.\n"), "{t}");
+        resp.node_versions = None;
+        resp.mappings_version = None;
+        let t = text(|b| write_routing_acks(b, &resp));
+        assert_eq!(
+            t,
+            "Mappings version: unknown (none published yet)\n\
+             No live node reports an applied mappings version.\n"
+        );
     }
 
     #[test]

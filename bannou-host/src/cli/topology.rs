@@ -147,6 +147,7 @@ mod tests {
             topology: None,
             duration: Some("0.4s".into()),
             warnings: Some(vec![]),
+            routing_laggards: None,
         };
         let mut buf = Vec::new();
         write_topology(&mut buf, &resp).unwrap();

@@ -474,8 +474,11 @@ fn the_pool_scaler_is_read_by_the_one_reader() {
         ("ORCHESTRATOR_POOL_AUTOSCALE", "FALSE"),
         ("ORCHESTRATOR_DOCKER_IMAGE_NAME", "reg/bannou:9"),
         ("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", "2"),
+        ("ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS", "45"),
     ])
     .unwrap();
+    assert_eq!(s.drain_timeout, vars::POOL_DRAIN_TIMEOUT.default);
+    assert_eq!(c.scaler.drain_timeout, Duration::from_secs(45));
     assert!(!c.scaler.autoscale);
     assert_eq!(c.scaler.default_image, "reg/bannou:9");
     assert_eq!(c.scaler.interval, Duration::from_secs(2));
@@ -510,7 +513,9 @@ fn every_default_reads_back_from_its_plain_form() {
         vars::REDIS_WAIT_TIMEOUT,
         vars::HEARTBEAT_INTERVAL,
         vars::WAVE_TIMEOUT,
+        vars::ROUTING_ACK_TIMEOUT,
         vars::POOL_AUTOSCALE_INTERVAL,
+        vars::POOL_DRAIN_TIMEOUT,
         vars::LEADER_LEASE,
         vars::RECONCILE_INTERVAL,
         vars::RECONCILE_GRACE,

@@ -1,11 +1,17 @@
 //! Every setting's environment variable name and default, declared once: the reader
 //! ([`super::HostConfig::from_env`]), [`super::HostConfig::default`], the pool scaler's
 //! defaults and the CLI flags all take them from here (D59 (docs/DECISIONS.md#d59)).
+//! A default the backends or the routing crate also need (network, namespace, ports,
+//! Portainer and OpenResty timeouts, image) is their constant, taken here, not a copy.
 //! A setting without a default (unset means off or none) is a bare name constant.
 
 use std::time::Duration;
 
+use orchestrator_backends::containers::{DEFAULT_NODE_PORT, docker, image, kubernetes, portainer};
 use orchestrator_core::events::BackendType;
+use orchestrator_routing::invalidation::{
+    DEFAULT_OPENRESTY_HOST, DEFAULT_OPENRESTY_PORT, DEFAULT_OPENRESTY_TIMEOUT,
+};
 
 use crate::orchestrator::leader::{DEFAULT_LEADER_LEASE, MIN_LEADER_LEASE};
 
@@ -133,15 +139,17 @@ pub const PORTAINER_API_KEY: &str = "ORCHESTRATOR_PORTAINER_API_KEY";
 /// Portainer endpoint (>= 1).
 pub const PORTAINER_ENDPOINT_ID: Setting<u32> = Setting {
     name: "ORCHESTRATOR_PORTAINER_ENDPOINT_ID",
-    default: 1,
+    default: portainer::DEFAULT_ENDPOINT_ID,
 };
 /// Portainer request timeout.
-pub const PORTAINER_REQUEST_TIMEOUT: DurationSetting =
-    seconds("ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS", 30, 1);
+pub const PORTAINER_REQUEST_TIMEOUT: DurationSetting = DurationSetting {
+    default: portainer::DEFAULT_REQUEST_TIMEOUT,
+    ..seconds("ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS", 0, 1)
+};
 /// The image of every node and pool worker.
 pub const DOCKER_IMAGE_NAME: Setting<&str> = Setting {
     name: "ORCHESTRATOR_DOCKER_IMAGE_NAME",
-    default: "bannou:latest",
+    default: image::DEFAULT_TAG,
 };
 /// The Docker engine.
 pub const DOCKER_HOST: Setting<&str> = Setting {
@@ -151,7 +159,7 @@ pub const DOCKER_HOST: Setting<&str> = Setting {
 /// The Compose network.
 pub const DOCKER_NETWORK: Setting<&str> = Setting {
     name: "ORCHESTRATOR_DOCKER_NETWORK",
-    default: "bannou_default",
+    default: docker::DEFAULT_NETWORK,
 };
 /// The certificates directory nodes mount (none: `super::DEFAULT_CERTIFICATES_HOST_PATH`
 /// when it exists).
@@ -169,20 +177,22 @@ pub const LOGS_VOLUME: Setting<&str> = Setting {
 /// OpenResty's host; invalidation runs only when the variable is set.
 pub const OPENRESTY_HOST: Setting<&str> = Setting {
     name: "ORCHESTRATOR_OPENRESTY_HOST",
-    default: "openresty",
+    default: DEFAULT_OPENRESTY_HOST,
 };
 /// OpenResty's port.
 pub const OPENRESTY_PORT: Setting<u16> = Setting {
     name: "ORCHESTRATOR_OPENRESTY_PORT",
-    default: 80,
+    default: DEFAULT_OPENRESTY_PORT,
 };
 /// OpenResty request timeout.
-pub const OPENRESTY_REQUEST_TIMEOUT: DurationSetting =
-    seconds("ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS", 5, 1);
+pub const OPENRESTY_REQUEST_TIMEOUT: DurationSetting = DurationSetting {
+    default: DEFAULT_OPENRESTY_TIMEOUT,
+    ..seconds("ORCHESTRATOR_OPENRESTY_REQUEST_TIMEOUT_SECONDS", 0, 1)
+};
 /// The Kubernetes namespace.
 pub const KUBERNETES_NAMESPACE: Setting<&str> = Setting {
     name: "ORCHESTRATOR_KUBERNETES_NAMESPACE",
-    default: "default",
+    default: kubernetes::DEFAULT_NAMESPACE,
 };
 /// The kubeconfig (none: `~/.kube/config`).
 pub const KUBECONFIG_PATH: &str = "ORCHESTRATOR_KUBECONFIG_PATH";
@@ -243,7 +253,7 @@ pub const LEASE_CLEANUP_INTERVAL: DurationSetting =
 /// The port nodes listen on.
 pub const DEFAULT_SERVICE_PORT: Setting<u16> = Setting {
     name: "ORCHESTRATOR_DEFAULT_SERVICE_PORT",
-    default: 80,
+    default: DEFAULT_NODE_PORT,
 };
 /// Redis (none: in-memory adapters); also what nodes are given.
 pub const REDIS_CONNECTION_STRING: &str = "ORCHESTRATOR_REDIS_CONNECTION_STRING";
@@ -286,6 +296,15 @@ pub const LISTEN: Setting<&str> = Setting {
 pub const API_TOKEN: &str = "ORCHESTRATOR_API_TOKEN";
 /// How long a deploy waits for one wave's heartbeats.
 pub const WAVE_TIMEOUT: DurationSetting = seconds("ORCHESTRATOR_WAVE_TIMEOUT_SECONDS", 120, 1);
+/// How long a change that stops nodes waits for the live consumers to apply its routes
+/// before it proceeds (D58); 0 does not wait.
+pub const ROUTING_ACK_TIMEOUT: DurationSetting = DurationSetting {
+    name: "ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS",
+    default: crate::orchestrator::routing_acks::DEFAULT_ACK_TIMEOUT,
+    unit: SECOND,
+    min: Duration::ZERO,
+    max: Some(Duration::from_secs(600)),
+};
 /// Nodes of one wave deployed at once (1..=1024).
 pub const DEPLOY_PARALLELISM: Setting<usize> = Setting {
     name: "ORCHESTRATOR_DEPLOY_PARALLELISM",
@@ -299,6 +318,10 @@ pub const POOL_AUTOSCALE: Setting<bool> = Setting {
 /// The pool scaler's period.
 pub const POOL_AUTOSCALE_INTERVAL: DurationSetting =
     seconds("ORCHESTRATOR_POOL_AUTOSCALE_INTERVAL_SECONDS", 5, 1);
+/// Ours: how long a drained pool worker may keep its lease before it is taken back
+/// (D60 (docs/DECISIONS.md#d60)).
+pub const POOL_DRAIN_TIMEOUT: DurationSetting =
+    seconds("ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS", 300, 1);
 /// The leader lease.
 pub const LEADER_LEASE: DurationSetting = DurationSetting {
     name: "ORCHESTRATOR_LEADER_LEASE_SECONDS",

@@ -1,5 +1,10 @@
 //! Unit tests of `event_stream`.
 
+use std::convert::Infallible;
+
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, Sse};
+
 use super::*;
 
 fn deployment(action: &str, id: &str) -> Vec<u8> {

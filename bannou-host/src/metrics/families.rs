@@ -62,7 +62,8 @@ fn lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// Every family. Registered or not (see [`Metrics::control_plane`] and [`Metrics::node`]),
+/// Every family. Registered or not (see [`Metrics::control_plane`](super::Metrics::control_plane) and
+/// [`Metrics::node`](super::Metrics::node)),
 /// each can be updated; only registered ones are exported.
 pub(super) struct Families {
     // deploys
@@ -77,6 +78,7 @@ pub(super) struct Families {
     pub(super) pool_acquire_duration: Hist<L2>,
     pub(super) pool_releases: Family<L2, Counter>,
     pub(super) pool_reclaimed: Family<L1, Counter>,
+    pub(super) pool_stale_tokens: Family<L2, Counter>,
     pub(super) pool_scale_decisions: Family<L3, Counter>,
     // health
     pub(super) service_instances: Family<L2, Gauge>,
@@ -89,6 +91,7 @@ pub(super) struct Families {
     pub(super) mappings_version: Gauge,
     pub(super) node_routing_version: Family<L1, Gauge>,
     pub(super) nodes_lagging: Gauge,
+    pub(super) routing_ack_timeouts: Counter,
     // control plane
     pub(super) leader: Gauge,
     pub(super) leadership_changes: Counter,
@@ -124,6 +127,7 @@ impl Families {
             pool_acquire_duration: Family::new_with_constructor(latency_histogram),
             pool_releases: Family::default(),
             pool_reclaimed: Family::default(),
+            pool_stale_tokens: Family::default(),
             pool_scale_decisions: Family::default(),
             service_instances: Family::default(),
             services: Family::default(),
@@ -134,6 +138,7 @@ impl Families {
             mappings_version: Gauge::default(),
             node_routing_version: Family::default(),
             nodes_lagging: Gauge::default(),
+            routing_ack_timeouts: Counter::default(),
             leader: Gauge::default(),
             leadership_changes: Counter::default(),
             reconcile_sweeps: Family::default(),
@@ -199,6 +204,11 @@ impl Families {
             self.pool_reclaimed.clone(),
         );
         r.add(
+            "pool_stale_fencing_tokens",
+            "Renews and releases refused for a stale fencing token, by pool type and operation (renew, release)",
+            self.pool_stale_tokens.clone(),
+        );
+        r.add(
             "pool_scale_decisions",
             "Scaling steps carried out, by pool type, direction (up, down) and reason",
             self.pool_scale_decisions.clone(),
@@ -247,6 +257,12 @@ impl Families {
             "routing_nodes_lagging",
             "Nodes whose applied mappings version is behind the published one",
             self.nodes_lagging.clone(),
+        );
+        r.add(
+            "routing_ack_timeouts",
+            "Changes that stopped nodes after the routing acknowledgement timeout, with \
+             live consumers still behind (D58)",
+            self.routing_ack_timeouts.clone(),
         );
         r.add(
             "leader",

@@ -118,6 +118,9 @@ impl Drop for WaveTimer {
     }
 }
 
+/// The operations whose stale fencing tokens are counted, as their `operation` label.
+pub const STALE_TOKEN_OPERATIONS: [&str; 2] = ["renew", "release"];
+
 pub(super) const ALL_ACQUIRE_OUTCOMES: [AcquireOutcome; 5] = [
     AcquireOutcome::Granted,
     AcquireOutcome::Exhausted,
@@ -298,6 +301,16 @@ impl Metrics {
         }
     }
 
+    /// A renew or release (`operation`, one of [`STALE_TOKEN_OPERATIONS`]) on `pool` was
+    /// refused for a stale fencing token.
+    pub fn stale_fencing_token(&self, pool: &str, operation: &'static str) {
+        self.0
+            .families
+            .pool_stale_tokens
+            .get_or_create(&[("pool", l(pool)), ("operation", l(operation))])
+            .inc();
+    }
+
     /// The scaler started `started` and drained `drained` workers of `pool` for `reason`.
     pub fn pool_scaled(
         &self,
@@ -367,6 +380,11 @@ impl Metrics {
     /// The mappings at `version` were published.
     pub fn mappings_published(&self, version: i64) {
         self.0.families.mappings_version.set(version);
+    }
+
+    /// A change stopped waiting for the routing acknowledgements with consumers behind.
+    pub fn routing_ack_timed_out(&self) {
+        self.0.families.routing_ack_timeouts.inc();
     }
 
     /// A smart restart of `service` finished.

@@ -42,7 +42,9 @@ mod tests;
 
 pub use backend::InstrumentedBackend;
 use families::{Families, Registrar};
-pub use hooks::{AcquireOutcome, DeployOutcome, WaveTimer, scale_reason_label};
+pub use hooks::{
+    AcquireOutcome, DeployOutcome, STALE_TOKEN_OPERATIONS, WaveTimer, scale_reason_label,
+};
 use hooks::{l, status_label};
 
 /// The path every node serves its metrics on.

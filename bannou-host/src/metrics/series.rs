@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::families::Families;
-use super::hooks::{ALL_ACQUIRE_OUTCOMES, AcquireOutcome, l};
+use super::hooks::{ALL_ACQUIRE_OUTCOMES, AcquireOutcome, STALE_TOKEN_OPERATIONS, l};
 use super::{Metrics, lock};
 
 /// Worker states in the order of [`PoolSeries::workers`].
@@ -38,6 +38,10 @@ impl PoolSeries {
     fn new(f: &Families, pool: &str) -> Self {
         // Every label set made now, so rates and alerts see the pool from the start.
         f.pool_reclaimed.get_or_create_owned(&[("pool", l(pool))]);
+        for operation in STALE_TOKEN_OPERATIONS {
+            f.pool_stale_tokens
+                .get_or_create_owned(&[("pool", l(pool)), ("operation", l(operation))]);
+        }
         let gauge = |state: &str| {
             f.pool_workers
                 .get_or_create_owned(&[("pool", l(pool)), ("state", l(state))])

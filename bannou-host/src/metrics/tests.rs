@@ -27,6 +27,7 @@ fn answer(success: bool) -> Answer<DeployResponse> {
             topology: None,
             services: None,
             warnings: None,
+            routing_laggards: None,
         },
     )
 }

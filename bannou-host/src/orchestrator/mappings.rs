@@ -139,6 +139,33 @@ impl MappingsBroadcaster {
         if reason == PublishReason::Periodic && !self.is_leader() {
             return None;
         }
+        self.publish(now, reason).await.map(|v| (reason, v))
+    }
+
+    /// Publishes the table at once, without waiting for the coalescing window (a change
+    /// that stops nodes must know the version its routes went out in, D58
+    /// (docs/DECISIONS.md#d58)); returns that version, `None` when it could not be
+    /// published (logged).
+    pub async fn publish_now(&self) -> Option<i64> {
+        self.publish(self.clock.now(), PublishReason::Changed).await
+    }
+
+    /// The table as it is now, unless a change is waiting for its window: the version the
+    /// last publication carried (`None`: nothing published yet, or a change is pending).
+    pub fn published_version(&self) -> Option<i64> {
+        let policy = self.lock();
+        if policy.is_dirty() {
+            return None;
+        }
+        policy.last_published().map(|(_, v)| v)
+    }
+
+    /// Takes a version from the store, snapshots the table and publishes it.
+    async fn publish(
+        &self,
+        now: orchestrator_core::Timestamp,
+        reason: PublishReason,
+    ) -> Option<i64> {
         let version = match self.store.next_mappings_version().await {
             Ok(v) => v,
             Err(e) => {
@@ -175,7 +202,7 @@ impl MappingsBroadcaster {
             tracing::warn!(error = %Chain(&e), version, "publishing mappings failed");
             return None;
         }
-        Some((reason, version))
+        Some(version)
     }
 
     /// Runs until `shutdown` turns true (or its sender is dropped).

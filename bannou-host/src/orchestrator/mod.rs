@@ -9,6 +9,7 @@ pub mod leases;
 pub mod mappings;
 pub mod pool_events;
 pub mod pools;
+pub mod routing_acks;
 pub mod service;
 
 /// Resolves once shutdown is requested: the flag turned true or its sender was dropped.

@@ -1,6 +1,7 @@
 //! Our pool events on the bus (not upstream topics), so every replica's event stream shows
-//! them: a lease granted, a lease expired (reclaimed by the reaper) and a scaling step
-//! (D38 (docs/DECISIONS.md#d38)); a release is upstream's `ProcessorReleasedEvent`.
+//! them: a lease granted, a lease expired (reclaimed by the reaper), a scaling step
+//! (D38 (docs/DECISIONS.md#d38)) and a busy worker draining, which tells its holder
+//! (D60 (docs/DECISIONS.md#d60)); a release is upstream's `ProcessorReleasedEvent`.
 //!
 //! [`Outbox`] publishes them and the release event without making the caller wait: the
 //! acquire and release answers never sit behind a bus round trip. Events leave in the
@@ -13,11 +14,11 @@ use std::sync::Arc;
 use orchestrator_core::Timestamp;
 use orchestrator_core::events::Event;
 use orchestrator_core::ports::bus::{EventBus, Payload};
-use orchestrator_pools::Lease;
+use orchestrator_pools::{Lease, LeaseId, Worker};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::pools::ScaleReport;
+use super::pools::{DrainReason, ScaleReport};
 
 /// Topic of [`LeaseGrantedEvent`].
 pub const LEASE_GRANTED_TOPIC: &str = "bannou.orchestrator-lease-granted";
@@ -25,6 +26,8 @@ pub const LEASE_GRANTED_TOPIC: &str = "bannou.orchestrator-lease-granted";
 pub const LEASE_EXPIRED_TOPIC: &str = "bannou.orchestrator-lease-expired";
 /// Topic of [`PoolScaledEvent`].
 pub const POOL_SCALED_TOPIC: &str = "bannou.orchestrator-pool-scaled";
+/// Topic of [`WorkerDrainingEvent`].
+pub const WORKER_DRAINING_TOPIC: &str = "bannou.orchestrator-worker-draining";
 
 /// A worker was leased to a caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +99,52 @@ pub struct PoolScaledEvent {
 
 impl Event for PoolScaledEvent {
     const TOPIC: &'static str = POOL_SCALED_TOPIC;
+}
+
+/// A leased worker is draining: its holder should finish and release; the lease is not
+/// extended and ends at `deadline` at the latest, then the worker stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerDrainingEvent {
+    /// The pool type.
+    pub pool_type: String,
+    /// The draining worker.
+    pub processor_id: String,
+    /// Its app-id.
+    pub app_id: String,
+    /// The lease on it (how its holder recognises the event).
+    pub lease_id: String,
+    /// When the lease ends at the latest (earlier if it expires first).
+    pub deadline: Timestamp,
+    /// Why: `drain` (the drain endpoint), `scale-down` or `image-update`.
+    pub reason: String,
+    /// When the worker was drained.
+    pub timestamp: Timestamp,
+}
+
+impl Event for WorkerDrainingEvent {
+    const TOPIC: &'static str = WORKER_DRAINING_TOPIC;
+}
+
+impl WorkerDrainingEvent {
+    /// The event of `worker`, holding `lease_id`, drained at `now` for `why`.
+    pub fn of(
+        worker: &Worker,
+        lease_id: LeaseId,
+        deadline: Timestamp,
+        why: DrainReason,
+        now: Timestamp,
+    ) -> Self {
+        WorkerDrainingEvent {
+            pool_type: worker.pool_type.to_string(),
+            processor_id: worker.processor_id.to_string(),
+            app_id: worker.app_id.to_string(),
+            lease_id: lease_id.to_string(),
+            deadline,
+            reason: why.as_str().to_owned(),
+            timestamp: now,
+        }
+    }
 }
 
 impl LeaseGrantedEvent {

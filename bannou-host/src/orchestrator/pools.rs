@@ -7,12 +7,16 @@
 //! - [`PoolScaler::after_acquire`] is the event-driven path: an acquire that queued, was
 //!   refused or pushed the pool over its threshold scales up at once, not on the next tick;
 //! - [`PoolScaler::run`] is the periodic path (scale-down after the stabilisation window,
-//!   idle reaping, finishing drained workers), woken early by [`PoolScaler::wake`].
+//!   idle reaping, finishing drained workers), woken early by [`PoolScaler::wake`];
+//! - [`PoolScaler::drain`] drains chosen workers with a deadline (the drain endpoint).
 //!
 //! A worker is registered (Pending) before its container is deployed, which reserves
 //! capacity so `maxInstances` holds under concurrency; it becomes Available only when its
-//! heartbeat arrives (D9 (docs/DECISIONS.md#d9), `LeaseStore::mark_ready`). Draining only
-//! ever picks unleased workers; a worker leased in between finishes its lease first.
+//! heartbeat arrives (D9 (docs/DECISIONS.md#d9), `LeaseStore::mark_ready`). The policy only
+//! ever drains unleased workers; a busy worker that is drained (a manual drain or scale,
+//! an image update, or one leased in between) is never stopped under its holder: its
+//! lease ends when released or at the drain deadline at the latest, its holder is told by
+//! a `WorkerDrainingEvent`, and it is torn down after (D60 (docs/DECISIONS.md#d60)).
 
 use orchestrator_core::error_source::Chain;
 use std::collections::HashMap;
@@ -42,7 +46,8 @@ pub struct ScaleReport {
     pub started: Vec<AppId>,
     /// Workers torn down and removed.
     pub removed: Vec<AppId>,
-    /// Workers marked Draining that still hold a lease (removed once released).
+    /// Workers marked Draining that still hold a lease (removed once released, or once
+    /// the drain deadline ends the lease).
     pub draining: Vec<AppId>,
     /// Why the policy acted (`None` when it did nothing).
     pub reason: Option<ScaleReason>,
@@ -111,6 +116,9 @@ pub struct ScalerConfig {
     pub autoscale: bool,
     /// How often the periodic path runs when nothing wakes it.
     pub interval: Duration,
+    /// How long a drained worker's lease may last at most
+    /// (`ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS`, default 300 s).
+    pub drain_timeout: Duration,
 }
 
 impl Default for ScalerConfig {
@@ -121,6 +129,7 @@ impl Default for ScalerConfig {
             default_image: vars::DOCKER_IMAGE_NAME.default.to_owned(),
             autoscale: vars::POOL_AUTOSCALE.default,
             interval: vars::POOL_AUTOSCALE_INTERVAL.default,
+            drain_timeout: vars::POOL_DRAIN_TIMEOUT.default,
         }
     }
 }
@@ -191,24 +200,74 @@ impl PoolScaler {
         self.outbox.as_ref()
     }
 
-    /// Stores a pool's configuration and starts its `minInstances` workers.
+    /// Stores a pool's configuration and starts its `minInstances` workers. When the
+    /// pool's image changed, its workers are replaced: as many new ones start as ran
+    /// (at least `minInstances`, as capacity allows) and the old ones are drained (idle
+    /// ones stop at once, busy ones when their lease ends, at the latest after the drain
+    /// timeout).
     pub async fn deploy_pool(&self, config: PoolConfig) -> Result<ScaleReport, ScaleError> {
-        self.store.configure_pool(config.clone()).await?;
+        let previous = self.store.configure_pool(config.clone()).await?;
         self.remember_config(&config);
         let decision = Autoscaler::initial(&config);
         let pool = config.pool_type().clone();
         // Count what already runs (a redeployed preset must not double the pool).
         let status = self.store.status(&pool, self.clock.now()).await?;
-        let running = status
+        let running: Vec<ProcessorId> = status
             .workers
             .iter()
             .filter(|w| w.state != WorkerState::Draining)
-            .count() as u32;
+            .map(|w| w.processor_id.clone())
+            .collect();
+        let image_changed = previous.is_some_and(|p| p.image() != config.image());
+        if image_changed && !running.is_empty() {
+            // Old workers leave first, so the idle ones free capacity for the new ones.
+            let drained = ScaleDecision {
+                start: 0,
+                drain: running.clone(),
+                reason: ScaleReason::Steady,
+            };
+            let mut report = self
+                .apply_draining(&config, &drained, DrainReason::ImageUpdate, None)
+                .await;
+            let replace = ScaleDecision {
+                start: decision.start.max(running.len() as u32),
+                drain: Vec::new(),
+                ..decision
+            };
+            let started = self.apply(&config, &replace).await;
+            report.started = started.started;
+            report.errors.extend(started.errors);
+            return Ok(report);
+        }
         let decision = ScaleDecision {
-            start: decision.start.saturating_sub(running),
+            start: decision.start.saturating_sub(running.len() as u32),
             ..decision
         };
         Ok(self.apply(&config, &decision).await)
+    }
+
+    /// Drains `workers` of the pool of `config` (D60): idle and starting ones are torn
+    /// down at once, busy ones are never leased again and keep their lease until it is
+    /// released or `deadline` passes, their holders told by a `WorkerDrainingEvent`.
+    /// Unknown workers are reported as errors.
+    pub async fn drain(
+        &self,
+        config: &PoolConfig,
+        workers: Vec<ProcessorId>,
+        deadline: Timestamp,
+    ) -> ScaleReport {
+        let decision = ScaleDecision {
+            start: 0,
+            drain: workers,
+            reason: ScaleReason::Steady,
+        };
+        self.apply_draining(config, &decision, DrainReason::Drain, Some(deadline))
+            .await
+    }
+
+    /// The drain deadline of a drain starting now with no deadline of its own.
+    pub fn default_drain_deadline(&self) -> Timestamp {
+        self.clock.now() + self.config.drain_timeout
     }
 
     /// The event-driven path: call with what `LeaseStore::acquire` returned.
@@ -386,6 +445,20 @@ impl PoolScaler {
     /// paths use it, and so do manual scale and cleanup (`OrchestratorService`), which
     /// choose the decision themselves.
     pub async fn apply(&self, config: &PoolConfig, decision: &ScaleDecision) -> ScaleReport {
+        self.apply_draining(config, decision, DrainReason::ScaleDown, None)
+            .await
+    }
+
+    /// [`PoolScaler::apply`], drained busy workers keeping their lease until `deadline`
+    /// at the latest (`None`: the drain timeout from now), their holders told why.
+    async fn apply_draining(
+        &self,
+        config: &PoolConfig,
+        decision: &ScaleDecision,
+        why: DrainReason,
+        deadline: Option<Timestamp>,
+    ) -> ScaleReport {
+        let deadline = deadline.unwrap_or_else(|| self.default_drain_deadline());
         let mut report = ScaleReport {
             reason: (!decision.is_noop()).then_some(decision.reason),
             ..ScaleReport::default()
@@ -401,7 +474,8 @@ impl PoolScaler {
             }
         }
         for id in &decision.drain {
-            self.drain_worker(config.pool_type(), id, &mut report).await;
+            self.drain_worker(config.pool_type(), id, (deadline, why), &mut report)
+                .await;
         }
         if let Some(m) = &self.metrics {
             m.pool_scaled(
@@ -459,7 +533,7 @@ impl PoolScaler {
 
     /// Starts again, under the same identity, every registered worker whose container the
     /// backend no longer runs (killed, removed by hand, lost with its machine), so a lease
-    /// on it stays valid and no second holder is ever given it (issue 8). Left alone:
+    /// on it stays valid and no second holder is ever given it. Left alone:
     /// Draining workers (`evaluate` finishes them), Pending workers registered less than
     /// `pending_grace` ago (a worker is registered before its container is started), and
     /// containers stopped less than `pending_grace` ago (a restart in progress).
@@ -506,15 +580,27 @@ impl PoolScaler {
         Ok(repair)
     }
 
-    async fn drain_worker(&self, pool: &PoolType, id: &ProcessorId, report: &mut ScaleReport) {
-        let worker = match self.store.drain_worker(pool, id, self.clock.now()).await {
+    async fn drain_worker(
+        &self,
+        pool: &PoolType,
+        id: &ProcessorId,
+        (deadline, why): (Timestamp, DrainReason),
+        report: &mut ScaleReport,
+    ) {
+        let now = self.clock.now();
+        let worker = match self.store.drain_worker(pool, id, Some(deadline), now).await {
             Ok(w) => w,
             Err(e) => {
                 report.errors.push(format!("drain {id}: {e}"));
                 return;
             }
         };
-        if worker.lease_id.is_some() {
+        if let Some(lease_id) = worker.lease_id {
+            if let Some(outbox) = &self.outbox {
+                outbox.publish(super::pool_events::WorkerDrainingEvent::of(
+                    &worker, lease_id, deadline, why, now,
+                ));
+            }
             report.draining.push(worker.app_id);
         } else {
             self.remove(pool, id, &worker.app_id, report).await;
@@ -567,6 +653,28 @@ impl PoolScaler {
     /// The current time as the scaler sees it.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+}
+
+/// Why a busy worker is drained, as its holder's `WorkerDrainingEvent` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainReason {
+    /// The drain endpoint.
+    Drain,
+    /// A scale-down (manual with `force`, or the policy's).
+    ScaleDown,
+    /// The pool's image changed; the worker is being replaced.
+    ImageUpdate,
+}
+
+impl DrainReason {
+    /// The event's `reason` text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainReason::Drain => "drain",
+            DrainReason::ScaleDown => "scale-down",
+            DrainReason::ImageUpdate => "image-update",
+        }
     }
 }
 

@@ -41,7 +41,8 @@ use super::log::NodeLog;
 use super::placeholder::{FaultError, HealthHandle, PlaceholderPlugin, fault_from_environment};
 use super::{HealthSignal, Plugin, PluginContext, PluginError};
 use crate::mesh::{
-    EndpointDirectory, HOP_HEADER, MeshClient, MeshError, MeshResolver, follow_subscription,
+    EndpointDirectory, HOP_HEADER, MappingsAck, MeshClient, MeshError, MeshResolver,
+    follow_subscription,
 };
 
 // === configuration ===
@@ -444,7 +445,13 @@ impl Node {
         // Tasks: mesh follower, HTTP server.
         let (stop_emitter, emitter_rx) = watch::channel(false);
         let (stop_server, server_rx) = watch::channel(false);
-        let follower = tasks.spawn(follow_subscription(mappings, writer, server_rx.clone()));
+        let ack = MappingsAck::new(bus.clone(), app_id.clone(), instance_id, clock.clone());
+        let follower = tasks.spawn(follow_subscription(
+            mappings,
+            writer,
+            Some(ack),
+            server_rx.clone(),
+        ));
         let capacity = CapacityGauge::new(config.max_connections);
         let router = build_router(&plugins, extra_routes, &mesh, &log, &capacity, &metrics);
         let server = {

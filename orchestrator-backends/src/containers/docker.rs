@@ -11,7 +11,8 @@
 //!   [`managed_labels`], the node's extra labels, `bannou.replica`, and the Compose labels
 //!   (`com.docker.compose.project`, `.service` = app-id, `.container-number`, `.oneoff`).
 //! - **Environment** (docs/COMPATIBILITY.md#backend-injected-variables):
-//!   [`docker_injected_environment`] underneath `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`,
+//!   [`docker_injected_environment`](orchestrator_core::ports::backend::docker_injected_environment)
+//!   underneath `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`,
 //!   [`DockerConfig::extra_environment`] and the node's own environment (later wins).
 //! - **Scale** runs N replica containers of a node (upstream refuses).
 //! - **Restart** really restarts with the requested grace (D5): one replica after another
@@ -75,6 +76,10 @@ use super::engine::{
 use super::mounts::NodeMounts;
 use super::portainer::PortainerApi;
 
+/// The network nodes join when nothing else is set (`ORCHESTRATOR_DOCKER_NETWORK`,
+/// docs/COMPATIBILITY.md#configuration-variables).
+pub const DEFAULT_NETWORK: &str = "bannou_default";
+
 /// Settings of the Docker backend. `Default` gives upstream's defaults where
 /// docs/COMPATIBILITY.md#configuration-variables has one (`bannou_default`, project
 /// `bannou`, port 80) and mounts nothing.
@@ -114,10 +119,10 @@ impl Default for DockerConfig {
     fn default() -> Self {
         DockerConfig {
             docker_host: None,
-            network: "bannou_default".to_owned(),
+            network: DEFAULT_NETWORK.to_owned(),
             compose_project: "bannou".to_owned(),
             orchestrator_app_id: AppId::control_plane(),
-            node_port: 80,
+            node_port: super::DEFAULT_NODE_PORT,
             mounts: NodeMounts::default(),
             extra_hosts: Vec::new(),
             extra_environment: BTreeMap::new(),
@@ -227,7 +232,8 @@ impl DockerBackend {
         &self.config
     }
 
-    /// The environment a node's containers get: [`docker_injected_environment`] under
+    /// The environment a node's containers get:
+    /// [`docker_injected_environment`](orchestrator_core::ports::backend::docker_injected_environment) under
     /// `ORCHESTRATOR_LISTEN=0.0.0.0:{node_port}`, [`DockerConfig::extra_environment`] and the
     /// node's environment (later wins).
     pub fn node_environment(&self, node: &NodeDeployment) -> BTreeMap<String, String> {

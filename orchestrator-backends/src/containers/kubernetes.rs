@@ -79,6 +79,10 @@ use self::state::{
 use super::docker::logs::{LogAssembler, select};
 use super::engine::SystemClock;
 
+/// The namespace of every object when nothing else is set
+/// (`ORCHESTRATOR_KUBERNETES_NAMESPACE`, docs/COMPATIBILITY.md#configuration-variables).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// Settings of the Kubernetes backend. `Default` gives the defaults of
 /// docs/COMPATIBILITY.md#configuration-variables (namespace `default`, port 80, the default
 /// kubeconfig).
@@ -119,11 +123,11 @@ pub struct KubernetesConfig {
 impl Default for KubernetesConfig {
     fn default() -> Self {
         KubernetesConfig {
-            namespace: "default".to_owned(),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
             kubeconfig_path: None,
             context: None,
             field_manager: MANAGED_BY_VALUE.to_owned(),
-            node_port: 80,
+            node_port: super::DEFAULT_NODE_PORT,
             extra_environment: BTreeMap::new(),
             image_pull_policy: None,
             service_account: None,

@@ -11,6 +11,10 @@
 //! - `testing` (feature `testkit`): the test image, unique names and cleanup for tests
 //!   against the local engine.
 
+/// The port nodes listen on inside their container or pod when nothing else is set
+/// (`ORCHESTRATOR_DEFAULT_SERVICE_PORT`, docs/COMPATIBILITY.md#configuration-variables).
+pub const DEFAULT_NODE_PORT: u16 = 80;
+
 pub mod docker;
 pub mod engine;
 pub mod image;

@@ -39,6 +39,15 @@ pub const API_KEY_HEADER: &str = "X-API-Key";
 /// (docs/COMPATIBILITY.md#backend-detection: 5 s).
 pub const DETECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The Portainer endpoint (environment) when nothing else is set
+/// (`ORCHESTRATOR_PORTAINER_ENDPOINT_ID`, docs/COMPATIBILITY.md#configuration-variables).
+pub const DEFAULT_ENDPOINT_ID: u32 = 1;
+
+/// How long one Portainer request may take when nothing else is set
+/// (`ORCHESTRATOR_PORTAINER_REQUEST_TIMEOUT_SECONDS`,
+/// docs/COMPATIBILITY.md#configuration-variables).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Settings of the Portainer backend.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PortainerConfig {
@@ -75,8 +84,8 @@ impl PortainerConfig {
         PortainerConfig {
             url: url.into(),
             api_key: None,
-            endpoint_id: 1,
-            request_timeout: Duration::from_secs(30),
+            endpoint_id: DEFAULT_ENDPOINT_ID,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             docker: DockerConfig::default(),
         }
     }

@@ -131,7 +131,7 @@ impl Default for SwarmConfig {
             docker_host: None,
             network: "bannou_swarm".to_owned(),
             orchestrator_app_id: AppId::control_plane(),
-            node_port: 80,
+            node_port: super::DEFAULT_NODE_PORT,
             mounts: NodeMounts::default(),
             extra_hosts: Vec::new(),
             extra_environment: BTreeMap::new(),

@@ -795,6 +795,13 @@ impl RedisLeaseStore {
                 },
                 Err(e) => e,
             },
+            ("draining", Refusal::Lease(lease_id, _)) => match number(reply, 1, "expiry") {
+                Ok(at) => LeaseError::WorkerDraining {
+                    lease_id,
+                    expires_at: Timestamp::from_unix_millis(at),
+                },
+                Err(e) => e,
+            },
             ("capacity", _) => LeaseError::AtCapacity {
                 max: number(reply, 1, "max")
                     .ok()
@@ -1307,9 +1314,19 @@ impl LeaseStore for RedisLeaseStore {
         &self,
         pool: &PoolType,
         processor_id: &ProcessorId,
+        deadline: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Worker, LeaseError> {
-        let reply = eval!(self, drain, pool, &processor_id.as_str(), &ms(now)).await?;
+        let deadline = deadline.map(|d| ms(d).to_string()).unwrap_or_default();
+        let reply = eval!(
+            self,
+            drain,
+            pool,
+            &processor_id.as_str(),
+            &ms(now),
+            &deadline
+        )
+        .await?;
         if !ok(&reply) {
             return Err(self.refused(&reply, pool, Refusal::Worker(processor_id.as_str())));
         }

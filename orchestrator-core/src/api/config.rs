@@ -41,6 +41,11 @@ pub struct ConfigRollbackResponse {
     /// Keys that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_keys: Option<Vec<String>>,
+    /// Ours only (D58): the live nodes that had not applied the new routes when this
+    /// change stopped waiting for them and stopped the old nodes anyway; absent when every
+    /// consumer acknowledged in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
 }
 
 /// `POST /orchestrator/config/version` request (`GetConfigVersionRequest`).

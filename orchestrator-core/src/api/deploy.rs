@@ -154,6 +154,11 @@ pub struct DeployResponse {
     /// Non-fatal warnings, or the failures when `success` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,
+    /// Ours only (D58): the live nodes that had not applied the new routes when this
+    /// change stopped waiting for them and stopped the old nodes anyway; absent when every
+    /// consumer acknowledged in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
 }
 
 // === Teardown (docs/COMPATIBILITY.md#teardown) ===
@@ -230,6 +235,11 @@ pub struct TeardownResponse {
     /// Per-target failures (`"{name}: {message}"`); `None` when there were none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
+    /// Ours only (D58): the live nodes that had not applied the new routes when this
+    /// change stopped waiting for them and stopped the old nodes anyway; absent when every
+    /// consumer acknowledged in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
 }
 
 // === Clean (docs/COMPATIBILITY.md#clean) ===
@@ -417,6 +427,7 @@ mod tests {
                 endpoints: None,
             }]),
             warnings: None,
+            routing_laggards: None,
         };
         let expected = json!({
             "success": true, "deploymentId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11",

@@ -34,6 +34,8 @@
 //! | `/orchestrator/processing-pool/status` | [`GetPoolStatusRequest`] | [`PoolStatusResponse`] |
 //! | `/orchestrator/processing-pool/scale` | [`ScalePoolRequest`] | [`ScalePoolResponse`] |
 //! | `/orchestrator/processing-pool/cleanup` | [`CleanupPoolRequest`] | [`CleanupPoolResponse`] |
+//! | `/orchestrator/processing-pool/renew` (ours) | [`RenewProcessorRequest`] | [`RenewProcessorResponse`] |
+//! | `/orchestrator/processing-pool/drain` (ours) | [`DrainPoolRequest`] | [`DrainPoolResponse`] |
 //!
 //! The services-health report (`ServiceHealthReport`, `ServiceHealthEntry`, `Capacity`)
 //! and the should-restart response (`RestartRecommendation`) are defined next to the
@@ -50,7 +52,8 @@
 //!   rejected by [`Validate`] with the field named, rather than by serde.
 //! - Our extensions are marked **Ours** in their docs: `DeployRequest::strict`,
 //!   `DeployRequest::auto_revert`, `AcquireProcessorRequest::wait_ms`,
-//!   `AcquireProcessorResponse::fencing_token`, `ReleaseProcessorRequest::fencing_token`.
+//!   `AcquireProcessorResponse::fencing_token`, `ReleaseProcessorRequest::fencing_token`,
+//!   and the renew and drain endpoints.
 
 pub mod backends;
 pub mod config;
@@ -130,6 +133,8 @@ mod tests {
         assert!(parse_and_validate::<GetPoolStatusRequest>(empty()).is_err());
         assert!(parse_and_validate::<ScalePoolRequest>(empty()).is_err());
         assert!(parse_and_validate::<CleanupPoolRequest>(empty()).is_err());
+        assert!(parse_and_validate::<RenewProcessorRequest>(empty()).is_err());
+        assert!(parse_and_validate::<DrainPoolRequest>(empty()).is_err());
     }
 
     #[test]

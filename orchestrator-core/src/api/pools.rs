@@ -1,6 +1,6 @@
 //! Processing-pool endpoints (docs/COMPATIBILITY.md#processing-pools), with our acquire extensions:
 //! bounded waiting (`waitMs`) and lease fencing tokens (`fencingToken`), D28
-//! (docs/DECISIONS.md#d28).
+//! (docs/DECISIONS.md#d28), and our renew and drain endpoints, D60 (docs/DECISIONS.md#d60).
 
 use std::time::Duration;
 
@@ -148,6 +148,143 @@ impl Validate for ReleaseProcessorRequest {
 pub struct ReleaseProcessorResponse {
     /// The worker returned to the pool.
     pub processor_id: String,
+}
+
+// === RenewProcessor (ours, docs/COMPATIBILITY.md#renew-processor) ===
+
+/// Longest extension one renew may ask for (ours): a day. Pools configure no longest
+/// lease, so this bounds each step; a holder renews again as it goes.
+pub const MAX_RENEW_SECONDS: i64 = 86_400;
+
+/// **Ours.** `POST /orchestrator/processing-pool/renew` request: pushes a lease's expiry
+/// back (D60 (docs/DECISIONS.md#d60)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewProcessorRequest {
+    /// The lease to extend (UUID).
+    pub lease_id: Uuid,
+    /// The `fencingToken` the acquire answered with (required): a token that is not the
+    /// lease's is refused (409) and counted.
+    pub fencing_token: u64,
+    /// Seconds added to the lease's current expiry, 1 to [`MAX_RENEW_SECONDS`] (default
+    /// 300).
+    #[serde(default = "default_lease_secs")]
+    pub extend_seconds: i64,
+    /// The lease's pool, when the caller knows it (default: looked up as a release does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_type: Option<String>,
+}
+
+impl RenewProcessorRequest {
+    /// A renew of `lease_id` with `fencing_token` by the default 300 seconds.
+    pub fn new(lease_id: Uuid, fencing_token: u64) -> Self {
+        RenewProcessorRequest {
+            lease_id,
+            fencing_token,
+            extend_seconds: default_lease_secs(),
+            pool_type: None,
+        }
+    }
+
+    /// How far the expiry moves (`extendSeconds`).
+    pub fn extend_by(&self) -> Duration {
+        secs(self.extend_seconds)
+    }
+}
+
+impl Validate for RenewProcessorRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.lease_id.is_nil() {
+            return Err(FieldError::new("leaseId", "must not be the nil UUID"));
+        }
+        if let Some(pool) = &self.pool_type {
+            non_empty("poolType", pool)?;
+        }
+        in_range("extendSeconds", self.extend_seconds, 1, MAX_RENEW_SECONDS)
+    }
+}
+
+/// **Ours.** `POST /orchestrator/processing-pool/renew` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewProcessorResponse {
+    /// The leased worker.
+    pub processor_id: String,
+    /// Its app-id.
+    pub app_id: String,
+    /// The lease.
+    pub lease_id: Uuid,
+    /// The new expiry.
+    pub expires_at: Timestamp,
+    /// The lease's fencing token (unchanged by a renew).
+    pub fencing_token: u64,
+}
+
+// === DrainPool (ours, docs/COMPATIBILITY.md#drain-pool) ===
+
+/// Longest drain deadline a request may ask for (ours): a day.
+pub const MAX_DRAIN_SECONDS: i64 = 86_400;
+
+/// **Ours.** `POST /orchestrator/processing-pool/drain` request: takes one worker, or
+/// every worker of a pool, out of service without stopping a job
+/// (D60 (docs/DECISIONS.md#d60)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainPoolRequest {
+    /// The pool (required, non-empty).
+    pub pool_type: String,
+    /// The worker to drain, by processor id or app-id; absent: every worker of the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor_id: Option<String>,
+    /// How long a busy worker may keep its lease, 1 to [`MAX_DRAIN_SECONDS`] seconds
+    /// (default: `ORCHESTRATOR_POOL_DRAIN_TIMEOUT_SECONDS`, 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_seconds: Option<i64>,
+}
+
+impl DrainPoolRequest {
+    /// A drain of every worker of `pool_type`, with the default deadline.
+    pub fn new(pool_type: impl Into<String>) -> Self {
+        DrainPoolRequest {
+            pool_type: pool_type.into(),
+            processor_id: None,
+            deadline_seconds: None,
+        }
+    }
+
+    /// The deadline asked for (`deadlineSeconds`), if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline_seconds.map(secs)
+    }
+}
+
+impl Validate for DrainPoolRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        non_empty("poolType", &self.pool_type)?;
+        if let Some(worker) = &self.processor_id {
+            non_empty("processorId", worker)?;
+        }
+        match self.deadline_seconds {
+            Some(d) => in_range("deadlineSeconds", d, 1, MAX_DRAIN_SECONDS),
+            None => Ok(()),
+        }
+    }
+}
+
+/// **Ours.** `POST /orchestrator/processing-pool/drain` response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainPoolResponse {
+    /// App-ids of the workers stopped at once (idle or starting).
+    #[serde(default)]
+    pub removed: Vec<String>,
+    /// App-ids of the busy workers left to finish: never leased again, stopped once their
+    /// lease ends, at `deadline` at the latest.
+    #[serde(default)]
+    pub draining: Vec<String>,
+    /// When the draining workers' leases end at the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
 }
 
 // === GetPoolStatus (docs/COMPATIBILITY.md#pool-status) ===
@@ -386,6 +523,78 @@ mod tests {
         round_trip::<ReleaseProcessorResponse>(
             json!({"processorId": "p-1"}),
             json!({"processorId": "p-1"}),
+        );
+    }
+
+    #[test]
+    fn renew_request_defaults_and_validation() {
+        let id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        let req: RenewProcessorRequest = round_trip(
+            json!({"leaseId": id, "fencingToken": 4}),
+            json!({"leaseId": id, "fencingToken": 4, "extendSeconds": 300}),
+        );
+        assert!(req.validate().is_ok());
+        assert_eq!(req, RenewProcessorRequest::new(req.lease_id, 4));
+        assert_eq!(req.extend_by(), Duration::from_secs(300));
+        let missing = serde_json::from_value::<RenewProcessorRequest>(json!({"leaseId": id}))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("fencingToken"), "{missing}");
+        for bad in [0, -1, MAX_RENEW_SECONDS + 1] {
+            assert_eq!(
+                invalid_field::<RenewProcessorRequest>(
+                    json!({"leaseId": id, "fencingToken": 1, "extendSeconds": bad})
+                ),
+                "extendSeconds"
+            );
+        }
+        assert_eq!(
+            invalid_field::<RenewProcessorRequest>(
+                json!({"leaseId": id, "fencingToken": 1, "poolType": " "})
+            ),
+            "poolType"
+        );
+        assert_eq!(
+            invalid_field::<RenewProcessorRequest>(
+                json!({"leaseId": "00000000-0000-0000-0000-000000000000", "fencingToken": 1})
+            ),
+            "leaseId"
+        );
+        round_trip::<RenewProcessorResponse>(
+            json!({"processorId": "p-1", "appId": "a", "leaseId": id,
+                   "expiresAt": "2026-03-02T14:10:31.512Z", "fencingToken": 4}),
+            json!({"processorId": "p-1", "appId": "a", "leaseId": id,
+                   "expiresAt": "2026-03-02T14:10:31.512+00:00", "fencingToken": 4}),
+        );
+    }
+
+    #[test]
+    fn drain_request_defaults_and_validation() {
+        let req: DrainPoolRequest = round_trip(json!({"poolType": "p"}), json!({"poolType": "p"}));
+        assert_eq!(req, DrainPoolRequest::new("p"));
+        assert_eq!(req.deadline(), None);
+        let one: DrainPoolRequest = round_trip(
+            json!({"poolType": "p", "processorId": "w-1", "deadlineSeconds": 30}),
+            json!({"poolType": "p", "processorId": "w-1", "deadlineSeconds": 30}),
+        );
+        assert_eq!(one.deadline(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            invalid_field::<DrainPoolRequest>(json!({"poolType": ""})),
+            "poolType"
+        );
+        assert_eq!(
+            invalid_field::<DrainPoolRequest>(json!({"poolType": "p", "processorId": ""})),
+            "processorId"
+        );
+        for bad in [0, MAX_DRAIN_SECONDS + 1] {
+            assert_eq!(
+                invalid_field::<DrainPoolRequest>(json!({"poolType": "p", "deadlineSeconds": bad})),
+                "deadlineSeconds"
+            );
+        }
+        round_trip::<DrainPoolResponse>(
+            json!({"removed": ["a"], "draining": ["b"], "deadline": "2026-03-02T14:10:31.512Z"}),
+            json!({"removed": ["a"], "draining": ["b"], "deadline": "2026-03-02T14:10:31.512+00:00"}),
         );
     }
 

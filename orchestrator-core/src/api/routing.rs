@@ -64,7 +64,8 @@ pub struct ServiceRoutingResponse {
     pub nodes_behind: Option<Vec<NodeMappingsVersion>>,
 }
 
-/// A node's applied mappings version, as its last heartbeat reported it.
+/// A node's applied mappings version, as its heartbeats (and, ours, its bus
+/// acknowledgements, D58) reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeMappingsVersion {

@@ -413,6 +413,11 @@ pub struct TopologyUpdateResponse {
     /// Per-item failures (possibly empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,
+    /// Ours only (D58): the live nodes that had not applied the new routes when this
+    /// change stopped waiting for them and stopped the old nodes anyway; absent when every
+    /// consumer acknowledged in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
 }
 
 /// Outcome of one topology change (`AppliedChange`).
@@ -638,11 +643,16 @@ mod tests {
             topology: None,
             duration: Some("0.4s".into()),
             warnings: Some(vec![]),
+            routing_laggards: Some(vec![crate::api::NodeMappingsVersion {
+                app_id: "n9".into(),
+                applied_version: 4,
+            }]),
         };
         let expected = json!({
             "appliedChanges": [{"success": false, "action": "RemoveNode",
                                 "target": "a,b", "error": "All 2 teardowns failed"}],
-            "duration": "0.4s", "warnings": []
+            "duration": "0.4s", "warnings": [],
+            "routingLaggards": [{"appId": "n9", "appliedVersion": 4}]
         });
         assert_eq!(serde_json::to_value(&resp).unwrap(), expected);
         let back: TopologyUpdateResponse = round_trip(expected.clone(), expected);

@@ -94,6 +94,8 @@ pub struct HeartbeatAggregator {
 pub(super) struct TornDown {
     at: Timestamp,
     instances: Vec<u128>,
+    /// Being stopped (see [`HeartbeatAggregator::node_stopping`]): every beat is ignored.
+    stopping: bool,
 }
 
 impl HeartbeatAggregator {
@@ -167,6 +169,7 @@ impl HeartbeatAggregator {
                     first_seen: now,
                     last_seen: now,
                     routing_version,
+                    acked_version: None,
                     dropped_heartbeats,
                     services,
                 },
@@ -286,10 +289,11 @@ impl HeartbeatAggregator {
             return false;
         }
         self.torn_down.get(&hb.app_id).is_some_and(|t| {
-            !is_stale(t.at, now, self.config.retention)
-                && (t.instances.contains(&key)
-                    || (hb.status == InstanceHealthStatus::ShuttingDown
-                        && !self.nodes.contains_key(&hb.app_id)))
+            t.stopping
+                || (!is_stale(t.at, now, self.config.retention)
+                    && (t.instances.contains(&key)
+                        || (hb.status == InstanceHealthStatus::ShuttingDown
+                            && !self.nodes.contains_key(&hb.app_id))))
         })
     }
 
@@ -304,8 +308,10 @@ impl HeartbeatAggregator {
             .or_insert_with(|| TornDown {
                 at: now,
                 instances: Vec::new(),
+                stopping: false,
             });
         entry.at = now;
+        entry.stopping = false;
         entry.instances.extend(ids.iter().map(|id| id.as_u128()));
         for id in &ids {
             forget(
@@ -316,6 +322,19 @@ impl HeartbeatAggregator {
             );
         }
         ids.len()
+    }
+
+    /// The control plane is about to stop node `app_id`: forgets its instances as
+    /// [`Self::forget_node`] does, and until [`Self::forget_node`] (it stopped) or
+    /// [`Self::node_deployed`] (it did not, or starts again) ignores every beat of the
+    /// node, a new instance's included, so that it claims no route while its routes move
+    /// away. Returns how many instances were dropped.
+    pub fn node_stopping(&mut self, app_id: &AppId, now: Timestamp) -> usize {
+        let dropped = self.forget_node(app_id, now);
+        if let Some(entry) = self.torn_down.get_mut(app_id) {
+            entry.stopping = true;
+        }
+        dropped
     }
 
     /// The control plane is starting node `app_id` again: its beats count from now on,
@@ -460,6 +479,55 @@ impl HeartbeatAggregator {
         )
     }
 
+    /// Records that instance `instance_id` of node `app_id` acknowledged applying mappings
+    /// `version` on the bus (D58 (docs/DECISIONS.md#d58)); true when that raised what the
+    /// instance is known to have applied. An instance not tracked yet (no heartbeat heard)
+    /// or tracked under another app-id is ignored: it is no consumer the control plane
+    /// waits for until its heartbeats make it one.
+    pub fn acknowledge_mappings(
+        &mut self,
+        app_id: &AppId,
+        instance_id: Uuid,
+        version: i64,
+    ) -> bool {
+        let Some(inst) = self.instances.get_mut(&instance_id.as_u128()) else {
+            return false;
+        };
+        if inst.app_id != *app_id || applied_version(inst).is_some_and(|v| v >= version) {
+            return false;
+        }
+        inst.acked_version = Some(version);
+        true
+    }
+
+    /// Per live node (an instance heard within the heartbeat timeout at `now`, not shutting
+    /// down, not retired), sorted by app-id: the mappings version it applied, the lowest over
+    /// its live instances of the highest each reported in a heartbeat or acknowledged on the
+    /// bus; `None` when no live instance of it ever reported one (upstream's nodes). A node
+    /// that is no longer live is not listed.
+    pub fn applied_mappings(&self, now: Timestamp) -> Vec<(AppId, Option<i64>)> {
+        let timeout = self.config.heartbeat_timeout;
+        let mut out: Vec<(AppId, Option<i64>)> = Vec::new();
+        for (app_id, ids) in &self.nodes {
+            let mut node: Option<Option<i64>> = None;
+            for inst in ids.iter().filter_map(|id| self.instances.get(id)) {
+                if !is_live(inst, now, timeout) {
+                    continue;
+                }
+                let v = applied_version(inst);
+                node = Some(match (node.flatten(), v) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                });
+            }
+            if let Some(v) = node {
+                out.push((app_id.clone(), v));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Instances (not shutting down) whose reported routing version is below `current_version`,
     /// sorted by app-id. Instances that report no version are not listed.
     pub fn lagging_instances(&self, current_version: i64) -> Vec<LaggingInstance> {
@@ -479,6 +547,12 @@ impl HeartbeatAggregator {
         out.sort_unstable_by(|a, b| (&a.app_id, a.instance_id).cmp(&(&b.app_id, b.instance_id)));
         out
     }
+}
+
+/// What `inst` is known to have applied: the higher of its heartbeats' report and its
+/// bus acknowledgements.
+fn applied_version(inst: &InstanceState) -> Option<i64> {
+    inst.routing_version.max(inst.acked_version)
 }
 
 /// Drops instance `key` from every map; true if it was tracked.

@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 /// One service on one instance.
 #[derive(Debug, Clone)]
 pub(super) struct ServiceSlot {
-    /// Interned name (id in [`ServiceIndex`]).
+    /// Interned name (id in [`ServiceIndex`](super::index::ServiceIndex)).
     pub(super) name: usize,
     /// The name as the heartbeat that created this slot carried it. An in-process node
     /// sends the same shared names every beat, so a pointer match stands for the text
@@ -42,6 +42,8 @@ pub(super) struct InstanceState {
     pub(super) first_seen: Timestamp,
     pub(super) last_seen: Timestamp,
     pub(super) routing_version: Option<i64>,
+    /// The highest mappings version the instance acknowledged on the bus (D58).
+    pub(super) acked_version: Option<i64>,
     pub(super) dropped_heartbeats: Option<u64>,
     pub(super) services: Vec<ServiceSlot>,
 }

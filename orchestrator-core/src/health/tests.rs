@@ -955,3 +955,69 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_node_being_stopped_claims_nothing_until_stopped_or_deployed_again() {
+    let mut a = agg();
+    feed(&mut a, hb(1, "bannou-auth").healthy(&["auth"]), t(0));
+    assert_eq!(a.node_stopping(&AppId::from("bannou-auth"), t(1)), 1);
+    // Neither its known instance nor a new one (a node that had not beaten yet) counts.
+    for n in [1, 2] {
+        let live = hb(n, "bannou-auth").healthy(&["auth"]).build();
+        assert_eq!(a.ingest(&live, t(2)), IngestOutcome::IgnoredTornDown);
+    }
+    // Its stop failed: it counts again.
+    a.node_deployed(&AppId::from("bannou-auth"));
+    feed(&mut a, hb(2, "bannou-auth").healthy(&["auth"]), t(3));
+    assert_eq!(a.status_on("auth", "bannou-auth", t(3)), Some(I::Healthy));
+    // Stopped: the usual torn-down rules, a new instance's live beat is recorded.
+    a.node_stopping(&AppId::from("bannou-auth"), t(4));
+    a.forget_node(&AppId::from("bannou-auth"), t(5));
+    feed(&mut a, hb(3, "bannou-auth").healthy(&["auth"]), t(6));
+    assert_eq!(a.status_on("auth", "bannou-auth", t(6)), Some(I::Healthy));
+}
+
+#[test]
+fn applied_mappings_list_live_nodes_with_the_lowest_version_of_their_instances() {
+    let mut a = agg();
+    feed(
+        &mut a,
+        hb(1, "b-node").healthy(&["auth"]).routing_version(4),
+        t(0),
+    );
+    feed(
+        &mut a,
+        hb(2, "b-node").healthy(&["auth"]).routing_version(6),
+        t(0),
+    );
+    feed(&mut a, hb(3, "a-node").healthy(&["auth"]), t(0));
+    let id = |n| Uuid::from_u128(n);
+    assert!(a.acknowledge_mappings(&AppId::from("b-node"), id(1), 7));
+    assert!(
+        !a.acknowledge_mappings(&AppId::from("b-node"), id(1), 6),
+        "never lower"
+    );
+    assert_eq!(
+        a.applied_mappings(t(1)),
+        vec![
+            (AppId::from("a-node"), None),
+            (AppId::from("b-node"), Some(6))
+        ]
+    );
+    // a-node acknowledges: known to have applied a version, though its beats say none.
+    assert!(a.acknowledge_mappings(&AppId::from("a-node"), id(3), 7));
+    assert_eq!(
+        a.applied_mappings(t(1))[0],
+        (AppId::from("a-node"), Some(7))
+    );
+    // A node shutting down is no consumer.
+    feed(
+        &mut a,
+        hb(3, "a-node").healthy(&["auth"]).status(I::ShuttingDown),
+        t(2),
+    );
+    assert_eq!(
+        a.applied_mappings(t(2)),
+        vec![(AppId::from("b-node"), Some(6))]
+    );
+}

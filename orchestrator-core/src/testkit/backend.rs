@@ -1,6 +1,6 @@
 //! Conformance suite for `ContainerBackend` implementations: a node's whole life (deploy,
 //! list, status, scale, restart, logs, teardown), replacement on redeploy, and `NotFound`
-//! for unknown app-ids. Run by the fake backend now and the real adapters later.
+//! for unknown app-ids. Every backend runs it: the fake and the real adapters.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -43,6 +43,7 @@ where
     expiry_reclaims_exactly_the_expired_leases(&make().await).await;
     acquire_reclaims_expired_leases_first(&make().await).await;
     draining_worker_is_never_leased_again(&make().await).await;
+    drain_deadline_ends_the_lease_then(&make().await).await;
     metrics_add_up(&make().await).await;
     pool_config_is_the_configured_one(&make().await).await;
     next_expiry_is_the_earliest_live_lease(&make().await).await;
@@ -411,7 +412,7 @@ async fn max_instances_is_enforced(store: &dyn LeaseStore) {
         .expect_err("a third worker must be refused");
     assert_eq!(err, LeaseError::AtCapacity { max: 2 }, "{why}");
     store
-        .drain_worker(&pool, &ids[0].processor_id, t(2))
+        .drain_worker(&pool, &ids[0].processor_id, None, t(2))
         .await
         .expect("drain");
     assert!(
@@ -881,6 +882,93 @@ async fn acquire_reclaims_expired_leases_first(store: &dyn LeaseStore) {
     assert_eq!(l.processor_id, ids[0].processor_id, "{why}");
 }
 
+async fn drain_deadline_ends_the_lease_then(store: &dyn LeaseStore) {
+    let why = "drain deadline";
+    let (pool, _) = pool_with_workers(store, 2, 2).await;
+    let long = lease(
+        store,
+        &pool,
+        AcquireRequest::new("long").lease_duration(Duration::from_secs(600)),
+        t(0),
+        why,
+    )
+    .await;
+    let short = lease(
+        store,
+        &pool,
+        AcquireRequest::new("short").lease_duration(Duration::from_secs(50)),
+        t(0),
+        why,
+    )
+    .await;
+    let w = store
+        .drain_worker(&pool, &long.processor_id, Some(t(100)), t(1))
+        .await
+        .expect("drain with a deadline");
+    assert_eq!(
+        (w.state, w.lease_id),
+        (WorkerState::Draining, Some(long.lease_id)),
+        "{why}"
+    );
+    store
+        .drain_worker(&pool, &short.processor_id, Some(t(100)), t(1))
+        .await
+        .expect("drain the short one");
+    let expiry = |status: &crate::model::PoolStatus, l: &Lease| {
+        status
+            .leases
+            .iter()
+            .find(|x| x.lease_id == l.lease_id)
+            .map(|x| x.expires_at)
+    };
+    let status = store.status(&pool, t(1)).await.expect("status");
+    assert_eq!(
+        (expiry(&status, &long), expiry(&status, &short)),
+        (Some(t(100)), Some(t(50))),
+        "{why}: a lease outliving the deadline ends at it; a shorter one keeps its expiry"
+    );
+    store
+        .drain_worker(&pool, &long.processor_id, Some(t(300)), t(2))
+        .await
+        .expect("drain again, later deadline");
+    store
+        .drain_worker(&pool, &long.processor_id, None, t(2))
+        .await
+        .expect("drain again, no deadline");
+    let status = store.status(&pool, t(2)).await.expect("status");
+    assert_eq!(
+        expiry(&status, &long),
+        Some(t(100)),
+        "{why}: draining again never moves the deadline later"
+    );
+    assert_eq!(
+        store.next_expiry(&pool).await.expect("next expiry"),
+        Some(t(50)),
+        "{why}"
+    );
+    let reclaimed = store.reclaim_expired(&pool, t(100)).await.expect("reclaim");
+    assert_eq!(
+        reclaimed.iter().map(|l| l.lease_id).collect::<Vec<_>>(),
+        vec![short.lease_id],
+        "{why}: at t(100) only the short lease has expired"
+    );
+    let reclaimed = store.reclaim_expired(&pool, t(101)).await.expect("reclaim");
+    assert_eq!(
+        reclaimed.iter().map(|l| l.lease_id).collect::<Vec<_>>(),
+        vec![long.lease_id],
+        "{why}: the long lease ends at the deadline"
+    );
+    let status = store.status(&pool, t(101)).await.expect("status");
+    assert!(
+        status
+            .workers
+            .iter()
+            .all(|w| w.state == WorkerState::Draining && w.lease_id.is_none()),
+        "{why}: both workers are draining and free to tear down: {:?}",
+        status.workers
+    );
+}
+
 async fn draining_worker_is_never_leased_again(store: &dyn LeaseStore) {
     let why = "draining";
     let (pool, ids) = pool_with_workers(store, 2, 2).await;
@@ -896,7 +984,7 @@ async fn draining_worker_is_never_leased_again(store: &dyn LeaseStore) {
         .expect("idle worker")
         .clone();
     let w = store
-        .drain_worker(&pool, &busy_id.processor_id, t(1))
+        .drain_worker(&pool, &busy_id.processor_id, None, t(1))
         .await
         .expect("drain leased");
     assert_eq!(
@@ -905,12 +993,12 @@ async fn draining_worker_is_never_leased_again(store: &dyn LeaseStore) {
         "{why}: finishes its lease"
     );
     let w = store
-        .drain_worker(&pool, &idle_id.processor_id, t(1))
+        .drain_worker(&pool, &idle_id.processor_id, None, t(1))
         .await
         .expect("drain idle");
     assert_eq!(w.state, WorkerState::Draining, "{why}");
     store
-        .drain_worker(&pool, &idle_id.processor_id, t(1))
+        .drain_worker(&pool, &idle_id.processor_id, None, t(1))
         .await
         .expect("drain is idempotent");
     let ticket = queue(store, &pool, "waiter", 0, t(2)).await;
@@ -923,9 +1011,26 @@ async fn draining_worker_is_never_leased_again(store: &dyn LeaseStore) {
             t(2),
         )
         .await;
+    assert_eq!(
+        renewed,
+        Err(LeaseError::WorkerDraining {
+            lease_id: busy.lease_id,
+            expires_at: busy.expires_at,
+        }),
+        "{why}: a draining worker's lease is not extended"
+    );
+    let stale = store
+        .renew(
+            &pool,
+            busy.lease_id,
+            FencingToken(busy.fencing_token.0 + 100),
+            Duration::from_secs(1),
+            t(2),
+        )
+        .await;
     assert!(
-        renewed.is_ok(),
-        "{why}: the draining worker's lease is still live"
+        matches!(stale, Err(LeaseError::StaleFencingToken { .. })),
+        "{why}: a stale token is refused as stale, draining or not: {stale:?}"
     );
     let r = store
         .release(&pool, busy.lease_id, busy.fencing_token, true, t(3))

@@ -18,9 +18,9 @@ use crate::store::{AcquireOutcome, AcquireRequest, LeaseError, LeaseStore, WaitS
 /// Shape of a stress run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StressConfig {
-    /// Concurrent tasks (the issue asks for 64).
+    /// Concurrent tasks (64 by default).
     pub tasks: u64,
-    /// Operations per task (the issue asks for 2,000).
+    /// Operations per task (2,000 by default).
     pub ops_per_task: u64,
     /// Workers in the pool.
     pub workers: u128,

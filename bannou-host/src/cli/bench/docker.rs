@@ -23,7 +23,7 @@
 //!   environment, network) created and started straight through the Docker API, as
 //!   `docker run -d` would, in parallel within a wave and the waves in sequence, each
 //!   wave done when all its containers answer `GET /{service}/ping` on their bridge
-//!   address (asked every [`LIMIT_POLL`]). Timed from the first create until the last
+//!   address (asked every `LIMIT_POLL`). Timed from the first create until the last
 //!   wave answers; then the containers are removed (not timed). No orchestration at all,
 //!   so `ratio_to_limit` is what our deploy costs above the engine.
 //!

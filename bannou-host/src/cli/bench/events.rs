@@ -3,7 +3,7 @@
 //! `--subscribers` idle clients of `GET /orchestrator/events` (connected, never read
 //! until the deploy is over) plus one that never reads at all and asked for raw
 //! heartbeats too. Each deploy starts from nothing and is torn down afterwards (not
-//! timed); a deploy starts [`SETTLE`] after the subscribers were opened or closed.
+//! timed); a deploy starts `SETTLE` after the subscribers were opened or closed.
 //! `--backend in-process` (the default) deploys a preset on the embedded default
 //! (in-process backend, in-memory state); `--backend docker` deploys the generated
 //! `--nodes` topology of `bench deploy --backend docker` on Docker, with Redis.

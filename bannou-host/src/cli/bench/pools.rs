@@ -101,6 +101,10 @@ pub struct PoolsArgs {
     /// over HTTP (`POST /orchestrator/processing-pool/acquire` and `.../release`).
     #[arg(long)]
     pub http: bool,
+    /// With `--http`: the clients speak HTTP/2 (h2c, prior knowledge), all requests in
+    /// flight sharing one connection, instead of HTTP/1.1 with a connection per client.
+    #[arg(long, requires = "http")]
+    pub http2: bool,
 }
 
 /// One store's numbers.
@@ -172,6 +176,9 @@ pub struct PoolsReport {
     pub http_p99_ms: Option<f64>,
     /// (e) the state store behind the control plane: `redis` or `memory`.
     pub http_state: Option<&'static str>,
+    /// (e) the clients' protocol: `http/1.1` (a connection per client) or `h2c`
+    /// (`--http2`: one connection, every request in flight multiplexed on it).
+    pub http_protocol: Option<&'static str>,
     /// (e) / (b): the HTTP path's pairs/s over the Redis store's, same run (`null`
     /// without `--http` and `--redis`).
     pub http_ratio_vs_redis: Option<f64>,
@@ -398,6 +405,9 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         } else {
             "memory"
         }),
+        http_protocol: args
+            .http
+            .then_some(if args.http2 { "h2c" } else { "http/1.1" }),
         http_ratio_vs_redis: over(http_run.as_ref(), redis_run.as_ref()),
         http_ratio_vs_memory: over(http_run.as_ref(), Some(&memory_run)),
         http_ceiling_pairs_per_sec: http_ceiling_run.as_ref().map(|r| r.pairs_per_sec),
@@ -478,7 +488,10 @@ async fn http_bench(
     let server = Server::start(config)
         .await
         .context("starting the control plane")?;
-    let api = ApiClient::new(&server.base_url())?.with_timeout(Duration::from_secs(30));
+    let mut api = ApiClient::new(&server.base_url())?.with_timeout(Duration::from_secs(30));
+    if args.http2 {
+        api = api.with_http2()?;
+    }
     let run = async {
         let deployed = api
             .deploy(&DeployRequest {
@@ -888,7 +901,8 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(state) = r.http_state {
         writeln!(
             out,
-            "http: a control plane in this process, state in {state}, over loopback HTTP"
+            "http: a control plane in this process, state in {state}, over loopback {}",
+            r.http_protocol.unwrap_or("HTTP")
         )?;
     }
     for (name, ratio) in [

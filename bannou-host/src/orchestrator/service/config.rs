@@ -13,6 +13,7 @@ use super::errors::{rollback_error, store_error};
 use super::running::config_nodes;
 use super::wave_failure::texts;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use crate::orchestrator::routing_acks;
 
 impl OrchestratorService {
     /// POST /orchestrator/config/rollback (docs/COMPATIBILITY.md#config-rollback,
@@ -24,6 +25,17 @@ impl OrchestratorService {
     /// the last stable version and the answer is 500 naming the failures (the version
     /// was created all the same: the history records what was asked).
     pub async fn rollback(
+        &self,
+        request: ConfigRollbackRequest,
+    ) -> ServiceResult<ConfigRollbackResponse> {
+        let (result, laggards) = routing_acks::collecting(self.roll_back(request)).await;
+        result.map(|mut answer| {
+            answer.body.routing_laggards = super::non_empty(laggards);
+            answer
+        })
+    }
+
+    async fn roll_back(
         &self,
         request: ConfigRollbackRequest,
     ) -> ServiceResult<ConfigRollbackResponse> {
@@ -50,6 +62,7 @@ impl OrchestratorService {
             previous_version: i64::try_from(outcome.previous_version).unwrap_or(i64::MAX),
             current_version: i64::try_from(outcome.current_version).unwrap_or(i64::MAX),
             changed_keys: Some(outcome.changed_keys.clone()),
+            routing_laggards: None,
         };
 
         let deployment_id = Uuid::new_v4().to_string();

@@ -26,6 +26,7 @@ use super::config_record::ConfigRecord;
 use super::errors::{library_error, store_error};
 use super::wave_failure::texts;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
+use crate::orchestrator::routing_acks;
 
 /// A validated deploy request, ready to run.
 struct Prepared {
@@ -67,11 +68,15 @@ impl OrchestratorService {
         self.publish_deployment(started).await;
 
         // Its waves' progress events carry its id (`crate::event_stream`).
-        let result = crate::event_stream::within_deployment(
-            &deployment_id,
-            self.deploy_checked(&request, &deployment_id),
-        )
-        .await;
+        let (mut result, laggards) =
+            routing_acks::collecting(crate::event_stream::within_deployment(
+                &deployment_id,
+                self.deploy_checked(&request, &deployment_id),
+            ))
+            .await;
+        if let Ok(answer) = &mut result {
+            answer.body.routing_laggards = non_empty(laggards);
+        }
         self.metrics
             .deploy_answered(&request, &result, announced, begun);
         if let Err(refused) = &result {
@@ -260,6 +265,7 @@ impl OrchestratorService {
             topology: Some(topology_of(&prepared.plan.nodes)),
             services: Some(services),
             warnings: non_empty(prepared.warnings),
+            routing_laggards: None,
         })
     }
 
@@ -396,6 +402,7 @@ impl OrchestratorService {
             topology: Some(topology_of(&plan.nodes)),
             services: Some(services),
             warnings: non_empty(warnings),
+            routing_laggards: None,
         })
     }
 
@@ -432,6 +439,7 @@ impl OrchestratorService {
                 topology: None,
                 services: None,
                 warnings: Some(notes),
+                routing_laggards: None,
             },
         )
     }

@@ -159,6 +159,7 @@ pub(super) fn lease_error(e: LeaseError) -> ServiceError {
         | LeaseError::UnknownWorker { .. } => ServiceError::not_found(e.to_string()),
         LeaseError::StaleFencingToken { .. }
         | LeaseError::LeaseExpired { .. }
+        | LeaseError::WorkerDraining { .. }
         | LeaseError::AtCapacity { .. }
         | LeaseError::WorkerConflict { .. } => ServiceError::conflict(e.to_string()),
         LeaseError::Unavailable { ref message, .. } => {

@@ -101,6 +101,10 @@ pub struct ServiceSettings {
     pub heartbeat_timeout: Duration,
     /// Ours: how long a deploy waits for one wave's heartbeats (`--wave-timeout`, 120 s).
     pub wave_timeout: Duration,
+    /// Ours: how long a change that stops nodes waits for the live consumers to apply
+    /// its routes before it proceeds (`ORCHESTRATOR_ROUTING_ACK_TIMEOUT_SECONDS`, 10 s,
+    /// D58 (docs/DECISIONS.md#d58)).
+    pub routing_ack_timeout: Duration,
     /// Ours: how many nodes of one wave are deployed at once.
     pub deploy_parallelism: usize,
     /// `DegradationThresholdMinutes` (5 min): should-restart.

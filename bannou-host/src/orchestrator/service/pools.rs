@@ -1,7 +1,8 @@
 //! Endpoint group `pools` (see the parent module for the conventions): the five
 //! processing-pool endpoints (docs/COMPATIBILITY.md#processing-pools) over the atomic lease
 //! store, with our extensions: priority and bounded waiting on acquire, fencing tokens, 429
-//! for an empty pool (D3), scaling that starts and drains real workers within [min, max].
+//! for an empty pool (D3), scaling that starts and drains real workers within [min, max],
+//! and our renew and drain endpoints (D60). Every stale fencing token refused is counted.
 
 use std::sync::Arc;
 
@@ -218,8 +219,9 @@ impl OrchestratorService {
     /// once: new workers are registered and deployed (Pending until their first
     /// heartbeat, D9); surplus ones are drained idle-longest first, then starting ones.
     /// Leased workers are only chosen with `force`, and even then finish their job first
-    /// (drained: never leased again, torn down on release) instead of being killed as
-    /// upstream did; they count as scaled down. The target must lie within the pool's
+    /// (drained: never leased again, their holders told by a `WorkerDrainingEvent`, torn
+    /// down on release or at the drain deadline, D60) instead of being killed as upstream
+    /// did; they count as scaled down. The target must lie within the pool's
     /// [min, max] (400 naming `targetInstances`; upstream did not enforce it). 404 when
     /// the pool has no configuration; 500 when nothing could be started or stopped.
     /// The autoscaler may later move the count by its policy.
@@ -268,6 +270,12 @@ impl OrchestratorService {
             }
         };
         let report = self.deps.scaler.apply(config, &decision).await;
+        if !report.draining.is_empty() {
+            // Leased workers drained with `force` end at the drain deadline at the latest.
+            self.deps
+                .reaper
+                .wake_for(self.deps.scaler.default_drain_deadline());
+        }
         let up = report.started.len() as u32;
         let down = (report.removed.len() + report.draining.len()) as u32;
         if !report.errors.is_empty() {
@@ -434,7 +442,12 @@ impl OrchestratorService {
             match attempt {
                 Ok(r) => return Ok(Some(r)),
                 Err(LeaseError::UnknownLease { .. } | LeaseError::UnknownPool { .. }) => {}
-                Err(e) => return Err(lease_error(e)),
+                Err(e) => {
+                    if matches!(e, LeaseError::StaleFencingToken { .. }) {
+                        self.metrics.stale_fencing_token(pool.as_str(), "release");
+                    }
+                    return Err(lease_error(e));
+                }
             }
         }
         Ok(None)
@@ -562,5 +575,7 @@ fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+mod drain;
+mod renew;
 #[cfg(test)]
 mod tests;

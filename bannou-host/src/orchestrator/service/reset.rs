@@ -52,6 +52,7 @@ impl OrchestratorService {
                     .collect(),
             ),
             warnings: non_empty(warnings),
+            routing_laggards: None,
         };
         if request.dry_run {
             let changes = tracked.iter().map(ToString::to_string).collect();
@@ -82,6 +83,8 @@ impl OrchestratorService {
         let mut torn = Vec::new();
         let mut success = true;
         if deployed_something {
+            // The consumers follow the reset before the nodes stop (D58).
+            warnings.extend(self.settle_routes(&tracked).await);
             self.invalidate_openresty().await;
             for app in &tracked {
                 let (result, w) = self

@@ -1,7 +1,11 @@
 //! Routing changes, one way for every use case: the table changes, the mappings are
 //! broadcast when the service -> app-id mapping changed (D11), the routes are written to
-//! the store, OpenResty is told; and the `service-routing` endpoint
-//! (docs/COMPATIBILITY.md#service-routing) that reads the table.
+//! the store, OpenResty is told; before nodes stop, the routes that left them are
+//! published at once and the live consumers are waited for (D58, [`settle_routes`]); and
+//! the `service-routing` endpoint (docs/COMPATIBILITY.md#service-routing) that reads the
+//! table.
+//!
+//! [`settle_routes`]: OrchestratorService::settle_routes
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
@@ -13,6 +17,7 @@ use orchestrator_routing::RoutingTable;
 use orchestrator_routing::table::canonical_service;
 
 use super::{Answer, OrchestratorService, ServiceResult};
+use crate::orchestrator::routing_acks;
 
 /// Routes `services` to `app_id` (authoritative, docs/COMPATIBILITY.md#routing-operations
 /// SetServiceRouting); returns the services written, changed or not, so their store records
@@ -82,6 +87,95 @@ impl OrchestratorService {
         warnings
     }
 
+    /// True when the routing table sends a service to one of `apps`.
+    pub(super) fn routes_to(&self, apps: &[AppId]) -> bool {
+        let state = self.deps.health.lock();
+        state.routing.mappings().values().any(|a| apps.contains(a))
+    }
+
+    /// Moves every route of `apps` back to the default, then [`settle_routes`]: what a
+    /// step does before it stops `apps` (once for all of them). Returns warnings.
+    ///
+    /// [`settle_routes`]: Self::settle_routes
+    pub(super) async fn release_routes(&self, apps: &[AppId]) -> Vec<String> {
+        if apps.is_empty() {
+            return Vec::new();
+        }
+        let mut warnings = self
+            .change_routes(|table, _, _| apps.iter().flat_map(|a| table.release_app(a)).collect())
+            .await;
+        warnings.extend(self.settle_routes(apps).await);
+        warnings
+    }
+
+    /// Before `stopping` stop (D58 (docs/DECISIONS.md#d58)): stops listening to their
+    /// heartbeats (`stopping_instances`; a caller whose stop fails lifts that with
+    /// `expect_node`), publishes the table at once when it holds a change not yet
+    /// published (else the version published last already routes nothing to them), then
+    /// waits until every live consumer other than `stopping` applied that version, at
+    /// most `routing_ack_timeout`. A consumer still behind then is logged, counted,
+    /// published as a `routing.ack-timeout` control event and named in the answer of the
+    /// operation (`routing_acks::collecting`); the step goes on either way. Returns a
+    /// warning when the table could not be published.
+    pub(super) async fn settle_routes(&self, stopping: &[AppId]) -> Option<String> {
+        let deps = &self.deps;
+        // From here on the stopping nodes' beats are ignored: a node still beating for a
+        // service that went back to the default would claim it again while the consumers
+        // catch up (docs/COMPATIBILITY.md#heartbeat-consumption step d).
+        for app in stopping {
+            self.stopping_instances(app);
+        }
+        let version = match deps.broadcaster.published_version() {
+            Some(v) => v,
+            None => match deps.broadcaster.publish_now().await {
+                Some(v) => v,
+                None => {
+                    return Some(
+                        "the new routes could not be published; nodes stop without waiting \
+                         for the consumers to follow"
+                            .to_owned(),
+                    );
+                }
+            },
+        };
+        let timeout = deps.settings.routing_ack_timeout;
+        if timeout.is_zero() {
+            return None;
+        }
+        let wait = routing_acks::wait_for_consumers(
+            &deps.health,
+            deps.clock.as_ref(),
+            version,
+            stopping,
+            timeout,
+        )
+        .await;
+        if wait.acknowledged() {
+            return None;
+        }
+        let names: Vec<&str> = wait.laggards.iter().map(|n| n.app_id.as_str()).collect();
+        tracing::warn!(
+            version,
+            laggards = ?names,
+            waited_ms = wait.waited.as_millis() as u64,
+            "live consumers did not apply the new routes in time; stopping the old nodes anyway"
+        );
+        self.metrics.routing_ack_timed_out();
+        routing_acks::note_laggards(&wait.laggards);
+        crate::control_events::publish(
+            deps.bus.as_ref(),
+            crate::control_events::ControlEvent::RoutingAckTimeout {
+                replica: deps.leader.candidate_id().to_owned(),
+                version,
+                laggards: wait.laggards.clone(),
+                stopping: stopping.iter().map(ToString::to_string).collect(),
+                waited_ms: u64::try_from(wait.waited.as_millis()).unwrap_or(u64::MAX),
+            },
+        )
+        .await;
+        None
+    }
+
     /// Best-effort OpenResty route-cache invalidation
     /// (docs/COMPATIBILITY.md#openresty-invalidation): never fails the caller.
     pub(super) async fn invalidate_openresty(&self) {
@@ -115,17 +209,23 @@ impl OrchestratorService {
             (mappings, state.routing.default_app_id().to_string())
         };
         let deployment_id = self.current_config().await?.and_then(|c| c.deployment_id);
-        // Routing lag (ours only): the nodes' applied versions as the routing metrics
-        // read them; the current version is the store's (the metrics learn it from the
-        // bus a moment after it is published), or the metrics' when the store is away.
-        let (seen_version, applied) = self.metrics.routing_lag();
+        // Routing lag (ours only): each live node's applied version as the routing
+        // acknowledgement waits read it (heartbeats and bus acknowledgements, D58); the
+        // current version is the store's (the metrics learn it from the bus a moment
+        // after it is published), or the metrics' when the store is away.
+        let (seen_version, _) = self.metrics.routing_lag();
         let stored = self.deps.store.mappings_version().await.ok();
         let mappings_version = stored.filter(|v| *v > 0).max(seen_version);
+        let now = self.deps.clock.now();
+        let applied = self.deps.health.lock().aggregator.applied_mappings(now);
         let node_versions: Vec<NodeMappingsVersion> = applied
             .into_iter()
-            .map(|(app_id, applied_version)| NodeMappingsVersion {
-                app_id,
-                applied_version,
+            .filter(|(app_id, _)| !app_id.is_control_plane())
+            .filter_map(|(app_id, v)| {
+                Some(NodeMappingsVersion {
+                    app_id: app_id.to_string(),
+                    applied_version: v?,
+                })
             })
             .collect();
         let nodes_behind = mappings_version.map(|current| {
@@ -147,3 +247,6 @@ impl OrchestratorService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::running::tracked_app_ids;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
+use crate::orchestrator::routing_acks;
 
 impl OrchestratorService {
     /// POST /orchestrator/teardown (docs/COMPATIBILITY.md#teardown): every node of ours on
@@ -22,6 +23,14 @@ impl OrchestratorService {
     /// configuration is cleared, as nothing it describes runs any more.
     #[tracing::instrument(name = "teardown", skip_all)]
     pub async fn teardown(&self, request: TeardownRequest) -> ServiceResult<TeardownResponse> {
+        let (result, laggards) = routing_acks::collecting(self.teardown_nodes(request)).await;
+        result.map(|mut answer| {
+            answer.body.routing_laggards = non_empty(laggards);
+            answer
+        })
+    }
+
+    async fn teardown_nodes(&self, request: TeardownRequest) -> ServiceResult<TeardownResponse> {
         let deps = &self.deps;
         let begun = deps.clock.now();
         request.validate().map_err(ServiceError::field)?;
@@ -87,6 +96,10 @@ impl OrchestratorService {
         let mut volumes = Vec::new();
         let mut removed_infrastructure = Vec::new();
         let mut errors = Vec::new();
+        // Every route away first and one wait for the consumers, not one per node (D58).
+        for w in self.release_routes(&targets).await {
+            tracing::warn!("{w}");
+        }
         for app in &targets {
             let (result, warnings) = self.teardown_node(backend.as_ref(), app, &options).await;
             for w in warnings {
@@ -141,12 +154,14 @@ impl OrchestratorService {
             removed_networks: None,
             removed_infrastructure: Some(removed_infrastructure),
             errors: non_empty(errors),
+            routing_laggards: None,
         }))
     }
 
-    /// Tears one node down, returns its routes to the default and forgets its instances in
-    /// the aggregator (so health reports do not show a ghost for the retention period).
-    /// Never touches the control plane (D8).
+    /// Tears one node down, returns its routes to the default (and waits for the live
+    /// consumers to apply that, D58) and forgets its instances in the aggregator (so
+    /// health reports do not show a ghost for the retention period). Never touches the
+    /// control plane (D8).
     pub(super) async fn teardown_node(
         &self,
         backend: &dyn ContainerBackend,
@@ -160,13 +175,19 @@ impl OrchestratorService {
             };
             return (Err(refused), Vec::new());
         }
-        // Routes first, so proxies move before the container vanishes.
-        let warnings = self
-            .change_routes(|table, _, _| table.release_app(app_id))
-            .await;
+        // Routes first, and the consumers follow them before the container vanishes
+        // (D58); a caller stopping several nodes released theirs already, and waited once.
+        let warnings = if self.routes_to(std::slice::from_ref(app_id)) {
+            self.release_routes(std::slice::from_ref(app_id)).await
+        } else {
+            Vec::new()
+        };
         let result = backend.teardown(app_id, options).await;
         if matches!(result, Ok(_) | Err(BackendError::NotFound { .. })) {
             self.forget_instances(app_id);
+        } else {
+            // Still running: its heartbeats count again (the routes wait stopped them).
+            self.expect_node(app_id);
         }
         (result, warnings)
     }
@@ -178,6 +199,19 @@ impl OrchestratorService {
     pub(super) fn forget_instances(&self, app_id: &AppId) {
         let now = self.deps.clock.now();
         self.deps.health.lock().aggregator.forget_node(app_id, now);
+    }
+
+    /// Called before node `app_id` is stopped: its instances are forgotten and every beat
+    /// of it ignored (`HeartbeatAggregator::node_stopping`), so it claims no route back
+    /// while its routes move away; [`Self::forget_instances`] (stopped) or
+    /// [`Self::expect_node`] (not stopped) ends that.
+    pub(super) fn stopping_instances(&self, app_id: &AppId) {
+        let now = self.deps.clock.now();
+        self.deps
+            .health
+            .lock()
+            .aggregator
+            .node_stopping(app_id, now);
     }
 
     /// Called before the backend starts node `app_id`: its heartbeats count again even if

@@ -151,6 +151,12 @@ impl World {
             let (broadcaster, rx) = (broadcaster.clone(), rx.clone());
             tokio::spawn(async move { broadcaster.run(rx).await });
         }
+        {
+            let (health, bus, rx) = (health.clone(), bus.clone(), rx.clone());
+            tokio::spawn(async move {
+                crate::orchestrator::routing_acks::follow_acks(bus.as_ref(), health, rx).await
+            });
+        }
         // Let the pipeline subscribe before anything is published.
         tokio::task::yield_now().await;
         let mut backends = vec![wrap(backend.clone())];

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::routing::route_to;
 use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 use crate::event_stream::{TOPOLOGY_PHASE, WaveEvent, WaveState, publish_wave};
+use crate::orchestrator::routing_acks;
 
 /// Successes and failures of one change's per-service steps.
 #[derive(Default)]
@@ -47,6 +48,17 @@ impl OrchestratorService {
     /// POST /orchestrator/topology (docs/COMPATIBILITY.md#topology,
     /// docs/COMPATIBILITY.md#topology-updates).
     pub async fn update_topology(
+        &self,
+        request: TopologyUpdateRequest,
+    ) -> ServiceResult<TopologyUpdateResponse> {
+        let (result, laggards) = routing_acks::collecting(self.apply_topology(request)).await;
+        result.map(|mut answer| {
+            answer.body.routing_laggards = super::non_empty(laggards);
+            answer
+        })
+    }
+
+    async fn apply_topology(
         &self,
         request: TopologyUpdateRequest,
     ) -> ServiceResult<TopologyUpdateResponse> {
@@ -104,6 +116,7 @@ impl OrchestratorService {
             topology: None,
             duration: Some(self.elapsed(begun)),
             warnings: Some(warnings),
+            routing_laggards: None,
         }))
     }
 
@@ -135,6 +148,12 @@ impl OrchestratorService {
                 tally.result("deployed", "deployments")
             }
             TopologyChangeAction::RemoveNode => {
+                // Every route of the node away and one wait for the consumers (D58).
+                let apps: Vec<AppId> = services
+                    .iter()
+                    .map(|svc| AppId::new(format!("bannou-{svc}-{node}")))
+                    .collect();
+                warnings.extend(self.release_routes(&apps).await);
                 for svc in &services {
                     let app = AppId::new(format!("bannou-{svc}-{node}"));
                     let (result, w) = self
@@ -174,6 +193,11 @@ impl OrchestratorService {
                             tally.failed += 1;
                         }
                     }
+                }
+                // The move is done once the consumers follow it: the node it left may be
+                // removed next (D58).
+                if tally.succeeded > 0 {
+                    warnings.extend(self.settle_routes(&[]).await);
                 }
                 tally.result("moved", "service moves")
             }

@@ -2,7 +2,8 @@
 //! wave starts its nodes in parallel (bounded by `deploy_parallelism`), waits until the
 //! heartbeats show every service of those nodes healthy or `wave_timeout` passes, then
 //! routes the wave's services (published at once, D11). Teardown waves move routes back
-//! to the default first, then stop the nodes. A failed wave stops the run; the caller
+//! to the default first and wait until the live consumers applied them (D58), then stop
+//! the nodes. A failed wave stops the run; the caller
 //! decides whether to revert ([`OrchestratorService::revert_after_failure`]).
 //!
 //! Kept as one file: one executor whose steps all read and update the same `Execution`.
@@ -344,6 +345,15 @@ impl OrchestratorService {
     ) {
         let limit = self.deps.settings.deploy_parallelism.max(1);
         let options = TeardownOptions::default();
+        // The routes leave every node of the wave at once, and the consumers follow them
+        // (the earlier waves' moves included) before any of those nodes stops (D58).
+        let stopping: Vec<AppId> = wave
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Teardown)
+            .map(|a| a.app_id.clone())
+            .collect();
+        exec.warnings.extend(self.release_routes(&stopping).await);
         // As for deploys: owned futures first, then the stream.
         let teardowns: Vec<_> = wave
             .actions

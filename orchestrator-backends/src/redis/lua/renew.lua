@@ -17,6 +17,12 @@ end
 if tonumber(exp) < tonumber(now) then
   return { 'expired', exp }
 end
+-- a draining worker's lease is not extended (it ends at its expiry, the drain deadline)
+local _, _, _, _, pid = lparse(rec)
+local w = pid and wload(pid)
+if w and w.st == 'D' then
+  return { 'draining', exp }
+end
 local nexp = s(tonumber(exp) + tonumber(ext))
 rec = tok .. ' ' .. acq .. ' ' .. nexp .. ' ' .. rest
 call('HSET', K_LEASES, lid, rec)

@@ -24,6 +24,11 @@ fn a_processor_held_by_two_clients_is_a_double_lease() {
 
 /// Runs the bench without Redis and returns its JSON report.
 fn report(clients: usize, workers: u32, http: bool) -> serde_json::Value {
+    report_over(clients, workers, http, false)
+}
+
+/// [`report`], the HTTP clients speaking h2c when `http2`.
+fn report_over(clients: usize, workers: u32, http: bool, http2: bool) -> serde_json::Value {
     let args = PoolsArgs {
         redis: None,
         pools: 1,
@@ -37,6 +42,7 @@ fn report(clients: usize, workers: u32, http: bool) -> serde_json::Value {
         max_batch: 64,
         batches_in_flight: 2,
         http,
+        http2,
     };
     let mut out = Vec::new();
     run(args, &mut out).unwrap();
@@ -66,6 +72,7 @@ fn without_redis_only_the_memory_store_runs_and_redis_fields_are_null() {
 fn http_leases_through_a_control_plane_in_this_process() {
     let v = report(3, 3, true);
     assert_eq!(v["http_state"], "memory", "{v}");
+    assert_eq!(v["http_protocol"], "http/1.1", "{v}");
     assert!(v["http"]["pairs"].as_u64().unwrap() > 0, "{v}");
     let ratio = v["http_ratio_vs_memory"].as_f64().unwrap();
     let expected =
@@ -77,5 +84,15 @@ fn http_leases_through_a_control_plane_in_this_process() {
         v["http"]["exhausted"], 0,
         "a worker per client, all Available before the clients start: {v}"
     );
+    assert_eq!(v["double_leases"], 0);
+}
+
+#[test]
+fn http2_clients_lease_through_one_multiplexed_connection() {
+    let v = report_over(6, 6, true, true);
+    assert_eq!(v["http_protocol"], "h2c", "{v}");
+    assert!(v["http"]["pairs"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["http"]["errors"], 0, "{v}");
+    assert_eq!(v["http"]["exhausted"], 0, "{v}");
     assert_eq!(v["double_leases"], 0);
 }

@@ -19,7 +19,7 @@ fn acquire_req(pool: &str, priority: i64, wait_ms: i64) -> AcquireProcessorReque
     }
 }
 
-async fn acquire(world: &World, pool: &str) -> AcquireProcessorResponse {
+pub(super) async fn acquire(world: &World, pool: &str) -> AcquireProcessorResponse {
     let answer = world
         .service
         .acquire(AcquireProcessorRequest::new(pool))
@@ -29,7 +29,10 @@ async fn acquire(world: &World, pool: &str) -> AcquireProcessorResponse {
     answer.body
 }
 
-async fn release(world: &World, lease: &AcquireProcessorResponse) -> Result<String, ServiceError> {
+pub(super) async fn release(
+    world: &World,
+    lease: &AcquireProcessorResponse,
+) -> Result<String, ServiceError> {
     let mut request = ReleaseProcessorRequest::new(lease.lease_id);
     request.fencing_token = Some(lease.fencing_token);
     world
@@ -39,7 +42,7 @@ async fn release(world: &World, lease: &AcquireProcessorResponse) -> Result<Stri
         .map(|a| a.body.processor_id)
 }
 
-async fn status(world: &World, pool: &str) -> PoolStatusResponse {
+pub(super) async fn status(world: &World, pool: &str) -> PoolStatusResponse {
     world
         .service
         .pool_status(GetPoolStatusRequest {
@@ -51,7 +54,7 @@ async fn status(world: &World, pool: &str) -> PoolStatusResponse {
         .body
 }
 
-async fn scale(
+pub(super) async fn scale(
     service: &OrchestratorService,
     pool: &str,
     target: i64,
@@ -461,7 +464,7 @@ async fn cleanup_removes_idle_workers_keeping_the_minimum_when_asked() {
 }
 
 /// The value of one series in `world`'s metrics scrape.
-fn gauge(world: &World, series: &str) -> Option<f64> {
+pub(super) fn gauge(world: &World, series: &str) -> Option<f64> {
     world.service.metrics().encode().lines().find_map(|line| {
         let (s, v) = line.rsplit_once(' ')?;
         (s == series).then(|| v.parse().ok())?
