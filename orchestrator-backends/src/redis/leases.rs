@@ -112,6 +112,13 @@
 //! A grant pushed before the `BLPOP` started is still in the list, so none is missed, and
 //! a spurious wake-up only costs one `poll_wait`. Dedicated connections are kept in a
 //! small pool for reuse when their `BLPOP` finished.
+//!
+//! # Why this file is long
+//!
+//! It holds the one `LeaseStore` implementation: each operation is its script call plus
+//! the decoding of that script's reply, kept side by side so a change of a script's
+//! reply shape and its decoder are read together; the batcher (`leases/batch.rs`) and
+//! the baseline scripts (`leases/baseline.rs`) are already apart.
 
 pub mod baseline;
 mod batch;

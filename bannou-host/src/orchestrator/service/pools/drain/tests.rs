@@ -130,7 +130,7 @@ async fn a_drained_worker_never_released_stops_at_the_deadline() {
         "stopped after the deadline"
     );
     let late = release(&world, &busy).await.unwrap_err();
-    assert_eq!(late.status, 404, "the holder's lease is gone: {late}");
+    assert_eq!(late.status(), 404, "the holder's lease is gone: {late}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -171,7 +171,11 @@ async fn draining_a_whole_pool_stops_idle_workers_at_once_and_leaves_busy_ones_t
         .acquire(AcquireProcessorRequest::new("whole"))
         .await
         .unwrap_err();
-    assert_eq!(none.status, 429, "no worker of the pool takes a new lease");
+    assert_eq!(
+        none.status(),
+        429,
+        "no worker of the pool takes a new lease"
+    );
     release(&world, &busy).await.unwrap();
 }
 
@@ -185,20 +189,20 @@ async fn drain_refuses_unknown_pools_and_workers() {
         .drain_pool(drain_req("unknown", None, None))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 404, "{err}");
+    assert_eq!(err.status(), 404, "{err}");
     let err = world
         .service
         .drain_pool(drain_req("known", Some("known-nobody"), None))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 404, "{err}");
+    assert_eq!(err.status(), 404, "{err}");
     assert!(err.to_string().contains("known-nobody"), "{err}");
     let err = world
         .service
         .drain_pool(drain_req("known", None, Some(0)))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 400, "{err}");
+    assert_eq!(err.status(), 400, "{err}");
     assert_eq!(world.workers(&pool, WorkerState::Available).await.len(), 1);
 }
 

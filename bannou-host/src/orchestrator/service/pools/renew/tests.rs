@@ -56,13 +56,16 @@ async fn renew_extends_the_expiry_and_a_stale_token_is_refused_and_counted() {
     let mut stale = renew_req(&lease, 60);
     stale.fencing_token += 1;
     let err = world.service.renew(stale).await.unwrap_err();
-    assert_eq!(err.status, 409, "{err}");
+    assert_eq!(err.status(), 409, "{err}");
     assert!(err.to_string().contains("fencing token"), "{err}");
     assert_eq!(gauge(&world, stale_renews), Some(1.0));
     assert_eq!(gauge(&world, stale_releases), Some(0.0));
     let mut stale = ReleaseProcessorRequest::new(lease.lease_id);
     stale.fencing_token = Some(lease.fencing_token + 1);
-    assert_eq!(world.service.release(stale).await.unwrap_err().status, 409);
+    assert_eq!(
+        world.service.release(stale).await.unwrap_err().status(),
+        409
+    );
     assert_eq!(gauge(&world, stale_releases), Some(1.0));
 
     // The refusals changed nothing: the holder still renews from where it was.
@@ -81,11 +84,11 @@ async fn renew_extends_the_expiry_and_a_stale_token_is_refused_and_counted() {
         .renew(renew_req(&lease, 60))
         .await
         .unwrap_err();
-    assert_eq!(gone.status, 404, "{gone}");
+    assert_eq!(gone.status(), 404, "{gone}");
     let mut elsewhere = renew_req(&lease, 60);
     elsewhere.pool_type = Some("no-such-pool".to_owned());
     assert_eq!(
-        world.service.renew(elsewhere).await.unwrap_err().status,
+        world.service.renew(elsewhere).await.unwrap_err().status(),
         404
     );
     assert_eq!(
@@ -109,7 +112,7 @@ async fn a_lease_that_expired_is_not_renewed() {
         .renew(renew_req(&lease, 60))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 409, "{err}");
+    assert_eq!(err.status(), 409, "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
 }
 
@@ -129,7 +132,7 @@ async fn a_lease_on_a_draining_worker_is_not_extended() {
         .renew(renew_req(&lease, 60))
         .await
         .unwrap_err();
-    assert_eq!(err.status, 409, "{err}");
+    assert_eq!(err.status(), 409, "{err}");
     assert!(err.to_string().contains("draining"), "{err}");
     // The holder may still finish and release.
     release(&world, &lease).await.unwrap();
