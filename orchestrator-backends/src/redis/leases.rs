@@ -670,7 +670,7 @@ impl RedisLeaseStore {
             ..RedisConfig::new(url)
         })
         .await
-        .map_err(|e| LeaseError::unavailable_from(e))?;
+        .map_err(LeaseError::unavailable_from)?;
         let mut conn = redis.manager();
         let library = match config.scripting {
             Scripting::Eval => None,
