@@ -1,10 +1,21 @@
-//! The one place where a [`ServiceError`]'s kind becomes an HTTP status (decision D61,
+//! The one place where a [`ServiceError`]'s kind, or an answer's [`Outcome`], becomes an
+//! HTTP status (decision D61,
 //! docs/DECISIONS.md#d61). Below `crate::api` errors carry kinds, never status codes;
 //! the body (`{"error", "field"}`, D18) is the error's own and is sent unchanged.
 
 use axum::http::StatusCode;
 
-use crate::orchestrator::service::{ErrorKind, ServiceError};
+use crate::orchestrator::service::{ErrorKind, Outcome, ServiceError};
+
+/// The HTTP status of an answer that carries a body: 200, or upstream's 500 and 404 with
+/// a body (docs/COMPATIBILITY.md#deploy, docs/COMPATIBILITY.md#container-status).
+pub fn outcome_status(outcome: Outcome) -> u16 {
+    match outcome {
+        Outcome::Ok => 200,
+        Outcome::Failed => 500,
+        Outcome::NotFound => 404,
+    }
+}
 
 /// The HTTP status of an error `kind`.
 pub fn status_of(kind: ErrorKind) -> StatusCode {

@@ -200,7 +200,7 @@ fn body_error(field: Option<String>, e: &serde_json::Error) -> ApiError {
 /// [`ApiError`] body.
 pub fn respond<T: Serialize>(result: ServiceResult<T>) -> Response {
     match result {
-        Ok(Answer { status, body }) => json_response(status, &body),
+        Ok(Answer { outcome, body }) => json_response(error_status::outcome_status(outcome), &body),
         Err(e) => json_response(e.status(), &e.body),
     }
 }
@@ -233,7 +233,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: u16, body: &T) -> Response {
 mod tests {
     use orchestrator_core::api::{AcquireProcessorRequest, DeployRequest, TeardownRequest};
 
-    use crate::orchestrator::service::{ErrorKind, ServiceError};
+    use crate::orchestrator::service::{ErrorKind, Outcome, ServiceError};
 
     use super::*;
 
@@ -249,8 +249,8 @@ mod tests {
     async fn answers_and_errors_keep_their_status_and_json_body() {
         let (s, b) = body_json(respond(Ok(Answer::ok(serde_json::json!({"a": 1}))))).await;
         assert_eq!((s, b), (200, serde_json::json!({"a": 1})));
-        let (s, b) = body_json(respond(Ok(Answer::with_status(
-            500,
+        let (s, b) = body_json(respond(Ok(Answer::with_outcome(
+            Outcome::Failed,
             serde_json::json!({"success": false}),
         ))))
         .await;

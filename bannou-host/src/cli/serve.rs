@@ -21,10 +21,11 @@ use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::resolver::Resolved;
 use orchestrator_core::{AppId, Catalog};
 
+use crate::api::error_status::outcome_status;
 use crate::client::Reply;
 use crate::config::{HostConfig, Secret, vars};
 use crate::orchestrator::leader::{LeaderState, TAKEOVER_SLACK};
-use crate::orchestrator::service::OrchestratorService;
+use crate::orchestrator::service::{OrchestratorService, Outcome};
 use crate::server::Server;
 
 /// Settings shared by `serve` and `up`; each overrides its `ORCHESTRATOR_*` variable.
@@ -482,7 +483,7 @@ async fn deploy_with_progress(
             done = &mut deploy => {
                 let answer = done.context("the deploy task panicked")?;
                 let answer = answer.map_err(|e| anyhow::anyhow!("{} ({})", e.body.error, e.status()))?;
-                if answer.status < 300 {
+                if answer.outcome == Outcome::Ok {
                     // Every node was healthy for the deploy: print the beats this
                     // subscription has not delivered yet (bounded).
                     let drain = async {
@@ -500,7 +501,7 @@ async fn deploy_with_progress(
                     }
                 }
                 writeln!(out, "deploy finished after {} ms", progress.start.elapsed().as_millis())?;
-                return Ok(Reply { status: answer.status, body: answer.body });
+                return Ok(Reply { status: outcome_status(answer.outcome), body: answer.body });
             }
             Some(item) = heartbeats.next() => {
                 if let Ok(hb) = item {

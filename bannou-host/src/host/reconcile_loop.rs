@@ -82,6 +82,7 @@ pub(super) async fn reconcile_while(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrator::service::Outcome;
     use crate::orchestrator::service::testing::World;
     use orchestrator_core::AppId;
     use orchestrator_core::api::{DeployRequest, ServiceTopology, TopologyNode};
@@ -106,7 +107,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+        assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
         world
             .backend
             .teardown(&AppId::new("loop-auth"), &TeardownOptions::default())

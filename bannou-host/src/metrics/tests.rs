@@ -5,7 +5,7 @@ use orchestrator_core::events::BackendType;
 use tokio::time::Instant;
 
 use super::Metrics;
-use crate::orchestrator::service::{Answer, ErrorKind, ReconcileSweep, ServiceError};
+use crate::orchestrator::service::{Answer, ErrorKind, Outcome, ReconcileSweep, ServiceError};
 
 /// The value of the sample `series` (name and labels exactly as encoded).
 fn value(m: &Metrics, series: &str) -> Option<f64> {
@@ -16,8 +16,12 @@ fn value(m: &Metrics, series: &str) -> Option<f64> {
 }
 
 fn answer(success: bool) -> Answer<DeployResponse> {
-    Answer::with_status(
-        if success { 200 } else { 500 },
+    Answer::with_outcome(
+        if success {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        },
         DeployResponse {
             success,
             deployment_id: "d".to_owned(),

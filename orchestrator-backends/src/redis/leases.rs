@@ -222,7 +222,7 @@ pub enum Scripting {
 #[derive(Debug)]
 struct Library {
     code: String,
-    /// Replicas every write waits for ([`RedisLeaseStoreConfig::replicas`]).
+    /// Replicas every write waits for ([`RedisLeaseStoreConfig::wait`]).
     wait: Option<Wait>,
     /// `(operation, function name)`, made once rather than on every call.
     functions: Vec<(&'static str, String)>,

@@ -1,8 +1,8 @@
 //! A throw-away `redis-server` on a free loopback port, for tests and benches.
 //!
 //! [`RedisServer::start`] spawns Debian's `redis-server` with persistence off, waits until
-//! it answers `PING`, and kills it on drop. [`RedisServer::for_test`] applies the
-//! skip-or-fail rule of [`crate::require`]. [`RedisServer::start_bound`] listens on more
+//! it answers `PING`, and kills it on drop. `RedisServer::for_test` (feature `testkit`) applies
+//! the skip-or-fail rule of `crate::require`. [`RedisServer::start_bound`] listens on more
 //! addresses than loopback, e.g. a Docker network's gateway, where containers reach the
 //! host. [`RedisServer::start_tls`] listens with TLS only, on certificates it makes
 //! (rcgen) in a directory removed with it. [`SentinelServer`] is one `redis-sentinel`

@@ -165,6 +165,7 @@ impl OrchestratorService {
 
 #[cfg(test)]
 mod tests {
+    use crate::orchestrator::service::Outcome;
 
     use orchestrator_core::api::*;
     use orchestrator_core::events::DeploymentAction;
@@ -193,7 +194,7 @@ mod tests {
 
         let answer = world.service.rollback(rollback(None)).await.unwrap();
 
-        assert_eq!(answer.status, 200);
+        assert_eq!(answer.outcome, Outcome::Ok);
         assert_eq!(
             (answer.body.previous_version, answer.body.current_version),
             (2, 3)

@@ -16,7 +16,7 @@ use orchestrator_core::ports::backend::{
 
 use super::errors::backend_error;
 use super::requests::{parse_age, validated};
-use super::{Answer, OrchestratorService, ServiceResult};
+use super::{Answer, OrchestratorService, Outcome, ServiceResult};
 
 /// The backends upstream detects, in its priority order
 /// (docs/COMPATIBILITY.md#backend-detection); each is listed even when this host has not
@@ -142,7 +142,7 @@ impl OrchestratorService {
         };
         self.add_heartbeat_view(&app, &mut status);
         if status.is_not_found() {
-            return Ok(Answer::with_status(404, status));
+            return Ok(Answer::with_outcome(Outcome::NotFound, status));
         }
         Ok(Answer::ok(status))
     }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::config_record::ConfigRecord;
 use super::errors::{library_error, store_error};
 use super::wave_failure::texts;
-use super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
+use super::{Answer, OrchestratorService, Outcome, ServiceError, ServiceResult, non_empty};
 use crate::orchestrator::routing_acks;
 
 /// A validated deploy request, ready to run.
@@ -428,8 +428,8 @@ impl OrchestratorService {
             failures,
         )
         .await;
-        Answer::with_status(
-            500,
+        Answer::with_outcome(
+            Outcome::Failed,
             DeployResponse {
                 success: false,
                 deployment_id: failed.deployment_id.to_owned(),

@@ -22,7 +22,7 @@ use orchestrator_core::{AppId, Catalog, Timestamp};
 use uuid::Uuid;
 
 use super::requests::validated;
-use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use super::{Answer, OrchestratorService, Outcome, ServiceError, ServiceResult};
 
 impl OrchestratorService {
     /// POST /orchestrator/health/infrastructure (docs/COMPATIBILITY.md#infrastructure-health).
@@ -49,7 +49,14 @@ impl OrchestratorService {
             timestamp: self.deps.clock.now(),
             components,
         };
-        Ok(Answer::with_status(if healthy { 200 } else { 500 }, body))
+        Ok(Answer::with_outcome(
+            if healthy {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+            body,
+        ))
     }
 
     /// POST /orchestrator/health/services (docs/COMPATIBILITY.md#services-health,

@@ -57,30 +57,45 @@ mod wave_interactions;
 mod waves;
 
 pub use backends::BackendRegistry;
+
 pub use errors::{ErrorKind, ServiceError};
 pub use reconcile::{ReconcileReport, ReconcileSweep};
 
-/// A successful (or body-carrying) answer: the HTTP status and the response object.
-/// Most answers are 200; a few endpoints answer 500 or 404 *with* a body
+/// A body-carrying answer: how it went and the response object. Most answers are
+/// [`Outcome::Ok`]; a few endpoints answer a failure or an absence *with* a body
 /// (docs/COMPATIBILITY.md#infrastructure-health, docs/COMPATIBILITY.md#deploy,
-/// docs/COMPATIBILITY.md#container-status).
+/// docs/COMPATIBILITY.md#container-status). `crate::api` maps the outcome to a status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer<T> {
-    /// HTTP status code.
-    pub status: u16,
+    /// How it went.
+    pub outcome: Outcome,
     /// The response object.
     pub body: T,
 }
 
+/// How an [`Answer`] went (D61 (docs/DECISIONS.md#d61): no HTTP status below `crate::api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done as asked.
+    Ok,
+    /// The operation failed; the body says how (a failed deploy, an unhealthy host).
+    Failed,
+    /// What was asked about does not exist; the body says so (an unknown container).
+    NotFound,
+}
+
 impl<T> Answer<T> {
-    /// 200 with `body`.
+    /// [`Outcome::Ok`] with `body`.
     pub fn ok(body: T) -> Self {
-        Answer { status: 200, body }
+        Answer {
+            outcome: Outcome::Ok,
+            body,
+        }
     }
 
-    /// `status` with `body`.
-    pub fn with_status(status: u16, body: T) -> Self {
-        Answer { status, body }
+    /// `outcome` with `body`.
+    pub fn with_outcome(outcome: Outcome, body: T) -> Self {
+        Answer { outcome, body }
     }
 }
 

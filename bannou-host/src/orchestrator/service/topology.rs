@@ -405,6 +405,7 @@ fn scaled_app_id(service: &str, node: &str) -> AppId {
 
 #[cfg(test)]
 mod tests {
+    use crate::orchestrator::service::Outcome;
 
     use orchestrator_core::api::*;
     use orchestrator_core::memory::backend::BackendCall;
@@ -439,7 +440,7 @@ mod tests {
             .await
             .unwrap();
 
-        assert_eq!(answer.status, 200);
+        assert_eq!(answer.outcome, Outcome::Ok);
         let applied = &answer.body.applied_changes;
         let outcome: Vec<(TopologyChangeAction, bool)> =
             applied.iter().map(|c| (c.action, c.success)).collect();

@@ -1,5 +1,6 @@
 //! Unit tests of `orchestrator::service::containers`.
 
+use crate::orchestrator::service::Outcome;
 use std::time::Duration;
 
 use orchestrator_core::api::*;
@@ -43,7 +44,7 @@ async fn backends_list_the_registered_one_as_active_and_the_upstream_four() {
         .backends(ListBackendsRequest::default())
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     let b = &answer.body;
     assert_eq!(b.recommended, BackendType::InProcess);
     assert_eq!(b.active_backend, Some(BackendType::InProcess));
@@ -103,7 +104,7 @@ async fn container_status_is_200_when_running_and_404_with_body_otherwise() {
         .container_status(status_of("bannou-auth"))
         .await
         .unwrap();
-    assert_eq!(running.status, 200);
+    assert_eq!(running.outcome, Outcome::Ok);
     assert_eq!(running.body.status, ContainerStatusType::Running);
     assert_eq!(running.body.instances, 1);
     assert_eq!(running.body.plugins, Some(vec!["auth".to_owned()]));
@@ -117,7 +118,7 @@ async fn container_status_is_200_when_running_and_404_with_body_otherwise() {
         .container_status(status_of("bannou-nope"))
         .await
         .unwrap();
-    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.outcome, Outcome::NotFound);
     assert_eq!(unknown.body.app_name, "bannou-nope");
     assert_eq!(unknown.body.status, ContainerStatusType::Stopped);
     assert_eq!(unknown.body.instances, 0);
@@ -128,7 +129,7 @@ async fn container_status_is_200_when_running_and_404_with_body_otherwise() {
         .container_status(status_of("bannou-auth"))
         .await
         .unwrap();
-    assert_eq!(stopped.status, 404);
+    assert_eq!(stopped.outcome, Outcome::NotFound);
     assert!(
         stopped.body.labels.is_some(),
         "the body carries what is known"
@@ -159,7 +160,7 @@ async fn container_restart_really_restarts_with_the_requested_priority() {
         })
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert!(answer.body.accepted);
     assert_eq!(answer.body.current_instances, 1);
     assert_eq!(
@@ -273,7 +274,7 @@ async fn the_control_plane_answers_its_own_lines_not_the_backend() {
     let world = World::new().await;
     // No node `bannou` runs on the backend and no subscriber feeds the buffer yet.
     let empty = world.service.logs(GetLogsRequest::default()).await.unwrap();
-    assert_eq!(empty.status, 200);
+    assert_eq!(empty.outcome, Outcome::Ok);
     assert!(empty.body.logs.is_empty() && !empty.body.truncated);
 
     let buffer = &world.service.deps().logs;
@@ -349,7 +350,7 @@ async fn clean_removes_only_old_stopped_managed_containers() {
         .clean(clean(&[CleanTarget::Containers], false))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert_eq!(answer.body.removed_containers, 1);
     assert!(world.backend.node(&old).is_none());
     assert!(world.backend.node(&recent).is_some());
@@ -391,7 +392,7 @@ async fn clean_honours_older_than_and_reports_failures_without_failing() {
     let mut request = clean(&[CleanTarget::Containers], false);
     request.older_than = Some("1h".into());
     let answer = world.service.clean(request.clone()).await.unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert_eq!(answer.body.removed_containers, 0);
     let errors = answer.body.errors.unwrap();
     assert!(errors[0].contains("device busy"), "{errors:?}");

@@ -1,6 +1,7 @@
 //! Scenarios of the deploy group over the in-memory world: the fake backend records every
 //! call, nodes are played by auto-heartbeats, time is paused.
 
+use crate::orchestrator::service::Outcome;
 use std::time::Duration;
 
 use orchestrator_core::api::*;
@@ -66,7 +67,7 @@ async fn a_three_wave_preset_comes_up_healthy_routed_and_recorded() {
 
     let answer = world.deploy_preset("game-stack").await;
 
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
     assert!(answer.body.success);
     assert_eq!(answer.body.backend, BackendType::InProcess);
     assert_eq!(answer.body.preset.as_deref(), Some("game-stack"));
@@ -211,7 +212,7 @@ async fn an_unavailable_node_fails_its_wave_and_the_last_stable_version_comes_ba
 
     let answer = world.deploy_preset("game-stack").await;
 
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     assert!(!answer.body.success);
     // The wave gave up at its deadline (5 s in the test world), not later.
     let waited = begun.elapsed();
@@ -257,7 +258,7 @@ async fn without_a_stable_version_a_failed_deploy_removes_what_it_started() {
 
     let answer = world.deploy_preset("game-stack").await;
 
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     let warnings = answer.body.warnings.unwrap();
     assert!(
         warnings.contains(&"stack-features: runtime error: image pull failed".to_owned()),
@@ -281,7 +282,7 @@ async fn auto_revert_false_leaves_the_failed_deployment_in_place() {
         })
         .await
         .unwrap();
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     assert_eq!(world.running(), ["stack-auth", "stack-world"]);
     assert!(torn_down_apps(&world.backend.calls()).is_empty());
 }
@@ -394,7 +395,12 @@ async fn a_changed_node_is_redeployed_and_waited_for_again() {
         .unwrap();
 
     // The old container's healthy heartbeats do not count for the new one.
-    assert_eq!(answer.status, 500, "{:?}", answer.body.warnings);
+    assert_eq!(
+        answer.outcome,
+        Outcome::Failed,
+        "{:?}",
+        answer.body.warnings
+    );
     assert_eq!(deployed_apps(&world.backend.calls())[0], "bannou-auth");
     // Reverted: version 1's environment is back (that the node still reports
     // unavailable makes the revert report a failure too, which is what it is).
@@ -434,7 +440,7 @@ async fn a_dry_run_only_publishes_events() {
         .await
         .unwrap();
 
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     let services = answer.body.services.unwrap();
     assert_eq!(services.len(), 3);
     assert!(
@@ -520,7 +526,7 @@ async fn a_reset_tears_down_what_the_configuration_deployed() {
         .await
         .unwrap();
 
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert!(answer.body.success);
     assert_eq!(answer.body.preset.as_deref(), Some("default"));
     assert_eq!(answer.body.topology, Some(ServiceTopology::empty()));
@@ -577,7 +583,7 @@ async fn teardown_stops_every_node_but_the_control_plane() {
         .await
         .unwrap();
 
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert_eq!(answer.body.stopped_containers.unwrap().len(), 1);
     assert_eq!(answer.body.errors, None);
     assert_eq!(torn_down_apps(&world.backend.calls()), ["bannou-auth"]);
@@ -863,7 +869,7 @@ impl super::OrchestratorService {
             })
             .await
         {
-            Ok(a) => a.status,
+            Ok(a) => crate::api::error_status::outcome_status(a.outcome),
             Err(e) => e.status(),
         }
     }
@@ -910,7 +916,7 @@ async fn a_deploy_cut_off_mid_wave_is_reverted_by_reconciliation() {
         .deploy(topology(vec![node("base-auth", &["auth"])]))
         .await
         .unwrap();
-    assert_eq!(stable.status, 200, "{:?}", stable.body.warnings);
+    assert_eq!(stable.outcome, Outcome::Ok, "{:?}", stable.body.warnings);
     let before = world.running();
     assert_eq!(
         world.service.reconcile_interrupted_deploy().await.unwrap(),
@@ -1027,7 +1033,7 @@ async fn the_wave_wait_asks_the_backend_once_per_container_status_poll_interval(
             .deploy(topology(vec![node("quiet", &["auth"])]))
             .await
             .unwrap();
-        assert_ne!(reply.status, 200, "the silent node fails its wave");
+        assert_ne!(reply.outcome, Outcome::Ok, "the silent node fails its wave");
         let asked = world
             .backend
             .calls_of(BackendOperation::Status)
@@ -1063,7 +1069,7 @@ async fn an_app_id_in_another_case_names_the_same_node() {
         })
         .await
         .unwrap();
-    assert_eq!(status.status, 200, "{:?}", status.body);
+    assert_eq!(status.outcome, Outcome::Ok, "{:?}", status.body);
     assert_eq!(status.body.instances, 1);
 
     // The same topology, the app-id spelled in lower case: the same node.
@@ -1187,7 +1193,7 @@ async fn an_adopting_deploy_waits_for_the_adopted_nodes_and_its_duration_says_so
     let begun = world.clock.now();
     let answer = world.deploy_preset("split-auth").await;
     let took = world.clock.now().saturating_since(begun);
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
     assert!(
         deployed_apps(&world.backend.calls()).is_empty(),
         "adopted, not started"
@@ -1215,7 +1221,7 @@ async fn an_adopted_node_that_stays_silent_fails_the_deploy_untouched() {
     world.silenced.lock().unwrap().insert("bannou-auth".into());
 
     let answer = world.deploy_preset("split-auth").await;
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     assert!(!answer.body.success);
     let notes = answer.body.warnings.clone().unwrap_or_default().join("\n");
     assert!(
@@ -1297,7 +1303,7 @@ async fn a_hung_backend_status_call_does_not_push_the_wave_past_its_deadline() {
     .expect("the deploy answers although the engine never does")
     .unwrap();
     let took = begun.elapsed();
-    assert_ne!(reply.status, 200, "the silent node fails its wave");
+    assert_ne!(reply.outcome, Outcome::Ok, "the silent node fails its wave");
     let warnings = reply.body.warnings.clone().unwrap_or_default().join("\n");
     assert!(
         warnings.contains("quiet: not healthy within 5s"),
@@ -1340,7 +1346,7 @@ async fn a_healthy_heartbeat_ends_the_wave_wait_at_once() {
         .heartbeat("solo", &["auth"], ServiceHealthStatus::Healthy)
         .await;
     let reply = deploy.await.unwrap().unwrap();
-    assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+    assert_eq!(reply.outcome, Outcome::Ok, "{:?}", reply.body.warnings);
     assert_eq!(
         tokio::time::Instant::now(),
         beat_at,

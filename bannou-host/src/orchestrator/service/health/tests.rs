@@ -1,5 +1,6 @@
 //! Unit tests of `orchestrator::service::health`.
 
+use crate::orchestrator::service::Outcome;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,7 +35,7 @@ async fn infrastructure_is_healthy_over_the_in_memory_adapters() {
         .infrastructure_health(InfrastructureHealthRequest::default())
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert!(answer.body.healthy);
     let names: Vec<&str> = answer
         .body
@@ -70,7 +71,7 @@ async fn infrastructure_is_500_with_the_body_when_the_bus_is_down() {
         .infrastructure_health(InfrastructureHealthRequest::default())
         .await
         .unwrap();
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     assert!(!answer.body.healthy);
     let c = &answer.body.components;
     assert_eq!(c[0].status, ComponentHealthStatus::Healthy);
@@ -107,7 +108,7 @@ async fn services_health_is_per_service_with_source_and_filter() {
         .services_health(ServiceHealthRequest::default())
         .await
         .unwrap();
-    assert_eq!(all.status, 200);
+    assert_eq!(all.outcome, Outcome::Ok);
     let ids: Vec<(&str, &str)> = all
         .body
         .healthy_services
@@ -178,7 +179,7 @@ async fn services_health_is_per_service_with_source_and_filter() {
 async fn should_restart_follows_real_degradation_time() {
     let world = World::new().await;
     let none = world.service.should_restart(should("auth")).await.unwrap();
-    assert_eq!(none.status, 200);
+    assert_eq!(none.outcome, Outcome::Ok);
     assert!(none.body.should_restart);
     assert!(none.body.reason.contains("No heartbeat data found"));
 
@@ -264,7 +265,7 @@ async fn a_forced_restart_goes_through_the_backend_and_publishes_the_event() {
         .restart_service(restart_request("auth", true))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     assert_eq!(
         answer.body.previous_status,
         Some(InstanceHealthStatus::Healthy)

@@ -1,5 +1,6 @@
 //! Unit tests of `orchestrator::service::pools`.
 
+use crate::orchestrator::service::Outcome;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,7 +26,7 @@ pub(super) async fn acquire(world: &World, pool: &str) -> AcquireProcessorRespon
         .acquire(AcquireProcessorRequest::new(pool))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.outcome, Outcome::Ok);
     answer.body
 }
 

@@ -2,6 +2,7 @@
 //! configuration's nodes, restart of a pool worker whose container was killed (its lease
 //! kept), removal of containers nobody owns once older than the grace.
 
+use crate::orchestrator::service::Outcome;
 use std::time::Duration;
 
 use orchestrator_core::AppId;
@@ -77,7 +78,7 @@ async fn a_sweep_adopts_running_nodes_and_deploys_the_missing_ones_again() {
         ]))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
     kill(&world, "rec-account").await;
     assert_eq!(world.running(), ["rec-auth"]);
 
@@ -137,7 +138,7 @@ async fn containers_nobody_owns_are_removed_once_older_than_the_grace() {
         ]))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
     // The next version drops old-chat, but tearing it down fails: it is left running,
     // named by no configuration any more.
     world.backend.fail_next(
@@ -307,7 +308,7 @@ async fn a_node_stopped_moments_ago_is_taken_for_a_restart_then_deployed_again()
         .deploy(topology(&[("rs-auth", &["auth"])]))
         .await
         .unwrap();
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
     let app = AppId::new("rs-auth");
     world.backend.set_status(&app, ContainerStatusType::Stopped);
     world.backend.set_stopped_at(&app, world.clock.now());
@@ -347,7 +348,7 @@ async fn a_deploy_arriving_during_a_sweep_waits_for_it_instead_of_409() {
         .await
         .unwrap()
         .expect("deployed once the sweep ended");
-    assert_eq!(answer.status, 200, "{:?}", answer.body.warnings);
+    assert_eq!(answer.outcome, Outcome::Ok, "{:?}", answer.body.warnings);
 
     // Without a sweep, a second lifecycle operation still answers 409 at once.
     let _deploy_in_progress = world.service.lifecycle.clone().lock_owned().await;
@@ -392,7 +393,7 @@ async fn a_deploy_that_loses_the_leadership_stops_before_its_next_wave_for_the_l
     });
     world.silenced.lock().unwrap().clear();
     let answer = deploy.await.unwrap().unwrap();
-    assert_eq!(answer.status, 500);
+    assert_eq!(answer.outcome, Outcome::Failed);
     let notes = answer.body.warnings.clone().unwrap_or_default().join("\n");
     assert!(notes.contains("stopped leading"), "{notes}");
     assert!(notes.contains("Not reverted"), "{notes}");
