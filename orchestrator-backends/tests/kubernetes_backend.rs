@@ -668,12 +668,17 @@ async fn api_errors_name_the_object_and_the_status() {
     );
     let err = backend.deploy_node(&node("bannou-a")).await.unwrap_err();
     assert_eq!(
-        err,
+        err.to_string(),
         BackendError::runtime(format!(
             "Kubernetes API refused to apply Deployment {NS}/{name}: HTTP 500 \
                  InternalError: etcd is down"
         ))
+        .to_string()
     );
+    assert!(matches!(err, BackendError::Runtime { .. }), "{err:?}");
+    // The API's own error stays reachable as the cause (D61).
+    let cause = std::error::Error::source(&err).expect("the kube error as source");
+    assert!(cause.downcast_ref::<kube::Error>().is_some(), "{cause:?}");
 
     fake.fail(
         "PATCH",
