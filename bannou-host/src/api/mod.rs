@@ -7,7 +7,8 @@
 //! `containers`, `pools`); every handler does the same three things through [`call`]:
 //! decode the body ([`decode`]: 400 with an [`ApiError`] naming the field, and the service
 //! is not called), call the one service method, and turn its [`Answer`] or
-//! [`ServiceError`] into a response with that status and a JSON body.
+//! [`ServiceError`](crate::orchestrator::service::ServiceError) into a response with the
+//! status `error_status` gives and a JSON body.
 //!
 //! Every route except `/health` and the status page (`GET /` and its static assets,
 //! [`status_page`]) requires `Authorization: Bearer <token>` when an
@@ -196,8 +197,9 @@ fn body_error(field: Option<String>, e: &serde_json::Error) -> ApiError {
     ApiError { error, field }
 }
 
-/// An [`Answer`] as its status and JSON body; a [`ServiceError`] as its status and its
-/// [`ApiError`] body.
+/// An [`Answer`] as its outcome's status and its JSON body; a
+/// [`ServiceError`](crate::orchestrator::service::ServiceError) as its kind's status and its
+/// [`ApiError`] body (both from [`error_status`]).
 pub fn respond<T: Serialize>(result: ServiceResult<T>) -> Response {
     match result {
         Ok(Answer { outcome, body }) => json_response(error_status::outcome_status(outcome), &body),
