@@ -32,7 +32,7 @@ use orchestrator_routing::invalidation::InvalidationConfigError;
 use orchestrator_routing::{BroadcastPolicy, OpenRestyConfig};
 
 use crate::orchestrator::leader::ElectorConfig;
-use crate::orchestrator::pools::ScalerConfig;
+use crate::orchestrator::pool_scaler::ScalerConfig;
 use crate::orchestrator::service::ServiceSettings;
 
 mod error;

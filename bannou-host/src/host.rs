@@ -57,7 +57,7 @@ use crate::orchestrator::heartbeats::{
 use crate::orchestrator::leader::{LeaderElector, LeaderHandle, while_leader};
 use crate::orchestrator::leases::LeaseReaper;
 use crate::orchestrator::mappings::MappingsBroadcaster;
-use crate::orchestrator::pools::PoolScaler;
+use crate::orchestrator::pool_scaler::PoolScaler;
 use crate::orchestrator::service::{BackendRegistry, OrchestratorService, ServiceDeps};
 use crate::orchestrator::stopped;
 

@@ -115,7 +115,7 @@ async fn a_worker_container_killed_mid_lease_comes_back_and_keeps_its_lease() {
         let stray = AppId::from(format!("{prefix}-stray").as_str());
         let mut node = NodeDeployment::new(stray.clone(), "asset", image.as_str());
         node.labels
-            .insert(bannou_host::orchestrator::pools::POOL_LABEL.to_owned(), pool_name.clone());
+            .insert(bannou_host::orchestrator::pool_scaler::POOL_LABEL.to_owned(), pool_name.clone());
         docker_nodes.deploy_node(&node).await.unwrap();
 
         // Kill the leased worker's container and remove it.

@@ -21,7 +21,7 @@ use orchestrator_pools::{Lease, LeaseError, LeaseStore};
 use tokio::sync::{Notify, watch};
 
 use super::pool_events::LeaseExpiredEvent;
-use super::pools::PoolScaler;
+use super::pool_scaler::PoolScaler;
 
 /// Reclaims expired leases.
 pub struct LeaseReaper {

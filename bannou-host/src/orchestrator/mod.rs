@@ -8,7 +8,7 @@ pub mod leader;
 pub mod leases;
 pub mod mappings;
 pub mod pool_events;
-pub mod pools;
+pub mod pool_scaler;
 pub mod routing_acks;
 pub mod service;
 

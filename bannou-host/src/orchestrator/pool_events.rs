@@ -18,7 +18,7 @@ use orchestrator_pools::{Lease, LeaseId, Worker};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::pools::{DrainReason, ScaleReport};
+use super::pool_scaler::{DrainReason, ScaleReport};
 
 /// Topic of [`LeaseGrantedEvent`].
 pub const LEASE_GRANTED_TOPIC: &str = "bannou.orchestrator-lease-granted";

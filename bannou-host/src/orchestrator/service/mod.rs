@@ -28,7 +28,7 @@ use super::heartbeats::SharedHealth;
 use super::leader::LeaderHandle;
 use super::leases::LeaseReaper;
 use super::mappings::MappingsBroadcaster;
-use super::pools::PoolScaler;
+use super::pool_scaler::PoolScaler;
 
 mod backends;
 mod config;

@@ -38,7 +38,7 @@ use super::errors::store_error;
 use super::routing::route_to;
 use super::running::config_nodes;
 use super::{OrchestratorService, ServiceError};
-use crate::orchestrator::pools::{POOL_LABEL, running_or_restarting};
+use crate::orchestrator::pool_scaler::{POOL_LABEL, running_or_restarting};
 
 /// What [`OrchestratorService::reconcile_interrupted_deploy`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use orchestrator_core::{AppId, ResolvedNode};
 
 use super::errors::store_error;
 use super::{OrchestratorService, ServiceError};
-use crate::orchestrator::pools::running_or_restarting;
+use crate::orchestrator::pool_scaler::running_or_restarting;
 
 impl OrchestratorService {
     /// True for the control plane's app-id (configured or the literal `bannou`).

@@ -31,7 +31,7 @@ use crate::clock::TokioClock;
 use crate::orchestrator::heartbeats::{HealthState, HeartbeatPipeline, SharedHealth};
 use crate::orchestrator::leases::LeaseReaper;
 use crate::orchestrator::mappings::MappingsBroadcaster;
-use crate::orchestrator::pools::{PoolScaler, ScalerConfig};
+use crate::orchestrator::pool_scaler::{PoolScaler, ScalerConfig};
 
 /// How a node played by [`World::auto_heartbeats`] reports each service.
 pub(crate) type Overrides = Arc<Mutex<BTreeMap<String, ServiceHealthStatus>>>;

@@ -1,6 +1,6 @@
 //! Draining pool workers on request (ours, D60 (docs/DECISIONS.md#d60)): the service
 //! picks the workers and the deadline; the scaler drains them
-//! (`crate::orchestrator::pools::PoolScaler::drain`).
+//! (`crate::orchestrator::pool_scaler::PoolScaler::drain`).
 
 use orchestrator_core::api::*;
 use orchestrator_pools::{LeaseError, ProcessorId};

@@ -214,7 +214,7 @@ async fn a_killed_pool_worker_is_started_again_and_keeps_its_lease() {
     assert_eq!(
         node.deployment
             .labels
-            .get(crate::orchestrator::pools::POOL_LABEL)
+            .get(crate::orchestrator::pool_scaler::POOL_LABEL)
             .map(String::as_str),
         Some("rec-pool")
     );

@@ -1,4 +1,4 @@
-//! Unit tests of `orchestrator::pools`.
+//! Unit tests of `orchestrator::pool_scaler`.
 
 use orchestrator_core::memory::backend::{BackendCall, FakeBackend};
 use orchestrator_core::ports::backend::BackendOperation;
