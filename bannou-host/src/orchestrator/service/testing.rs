@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use orchestrator_core::api::ContainerStatusType;
+use orchestrator_core::api::{ContainerStatusType, DeployRequest, ServiceTopology, TopologyNode};
 use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
 use orchestrator_core::memory::backend::FakeBackend;
@@ -425,6 +425,23 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// A deploy request of a topology: each `(node name, its services)`.
+pub(crate) fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
+    DeployRequest {
+        topology: Some(ServiceTopology {
+            nodes: nodes
+                .iter()
+                .map(|(name, services)| TopologyNode {
+                    services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
+                    ..TopologyNode::new(*name)
+                })
+                .collect(),
+            infrastructure: None,
+        }),
+        ..DeployRequest::default()
     }
 }
 

@@ -15,23 +15,7 @@ use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_pools::{AcquireRequest, LeaseStore, WorkerState};
 
 use super::Sweeping;
-use crate::orchestrator::service::testing::World;
-
-fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
-    DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: nodes
-                .iter()
-                .map(|(name, services)| TopologyNode {
-                    services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
-                    ..TopologyNode::new(*name)
-                })
-                .collect(),
-            infrastructure: None,
-        }),
-        ..DeployRequest::default()
-    }
-}
+use crate::orchestrator::service::testing::{World, topology};
 
 /// Saves, as a previous process would have, a configuration of one node `name` hosting
 /// `auth`, on `backend` when given.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::control_events::ControlEvent;
 use crate::orchestrator::service::ServiceResult;
-use crate::orchestrator::service::testing::World;
+use crate::orchestrator::service::testing::{World, topology};
 
 /// A world whose deployed nodes heartbeat every 100 ms (they report no mappings version,
 /// so they are no consumers anyone waits for), with `ack_timeout`.
@@ -28,22 +28,6 @@ async fn world(ack_timeout: Duration) -> World {
     let world = World::with_settings(|s| s.routing_ack_timeout = ack_timeout).await;
     world.auto_heartbeats(Duration::from_millis(100));
     world
-}
-
-fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
-    DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: nodes
-                .iter()
-                .map(|(name, services)| TopologyNode {
-                    services: Some(services.iter().map(|s| (*s).to_owned()).collect()),
-                    ..TopologyNode::new(*name)
-                })
-                .collect(),
-            infrastructure: None,
-        }),
-        ..DeployRequest::default()
-    }
 }
 
 async fn deploy(world: &World, nodes: &[(&str, &[&str])]) {
