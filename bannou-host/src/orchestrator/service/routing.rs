@@ -121,10 +121,9 @@ impl OrchestratorService {
 
     /// Sets or clears the weighted splits of several services in ONE mappings version
     /// (D63 (docs/DECISIONS.md#d63)), publishes it at once and waits until every live
-    /// consumer applied it, as before nodes stop (D58 (docs/DECISIONS.md#d58),
-    /// [`settle_routes`](Self::settle_routes)): when it returns, consumers of ours split
-    /// their calls the new way (or the laggards are named). The services' routes, their
-    /// primaries, are not touched. A blank, infrastructure or `orchestrator` service
+    /// consumer applied it, as before nodes stop (D58 (docs/DECISIONS.md#d58)): when it
+    /// returns, consumers of ours split their calls the new way (or the laggards are
+    /// named). The services' routes, their primaries, are not touched. A blank, infrastructure or `orchestrator` service
     /// refuses the whole change before anything moves; a service named twice takes its
     /// last change.
     pub async fn set_route_weights(
