@@ -114,7 +114,7 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// How long a client's first frame after a quiet spell waits for the ones that follow it,
 /// so that a burst (a deploy's waves, a pool's leases) goes out in a few writes instead of
 /// one per event (D57 (docs/DECISIONS.md#d57)).
-pub const GATHER: Duration = Duration::from_millis(10);
+pub const GATHER: Duration = Duration::from_millis(50);
 
 /// One client's response body: its frames, those already waiting joined into one chunk
 /// (one write for what piled up while the connection's task was not running), and a
