@@ -372,7 +372,6 @@ async fn a_deploy_is_one_trace_of_waves_backend_calls_and_health_waits_that_node
     );
 }
 
-/// The value of an unlabelled sample in a Prometheus scrape.
 /// The counter of spans lost on the way to the collector.
 const SPANS_DROPPED: &str = "bannou_orchestrator_trace_spans_dropped_total";
 
@@ -386,14 +385,8 @@ async fn spans_dropped(http: &reqwest::Client, api: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    sample(&scrape, SPANS_DROPPED).unwrap_or_else(|| panic!("no {SPANS_DROPPED}:\n{scrape}"))
-}
-
-fn sample(scrape: &str, name: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok()).flatten()
-    })
+    orchestrator_core::testkit::scrape::sample(&scrape, SPANS_DROPPED, &[])
+        .unwrap_or_else(|| panic!("no {SPANS_DROPPED}:\n{scrape}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ use orchestrator_backends::require::skip_or_fail;
 use orchestrator_core::api::{
     AcquireProcessorRequest, DeployRequest, GetPoolStatusRequest, ReleaseProcessorRequest,
 };
+use orchestrator_core::testkit::scrape::{sample, samples};
 
 const TOKEN: &str = "metrics-test-token";
 
@@ -106,49 +107,6 @@ async fn scrape(base: &str, token: Option<&str>) -> (u16, String, String) {
         .unwrap_or_default()
         .to_owned();
     (status, content_type, response.text().await.unwrap())
-}
-
-/// Labels of a sample line (`name{a="x",b="y"} v`), as sorted pairs.
-fn labels_of(series: &str) -> Vec<(String, String)> {
-    let Some((_, rest)) = series.split_once('{') else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, String)> = rest
-        .trim_end_matches('}')
-        .split("\",")
-        .filter(|kv| !kv.is_empty())
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_owned(), v.trim_matches('"').to_owned()))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Every sample of family `name` whose labels include `want`: (labels, value).
-fn samples(text: &str, name: &str, want: &[(&str, &str)]) -> Vec<(Vec<(String, String)>, f64)> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let series_name = series.split('{').next()?;
-            (series_name == name).then(|| (labels_of(series), value.parse::<f64>().ok()))
-        })
-        .filter_map(|(labels, value)| Some((labels, value?)))
-        .filter(|(labels, _)| {
-            want.iter()
-                .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .collect()
-}
-
-/// The one sample of `name` with exactly the labels `want`, if any.
-fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    let all = samples(text, name, want);
-    all.iter()
-        .find(|(labels, _)| labels.len() == want.len())
-        .map(|(_, v)| *v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,10 +67,7 @@ async fn sample(host: &Host, series: &str) -> Option<f64> {
         .text()
         .await
         .unwrap();
-    text.lines().find_map(|line| {
-        let (s, v) = line.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
+    orchestrator_core::testkit::scrape::value(&text, series)
 }
 
 async fn flow(host: &Host, label: &str) {

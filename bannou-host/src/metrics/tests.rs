@@ -9,10 +9,7 @@ use crate::orchestrator::service::{Answer, ErrorKind, Outcome, ReconcileSweep, S
 
 /// The value of the sample `series` (name and labels exactly as encoded).
 fn value(m: &Metrics, series: &str) -> Option<f64> {
-    m.encode().lines().find_map(|line| {
-        let (s, v) = line.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
+    orchestrator_core::testkit::scrape::value(&m.encode(), series)
 }
 
 fn answer(success: bool) -> Answer<DeployResponse> {

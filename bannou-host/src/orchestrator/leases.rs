@@ -6,8 +6,10 @@
 //! Like mini-redis's purge task, it sleeps until the *next* expiry rather than polling on
 //! a fixed interval: after each pass it reads the earliest `expiresAt` of every pool and
 //! sleeps until then (capped by `LeaseCleanupIntervalSeconds`, so leases granted later
-//! with an earlier expiry are still caught in time); [`LeaseReaper::wake`] lets the acquire
-//! path cut the sleep short.
+//! with an earlier expiry are still caught in time). A [`ReaperWake`] cuts the sleep short
+//! for an expiry earlier than the planned pass: the acquire path wakes it for a short
+//! lease, the pool scaler for the deadline of every drain that shortened leases (D60
+//! (docs/DECISIONS.md#d60)).
 
 use orchestrator_core::error_source::Chain;
 use std::sync::Arc;
@@ -23,6 +25,48 @@ use tokio::sync::{Notify, watch};
 use super::pool_events::LeaseExpiredEvent;
 use super::pool_scaler::PoolScaler;
 
+/// What wakes a sleeping [`LeaseReaper`] before its planned pass; cheap to clone (every
+/// clone wakes the same reaper). Held by the reaper and by whoever moves an expiry
+/// earlier (the acquire path, the pool scaler's drains).
+#[derive(Clone, Default)]
+pub struct ReaperWake(Arc<WakeState>);
+
+#[derive(Default)]
+struct WakeState {
+    notify: Notify,
+    /// When the sleeping reaper plans its next pass (unix ms); `i64::MAX` while a pass
+    /// runs, so [`ReaperWake::wake_for`] wakes it for anything meanwhile (the pass may
+    /// have read that pool's earliest expiry already); 0 before the first pass (which
+    /// reads everything anyway).
+    next_pass: AtomicI64,
+}
+
+impl ReaperWake {
+    /// Cuts the current sleep short.
+    pub fn wake(&self) {
+        self.0.notify.notify_one();
+    }
+
+    /// Wakes the reaper only if a lease expiring at `expires_at` would otherwise wait for
+    /// a later pass: it sleeps until the earliest expiry it knew of (at most its
+    /// `max_sleep`), so a lease expiring after that needs nothing. Each woken pass reads
+    /// every pool's leases, so waking on every short lease kept a busy pool's reaper
+    /// running back to back.
+    pub fn wake_for(&self, expires_at: Timestamp) {
+        if expires_at.unix_millis() < self.0.next_pass.load(Ordering::Acquire) {
+            self.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for ReaperWake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReaperWake")
+            .field("next_pass", &self.0.next_pass.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Reclaims expired leases.
 pub struct LeaseReaper {
     store: Arc<dyn LeaseStore>,
@@ -30,10 +74,7 @@ pub struct LeaseReaper {
     clock: Arc<dyn Clock>,
     max_sleep: Duration,
     scaler: Option<Arc<PoolScaler>>,
-    wake: Notify,
-    /// When the sleeping reaper plans its next pass (unix ms); 0 while a pass runs, so
-    /// [`LeaseReaper::wake_for`] wakes it for anything granted meanwhile.
-    next_pass: AtomicI64,
+    wake: ReaperWake,
     passes: AtomicU64,
     reclaimed: AtomicU64,
     metrics: Option<crate::metrics::Metrics>,
@@ -62,8 +103,7 @@ impl LeaseReaper {
             clock,
             max_sleep,
             scaler: None,
-            wake: Notify::new(),
-            next_pass: AtomicI64::new(0),
+            wake: ReaperWake::default(),
             passes: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             metrics: None,
@@ -76,8 +116,10 @@ impl LeaseReaper {
         self
     }
 
-    /// Wakes `scaler` after reclaiming, so freed capacity is re-evaluated at once.
+    /// Wakes `scaler` after reclaiming, so freed capacity is re-evaluated at once, and
+    /// listens to the scaler's [`PoolScaler::reaper_wake`], so a drain's deadline is kept.
     pub fn with_scaler(mut self, scaler: Arc<PoolScaler>) -> Self {
+        self.wake = scaler.reaper_wake().clone();
         self.scaler = Some(scaler);
         self
     }
@@ -92,18 +134,13 @@ impl LeaseReaper {
 
     /// Cuts the current sleep short (a lease with an earlier expiry was granted).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
-    /// Wakes the reaper only if a lease expiring at `expires_at` would otherwise wait for
-    /// a later pass: it sleeps until the earliest expiry it knew of (at most `max_sleep`),
-    /// so a lease expiring after that needs nothing. Each woken pass reads every pool's
-    /// leases, so waking on every short lease kept a busy pool's reaper running
-    /// back to back.
+    /// [`ReaperWake::wake_for`]: wakes the reaper only if a lease expiring at
+    /// `expires_at` would otherwise wait for a later pass.
     pub fn wake_for(&self, expires_at: Timestamp) {
-        if expires_at.unix_millis() < self.next_pass.load(Ordering::Acquire) {
-            self.wake();
-        }
+        self.wake.wake_for(expires_at);
     }
 
     /// One pass over every pool: reclaims what expired by now, publishes the events, and
@@ -152,7 +189,7 @@ impl LeaseReaper {
     /// Runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            self.next_pass.store(0, Ordering::Release);
+            self.wake.0.next_pass.store(i64::MAX, Ordering::Release);
             let sleep = match self.reap().await {
                 Ok((reclaimed, next)) => {
                     if !reclaimed.is_empty() {
@@ -168,12 +205,14 @@ impl LeaseReaper {
                 }
             };
             let sleep = sleep + Duration::from_millis(1);
-            self.next_pass
+            self.wake
+                .0
+                .next_pass
                 .store((self.clock.now() + sleep).unix_millis(), Ordering::Release);
             tokio::select! {
                 // +1 ms: an expiry at exactly `t` is reclaimed by a pass at `t` or later.
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.0.notify.notified() => {}
                 _ = super::stopped(&mut shutdown) => return,
             }
         }

@@ -1,7 +1,9 @@
 //! Orchestrator use cases and background loops over the domain's ports, one module per
 //! group (D29 (docs/DECISIONS.md#d29)): [`heartbeats`] (ingestion pipeline), [`mappings`] (routing
-//! broadcast), [`pools`] (worker scaling) and [`leases`] (expired-lease reclamation);
-//! [`leader`] elects the one replica that runs the loops that must not run twice.
+//! broadcast), [`routing_acks`] (what the consumers applied), [`pool_scaler`] (worker
+//! scaling), [`pool_events`] (the pool events and their outbox) and [`leases`]
+//! (expired-lease reclamation); [`leader`] elects the one replica that runs the loops that
+//! must not run twice; [`service`] is the use cases behind the HTTP API.
 
 pub mod heartbeats;
 pub mod leader;

@@ -17,11 +17,15 @@
 //! an image update, or one leased in between) is never stopped under its holder: its
 //! lease ends when released or at the drain deadline at the latest, its holder is told by
 //! a `WorkerDrainingEvent`, and it is torn down after (D60 (docs/DECISIONS.md#d60)).
+//! Workers are stopped only through `PoolScaler::remove_workers`: the routes they hold
+//! leave them and the live consumers follow first ([`WorkerRoutes`], D58
+//! (docs/DECISIONS.md#d58)). A drain that leaves busy workers wakes the lease reaper for
+//! its deadline ([`ReaperWake`]).
 
 use orchestrator_core::error_source::Chain;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use orchestrator_core::api::ContainerStatusType;
@@ -35,6 +39,8 @@ use orchestrator_pools::{
     ScaleDecision, ScaleReason, WorkerIdentity, WorkerState,
 };
 use tokio::sync::{Notify, watch};
+
+use super::leases::ReaperWake;
 
 /// Label carrying the pool of a worker container (besides the managed labels).
 pub const POOL_LABEL: &str = "bannou.pool";
@@ -141,6 +147,25 @@ impl Default for ScalerConfig {
 /// scale-up the new limits would not have, never exceed them.
 pub const CONFIG_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// The routing side of stopping pool workers (D58 (docs/DECISIONS.md#d58)). A worker
+/// holds a route when its heartbeat claimed its plugin's service because no node routed
+/// it (docs/COMPATIBILITY.md#heartbeat-consumption); that route must leave it, and the
+/// live consumers apply that, before it stops. The orchestrator service implements it
+/// over its routing table and binds itself to the scaler it is built with (the scaler
+/// exists first), see [`PoolScaler::route_workers_through`].
+#[async_trait::async_trait]
+pub trait WorkerRoutes: Send + Sync {
+    /// Called before `workers` stop: their heartbeats are ignored from now on, the routes
+    /// they hold return to the default and, when there were any, the table is published
+    /// and the live consumers are waited for (bounded; laggards are logged and counted,
+    /// and the stop proceeds). Returns warnings.
+    async fn release(&self, workers: &[AppId]) -> Vec<String>;
+
+    /// Called after `worker`'s stop: `stopped` forgets its instances; otherwise (it still
+    /// runs) its heartbeats count again.
+    fn stopped(&self, worker: &AppId, stopped: bool);
+}
+
 /// Starts and stops pool workers on a backend, following the autoscale policy.
 pub struct PoolScaler {
     store: Arc<dyn LeaseStore>,
@@ -158,6 +183,12 @@ pub struct PoolScaler {
     periodic_passes: AtomicU64,
     metrics: Option<crate::metrics::Metrics>,
     outbox: Option<super::pool_events::Outbox>,
+    /// How a drain's deadline reaches the lease reaper (the reaper built
+    /// [`LeaseReaper::with_scaler`](super::leases::LeaseReaper::with_scaler) listens to it).
+    reaper: ReaperWake,
+    /// Bound after construction by the service that holds this scaler (the latest
+    /// binding wins); `None`: workers stop without touching routes.
+    routes: RwLock<Option<Arc<dyn WorkerRoutes>>>,
 }
 
 impl PoolScaler {
@@ -179,7 +210,22 @@ impl PoolScaler {
             periodic_passes: AtomicU64::new(0),
             metrics: None,
             outbox: None,
+            reaper: ReaperWake::default(),
+            routes: RwLock::new(None),
         }
+    }
+
+    /// What wakes the lease reaper of this scaler's pools: every drain that leaves busy
+    /// workers wakes it for its deadline, so a lease the drain shortened is reclaimed at
+    /// the deadline, not at the reaper's next planned pass (D60 (docs/DECISIONS.md#d60)).
+    pub fn reaper_wake(&self) -> &ReaperWake {
+        &self.reaper
+    }
+
+    /// Stops workers through `routes` from now on (replacing an earlier binding): the
+    /// service binds itself once it exists, since it is built with this scaler.
+    pub fn route_workers_through(&self, routes: Arc<dyn WorkerRoutes>) {
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Some(routes);
     }
 
     /// Records each pool's load (as its passes read it) and each scaling step in `metrics`.
@@ -473,9 +519,18 @@ impl PoolScaler {
                 }
             }
         }
+        let mut idle = Vec::new();
         for id in &decision.drain {
-            self.drain_worker(config.pool_type(), id, (deadline, why), &mut report)
-                .await;
+            idle.extend(
+                self.drain_worker(config.pool_type(), id, (deadline, why), &mut report)
+                    .await,
+            );
+        }
+        self.remove_workers(config.pool_type(), &idle, &mut report)
+            .await;
+        if !report.draining.is_empty() {
+            // The drain may have brought leases' expiries closer than the reaper's plan.
+            self.reaper.wake_for(deadline);
         }
         if let Some(m) = &self.metrics {
             m.pool_scaled(
@@ -580,19 +635,20 @@ impl PoolScaler {
         Ok(repair)
     }
 
+    /// Marks worker `id` Draining; returns it when it holds no lease (to be removed now).
     async fn drain_worker(
         &self,
         pool: &PoolType,
         id: &ProcessorId,
         (deadline, why): (Timestamp, DrainReason),
         report: &mut ScaleReport,
-    ) {
+    ) -> Option<(ProcessorId, AppId)> {
         let now = self.clock.now();
         let worker = match self.store.drain_worker(pool, id, Some(deadline), now).await {
             Ok(w) => w,
             Err(e) => {
                 report.errors.push(format!("drain {id}: {e}"));
-                return;
+                return None;
             }
         };
         if let Some(lease_id) = worker.lease_id {
@@ -602,51 +658,70 @@ impl PoolScaler {
                 ));
             }
             report.draining.push(worker.app_id);
+            None
         } else {
-            self.remove(pool, id, &worker.app_id, report).await;
+            Some((id.clone(), worker.app_id))
         }
     }
 
     /// Draining workers whose lease has ended: tear down and remove.
     async fn finish_drained(&self, status: &PoolStatus, report: &mut ScaleReport) {
-        for w in status
+        let done: Vec<(ProcessorId, AppId)> = status
             .workers_in(WorkerState::Draining)
-            .filter(|w| w.lease_id.is_none())
-        {
-            if !report.removed.contains(&w.app_id) {
-                self.remove(
-                    status.config.pool_type(),
-                    &w.processor_id,
-                    &w.app_id,
-                    report,
-                )
-                .await;
-            }
-        }
+            .filter(|w| w.lease_id.is_none() && !report.removed.contains(&w.app_id))
+            .map(|w| (w.processor_id.clone(), w.app_id.clone()))
+            .collect();
+        self.remove_workers(status.config.pool_type(), &done, report)
+            .await;
     }
 
-    async fn remove(
+    /// Stops `workers` of `pool` and forgets them: first the routes they hold leave them
+    /// and the live consumers follow (once for all of them, [`WorkerRoutes::release`]),
+    /// then each is torn down and removed from the store. A worker whose teardown fails
+    /// stays registered (and heard again) and is reported.
+    async fn remove_workers(
         &self,
         pool: &PoolType,
-        id: &ProcessorId,
-        app: &AppId,
+        workers: &[(ProcessorId, AppId)],
         report: &mut ScaleReport,
     ) {
-        match self
-            .backend
-            .teardown(app, &TeardownOptions::default())
-            .await
-        {
-            // Already gone is fine: the goal is that it does not run.
-            Ok(_) | Err(BackendError::NotFound { .. }) => {}
-            Err(e) => {
-                report.errors.push(format!("teardown {app}: {e}"));
-                return;
+        if workers.is_empty() {
+            return;
+        }
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(routes) = &routes {
+            let apps: Vec<AppId> = workers.iter().map(|(_, app)| app.clone()).collect();
+            for w in routes.release(&apps).await {
+                tracing::warn!(pool = %pool, "stopping pool workers: {w}");
             }
         }
-        match self.store.remove_worker(pool, id, self.clock.now()).await {
-            Ok(_) => report.removed.push(app.clone()),
-            Err(e) => report.errors.push(format!("remove {app}: {e}")),
+        for (id, app) in workers {
+            let stopped = match self
+                .backend
+                .teardown(app, &TeardownOptions::default())
+                .await
+            {
+                // Already gone is fine: the goal is that it does not run.
+                Ok(_) | Err(BackendError::NotFound { .. }) => true,
+                Err(e) => {
+                    report.errors.push(format!("teardown {app}: {e}"));
+                    false
+                }
+            };
+            if let Some(routes) = &routes {
+                routes.stopped(app, stopped);
+            }
+            if !stopped {
+                continue;
+            }
+            match self.store.remove_worker(pool, id, self.clock.now()).await {
+                Ok(_) => report.removed.push(app.clone()),
+                Err(e) => report.errors.push(format!("remove {app}: {e}")),
+            }
         }
     }
 

@@ -15,6 +15,17 @@ struct World {
 }
 
 fn world(autoscale: bool, spec: impl FnOnce(&mut PoolSpec)) -> (World, PoolConfig) {
+    world_with(
+        ScalerConfig {
+            autoscale,
+            interval: Duration::from_secs(5),
+            ..ScalerConfig::default()
+        },
+        spec,
+    )
+}
+
+fn world_with(scaler: ScalerConfig, spec: impl FnOnce(&mut PoolSpec)) -> (World, PoolConfig) {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::from_unix_millis(
         1_780_000_000_000,
     )));
@@ -28,11 +39,7 @@ fn world(autoscale: bool, spec: impl FnOnce(&mut PoolSpec)) -> (World, PoolConfi
         Arc::new(store.clone()),
         Arc::new(backend.clone()),
         clock,
-        ScalerConfig {
-            autoscale,
-            interval: Duration::from_secs(5),
-            ..ScalerConfig::default()
-        },
+        scaler,
     ));
     let pool = config.pool_type().clone();
     (
@@ -275,4 +282,83 @@ async fn with_autoscale_off_only_the_preset_minimum_is_started() {
     tokio::spawn(w.scaler.clone().run(rx));
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(w.running(), 1);
+}
+
+/// The reaper sleeps up to 60 s between passes (`LeaseCleanupIntervalSeconds`); an image
+/// update that drains a busy worker with a 10 s deadline wakes it, so the lease ends at the
+/// deadline (D60), not at the pass planned before the drain.
+#[tokio::test(start_paused = true)]
+async fn an_image_update_wakes_the_reaper_so_a_drained_lease_ends_at_its_deadline() {
+    use futures::StreamExt;
+    use orchestrator_core::events::ProcessorReleasedEvent;
+    use orchestrator_core::memory::bus::InMemoryBus;
+    use orchestrator_core::ports::bus::EventBusExt;
+
+    let (w, config) = world_with(
+        ScalerConfig {
+            autoscale: false,
+            drain_timeout: Duration::from_secs(10),
+            ..ScalerConfig::default()
+        },
+        |s| {
+            s.min_instances = 1;
+            s.max_instances = 2;
+            s.image = Some("reg/brain:1".into());
+        },
+    );
+    w.scaler.deploy_pool(config.clone()).await.unwrap();
+    w.heartbeats().await;
+    let (acquired, _) = w.acquire().await;
+    let lease = leased(&acquired).expect("a worker was ready");
+    assert_eq!(
+        lease.expires_at,
+        w.scaler.now() + Duration::from_secs(300),
+        "the pool's default lease"
+    );
+    let bus = Arc::new(InMemoryBus::new());
+    let mut released = bus
+        .subscribe_events::<ProcessorReleasedEvent>()
+        .await
+        .unwrap();
+    let reaper = Arc::new(
+        super::super::leases::LeaseReaper::new(
+            Arc::new(w.store.clone()),
+            bus.clone(),
+            Arc::new(TokioClock::starting_at(w.scaler.now())),
+            Duration::from_secs(60),
+        )
+        .with_scaler(w.scaler.clone()),
+    );
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn({
+        let reaper = reaper.clone();
+        async move { reaper.run(rx).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(reaper.stats().passes, 1, "then it sleeps 60 s");
+
+    let mut spec = PoolSpec::named("npc-brain");
+    spec.plugin = Some("actor".into());
+    (spec.min_instances, spec.max_instances) = (1, 2);
+    spec.image = Some("reg/brain:2".into());
+    let begun = tokio::time::Instant::now();
+    let report = w
+        .scaler
+        .deploy_pool(PoolConfig::new(spec).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.draining, vec![lease.app_id.clone()]);
+
+    let event = released.next().await.unwrap().unwrap();
+    let after = begun.elapsed();
+    assert_eq!(
+        (event.processor_id.as_str(), event.success),
+        (lease.processor_id.as_str(), false)
+    );
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "reclaimed {after:?} after the drain, not at the deadline (10 s)"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }

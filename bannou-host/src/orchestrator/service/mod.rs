@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use orchestrator_core::AppId;
@@ -206,20 +206,36 @@ pub struct OrchestratorService {
 }
 
 impl OrchestratorService {
-    /// A service over `deps`.
+    /// A service over `deps`. Its pool scaler stops workers through this service's
+    /// routing from now on (`routing::ScalerRoutes`, D58 (docs/DECISIONS.md#d58)).
     pub fn new(deps: ServiceDeps) -> Self {
-        OrchestratorService {
+        let service = OrchestratorService {
             deps: Arc::new(deps),
             lifecycle: Arc::default(),
             sweeping: Arc::default(),
             metrics: crate::metrics::Metrics::control_plane(),
-        }
+        };
+        service.bind_scaler();
+        service
     }
 
     /// Counts into `metrics` (the host's registry) instead of a registry of its own.
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
         self.metrics = metrics;
+        // The scaler's binding counts its routing waits into the same registry.
+        self.bind_scaler();
         self
+    }
+
+    /// This service without keeping it alive (what the scaler's binding holds: the
+    /// service holds the scaler).
+    fn downgrade(&self) -> WeakService {
+        WeakService {
+            deps: Arc::downgrade(&self.deps),
+            lifecycle: Arc::downgrade(&self.lifecycle),
+            sweeping: Arc::downgrade(&self.sweeping),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// The metrics this service counts into.
@@ -230,6 +246,26 @@ impl OrchestratorService {
     /// The dependencies (for the host's background loops and for tests).
     pub fn deps(&self) -> &ServiceDeps {
         &self.deps
+    }
+}
+
+/// An [`OrchestratorService`] that does not keep it alive ([`OrchestratorService::downgrade`]).
+struct WeakService {
+    deps: Weak<ServiceDeps>,
+    lifecycle: Weak<tokio::sync::Mutex<()>>,
+    sweeping: Weak<std::sync::atomic::AtomicBool>,
+    metrics: crate::metrics::Metrics,
+}
+
+impl WeakService {
+    /// The service, while any handle of it lives.
+    fn upgrade(&self) -> Option<OrchestratorService> {
+        Some(OrchestratorService {
+            deps: self.deps.upgrade()?,
+            lifecycle: self.lifecycle.upgrade()?,
+            sweeping: self.sweeping.upgrade()?,
+            metrics: self.metrics.clone(),
+        })
     }
 }
 

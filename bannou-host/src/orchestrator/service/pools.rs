@@ -269,13 +269,9 @@ impl OrchestratorService {
                 reason: ScaleReason::Steady,
             }
         };
+        // Leased workers drained with `force` end at the drain deadline at the latest (the
+        // scaler wakes the reaper for it).
         let report = self.deps.scaler.apply(config, &decision).await;
-        if !report.draining.is_empty() {
-            // Leased workers drained with `force` end at the drain deadline at the latest.
-            self.deps
-                .reaper
-                .wake_for(self.deps.scaler.default_drain_deadline());
-        }
         let up = report.started.len() as u32;
         let down = (report.removed.len() + report.draining.len()) as u32;
         if !report.errors.is_empty() {

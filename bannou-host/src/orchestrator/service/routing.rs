@@ -4,7 +4,8 @@
 //! published at once and the live consumers are waited for (D58, [`settle_routes`]);
 //! weighted splits (D63, [`set_route_weights`]) change in one version and are waited for
 //! the same way; and the `service-routing` endpoint (docs/COMPATIBILITY.md#service-routing)
-//! that reads the table.
+//! that reads the table. The pool scaler stops workers through the same steps
+//! ([`ScalerRoutes`]).
 //!
 //! [`settle_routes`]: OrchestratorService::settle_routes
 //! [`set_route_weights`]: OrchestratorService::set_route_weights
@@ -19,7 +20,8 @@ use orchestrator_core::{AppId, Timestamp};
 use orchestrator_routing::table::{canonical_service, is_infrastructure, is_orchestrator};
 use orchestrator_routing::{RoutingTable, WeightedTargets};
 
-use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
+use super::{Answer, OrchestratorService, ServiceError, ServiceResult, WeakService};
+use crate::orchestrator::pool_scaler::WorkerRoutes;
 use crate::orchestrator::routing_acks;
 
 /// A change of one service's weighted split (D63 (docs/DECISIONS.md#d63)): `Some` sets
@@ -58,7 +60,53 @@ pub(super) fn route_to(
     }
     written
 }
+/// The pool scaler's [`WorkerRoutes`]: a worker stops as a node does in
+/// [`OrchestratorService::teardown_node`], its heartbeats ignored first, its routes
+/// released and the consumers waited for only when it holds any. Holds the service
+/// weakly (the service holds the scaler); once the service is gone workers stop
+/// without it. Built with the service, so the scaler, which exists first, gets it late
+/// ([`OrchestratorService::bind_scaler`]) rather than the routing steps moving out of the
+/// service, where every other use case reaches them.
+pub(super) struct ScalerRoutes(WeakService);
+
+#[async_trait::async_trait]
+impl WorkerRoutes for ScalerRoutes {
+    async fn release(&self, workers: &[AppId]) -> Vec<String> {
+        let Some(service) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        // Ignored first, so no heartbeat claims a route between the look and the stop.
+        for app in workers {
+            service.stopping_instances(app);
+        }
+        if service.routes_to(workers) {
+            service.release_routes(workers).await
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn stopped(&self, worker: &AppId, stopped: bool) {
+        let Some(service) = self.0.upgrade() else {
+            return;
+        };
+        if stopped {
+            service.forget_instances(worker);
+        } else {
+            service.expect_node(worker);
+        }
+    }
+}
+
 impl OrchestratorService {
+    /// Makes the pool scaler stop workers through this service's routing
+    /// ([`ScalerRoutes`]), replacing an earlier binding.
+    pub(super) fn bind_scaler(&self) {
+        self.deps
+            .scaler
+            .route_workers_through(std::sync::Arc::new(ScalerRoutes(self.downgrade())));
+    }
+
     /// Changes the routing table with `change` (which returns the services it wrote or
     /// removed), publishes the mappings at once when the service -> app-id mapping changed
     /// (D11), and writes those services' routes to the store (a route back to the default

@@ -66,10 +66,6 @@ impl OrchestratorService {
                 )));
             }
         }
-        if !report.draining.is_empty() {
-            // The drain may have brought leases' expiries closer than the reaper's plan.
-            self.deps.reaper.wake_for(deadline);
-        }
         let names = |apps: &[orchestrator_core::AppId]| {
             apps.iter().map(ToString::to_string).collect::<Vec<_>>()
         };

@@ -466,10 +466,7 @@ async fn cleanup_removes_idle_workers_keeping_the_minimum_when_asked() {
 
 /// The value of one series in `world`'s metrics scrape.
 pub(super) fn gauge(world: &World, series: &str) -> Option<f64> {
-    world.service.metrics().encode().lines().find_map(|line| {
-        let (s, v) = line.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
+    orchestrator_core::testkit::scrape::value(&world.service.metrics().encode(), series)
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! Routing acknowledgements at the use-case level (D58): a change that moves routes away
-//! from nodes and then stops them waits for the live consumers, over the in-memory world
+//! from nodes (or pool workers) and then stops them waits for the live consumers, over the in-memory world
 //! (paused time). The consumer is played by hand (its heartbeats and acknowledgements are
 //! sent, delayed or withheld by the test) or is a real in-process node following the
 //! mappings.
@@ -560,5 +560,152 @@ async fn a_weight_change_names_a_consumer_that_never_applies_it_and_refuses_unro
     assert!(
         routing.weighted_mappings.unwrap().contains_key("auth"),
         "nothing changed"
+    );
+}
+
+/// A pool `brains` (plugin `asset`) of one worker, Available, whose heartbeat claimed the
+/// `asset` route (no node routed it, docs/COMPATIBILITY.md#heartbeat-consumption), and a
+/// consumer that applied the mappings published so far. Returns the worker's app-id.
+async fn worker_holding_a_route(world: &World, consumer: &Consumer) -> String {
+    let pool = world.pool("brains", 0, 1).await;
+    scale(world, 1).await;
+    world.promote_workers(&pool).await;
+    let worker = world.running();
+    let [worker] = worker.as_slice() else {
+        panic!("one worker expected: {worker:?}");
+    };
+    assert_eq!(
+        &world.route("asset"),
+        worker,
+        "the worker's heartbeat claimed it"
+    );
+    // The claim is published after the coalescing window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    consumer
+        .beat(world, world.store.mappings_version().await.unwrap())
+        .await;
+    worker.clone()
+}
+
+/// Scales pool `brains` to `target` workers (busy ones are not stopped).
+async fn scale(world: &World, target: i64) -> ScalePoolResponse {
+    world
+        .service
+        .scale_pool(ScalePoolRequest {
+            pool_type: "brains".to_owned(),
+            target_instances: target,
+            force: false,
+        })
+        .await
+        .unwrap()
+        .body
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scale_down_releases_a_workers_route_and_stops_it_once_the_consumer_applied_that() {
+    let world = world(Duration::from_secs(10)).await;
+    let consumer = Consumer::new("consumer");
+    let worker = worker_holding_a_route(&world, &consumer).await;
+    let mut mappings = world.bus.subscribe_events().await.unwrap();
+
+    let down = spawn({
+        let service = world.service.clone();
+        async move {
+            service
+                .scale_pool(ScalePoolRequest {
+                    pool_type: "brains".to_owned(),
+                    target_instances: 0,
+                    force: false,
+                })
+                .await
+        }
+    });
+    // The route left the worker in a published version while the worker still runs.
+    let version = routes_published(&mut mappings, "asset", None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        world.running(),
+        std::slice::from_ref(&worker),
+        "the worker stopped before the consumer applied version {version}"
+    );
+    assert!(!down.is_finished());
+    // Its heartbeats no longer count: it claims no route back meanwhile.
+    world
+        .heartbeat(&worker, &["asset"], ServiceHealthStatus::Healthy)
+        .await;
+    world.settle().await;
+    assert_eq!(world.route("asset"), "bannou");
+
+    consumer.ack(&world, version).await;
+    let answer = down.await.unwrap().unwrap().body;
+    assert_eq!(answer.scaled_down, 1);
+    assert!(
+        world.running().is_empty(),
+        "stopped after the acknowledgement"
+    );
+    assert_eq!(world.route("asset"), "bannou");
+    let metrics = world.service.metrics().encode();
+    assert!(
+        !metrics.contains("bannou_orchestrator_routing_ack_timeouts_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scale_down_with_acknowledgements_off_publishes_the_release_and_stops_at_once() {
+    let world = world(Duration::ZERO).await;
+    let consumer = Consumer::new("consumer");
+    let worker = worker_holding_a_route(&world, &consumer).await;
+    let before = world.store.mappings_version().await.unwrap();
+    let mut mappings = world.bus.subscribe_events().await.unwrap();
+
+    let begun = tokio::time::Instant::now();
+    let answer = scale(&world, 0).await;
+    assert_eq!(
+        begun.elapsed(),
+        Duration::ZERO,
+        "nothing waited for the consumer, which never applies the release"
+    );
+    assert_eq!(answer.scaled_down, 1);
+    assert!(!world.running().contains(&worker));
+    assert_eq!(world.route("asset"), "bannou");
+    let version = routes_published(&mut mappings, "asset", None).await;
+    assert!(
+        version > before,
+        "the release was published ({version} > {before})"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scale_down_whose_consumer_never_applies_the_release_proceeds_after_the_timeout() {
+    let world = world(Duration::from_secs(2)).await;
+    let silent = Consumer::new("silent");
+    let worker = worker_holding_a_route(&world, &silent).await;
+    let mut control = world.bus.subscribe_events::<ControlEvent>().await.unwrap();
+
+    let begun = tokio::time::Instant::now();
+    let answer = scale(&world, 0).await;
+    assert!(begun.elapsed() >= Duration::from_secs(2), "it waited");
+    assert_eq!(answer.scaled_down, 1);
+    assert!(!world.running().contains(&worker), "it proceeds");
+    world.settle().await;
+    let timeouts: Vec<ControlEvent> = World::drain(&mut control)
+        .into_iter()
+        .filter(|e| matches!(e, ControlEvent::RoutingAckTimeout { .. }))
+        .collect();
+    let [
+        ControlEvent::RoutingAckTimeout {
+            laggards, stopping, ..
+        },
+    ] = timeouts.as_slice()
+    else {
+        panic!("one ack-timeout event expected: {timeouts:?}");
+    };
+    assert_eq!(laggards[0].app_id, "silent");
+    assert_eq!(stopping, &[worker]);
+    let metrics = world.service.metrics().encode();
+    assert!(
+        metrics.contains("bannou_orchestrator_routing_ack_timeouts_total 1"),
+        "{metrics}"
     );
 }
