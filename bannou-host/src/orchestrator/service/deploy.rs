@@ -349,8 +349,9 @@ impl OrchestratorService {
         if !exec.failures.is_empty() {
             let failures = texts(&exec.failures);
             let mut notes = failures.clone();
-            if request.strategy == DeployStrategy::BlueGreen {
-                notes.push(if exec.lost_leadership {
+            match request.strategy {
+                // Nothing to revert: the bring-up discarded its nodes (D62).
+                DeployStrategy::BlueGreen => notes.push(if exec.lost_leadership {
                     "Blue-green: stopped before the route switch; the leader's reconciliation \
                      finishes it"
                         .to_owned()
@@ -358,9 +359,8 @@ impl OrchestratorService {
                     "Blue-green: the new nodes were stopped before the route switch; the old \
                      nodes still serve and no route moved"
                         .to_owned()
-                });
-            } else if request.auto_revert {
-                notes.extend(
+                }),
+                DeployStrategy::Replace if request.auto_revert => notes.extend(
                     self.revert_after_failure(
                         backend,
                         &exec.running,
@@ -369,12 +369,11 @@ impl OrchestratorService {
                         deployment_id,
                     )
                     .await,
-                );
-            } else {
-                notes.push(
+                ),
+                DeployStrategy::Replace => notes.push(
                     "Automatic revert disabled (autoRevert: false): the nodes of the failed deployment were left as they are"
                         .to_owned(),
-                );
+                ),
             }
             notes.extend(warnings);
             return self

@@ -186,7 +186,9 @@ async fn a_blue_green_deploy_stops_each_old_node_once_and_only_after_the_switch(
 
     const OLD: [&str; 3] = ["stack-auth", "stack-world", "stack-features"];
     let health: Arc<OnceLock<SharedHealth>> = Arc::default();
-    let seen_at_stop: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    // Each old node stopped, with the app-ids the routes led to at that moment.
+    type Stops = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+    let seen_at_stop: Stops = Arc::default();
     let world = world(|fake| {
         let mut mock = reading(fake);
         let mut order = Sequence::new();
