@@ -69,6 +69,11 @@ mod tests {
         for (schema, field) in [
             ("DeployRequest", "strict"),
             ("DeployRequest", "autoRevert"),
+            ("DeployRequest", "strategy"),
+            ("DeployResponse", "switchedRoutes"),
+            ("RouteSwitch", "mappingsVersion"),
+            ("RouteSwitch", "replaced"),
+            ("RouteSwitch", "ackWaitMs"),
             ("AcquireProcessorRequest", "waitMs"),
             ("AcquireProcessorResponse", "fencingToken"),
             ("ApiError", "error"),

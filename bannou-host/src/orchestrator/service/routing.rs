@@ -12,6 +12,7 @@
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use orchestrator_core::api::*;
 use orchestrator_core::events::WeightedTarget;
@@ -96,6 +97,17 @@ impl WorkerRoutes for ScalerRoutes {
             service.expect_node(worker);
         }
     }
+}
+
+/// What [`OrchestratorService::settle_routes_measured`] did.
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
+    /// The mappings version the consumers were waited for (`None`: not published).
+    pub version: Option<i64>,
+    /// How long the wait took (zero when no wait was made).
+    pub waited: Duration,
+    /// Why nothing was waited for, when the table could not be published.
+    pub warning: Option<String>,
 }
 
 impl OrchestratorService {
@@ -207,10 +219,11 @@ impl OrchestratorService {
                     Vec::new()
                 })
                 .await;
-            (warnings, self.settle_routes_at(&[]).await)
+            (warnings, self.settle_routes_measured(&[]).await)
         })
         .await;
-        let mappings_version = settled.map_err(|w| warnings.push(w)).ok();
+        warnings.extend(settled.warning);
+        let mappings_version = settled.version;
         Ok(Answer::ok(RouteWeightsSettled {
             mappings_version,
             laggards,
@@ -253,12 +266,12 @@ impl OrchestratorService {
     /// operation (`routing_acks::collecting`); the step goes on either way. Returns a
     /// warning when the table could not be published.
     pub(super) async fn settle_routes(&self, stopping: &[AppId]) -> Option<String> {
-        self.settle_routes_at(stopping).await.err()
+        self.settle_routes_measured(stopping).await.warning
     }
 
-    /// [`settle_routes`](Self::settle_routes), returning the version waited for, or the
-    /// warning when the table could not be published.
-    async fn settle_routes_at(&self, stopping: &[AppId]) -> Result<i64, String> {
+    /// [`settle_routes`](Self::settle_routes), saying which version the consumers were
+    /// waited for and how long.
+    pub(super) async fn settle_routes_measured(&self, stopping: &[AppId]) -> Settled {
         let deps = &self.deps;
         // From here on the stopping nodes' beats are ignored: a node still beating for a
         // service that went back to the default would claim it again while the consumers
@@ -271,17 +284,26 @@ impl OrchestratorService {
             None => match deps.broadcaster.publish_now().await {
                 Some(v) => v,
                 None => {
-                    return Err(
-                        "the new routes could not be published; nodes stop without waiting \
-                         for the consumers to follow"
-                            .to_owned(),
-                    );
+                    return Settled {
+                        version: None,
+                        waited: Duration::ZERO,
+                        warning: Some(
+                            "the new routes could not be published; nodes stop without \
+                             waiting for the consumers to follow"
+                                .to_owned(),
+                        ),
+                    };
                 }
             },
         };
+        let settled = |waited| Settled {
+            version: Some(version),
+            waited,
+            warning: None,
+        };
         let timeout = deps.settings.routing_ack_timeout;
         if timeout.is_zero() {
-            return Ok(version);
+            return settled(Duration::ZERO);
         }
         let wait = routing_acks::wait_for_consumers(
             &deps.health,
@@ -292,7 +314,7 @@ impl OrchestratorService {
         )
         .await;
         if wait.acknowledged() {
-            return Ok(version);
+            return settled(wait.waited);
         }
         let names: Vec<&str> = wait.laggards.iter().map(|n| n.app_id.as_str()).collect();
         tracing::warn!(
@@ -314,7 +336,7 @@ impl OrchestratorService {
             },
         )
         .await;
-        Ok(version)
+        settled(wait.waited)
     }
 
     /// Best-effort OpenResty route-cache invalidation
