@@ -10,7 +10,8 @@
 //! that is already gone. The result is deterministic, serialisable to JSON and readable as
 //! text (`Display`).
 //!
-//! The hierarchy checks live in `planner/checks.rs`.
+//! The hierarchy checks live in `planner/checks.rs`; the side-by-side slots of a
+//! blue-green deploy in [`side_by_side`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -25,6 +26,7 @@ use crate::names::{AppId, CONTROL_PLANE_APP_ID};
 use crate::topology::ResolvedNode;
 
 mod checks;
+pub mod side_by_side;
 #[cfg(test)]
 mod tests;
 

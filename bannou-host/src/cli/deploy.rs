@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use orchestrator_core::api::{
-    CleanRequest, CleanResponse, CleanTarget, DeployRequest, DeployResponse, ServiceTopology,
-    TeardownRequest, TeardownResponse, TopologyNode,
+    CleanRequest, CleanResponse, CleanTarget, DeployRequest, DeployResponse, DeployStrategy,
+    ServiceTopology, TeardownRequest, TeardownResponse, TopologyNode,
 };
 use orchestrator_core::events::BackendType;
 
@@ -43,6 +43,10 @@ pub struct DeployArgs {
     /// Reject the deploy on pre-flight warnings (`strict: true`).
     #[arg(long)]
     pub strict: bool,
+    /// How changed nodes are replaced: `replace` (in place, the default) or `blue-green`
+    /// (side by side under new app-ids, one route switch, then the old nodes stop; D62).
+    #[arg(long, value_name = "STRATEGY", default_value = "replace")]
+    pub strategy: DeployStrategy,
     /// Environment for every node (`KEY=VALUE`, repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -71,6 +75,7 @@ impl DeployArgs {
             dry_run: self.dry_run,
             strict: self.strict,
             auto_revert: !self.no_revert,
+            strategy: self.strategy,
             ..DeployRequest::default()
         })
     }
@@ -151,6 +156,20 @@ pub fn write_deploy(
         }
         writeln!(out)?;
         t.write(out)?;
+    }
+    if let Some(switch) = &resp.switched_routes {
+        writeln!(out)?;
+        let version = switch
+            .mappings_version
+            .map_or_else(|| "unpublished".to_owned(), |v| format!("v{v}"));
+        writeln!(
+            out,
+            "Routes switched in mappings {version}; consumers followed in {} ms",
+            switch.ack_wait_ms
+        )?;
+        for (old, new) in &switch.replaced {
+            writeln!(out, "  {old} -> {new}")?;
+        }
     }
     if let Some(warnings) = resp.warnings.as_deref().filter(|w| !w.is_empty()) {
         writeln!(out)?;
@@ -351,7 +370,13 @@ mod tests {
         assert_eq!(req.preset.as_deref(), Some("game-stack"));
         assert_eq!(req.backend, Some(BackendType::InProcess));
         assert!(req.dry_run && req.strict && !req.auto_revert);
+        assert_eq!(req.strategy, DeployStrategy::Replace);
         assert_eq!(req.environment.unwrap()["LOG_LEVEL"], "debug");
+        let Command::Deploy(a) = parse(&["deploy", "p", "--strategy", "blue-green"]) else {
+            panic!("not deploy")
+        };
+        assert_eq!(a.request().unwrap().strategy, DeployStrategy::BlueGreen);
+        assert!(Cli::try_parse_from(["bannou-host", "deploy", "p", "--strategy", "x"]).is_err());
     }
 
     #[test]
@@ -433,6 +458,7 @@ mod tests {
             }]),
             warnings: (!success).then(|| vec!["auth-node: image not found".to_owned()]),
             routing_laggards: None,
+            switched_routes: None,
         }
     }
 

@@ -32,6 +32,7 @@ fn answer(success: bool) -> Answer<DeployResponse> {
             services: None,
             warnings: None,
             routing_laggards: None,
+            switched_routes: None,
         },
     )
 }

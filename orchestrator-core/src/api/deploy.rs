@@ -1,6 +1,7 @@
 //! Environment lifecycle endpoints: Deploy (docs/COMPATIBILITY.md#deploy), Teardown
 //! (docs/COMPATIBILITY.md#teardown) and Clean (docs/COMPATIBILITY.md#clean), plus our
-//! deploy extensions `strict` and `autoRevert` (D27 (docs/DECISIONS.md#d27)).
+//! deploy extensions `strict` and `autoRevert` (D27 (docs/DECISIONS.md#d27)) and
+//! `strategy` (D62 (docs/DECISIONS.md#d62)).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::defaults::yes;
+use super::deploy_strategy::DeployStrategy;
 use super::error::{FieldError, Validate, at_least};
 use super::topology::{DeployedService, ServiceTopology, env_keys_non_empty};
 use super::{CleanTarget, DeploymentMode, TeardownMode};
@@ -58,6 +60,12 @@ pub struct DeployRequest {
     /// (default true; upstream only tears the new nodes down).
     #[serde(default = "yes")]
     pub auto_revert: bool,
+    /// **Ours.** How changed nodes are replaced (default `replace`; `blue-green`:
+    /// side by side under new app-ids, one route switch, D62 (docs/DECISIONS.md#d62)).
+    /// Left out of a request when it is the default, so older servers see upstream's
+    /// body.
+    #[serde(default, skip_serializing_if = "DeployStrategy::is_replace")]
+    pub strategy: DeployStrategy,
 }
 
 const fn default_deploy_mode() -> DeploymentMode {
@@ -81,6 +89,7 @@ impl Default for DeployRequest {
             dry_run: false,
             strict: false,
             auto_revert: true,
+            strategy: DeployStrategy::Replace,
         }
     }
 }
@@ -159,6 +168,9 @@ pub struct DeployResponse {
     /// consumer acknowledged in time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_laggards: Option<Vec<crate::api::NodeMappingsVersion>>,
+    /// Ours only (D62): a blue-green deploy's route switch; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_routes: Option<super::deploy_strategy::RouteSwitch>,
 }
 
 // === Teardown (docs/COMPATIBILITY.md#teardown) ===
@@ -359,6 +371,26 @@ mod tests {
     }
 
     #[test]
+    fn strategy_is_additive_and_left_out_when_default() {
+        let req: DeployRequest = serde_json::from_value(json!({"preset": "p"})).unwrap();
+        assert_eq!(req.strategy, DeployStrategy::Replace);
+        assert!(
+            serde_json::to_value(&req)
+                .unwrap()
+                .get("strategy")
+                .is_none()
+        );
+        let req: DeployRequest = round_trip(
+            json!({"preset": "p", "strategy": "blue-green"}),
+            json!({"preset": "p", "mode": "Graceful", "timeout": 300, "waitForHealthy": true,
+                   "dryRun": false, "strict": false, "autoRevert": true,
+                   "strategy": "blue-green"}),
+        );
+        assert_eq!(req.strategy, DeployStrategy::BlueGreen);
+        assert!(serde_json::from_value::<DeployRequest>(json!({"strategy": "rolling"})).is_err());
+    }
+
+    #[test]
     fn reset_detection_follows_spec_5_5() {
         let with = |preset: Option<&str>, nodes: usize| DeployRequest {
             preset: preset.map(str::to_owned),
@@ -428,6 +460,7 @@ mod tests {
             }]),
             warnings: None,
             routing_laggards: None,
+            switched_routes: None,
         };
         let expected = json!({
             "success": true, "deploymentId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11",

@@ -51,7 +51,7 @@
 //! - Integers are `i64` so that out-of-range input (`targetInstances: -1`) parses and is
 //!   rejected by [`Validate`] with the field named, rather than by serde.
 //! - Our extensions are marked **Ours** in their docs: `DeployRequest::strict`,
-//!   `DeployRequest::auto_revert`, `AcquireProcessorRequest::wait_ms`,
+//!   `DeployRequest::auto_revert`, `DeployRequest::strategy`, `AcquireProcessorRequest::wait_ms`,
 //!   `AcquireProcessorResponse::fencing_token`, `ReleaseProcessorRequest::fencing_token`,
 //!   and the renew and drain endpoints.
 
@@ -60,6 +60,7 @@ pub mod config;
 pub mod containers;
 mod defaults;
 pub mod deploy;
+pub mod deploy_strategy;
 pub mod enums;
 pub mod error;
 pub mod infrastructure;
@@ -77,6 +78,7 @@ pub use backends::*;
 pub use config::*;
 pub use containers::*;
 pub use deploy::*;
+pub use deploy_strategy::*;
 pub use enums::*;
 pub use error::{ApiError, FieldError, Validate, decode_request};
 pub use infrastructure::*;

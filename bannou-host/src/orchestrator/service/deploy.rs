@@ -4,7 +4,9 @@
 //! hierarchy, the control plane's own service, pools and backend. Then it plans against
 //! what the current configuration runs and hands the plan to the wave executor
 //! (`waves.rs`); on a failed wave it reverts to the last stable version unless the
-//! request says `autoRevert: false`. A reset to the default is `reset.rs`.
+//! request says `autoRevert: false`. A `strategy: blue-green` deploy runs its plan side by
+//! side instead (`deploy/blue_green.rs`, D62 (docs/DECISIONS.md#d62)): no revert, the new
+//! nodes are discarded. A reset to the default is `reset.rs`.
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use orchestrator_core::api::*;
 use orchestrator_core::events::{BackendType, DeploymentAction};
+use orchestrator_core::planner::side_by_side::{self, SlotChange};
 use orchestrator_core::planner::{self, Plan, PlanIssue, PlanOptions};
 use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::preset::PresetLibrary;
@@ -42,6 +45,9 @@ struct Prepared {
     pools: Vec<PoolConfig>,
     /// Preset and plan warnings.
     warnings: Vec<String>,
+    /// Blue-green: the nodes that come up beside their old version (the plan is then
+    /// side by side: no redeploy).
+    slots: Vec<SlotChange>,
 }
 
 impl OrchestratorService {
@@ -218,11 +224,26 @@ impl OrchestratorService {
             control_plane_services: None,
             strict: request.strict,
         };
-        let plan = planner::plan(&running, &resolved.nodes, catalog, &options)
+        // A node a blue-green deploy moved to its other slot is planned where it runs (D62).
+        let mut desired = resolved.nodes;
+        side_by_side::adopt_running_slots(&running, &mut desired);
+        let mut plan = planner::plan(&running, &desired, catalog, &options)
             .map_err(|rejected| ServiceError::bad_request(rejected.to_string()))?;
         // Layer-coupling fixes may have changed what a node hosts: check again.
         refuse_orchestrator_nodes(&plan.nodes)?;
         warnings.extend(plan.warnings.iter().map(PlanIssue::to_string));
+        let slots = match request.strategy {
+            DeployStrategy::Replace => Vec::new(),
+            DeployStrategy::BlueGreen => {
+                // Changed nodes move to their other slot; planned again, they come up as
+                // new nodes beside the old ones, which are torn down (D62).
+                let (nodes, slots) = side_by_side::side_by_side_nodes(&plan, &running)
+                    .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+                plan = planner::plan(&running, &nodes, catalog, &options)
+                    .map_err(|rejected| ServiceError::bad_request(rejected.to_string()))?;
+                slots
+            }
+        };
         Ok(Prepared {
             preset: request.preset_name().map(str::to_owned),
             config,
@@ -230,6 +251,7 @@ impl OrchestratorService {
             plan,
             pools,
             warnings,
+            slots,
         })
     }
 
@@ -266,6 +288,7 @@ impl OrchestratorService {
             services: Some(services),
             warnings: non_empty(prepared.warnings),
             routing_laggards: None,
+            switched_routes: None,
         })
     }
 
@@ -289,6 +312,7 @@ impl OrchestratorService {
             plan,
             pools,
             mut warnings,
+            slots,
         } = prepared;
         // What a failed ending names (each failure path below returns with it).
         let failed = Failed {
@@ -308,7 +332,13 @@ impl OrchestratorService {
             notes.extend(warnings);
             return self.failed(failed, Vec::new(), &unconfirmed, notes).await;
         }
-        let exec = self.execute_plan(backend, &running, &plan).await;
+        let (exec, switch) = match request.strategy {
+            DeployStrategy::Replace => (self.execute_plan(backend, &running, &plan).await, None),
+            DeployStrategy::BlueGreen => {
+                let run = self.run_blue_green(backend, &running, &plan, &slots).await;
+                (run.exec, run.switch)
+            }
+        };
         // Whatever happened, nodes now run on this backend (D6).
         deps.backends.set_active(backend_type);
         warnings.extend(exec.warnings.iter().cloned());
@@ -319,7 +349,17 @@ impl OrchestratorService {
         if !exec.failures.is_empty() {
             let failures = texts(&exec.failures);
             let mut notes = failures.clone();
-            if request.auto_revert {
+            if request.strategy == DeployStrategy::BlueGreen {
+                notes.push(if exec.lost_leadership {
+                    "Blue-green: stopped before the route switch; the leader's reconciliation \
+                     finishes it"
+                        .to_owned()
+                } else {
+                    "Blue-green: the new nodes were stopped before the route switch; the old \
+                     nodes still serve and no route moved"
+                        .to_owned()
+                });
+            } else if request.auto_revert {
                 notes.extend(
                     self.revert_after_failure(
                         backend,
@@ -403,6 +443,7 @@ impl OrchestratorService {
             services: Some(services),
             warnings: non_empty(warnings),
             routing_laggards: None,
+            switched_routes: switch,
         })
     }
 
@@ -440,6 +481,7 @@ impl OrchestratorService {
                 services: None,
                 warnings: Some(notes),
                 routing_laggards: None,
+                switched_routes: None,
             },
         )
     }
@@ -530,5 +572,6 @@ fn deployed_service(
     }
 }
 
+mod blue_green;
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,7 @@ impl OrchestratorService {
             ),
             warnings: non_empty(warnings),
             routing_laggards: None,
+            switched_routes: None,
         };
         if request.dry_run {
             let changes = tracked.iter().map(ToString::to_string).collect();

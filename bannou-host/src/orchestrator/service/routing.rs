@@ -9,6 +9,7 @@
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use orchestrator_core::api::*;
 use orchestrator_core::records::RoutingRecord;
@@ -39,6 +40,17 @@ pub(super) fn route_to(
     }
     written
 }
+/// What [`OrchestratorService::settle_routes_measured`] did.
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
+    /// The mappings version the consumers were waited for (`None`: not published).
+    pub version: Option<i64>,
+    /// How long the wait took (zero when no wait was made).
+    pub waited: Duration,
+    /// Why nothing was waited for, when the table could not be published.
+    pub warning: Option<String>,
+}
+
 impl OrchestratorService {
     /// Changes the routing table with `change` (which returns the services it wrote or
     /// removed), publishes the mappings at once when the service -> app-id mapping changed
@@ -118,6 +130,12 @@ impl OrchestratorService {
     /// operation (`routing_acks::collecting`); the step goes on either way. Returns a
     /// warning when the table could not be published.
     pub(super) async fn settle_routes(&self, stopping: &[AppId]) -> Option<String> {
+        self.settle_routes_measured(stopping).await.warning
+    }
+
+    /// [`settle_routes`](Self::settle_routes), saying which version the consumers were
+    /// waited for and how long.
+    pub(super) async fn settle_routes_measured(&self, stopping: &[AppId]) -> Settled {
         let deps = &self.deps;
         // From here on the stopping nodes' beats are ignored: a node still beating for a
         // service that went back to the default would claim it again while the consumers
@@ -130,17 +148,26 @@ impl OrchestratorService {
             None => match deps.broadcaster.publish_now().await {
                 Some(v) => v,
                 None => {
-                    return Some(
-                        "the new routes could not be published; nodes stop without waiting \
-                         for the consumers to follow"
-                            .to_owned(),
-                    );
+                    return Settled {
+                        version: None,
+                        waited: Duration::ZERO,
+                        warning: Some(
+                            "the new routes could not be published; nodes stop without \
+                             waiting for the consumers to follow"
+                                .to_owned(),
+                        ),
+                    };
                 }
             },
         };
+        let settled = |waited| Settled {
+            version: Some(version),
+            waited,
+            warning: None,
+        };
         let timeout = deps.settings.routing_ack_timeout;
         if timeout.is_zero() {
-            return None;
+            return settled(Duration::ZERO);
         }
         let wait = routing_acks::wait_for_consumers(
             &deps.health,
@@ -151,7 +178,7 @@ impl OrchestratorService {
         )
         .await;
         if wait.acknowledged() {
-            return None;
+            return settled(wait.waited);
         }
         let names: Vec<&str> = wait.laggards.iter().map(|n| n.app_id.as_str()).collect();
         tracing::warn!(
@@ -173,7 +200,7 @@ impl OrchestratorService {
             },
         )
         .await;
-        None
+        settled(wait.waited)
     }
 
     /// Best-effort OpenResty route-cache invalidation

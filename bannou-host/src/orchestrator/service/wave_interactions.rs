@@ -174,3 +174,85 @@ async fn a_failed_wave_is_reverted_by_stopping_what_started_once_and_deploying_n
     assert!(!answer.success);
     assert!(world.running().is_empty());
 }
+
+/// Blue-green (D62): the new nodes start once each, wave by wave, beside the old ones; an
+/// old node is stopped once, and only when no route leads to an old node any more (the
+/// switch happened) and every new node runs.
+#[tokio::test(start_paused = true)]
+async fn a_blue_green_deploy_stops_each_old_node_once_and_only_after_the_switch() {
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use crate::orchestrator::heartbeats::SharedHealth;
+
+    const OLD: [&str; 3] = ["stack-auth", "stack-world", "stack-features"];
+    let health: Arc<OnceLock<SharedHealth>> = Arc::default();
+    let seen_at_stop: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    let world = world(|fake| {
+        let mut mock = reading(fake);
+        let mut order = Sequence::new();
+        for app in OLD {
+            deploys_once(&mut mock, &mut order, fake, app);
+        }
+        for app in OLD.map(|a| format!("{a}-green")) {
+            deploys_once(&mut mock, &mut order, fake, &app);
+        }
+        for app in OLD {
+            let (f, app) = (fake.clone(), AppId::new(app));
+            let (health, seen) = (health.clone(), seen_at_stop.clone());
+            mock.expect_teardown()
+                .withf(move |a, _| *a == app)
+                .times(1)
+                .returning(move |a, options| {
+                    let routed: Vec<String> = {
+                        let state = health.get().expect("set after the build").lock();
+                        state
+                            .routing
+                            .mappings()
+                            .values()
+                            .map(ToString::to_string)
+                            .collect()
+                    };
+                    seen.lock().unwrap().push((a.to_string(), routed));
+                    block_on(f.teardown(a, options))
+                });
+        }
+        mock
+    })
+    .await;
+    health
+        .set(world.service.deps().health.clone())
+        .unwrap_or_else(|_| unreachable!());
+    assert!(deploy(&world, "game-stack", true).await.success);
+
+    let answer = world
+        .service
+        .deploy(DeployRequest {
+            preset: Some("game-stack".to_owned()),
+            environment: Some([("TAG".to_owned(), "2".to_owned())].into()),
+            strategy: orchestrator_core::api::DeployStrategy::BlueGreen,
+            ..DeployRequest::default()
+        })
+        .await
+        .expect("deploy answered")
+        .body;
+
+    assert!(answer.success, "{:?}", answer.warnings);
+    let seen = seen_at_stop.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (stopped, routed) in &seen {
+        assert!(!routed.is_empty());
+        assert!(
+            routed.iter().all(|a| a.ends_with("-green")),
+            "{stopped} stopped while routes led to {routed:?}"
+        );
+    }
+    assert_eq!(
+        world.running(),
+        [
+            "stack-auth-green",
+            "stack-features-green",
+            "stack-world-green"
+        ]
+    );
+    // Dropping the world drops the mock, which checks every `times(1)`.
+}

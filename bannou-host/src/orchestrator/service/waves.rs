@@ -69,6 +69,17 @@ impl Execution {
     }
 }
 
+/// When a deploy wave's routes change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaveRouting {
+    /// Each deploy wave routes its nodes once they are healthy; teardown waves release
+    /// routes and stop nodes (a replacing deploy).
+    PerWave,
+    /// No wave touches a route and teardown waves are skipped: the caller switches the
+    /// routes once every wave is up (a side-by-side bring-up).
+    Deferred,
+}
+
 /// One node's deploy: the backend's answer and what the health wait needs.
 struct Attempt {
     node: ResolvedNode,
@@ -104,6 +115,21 @@ impl OrchestratorService {
         current: &[ResolvedNode],
         plan: &Plan,
     ) -> Execution {
+        self.execute_waves(backend, current, plan, WaveRouting::PerWave)
+            .await
+    }
+
+    /// Runs `plan`'s waves as [`execute_plan`](Self::execute_plan) does; under
+    /// [`WaveRouting::Deferred`] the deploy waves start and wait for their nodes without
+    /// touching any route, and the teardown waves and the final route rewrite are left to
+    /// the caller (a side-by-side bring-up, D62 (docs/DECISIONS.md#d62)).
+    pub(super) async fn execute_waves(
+        &self,
+        backend: &Arc<dyn ContainerBackend>,
+        current: &[ResolvedNode],
+        plan: &Plan,
+        routing: WaveRouting,
+    ) -> Execution {
         let mut exec = Execution::default();
         let mut running: BTreeMap<AppId, ResolvedNode> = current
             .iter()
@@ -112,7 +138,13 @@ impl OrchestratorService {
         let desired: BTreeMap<&AppId, &ResolvedNode> =
             plan.nodes.iter().map(|n| (&n.app_id, n)).collect();
 
-        for wave in &plan.waves {
+        let deferred = routing == WaveRouting::Deferred;
+        let waves = plan
+            .waves
+            .iter()
+            .filter(|w| !(deferred && w.phase == WavePhase::Teardown));
+        let total = waves.clone().count();
+        for wave in waves {
             // A replica that stopped leading (a stall, a partition) must not go on: the
             // new leader may already be reconciling. Its record stays for that leader.
             if !self.deps.leader.is_leader() {
@@ -127,15 +159,11 @@ impl OrchestratorService {
             let _wave = self
                 .metrics
                 .wave_started(backend.backend_type(), wave.index);
-            let progress = crate::event_stream::WaveProgress::start(
-                self.deps.bus.as_ref(),
-                wave,
-                plan.waves.len(),
-            )
-            .await;
+            let progress =
+                crate::event_stream::WaveProgress::start(self.deps.bus.as_ref(), wave, total).await;
             match wave.phase {
                 WavePhase::Deploy => {
-                    self.deploy_wave(backend, wave, &desired, &mut running, &mut exec)
+                    self.deploy_wave(backend, wave, &desired, &mut running, &mut exec, routing)
                         .await;
                 }
                 WavePhase::Teardown => {
@@ -151,7 +179,7 @@ impl OrchestratorService {
                 break;
             }
         }
-        if exec.failures.is_empty() {
+        if exec.failures.is_empty() && !deferred {
             let warnings = self
                 .change_routes(|table, now, port| {
                     let mut changed = Vec::new();
@@ -182,6 +210,7 @@ impl OrchestratorService {
         desired: &BTreeMap<&AppId, &ResolvedNode>,
         running: &mut BTreeMap<AppId, ResolvedNode>,
         exec: &mut Execution,
+        routing: WaveRouting,
     ) {
         let starts: Vec<ResolvedNode> = wave
             .actions
@@ -275,6 +304,9 @@ impl OrchestratorService {
                 }
             });
             exec.failures.extend(futures::future::join_all(reads).await);
+            return;
+        }
+        if routing == WaveRouting::Deferred {
             return;
         }
 
