@@ -437,6 +437,105 @@ async fn ping_is_forwarded_through_the_mesh_once_mappings_arrive() {
     n2.stop().await;
 }
 
+/// `calls` forwarded pings of `service` through `node` (one HTTP client), counted by the
+/// app-id that answered; the second count is the calls that failed.
+async fn forwarded_pings(node: &Node, service: &str, calls: u32) -> (BTreeMap<String, u32>, u32) {
+    let client = http();
+    let url = format!("{}/{service}/ping", node.base_url());
+    let mut answered = BTreeMap::new();
+    let mut failed = 0;
+    for _ in 0..calls {
+        let body = match client.get(&url).send().await {
+            Ok(resp) if resp.status().is_success() => resp.json::<serde_json::Value>().await.ok(),
+            _ => None,
+        };
+        match body.as_ref().and_then(|b| b["appId"].as_str()) {
+            Some(app) => *answered.entry(app.to_owned()).or_insert(0) += 1,
+            None => failed += 1,
+        }
+    }
+    (answered, failed)
+}
+
+#[tokio::test]
+async fn a_weighted_service_is_split_per_call_through_the_mesh_and_clearing_returns_it_to_the_primary()
+ {
+    const CALLS: u32 = 2_000;
+    let world = World::new();
+    let off = [("BANNOU_HEARTBEAT_ENABLED", "false")];
+    let caller = world.node(only("caller", &["auth"], &off)).await;
+    let old = world.node(only("old", &["account"], &off)).await;
+    let new = world.node(only("new", &["account"], &off)).await;
+
+    // Version 1: account's primary is `old` (what upstream's nodes use), 30% to `new`.
+    let split = orchestrator_routing::WeightedTargets::new([
+        (AppId::from("old"), 70),
+        (AppId::from("new"), 30),
+    ])
+    .unwrap();
+    let snapshot = MappingsSnapshot::from_entries(1, None, [("account", Some("old"))])
+        .with_weights([("account".to_owned(), split)]);
+    let event = snapshot.to_event(
+        Uuid::new_v4(),
+        Timestamp::from_unix_millis(T0),
+        Uuid::new_v4(),
+    );
+    assert_eq!(event.mappings["account"], "old");
+    world.bus.publish_event(&event).await.unwrap();
+    eventually("the caller applied version 1", || {
+        caller.routing_version() == Some(1)
+    })
+    .await;
+
+    let (answered, failed) = forwarded_pings(&caller, "account", CALLS).await;
+    assert_eq!(failed, 0, "{answered:?}");
+    assert_eq!(answered.values().sum::<u32>(), CALLS);
+    let share = f64::from(answered.get("new").copied().unwrap_or(0)) * 100.0 / f64::from(CALLS);
+    assert!(
+        (share - 30.0).abs() <= 4.0,
+        "new got {share:.1}% for a weight of 30: {answered:?}"
+    );
+
+    // Version 2 clears the split while a client keeps calling: no call fails, and once the
+    // caller applied it every call goes to the primary.
+    let during = {
+        let caller_url = caller.base_url();
+        tokio::spawn(async move {
+            let client = http();
+            let mut failed = 0u32;
+            for _ in 0..200 {
+                let ok = client
+                    .get(format!("{caller_url}/account/ping"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                failed += u32::from(!ok);
+            }
+            failed
+        })
+    };
+    world.publish_mappings(2, &[("account", "old")]).await;
+    eventually("the caller applied version 2", || {
+        caller.routing_version() == Some(2)
+    })
+    .await;
+    assert_eq!(
+        during.await.unwrap(),
+        0,
+        "calls failed while the split was cleared"
+    );
+    let (answered, failed) = forwarded_pings(&caller, "account", CALLS / 4).await;
+    assert_eq!(failed, 0);
+    assert_eq!(
+        answered.into_iter().collect::<Vec<_>>(),
+        [("old".to_owned(), CALLS / 4)]
+    );
+
+    for node in [caller, old, new] {
+        node.stop().await;
+    }
+}
+
 // === heartbeats ===
 
 #[tokio::test(start_paused = true)]

@@ -290,6 +290,23 @@ pub struct FullServiceMappingsEvent {
     /// Absent when traces are off and on periodic rebroadcasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Ours, additive (consumers that do not know it ignore it and keep using `mappings`):
+    /// service name -> the weighted split of its calls between app-ids (D63
+    /// (docs/DECISIONS.md#d63)). `mappings` still names the primary app-id of such a
+    /// service (or leaves it to `defaultAppId`). Absent when no service is split.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weighted_mappings: BTreeMap<String, Vec<WeightedTarget>>,
+}
+
+/// One app-id of a weighted split and its weight (ours, D63 (docs/DECISIONS.md#d63)): a
+/// target receives `weight / sum of the split's weights` of the calls; 0 receives none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedTarget {
+    /// Target node.
+    pub app_id: String,
+    /// Its relative weight (any non-negative integer; percentages by convention).
+    pub weight: u32,
 }
 
 impl Event for FullServiceMappingsEvent {

@@ -15,6 +15,9 @@
 //!   coalescing window (D11 (docs/DECISIONS.md#d11)) plus the 30 s rebroadcast.
 //! - [`resolver`]: what every node runs: [`MappingsWriter`] applies strictly newer
 //!   snapshots, [`MeshReader`] resolves lock-free; [`lagging_instances`] lists nodes behind.
+//! - [`weights`]: [`WeightedTargets`], the validated split of one service's calls between
+//!   app-ids (canary deploys, D63 in docs/DECISIONS.md), which the table, the snapshots
+//!   and the resolver carry beside the primary app-id.
 //! - [`invalidation`]: the best-effort OpenResty cache invalidation request
 //!   (docs/COMPATIBILITY.md#openresty-invalidation).
 //!
@@ -26,6 +29,7 @@ pub mod invalidation;
 pub mod mappings;
 pub mod resolver;
 pub mod table;
+pub mod weights;
 
 pub use broadcast::{BroadcastPolicy, PublishReason};
 pub use invalidation::{InvalidationOutcome, InvalidationRequest, OpenRestyConfig};
@@ -34,6 +38,7 @@ pub use resolver::{
     ApplyOutcome, MappingsWriter, MeshReader, MeshResolver, Resolution, lagging_instances,
 };
 pub use table::{HeartbeatRouting, Route, RouteChange, RoutingError, RoutingTable};
+pub use weights::{WeightedTargets, WeightsError};
 
 #[cfg(test)]
 mod proptests;

@@ -2,18 +2,21 @@
 //! (docs/COMPATIBILITY.md#mappings-broadcast, docs/COMPATIBILITY.md#mappings-consumers,
 //! docs/COMPATIBILITY.md#published-events).
 //!
-//! A [`MappingsSnapshot`] holds only services routed away from the default app-id; the
-//! consumer side ([`MappingsSnapshot::from_event`], [`MappingsSnapshot::from_json`]) is lenient.
+//! A [`MappingsSnapshot`] holds only services routed away from the default app-id, plus
+//! the weighted splits (D63 (docs/DECISIONS.md#d63)) in the additive `weightedMappings`
+//! field, which leaves `mappings` naming each split service's primary; the consumer side
+//! ([`MappingsSnapshot::from_event`], [`MappingsSnapshot::from_json`]) is lenient.
 
 use std::collections::BTreeMap;
 
-use orchestrator_core::events::FullServiceMappingsEvent;
+use orchestrator_core::events::{FullServiceMappingsEvent, WeightedTarget};
 use orchestrator_core::names::AppId;
 use orchestrator_core::time::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::table::{RoutingTable, canonical_service, is_infrastructure, is_orchestrator};
+use crate::weights::WeightedTargets;
 
 /// `eventName` of a [`FullServiceMappingsEvent`].
 pub const MAPPINGS_EVENT_NAME: &str = "orchestrator.full_service_mappings";
@@ -30,6 +33,9 @@ pub struct MappingsSnapshot {
     pub mappings: BTreeMap<String, AppId>,
     /// Where every other service goes (`bannou`).
     pub default_app_id: AppId,
+    /// Services whose calls are split between app-ids, by canonical name (D63). Their
+    /// entry in `mappings` (or the default) stays their primary.
+    pub weights: BTreeMap<String, WeightedTargets>,
 }
 
 /// Why a mappings payload could not be read at all (individual bad entries are skipped).
@@ -49,6 +55,16 @@ struct LenientEvent {
     #[serde(default)]
     default_app_id: Option<String>,
     version: i64,
+    /// Read by hand, entry by entry: a malformed split is skipped, never the payload.
+    #[serde(default)]
+    weighted_mappings: Option<serde_json::Value>,
+}
+
+/// Whether a service key may carry a mapping or a split on the consumer side
+/// (docs/COMPATIBILITY.md#mappings-consumers): not blank, not `_`-prefixed, neither
+/// infrastructure nor `orchestrator`. `key` is canonical.
+fn consumable_key(key: &str) -> bool {
+    !(key.is_empty() || key.starts_with('_') || is_infrastructure(key) || is_orchestrator(key))
 }
 
 // === impl MappingsSnapshot ===
@@ -60,7 +76,23 @@ impl MappingsSnapshot {
             version,
             mappings: table.mappings(),
             default_app_id: table.default_app_id().clone(),
+            weights: table.weighted(),
         }
+    }
+
+    /// This snapshot with the splits `weights` (service, split) added, keys canonicalised;
+    /// blank, `_`-prefixed, infrastructure and `orchestrator` keys are skipped.
+    pub fn with_weights<I>(mut self, weights: I) -> Self
+    where
+        I: IntoIterator<Item = (String, WeightedTargets)>,
+    {
+        for (service, split) in weights {
+            let key = canonical_service(&service);
+            if consumable_key(&key) {
+                self.weights.insert(key, split);
+            }
+        }
+        self
     }
 
     /// A normalised snapshot from raw entries, applying the consumer rules of
@@ -82,12 +114,7 @@ impl MappingsSnapshot {
             let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            if key.is_empty()
-                || key.starts_with('_')
-                || is_infrastructure(&key)
-                || is_orchestrator(&key)
-                || default_app_id.matches(value)
-            {
+            if !consumable_key(&key) || default_app_id.matches(value) {
                 continue;
             }
             mappings.insert(key, AppId::new(value));
@@ -96,11 +123,13 @@ impl MappingsSnapshot {
             version,
             mappings,
             default_app_id,
+            weights: BTreeMap::new(),
         }
     }
 
     /// The consumer side of a typed event (docs/COMPATIBILITY.md#mappings-consumers rules,
-    /// see [`from_entries`](Self::from_entries)).
+    /// see [`from_entries`](Self::from_entries)); an invalid split is skipped (its service
+    /// goes to its primary).
     pub fn from_event(event: &FullServiceMappingsEvent) -> Self {
         Self::from_entries(
             event.version,
@@ -110,6 +139,10 @@ impl MappingsSnapshot {
                 .iter()
                 .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
         )
+        .with_weights(event.weighted_mappings.iter().filter_map(|(k, targets)| {
+            let split = WeightedTargets::from_wire(targets).ok()?;
+            Some((k.clone(), split))
+        }))
     }
 
     /// The consumer side of a raw JSON payload, accepting `null` for `defaultAppId`,
@@ -117,11 +150,22 @@ impl MappingsSnapshot {
     pub fn from_json(payload: &[u8]) -> Result<Self, MappingsParseError> {
         let raw: LenientEvent = serde_json::from_slice(payload)?;
         let mappings = raw.mappings.unwrap_or_default();
+        let weights = match raw.weighted_mappings {
+            Some(serde_json::Value::Object(entries)) => entries
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let targets: Vec<WeightedTarget> = serde_json::from_value(v).ok()?;
+                    Some((k, WeightedTargets::from_wire(&targets).ok()?))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Self::from_entries(
             raw.version,
             raw.default_app_id.as_deref(),
             mappings.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
-        ))
+        )
+        .with_weights(weights))
     }
 
     /// The wire event (`totalServices` = number of mappings).
@@ -145,11 +189,17 @@ impl MappingsSnapshot {
             source_instance_id,
             total_services: i64::try_from(self.mappings.len()).unwrap_or(i64::MAX),
             traceparent: None,
+            weighted_mappings: self
+                .weights
+                .iter()
+                .map(|(k, w)| (k.clone(), w.to_wire()))
+                .collect(),
         }
     }
 
     /// The app-id `service` resolves to in this snapshot: the control plane for
-    /// `orchestrator`, its mapping, else the default.
+    /// `orchestrator`, its mapping, else the default (the primary: splits are the
+    /// resolver's, per call).
     pub fn resolve(&self, service: &str) -> AppId {
         if is_orchestrator(service) {
             return AppId::control_plane();
@@ -180,6 +230,8 @@ pub struct MappingsDiff {
     pub removed: Vec<(String, AppId)>,
     /// `(from, to)` when the default app-id changed.
     pub default_app_id: Option<(AppId, AppId)>,
+    /// `(service, split)` for services whose weighted split changed; `None`: removed.
+    pub reweighted: Vec<(String, Option<WeightedTargets>)>,
 }
 
 // === impl MappingsDiff ===
@@ -205,6 +257,21 @@ impl MappingsDiff {
         if from.default_app_id != to.default_app_id {
             diff.default_app_id = Some((from.default_app_id.clone(), to.default_app_id.clone()));
         }
+        for (service, old) in &from.weights {
+            match to.weights.get(service) {
+                Some(new) if new != old => {
+                    diff.reweighted.push((service.clone(), Some(new.clone())))
+                }
+                Some(_) => {}
+                None => diff.reweighted.push((service.clone(), None)),
+            }
+        }
+        for (service, new) in &to.weights {
+            if !from.weights.contains_key(service) {
+                diff.reweighted.push((service.clone(), Some(new.clone())));
+            }
+        }
+        diff.reweighted.sort_by(|a, b| a.0.cmp(&b.0));
         diff
     }
 
@@ -222,6 +289,7 @@ impl MappingsDiff {
             && self.added.is_empty()
             && self.removed.is_empty()
             && self.default_app_id.is_none()
+            && self.reweighted.is_empty()
     }
 
     /// Applies the diff to `base`, giving the newer snapshot's mappings at `version`.
@@ -239,6 +307,12 @@ impl MappingsDiff {
         }
         if let Some((_, to)) = &self.default_app_id {
             next.default_app_id = to.clone();
+        }
+        for (service, split) in &self.reweighted {
+            match split {
+                Some(split) => next.weights.insert(service.clone(), split.clone()),
+                None => next.weights.remove(service),
+            };
         }
         next
     }
@@ -310,6 +384,117 @@ mod tests {
         );
         assert!(MappingsSnapshot::from_json(b"{\"mappings\": {}}").is_err());
         assert!(MappingsSnapshot::from_json(b"not json").is_err());
+    }
+
+    fn split(targets: &[(&str, u32)]) -> WeightedTargets {
+        WeightedTargets::new(targets.iter().map(|(a, w)| (AppId::from(*a), *w))).unwrap()
+    }
+
+    fn weighted_table() -> RoutingTable {
+        let mut table = table(&[("auth", "old")]);
+        table
+            .set_weights("auth", split(&[("old", 90), ("new", 10)]))
+            .unwrap();
+        table
+    }
+
+    #[test]
+    fn weights_travel_in_an_additive_field_beside_the_primary() {
+        let snap = MappingsSnapshot::from_table(&weighted_table(), 9);
+        let ev = snap.to_event(Uuid::nil(), t(0), Uuid::nil());
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            json["mappings"]["auth"], "old",
+            "the primary, for upstream's nodes"
+        );
+        assert_eq!(
+            json["weightedMappings"]["auth"],
+            serde_json::json!([{"appId": "new", "weight": 10}, {"appId": "old", "weight": 90}])
+        );
+        assert_eq!(MappingsSnapshot::from_event(&ev), snap);
+        assert_eq!(
+            MappingsSnapshot::from_json(&serde_json::to_vec(&ev).unwrap()).unwrap(),
+            snap
+        );
+        // Without splits the field is absent: the payload is upstream's, byte for byte.
+        let plain = MappingsSnapshot::from_table(&table(&[("auth", "old")]), 9);
+        let plain = serde_json::to_value(plain.to_event(Uuid::nil(), t(0), Uuid::nil())).unwrap();
+        assert!(plain.get("weightedMappings").is_none());
+    }
+
+    /// What a consumer that knows only upstream's fields reads (upstream's lib-mesh reads
+    /// `mappings`, `defaultAppId` and `version`; unknown members are ignored).
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct UpstreamEvent {
+        mappings: BTreeMap<String, String>,
+        default_app_id: Option<String>,
+        version: i64,
+    }
+
+    #[test]
+    fn a_consumer_that_knows_only_the_old_fields_gets_the_primary() {
+        let ev = MappingsSnapshot::from_table(&weighted_table(), 9).to_event(
+            Uuid::nil(),
+            t(0),
+            Uuid::nil(),
+        );
+        let payload = serde_json::to_vec(&ev).unwrap();
+        let old: UpstreamEvent = serde_json::from_slice(&payload).unwrap();
+        let snap = MappingsSnapshot::from_entries(
+            old.version,
+            old.default_app_id.as_deref(),
+            old.mappings
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        );
+        assert_eq!(snap.resolve("auth").as_str(), "old");
+        assert!(snap.weights.is_empty());
+        // And a payload from a publisher that knows no weights reads as no split.
+        let upstream = br#"{"eventName": "orchestrator.full_service_mappings",
+            "eventId": "0d4e5f6a-7b8c-4d9e-8f01-2a3b4c5d6e7f",
+            "timestamp": "2026-03-02T14:06:00.004+00:00", "mappings": {"auth": "old"},
+            "defaultAppId": "bannou", "version": 3,
+            "sourceInstanceId": "9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a", "totalServices": 1}"#;
+        let typed: FullServiceMappingsEvent = serde_json::from_slice(upstream).unwrap();
+        assert!(typed.weighted_mappings.is_empty());
+        assert!(
+            MappingsSnapshot::from_json(upstream)
+                .unwrap()
+                .weights
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_malformed_split_is_skipped_not_the_payload() {
+        let payload = br#"{"version": 5, "mappings": {"auth": "old"}, "weightedMappings": {
+            "auth": [{"appId": "old", "weight": 90}, {"appId": "new", "weight": 10}],
+            "chat": [{"appId": "a", "weight": 0}], "state": [{"appId": "a", "weight": 1}],
+            "game": "nonsense", "_x": [{"appId": "a", "weight": 1}]}}"#;
+        let snap = MappingsSnapshot::from_json(payload).unwrap();
+        assert_eq!(snap.weights.keys().collect::<Vec<_>>(), ["auth"]);
+        let garbage = br#"{"version": 5, "mappings": {"auth": "old"}, "weightedMappings": 7}"#;
+        let snap = MappingsSnapshot::from_json(garbage).unwrap();
+        assert!(snap.weights.is_empty());
+        assert_eq!(snap.resolve("auth").as_str(), "old");
+    }
+
+    #[test]
+    fn diff_reports_reweighted_services_and_applies_back() {
+        let a = MappingsSnapshot::from_table(&table(&[("auth", "old")]), 1);
+        let b = MappingsSnapshot::from_table(&weighted_table(), 2);
+        let diff = a.diff(&b);
+        assert!(diff.moved.is_empty() && diff.added.is_empty());
+        assert_eq!(
+            diff.reweighted,
+            vec![("auth".into(), Some(split(&[("old", 90), ("new", 10)])))]
+        );
+        assert_eq!(diff.apply(&a, 2), b);
+        let back = b.diff(&a);
+        assert_eq!(back.reweighted, vec![("auth".into(), None)]);
+        assert_eq!(back.apply(&b, 1), a);
+        assert!(b.diff(&b).is_empty());
     }
 
     #[test]

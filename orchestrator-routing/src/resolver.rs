@@ -4,6 +4,11 @@
 //!
 //! The writer swaps a whole `Arc` table with compare-and-swap, so readers never block and
 //! never see a half-applied table, and the applied version never decreases.
+//!
+//! A service with a weighted split (D63 (docs/DECISIONS.md#d63)) is resolved per call: the
+//! table holds the split's cumulative weights, computed once when the snapshot is applied,
+//! and each call draws a number below the total from `fastrand`'s thread-local generator
+//! (no lock, no allocation) and takes the first target whose cumulative weight exceeds it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +20,7 @@ use orchestrator_core::names::CONTROL_PLANE_APP_ID;
 
 use crate::mappings::MappingsSnapshot;
 use crate::table::{is_infrastructure, is_orchestrator};
+use crate::weights::WeightedTargets;
 
 /// Heartbeat `metadata` key under which a node reports the mappings version it applied.
 pub const ROUTING_VERSION_METADATA_KEY: &str = "routingVersion";
@@ -68,11 +74,59 @@ pub enum ApplyOutcome {
     },
 }
 
+/// Where one service goes in an applied table.
+#[derive(Debug)]
+enum Target {
+    /// Every call to one app-id.
+    One(Arc<str>),
+    /// Calls split by weight.
+    Split(Split),
+}
+
+/// A weighted split, ready to draw from: `cumulative[i]` is the sum of the weights of
+/// `app_ids[..=i]`, the last one is the (positive) total. A target of weight 0 has the
+/// same cumulative weight as the one before it and is never drawn.
+#[derive(Debug)]
+struct Split {
+    app_ids: Box<[Arc<str>]>,
+    cumulative: Box<[u64]>,
+}
+
+impl Split {
+    fn new(weights: &WeightedTargets, intern: &mut impl FnMut(&str) -> Arc<str>) -> Self {
+        let mut sum = 0u64;
+        let (app_ids, cumulative): (Vec<Arc<str>>, Vec<u64>) = weights
+            .targets()
+            .iter()
+            .map(|(app_id, weight)| {
+                sum += u64::from(*weight);
+                (intern(app_id.as_str()), sum)
+            })
+            .unzip();
+        Split {
+            app_ids: app_ids.into_boxed_slice(),
+            cumulative: cumulative.into_boxed_slice(),
+        }
+    }
+
+    /// The target for `draw`, a number below the total.
+    fn pick(&self, draw: u64) -> &Arc<str> {
+        let i = self.cumulative.partition_point(|&c| c <= draw);
+        &self.app_ids[i.min(self.app_ids.len() - 1)]
+    }
+
+    /// A target drawn by weight.
+    fn draw(&self) -> &Arc<str> {
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        self.pick(fastrand::u64(..total))
+    }
+}
+
 /// One immutable applied table, swapped as a whole.
 #[derive(Debug)]
 struct MeshTable {
     version: Option<i64>,
-    routes: HashMap<Box<str>, Arc<str>>,
+    routes: HashMap<Box<str>, Target>,
     default_app_id: Arc<str>,
     control_plane: Arc<str>,
 }
@@ -90,19 +144,27 @@ impl MeshTable {
 
     fn from_snapshot(s: &MappingsSnapshot, control_plane: Arc<str>) -> Self {
         // Values shared: a table where many services go to one node stores it once.
-        let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
-        let routes = s
+        let mut interned: HashMap<String, Arc<str>> = HashMap::new();
+        let mut intern = |v: &str| {
+            interned
+                .entry(v.to_owned())
+                .or_insert_with(|| Arc::from(v))
+                .clone()
+        };
+        let routable = |k: &&String| !is_infrastructure(k) && !is_orchestrator(k);
+        let mut routes: HashMap<Box<str>, Target> = s
             .mappings
             .iter()
-            .filter(|(k, _)| !is_infrastructure(k) && !is_orchestrator(k))
+            .filter(|(k, _)| routable(k))
             .map(|(k, v)| {
-                let v = interned
-                    .entry(v.as_str())
-                    .or_insert_with(|| Arc::from(v.as_str()))
-                    .clone();
-                (Box::from(k.to_ascii_lowercase()), v)
+                let v = intern(v.as_str());
+                (Box::from(k.to_ascii_lowercase()), Target::One(v))
             })
             .collect();
+        for (k, weights) in s.weights.iter().filter(|(k, _)| routable(k)) {
+            let split = Split::new(weights, &mut intern);
+            routes.insert(Box::from(k.to_ascii_lowercase()), Target::Split(split));
+        }
         MeshTable {
             version: Some(s.version),
             routes,
@@ -124,7 +186,12 @@ impl MeshTable {
         } else {
             self.routes.get(service)
         };
-        Resolution::App(hit.unwrap_or(&self.default_app_id).clone())
+        let app_id = match hit {
+            Some(Target::One(app_id)) => app_id,
+            Some(Target::Split(split)) => split.draw(),
+            None => &self.default_app_id,
+        };
+        Resolution::App(app_id.clone())
     }
 }
 
@@ -216,7 +283,8 @@ pub struct MeshReader {
 
 impl MeshReader {
     /// Where `service` goes: [`Resolution::Local`] for infrastructure, the control plane
-    /// for `orchestrator`, else its mapping or the default app-id. Case-insensitive.
+    /// for `orchestrator`, else a target drawn by weight when it has a split, else its
+    /// mapping or the default app-id. Case-insensitive.
     pub fn resolve(&self, service: &str) -> Resolution {
         self.shared.load().resolve(service)
     }
@@ -316,6 +384,7 @@ mod tests {
                 .map(|(s, a)| ((*s).to_owned(), AppId::from(*a)))
                 .collect(),
             default_app_id: AppId::control_plane(),
+            weights: BTreeMap::new(),
         }
     }
 
@@ -343,6 +412,111 @@ mod tests {
                 v.swap(i, self.below(i + 1));
             }
         }
+    }
+
+    fn split(targets: &[(&str, u32)]) -> WeightedTargets {
+        WeightedTargets::new(targets.iter().map(|(a, w)| (AppId::from(*a), *w))).unwrap()
+    }
+
+    /// `calls` resolutions of `service`, counted by app-id.
+    fn shares(reader: &MeshReader, service: &str, calls: u32) -> BTreeMap<String, u32> {
+        let mut seen = BTreeMap::new();
+        for _ in 0..calls {
+            *seen.entry(reader.resolve(service).to_string()).or_insert(0) += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn a_split_draws_each_target_by_its_cumulative_weight() {
+        let mut intern = |a: &str| Arc::<str>::from(a);
+        let s = Split::new(&split(&[("a", 3), ("b", 0), ("c", 2)]), &mut intern);
+        let picks: Vec<&str> = (0..5).map(|d| &**s.pick(d)).collect();
+        assert_eq!(picks, ["a", "a", "a", "c", "c"], "weight 0 is never drawn");
+    }
+
+    #[test]
+    fn weighted_shares_are_within_three_points_over_ten_thousand_calls() {
+        const CALLS: u32 = 10_000;
+        let (writer, reader) = MeshResolver::new();
+        let s = snapshot(1, &[("auth", "old"), ("chat", "n1")]).with_weights([
+            ("auth".to_owned(), split(&[("old", 90), ("new", 10)])),
+            (
+                "Chat".to_owned(),
+                split(&[("n1", 50), ("n2", 30), ("n3", 20)]),
+            ),
+        ]);
+        writer.apply(&s);
+        for (service, weights) in [
+            ("auth", vec![("old", 90), ("new", 10)]),
+            ("chat", vec![("n1", 50), ("n2", 30), ("n3", 20)]),
+        ] {
+            let seen = shares(&reader, service, CALLS);
+            assert_eq!(seen.values().sum::<u32>(), CALLS);
+            assert_eq!(seen.len(), weights.len(), "{service}: {seen:?}");
+            for (app, percent) in weights {
+                let share = f64::from(seen[app]) * 100.0 / f64::from(CALLS);
+                assert!(
+                    (share - f64::from(percent)).abs() <= 3.0,
+                    "{service}: {app} got {share:.1}% for a weight of {percent}"
+                );
+            }
+        }
+        assert_eq!(
+            reader.resolve("other"),
+            app("bannou"),
+            "unsplit services unchanged"
+        );
+    }
+
+    #[test]
+    fn weights_zero_and_hundred_send_everything_one_way() {
+        let (writer, reader) = MeshResolver::new();
+        writer.apply(
+            &snapshot(1, &[("auth", "old")])
+                .with_weights([("auth".to_owned(), split(&[("old", 0), ("new", 100)]))]),
+        );
+        assert_eq!(
+            shares(&reader, "AUTH", 2_000)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("new".to_owned(), 2_000)]
+        );
+        writer.apply(
+            &snapshot(2, &[("auth", "old")])
+                .with_weights([("auth".to_owned(), split(&[("old", 100), ("new", 0)]))]),
+        );
+        assert_eq!(
+            shares(&reader, "auth", 2_000)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("old".to_owned(), 2_000)]
+        );
+    }
+
+    #[test]
+    fn removing_the_weights_returns_every_call_to_the_primary() {
+        let (writer, reader) = MeshResolver::new();
+        // A split of a service that has no mapping: its primary is the default app-id.
+        writer.apply(&snapshot(1, &[("auth", "old")]).with_weights([
+            ("auth".to_owned(), split(&[("old", 50), ("new", 50)])),
+            ("chat".to_owned(), split(&[("bannou", 50), ("n2", 50)])),
+        ]));
+        assert_eq!(shares(&reader, "auth", 1_000).len(), 2);
+        assert_eq!(shares(&reader, "chat", 1_000).len(), 2);
+        writer.apply(&snapshot(2, &[("auth", "old")]));
+        assert_eq!(
+            shares(&reader, "auth", 1_000)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("old".to_owned(), 1_000)]
+        );
+        assert_eq!(
+            shares(&reader, "chat", 1_000)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("bannou".to_owned(), 1_000)]
+        );
     }
 
     #[test]
@@ -450,6 +624,7 @@ mod tests {
             version,
             mappings,
             default_app_id: AppId::control_plane(),
+            weights: BTreeMap::new(),
         }
     }
 
@@ -545,6 +720,7 @@ mod tests {
                     version: v,
                     mappings: [("auth".to_owned(), AppId::new(format!("v{v}")))].into(),
                     default_app_id: AppId::control_plane(),
+                    weights: BTreeMap::new(),
                 })
             })
             .collect();

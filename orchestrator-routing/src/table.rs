@@ -3,7 +3,9 @@
 //! docs/COMPATIBILITY.md#heartbeat-consumption).
 //!
 //! Pure and single-owner: operations take `now` and return what changed. The table holds
-//! only explicit routes; a service without one resolves to the default app-id.
+//! only explicit routes; a service without one resolves to the default app-id. A service
+//! may also carry a weighted split of its calls ([`WeightedTargets`], D63
+//! (docs/DECISIONS.md#d63)) beside its route, which stays its primary app-id.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -14,6 +16,8 @@ use orchestrator_core::names::{AppId, ServiceName};
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::time::Timestamp;
 use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::weights::WeightedTargets;
 
 /// Services every node handles locally; never routed
 /// (docs/COMPATIBILITY.md#infrastructure-services), compared case-insensitively.
@@ -251,9 +255,15 @@ pub fn load_percent(heartbeat: &ServiceHeartbeatEvent) -> u8 {
 /// last beat when every service in it was refused; while no route is added, removed or
 /// moved (any such change forgets everything remembered), the same list from the same
 /// sender is refused again without looking at each service. Not part of equality.
+///
+/// Weighted splits (D63 (docs/DECISIONS.md#d63)) are kept apart from the routes: the
+/// route (or the default app-id) stays the service's primary, which consumers that do not
+/// know weights use; heartbeats and TTL expiry never touch a split; releasing an app-id
+/// drops every split that names it, so nothing weighs calls towards a node that stops.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     routes: FxHashMap<String, Route>,
+    weights: FxHashMap<String, WeightedTargets>,
     default_app_id: AppId,
     control_plane: AppId,
     replicas: FxHashMap<String, RefusedBeat>,
@@ -294,6 +304,7 @@ const REFUSED_BEATS_MAX: usize = 16_384;
 impl PartialEq for RoutingTable {
     fn eq(&self, other: &Self) -> bool {
         self.routes == other.routes
+            && self.weights == other.weights
             && self.default_app_id == other.default_app_id
             && self.control_plane == other.control_plane
     }
@@ -318,6 +329,7 @@ impl RoutingTable {
         };
         RoutingTable {
             routes: FxHashMap::default(),
+            weights: FxHashMap::default(),
             default_app_id,
             control_plane: AppId::control_plane(),
             replicas: FxHashMap::default(),
@@ -375,6 +387,42 @@ impl RoutingTable {
             .collect()
     }
 
+    /// The weighted split of `service` (any case), if it has one.
+    pub fn weights(&self, service: &str) -> Option<&WeightedTargets> {
+        let key = service.trim();
+        self.weights
+            .get(key)
+            .or_else(|| self.weights.get(&key.to_ascii_lowercase()))
+    }
+
+    /// Service -> weighted split, for every service that has one.
+    pub fn weighted(&self) -> BTreeMap<String, WeightedTargets> {
+        self.weights
+            .iter()
+            .map(|(k, w)| (k.clone(), w.clone()))
+            .collect()
+    }
+
+    /// Splits the calls of `service` between app-ids by `weights` (D63
+    /// (docs/DECISIONS.md#d63)); its route, or the default, stays the primary. Returns
+    /// whether the split changed (a broadcast is due).
+    pub fn set_weights(
+        &mut self,
+        service: &str,
+        weights: WeightedTargets,
+    ) -> Result<bool, RoutingError> {
+        let key = routable_key(service)?;
+        let changed = self.weights.get(&key) != Some(&weights);
+        self.weights.insert(key, weights);
+        Ok(changed)
+    }
+
+    /// Removes the weighted split of `service`: every call goes to its primary again.
+    /// Returns the split removed (`None`: it had none, nothing changed).
+    pub fn clear_weights(&mut self, service: &str) -> Option<WeightedTargets> {
+        self.weights.remove(&canonical_service(service))
+    }
+
     /// SetServiceRouting (docs/COMPATIBILITY.md#routing-operations): authoritative route of
     /// `service` to `app_id`, healthy, on `port`, written at `now`. Routing to the default
     /// app-id removes the route instead ([`restore_default`](Self::restore_default)).
@@ -419,8 +467,10 @@ impl RoutingTable {
     }
 
     /// Returns every service routed to `app_id` (case-insensitive) to the default, as when
-    /// its node is torn down. Returns the services, sorted.
+    /// its node is torn down, and drops every weighted split that names it (those services
+    /// go back to their primary). Returns the services whose route was released, sorted.
     pub fn release_app(&mut self, app_id: &AppId) -> Vec<String> {
+        self.weights.retain(|_, w| !w.names(app_id));
         let owned = |r: &Route| r.app_id == *app_id;
         let mut released: Vec<String> = self
             .routes
@@ -437,12 +487,14 @@ impl RoutingTable {
     }
 
     /// ResetAllMappingsToDefault (docs/COMPATIBILITY.md#routing-operations): removes every
-    /// route. Returns the services that had one, sorted (a broadcast is due when it is not
-    /// empty).
+    /// route and every weighted split. Returns the services that had either, sorted (a
+    /// broadcast is due when it is not empty).
     pub fn reset_all(&mut self) -> Vec<String> {
         let mut services: Vec<String> = std::mem::take(&mut self.routes).into_keys().collect();
+        services.extend(std::mem::take(&mut self.weights).into_keys());
         self.replicas.clear();
         services.sort_unstable();
+        services.dedup();
         services
     }
 

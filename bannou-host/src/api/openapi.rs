@@ -76,6 +76,8 @@ mod tests {
             ("ServiceRoutingResponse", "mappingsVersion"),
             ("ServiceRoutingResponse", "nodeVersions"),
             ("ServiceRoutingResponse", "nodesBehind"),
+            ("ServiceRoutingResponse", "weightedMappings"),
+            ("WeightedTarget", "weight"),
             ("DeployResponse", "routingLaggards"),
             ("TeardownResponse", "routingLaggards"),
             ("TopologyUpdateResponse", "routingLaggards"),

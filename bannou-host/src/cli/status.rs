@@ -194,6 +194,7 @@ pub fn write_routing(out: &mut dyn Write, resp: &ServiceRoutingResponse) -> std:
         t.write(out)?;
         writeln!(out)?;
     }
+    write_weighted_routes(out, resp)?;
     writeln!(
         out,
         "{} mapped service(s); every other service goes to `{}` (deployment {}, read {})",
@@ -202,6 +203,32 @@ pub fn write_routing(out: &mut dyn Write, resp: &ServiceRoutingResponse) -> std:
         or_dash(resp.deployment_id.as_deref()),
         resp.generated_at
     )
+}
+
+/// The weighted splits of a routing answer (D63), one row per service: each target with
+/// its weight and its share of the calls; nothing when no service is split.
+fn write_weighted_routes(
+    out: &mut dyn Write,
+    resp: &ServiceRoutingResponse,
+) -> std::io::Result<()> {
+    let Some(weighted) = resp.weighted_mappings.as_ref().filter(|w| !w.is_empty()) else {
+        return Ok(());
+    };
+    let mut t = Table::new(["SERVICE", "PRIMARY", "WEIGHTED TARGETS"]);
+    for (service, targets) in weighted {
+        let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
+        let split: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                let share = u64::from(t.weight) * 100 / total.max(1);
+                format!("{} {} ({share}%)", t.app_id, t.weight)
+            })
+            .collect();
+        let primary = resp.mappings.get(service).unwrap_or(&resp.default_app_id);
+        t.row([service.clone(), primary.clone(), split.join(", ")]);
+    }
+    t.write(out)?;
+    writeln!(out)
 }
 
 // === presets ===
@@ -360,6 +387,7 @@ mod tests {
         NodeMappingsVersion, ServiceTopology, TopologyNode,
     };
     use orchestrator_core::events::BackendType;
+    use orchestrator_core::events::WeightedTarget;
 
     fn parse(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("bannou-host").chain(args.iter().copied()))
@@ -454,11 +482,40 @@ mod tests {
             mappings_version: None,
             node_versions: None,
             nodes_behind: None,
+            weighted_mappings: None,
         };
         let t = text(|b| write_routing(b, &resp));
         assert!(t.contains("auth          bannou-auth\n"), "{t}");
         assert!(t.contains("game-session  bannou-game\n"), "{t}");
         assert!(t.contains("2 mapped service(s)") && t.contains("deployment d-1"));
+        assert!(!t.contains("WEIGHTED"), "{t}");
+        let target = |app: &str, weight| WeightedTarget {
+            app_id: app.into(),
+            weight,
+        };
+        resp.weighted_mappings = Some(
+            [
+                (
+                    "auth".to_owned(),
+                    vec![target("bannou-auth", 90), target("bannou-auth-new", 10)],
+                ),
+                (
+                    "chat".to_owned(),
+                    vec![target("bannou", 1), target("n2", 3)],
+                ),
+            ]
+            .into(),
+        );
+        let t = text(|b| write_routing(b, &resp));
+        assert!(
+            t.contains("auth     bannou-auth  bannou-auth 90 (90%), bannou-auth-new 10 (10%)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("chat     bannou       bannou 1 (25%), n2 3 (75%)\n"),
+            "{t}"
+        );
+        resp.weighted_mappings = None;
         resp.mappings.clear();
         resp.total_services = 0;
         assert!(text(|b| write_routing(b, &resp)).starts_with("No services routed away"));
@@ -479,6 +536,7 @@ mod tests {
             mappings_version: Some(12),
             node_versions: Some(vec![node("bannou-auth", 12), node("bannou-game", 9)]),
             nodes_behind: Some(vec![node("bannou-game", 9)]),
+            weighted_mappings: None,
         };
         let Command::Routing(a) = parse(&["routing", "--acks"]) else {
             panic!()

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FieldError, Validate};
+use crate::events::WeightedTarget;
 use crate::time::Timestamp;
 
 /// `POST /orchestrator/service-routing` request (`GetServiceRoutingRequest`).
@@ -62,6 +63,11 @@ pub struct ServiceRoutingResponse {
     /// current version is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_behind: Option<Vec<NodeMappingsVersion>>,
+    /// Ours only: services whose calls are split between app-ids by weight, each with its
+    /// whole split (D63 (docs/DECISIONS.md#d63)); `mappings` keeps their primary. Absent
+    /// when no service is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_mappings: Option<BTreeMap<String, Vec<WeightedTarget>>>,
 }
 
 /// A node's applied mappings version, as its heartbeats (and, ours, its bus

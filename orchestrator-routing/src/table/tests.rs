@@ -302,3 +302,84 @@ fn records_round_trip_and_stray_records_are_skipped() {
     let y = back.route("y").unwrap();
     assert_eq!((y.load_percent, y.host.as_str()), (100, "n2"));
 }
+
+fn split(targets: &[(&str, u32)]) -> WeightedTargets {
+    WeightedTargets::new(targets.iter().map(|(a, w)| (AppId::from(*a), *w))).unwrap()
+}
+
+#[test]
+fn weights_sit_beside_the_primary_and_report_whether_they_changed() {
+    let mut table = RoutingTable::default();
+    table
+        .set_route("auth", AppId::from("old"), t(0), 80)
+        .unwrap();
+    let canary = split(&[("old", 90), ("new", 10)]);
+    assert_eq!(table.set_weights("Auth ", canary.clone()), Ok(true));
+    assert_eq!(
+        table.set_weights("auth", canary.clone()),
+        Ok(false),
+        "same split"
+    );
+    assert_eq!(table.weights("AUTH"), Some(&canary));
+    assert_eq!(
+        table.resolve("auth").as_str(),
+        "old",
+        "the route stays the primary"
+    );
+    assert_eq!(table.mappings().len(), 1, "mappings name only the primary");
+    // A service without a route may be split too: its primary is the default.
+    assert_eq!(
+        table.set_weights("chat", split(&[("bannou", 50), ("n2", 50)])),
+        Ok(true)
+    );
+    assert_eq!(table.weighted().len(), 2);
+    assert_eq!(
+        table.set_weights("state", canary.clone()),
+        Err(RoutingError::Infrastructure("state".into()))
+    );
+    assert_eq!(
+        table.set_weights("orchestrator", canary.clone()),
+        Err(RoutingError::ControlPlaneService("orchestrator".into()))
+    );
+    let before = table.clone();
+    assert_eq!(
+        table.clear_weights("CHAT"),
+        Some(split(&[("bannou", 50), ("n2", 50)]))
+    );
+    assert_eq!(table.clear_weights("chat"), None);
+    assert_ne!(table, before, "weights are part of equality");
+    // Heartbeats and expiry leave splits alone.
+    table.apply_heartbeat(&heartbeat("new", &[("auth", H)]), t(1), 80);
+    table.expire(t(10_000), DEFAULT_ROUTING_TTL);
+    assert_eq!(table.weights("auth"), Some(&canary));
+}
+
+#[test]
+fn releasing_an_app_drops_the_splits_that_name_it_and_reset_drops_all() {
+    let mut table = RoutingTable::default();
+    table
+        .set_route("auth", AppId::from("old"), t(0), 80)
+        .unwrap();
+    table
+        .set_weights("auth", split(&[("old", 90), ("new", 10)]))
+        .unwrap();
+    table
+        .set_weights("chat", split(&[("bannou", 90), ("n2", 10)]))
+        .unwrap();
+    assert!(
+        table.release_app(&AppId::from("NEW")).is_empty(),
+        "no route was released"
+    );
+    assert_eq!(
+        table.weights("auth"),
+        None,
+        "no call is weighed towards a stopping node"
+    );
+    assert!(table.weights("chat").is_some());
+    assert_eq!(table.resolve("auth").as_str(), "old");
+    assert_eq!(
+        table.reset_all(),
+        vec!["auth".to_owned(), "chat".to_owned()]
+    );
+    assert!(table.weighted().is_empty());
+}

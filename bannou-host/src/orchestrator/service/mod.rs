@@ -60,6 +60,7 @@ pub use backends::BackendRegistry;
 
 pub use errors::{ErrorKind, ServiceError};
 pub use reconcile::{ReconcileReport, ReconcileSweep};
+pub use routing::{RouteWeightsSettled, WeightChange};
 
 /// A body-carrying answer: how it went and the response object. Most answers are
 /// [`Outcome::Ok`]; a few endpoints answer a failure or an absence *with* a body

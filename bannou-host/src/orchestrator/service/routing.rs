@@ -1,24 +1,43 @@
 //! Routing changes, one way for every use case: the table changes, the mappings are
 //! broadcast when the service -> app-id mapping changed (D11), the routes are written to
 //! the store, OpenResty is told; before nodes stop, the routes that left them are
-//! published at once and the live consumers are waited for (D58, [`settle_routes`]); and
-//! the `service-routing` endpoint (docs/COMPATIBILITY.md#service-routing) that reads the
-//! table.
+//! published at once and the live consumers are waited for (D58, [`settle_routes`]);
+//! weighted splits (D63, [`set_route_weights`]) change in one version and are waited for
+//! the same way; and the `service-routing` endpoint (docs/COMPATIBILITY.md#service-routing)
+//! that reads the table.
 //!
 //! [`settle_routes`]: OrchestratorService::settle_routes
+//! [`set_route_weights`]: OrchestratorService::set_route_weights
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestrator_core::api::*;
+use orchestrator_core::events::WeightedTarget;
 use orchestrator_core::records::RoutingRecord;
 use orchestrator_core::{AppId, Timestamp};
-use orchestrator_routing::RoutingTable;
-use orchestrator_routing::table::canonical_service;
+use orchestrator_routing::table::{canonical_service, is_infrastructure, is_orchestrator};
+use orchestrator_routing::{RoutingTable, WeightedTargets};
 
-use super::{Answer, OrchestratorService, ServiceResult};
+use super::{Answer, OrchestratorService, ServiceError, ServiceResult};
 use crate::orchestrator::routing_acks;
+
+/// A change of one service's weighted split (D63 (docs/DECISIONS.md#d63)): `Some` sets
+/// it, `None` clears it (every call back to the primary).
+pub type WeightChange = (String, Option<WeightedTargets>);
+
+/// What [`OrchestratorService::set_route_weights`] did once the consumers caught up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteWeightsSettled {
+    /// The mappings version that carries the change (the last published when nothing
+    /// changed); `None` when it could not be published (see `warnings`).
+    pub mappings_version: Option<i64>,
+    /// Live consumers that had not applied that version when the wait timed out (D58).
+    pub laggards: Vec<NodeMappingsVersion>,
+    /// What went wrong without undoing the change (publishing failed).
+    pub warnings: Vec<String>,
+}
 
 /// Routes `services` to `app_id` (authoritative, docs/COMPATIBILITY.md#routing-operations
 /// SetServiceRouting); returns the services written, changed or not, so their store records
@@ -65,7 +84,7 @@ impl OrchestratorService {
         let now = deps.clock.now();
         let (changed, records): (bool, Vec<(String, Option<RoutingRecord>)>) = {
             let mut state = deps.health.lock();
-            let before = state.routing.mappings();
+            let before = (state.routing.mappings(), state.routing.weighted());
             let mut touched = change(&mut state.routing, now, deps.settings.default_service_port);
             touched.sort();
             touched.dedup();
@@ -76,7 +95,8 @@ impl OrchestratorService {
                     (s, record)
                 })
                 .collect();
-            (state.routing.mappings() != before, records)
+            let after = (state.routing.mappings(), state.routing.weighted());
+            (after != before, records)
         };
         if changed {
             deps.broadcaster.table_changed();
@@ -99,10 +119,79 @@ impl OrchestratorService {
         warnings
     }
 
-    /// True when the routing table sends a service to one of `apps`.
+    /// True when the routing table sends a service to one of `apps`, as its route or as a
+    /// target of its weighted split.
     pub(super) fn routes_to(&self, apps: &[AppId]) -> bool {
         let state = self.deps.health.lock();
         state.routing.mappings().values().any(|a| apps.contains(a))
+            || state
+                .routing
+                .weighted()
+                .values()
+                .any(|w| apps.iter().any(|a| w.names(a)))
+    }
+
+    /// Sets or clears the weighted splits of several services in ONE mappings version
+    /// (D63 (docs/DECISIONS.md#d63)), publishes it at once and waits until every live
+    /// consumer applied it, as before nodes stop (D58 (docs/DECISIONS.md#d58),
+    /// [`settle_routes`](Self::settle_routes)): when it returns, consumers of ours split
+    /// their calls the new way (or the laggards are named). The services' routes, their
+    /// primaries, are not touched. A blank, infrastructure or `orchestrator` service
+    /// refuses the whole change before anything moves; a service named twice takes its
+    /// last change.
+    pub async fn set_route_weights(
+        &self,
+        changes: &[WeightChange],
+    ) -> ServiceResult<RouteWeightsSettled> {
+        for (service, _) in changes {
+            let key = canonical_service(service);
+            if key.is_empty() || is_infrastructure(&key) || is_orchestrator(&key) {
+                return Err(ServiceError::bad_request(format!(
+                    "service `{}` cannot carry a weighted route",
+                    service.trim()
+                )));
+            }
+        }
+        let ((mut warnings, settled), laggards) = routing_acks::collecting(async {
+            let warnings = self
+                .change_routes(|table, _, _| {
+                    for (service, split) in changes {
+                        match split {
+                            Some(split) => {
+                                // Checked above: only routable services get here.
+                                if let Err(e) = table.set_weights(service, split.clone()) {
+                                    tracing::debug!(service = %service, error = %e, "split not set");
+                                }
+                            }
+                            None => {
+                                table.clear_weights(service);
+                            }
+                        }
+                    }
+                    // Splits are not stored (D63): no route record to write.
+                    Vec::new()
+                })
+                .await;
+            (warnings, self.settle_routes_measured(&[]).await)
+        })
+        .await;
+        warnings.extend(settled.warning);
+        let mappings_version = settled.version;
+        Ok(Answer::ok(RouteWeightsSettled {
+            mappings_version,
+            laggards,
+            warnings,
+        }))
+    }
+
+    /// Clears the weighted splits of `services` in one version and waits for the
+    /// consumers: [`set_route_weights`](Self::set_route_weights) with `None` for each.
+    pub async fn clear_route_weights(
+        &self,
+        services: &[String],
+    ) -> ServiceResult<RouteWeightsSettled> {
+        let changes: Vec<WeightChange> = services.iter().map(|s| (s.clone(), None)).collect();
+        self.set_route_weights(&changes).await
     }
 
     /// Moves every route of `apps` back to the default, then [`settle_routes`]: what a
@@ -224,8 +313,15 @@ impl OrchestratorService {
         &self,
         request: GetServiceRoutingRequest,
     ) -> ServiceResult<ServiceRoutingResponse> {
-        let (mappings, default_app_id) = {
+        let (mappings, weighted_mappings, default_app_id) = {
             let state = self.deps.health.lock();
+            let weighted: BTreeMap<String, Vec<WeightedTarget>> = state
+                .routing
+                .weighted()
+                .into_iter()
+                .filter(|(s, _)| request.matches(s))
+                .map(|(s, w)| (s, w.to_wire()))
+                .collect();
             let mappings: BTreeMap<String, String> = state
                 .routing
                 .mappings()
@@ -233,7 +329,11 @@ impl OrchestratorService {
                 .filter(|(s, _)| request.matches(s))
                 .map(|(s, a)| (s, a.to_string()))
                 .collect();
-            (mappings, state.routing.default_app_id().to_string())
+            (
+                mappings,
+                weighted,
+                state.routing.default_app_id().to_string(),
+            )
         };
         let deployment_id = self.current_config().await?.and_then(|c| c.deployment_id);
         // Routing lag (ours only): each live node's applied version as the routing
@@ -271,6 +371,7 @@ impl OrchestratorService {
             mappings_version,
             node_versions: (!node_versions.is_empty()).then_some(node_versions),
             nodes_behind,
+            weighted_mappings: (!weighted_mappings.is_empty()).then_some(weighted_mappings),
         }))
     }
 }

@@ -395,3 +395,170 @@ async fn a_real_nodes_bus_acknowledgement_ends_the_wait_before_its_next_heartbea
     node.stop().await;
     recorder.abort();
 }
+
+fn split(targets: &[(&str, u32)]) -> orchestrator_routing::WeightedTargets {
+    orchestrator_routing::WeightedTargets::new(targets.iter().map(|(a, w)| (AppId::from(*a), *w)))
+        .unwrap()
+}
+
+/// Waits (paused time, at most 3 s) until the last mappings published carry `weights` for
+/// `service` (`None`: no split), and returns that event.
+async fn weights_published(
+    events: &mut EventSubscription<FullServiceMappingsEvent>,
+    service: &str,
+    weights: Option<serde_json::Value>,
+) -> FullServiceMappingsEvent {
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        seen.extend(World::drain(events));
+        if let Some(last) = seen.iter().max_by_key(|e| e.version)
+            && last
+                .weighted_mappings
+                .get(service)
+                .map(|w| serde_json::to_value(w).unwrap())
+                == weights
+        {
+            return last.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{service} never published with weights {weights:?}: {seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn weights_of_several_services_change_in_one_version_and_wait_for_the_consumer() {
+    let world = world(Duration::from_secs(10)).await;
+    deploy(&world, &[("n1", &["auth", "chat"]), ("n2", &["account"])]).await;
+    let consumer = Consumer::new("consumer");
+    consumer
+        .beat(&world, world.store.mappings_version().await.unwrap())
+        .await;
+    let mut mappings = world.bus.subscribe_events().await.unwrap();
+
+    let service = world.service.clone();
+    let set = spawn(async move {
+        service
+            .set_route_weights(&[
+                ("auth".to_owned(), Some(split(&[("n1", 90), ("n2", 10)]))),
+                ("Chat".to_owned(), Some(split(&[("n1", 50), ("n2", 50)]))),
+            ])
+            .await
+    });
+    let event = weights_published(
+        &mut mappings,
+        "auth",
+        Some(serde_json::json!([{"appId": "n1", "weight": 90}, {"appId": "n2", "weight": 10}])),
+    )
+    .await;
+    assert_eq!(
+        event.weighted_mappings.len(),
+        2,
+        "both in one version: {event:?}"
+    );
+    assert_eq!(event.mappings["auth"], "n1", "the primary stays");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !set.is_finished(),
+        "answered before the consumer applied the weights"
+    );
+
+    consumer.ack(&world, event.version).await;
+    let settled = set.await.unwrap().unwrap().body;
+    assert_eq!(settled.mappings_version, Some(event.version));
+    assert!(
+        settled.laggards.is_empty() && settled.warnings.is_empty(),
+        "{settled:?}"
+    );
+
+    let routing = world
+        .service
+        .service_routing(GetServiceRoutingRequest {
+            service_filter: Some("AU".into()),
+        })
+        .await
+        .unwrap()
+        .body;
+    let json = serde_json::to_value(&routing).unwrap();
+    assert_eq!(
+        json["weightedMappings"],
+        serde_json::json!({"auth": [{"appId": "n1", "weight": 90}, {"appId": "n2", "weight": 10}]}),
+        "{json}"
+    );
+    assert_eq!(json["mappings"]["auth"], "n1");
+
+    // Clearing both is one more version; the answer waits for it too.
+    let service = world.service.clone();
+    let clear = spawn(async move {
+        service
+            .clear_route_weights(&["auth".to_owned(), "chat".to_owned()])
+            .await
+    });
+    let event = weights_published(&mut mappings, "auth", None).await;
+    assert!(event.weighted_mappings.is_empty(), "{event:?}");
+    assert!(!clear.is_finished());
+    consumer.ack(&world, event.version).await;
+    let settled = clear.await.unwrap().unwrap().body;
+    assert_eq!(settled.mappings_version, Some(event.version));
+    let routing = world
+        .service
+        .service_routing(GetServiceRoutingRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(routing.weighted_mappings, None);
+    assert_eq!(routing.mappings["auth"], "n1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_weight_change_names_a_consumer_that_never_applies_it_and_refuses_unroutable_services() {
+    let world = world(Duration::from_secs(2)).await;
+    deploy(&world, &[("n1", &["auth"])]).await;
+    let before = world.store.mappings_version().await.unwrap();
+    Consumer::new("silent").beat(&world, before).await;
+
+    let settled = world
+        .service
+        .set_route_weights(&[("auth".to_owned(), Some(split(&[("n1", 1), ("n2", 1)])))])
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(
+        settled.laggards,
+        vec![NodeMappingsVersion {
+            app_id: "silent".into(),
+            applied_version: before,
+        }]
+    );
+    assert!(settled.mappings_version > Some(before));
+
+    let version = world.store.mappings_version().await.unwrap();
+    for service in ["state", "orchestrator", " "] {
+        let refused = world
+            .service
+            .set_route_weights(&[
+                ("auth".to_owned(), None),
+                (service.to_owned(), Some(split(&[("n1", 1)]))),
+            ])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.kind,
+            crate::orchestrator::service::ErrorKind::Invalid
+        );
+    }
+    assert_eq!(
+        world.store.mappings_version().await.unwrap(),
+        version,
+        "nothing published"
+    );
+    let routing = world
+        .service
+        .service_routing(GetServiceRoutingRequest::default())
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        routing.weighted_mappings.unwrap().contains_key("auth"),
+        "nothing changed"
+    );
+}
