@@ -224,6 +224,26 @@ async fn malformed_bodies_get_400_naming_the_field_and_never_reach_the_service()
             r#"{"poolType": "p", "deadlineSeconds": 0}"#,
             Some("deadlineSeconds"),
         ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "strategy": "canary"}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "strategy": "canary", "canaryWeight": 100}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "canaryWeight": 10}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/promote",
+            r#"{"deploymentId": " "}"#,
+            Some("deploymentId"),
+        ),
         ("/orchestrator/config/rollback", "{}", Some("reason")),
         ("/orchestrator/containers/status", "{}", Some("appName")),
         (

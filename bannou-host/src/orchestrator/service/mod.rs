@@ -203,6 +203,8 @@ pub struct OrchestratorService {
     sweeping: Arc<std::sync::atomic::AtomicBool>,
     /// Where deploys, waves, acquires and releases are counted (`crate::metrics`).
     metrics: crate::metrics::Metrics,
+    /// The running canary, if any (`deploy/canary.rs`, D64 (docs/DECISIONS.md#d64)).
+    canary: deploy::canary::CanarySlot,
 }
 
 impl OrchestratorService {
@@ -213,6 +215,7 @@ impl OrchestratorService {
             lifecycle: Arc::default(),
             sweeping: Arc::default(),
             metrics: crate::metrics::Metrics::control_plane(),
+            canary: Arc::default(),
         }
     }
 
