@@ -120,9 +120,9 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
     let w = world(None).await;
     let router = w.cp.router();
     let documented = api::openapi::document_paths();
-    // Upstream's 22 endpoints, our renew and drain, /health, the two OpenAPI documents,
-    // /metrics and the event stream.
-    assert_eq!(documented.len(), 22 + 2 + 5, "{documented:?}");
+    // Upstream's 22 endpoints, our renew, drain, promote and abort, /health, the two
+    // OpenAPI documents, /metrics and the event stream.
+    assert_eq!(documented.len(), 22 + 4 + 5, "{documented:?}");
     for path in &documented {
         let reply = if *path == api::events::PATH {
             // A GET; an unknown type gets a 400 at once (a stream would never end).
