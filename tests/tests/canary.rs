@@ -11,6 +11,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bannou_host::cli::{Cli, Command};
+use clap::Parser;
 use common::{Host, PATIENCE, config, eventually, get_json, http, our_presets};
 use orchestrator_core::api::{
     CanaryActionRequest, CanaryOutcome, DeployRequest, DeployStrategy, ServiceTopology,
@@ -155,6 +157,13 @@ async fn a_canary_at_weight_10_gets_its_share_and_an_abort_under_load_fails_no_c
         reply.body.routing_laggards
     );
     assert_eq!(host.route("account").await.as_deref(), Some("cn-acct"));
+    // While it runs, another deploy is refused with a conflict naming it.
+    let refused = host.api.deploy(&request("3")).await.unwrap_err();
+    assert_eq!(refused.status(), Some(409), "{refused}");
+    assert!(
+        refused.to_string().contains(&reply.body.deployment_id),
+        "{refused}"
+    );
 
     let begun = Instant::now();
     let (answered, failed) = measure(&url).await;
@@ -222,5 +231,18 @@ async fn a_canary_at_weight_10_gets_its_share_and_an_abort_under_load_fails_no_c
     }
     assert_eq!(host.listed().await, ["cn-acct", "cn-gw"]);
     assert_eq!(host.route("account").await.as_deref(), Some("cn-acct"));
+
+    // Nothing runs any more: the CLI's `promote` is refused (404).
+    let cli =
+        Cli::try_parse_from(["bannou-host", "promote", "--api", &host.server.base_url()]).unwrap();
+    let Command::Promote(args) = cli.command else {
+        panic!("not promote")
+    };
+    let mut out = Vec::new();
+    let err = bannou_host::cli::canary::run_promote(args, &mut out)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err:#}");
+    assert!(err.to_string().contains("no canary"), "{err:#}");
     host.shutdown().await;
 }
