@@ -413,3 +413,45 @@ async fn a_canary_with_no_changed_node_is_refused_before_anything_moves() {
             .all(|c| !matches!(c, BackendCall::Deploy(_) | BackendCall::Teardown { .. }))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_stops_leading_lets_go_of_its_canary_and_the_next_leader_reverts_it() {
+    use crate::orchestrator::leader::LeaderState;
+    let (world, answer) = world_with_canary(10, Some(5)).await;
+    let id = answer.body.deployment_id.clone();
+
+    world.leadership.send_replace(LeaderState::Follower {
+        holder: Some("other".into()),
+        token: Some(9),
+    });
+    // Past the watcher's tick and the promotion period: nothing is promoted here.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    assert!(world.service.running_canary().is_none());
+    assert!(stopped(&world).is_empty(), "no node stopped");
+    assert_eq!(world.route("auth"), "cn-auth");
+    // The deploy record stays for the next leader's reconciliation to revert.
+    let record = world.store.deploy_in_progress().await.unwrap();
+    assert_eq!(record.and_then(|r| r.deployment_id), Some(id));
+    let err = world
+        .service
+        .promote(CanaryActionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+
+    // Leading again (as the next leader would), the sweep reverts the cut-off canary to
+    // the last stable version: the new nodes stop, the old ones serve.
+    world
+        .leadership
+        .send_replace(LeaderState::Leader { token: 10 });
+    let sweep = world
+        .service
+        .reconcile(false, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(sweep.interrupted.is_some(), "{sweep:?}");
+    assert_eq!(world.running(), ["cn-acct", "cn-auth", "cn-realm"]);
+    assert_eq!(world.route("auth"), "cn-auth");
+    assert_eq!(world.store.deploy_in_progress().await.unwrap(), None);
+}
