@@ -16,18 +16,19 @@ use std::fmt;
 use std::time::Duration;
 
 use orchestrator_core::api::{
-    AcquireProcessorRequest, AcquireProcessorResponse, ApiError, BackendsResponse, CleanRequest,
-    CleanResponse, CleanupPoolRequest, CleanupPoolResponse, ConfigRollbackRequest,
-    ConfigRollbackResponse, ConfigVersionResponse, ContainerRestartRequestBody,
-    ContainerRestartResponse, ContainerStatus, DeployRequest, DeployResponse, DrainPoolRequest,
-    DrainPoolResponse, EnvironmentStatus, GetConfigVersionRequest, GetContainerStatusRequest,
-    GetLogsRequest, GetPoolStatusRequest, GetServiceRoutingRequest, GetStatusRequest,
-    InfrastructureHealthRequest, InfrastructureHealthResponse, ListBackendsRequest,
-    ListPresetsRequest, LogsResponse, PoolStatusResponse, PresetsResponse, ReleaseProcessorRequest,
-    ReleaseProcessorResponse, RenewProcessorRequest, RenewProcessorResponse, ScalePoolRequest,
-    ScalePoolResponse, ServiceHealthRequest, ServiceRestartRequest, ServiceRestartResult,
-    ServiceRoutingResponse, ShouldRestartServiceRequest, TeardownRequest, TeardownResponse,
-    TopologyUpdateRequest, TopologyUpdateResponse,
+    AcquireProcessorRequest, AcquireProcessorResponse, ApiError, BackendsResponse,
+    CanaryActionRequest, CanaryActionResponse, CleanRequest, CleanResponse, CleanupPoolRequest,
+    CleanupPoolResponse, ConfigRollbackRequest, ConfigRollbackResponse, ConfigVersionResponse,
+    ContainerRestartRequestBody, ContainerRestartResponse, ContainerStatus, DeployRequest,
+    DeployResponse, DrainPoolRequest, DrainPoolResponse, EnvironmentStatus,
+    GetConfigVersionRequest, GetContainerStatusRequest, GetLogsRequest, GetPoolStatusRequest,
+    GetServiceRoutingRequest, GetStatusRequest, InfrastructureHealthRequest,
+    InfrastructureHealthResponse, ListBackendsRequest, ListPresetsRequest, LogsResponse,
+    PoolStatusResponse, PresetsResponse, ReleaseProcessorRequest, ReleaseProcessorResponse,
+    RenewProcessorRequest, RenewProcessorResponse, ScalePoolRequest, ScalePoolResponse,
+    ServiceHealthRequest, ServiceRestartRequest, ServiceRestartResult, ServiceRoutingResponse,
+    ShouldRestartServiceRequest, TeardownRequest, TeardownResponse, TopologyUpdateRequest,
+    TopologyUpdateResponse,
 };
 use orchestrator_core::health::ServiceHealthReport;
 use orchestrator_core::restart::RestartRecommendation;
@@ -93,6 +94,10 @@ pub mod paths {
     pub const POOL_RENEW: &str = "/orchestrator/processing-pool/renew";
     /// Ours: DrainPool (docs/COMPATIBILITY.md#drain-pool).
     pub const POOL_DRAIN: &str = "/orchestrator/processing-pool/drain";
+    /// Ours: promote the running canary (docs/COMPATIBILITY.md#promote-and-abort-a-canary).
+    pub const PROMOTE: &str = "/orchestrator/promote";
+    /// Ours: abort the running canary (docs/COMPATIBILITY.md#promote-and-abort-a-canary).
+    pub const ABORT: &str = "/orchestrator/abort";
 }
 
 // === errors ===
@@ -686,6 +691,25 @@ impl ApiClient {
         req: &DrainPoolRequest,
     ) -> Result<DrainPoolResponse, ClientError> {
         self.post(paths::POOL_DRAIN, req).await
+    }
+
+    /// Ours: promote the running canary
+    /// (docs/COMPATIBILITY.md#promote-and-abort-a-canary): 404 when none runs, 409 when
+    /// `deploymentId` names another.
+    pub async fn promote(
+        &self,
+        req: &CanaryActionRequest,
+    ) -> Result<CanaryActionResponse, ClientError> {
+        self.post(paths::PROMOTE, req).await
+    }
+
+    /// Ours: abort the running canary (docs/COMPATIBILITY.md#promote-and-abort-a-canary);
+    /// errors as [`ApiClient::promote`].
+    pub async fn abort(
+        &self,
+        req: &CanaryActionRequest,
+    ) -> Result<CanaryActionResponse, ClientError> {
+        self.post(paths::ABORT, req).await
     }
 }
 

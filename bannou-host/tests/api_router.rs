@@ -120,9 +120,9 @@ async fn every_documented_path_is_routed_and_undocumented_ones_are_not() {
     let w = world(None).await;
     let router = w.cp.router();
     let documented = api::openapi::document_paths();
-    // Upstream's 22 endpoints, our renew and drain, /health, the two OpenAPI documents,
-    // /metrics and the event stream.
-    assert_eq!(documented.len(), 22 + 2 + 5, "{documented:?}");
+    // Upstream's 22 endpoints, our renew, drain, promote and abort, /health, the two
+    // OpenAPI documents, /metrics and the event stream.
+    assert_eq!(documented.len(), 22 + 4 + 5, "{documented:?}");
     for path in &documented {
         let reply = if *path == api::events::PATH {
             // A GET; an unknown type gets a 400 at once (a stream would never end).
@@ -223,6 +223,26 @@ async fn malformed_bodies_get_400_naming_the_field_and_never_reach_the_service()
             "/orchestrator/processing-pool/drain",
             r#"{"poolType": "p", "deadlineSeconds": 0}"#,
             Some("deadlineSeconds"),
+        ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "strategy": "canary"}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "strategy": "canary", "canaryWeight": 100}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/deploy",
+            r#"{"preset": "p", "canaryWeight": 10}"#,
+            Some("canaryWeight"),
+        ),
+        (
+            "/orchestrator/promote",
+            r#"{"deploymentId": " "}"#,
+            Some("deploymentId"),
         ),
         ("/orchestrator/config/rollback", "{}", Some("reason")),
         ("/orchestrator/containers/status", "{}", Some("appName")),

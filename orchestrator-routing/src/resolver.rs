@@ -115,6 +115,19 @@ impl Split {
         &self.app_ids[i.min(self.app_ids.len() - 1)]
     }
 
+    /// The targets that receive calls (weight above 0), in app-id order.
+    fn receiving(&self) -> impl Iterator<Item = &Arc<str>> {
+        let mut before = 0;
+        self.app_ids
+            .iter()
+            .zip(self.cumulative.iter())
+            .filter_map(move |(app_id, &c)| {
+                let weight = c - before;
+                before = c;
+                (weight > 0).then_some(app_id)
+            })
+    }
+
     /// A target drawn by weight.
     fn draw(&self) -> &Arc<str> {
         let total = self.cumulative.last().copied().unwrap_or(1);
@@ -287,6 +300,26 @@ impl MeshReader {
     /// mapping or the default app-id. Case-insensitive.
     pub fn resolve(&self, service: &str) -> Resolution {
         self.shared.load().resolve(service)
+    }
+
+    /// Every place calls of `service` may go, without drawing: what [`Self::resolve`]
+    /// answers, except that a split service lists each target of positive weight (a node
+    /// deciding whether it serves a service asks this, D64 (docs/DECISIONS.md#d64)).
+    pub fn candidates(&self, service: &str) -> Vec<Resolution> {
+        let table = self.shared.load();
+        let key = service.trim();
+        let hit = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            table.routes.get(key.to_ascii_lowercase().as_str())
+        } else {
+            table.routes.get(key)
+        };
+        match hit {
+            Some(Target::Split(split)) if !is_infrastructure(key) && !is_orchestrator(key) => split
+                .receiving()
+                .map(|a| Resolution::App(a.clone()))
+                .collect(),
+            _ => vec![table.resolve(service)],
+        }
     }
 
     /// The mappings version applied, `None` before the first snapshot. Nodes report it in
@@ -492,6 +525,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("old".to_owned(), 2_000)]
         );
+    }
+
+    #[test]
+    fn candidates_list_every_receiving_target_of_a_split_without_drawing() {
+        let (writer, reader) = MeshResolver::new();
+        writer.apply(
+            &snapshot(1, &[("auth", "old"), ("chat", "n1")]).with_weights([(
+                "auth".to_owned(),
+                split(&[("old", 90), ("new", 10), ("idle", 0)]),
+            )]),
+        );
+        assert_eq!(reader.candidates("Auth"), [app("new"), app("old")]);
+        assert_eq!(reader.candidates("chat"), [app("n1")]);
+        assert_eq!(reader.candidates("state"), [Resolution::Local]);
+        assert_eq!(reader.candidates("unrouted"), [app("bannou")]);
     }
 
     #[test]

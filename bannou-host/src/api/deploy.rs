@@ -1,5 +1,6 @@
 //! Routes of the `deploy` group: presets, deploy, service routing, status, teardown
-//! (docs/COMPATIBILITY.md#endpoints).
+//! (docs/COMPATIBILITY.md#endpoints), and ours: promote and abort a canary
+//! (docs/COMPATIBILITY.md#promote-and-abort-a-canary).
 
 use super::{Endpoint, endpoint};
 
@@ -10,5 +11,7 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
         endpoint!("/orchestrator/service-routing" => service_routing),
         endpoint!("/orchestrator/status" => status),
         endpoint!("/orchestrator/teardown" => teardown),
+        endpoint!("/orchestrator/promote" => promote),
+        endpoint!("/orchestrator/abort" => abort),
     ]
 }

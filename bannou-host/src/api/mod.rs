@@ -1,5 +1,5 @@
 //! The orchestrator's HTTP API (axum): the 22 `POST /orchestrator/...` endpoints of
-//! docs/COMPATIBILITY.md#endpoints, `GET /health`, and the OpenAPI document (`GET /openapi.json`,
+//! docs/COMPATIBILITY.md#endpoints and ours (renew, drain, promote, abort), `GET /health`, and the OpenAPI document (`GET /openapi.json`,
 //! `GET /openapi.yaml`).
 //!
 //! Where to start: [`router`] builds everything. Each endpoint group has its own file,
@@ -70,7 +70,7 @@ pub(crate) use endpoint;
 
 /// Every endpoint of every group, in spec order within each group.
 fn endpoints() -> Vec<Endpoint> {
-    let mut all = Vec::with_capacity(22);
+    let mut all = Vec::with_capacity(26);
     all.extend(health::endpoints());
     all.extend(containers::endpoints());
     all.extend(deploy::endpoints());
@@ -80,7 +80,7 @@ fn endpoints() -> Vec<Endpoint> {
     all
 }
 
-/// The paths of the 22 orchestrator endpoints (all `POST`).
+/// The paths of the orchestrator endpoints, upstream's 22 and ours (all `POST`).
 pub fn endpoint_paths() -> Vec<&'static str> {
     endpoints().into_iter().map(|(path, _)| path).collect()
 }

@@ -97,6 +97,13 @@ mod tests {
             ("DrainPoolRequest", "deadlineSeconds"),
             ("DrainPoolResponse", "draining"),
             ("DrainPoolResponse", "deadline"),
+            ("DeployRequest", "canaryWeight"),
+            ("DeployRequest", "canaryPromoteAfterSeconds"),
+            ("DeployResponse", "canary"),
+            ("CanaryStatus", "weight"),
+            ("CanaryActionRequest", "deploymentId"),
+            ("CanaryActionResponse", "stoppedNodes"),
+            ("CanaryActionResponse", "routingLaggards"),
         ] {
             assert!(
                 s[schema]["properties"][field].is_object(),
@@ -112,6 +119,14 @@ mod tests {
         let drain = &paths["/orchestrator/processing-pool/drain"]["post"];
         assert_eq!(drain["operationId"], "DrainPool");
         assert!(drain["responses"]["404"].is_object());
+        for (path, id) in [
+            ("/orchestrator/promote", "PromoteCanary"),
+            ("/orchestrator/abort", "AbortCanary"),
+        ] {
+            let op = &paths[path]["post"];
+            assert_eq!(op["operationId"], id);
+            assert!(op["responses"]["404"].is_object() && op["responses"]["409"].is_object());
+        }
         assert!(
             document()["components"]["securitySchemes"]["bearerAuth"]["scheme"]
                 .as_str()

@@ -47,6 +47,14 @@ pub struct DeployArgs {
     /// (side by side under new app-ids, one route switch, then the old nodes stop; D62).
     #[arg(long, value_name = "STRATEGY", default_value = "replace")]
     pub strategy: DeployStrategy,
+    /// With `--strategy canary` (required there): percent of the changed services' calls
+    /// sent to the new nodes, 1-99 (D64).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(i64).range(1..=99))]
+    pub canary_weight: Option<i64>,
+    /// With `--strategy canary`: promote the canary by itself once it has been healthy this
+    /// long (seconds or a duration such as `5m`).
+    #[arg(long, value_name = "DURATION", value_parser = super::canary::promote_after_flag)]
+    pub promote_after: Option<std::time::Duration>,
     /// Environment for every node (`KEY=VALUE`, repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -76,6 +84,10 @@ impl DeployArgs {
             strict: self.strict,
             auto_revert: !self.no_revert,
             strategy: self.strategy,
+            canary_weight: self.canary_weight,
+            canary_promote_after_seconds: self
+                .promote_after
+                .map(super::canary::promote_after_seconds),
             ..DeployRequest::default()
         })
     }
@@ -170,6 +182,9 @@ pub fn write_deploy(
         for (old, new) in &switch.replaced {
             writeln!(out, "  {old} -> {new}")?;
         }
+    }
+    if let Some(canary) = &resp.canary {
+        super::canary::write_status(out, canary)?;
     }
     if let Some(warnings) = resp.warnings.as_deref().filter(|w| !w.is_empty()) {
         writeln!(out)?;
@@ -459,6 +474,7 @@ mod tests {
             warnings: (!success).then(|| vec!["auth-node: image not found".to_owned()]),
             routing_laggards: None,
             switched_routes: None,
+            canary: None,
         }
     }
 

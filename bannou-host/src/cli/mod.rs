@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod bench;
+pub mod canary;
 pub mod config;
 pub mod containers;
 pub mod deploy;
@@ -59,6 +60,10 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Stop the deployed containers (`--dry-run` lists them).
     Teardown(deploy::TeardownArgs),
+    /// Promote the running canary: every route to the new nodes, the old ones stopped.
+    Promote(canary::CanaryArgs),
+    /// Abort the running canary: every call back to the old nodes, the new ones stopped.
+    Abort(canary::CanaryArgs),
     /// Print the control plane's events live (`GET /orchestrator/events`).
     Events(events::EventsArgs),
     /// Remove stopped containers and prune networks, volumes, images.
@@ -137,6 +142,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Teardown(a) => {
             remote::block_on(deploy::run_teardown(a, &mut std::io::stdout().lock()))
         }
+        Command::Promote(a) => {
+            remote::block_on(canary::run_promote(a, &mut std::io::stdout().lock()))
+        }
+        Command::Abort(a) => remote::block_on(canary::run_abort(a, &mut std::io::stdout().lock())),
         Command::Events(a) => {
             remote::block_on(events::run_events(a, &mut std::io::stdout().lock()))
         }

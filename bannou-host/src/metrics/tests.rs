@@ -30,6 +30,7 @@ fn answer(success: bool) -> Answer<DeployResponse> {
             warnings: None,
             routing_laggards: None,
             switched_routes: None,
+            canary: None,
         },
     )
 }

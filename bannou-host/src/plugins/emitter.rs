@@ -201,12 +201,19 @@ impl HeartbeatEmitter {
 
     /// Whether a beat reports `service` now: unless the mappings route it to another
     /// node (docs/COMPATIBILITY.md#mappings-consumers: reported when local, routed here or
-    /// to the control plane).
+    /// to the control plane). A weighted split routes it here when this node is one of
+    /// its receiving targets (a canary's new node reports the service it serves, D64
+    /// (docs/DECISIONS.md#d64)); no draw, so the beat does not change at random.
     fn reports(&self, service: &str) -> bool {
-        match self.reader.resolve(service) {
-            Resolution::Local => true,
-            Resolution::App(a) => self.app_id.matches(&a) || same_app_id(&a, CONTROL_PLANE_APP_ID),
-        }
+        self.reader
+            .candidates(service)
+            .into_iter()
+            .any(|target| match target {
+                Resolution::Local => true,
+                Resolution::App(a) => {
+                    self.app_id.matches(&a) || same_app_id(&a, CONTROL_PLANE_APP_ID)
+                }
+            })
     }
 
     /// The health of every reported plugin now.
@@ -430,6 +437,37 @@ mod tests {
         assert_eq!(dropped_of(&next), Some(4));
         stop.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn a_node_reports_a_split_service_when_it_receives_a_share_of_it() {
+        let (writer, reader) = MeshResolver::new();
+        let split = orchestrator_routing::WeightedTargets::new([
+            (AppId::from("old"), 90),
+            (AppId::from("new"), 10),
+        ])
+        .unwrap();
+        writer.apply(
+            &orchestrator_routing::MappingsSnapshot::from_entries(1, None, [("auth", Some("old"))])
+                .with_weights([("auth".to_owned(), split)]),
+        );
+        let bus = Arc::new(InMemoryBus::new());
+        let on = |app: &str| {
+            HeartbeatEmitter::new(
+                AppId::from(app),
+                Uuid::new_v4(),
+                Vec::new(),
+                bus.clone(),
+                reader.clone(),
+            )
+        };
+        // Every time, not one beat in ten: the answer is not drawn.
+        for _ in 0..50 {
+            assert!(on("new").reports("auth"));
+            assert!(on("old").reports("auth"));
+        }
+        assert!(!on("elsewhere").reports("auth"));
+        assert!(on("elsewhere").reports("state"));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Environment lifecycle endpoints: Deploy (docs/COMPATIBILITY.md#deploy), Teardown
 //! (docs/COMPATIBILITY.md#teardown) and Clean (docs/COMPATIBILITY.md#clean), plus our
 //! deploy extensions `strict` and `autoRevert` (D27 (docs/DECISIONS.md#d27)) and
-//! `strategy` (D62 (docs/DECISIONS.md#d62)).
+//! `strategy` (D62 (docs/DECISIONS.md#d62)) with its canary fields (D64
+//! (docs/DECISIONS.md#d64)).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,6 +67,15 @@ pub struct DeployRequest {
     /// body.
     #[serde(default, skip_serializing_if = "DeployStrategy::is_replace")]
     pub strategy: DeployStrategy,
+    /// **Ours.** With `strategy: canary` (and only then, required): the percent of the
+    /// moved services' calls sent to the new nodes, 1-99 (D64 (docs/DECISIONS.md#d64)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i64>,
+    /// **Ours.** With `strategy: canary` (and only then): promote the canary by itself
+    /// once it has been healthy this many seconds (at least 1); absent, only
+    /// `POST /orchestrator/promote` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_promote_after_seconds: Option<i64>,
 }
 
 const fn default_deploy_mode() -> DeploymentMode {
@@ -90,6 +100,8 @@ impl Default for DeployRequest {
             strict: false,
             auto_revert: true,
             strategy: DeployStrategy::Replace,
+            canary_weight: None,
+            canary_promote_after_seconds: None,
         }
     }
 }
@@ -134,7 +146,50 @@ impl Validate for DeployRequest {
         if let Some(env) = &self.environment {
             env_keys_non_empty("environment", env)?;
         }
+        self.validate_canary()?;
         at_least("timeout", self.timeout, 1)
+    }
+}
+
+impl DeployRequest {
+    /// The canary fields go with `strategy: canary` only; the weight is required there.
+    fn validate_canary(&self) -> Result<(), FieldError> {
+        let canary = self.strategy == DeployStrategy::Canary;
+        match self.canary_weight {
+            None if canary => {
+                return Err(FieldError::new(
+                    "canaryWeight",
+                    "is required with strategy `canary` (percent of the calls to the new nodes, 1-99)",
+                ));
+            }
+            Some(_) if !canary => {
+                return Err(FieldError::new(
+                    "canaryWeight",
+                    format!(
+                        "is only accepted with strategy `canary` (got `{}`)",
+                        self.strategy
+                    ),
+                ));
+            }
+            Some(w) if !super::canary::CANARY_WEIGHT_RANGE.contains(&w) => {
+                return Err(FieldError::new(
+                    "canaryWeight",
+                    format!("must be between 1 and 99 (got {w})"),
+                ));
+            }
+            _ => {}
+        }
+        match self.canary_promote_after_seconds {
+            Some(_) if !canary => Err(FieldError::new(
+                "canaryPromoteAfterSeconds",
+                format!(
+                    "is only accepted with strategy `canary` (got `{}`)",
+                    self.strategy
+                ),
+            )),
+            Some(s) => at_least("canaryPromoteAfterSeconds", s, 1),
+            None => Ok(()),
+        }
     }
 }
 
@@ -171,6 +226,10 @@ pub struct DeployResponse {
     /// Ours only (D62): a blue-green deploy's route switch; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switched_routes: Option<super::deploy_strategy::RouteSwitch>,
+    /// Ours only (D64): the canary this deploy left running (its configuration is
+    /// recorded on promotion); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::canary::CanaryStatus>,
 }
 
 // === Teardown (docs/COMPATIBILITY.md#teardown) ===
@@ -461,6 +520,7 @@ mod tests {
             warnings: None,
             routing_laggards: None,
             switched_routes: None,
+            canary: None,
         };
         let expected = json!({
             "success": true, "deploymentId": "5a0e2c4e-4f4c-4a77-9d38-6d0f5c1e9b11",

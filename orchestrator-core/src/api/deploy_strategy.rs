@@ -3,8 +3,10 @@
 //! `replace`, the default and upstream's only behaviour, redeploys a changed node under
 //! its own app-id wave by wave; `blue-green` brings the changed nodes up under new
 //! app-ids beside the old ones, switches every affected route in one mappings version and
-//! stops the old nodes after the routing acknowledgements. Old clients omit the field.
-//! More strategies may be added (canary): code matches the variants explicitly.
+//! stops the old nodes after the routing acknowledgements; `canary` (D64
+//! (docs/DECISIONS.md#d64)) brings them up the same way and sends a share of the calls to
+//! them until it is promoted or aborted. Old clients omit the field. Code matches the
+//! variants explicitly.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,14 +24,20 @@ pub enum DeployStrategy {
     /// Changed nodes come up under new app-ids beside the old ones; the routes switch
     /// once all are healthy; the old nodes stop after the acknowledgements.
     BlueGreen,
+    /// Changed nodes come up beside the old ones as for blue-green; once healthy, a
+    /// weighted split sends `canaryWeight` percent of the moved services' calls to them
+    /// until `POST /orchestrator/promote` (the blue-green switch) or
+    /// `POST /orchestrator/abort` (D64 (docs/DECISIONS.md#d64)).
+    Canary,
 }
 
 impl DeployStrategy {
-    /// The wire spelling (`replace`, `blue-green`).
+    /// The wire spelling (`replace`, `blue-green`, `canary`).
     pub const fn as_str(self) -> &'static str {
         match self {
             DeployStrategy::Replace => "replace",
             DeployStrategy::BlueGreen => "blue-green",
+            DeployStrategy::Canary => "canary",
         }
     }
 
@@ -66,7 +74,7 @@ pub struct RouteSwitch {
 
 /// An unknown strategy name (the known ones are listed in the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown deploy strategy `{0}` (expected `replace` or `blue-green`)")]
+#[error("unknown deploy strategy `{0}` (expected `replace`, `blue-green` or `canary`)")]
 pub struct UnknownStrategy(pub String);
 
 impl FromStr for DeployStrategy {
@@ -79,6 +87,8 @@ impl FromStr for DeployStrategy {
             Ok(DeployStrategy::Replace)
         } else if s.eq_ignore_ascii_case("blue-green") {
             Ok(DeployStrategy::BlueGreen)
+        } else if s.eq_ignore_ascii_case("canary") {
+            Ok(DeployStrategy::Canary)
         } else {
             Err(UnknownStrategy(s.to_owned()))
         }
@@ -95,6 +105,7 @@ mod tests {
         for (strategy, text) in [
             (DeployStrategy::Replace, "replace"),
             (DeployStrategy::BlueGreen, "blue-green"),
+            (DeployStrategy::Canary, "canary"),
         ] {
             assert_eq!(serde_json::to_value(strategy).unwrap(), json!(text));
             assert_eq!(
@@ -108,7 +119,7 @@ mod tests {
             "Blue-Green".parse::<DeployStrategy>().unwrap(),
             DeployStrategy::BlueGreen
         );
-        assert!(serde_json::from_value::<DeployStrategy>(json!("canary")).is_err());
+        assert!(serde_json::from_value::<DeployStrategy>(json!("rolling")).is_err());
         assert!("rolling".parse::<DeployStrategy>().is_err());
     }
 }

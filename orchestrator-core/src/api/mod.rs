@@ -36,6 +36,8 @@
 //! | `/orchestrator/processing-pool/cleanup` | [`CleanupPoolRequest`] | [`CleanupPoolResponse`] |
 //! | `/orchestrator/processing-pool/renew` (ours) | [`RenewProcessorRequest`] | [`RenewProcessorResponse`] |
 //! | `/orchestrator/processing-pool/drain` (ours) | [`DrainPoolRequest`] | [`DrainPoolResponse`] |
+//! | `/orchestrator/promote` (ours) | [`CanaryActionRequest`] | [`CanaryActionResponse`] |
+//! | `/orchestrator/abort` (ours) | [`CanaryActionRequest`] | [`CanaryActionResponse`] |
 //!
 //! The services-health report (`ServiceHealthReport`, `ServiceHealthEntry`, `Capacity`)
 //! and the should-restart response (`RestartRecommendation`) are defined next to the
@@ -53,9 +55,11 @@
 //! - Our extensions are marked **Ours** in their docs: `DeployRequest::strict`,
 //!   `DeployRequest::auto_revert`, `DeployRequest::strategy`, `AcquireProcessorRequest::wait_ms`,
 //!   `AcquireProcessorResponse::fencing_token`, `ReleaseProcessorRequest::fencing_token`,
-//!   and the renew and drain endpoints.
+//!   `DeployRequest::canary_weight`, `DeployRequest::canary_promote_after_seconds`,
+//!   and the renew, drain, promote and abort endpoints.
 
 pub mod backends;
+pub mod canary;
 pub mod config;
 pub mod containers;
 mod defaults;
@@ -75,6 +79,7 @@ pub mod topology;
 mod wire_checks;
 
 pub use backends::*;
+pub use canary::*;
 pub use config::*;
 pub use containers::*;
 pub use deploy::*;

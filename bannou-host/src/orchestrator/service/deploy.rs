@@ -6,7 +6,10 @@
 //! (`waves.rs`); on a failed wave it reverts to the last stable version unless the
 //! request says `autoRevert: false`. A `strategy: blue-green` deploy runs its plan side by
 //! side instead (`deploy/blue_green.rs`, D62 (docs/DECISIONS.md#d62)): no revert, the new
-//! nodes are discarded. A reset to the default is `reset.rs`.
+//! nodes are discarded. A `strategy: canary` deploy brings its nodes up the same way and
+//! leaves a canary running (`deploy/canary.rs`, D64 (docs/DECISIONS.md#d64)): it keeps the
+//! lifecycle lock and the deploy record until it is promoted or aborted. A reset to the
+//! default is `reset.rs`.
 
 use orchestrator_core::error_source::Chain;
 use std::collections::BTreeMap;
@@ -107,7 +110,7 @@ impl OrchestratorService {
     ) -> ServiceResult<DeployResponse> {
         let begun = self.deps.clock.now();
         request.validate().map_err(ServiceError::field)?;
-        let _lifecycle = self.begin_lifecycle("deploy").await?;
+        let lifecycle = self.begin_lifecycle("deploy").await?;
         // The tables published while it runs are in its trace (nodes apply them there).
         let _traced = self.deps.broadcaster.trace_deploy();
         let backend = self.deps.backends.select(request.backend).await?;
@@ -142,6 +145,12 @@ impl OrchestratorService {
         let answer = self
             .run_deploy(request, deployment_id, &backend, prepared, begun)
             .await;
+        if answer.body.canary.is_some() {
+            // The canary owns the lock and the record until promote or abort (D64).
+            self.watch_canary(lifecycle);
+            return Ok(answer);
+        }
+        drop(lifecycle);
         if !self.deps.leader.is_leader() {
             // Stopped leading meanwhile: the record stays, so the leader's reconciliation
             // finishes what this replica may have left half done.
@@ -234,7 +243,7 @@ impl OrchestratorService {
         warnings.extend(plan.warnings.iter().map(PlanIssue::to_string));
         let slots = match request.strategy {
             DeployStrategy::Replace => Vec::new(),
-            DeployStrategy::BlueGreen => {
+            DeployStrategy::BlueGreen | DeployStrategy::Canary => {
                 // Changed nodes move to their other slot; planned again, they come up as
                 // new nodes beside the old ones, which are torn down (D62).
                 let (nodes, slots) = side_by_side::side_by_side_nodes(&plan, &running)
@@ -244,6 +253,12 @@ impl OrchestratorService {
                 slots
             }
         };
+        if request.strategy == DeployStrategy::Canary && slots.is_empty() {
+            return Err(ServiceError::bad_request(
+                "canary: no node changes, so no call could go to a new node; \
+                 deploy with strategy `replace` or `blue-green`",
+            ));
+        }
         Ok(Prepared {
             preset: request.preset_name().map(str::to_owned),
             config,
@@ -289,6 +304,7 @@ impl OrchestratorService {
             warnings: non_empty(prepared.warnings),
             routing_laggards: None,
             switched_routes: None,
+            canary: None,
         })
     }
 
@@ -338,6 +354,20 @@ impl OrchestratorService {
                 let run = self.run_blue_green(backend, &running, &plan, &slots).await;
                 (run.exec, run.switch)
             }
+            DeployStrategy::Canary => {
+                let prepared = Prepared {
+                    preset,
+                    config,
+                    running,
+                    plan,
+                    pools,
+                    warnings,
+                    slots,
+                };
+                return self
+                    .run_canary(request, deployment_id, backend, prepared, begun)
+                    .await;
+            }
         };
         // Whatever happened, nodes now run on this backend (D6).
         deps.backends.set_active(backend_type);
@@ -350,15 +380,19 @@ impl OrchestratorService {
             let failures = texts(&exec.failures);
             let mut notes = failures.clone();
             match request.strategy {
-                // Nothing to revert: the bring-up discarded its nodes (D62).
-                DeployStrategy::BlueGreen => notes.push(if exec.lost_leadership {
-                    "Blue-green: stopped before the route switch; the leader's reconciliation \
-                     finishes it"
-                        .to_owned()
+                // Nothing to revert: the bring-up discarded its nodes (D62, D64).
+                DeployStrategy::BlueGreen | DeployStrategy::Canary => notes.push(if exec.lost_leadership {
+                    format!(
+                        "{}: stopped before the route switch; the leader's reconciliation \
+                         finishes it",
+                        request.strategy
+                    )
                 } else {
-                    "Blue-green: the new nodes were stopped before the route switch; the old \
-                     nodes still serve and no route moved"
-                        .to_owned()
+                    format!(
+                        "{}: the new nodes were stopped before the route switch; the old \
+                         nodes still serve and no route moved",
+                        request.strategy
+                    )
                 }),
                 DeployStrategy::Replace if request.auto_revert => notes.extend(
                     self.revert_after_failure(
@@ -387,30 +421,15 @@ impl OrchestratorService {
                 warnings.push(format!("processing pool {pool_type}: {e}"));
             }
         }
+        let no_environment = BTreeMap::new();
         let record = ConfigRecord {
             deployment_id,
             preset: preset.as_deref(),
             backend: backend_type,
-            request_environment: request.environment.as_ref().unwrap_or(&BTreeMap::new()),
+            request_environment: request.environment.as_ref().unwrap_or(&no_environment),
             nodes: &plan.nodes,
-        }
-        .build(deps.clock.now());
-        // The nodes are up and healthy: a store failure here is reported, not a failed
-        // deploy (the next deploy plans against the backend's list anyway).
-        match deps
-            .store
-            .save_config(&record, deps.settings.config_history_ttl)
-            .await
-        {
-            Ok(version) => {
-                if let Err(e) = deps.store.mark_config_stable(version).await {
-                    warnings.push(format!(
-                        "configuration version {version} not marked stable: {e}"
-                    ));
-                }
-            }
-            Err(e) => warnings.push(format!("configuration version not saved: {e}")),
-        }
+        };
+        warnings.extend(self.save_stable_config(record).await);
         self.publish_outcome(
             deployment_id,
             preset.clone(),
@@ -443,7 +462,30 @@ impl OrchestratorService {
             warnings: non_empty(warnings),
             routing_laggards: None,
             switched_routes: switch,
+            canary: None,
         })
+    }
+
+    /// Records `record` as the new configuration version and marks it stable (a
+    /// successful deploy, a promoted canary). The nodes are up and healthy: a store
+    /// failure here is reported (returned as warnings), not a failed deploy (the next
+    /// deploy plans against the backend's list anyway).
+    pub(super) async fn save_stable_config(&self, record: ConfigRecord<'_>) -> Vec<String> {
+        let deps = &self.deps;
+        let record = record.build(deps.clock.now());
+        match deps
+            .store
+            .save_config(&record, deps.settings.config_history_ttl)
+            .await
+        {
+            Ok(version) => match deps.store.mark_config_stable(version).await {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![format!(
+                    "configuration version {version} not marked stable: {e}"
+                )],
+            },
+            Err(e) => vec![format!("configuration version not saved: {e}")],
+        }
     }
 
     /// `"N.Ns"` since `begun` on the injected clock.
@@ -481,6 +523,7 @@ impl OrchestratorService {
                 warnings: Some(notes),
                 routing_laggards: None,
                 switched_routes: None,
+                canary: None,
             },
         )
     }
@@ -572,5 +615,6 @@ fn deployed_service(
 }
 
 mod blue_green;
+pub(super) mod canary;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The lifecycle lock: one deploy, teardown, rollback or topology update at a time, on
-//! the leader only.
+//! the leader only. A running canary holds it from its deploy to its end (D64
+//! (docs/DECISIONS.md#d64)).
 
 use super::{OrchestratorService, ServiceError};
 use crate::orchestrator::leader::LeaderState;
@@ -27,10 +28,23 @@ impl OrchestratorService {
                 holder.as_deref().unwrap_or("unknown"),
             )));
         }
-        let busy = || {
-            ServiceError::conflict(format!(
+        let busy = || match self.running_canary() {
+            // A running canary holds the lock until it is promoted or aborted (D64).
+            Some(canary) => ServiceError::conflict(format!(
+                "cannot {what}: canary deployment {} is running ({}% of the calls of {} on {}); \
+                 promote it (POST /orchestrator/promote) or abort it (POST /orchestrator/abort) first",
+                canary.deployment_id,
+                canary.weight,
+                if canary.services.is_empty() {
+                    "no service".to_owned()
+                } else {
+                    canary.services.join(", ")
+                },
+                canary.new_nodes.join(", "),
+            )),
+            None => ServiceError::conflict(format!(
                 "cannot {what}: another deployment, teardown, rollback or topology update is in progress"
-            ))
+            )),
         };
         if let Ok(guard) = self.lifecycle.clone().try_lock_owned() {
             return Ok(guard);

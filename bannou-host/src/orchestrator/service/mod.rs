@@ -203,6 +203,8 @@ pub struct OrchestratorService {
     sweeping: Arc<std::sync::atomic::AtomicBool>,
     /// Where deploys, waves, acquires and releases are counted (`crate::metrics`).
     metrics: crate::metrics::Metrics,
+    /// The running canary, if any (`deploy/canary.rs`, D64 (docs/DECISIONS.md#d64)).
+    canary: deploy::canary::CanarySlot,
 }
 
 impl OrchestratorService {
@@ -214,6 +216,7 @@ impl OrchestratorService {
             lifecycle: Arc::default(),
             sweeping: Arc::default(),
             metrics: crate::metrics::Metrics::control_plane(),
+            canary: Arc::default(),
         };
         service.bind_scaler();
         service
@@ -234,6 +237,7 @@ impl OrchestratorService {
             deps: Arc::downgrade(&self.deps),
             lifecycle: Arc::downgrade(&self.lifecycle),
             sweeping: Arc::downgrade(&self.sweeping),
+            canary: Arc::downgrade(&self.canary),
             metrics: self.metrics.clone(),
         }
     }
@@ -254,6 +258,7 @@ struct WeakService {
     deps: Weak<ServiceDeps>,
     lifecycle: Weak<tokio::sync::Mutex<()>>,
     sweeping: Weak<std::sync::atomic::AtomicBool>,
+    canary: Weak<deploy::canary::CanaryCell>,
     metrics: crate::metrics::Metrics,
 }
 
@@ -264,6 +269,7 @@ impl WeakService {
             deps: self.deps.upgrade()?,
             lifecycle: self.lifecycle.upgrade()?,
             sweeping: self.sweeping.upgrade()?,
+            canary: self.canary.upgrade()?,
             metrics: self.metrics.clone(),
         })
     }

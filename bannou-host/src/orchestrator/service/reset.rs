@@ -54,6 +54,7 @@ impl OrchestratorService {
             warnings: non_empty(warnings),
             routing_laggards: None,
             switched_routes: None,
+            canary: None,
         };
         if request.dry_run {
             let changes = tracked.iter().map(ToString::to_string).collect();

@@ -59,7 +59,7 @@ impl OrchestratorService {
                 // The leader's reconciliation owns what is left (as for a replace).
                 return BlueGreen { exec, switch: None };
             }
-            let warnings = self.discard(backend, &started).await;
+            let (_, warnings) = self.discard(backend, &started).await;
             exec.warnings.extend(warnings);
             exec.running = current.to_vec();
             return BlueGreen { exec, switch: None };
@@ -184,14 +184,13 @@ impl OrchestratorService {
     /// Discard: stops the new nodes after a failure before the switch. Their routes (none,
     /// unless a heartbeat claimed an unrouted service for one) go back to the default
     /// first, and the consumers are waited for (D58); the old nodes and their routes are
-    /// not touched. Returns warnings.
+    /// not touched. Returns the nodes stopped (gone already counts) and warnings.
     pub(super) async fn discard(
         &self,
         backend: &Arc<dyn ContainerBackend>,
         new: &[AppId],
-    ) -> Vec<String> {
-        let (_, warnings) = self.stop_side(backend, new).await;
-        warnings
+    ) -> (Vec<AppId>, Vec<String>) {
+        self.stop_side(backend, new).await
     }
 
     /// Releases whatever routes `apps` hold (one version, one wait), then stops them in
