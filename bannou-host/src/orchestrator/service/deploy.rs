@@ -31,6 +31,7 @@ use uuid::Uuid;
 use super::config_record::ConfigRecord;
 use super::errors::{library_error, store_error};
 use super::wave_failure::texts;
+use super::waves::Execution;
 use super::{Answer, OrchestratorService, Outcome, ServiceError, ServiceResult, non_empty};
 use crate::orchestrator::routing_acks;
 
@@ -439,18 +440,7 @@ impl OrchestratorService {
         )
         .await;
 
-        let services = plan
-            .nodes
-            .iter()
-            .map(|n| {
-                let started = exec.started.iter().find(|s| s.node.app_id == n.app_id);
-                deployed_service(
-                    n,
-                    DeployedServiceStatus::Healthy,
-                    started.map(|s| s.deployed.backend_id.clone()),
-                )
-            })
-            .collect();
+        let services = healthy_services(&plan.nodes, &exec);
         Answer::ok(DeployResponse {
             success: true,
             deployment_id: deployment_id.to_owned(),
@@ -612,6 +602,22 @@ fn deployed_service(
         pod_name: None,
         endpoints: None,
     }
+}
+
+/// The answer's services once every node of `nodes` is healthy, with the container ids
+/// of those `exec` started.
+fn healthy_services(nodes: &[ResolvedNode], exec: &Execution) -> Vec<DeployedService> {
+    nodes
+        .iter()
+        .map(|n| {
+            let started = exec.started.iter().find(|s| s.node.app_id == n.app_id);
+            deployed_service(
+                n,
+                DeployedServiceStatus::Healthy,
+                started.map(|s| s.deployed.backend_id.clone()),
+            )
+        })
+        .collect()
 }
 
 mod blue_green;

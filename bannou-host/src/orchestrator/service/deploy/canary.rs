@@ -40,7 +40,7 @@ use super::super::config_record::ConfigRecord;
 use super::super::routing::WeightChange;
 use super::super::wave_failure::texts;
 use super::super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
-use super::{Failed, Prepared, deployed_service, topology_of};
+use super::{Failed, Prepared, healthy_services, topology_of};
 use crate::orchestrator::leader::LeaderState;
 use crate::orchestrator::routing_acks;
 
@@ -188,18 +188,7 @@ impl OrchestratorService {
             version = ?mappings_version,
             "canary: running"
         );
-        let answer_services = plan
-            .nodes
-            .iter()
-            .map(|n| {
-                let started = exec.started.iter().find(|s| s.node.app_id == n.app_id);
-                deployed_service(
-                    n,
-                    DeployedServiceStatus::Healthy,
-                    started.map(|s| s.deployed.backend_id.clone()),
-                )
-            })
-            .collect();
+        let answer_services = healthy_services(&plan.nodes, &exec);
         let answer = DeployResponse {
             success: true,
             deployment_id: deployment_id.to_owned(),
