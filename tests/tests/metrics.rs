@@ -119,7 +119,18 @@ async fn metrics_count_deploys_and_pool_traffic_behind_the_token() {
     assert_eq!(status, 401, "a wrong token is refused too");
 
     deploy_and_pool_traffic(&host).await;
-    let (status, content_type, text) = scrape(&base, Some(TOKEN)).await;
+    // The mappings follow the deploy after the broadcaster's coalescing window (D11): the
+    // scrape is taken once the gauge shows a published version.
+    let (status, content_type, text) = eventually("a mappings version published", || async {
+        let scraped = scrape(&base, Some(TOKEN)).await;
+        (sample(
+            &scraped.2,
+            "bannou_orchestrator_routing_mappings_version",
+            &[],
+        ) > Some(0.0))
+        .then_some(scraped)
+    })
+    .await;
     assert_eq!(status, 200, "{text}");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
@@ -249,7 +260,6 @@ async fn metrics_count_deploys_and_pool_traffic_behind_the_token() {
         "{text}"
     );
     assert_eq!(sample(&text, "bannou_orchestrator_leader", &[]), Some(1.0));
-    assert!(sample(&text, "bannou_orchestrator_routing_mappings_version", &[]) > Some(0.0));
     let http_requests = "bannou_orchestrator_http_requests_total";
     let deploy_200 = [
         ("route", "/orchestrator/deploy"),
