@@ -118,11 +118,7 @@ pub fn write_status(out: &mut dyn Write, canary: &CanaryStatus) -> std::io::Resu
         out,
         "Canary running: {}% of the calls of {} go to {} (old: {})",
         canary.weight,
-        if canary.services.is_empty() {
-            "no service".to_owned()
-        } else {
-            canary.services.join(", ")
-        },
+        canary.services_text(),
         canary.new_nodes.join(", "),
         canary.old_nodes.join(", ")
     )?;

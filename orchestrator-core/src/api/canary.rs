@@ -36,6 +36,17 @@ pub struct CanaryStatus {
     pub promote_after_seconds: Option<i64>,
 }
 
+impl CanaryStatus {
+    /// Its services for a message: comma-separated, or `no service`.
+    pub fn services_text(&self) -> String {
+        if self.services.is_empty() {
+            "no service".to_owned()
+        } else {
+            self.services.join(", ")
+        }
+    }
+}
+
 /// `POST /orchestrator/promote` and `POST /orchestrator/abort` request (**Ours**).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

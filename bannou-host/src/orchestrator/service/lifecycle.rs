@@ -35,11 +35,7 @@ impl OrchestratorService {
                  promote it (POST /orchestrator/promote) or abort it (POST /orchestrator/abort) first",
                 canary.deployment_id,
                 canary.weight,
-                if canary.services.is_empty() {
-                    "no service".to_owned()
-                } else {
-                    canary.services.join(", ")
-                },
+                canary.services_text(),
                 canary.new_nodes.join(", "),
             )),
             None => ServiceError::conflict(format!(

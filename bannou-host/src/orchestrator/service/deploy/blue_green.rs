@@ -64,14 +64,7 @@ impl OrchestratorService {
             exec.running = current.to_vec();
             return BlueGreen { exec, switch: None };
         }
-        // Everything a teardown wave would stop: the old slots and the nodes removed.
-        let old: Vec<AppId> = plan
-            .waves
-            .iter()
-            .flat_map(|w| &w.actions)
-            .filter(|a| a.kind == ActionKind::Teardown)
-            .map(|a| a.app_id.clone())
-            .collect();
+        let old = stopped_by(plan);
         let (mut switch, warnings) = self.switch_routes(plan, &old).await;
         exec.warnings.extend(warnings);
         switch.replaced = slots
@@ -235,6 +228,17 @@ impl OrchestratorService {
         stopped.sort();
         (stopped, warnings)
     }
+}
+
+/// The nodes a side-by-side `plan` stops once the routes left them: everything a teardown
+/// wave would stop (the old slots and the nodes removed).
+pub(super) fn stopped_by(plan: &Plan) -> Vec<AppId> {
+    plan.waves
+        .iter()
+        .flat_map(|w| &w.actions)
+        .filter(|a| a.kind == ActionKind::Teardown)
+        .map(|a| a.app_id.clone())
+        .collect()
 }
 
 #[cfg(test)]

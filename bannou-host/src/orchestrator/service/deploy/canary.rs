@@ -28,7 +28,6 @@ use std::time::Duration;
 use orchestrator_core::api::*;
 use orchestrator_core::events::InstanceHealthStatus;
 use orchestrator_core::health::is_infrastructure_service;
-use orchestrator_core::planner::ActionKind;
 use orchestrator_core::ports::backend::ContainerBackend;
 use orchestrator_core::{AppId, Timestamp};
 use orchestrator_pools::PoolConfig;
@@ -40,6 +39,7 @@ use super::super::config_record::ConfigRecord;
 use super::super::routing::WeightChange;
 use super::super::wave_failure::texts;
 use super::super::{Answer, OrchestratorService, ServiceError, ServiceResult, non_empty};
+use super::blue_green::stopped_by;
 use super::{Failed, Prepared, healthy_services, topology_of};
 use crate::orchestrator::leader::LeaderState;
 use crate::orchestrator::routing_acks;
@@ -135,13 +135,7 @@ impl OrchestratorService {
         }
 
         let weight = request.canary_weight.unwrap_or(1).clamp(1, 99);
-        let old_nodes: Vec<AppId> = plan
-            .waves
-            .iter()
-            .flat_map(|w| &w.actions)
-            .filter(|a| a.kind == ActionKind::Teardown)
-            .map(|a| a.app_id.clone())
-            .collect();
+        let old_nodes = stopped_by(&plan);
         let new_nodes: Vec<AppId> = slots.iter().map(|s| s.new.clone()).collect();
         let changes = self.canary_splits(&plan.routing, &slots, weight);
         let services: Vec<String> = changes.iter().map(|(s, _)| s.clone()).collect();
