@@ -2,8 +2,9 @@
 //! WebDriver (`chromedriver`, `fantoccini`) against the whole host in process. The page
 //! must show a deployed `game-stack` healthy node by node and service by service (its
 //! screenshot lands in `target/test-output/status-page.png`), follow a pool scale and a
-//! forced node restart without a reload, and, with an API token set, ask for the token
-//! before showing anything.
+//! forced node restart without a reload, replay a deployment's waves to a page opened
+//! during a burst of events, and, with an API token set, ask for the token before showing
+//! anything.
 //!
 //! Skipped with a printed reason when `chromium` or `chromedriver` is missing, unless
 //! `BANNOU_TEST_REQUIRE` names `browser`.
@@ -14,6 +15,8 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bannou_host::config::HostConfig;
@@ -23,6 +26,8 @@ use orchestrator_backends::require::skip_or_fail;
 use orchestrator_core::api::{
     DeployRequest, ScalePoolRequest, ServiceRestartRequest, TeardownRequest,
 };
+use orchestrator_core::events::topics;
+use orchestrator_core::ports::bus::EventBus;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
@@ -328,6 +333,81 @@ async fn the_status_page_follows_a_deployment_live() {
         .unwrap();
     assert_eq!(kept, serde_json::Value::Bool(true), "no reload");
     screenshot(&client, "status-page-pools.png").await;
+
+    client.close().await.unwrap();
+    drop(driver);
+    host.api
+        .teardown(&TeardownRequest::default())
+        .await
+        .unwrap();
+    host.shutdown().await;
+}
+
+/// A page opened while events keep coming still replays the buffer: the live events that
+/// arrive in the same chunk as the stream's `reset` (they are gathered, D57) must not
+/// move the page past the deployment's waves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_in_a_burst_of_events_replays_the_deployment() {
+    const TEST: &str = "a_page_opened_in_a_burst_of_events_replays_the_deployment";
+    if let Some(reason) = browser_missing() {
+        skip_or_fail("browser", TEST, &reason);
+        return;
+    }
+    let host = Host::start(config(&our_presets())).await;
+    let reply = host.api.deploy(&deploy("game-stack")).await.unwrap();
+    assert!(reply.body.success, "{:?}", reply.body.warnings);
+
+    let driver = start_driver().await;
+    let client = open_browser(&driver).await;
+    // A `service.error` every 2 ms (a type the page follows) until the page shows the
+    // waves; at most 5,000, well inside the hub's buffer, so the deployment stays in it.
+    let bus = host.server.adapters().bus.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let burst = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut sent = 0u32;
+            while sent < 5_000 && !stop.load(Ordering::Relaxed) {
+                let event = serde_json::json!({
+                    "eventName": "service.error",
+                    "eventId": format!("00000000-0000-4000-8000-{sent:012}"),
+                    "timestamp": "2026-12-08T00:00:00Z",
+                    "serviceId": "00000000-0000-0000-0000-000000000000",
+                    "serviceName": "orchestrator",
+                    "appId": "bannou",
+                    "operation": "StatusPageTest",
+                    "errorType": "burst",
+                    "message": format!("burst event {sent}"),
+                });
+                bus.publish(topics::SERVICE_ERROR, event.to_string().into())
+                    .await
+                    .expect("the burst is published");
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            sent
+        }
+    });
+
+    client.goto(&host.server.base_url()).await.unwrap();
+    wait_until(
+        &client,
+        "the burst on the page",
+        "return !!document.querySelector('#events li[data-type=\"service.error\"]');",
+    )
+    .await;
+    wait_until(
+        &client,
+        "three healthy waves, replayed during the burst",
+        "return document.querySelectorAll('.wave[data-state=\"healthy\"]').length === 3;",
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = burst.await.expect("the burst task ends");
+    assert!(
+        sent < 5_000,
+        "the burst was still running when the page caught up"
+    );
 
     client.close().await.unwrap();
     drop(driver);

@@ -15,7 +15,7 @@ const STREAM_TYPES = "deployment,wave,routing,pool,service,configuration,leader,
 const state = {
   refreshing: false, pending: false, lastRefresh: 0, timer: null, count: 0,
   needToken: false,
-  events: [], lastEventId: null, replayedAt: 0,
+  events: [], eventsSeen: 0, lastEventId: null, replayedAt: 0,
   waves: new Map(), // deploymentId -> Map(wave index -> {state, nodes, waves})
   mappingsVersion: null,
   pools: new Set(),
@@ -431,12 +431,22 @@ async function readEvents(reader, abort) {
     const { value, done } = await reader.read();
     if (done) return;
     buf += decoder.decode(value, { stream: true });
+    // The list is drawn once a chunk, not once an event: a burst stays cheap.
+    const before = state.eventsSeen;
+    try { takeLines(); } finally { if (state.eventsSeen !== before) renderEvents(); }
+    if (abort.signal.aborted) return;
+  }
+
+  function takeLines() {
     let nl;
     while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + (buf[nl] === "\r" && buf[nl + 1] === "\n" ? 2 : 1));
       if (line === "") {
         if (ev.data.length || ev.type !== "message") onEvent(ev, abort);
+        // A `reset` aborts to reconnect from the oldest buffered id: the live events that
+        // came in the same chunk must not move `lastEventId` past the replay.
+        if (abort.signal.aborted) return;
         ev = { type: "message", data: [], id: null };
         continue;
       }
@@ -474,7 +484,7 @@ function onEvent(ev, abort) {
   }
   state.events.unshift({ type: ev.type, id: ev.id, data, at: new Date() });
   if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
-  renderEvents();
+  state.eventsSeen++;
   requestRefresh();
 }
 
