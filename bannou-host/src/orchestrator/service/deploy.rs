@@ -322,6 +322,31 @@ impl OrchestratorService {
     ) -> Answer<DeployResponse> {
         let deps = &self.deps;
         let backend_type = backend.backend_type();
+        // What a failed ending names (each failure path below returns with it).
+        let failed = Failed {
+            deployment_id,
+            backend: backend_type,
+            preset: prepared.preset.clone(),
+            begun,
+        };
+        // Nodes that already run are adopted, and confirmed healthy first, as a wave
+        // would: the answer's "Healthy" and its duration must not skip them.
+        let unconfirmed = self
+            .confirm_adopted(&prepared.running, &prepared.plan)
+            .await;
+        if !unconfirmed.is_empty() {
+            let mut notes = unconfirmed.clone();
+            notes.push(
+                "Nothing was changed: the deployment stopped before its first wave".to_owned(),
+            );
+            notes.extend(prepared.warnings);
+            return self.failed(failed, Vec::new(), &unconfirmed, notes).await;
+        }
+        if request.strategy == DeployStrategy::Canary {
+            return self
+                .run_canary(request, deployment_id, backend, prepared, begun)
+                .await;
+        }
         let Prepared {
             preset,
             config,
@@ -331,44 +356,11 @@ impl OrchestratorService {
             mut warnings,
             slots,
         } = prepared;
-        // What a failed ending names (each failure path below returns with it).
-        let failed = Failed {
-            deployment_id,
-            backend: backend_type,
-            preset: preset.clone(),
-            begun,
-        };
-        // Nodes that already run are adopted, and confirmed healthy first, as a wave
-        // would: the answer's "Healthy" and its duration must not skip them.
-        let unconfirmed = self.confirm_adopted(&running, &plan).await;
-        if !unconfirmed.is_empty() {
-            let mut notes = unconfirmed.clone();
-            notes.push(
-                "Nothing was changed: the deployment stopped before its first wave".to_owned(),
-            );
-            notes.extend(warnings);
-            return self.failed(failed, Vec::new(), &unconfirmed, notes).await;
-        }
-        let (exec, switch) = match request.strategy {
-            DeployStrategy::Replace => (self.execute_plan(backend, &running, &plan).await, None),
-            DeployStrategy::BlueGreen => {
-                let run = self.run_blue_green(backend, &running, &plan, &slots).await;
-                (run.exec, run.switch)
-            }
-            DeployStrategy::Canary => {
-                let prepared = Prepared {
-                    preset,
-                    config,
-                    running,
-                    plan,
-                    pools,
-                    warnings,
-                    slots,
-                };
-                return self
-                    .run_canary(request, deployment_id, backend, prepared, begun)
-                    .await;
-            }
+        let (exec, switch) = if request.strategy == DeployStrategy::BlueGreen {
+            let run = self.run_blue_green(backend, &running, &plan, &slots).await;
+            (run.exec, run.switch)
+        } else {
+            (self.execute_plan(backend, &running, &plan).await, None)
         };
         // Whatever happened, nodes now run on this backend (D6).
         deps.backends.set_active(backend_type);
