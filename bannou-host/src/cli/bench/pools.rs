@@ -101,10 +101,33 @@ pub struct PoolsArgs {
     /// over HTTP (`POST /orchestrator/processing-pool/acquire` and `.../release`).
     #[arg(long)]
     pub http: bool,
-    /// With `--http`: the clients speak HTTP/2 (h2c, prior knowledge), all requests in
-    /// flight sharing one connection, instead of HTTP/1.1 with a connection per client.
+    /// With `--http`: the clients speak HTTP/2 (h2c, prior knowledge), the requests in
+    /// flight multiplexed on `--connections` connections, instead of HTTP/1.1 with a
+    /// connection per client.
     #[arg(long, requires = "http")]
     pub http2: bool,
+    /// With `--http2`: how many h2c connections the clients share (client `i` uses
+    /// connection `i % connections`).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub connections: usize,
+    /// With `--http`: drive the control plane at this URL (another process, e.g. `serve`)
+    /// instead of starting one in this process; its pool `--http-pool` must be deployed
+    /// and is not changed. The bench is then a load generator of its own, apart from the
+    /// server's threads (`scripts/wrk-lease-bench.sh` with `LOAD=bench` sets one up).
+    #[arg(long, value_name = "URL", requires = "http")]
+    pub api: Option<String>,
+    /// With `--api`: the bearer token it asks for.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = crate::config::vars::API_TOKEN,
+        hide_env_values = true,
+        requires = "api"
+    )]
+    pub token: Option<String>,
+    /// With `--api`: the pool the clients lease from.
+    #[arg(long, value_name = "POOL", default_value = HTTP_POOL, requires = "api")]
+    pub http_pool: String,
 }
 
 /// One store's numbers.
@@ -174,11 +197,14 @@ pub struct PoolsReport {
     pub http_pairs_per_sec: Option<f64>,
     /// (e) p99, ms.
     pub http_p99_ms: Option<f64>,
-    /// (e) the state store behind the control plane: `redis` or `memory`.
+    /// (e) the state store behind the control plane: `redis` or `memory`; `remote` for
+    /// the control plane at `--api` (its store is not known here).
     pub http_state: Option<&'static str>,
     /// (e) the clients' protocol: `http/1.1` (a connection per client) or `h2c`
-    /// (`--http2`: one connection, every request in flight multiplexed on it).
+    /// (`--http2`: every request in flight multiplexed on `http_connections`).
     pub http_protocol: Option<&'static str>,
+    /// (e) h2c connections the clients shared (`null` for HTTP/1.1).
+    pub http_connections: Option<usize>,
     /// (e) / (b): the HTTP path's pairs/s over the Redis store's, same run (`null`
     /// without `--http` and `--redis`).
     pub http_ratio_vs_redis: Option<f64>,
@@ -400,14 +426,15 @@ async fn bench(args: &PoolsArgs) -> anyhow::Result<PoolsReport> {
         redis_invariants: invariants,
         http_pairs_per_sec: http_run.as_ref().map(|r| r.pairs_per_sec),
         http_p99_ms: http_run.as_ref().map(|r| r.p99_ms),
-        http_state: args.http.then_some(if args.redis.is_some() {
-            "redis"
-        } else {
-            "memory"
+        http_state: args.http.then_some(match (&args.api, &args.redis) {
+            (Some(_), _) => "remote",
+            (None, Some(_)) => "redis",
+            (None, None) => "memory",
         }),
         http_protocol: args
             .http
             .then_some(if args.http2 { "h2c" } else { "http/1.1" }),
+        http_connections: args.http2.then_some(args.connections),
         http_ratio_vs_redis: over(http_run.as_ref(), redis_run.as_ref()),
         http_ratio_vs_memory: over(http_run.as_ref(), Some(&memory_run)),
         http_ceiling_pairs_per_sec: http_ceiling_run.as_ref().map(|r| r.pairs_per_sec),
@@ -460,13 +487,21 @@ async fn setup_store(
 const HTTP_POOL: &str = "bench-http";
 
 /// (e): a control plane in this process with a pool of `workers` in-process workers,
-/// driven over HTTP; with `--ceiling`, then the HTTP ceiling on the same server.
+/// driven over HTTP, or (`--api`) the control plane at that URL; with `--ceiling`, then
+/// the HTTP ceiling on the same server.
 async fn http_bench(
     args: &PoolsArgs,
     workers: u32,
     duration: Duration,
 ) -> anyhow::Result<(RunReport, Option<RunReport>)> {
     orchestrator_backends::http::install_crypto_provider();
+    if let Some(url) = &args.api {
+        let api = ApiClient::new(url)?
+            .with_token(args.token.clone())
+            .with_timeout(Duration::from_secs(30));
+        // Someone else's pool: wait for a worker, whatever its size.
+        return drive_http(args, &api, &args.http_pool, 1, duration).await;
+    }
     let presets = tempfile::tempdir().context("a directory for the bench preset")?;
     std::fs::write(
         presets.path().join("bench-http.yaml"),
@@ -488,10 +523,7 @@ async fn http_bench(
     let server = Server::start(config)
         .await
         .context("starting the control plane")?;
-    let mut api = ApiClient::new(&server.base_url())?.with_timeout(Duration::from_secs(30));
-    if args.http2 {
-        api = api.with_http2()?;
-    }
+    let api = ApiClient::new(&server.base_url())?.with_timeout(Duration::from_secs(30));
     let run = async {
         let deployed = api
             .deploy(&DeployRequest {
@@ -504,56 +536,73 @@ async fn http_bench(
             "deploying the bench pool failed: {:?}",
             deployed.body.warnings
         );
-        // Workers become Available with their first heartbeat.
-        let ready_by = Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = api
-                .pool_status(&GetPoolStatusRequest {
-                    pool_type: HTTP_POOL.to_owned(),
-                    include_metrics: false,
-                })
-                .await?;
-            if status.available_instances >= i64::from(workers) {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < ready_by,
-                "only {} of {workers} workers available after 60 s",
-                status.available_instances
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let run = drive(Arc::new(Target::Http(api.clone())), args.clients, duration).await;
-        let ceiling = if args.ceiling {
-            Some(
-                drive(
-                    Arc::new(Target::HttpCeiling(api.clone())),
-                    args.clients,
-                    duration,
-                )
-                .await,
-            )
-        } else {
-            None
-        };
-        Ok((run, ceiling))
+        drive_http(args, &api, HTTP_POOL, workers, duration).await
     }
     .await;
     server.shutdown().await;
     run
 }
 
+/// Waits until `pool` has `available` workers (they become Available with their first
+/// heartbeat), then runs the clients over `api` (h2c on `--connections` connections with
+/// `--http2`), and the HTTP ceiling after them with `--ceiling`.
+async fn drive_http(
+    args: &PoolsArgs,
+    api: &ApiClient,
+    pool: &str,
+    available: u32,
+    duration: Duration,
+) -> anyhow::Result<(RunReport, Option<RunReport>)> {
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api
+            .pool_status(&GetPoolStatusRequest {
+                pool_type: pool.to_owned(),
+                include_metrics: false,
+            })
+            .await
+            .with_context(|| format!("reading pool {pool} at {}", api.base_url()))?;
+        if status.available_instances >= i64::from(available) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "pool {pool}: {} of {available} workers available after 60 s",
+            status.available_instances
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each h2c client is a connection of its own; HTTP/1.1 opens one per client anyway.
+    let apis = if args.http2 {
+        anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+        (0..args.connections)
+            .map(|_| api.clone().with_http2())
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![api.clone()]
+    };
+    let target = Target::Http(apis.clone(), pool.to_owned());
+    let run = drive(Arc::new(target), args.clients, duration).await;
+    let ceiling = if args.ceiling {
+        Some(drive(Arc::new(Target::HttpCeiling(apis)), args.clients, duration).await)
+    } else {
+        None
+    };
+    Ok((run, ceiling))
+}
+
 enum Target {
     /// A lease store and its pools (client `i` uses pool `i % len`).
     Store(Arc<dyn LeaseStore>, Vec<PoolType>),
-    /// The HTTP API of a control plane (pool [`HTTP_POOL`]).
-    Http(ApiClient),
+    /// The HTTP API of a control plane (client `i` uses connection `i % len`) and the
+    /// pool to lease from.
+    Http(Vec<ApiClient>, String),
     Baseline(UpstreamBaseline, String),
     /// Two empty script calls: what a pair costs at least on this Redis now.
     Ceiling(RedisLeaseStore),
     /// Two requests the server answers without work: what a pair costs at least over
     /// this HTTP stack now.
-    HttpCeiling(ApiClient),
+    HttpCeiling(Vec<ApiClient>),
 }
 
 /// A path no route serves: the server answers 404 through its whole middleware stack.
@@ -681,9 +730,10 @@ impl Target {
                     Err(_) => Pair::Failed,
                 }
             }
-            Target::Http(api) => {
+            Target::Http(apis, pool) => {
+                let api = &apis[client % apis.len()];
                 let lease = match api
-                    .acquire_processor(&AcquireProcessorRequest::new(HTTP_POOL))
+                    .acquire_processor(&AcquireProcessorRequest::new(pool.as_str()))
                     .await
                 {
                     Ok(l) => l,
@@ -700,7 +750,8 @@ impl Target {
                     Err(_) => Pair::Failed,
                 }
             }
-            Target::HttpCeiling(api) => {
+            Target::HttpCeiling(apis) => {
+                let api = &apis[client % apis.len()];
                 let nothing =
                     || api.post::<_, serde_json::Value>(NO_ROUTE, &serde_json::Value::Null);
                 match (nothing().await, nothing().await) {
@@ -899,11 +950,18 @@ fn print_table(r: &PoolsReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "redis records after the run: {inv}")?;
     }
     if let Some(state) = r.http_state {
-        writeln!(
-            out,
-            "http: a control plane in this process, state in {state}, over loopback {}",
-            r.http_protocol.unwrap_or("HTTP")
-        )?;
+        let protocol = match r.http_connections {
+            Some(n) => format!("{} on {n} connection(s)", r.http_protocol.unwrap_or("h2c")),
+            None => r.http_protocol.unwrap_or("HTTP").to_owned(),
+        };
+        if state == "remote" {
+            writeln!(out, "http: the control plane at --api, over {protocol}")?;
+        } else {
+            writeln!(
+                out,
+                "http: a control plane in this process, state in {state}, over loopback {protocol}"
+            )?;
+        }
     }
     for (name, ratio) in [
         ("http / redis", r.http_ratio_vs_redis),

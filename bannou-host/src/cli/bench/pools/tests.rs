@@ -29,7 +29,12 @@ fn report(clients: usize, workers: u32, http: bool) -> serde_json::Value {
 
 /// [`report`], the HTTP clients speaking h2c when `http2`.
 fn report_over(clients: usize, workers: u32, http: bool, http2: bool) -> serde_json::Value {
-    let args = PoolsArgs {
+    report_of(args(clients, workers, http, http2))
+}
+
+/// The arguments of a short run without Redis.
+fn args(clients: usize, workers: u32, http: bool, http2: bool) -> PoolsArgs {
+    PoolsArgs {
         redis: None,
         pools: 1,
         clients,
@@ -43,7 +48,15 @@ fn report_over(clients: usize, workers: u32, http: bool, http2: bool) -> serde_j
         batches_in_flight: 2,
         http,
         http2,
-    };
+        connections: 1,
+        api: None,
+        token: None,
+        http_pool: HTTP_POOL.to_owned(),
+    }
+}
+
+/// Runs the bench with `args` and returns its JSON report.
+fn report_of(args: PoolsArgs) -> serde_json::Value {
     let mut out = Vec::new();
     run(args, &mut out).unwrap();
     serde_json::from_slice(&out).unwrap()
@@ -95,4 +108,62 @@ fn http2_clients_lease_through_one_multiplexed_connection() {
     assert_eq!(v["http"]["errors"], 0, "{v}");
     assert_eq!(v["http"]["exhausted"], 0, "{v}");
     assert_eq!(v["double_leases"], 0);
+}
+
+/// `--api`: the bench drives a control plane it did not start (here on a runtime of the
+/// test's, as `serve` would be in another process), over two h2c connections, leasing
+/// from the pool that control plane runs; the pairs it reports are the jobs that pool
+/// counts.
+#[test]
+fn with_api_the_bench_drives_a_control_plane_it_did_not_start() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let presets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        presets.path().join("theirs.yaml"),
+        "name: theirs\nprocessingPools:\n  - poolType: their-pool\n    plugin: actor\n    \
+         minInstances: 4\n    maxInstances: 4\n",
+    )
+    .unwrap();
+    let mut config = HostConfig::from_env(|_| None).unwrap();
+    config.presets_host_path = presets.path().to_path_buf();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let server = runtime.block_on(Server::start(config)).unwrap();
+    let api = ApiClient::new(&server.base_url()).unwrap();
+    let deployed = runtime
+        .block_on(api.deploy(&DeployRequest {
+            preset: Some("theirs".to_owned()),
+            ..DeployRequest::default()
+        }))
+        .unwrap();
+    assert!(deployed.body.success, "{:?}", deployed.body.warnings);
+
+    let v = report_of(PoolsArgs {
+        connections: 2,
+        api: Some(server.base_url()),
+        http_pool: "their-pool".to_owned(),
+        ..args(4, 4, true, true)
+    });
+    assert_eq!(v["http_state"], "remote", "{v}");
+    assert_eq!(v["http_connections"], 2, "{v}");
+    let pairs = v["http"]["pairs"].as_u64().unwrap();
+    assert!(pairs > 0, "{v}");
+    assert_eq!(v["http"]["errors"], 0, "{v}");
+    assert_eq!(v["double_leases"], 0);
+    let status = runtime
+        .block_on(api.pool_status(&GetPoolStatusRequest {
+            pool_type: "their-pool".to_owned(),
+            include_metrics: true,
+        }))
+        .unwrap();
+    let completed = status.recent_metrics.map_or(0, |m| m.jobs_completed_1h);
+    assert!(
+        u64::try_from(completed).unwrap() >= pairs,
+        "their pool counts {completed} jobs for the bench's {pairs} pairs"
+    );
+    assert_eq!(status.total_instances, 4, "the pool was not changed");
+    runtime.block_on(server.shutdown());
 }
