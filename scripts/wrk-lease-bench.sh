@@ -9,10 +9,19 @@
 # `wrk -t1 -c50 -d5s` with scripts/wrk-lease-pairs.lua, prints wrk's p99, requests/s and
 # the script's pairs line, then the server's CPU time, and stops the server. With
 # PERF_DATA, `perf record` samples the server for 4 s of the run (DWARF call stacks).
+#
+# LOAD=bench uses `BINARY bench pools --http --api` as the load generator instead of wrk
+# (it chains acquire and release over h2c too: BENCH_ARGS="--http2 --connections 4"),
+# with `--redis REDIS_URL` so the direct store runs in the same invocation, and prints
+# its JSON report. PERF_DATA is for wrk runs only (the bench runs its stores first).
 set -euo pipefail
 bin="${1:?usage: scripts/wrk-lease-bench.sh BINARY memory|REDIS_URL [PERF_DATA]}"
 state="${2:?usage: scripts/wrk-lease-bench.sh BINARY memory|REDIS_URL [PERF_DATA]}"
 perf_data="${3:-}"
+if [ "${LOAD:-wrk}" = bench ] && [ -n "$perf_data" ]; then
+    echo "PERF_DATA is for wrk runs only" >&2
+    exit 2
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 api=http://127.0.0.1:18080
 dir="$(mktemp -d)"
@@ -50,8 +59,16 @@ if [ -n "$perf_data" ]; then
         -- sleep 4 2>/dev/null &
     recorder=$!
 fi
-POOL=bench-http wrk -t1 -c50 -d5s -s "$here/wrk-lease-pairs.lua" --latency "$api" > "$dir/wrk.out" 2>&1
+if [ "${LOAD:-wrk}" = bench ]; then
+    bench=(bench pools --http --api "$api" --clients 50 --seconds 5 --json)
+    if [ "$state" != memory ]; then bench+=(--redis "$state"); fi
+    # shellcheck disable=SC2206 # BENCH_ARGS is a list of words
+    bench+=(${BENCH_ARGS:-})
+    "$bin" "${bench[@]}"
+else
+    POOL=bench-http wrk -t1 -c50 -d${WRK_SECONDS:-5}s -s "$here/wrk-lease-pairs.lua" --latency "$api" > "$dir/wrk.out" 2>&1
+    grep -E "99%|Requests/sec|pairs:|Non-2xx" "$dir/wrk.out" | tr -s ' \n' ' '
+    echo
+fi
 if [ -n "$perf_data" ]; then wait "$recorder"; fi
-grep -E "99%|Requests/sec|pairs:|Non-2xx" "$dir/wrk.out" | tr -s ' \n' ' '
-echo
 echo "server cpu: $(ps -o cputime= -p "$server")"
