@@ -73,6 +73,36 @@ fn browser_missing() -> Option<String> {
     }
 }
 
+/// True when the browser can run here; otherwise skips `test` with the reason (or fails
+/// it, when `BANNOU_TEST_REQUIRE` names `browser`).
+fn browser_runs(test: &str) -> bool {
+    match browser_missing() {
+        Some(reason) => {
+            skip_or_fail("browser", test, &reason);
+            false
+        }
+        None => true,
+    }
+}
+
+/// A `chromedriver` and a headless Chromium session on it.
+async fn start_browser() -> (Driver, Client) {
+    let driver = start_driver().await;
+    let client = open_browser(&driver).await;
+    (driver, client)
+}
+
+/// Closes the session and its driver, then tears the deployment down and stops the host.
+async fn finish(client: Client, driver: Driver, host: Host) {
+    client.close().await.unwrap();
+    drop(driver);
+    host.api
+        .teardown(&TeardownRequest::default())
+        .await
+        .unwrap();
+    host.shutdown().await;
+}
+
 async fn start_driver() -> Driver {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -194,13 +224,11 @@ fn deploy(preset: &str) -> DeployRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_follows_a_deployment_live() {
     const TEST: &str = "the_status_page_follows_a_deployment_live";
-    if let Some(reason) = browser_missing() {
-        skip_or_fail("browser", TEST, &reason);
+    if !browser_runs(TEST) {
         return;
     }
     let host = Host::start(config(&our_presets())).await;
-    let driver = start_driver().await;
-    let client = open_browser(&driver).await;
+    let (driver, client) = start_browser().await;
 
     // 1. game-stack: three nodes in three waves, all healthy on the page.
     // Nodes beat every second, so each reports the mappings version it applied soon.
@@ -334,13 +362,7 @@ async fn the_status_page_follows_a_deployment_live() {
     assert_eq!(kept, serde_json::Value::Bool(true), "no reload");
     screenshot(&client, "status-page-pools.png").await;
 
-    client.close().await.unwrap();
-    drop(driver);
-    host.api
-        .teardown(&TeardownRequest::default())
-        .await
-        .unwrap();
-    host.shutdown().await;
+    finish(client, driver, host).await;
 }
 
 /// A page opened while events keep coming still replays the buffer: the live events that
@@ -349,16 +371,14 @@ async fn the_status_page_follows_a_deployment_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_opened_in_a_burst_of_events_replays_the_deployment() {
     const TEST: &str = "a_page_opened_in_a_burst_of_events_replays_the_deployment";
-    if let Some(reason) = browser_missing() {
-        skip_or_fail("browser", TEST, &reason);
+    if !browser_runs(TEST) {
         return;
     }
     let host = Host::start(config(&our_presets())).await;
     let reply = host.api.deploy(&deploy("game-stack")).await.unwrap();
     assert!(reply.body.success, "{:?}", reply.body.warnings);
 
-    let driver = start_driver().await;
-    let client = open_browser(&driver).await;
+    let (driver, client) = start_browser().await;
     // A `service.error` every 2 ms (a type the page follows) until the page shows the
     // waves; at most 5,000, well inside the hub's buffer, so the deployment stays in it.
     let bus = host.server.adapters().bus.clone();
@@ -409,21 +429,14 @@ async fn a_page_opened_in_a_burst_of_events_replays_the_deployment() {
         "the burst was still running when the page caught up"
     );
 
-    client.close().await.unwrap();
-    drop(driver);
-    host.api
-        .teardown(&TeardownRequest::default())
-        .await
-        .unwrap();
-    host.shutdown().await;
+    finish(client, driver, host).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_the_page_asks_for_it_first() {
     const TEST: &str = "with_a_token_the_page_asks_for_it_first";
     const TOKEN: &str = "page-s3cret";
-    if let Some(reason) = browser_missing() {
-        skip_or_fail("browser", TEST, &reason);
+    if !browser_runs(TEST) {
         return;
     }
     let mut config: HostConfig =
@@ -437,8 +450,7 @@ async fn with_a_token_the_page_asks_for_it_first() {
     let reply = host.api.deploy(&deploy("game-stack")).await.unwrap();
     assert!(reply.body.success, "{:?}", reply.body.warnings);
 
-    let driver = start_driver().await;
-    let client = open_browser(&driver).await;
+    let (driver, client) = start_browser().await;
     client.goto(&host.server.base_url()).await.unwrap();
     wait_until(
         &client,
@@ -489,11 +501,5 @@ async fn with_a_token_the_page_asks_for_it_first() {
     let url = client.current_url().await.unwrap();
     assert!(!url.as_str().contains(TOKEN), "{url}");
 
-    client.close().await.unwrap();
-    drop(driver);
-    host.api
-        .teardown(&TeardownRequest::default())
-        .await
-        .unwrap();
-    host.shutdown().await;
+    finish(client, driver, host).await;
 }
