@@ -205,75 +205,41 @@ async fn a_blue_green_deploy_under_load_in_process_fails_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blue_green_deploy_under_load_on_docker_fails_no_call() {
-    use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
-
     let test = "a_blue_green_deploy_under_load_on_docker_fails_no_call";
-    let Some((docker, image)) = docker_and_image(test).await else {
-        return;
-    };
-    let network = unique("bannou-bg-net");
-    let prefix = unique("bg");
-    let (cleanup_docker, cleanup_prefix, cleanup_network) =
-        (docker.clone(), prefix.clone(), network.clone());
-    with_cleanup(
-        &cleanup_docker,
-        &cleanup_prefix,
-        Some(&cleanup_network),
-        async move {
-            let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
-                return;
-            };
-            let presets = tempfile::tempdir().unwrap();
-            let mut cfg = config(presets.path());
-            cfg.redis_url = Some(redis.url());
-            cfg.docker_network = network.clone();
-            cfg.docker_image_name = image.clone();
-            cfg.wave_timeout = Duration::from_secs(60);
-            let host = Host::start(cfg).await;
+    common::on_docker(test, "bg", |scene| async move {
+        let prefix = &scene.prefix;
+        let host = Host::start(scene.config()).await;
 
-            let mut first = request(&prefix, "1", DeployStrategy::Replace);
-            first.backend = Some(BackendType::Compose);
-            let reply = host.api.deploy(&first).await.unwrap();
-            assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
-            let (gw, old, new) = (
-                format!("{prefix}-gw"),
-                format!("{prefix}-acct"),
-                format!("{prefix}-acct-green"),
-            );
-            let ip = container_ip(&docker, &format!("bannou-{gw}"), &network).await;
-            let url = format!("http://{ip}:80/account/ping");
-            eventually(&format!("{gw} forwards account pings to {old}"), || {
-                let (url, old) = (url.clone(), old.clone());
-                async move {
-                    let (status, body) = get_json(&url).await;
-                    (status == 200 && body["appId"] == old.as_str()).then_some(())
-                }
-            })
-            .await;
+        let mut first = request(prefix, "1", DeployStrategy::Replace);
+        first.backend = Some(BackendType::Compose);
+        let reply = host.api.deploy(&first).await.unwrap();
+        assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+        let (gw, old, new) = (
+            format!("{prefix}-gw"),
+            format!("{prefix}-acct"),
+            format!("{prefix}-acct-green"),
+        );
+        let ip = scene.container_ip(&format!("bannou-{gw}")).await;
+        let url = format!("http://{ip}:80/account/ping");
+        eventually(&format!("{gw} forwards account pings to {old}"), || {
+            let (url, old) = (url.clone(), old.clone());
+            async move {
+                let (status, body) = get_json(&url).await;
+                (status == 200 && body["appId"] == old.as_str()).then_some(())
+            }
+        })
+        .await;
 
-            switch_under_load(&host, &url, &prefix, &old, &new, Some(BackendType::Compose)).await;
+        switch_under_load(&host, &url, prefix, &old, &new, Some(BackendType::Compose)).await;
 
-            assert_eq!(host.route("account").await.as_deref(), Some(new.as_str()));
-            let down = host
-                .api
-                .teardown(&orchestrator_core::api::TeardownRequest::default())
-                .await
-                .unwrap();
-            assert!(down.errors.is_none(), "{:?}", down.errors);
-            host.shutdown().await;
-        },
-    )
+        assert_eq!(host.route("account").await.as_deref(), Some(new.as_str()));
+        let down = host
+            .api
+            .teardown(&orchestrator_core::api::TeardownRequest::default())
+            .await
+            .unwrap();
+        assert!(down.errors.is_none(), "{:?}", down.errors);
+        host.shutdown().await;
+    })
     .await;
-}
-
-/// The address of container `name` on `network`.
-async fn container_ip(docker: &bollard::Docker, name: &str, network: &str) -> String {
-    let inspected = docker.inspect_container(name, None).await.unwrap();
-    inspected
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(network))
-        .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty())
-        .unwrap_or_else(|| panic!("{name} has no address on {network}"))
 }

@@ -14,13 +14,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use common::{Host, PATIENCE, config, eventually, get_json};
 use futures::StreamExt;
-use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
 use orchestrator_core::AppId;
 use orchestrator_core::api::{
     ContainerRestartRequestBody, DeployRequest, GetLogsRequest, ListBackendsRequest,
@@ -87,261 +85,224 @@ async fn our_containers(docker: &Docker, prefix: &str) -> Vec<(String, String)> 
     out
 }
 
-/// The address of container `name` on `network`.
-async fn container_ip(docker: &Docker, name: &str, network: &str) -> String {
-    let inspected = docker.inspect_container(name, None).await.unwrap();
-    inspected
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(network))
-        .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty())
-        .unwrap_or_else(|| panic!("{name} has no address on {network}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_deploy_end_to_end() {
     let test = "docker_deploy_end_to_end";
-    let Some((docker, image)) = docker_and_image(test).await else {
-        return;
-    };
-    let network = unique("bannou-e2e-net");
-    let prefix = unique("e2e");
-    let (cleanup_docker, cleanup_prefix, cleanup_network) =
-        (docker.clone(), prefix.clone(), network.clone());
-    with_cleanup(
-        &cleanup_docker,
-        &cleanup_prefix,
-        Some(&cleanup_network),
-        async move {
-            // Our network first: Redis must listen on its gateway for the containers.
-            let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
-                return;
-            };
+    common::on_docker(test, "e2e", |scene| async move {
+        let (docker, network, prefix) = (&scene.docker, &scene.network, &scene.prefix);
+        let presets = &scene.presets;
+        std::fs::write(presets.path().join("e2e.yaml"), preset(prefix)).unwrap();
+        std::fs::write(
+            presets.path().join("e2e-bad.yaml"),
+            preset_with_bad_node(prefix),
+        )
+        .unwrap();
+        let cfg = scene.config();
+        let host = Host::start(cfg).await;
 
-            let presets = tempfile::tempdir().unwrap();
-            std::fs::write(presets.path().join("e2e.yaml"), preset(&prefix)).unwrap();
-            std::fs::write(
-                presets.path().join("e2e-bad.yaml"),
-                preset_with_bad_node(&prefix),
-            )
+        // Backends: Docker available (Redis is configured), the default still in-process.
+        let backends = host
+            .api
+            .backends(&ListBackendsRequest::default())
+            .await
             .unwrap();
-            let mut cfg = config(presets.path());
-            cfg.redis_url = Some(redis.url());
-            cfg.docker_network = network.clone();
-            cfg.docker_image_name = image.clone();
-            cfg.wave_timeout = Duration::from_secs(60);
-            let host = Host::start(cfg).await;
+        let compose = backends
+            .backends
+            .iter()
+            .find(|b| b.kind == BackendType::Compose)
+            .unwrap();
+        assert!(compose.available, "{:?}", compose.error);
+        assert_eq!(backends.active_backend, Some(BackendType::InProcess));
 
-            // Backends: Docker available (Redis is configured), the default still in-process.
-            let backends = host
-                .api
-                .backends(&ListBackendsRequest::default())
-                .await
-                .unwrap();
-            let compose = backends
-                .backends
+        // 1. Deploy on Docker: 200 only once every node heartbeats healthy.
+        let mut beats = host
+            .server
+            .adapters()
+            .bus
+            .subscribe_events::<ServiceHeartbeatEvent>()
+            .await
+            .unwrap();
+        let mut request = deploy("e2e");
+        request.backend = Some(BackendType::Compose);
+        let reply = host.api.deploy(&request).await.unwrap();
+        assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+        let apps = [
+            format!("{prefix}-auth"),
+            format!("{prefix}-account"),
+            format!("{prefix}-realm"),
+        ];
+        let running = our_containers(docker, prefix).await;
+        assert_eq!(running.len(), 3, "{running:?}");
+        let backends = host
+            .api
+            .backends(&ListBackendsRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(backends.active_backend, Some(BackendType::Compose), "D6");
+
+        // 2. Every node's services healthy in the aggregator.
+        let health = host
+            .api
+            .services_health(&ServiceHealthRequest::default())
+            .await
+            .unwrap();
+        for (app, service) in apps.iter().zip(["auth", "account", "realm"]) {
+            let entry = health
+                .healthy_services
                 .iter()
-                .find(|b| b.kind == BackendType::Compose)
-                .unwrap();
-            assert!(compose.available, "{:?}", compose.error);
-            assert_eq!(backends.active_backend, Some(BackendType::InProcess));
+                .find(|s| s.service_id == service && s.app_id == *app)
+                .unwrap_or_else(|| panic!("{service} on {app} healthy: {health:?}"));
+            assert_eq!(entry.app_id, *app);
+        }
 
-            // 1. Deploy on Docker: 200 only once every node heartbeats healthy.
-            let mut beats = host
-                .server
-                .adapters()
-                .bus
-                .subscribe_events::<ServiceHeartbeatEvent>()
-                .await
-                .unwrap();
-            let mut request = deploy("e2e");
-            request.backend = Some(BackendType::Compose);
-            let reply = host.api.deploy(&request).await.unwrap();
-            assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
-            let apps = [
-                format!("{prefix}-auth"),
-                format!("{prefix}-account"),
-                format!("{prefix}-realm"),
-            ];
-            let running = our_containers(&docker, &prefix).await;
-            assert_eq!(running.len(), 3, "{running:?}");
-            let backends = host
-                .api
-                .backends(&ListBackendsRequest::default())
-                .await
-                .unwrap();
-            assert_eq!(backends.active_backend, Some(BackendType::Compose), "D6");
-
-            // 2. Every node's services healthy in the aggregator.
-            let health = host
-                .api
-                .services_health(&ServiceHealthRequest::default())
-                .await
-                .unwrap();
-            for (app, service) in apps.iter().zip(["auth", "account", "realm"]) {
-                let entry = health
-                    .healthy_services
-                    .iter()
-                    .find(|s| s.service_id == service && s.app_id == *app)
-                    .unwrap_or_else(|| panic!("{service} on {app} healthy: {health:?}"));
-                assert_eq!(entry.app_id, *app);
-            }
-
-            // 3. Mappings reach every node: each reports the current routing version.
-            let version = host
-                .server
-                .adapters()
-                .store
-                .mappings_version()
-                .await
-                .unwrap();
-            assert!(version > 0);
-            let mut applied: BTreeMap<String, i64> = BTreeMap::new();
-            tokio::time::timeout(PATIENCE, async {
-                while apps
-                    .iter()
-                    .any(|a| applied.get(a).is_none_or(|v| *v < version))
+        // 3. Mappings reach every node: each reports the current routing version.
+        let version = host
+            .server
+            .adapters()
+            .store
+            .mappings_version()
+            .await
+            .unwrap();
+        assert!(version > 0);
+        let mut applied: BTreeMap<String, i64> = BTreeMap::new();
+        tokio::time::timeout(PATIENCE, async {
+            while apps
+                .iter()
+                .any(|a| applied.get(a).is_none_or(|v| *v < version))
+            {
+                let beat = beats.next().await.expect("bus open").expect("a heartbeat");
+                if let Some(v) = beat
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("routingVersion"))
+                    .and_then(serde_json::Value::as_i64)
                 {
-                    let beat = beats.next().await.expect("bus open").expect("a heartbeat");
-                    if let Some(v) = beat
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.get("routingVersion"))
-                        .and_then(serde_json::Value::as_i64)
-                    {
-                        applied.insert(beat.app_id.to_string(), v);
-                    }
+                    applied.insert(beat.app_id.to_string(), v);
                 }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("routing version {version} applied by every node: {applied:?}"));
+
+        // 4. The mesh: the auth node forwards a realm ping to the realm node.
+        let auth_ip = scene.container_ip(&format!("bannou-{}", apps[0])).await;
+        let url = format!("http://{auth_ip}:80/realm/ping");
+        let body = eventually(&format!("{url} answered by {}", apps[2]), || {
+            let url = url.clone();
+            let owner = apps[2].clone();
+            async move {
+                let (status, body) = get_json(&url).await;
+                (status == 200 && body["appId"] == owner).then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(body["service"], "realm", "{body}");
+        assert!(
+            body.get("via").is_some(),
+            "forwarded through the mesh: {body}"
+        );
+
+        // 5. Scale the account node to 2 replicas and back.
+        let docker_backend = host
+            .server
+            .docker_backend()
+            .expect("Docker backend")
+            .clone();
+        let account = AppId::from(apps[1].as_str());
+        let scaled = docker_backend.scale(&account, 2).await.unwrap();
+        assert_eq!(scaled.current_replicas, 2);
+        let replicas =
+            |list: Vec<(String, String)>| list.into_iter().filter(|(_, a)| *a == apps[1]).count();
+        assert_eq!(replicas(our_containers(docker, prefix).await), 2);
+        docker_backend.scale(&account, 1).await.unwrap();
+        assert_eq!(replicas(our_containers(docker, prefix).await), 1);
+
+        // 6. Restart the realm node through the API: its container restarts and it
+        // heartbeats healthy again.
+        let before = docker_backend
+            .status(&AppId::from(apps[2].as_str()))
+            .await
+            .unwrap();
+        let restarted = host
+            .api
+            .request_container_restart(&ContainerRestartRequestBody {
+                app_name: apps[2].clone(),
+                reason: "e2e".to_owned(),
+                priority: None,
+                shutdown_grace_period: 5,
             })
             .await
-            .unwrap_or_else(|_| {
-                panic!("routing version {version} applied by every node: {applied:?}")
-            });
+            .unwrap();
+        assert!(restarted.accepted, "{restarted:?}");
+        eventually("the realm node restarted and running", || {
+            let backend = docker_backend.clone();
+            let app = AppId::from(apps[2].as_str());
+            let before = before.clone();
+            async move {
+                let now = backend.status(&app).await.ok()?;
+                (now.restart_count > before.restart_count
+                    && now.status == orchestrator_core::api::enums::ContainerStatusType::Running)
+                    .then_some(())
+            }
+        })
+        .await;
 
-            // 4. The mesh: the auth node forwards a realm ping to the realm node.
-            let auth_ip = container_ip(&docker, &format!("bannou-{}", apps[0]), &network).await;
-            let url = format!("http://{auth_ip}:80/realm/ping");
-            let body = eventually(&format!("{url} answered by {}", apps[2]), || {
-                let url = url.clone();
-                let owner = apps[2].clone();
-                async move {
-                    let (status, body) = get_json(&url).await;
-                    (status == 200 && body["appId"] == owner).then_some(body)
-                }
+        // 7. Its logs, with streams.
+        let logs = host
+            .api
+            .logs(&GetLogsRequest {
+                container: Some(apps[2].clone()),
+                ..GetLogsRequest::default()
             })
-            .await;
-            assert_eq!(body["service"], "realm", "{body}");
-            assert!(
-                body.get("via").is_some(),
-                "forwarded through the mesh: {body}"
-            );
+            .await
+            .unwrap();
+        assert!(!logs.logs.is_empty(), "the realm node logged something");
+        assert!(logs.logs.iter().all(|l| l.stream.is_some()));
 
-            // 5. Scale the account node to 2 replicas and back.
-            let docker_backend = host
-                .server
-                .docker_backend()
-                .expect("Docker backend")
-                .clone();
-            let account = AppId::from(apps[1].as_str());
-            let scaled = docker_backend.scale(&account, 2).await.unwrap();
-            assert_eq!(scaled.current_replicas, 2);
-            let replicas = |list: Vec<(String, String)>| {
-                list.into_iter().filter(|(_, a)| *a == apps[1]).count()
-            };
-            assert_eq!(replicas(our_containers(&docker, &prefix).await), 2);
-            docker_backend.scale(&account, 1).await.unwrap();
-            assert_eq!(replicas(our_containers(&docker, &prefix).await), 1);
+        // 8. A node that exits at start fails its wave, with its last log lines.
+        let mut bad = deploy("e2e-bad");
+        bad.backend = Some(BackendType::Compose);
+        let reply = host.api.deploy(&bad).await.unwrap();
+        assert_eq!(reply.status, 500, "{:?}", reply.body);
+        let warnings = reply.body.warnings.clone().unwrap_or_default().join("\n");
+        assert!(warnings.contains(&format!("{prefix}-bad")), "{warnings}");
+        assert!(
+            warnings.contains("BANNOU_HEARTBEAT_ENABLED"),
+            "the node's last log lines name its bad setting: {warnings}"
+        );
 
-            // 6. Restart the realm node through the API: its container restarts and it
-            // heartbeats healthy again.
-            let before = docker_backend
-                .status(&AppId::from(apps[2].as_str()))
-                .await
-                .unwrap();
-            let restarted = host
-                .api
-                .request_container_restart(&ContainerRestartRequestBody {
-                    app_name: apps[2].clone(),
-                    reason: "e2e".to_owned(),
-                    priority: None,
-                    shutdown_grace_period: 5,
-                })
-                .await
-                .unwrap();
-            assert!(restarted.accepted, "{restarted:?}");
-            eventually("the realm node restarted and running", || {
-                let backend = docker_backend.clone();
-                let app = AppId::from(apps[2].as_str());
-                let before = before.clone();
-                async move {
-                    let now = backend.status(&app).await.ok()?;
-                    (now.restart_count > before.restart_count
-                        && now.status
-                            == orchestrator_core::api::enums::ContainerStatusType::Running)
-                        .then_some(())
-                }
-            })
-            .await;
-
-            // 7. Its logs, with streams.
-            let logs = host
-                .api
-                .logs(&GetLogsRequest {
-                    container: Some(apps[2].clone()),
-                    ..GetLogsRequest::default()
-                })
-                .await
-                .unwrap();
-            assert!(!logs.logs.is_empty(), "the realm node logged something");
-            assert!(logs.logs.iter().all(|l| l.stream.is_some()));
-
-            // 8. A node that exits at start fails its wave, with its last log lines.
-            let mut bad = deploy("e2e-bad");
-            bad.backend = Some(BackendType::Compose);
-            let reply = host.api.deploy(&bad).await.unwrap();
-            assert_eq!(reply.status, 500, "{:?}", reply.body);
-            let warnings = reply.body.warnings.clone().unwrap_or_default().join("\n");
-            assert!(warnings.contains(&format!("{prefix}-bad")), "{warnings}");
-            assert!(
-                warnings.contains("BANNOU_HEARTBEAT_ENABLED"),
-                "the node's last log lines name its bad setting: {warnings}"
-            );
-
-            // 9. Teardown: nothing of ours left, network included.
-            let done = host
-                .api
-                .teardown(&TeardownRequest::default())
-                .await
-                .unwrap();
-            assert!(done.errors.is_none(), "{:?}", done.errors);
-            assert!(our_containers(&docker, &prefix).await.is_empty());
-            let networks = docker
-                .list_networks(Some(ListNetworksOptions {
-                    filters: Some(HashMap::from([("name".to_owned(), vec![network.clone()])])),
-                }))
-                .await
-                .unwrap();
-            assert!(
-                networks
-                    .iter()
-                    .all(|n| n.name.as_deref() != Some(network.as_str())),
-                "our network is removed with the last container"
-            );
-            let volumes = docker
-                .list_volumes(Some(ListVolumesOptions {
-                    filters: Some(HashMap::from([(
-                        "label".to_owned(),
-                        vec![format!("{}={}", labels::APP_ID, apps[0])],
-                    )])),
-                }))
-                .await
-                .unwrap();
-            assert!(volumes.volumes.unwrap_or_default().is_empty());
-            host.shutdown().await;
-            drop(redis);
-        },
-    )
+        // 9. Teardown: nothing of ours left, network included.
+        let done = host
+            .api
+            .teardown(&TeardownRequest::default())
+            .await
+            .unwrap();
+        assert!(done.errors.is_none(), "{:?}", done.errors);
+        assert!(our_containers(docker, prefix).await.is_empty());
+        let networks = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([("name".to_owned(), vec![network.clone()])])),
+            }))
+            .await
+            .unwrap();
+        assert!(
+            networks
+                .iter()
+                .all(|n| n.name.as_deref() != Some(network.as_str())),
+            "our network is removed with the last container"
+        );
+        let volumes = docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{}={}", labels::APP_ID, apps[0])],
+                )])),
+            }))
+            .await
+            .unwrap();
+        assert!(volumes.volumes.unwrap_or_default().is_empty());
+        host.shutdown().await;
+    })
     .await;
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bannou_host::client::ApiClient;
 use common::{Host, config, our_presets};
-use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
 use orchestrator_core::api::{
     DeployRequest, ServiceHealthRequest, ServiceRestartRequest, ShouldRestartServiceRequest,
     TeardownRequest,
@@ -176,48 +175,26 @@ async fn nodes_torn_down_by_a_replacing_deploy_leave_the_health_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_is_healthy_again_on_docker() {
     let test = "a_restarted_node_is_healthy_again_on_docker";
-    let Some((docker, image)) = docker_and_image(test).await else {
-        return;
-    };
-    let network = unique("bannou-restart-net");
-    let prefix = unique("restart");
-    let (cleanup_docker, cleanup_prefix, cleanup_network) =
-        (docker.clone(), prefix.clone(), network.clone());
-    with_cleanup(
-        &cleanup_docker,
-        &cleanup_prefix,
-        Some(&cleanup_network),
-        async move {
-            let Some(redis) = common::redis_on_network(&docker, &network, test).await else {
-                return;
-            };
-            let node = format!("{prefix}-auth");
-            let presets = tempfile::tempdir().unwrap();
-            std::fs::write(presets.path().join("restart.yaml"), preset(&node)).unwrap();
-            let mut cfg = config(presets.path());
-            cfg.redis_url = Some(redis.url());
-            cfg.docker_network = network.clone();
-            cfg.docker_image_name = image.clone();
-            cfg.wave_timeout = Duration::from_secs(60);
-            let host = Host::start(cfg).await;
+    common::on_docker(test, "restart", |scene| async move {
+        let node = format!("{}-auth", scene.prefix);
+        std::fs::write(scene.presets.path().join("restart.yaml"), preset(&node)).unwrap();
+        let host = Host::start(scene.config()).await;
 
-            let reply = host
-                .api
-                .deploy(&deploy(Some(BackendType::Compose)))
-                .await
-                .unwrap();
-            assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
-            restart_and_watch(&host.api, &node).await;
+        let reply = host
+            .api
+            .deploy(&deploy(Some(BackendType::Compose)))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{:?}", reply.body.warnings);
+        restart_and_watch(&host.api, &node).await;
 
-            let done = host
-                .api
-                .teardown(&TeardownRequest::default())
-                .await
-                .unwrap();
-            assert!(done.errors.is_none(), "{:?}", done.errors);
-            host.shutdown().await;
-            drop(redis);
-        },
-    )
+        let done = host
+            .api
+            .teardown(&TeardownRequest::default())
+            .await
+            .unwrap();
+        assert!(done.errors.is_none(), "{:?}", done.errors);
+        host.shutdown().await;
+    })
     .await;
 }

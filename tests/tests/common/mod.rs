@@ -171,3 +171,74 @@ pub async fn redis_on_network(
         }
     }
 }
+
+/// What a whole-host test on Docker starts from: the engine, our image, a fresh network
+/// of ours with a Redis on its gateway (so the containers reach it), an app-id prefix and
+/// a presets folder. Made by [`on_docker`].
+pub struct DockerScene {
+    pub docker: bollard::Docker,
+    pub image: String,
+    pub network: String,
+    /// Every node of the test is named with it (cleanup removes what carries it).
+    pub prefix: String,
+    pub redis: orchestrator_backends::redis::server::RedisServer,
+    pub presets: tempfile::TempDir,
+}
+
+impl DockerScene {
+    /// A host configuration on the scene: presets from its folder, state on its Redis,
+    /// nodes from our image on its network, waves given 60 s (containers start slowly).
+    pub fn config(&self) -> HostConfig {
+        let mut cfg = config(self.presets.path());
+        cfg.redis_url = Some(self.redis.url());
+        cfg.docker_network = self.network.clone();
+        cfg.docker_image_name = self.image.clone();
+        cfg.wave_timeout = Duration::from_secs(60);
+        cfg
+    }
+
+    /// The address of container `name` on the scene's network.
+    pub async fn container_ip(&self, name: &str) -> String {
+        let inspected = self.docker.inspect_container(name, None).await.unwrap();
+        inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&self.network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| panic!("{name} has no address on {}", self.network))
+    }
+}
+
+/// Runs `body` in a fresh [`DockerScene`] (network `bannou-{tag}-net-…`, prefix `{tag}-…`),
+/// then removes the scene's containers and network whether `body` passed or panicked.
+/// Returns without running `body` when Docker, our image or `redis-server` is missing
+/// (skipped with the reason, or failed when `BANNOU_TEST_REQUIRE` names it).
+pub async fn on_docker<F, Fut>(test: &str, tag: &str, body: F)
+where
+    F: FnOnce(DockerScene) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use orchestrator_backends::containers::testing::{docker_and_image, unique, with_cleanup};
+    let Some((docker, image)) = docker_and_image(test).await else {
+        return;
+    };
+    let network = unique(&format!("bannou-{tag}-net"));
+    let prefix = unique(tag);
+    let scene = async {
+        let Some(redis) = redis_on_network(&docker, &network, test).await else {
+            return;
+        };
+        let presets = tempfile::tempdir().unwrap();
+        body(DockerScene {
+            docker: docker.clone(),
+            image,
+            network: network.clone(),
+            prefix: prefix.clone(),
+            redis,
+            presets,
+        })
+        .await;
+    };
+    with_cleanup(&docker, &prefix, Some(&network), scene).await;
+}
