@@ -238,7 +238,18 @@ mod tests {
             1_780_000_000_000,
         )));
         let store = MemoryLeaseStore::new();
-        let config = PoolConfig::new(PoolSpec::named("npc-brain")).unwrap();
+        let pool = add_pool(&store, "npc-brain", workers, &clock).await;
+        (clock, store, pool)
+    }
+
+    /// Pool `name` of `workers` ready workers in `store`.
+    async fn add_pool(
+        store: &MemoryLeaseStore,
+        name: &str,
+        workers: usize,
+        clock: &Arc<dyn Clock>,
+    ) -> PoolType {
+        let config = PoolConfig::new(PoolSpec::named(name)).unwrap();
         let pool = config.pool_type().clone();
         store.configure_pool(config).await.unwrap();
         for _ in 0..workers {
@@ -252,7 +263,39 @@ mod tests {
                 .await
                 .unwrap();
         }
-        (clock, store, pool)
+        pool
+    }
+
+    /// An in-memory bus whose publishes wait while the test holds `gate` for writing;
+    /// `waiting` is notified as each publish starts to wait. Holds a reaper mid-pass.
+    #[derive(Default)]
+    struct GatedBus {
+        inner: InMemoryBus,
+        gate: tokio::sync::RwLock<()>,
+        waiting: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for GatedBus {
+        async fn publish(
+            &self,
+            topic: &str,
+            payload: orchestrator_core::ports::bus::Payload,
+        ) -> Result<(), orchestrator_core::ports::bus::BusError> {
+            self.waiting.notify_one();
+            let _open = self.gate.read().await;
+            self.inner.publish(topic, payload).await
+        }
+
+        async fn subscribe(
+            &self,
+            topic: &str,
+        ) -> Result<
+            orchestrator_core::ports::bus::Subscription,
+            orchestrator_core::ports::bus::BusError,
+        > {
+            self.inner.subscribe(topic).await
+        }
     }
 
     /// A reaper over `store` (sleeping at most 60 s) running in a task; send `true` to stop it.
@@ -362,6 +405,55 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(7)).await;
         assert_eq!(reaper.stats().passes, 3);
         assert_eq!(reaper.stats().reclaimed, 1, "the 7 s lease, at its expiry");
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    /// A lease granted while a pass runs, in a pool that pass has already read, is
+    /// reclaimed at its expiry: `wake_for` during a pass makes the reaper pass again at
+    /// once (it planned its next pass without that lease).
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_granted_during_a_pass_is_reclaimed_at_its_expiry() {
+        let (clock, store, early) = pool_of(1).await;
+        // Pools are read in name order: `npc-brain` first, then `zz-late`.
+        let late = add_pool(&store, "zz-late", 1, &clock).await;
+        let bus = Arc::new(GatedBus::default());
+        let mut released = bus
+            .subscribe_events::<ProcessorReleasedEvent>()
+            .await
+            .unwrap();
+        let lease = |pool: &PoolType, secs| {
+            let store = store.clone();
+            let (pool, now) = (pool.clone(), clock.now());
+            async move {
+                let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(secs));
+                match store.acquire(&pool, req, now).await.unwrap().outcome {
+                    AcquireOutcome::Leased(l) => l,
+                    other => panic!("a worker was available: {other:?}"),
+                }
+            }
+        };
+        let first = lease(&late, 5).await;
+        let (reaper, tx, task) = start_reaper(&store, bus.clone(), &clock);
+
+        // The pass at 5 s reclaims `first` and waits to publish its release, after it
+        // read `npc-brain` (nothing leased there yet).
+        let held = bus.gate.write().await;
+        bus.waiting.notified().await;
+        let second = lease(&early, 7).await;
+        reaper.wake_for(second.expires_at);
+        let started = tokio::time::Instant::now();
+        drop(held);
+
+        let event = released.next().await.unwrap().unwrap();
+        assert_eq!(event.processor_id, first.processor_id.as_str());
+        let event = released.next().await.unwrap().unwrap();
+        assert_eq!(event.processor_id, second.processor_id.as_str());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
+            "the 7 s lease reclaimed after {waited:?} (the reaper's next planned pass was 60 s away)"
+        );
         tx.send(true).unwrap();
         task.await.unwrap();
     }
