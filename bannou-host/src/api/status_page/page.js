@@ -413,7 +413,8 @@ async function streamLoop() {
       setStream("live", "live");
       backoff = 1000;
       await readEvents(r.body.getReader(), abort);
-      setStream("polling", "reconnecting");
+      // Aborted (a `reset` to replay, a new token): it reconnects at once.
+      if (!abort.signal.aborted) setStream("polling", "reconnecting");
     } catch (e) {
       if (!abort.signal.aborted) setStream("polling", "disconnected, re-reading every 2 s");
     }
