@@ -266,6 +266,20 @@ mod tests {
         pool
     }
 
+    /// A lease of `secs` seconds in `pool`, taken now; panics when no worker is free.
+    async fn lease_of(
+        store: &MemoryLeaseStore,
+        pool: &PoolType,
+        clock: &Arc<dyn Clock>,
+        secs: u64,
+    ) -> Lease {
+        let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(secs));
+        match store.acquire(pool, req, clock.now()).await.unwrap().outcome {
+            AcquireOutcome::Leased(l) => l,
+            other => panic!("a worker was available: {other:?}"),
+        }
+    }
+
     /// An in-memory bus whose publishes wait while the test holds `gate` for writing;
     /// `waiting` is notified as each publish starts to wait. Holds a reaper mid-pass.
     #[derive(Default)]
@@ -334,15 +348,7 @@ mod tests {
         let (reaper, tx, task) = start_reaper(&store, bus.clone(), &clock);
         tokio::time::sleep(Duration::from_millis(10)).await;
 
-        let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(7));
-        let AcquireOutcome::Leased(lease) = store
-            .acquire(&pool, req, clock.now())
-            .await
-            .unwrap()
-            .outcome
-        else {
-            panic!("a worker was available")
-        };
+        let lease = lease_of(&store, &pool, &clock, 7).await;
         reaper.wake();
         let started = tokio::time::Instant::now();
         let event = released.next().await.unwrap().unwrap();
@@ -377,17 +383,7 @@ mod tests {
             "the first pass, then 60 s of sleep"
         );
 
-        let lease = |secs| {
-            let store = store.clone();
-            let (pool, now) = (pool.clone(), clock.now());
-            async move {
-                let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(secs));
-                match store.acquire(&pool, req, now).await.unwrap().outcome {
-                    AcquireOutcome::Leased(l) => l,
-                    other => panic!("a worker was available: {other:?}"),
-                }
-            }
-        };
+        let lease = |secs| lease_of(&store, &pool, &clock, secs);
         let short = lease(7).await;
         reaper.wake_for(short.expires_at);
         settle().await;
@@ -422,25 +418,14 @@ mod tests {
             .subscribe_events::<ProcessorReleasedEvent>()
             .await
             .unwrap();
-        let lease = |pool: &PoolType, secs| {
-            let store = store.clone();
-            let (pool, now) = (pool.clone(), clock.now());
-            async move {
-                let req = AcquireRequest::new("npc").lease_duration(Duration::from_secs(secs));
-                match store.acquire(&pool, req, now).await.unwrap().outcome {
-                    AcquireOutcome::Leased(l) => l,
-                    other => panic!("a worker was available: {other:?}"),
-                }
-            }
-        };
-        let first = lease(&late, 5).await;
+        let first = lease_of(&store, &late, &clock, 5).await;
         let (reaper, tx, task) = start_reaper(&store, bus.clone(), &clock);
 
         // The pass at 5 s reclaims `first` and waits to publish its release, after it
         // read `npc-brain` (nothing leased there yet).
         let held = bus.gate.write().await;
         bus.waiting.notified().await;
-        let second = lease(&early, 7).await;
+        let second = lease_of(&store, &early, &clock, 7).await;
         reaper.wake_for(second.expires_at);
         let started = tokio::time::Instant::now();
         drop(held);
