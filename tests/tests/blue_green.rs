@@ -12,13 +12,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Host, PATIENCE, config, eventually, get_json, http, our_presets};
-use orchestrator_core::api::{
-    DeployRequest, DeployResponse, DeployStrategy, ServiceTopology, TopologyNode,
-};
+use orchestrator_core::api::{DeployRequest, DeployResponse, DeployStrategy};
 use orchestrator_core::events::BackendType;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -26,32 +23,11 @@ use tokio::time::Instant;
 /// Time between two calls of the client.
 const EVERY: Duration = Duration::from_millis(5);
 
-/// Two nodes: `{prefix}-gw` (auth: the gateway the client calls) and `{prefix}-acct`
-/// (account) whose environment carries `TAG=tag`; nodes beat every second.
+/// [`common::gateway_and_account`] deployed with `strategy`.
 fn request(prefix: &str, tag: &str, strategy: DeployStrategy) -> DeployRequest {
-    let node = |name: String, service: &str, env: Option<BTreeMap<String, String>>| TopologyNode {
-        services: Some(vec![service.to_owned()]),
-        environment: env,
-        ..TopologyNode::new(name)
-    };
     DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: vec![
-                node(format!("{prefix}-gw"), "auth", None),
-                node(
-                    format!("{prefix}-acct"),
-                    "account",
-                    Some(BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
-                ),
-            ],
-            infrastructure: None,
-        }),
-        environment: Some(BTreeMap::from([(
-            "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
-            "1".to_owned(),
-        )])),
         strategy,
-        ..DeployRequest::default()
+        ..common::gateway_and_account(prefix, tag)
     }
 }
 
@@ -71,23 +47,7 @@ async fn call_steadily(url: String, origin: Instant, mut stop: watch::Receiver<b
             _ = stop.changed() => return calls,
         }
         let sent = origin.elapsed();
-        let outcome = match client.get(&url).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                match resp.json::<serde_json::Value>().await {
-                    Ok(body) => body["appId"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| format!("no appId in {body}")),
-                    Err(e) => Err(format!("unreadable answer: {e}")),
-                }
-            }
-            Ok(resp) => Err(format!(
-                "HTTP {}: {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            )),
-            Err(e) => Err(format!("transport: {e}")),
-        };
+        let outcome = common::mesh_ping(&client, &url).await;
         calls.push((sent, outcome));
     }
 }

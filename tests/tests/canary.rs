@@ -14,10 +14,7 @@ use std::time::Duration;
 use bannou_host::cli::{Cli, Command};
 use clap::Parser;
 use common::{Host, PATIENCE, config, eventually, get_json, http, our_presets};
-use orchestrator_core::api::{
-    CanaryActionRequest, CanaryOutcome, DeployRequest, DeployStrategy, ServiceTopology,
-    TopologyNode,
-};
+use orchestrator_core::api::{CanaryActionRequest, CanaryOutcome, DeployRequest, DeployStrategy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -26,50 +23,9 @@ const CALLS: u32 = 10_000;
 /// Concurrent clients sharing them (keeps the run to seconds).
 const CLIENTS: u32 = 8;
 
-/// `cn-gw` (auth: the gateway the client calls) and `cn-acct` (account, `TAG=tag`).
+/// `cn-gw` and `cn-acct` (`TAG=tag`): [`common::gateway_and_account`].
 fn request(tag: &str) -> DeployRequest {
-    let node = |name: &str, service: &str, env: Option<BTreeMap<String, String>>| TopologyNode {
-        services: Some(vec![service.to_owned()]),
-        environment: env,
-        ..TopologyNode::new(name)
-    };
-    DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: vec![
-                node("cn-gw", "auth", None),
-                node(
-                    "cn-acct",
-                    "account",
-                    Some(BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
-                ),
-            ],
-            infrastructure: None,
-        }),
-        environment: Some(BTreeMap::from([(
-            "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
-            "1".to_owned(),
-        )])),
-        ..DeployRequest::default()
-    }
-}
-
-/// One ping: the app-id that answered, or why it failed.
-async fn ping(client: &reqwest::Client, url: &str) -> Result<String, String> {
-    match client.get(url).send().await {
-        Ok(resp) if resp.status().is_success() => match resp.json::<serde_json::Value>().await {
-            Ok(body) => body["appId"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no appId in {body}")),
-            Err(e) => Err(format!("unreadable answer: {e}")),
-        },
-        Ok(resp) => Err(format!(
-            "HTTP {}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        )),
-        Err(e) => Err(format!("transport: {e}")),
-    }
+    common::gateway_and_account("cn", tag)
 }
 
 /// `CALLS` pings of `url` by `CLIENTS` clients: answers per app-id, and the failures.
@@ -82,7 +38,7 @@ async fn measure(url: &str) -> (BTreeMap<String, u32>, Vec<String>) {
                 let mut answered: BTreeMap<String, u32> = BTreeMap::new();
                 let mut failed = Vec::new();
                 for _ in 0..CALLS / CLIENTS {
-                    match ping(&client, &url).await {
+                    match common::mesh_ping(&client, &url).await {
                         Ok(app) => *answered.entry(app).or_default() += 1,
                         Err(e) => failed.push(e),
                     }
@@ -117,7 +73,7 @@ async fn call_steadily(
     let mut calls = Vec::new();
     while !*stop.borrow_and_update() {
         let sent = origin.elapsed();
-        calls.push((sent, ping(&client, &url).await));
+        calls.push((sent, common::mesh_ping(&client, &url).await));
         tokio::task::yield_now().await;
     }
     calls

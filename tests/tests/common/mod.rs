@@ -242,3 +242,53 @@ where
     };
     with_cleanup(&docker, &prefix, Some(&network), scene).await;
 }
+
+/// Two nodes calling through a real mesh: `{prefix}-gw` (auth: the gateway a client
+/// calls, `GET /account/ping`) and `{prefix}-acct` (account) whose environment carries
+/// `TAG=tag`, so a changed tag changes the node; nodes beat every second.
+pub fn gateway_and_account(prefix: &str, tag: &str) -> DeployRequest {
+    use orchestrator_core::api::{ServiceTopology, TopologyNode};
+    use std::collections::BTreeMap;
+    let node = |name: String, service: &str, env: Option<BTreeMap<String, String>>| TopologyNode {
+        services: Some(vec![service.to_owned()]),
+        environment: env,
+        ..TopologyNode::new(name)
+    };
+    DeployRequest {
+        topology: Some(ServiceTopology {
+            nodes: vec![
+                node(format!("{prefix}-gw"), "auth", None),
+                node(
+                    format!("{prefix}-acct"),
+                    "account",
+                    Some(BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
+                ),
+            ],
+            infrastructure: None,
+        }),
+        environment: Some(BTreeMap::from([(
+            "BANNOU_HEARTBEAT_INTERVAL_SECONDS".to_owned(),
+            "1".to_owned(),
+        )])),
+        ..DeployRequest::default()
+    }
+}
+
+/// One call of a node's ping through the mesh: the app-id that answered, or why it failed.
+pub async fn mesh_ping(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    match client.get(url).send().await {
+        Ok(resp) if resp.status().is_success() => match resp.json::<serde_json::Value>().await {
+            Ok(body) => body["appId"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no appId in {body}")),
+            Err(e) => Err(format!("unreadable answer: {e}")),
+        },
+        Ok(resp) => Err(format!(
+            "HTTP {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        )),
+        Err(e) => Err(format!("transport: {e}")),
+    }
+}
