@@ -445,6 +445,33 @@ pub(crate) fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
     }
 }
 
+/// Three nodes deployed with `strategy`: `{prefix}-auth` (auth) and `{prefix}-acct`
+/// (account) carry `TAG=tag`, so a new tag changes them; `{prefix}-realm` (realm) never
+/// changes.
+pub(crate) fn tagged_trio(
+    prefix: &str,
+    tag: &str,
+    strategy: orchestrator_core::api::DeployStrategy,
+) -> DeployRequest {
+    let node = |name: &str, service: &str, tagged: bool| TopologyNode {
+        services: Some(vec![service.to_owned()]),
+        environment: tagged.then(|| BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
+        ..TopologyNode::new(format!("{prefix}-{name}"))
+    };
+    DeployRequest {
+        topology: Some(ServiceTopology {
+            nodes: vec![
+                node("auth", "auth", true),
+                node("acct", "account", true),
+                node("realm", "realm", false),
+            ],
+            infrastructure: None,
+        }),
+        strategy,
+        ..DeployRequest::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,28 +14,11 @@ use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::OrchestratorStore;
 
 use crate::orchestrator::service::Outcome;
-use crate::orchestrator::service::testing::World;
+use crate::orchestrator::service::testing::{World, tagged_trio};
 
-/// Three nodes: `bg-auth` (auth) and `bg-acct` (account) carry `TAG=tag`, `bg-realm`
-/// (realm) never changes.
+/// `bg-auth`, `bg-acct` and `bg-realm`: [`tagged_trio`].
 fn request(tag: &str, strategy: DeployStrategy) -> DeployRequest {
-    let node = |name: &str, service: &str, tagged: bool| TopologyNode {
-        services: Some(vec![service.to_owned()]),
-        environment: tagged.then(|| BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
-        ..TopologyNode::new(name)
-    };
-    DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: vec![
-                node("bg-auth", "auth", true),
-                node("bg-acct", "account", true),
-                node("bg-realm", "realm", false),
-            ],
-            infrastructure: None,
-        }),
-        strategy,
-        ..DeployRequest::default()
-    }
+    tagged_trio("bg", tag, strategy)
 }
 
 fn calls(world: &World, deploys: bool) -> Vec<String> {

@@ -14,29 +14,12 @@ use orchestrator_core::memory::backend::BackendCall;
 use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::OrchestratorStore;
 
-use crate::orchestrator::service::testing::World;
+use crate::orchestrator::service::testing::{World, tagged_trio};
 use crate::orchestrator::service::{ErrorKind, Outcome};
 
-/// `cn-auth` (auth) and `cn-acct` (account) carry `TAG=tag`; `cn-realm` (realm) never
-/// changes.
+/// `cn-auth`, `cn-acct` and `cn-realm`: [`tagged_trio`].
 fn request(tag: &str, strategy: DeployStrategy) -> DeployRequest {
-    let node = |name: &str, service: &str, tagged: bool| TopologyNode {
-        services: Some(vec![service.to_owned()]),
-        environment: tagged.then(|| BTreeMap::from([("TAG".to_owned(), tag.to_owned())])),
-        ..TopologyNode::new(name)
-    };
-    DeployRequest {
-        topology: Some(ServiceTopology {
-            nodes: vec![
-                node("cn-auth", "auth", true),
-                node("cn-acct", "account", true),
-                node("cn-realm", "realm", false),
-            ],
-            infrastructure: None,
-        }),
-        strategy,
-        ..DeployRequest::default()
-    }
+    tagged_trio("cn", tag, strategy)
 }
 
 fn canary(tag: &str, weight: i64, promote_after: Option<i64>) -> DeployRequest {
