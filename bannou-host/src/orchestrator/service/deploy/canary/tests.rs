@@ -15,7 +15,7 @@ use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::OrchestratorStore;
 
 use crate::orchestrator::service::testing::{World, tagged_trio};
-use crate::orchestrator::service::{ErrorKind, Outcome};
+use crate::orchestrator::service::{Answer, ErrorKind, Outcome};
 
 /// `cn-auth`, `cn-acct` and `cn-realm`: [`tagged_trio`].
 fn request(tag: &str, strategy: DeployStrategy) -> DeployRequest {
@@ -67,11 +67,8 @@ fn weighted(world: &World) -> BTreeMap<String, Vec<WeightedTarget>> {
         .collect()
 }
 
-/// A world with the first version deployed (replace) and the canary of tag 2 running.
-async fn world_with_canary(
-    weight: i64,
-    promote_after: Option<i64>,
-) -> (World, Answer<DeployResponse>) {
+/// A world with the first version (tag 1) deployed (replace), its backend calls taken.
+async fn world_with_first_version() -> World {
     let world = World::with_live_nodes().await;
     let first = world
         .service
@@ -80,6 +77,15 @@ async fn world_with_canary(
         .unwrap();
     assert!(first.body.success, "{:?}", first.body.warnings);
     world.backend.take_calls();
+    world
+}
+
+/// A world with the first version deployed (replace) and the canary of tag 2 running.
+async fn world_with_canary(
+    weight: i64,
+    promote_after: Option<i64>,
+) -> (World, Answer<DeployResponse>) {
+    let world = world_with_first_version().await;
     let answer = world
         .service
         .deploy(canary("2", weight, promote_after))
@@ -89,22 +95,10 @@ async fn world_with_canary(
     (world, answer)
 }
 
-use crate::orchestrator::service::Answer;
-
 #[tokio::test(start_paused = true)]
 async fn the_split_is_set_in_one_version_with_the_old_app_ids_primary() {
-    let world = World::with_live_nodes().await;
-    assert!(
-        world
-            .service
-            .deploy(request("1", DeployStrategy::Replace))
-            .await
-            .unwrap()
-            .body
-            .success
-    );
+    let world = world_with_first_version().await;
     let version = world.store.latest_config_version().await.unwrap();
-    world.backend.take_calls();
     let mut mappings = world
         .bus
         .subscribe_events::<FullServiceMappingsEvent>()
@@ -370,17 +364,7 @@ async fn a_canary_healthy_for_its_period_is_promoted_by_itself() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_with_no_changed_node_is_refused_before_anything_moves() {
-    let world = World::with_live_nodes().await;
-    assert!(
-        world
-            .service
-            .deploy(request("1", DeployStrategy::Replace))
-            .await
-            .unwrap()
-            .body
-            .success
-    );
-    world.backend.take_calls();
+    let world = world_with_first_version().await;
     let err = world
         .service
         .deploy(canary("1", 10, None))
