@@ -14,7 +14,7 @@ use std::time::Duration;
 use orchestrator_core::api::{ContainerStatusType, DeployRequest, ServiceTopology, TopologyNode};
 use orchestrator_core::events::{ServiceHealthStatus, ServiceHeartbeatEvent};
 use orchestrator_core::health::{HealthConfig, HeartbeatAggregator};
-use orchestrator_core::memory::backend::FakeBackend;
+use orchestrator_core::memory::backend::{BackendCall, FakeBackend};
 use orchestrator_core::memory::bus::InMemoryBus;
 use orchestrator_core::memory::store::InMemoryStore;
 use orchestrator_core::ports::backend::ContainerBackend;
@@ -443,6 +443,17 @@ pub(crate) fn topology(nodes: &[(&str, &[&str])]) -> DeployRequest {
         }),
         ..DeployRequest::default()
     }
+}
+
+/// The app-ids `calls` tore down, in call order.
+pub(crate) fn torn_down_apps(calls: &[BackendCall]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            BackendCall::Teardown { app_id, .. } => Some(app_id.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Three nodes deployed with `strategy`: `{prefix}-auth` (auth) and `{prefix}-acct`

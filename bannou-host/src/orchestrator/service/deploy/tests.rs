@@ -15,7 +15,7 @@ use orchestrator_core::ports::backend::{
 use orchestrator_core::ports::store::OrchestratorStore;
 use orchestrator_core::{AppId, Catalog};
 
-use crate::orchestrator::service::testing::World;
+use crate::orchestrator::service::testing::{World, torn_down_apps};
 
 /// A world whose nodes heartbeat every 100 ms.
 async fn world() -> World {
@@ -27,16 +27,6 @@ fn deployed_apps(calls: &[BackendCall]) -> Vec<String> {
         .iter()
         .filter_map(|c| match c {
             BackendCall::Deploy(n) => Some(n.app_id.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn torn_down_apps(calls: &[BackendCall]) -> Vec<String> {
-    calls
-        .iter()
-        .filter_map(|c| match c {
-            BackendCall::Teardown { app_id, .. } => Some(app_id.to_string()),
             _ => None,
         })
         .collect()

@@ -14,7 +14,7 @@ use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::OrchestratorStore;
 
 use crate::orchestrator::service::Outcome;
-use crate::orchestrator::service::testing::{World, tagged_trio};
+use crate::orchestrator::service::testing::{World, tagged_trio, torn_down_apps};
 
 /// `bg-auth`, `bg-acct` and `bg-realm`: [`tagged_trio`].
 fn request(tag: &str, strategy: DeployStrategy) -> DeployRequest {
@@ -205,14 +205,7 @@ async fn a_failure_before_the_switch_stops_the_new_nodes_and_touches_no_route() 
         warnings.iter().any(|w| w.contains("no route moved")),
         "{warnings:?}"
     );
-    let calls = world.backend.take_calls();
-    let mut stopped: Vec<String> = calls
-        .iter()
-        .filter_map(|c| match c {
-            BackendCall::Teardown { app_id, .. } => Some(app_id.to_string()),
-            _ => None,
-        })
-        .collect();
+    let mut stopped = torn_down_apps(&world.backend.take_calls());
     stopped.sort();
     assert_eq!(
         stopped,

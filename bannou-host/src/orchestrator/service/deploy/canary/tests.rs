@@ -14,7 +14,7 @@ use orchestrator_core::memory::backend::BackendCall;
 use orchestrator_core::ports::bus::EventBusExt;
 use orchestrator_core::ports::store::OrchestratorStore;
 
-use crate::orchestrator::service::testing::{World, tagged_trio};
+use crate::orchestrator::service::testing::{World, tagged_trio, torn_down_apps};
 use crate::orchestrator::service::{Answer, ErrorKind, Outcome};
 
 /// `cn-auth`, `cn-acct` and `cn-realm`: [`tagged_trio`].
@@ -44,15 +44,7 @@ fn split(old: &str, new: &str, weight: u32) -> Vec<WeightedTarget> {
 }
 
 fn stopped(world: &World) -> Vec<String> {
-    let mut apps: Vec<String> = world
-        .backend
-        .take_calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            BackendCall::Teardown { app_id, .. } => Some(app_id.to_string()),
-            _ => None,
-        })
-        .collect();
+    let mut apps = torn_down_apps(&world.backend.take_calls());
     apps.sort();
     apps
 }
