@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Host, PATIENCE, config, eventually, get_json, http, our_presets};
+use common::{Host, PATIENCE, config, http, our_presets};
 use orchestrator_core::api::{DeployRequest, DeployResponse, DeployStrategy};
 use orchestrator_core::events::BackendType;
 use tokio::sync::watch;
@@ -144,14 +144,7 @@ async fn a_blue_green_deploy_under_load_in_process_fails_no_call() {
     let gw = host.endpoints("lt-gw");
     assert_eq!(gw.len(), 1);
     let url = format!("{}/account/ping", gw[0]);
-    eventually("the gateway forwards account pings to lt-acct", || {
-        let url = url.clone();
-        async move {
-            let (status, body) = get_json(&url).await;
-            (status == 200 && body["appId"] == "lt-acct").then_some(())
-        }
-    })
-    .await;
+    common::until_answered_by(&url, "lt-acct").await;
 
     switch_under_load(&host, &url, prefix, "lt-acct", "lt-acct-green", None).await;
 
@@ -181,14 +174,7 @@ async fn a_blue_green_deploy_under_load_on_docker_fails_no_call() {
         );
         let ip = scene.container_ip(&format!("bannou-{gw}")).await;
         let url = format!("http://{ip}:80/account/ping");
-        eventually(&format!("{gw} forwards account pings to {old}"), || {
-            let (url, old) = (url.clone(), old.clone());
-            async move {
-                let (status, body) = get_json(&url).await;
-                (status == 200 && body["appId"] == old.as_str()).then_some(())
-            }
-        })
-        .await;
+        common::until_answered_by(&url, &old).await;
 
         switch_under_load(&host, &url, prefix, &old, &new, Some(BackendType::Compose)).await;
 

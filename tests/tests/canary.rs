@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bannou_host::cli::{Cli, Command};
 use clap::Parser;
-use common::{Host, PATIENCE, config, eventually, get_json, http, our_presets};
+use common::{Host, PATIENCE, config, http, our_presets};
 use orchestrator_core::api::{CanaryActionRequest, CanaryOutcome, DeployRequest, DeployStrategy};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -87,14 +87,7 @@ async fn a_canary_at_weight_10_gets_its_share_and_an_abort_under_load_fails_no_c
     let gw = host.endpoints("cn-gw");
     assert_eq!(gw.len(), 1);
     let url = format!("{}/account/ping", gw[0]);
-    eventually("the gateway forwards account pings to cn-acct", || {
-        let url = url.clone();
-        async move {
-            let (status, body) = get_json(&url).await;
-            (status == 200 && body["appId"] == "cn-acct").then_some(())
-        }
-    })
-    .await;
+    common::until_answered_by(&url, "cn-acct").await;
 
     // The canary: cn-acct-green beside cn-acct, 10 % of account's calls to it.
     let canary = DeployRequest {

@@ -292,3 +292,12 @@ pub async fn mesh_ping(client: &reqwest::Client, url: &str) -> Result<String, St
         Err(e) => Err(format!("transport: {e}")),
     }
 }
+
+/// Waits until a ping of `url` (a gateway's `/account/ping`) is answered by `app`.
+pub async fn until_answered_by(url: &str, app: &str) {
+    eventually(&format!("{url} answered by {app}"), || async move {
+        let (status, body) = get_json(url).await;
+        (status == 200 && body["appId"] == app).then_some(())
+    })
+    .await;
+}
